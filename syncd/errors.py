@@ -1,0 +1,48 @@
+"""Every error syncd raises on purpose derives from SyncdError.
+
+Only the CLI turns these into exit codes, and only the API into status codes.
+Messages name the thing and the value, never a secret.
+"""
+
+
+class SyncdError(Exception):
+    """Base of syncd's own errors."""
+
+
+class ConfigError(SyncdError):
+    """The configuration is invalid: the message names the file, the key and the value."""
+
+
+class StepFileError(SyncdError):
+    """A step file in the repository is invalid: the message names the file(s).
+
+    Permanent for a given commit: retrying the same commit cannot help.
+    """
+
+
+class PlanRefused(SyncdError):
+    """A guard refused the plan (for example, it would delete every step)."""
+
+
+class GitError(SyncdError):
+    """A git operation failed."""
+
+
+class TransientGitError(GitError):
+    """Connection refused, timeout, 5xx: worth retrying with backoff."""
+
+
+class AuthError(GitError):
+    """The remote refused the credentials: never retried."""
+
+
+class RevisionNotFound(GitError):
+    """A branch or commit does not exist on the remote."""
+
+
+class NotFound(SyncdError):
+    """A workspace, run or step that does not exist."""
+
+
+class Conflict(SyncdError):
+    """The request conflicts with the current state (for example a non-fast-forward push)."""

@@ -1,0 +1,196 @@
+"""The domain's plain values: steps, plans, runs, sync state. No I/O here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+
+class Mode(StrEnum):
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+
+
+class Status(StrEnum):
+    SYNCED = "Synced"
+    OUT_OF_SYNC = "OutOfSync"
+    UNKNOWN = "Unknown"
+
+
+class Trigger(StrEnum):
+    WEBHOOK = "webhook"
+    POLL = "poll"
+    MANUAL = "manual"
+    DRIFT = "drift"
+    STARTUP = "startup"
+
+
+class RunResult(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PLANNED = "planned"
+
+
+class Origin(StrEnum):
+    GIT = "git"
+    OUTSIDE = "outside"
+
+
+@dataclass(frozen=True, slots=True)
+class StepContent:
+    """What a step does: the part of a step that syncd compares."""
+
+    if_: str
+    do: str
+    enabled: bool = True
+    valid: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        # Key order is part of the contract: the hash is taken over this text.
+        return {"if": self.if_, "do": self.do, "enabled": self.enabled, "valid": self.valid}
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StepContent:
+        return cls(
+            if_=d["if"], do=d["do"], enabled=d.get("enabled", True), valid=d.get("valid", True)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A step as git has it at some commit."""
+
+    name: str
+    content: StepContent
+    path: str  # the file's path in the repository
+    blob: str = ""  # the file's git blob id; lets an incremental sync skip unchanged files
+
+
+@dataclass(frozen=True, slots=True)
+class LiveStep:
+    """A step as the workspace holds it."""
+
+    id: str
+    name: str
+    content: StepContent
+    version: int
+    content_hash: str
+    updated_at: float  # unix seconds
+    origin: Origin
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "content": self.content.to_dict(),
+            "enabled": self.content.enabled,
+            "valid": self.content.valid,
+            "version": self.version,
+            "content_hash": self.content_hash,
+            "updated_at": self.updated_at,
+            "origin": str(self.origin),
+        }
+
+
+Action = Literal["create", "update", "delete"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepChange:
+    action: Action
+    name: str
+    before: StepContent | None  # None for create
+    after: StepContent | None  # None for delete
+    diff: str  # unified diff of if/do
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "name": self.name,
+            "before": self.before.to_dict() if self.before else None,
+            "after": self.after.to_dict() if self.after else None,
+            "diff": self.diff,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    creates: tuple[StepChange, ...] = ()
+    updates: tuple[StepChange, ...] = ()
+    deletes: tuple[StepChange, ...] = ()
+    unchanged: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not (self.creates or self.updates or self.deletes)
+
+    @property
+    def changes(self) -> tuple[StepChange, ...]:
+        return self.creates + self.updates + self.deletes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "create": [c.to_dict() for c in self.creates],
+            "update": [c.to_dict() for c in self.updates],
+            "delete": [c.to_dict() for c in self.deletes],
+            "unchanged": self.unchanged,
+        }
+
+
+@dataclass(slots=True)
+class Run:
+    """One sync attempt."""
+
+    id: str
+    workspace: str
+    trigger: Trigger
+    revision: str | None
+    result: RunResult
+    started_at: float
+    finished_at: float | None = None
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    error: str | None = None
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "workspace": self.workspace,
+            "trigger": str(self.trigger),
+            "revision": self.revision,
+            "result": str(self.result),
+            "created": self.created,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": self.error,
+            "dry_run": self.dry_run,
+        }
+
+
+@dataclass(slots=True)
+class SyncState:
+    """Where a workspace stands against git."""
+
+    workspace: str
+    status: Status = Status.UNKNOWN
+    last_applied_revision: str | None = None
+    last_seen_revision: str | None = None
+    last_run_id: str | None = None
+    # A commit whose sync failed for a permanent reason (a bad step file): not retried until
+    # the branch moves on. None when the last failure, if any, was transient.
+    failed_revision: str | None = None
+    drift: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)

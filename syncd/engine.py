@@ -1,0 +1,282 @@
+"""One sync of one workspace, phase by phase: resolve, fetch, read, plan, guard, apply or record.
+
+Like git-sync's sync function: each phase is one commented call and the first error ends the
+run. The engine never retries; the scheduler's loop does (and the git source retries its own
+network calls). A failed run applies nothing: the apply phase is one store transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from syncd.config import WorkspaceConfig
+from syncd.errors import PlanRefused, RevisionNotFound, StepFileError, SyncdError
+from syncd.gitsource import GitSource, Remote
+from syncd.model import Mode, Plan, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
+from syncd.plan import compute_plan, guard_plan
+from syncd.steps import MAX_STEPS, FileEntry, check_entries, check_unique, parse_step
+from syncd.store import IndexUpdate, Store
+
+# Errors that another attempt at the same commit cannot fix: the commit itself is bad.
+PERMANENT_ERRORS = (StepFileError, PlanRefused, RevisionNotFound)
+
+Progress = Callable[[str], None]
+
+
+class SyncObserver(Protocol):
+    """Told about every finished run (metrics, notifications)."""
+
+    def run_finished(
+        self, ws: WorkspaceConfig, run: Run, plan: Plan | None, state: SyncState, seconds: float
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What the read and plan phases found at one commit."""
+
+    revision: str
+    plan: Plan
+    index: IndexUpdate
+    live_total: int
+    incremental: bool
+    blobs_read: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    run: Run
+    plan: Plan | None
+    state: SyncState
+
+
+def remote_for(ws: WorkspaceConfig) -> Remote:
+    src = ws.source
+    password = src.password.reveal() if src.password else None
+    return Remote(url=src.url, username=src.username, password=password, ca_file=src.ca_file)
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        git: GitSource,
+        observer: SyncObserver | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.git = git
+        self.observer = observer
+        self.clock = clock
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def sync(
+        self,
+        ws: WorkspaceConfig,
+        trigger: Trigger,
+        revision: str | None = None,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> Outcome:
+        """Run one sync and record it. Never raises for a failed sync: the run says why."""
+        with self._lock(ws.id):
+            started = self.clock()
+            run = Run(
+                uuid.uuid4().hex, ws.id, trigger, None, RunResult.PLANNED, started, dry_run=dry_run
+            )
+            state = self.store.state(ws.id)
+            reading: Reading | None = None
+            try:
+                # 1-4. resolve the commit, fetch it, read its steps and plan the difference
+                reading = self.read(ws, revision, progress)
+                run.revision = reading.revision
+                # 5. guard: refuse to empty a workspace unless it allows that
+                guard_plan(reading.plan, reading.live_total, ws.allow_empty)
+                # 6. apply (automatic mode, or a manual trigger) or only record the plan
+                apply = not dry_run and (ws.mode is Mode.AUTOMATIC or trigger is Trigger.MANUAL)
+                state = self._finish(ws, run, reading, state, apply, progress)
+            except SyncdError as e:
+                state = self._fail(run, reading, state, e)
+            # 7. tell metrics and notifications
+            if self.observer is not None:
+                plan = reading.plan if reading else None
+                self.observer.run_finished(ws, run, plan, state, self.clock() - started)
+            return Outcome(run, reading.plan if reading else None, state)
+
+    def read(
+        self, ws: WorkspaceConfig, revision: str | None = None, progress: Progress | None = None
+    ) -> Reading:
+        """Resolve, fetch, read and plan, changing nothing: the `diff` of a workspace."""
+        remote = remote_for(ws)
+        say = progress or (lambda _msg: None)
+        # 1. resolve: the branch head by ls-remote, or the pinned revision
+        say(f"resolving {ws.source.branch}")
+        head = self.git.resolve(remote, ws.source.branch) if revision is None else None
+        # 2. fetch: nothing when the mirror already has the commit
+        say("fetching")
+        fetched = self.git.fetch(remote, ws.source.branch, want=head or revision)
+        commit = head or self.git.resolve_commit(remote, revision or fetched)
+        # 3-4. read the steps at that commit and plan against the live ones
+        state = self.store.state(ws.id)
+        base = state.last_applied_revision
+        if base is not None and base != commit:
+            reading = self._read_incremental(ws, remote, base, commit, say)
+            if reading is not None:
+                return reading
+        return self._read_full(ws, remote, commit, say)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _read_full(
+        self, ws: WorkspaceConfig, remote: Remote, commit: str, say: Progress
+    ) -> Reading:
+        entries = self.git.list_files(remote, commit, ws.source.path)
+        check_entries([FileEntry(e.path, e.mode, e.size) for e in entries])
+        # A file whose blob the store already holds parsed needs no reading.
+        known = self.store.index_files(ws.id)
+        steps: list[Step] = []
+        read = 0
+        for e in entries:
+            cached = known.get(e.path)
+            if cached is not None and cached.blob == e.blob:
+                steps.append(cached)
+                continue
+            steps.append(parse_step(e.path, e.blob, self.git.read_blob(remote, e.blob)))
+            read += 1
+            if read % 1000 == 0:
+                say(f"read {read} of {len(entries)} step files")
+        check_unique(steps)
+        live = self.store.live_steps(ws.id)
+        plan = compute_plan(
+            {s.name: s.content for s in steps}, {n: s.content for n, s in live.items()}
+        )
+        index = IndexUpdate(replace_all=True, upserts=tuple(steps))
+        return Reading(commit, plan, index, len(live), False, read)
+
+    def _read_incremental(
+        self, ws: WorkspaceConfig, remote: Remote, base: str, commit: str, say: Progress
+    ) -> Reading | None:
+        """Read only the files that changed since the last applied commit; None to read all."""
+        changes = self.git.changed_files(remote, base, commit, ws.source.path)
+        if changes is None:  # the base commit is gone (force-push, rebuilt mirror)
+            return None
+        present = [c for c in changes if c.status != "deleted"]
+        check_entries([FileEntry(c.path, c.mode, 0) for c in present])
+        touched = {c.path for c in changes}
+        before = self.store.index_files(ws.id, touched)
+        say(f"reading {len(present)} changed step files")
+        new_steps = [
+            parse_step(c.path, c.blob or "", self.git.read_blob(remote, c.blob or ""))
+            for c in present
+        ]
+        check_unique(new_steps)
+        self._check_unique_against_index(ws, new_steps, touched)
+        total = self.store.index_count(ws.id) - len(before) + len(new_steps)
+        if total == 0:
+            return None  # let the full read name a missing path, or plan the empty export
+        if total > MAX_STEPS:
+            raise StepFileError(f"{total} step files, over the limit of {MAX_STEPS}")
+        # The plan's scope: every name the commit touched, and every step edited outside git.
+        new_by_name = {s.name: s.content for s in new_steps}
+        scope = set(new_by_name) | {s.name for s in before.values()}
+        scope |= self.store.drifted_names(ws.id)
+        desired: dict[str, StepContent] = dict(new_by_name)
+        for name, steps in self.store.index_by_name(ws.id, scope - set(new_by_name)).items():
+            for s in steps:
+                if s.path not in touched:
+                    desired[name] = s.content
+        live = {n: s.content for n, s in self.store.live_steps(ws.id, scope).items()}
+        outside_scope = total - len(desired)
+        plan = compute_plan(desired, live, unchanged_elsewhere=outside_scope)
+        removes = tuple(c.path for c in changes if c.status == "deleted")
+        index = IndexUpdate(upserts=tuple(new_steps), removes=removes)
+        live_total = self.store.live_count(ws.id)
+        return Reading(commit, plan, index, live_total, True, len(new_steps))
+
+    def _check_unique_against_index(
+        self, ws: WorkspaceConfig, new_steps: list[Step], touched: set[str]
+    ) -> None:
+        others = self.store.index_by_name(ws.id, {s.name for s in new_steps})
+        for s in new_steps:
+            for other in others.get(s.name, []):
+                if other.path not in touched:
+                    raise StepFileError(f"{other.path} and {s.path}: both define step {s.name!r}")
+
+    # -- recording -----------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        ws: WorkspaceConfig,
+        run: Run,
+        reading: Reading,
+        state: SyncState,
+        apply: bool,
+        say: Progress | None,
+    ) -> SyncState:
+        plan = reading.plan
+        run.finished_at = self.clock()
+        if apply:
+            if say:
+                say(f"applying {len(plan.changes)} changes")
+            run.result = RunResult.SUCCEEDED
+            run.created, run.updated, run.deleted = (
+                len(plan.creates),
+                len(plan.updates),
+                len(plan.deletes),
+            )
+            new_state = replace(
+                state,
+                status=Status.SYNCED,
+                last_applied_revision=reading.revision,
+                last_seen_revision=reading.revision,
+                last_run_id=run.id,
+                failed_revision=None,
+                drift=0,
+            )
+            self.store.apply(plan, reading.index, run, new_state)
+            return new_state
+        run.result = RunResult.PLANNED
+        new_state = replace(
+            state,
+            status=Status.SYNCED if plan.empty else Status.OUT_OF_SYNC,
+            last_seen_revision=reading.revision,
+            last_run_id=run.id,
+            failed_revision=None,
+            drift=len(plan.changes),
+        )
+        self.store.record_run(run, new_state)
+        return new_state
+
+    def _fail(
+        self, run: Run, reading: Reading | None, state: SyncState, error: SyncdError
+    ) -> SyncState:
+        run.result = RunResult.FAILED
+        run.error = str(error)
+        run.finished_at = self.clock()
+        permanent = isinstance(error, PERMANENT_ERRORS)
+        seen = reading.revision if reading else state.last_seen_revision
+        status = state.status
+        if reading and reading.revision != state.last_applied_revision:
+            status = Status.OUT_OF_SYNC
+        new_state = replace(
+            state,
+            status=status,
+            last_seen_revision=seen,
+            last_run_id=run.id,
+            failed_revision=run.revision if permanent and run.revision else None,
+        )
+        try:
+            self.store.record_run(run, new_state)
+        except SyncdError:
+            pass  # the store itself failing is reported by the run returned to the caller
+        return new_state
+
+    def _lock(self, ws_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(ws_id, threading.Lock())

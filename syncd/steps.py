@@ -1,0 +1,152 @@
+"""The workspace-sdk export format: parse and validate step files, and write them. Pure.
+
+A step file is a JSON object with `name` and `content` (`if`, `do`, `enabled`, `valid`).
+Every failure names the file, because the person reading it has to go and fix that file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from syncd.errors import StepFileError
+from syncd.model import Step, StepContent
+
+SUFFIX = ".step.json"
+MAX_FILE_BYTES = 1024 * 1024
+MAX_STEPS = 50_000
+MAX_NAME_CHARS = 1024
+# Error messages list at most this many files, so a broken 50,000-file repo gives a readable error.
+MAX_LISTED_ERRORS = 20
+
+MODE_SYMLINK = 0o120000
+MODE_SUBMODULE = 0o160000
+
+_SEPARATORS = re.compile(r"[/ ]+")
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """A file in the tree under the workspace path, known before its content is read."""
+
+    path: str
+    mode: int
+    size: int
+
+
+def step_file_name(name: str) -> str:
+    """`and-done/greeting done` -> `and-done__greeting__done.step.json`."""
+    return _SEPARATORS.sub("__", name) + SUFFIX
+
+
+def check_entries(entries: Sequence[FileEntry]) -> None:
+    """Refuse what must never be read: symlinks, submodules, oversized files, too many steps."""
+    problems: list[str] = []
+    for e in entries:
+        if e.mode == MODE_SYMLINK:
+            problems.append(f"{e.path}: is a symlink; step paths must be plain files")
+        elif e.mode == MODE_SUBMODULE:
+            problems.append(f"{e.path}: is a submodule; step paths must be plain files")
+        elif e.size > MAX_FILE_BYTES:
+            problems.append(f"{e.path}: is {e.size} bytes, over the limit of {MAX_FILE_BYTES}")
+    if problems:
+        raise StepFileError(_summarize(problems))
+    if len(entries) > MAX_STEPS:
+        raise StepFileError(f"{len(entries)} step files, over the limit of {MAX_STEPS}")
+
+
+def parse_step_file(path: str, data: bytes) -> tuple[str, StepContent]:
+    """Parse one step file; StepFileError names the file and what is wrong with it."""
+    if len(data) > MAX_FILE_BYTES:
+        raise StepFileError(f"{path}: is {len(data)} bytes, over the limit of {MAX_FILE_BYTES}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise StepFileError(f"{path}: is not UTF-8 (byte {e.start})") from e
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise StepFileError(f"{path}: is not valid JSON: {e.msg} at line {e.lineno}") from e
+    except RecursionError as e:
+        raise StepFileError(f"{path}: is not valid JSON: nested too deeply") from e
+    if not isinstance(doc, dict):
+        raise StepFileError(f"{path}: must be a JSON object, got {_type_name(doc)}")
+    name = doc.get("name")
+    if not isinstance(name, str):
+        raise StepFileError(f"{path}: `name` must be a string, got {_type_name(name)}")
+    if not name.strip():
+        raise StepFileError(f"{path}: `name` is empty")
+    if len(name) > MAX_NAME_CHARS or "\x00" in name:
+        raise StepFileError(f"{path}: `name` is over {MAX_NAME_CHARS} characters or holds NUL")
+    content = doc.get("content")
+    if not isinstance(content, dict):
+        raise StepFileError(f"{path}: `content` must be an object, got {_type_name(content)}")
+    for key in ("if", "do"):
+        if not isinstance(content.get(key), str):
+            got = _type_name(content.get(key))
+            raise StepFileError(f"{path}: `content.{key}` must be a string, got {got}")
+    for key in ("enabled", "valid"):
+        if key in content and not isinstance(content[key], bool):
+            got = _type_name(content[key])
+            raise StepFileError(f"{path}: `content.{key}` must be true or false, got {got}")
+    if "json" in doc and "hash" in doc:
+        _check_hash(path, doc["json"], doc["hash"])
+    return name, StepContent.from_dict(content)
+
+
+def parse_step(path: str, blob: str, data: bytes) -> Step:
+    name, content = parse_step_file(path, data)
+    return Step(name=name, content=content, path=path, blob=blob)
+
+
+def check_unique(steps: Iterable[Step]) -> None:
+    """Two files with the same step name fail the sync; the error names both files."""
+    seen: dict[str, str] = {}
+    problems: list[str] = []
+    for s in steps:
+        first = seen.setdefault(s.name, s.path)
+        if first != s.path:
+            problems.append(f"{first} and {s.path}: both define step {s.name!r}")
+    if problems:
+        raise StepFileError(_summarize(problems))
+
+
+def render_step_file(name: str, content: StepContent) -> bytes:
+    """The file syncd writes for a step: `name`, `content`, and `json`/`hash` over content."""
+    compact = content.canonical_json()
+    doc: dict[str, Any] = {
+        "name": name,
+        "content": content.to_dict(),
+        "json": compact,
+        "hash": hashlib.sha256(compact.encode("utf-8")).hexdigest(),
+    }
+    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _check_hash(path: str, json_text: object, hash_text: object) -> None:
+    if not isinstance(json_text, str) or not isinstance(hash_text, str):
+        raise StepFileError(f"{path}: `json` and `hash` must be strings")
+    actual = hashlib.sha256(json_text.encode("utf-8")).hexdigest()
+    if actual != hash_text.lower():
+        raise StepFileError(
+            f"{path}: is corrupt: `hash` {hash_text[:16]!r}... is not the sha256 of `json`"
+            f" ({actual[:16]}...)"
+        )
+
+
+def _summarize(problems: list[str]) -> str:
+    shown = problems[:MAX_LISTED_ERRORS]
+    more = len(problems) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more" if more else "")
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), "a number" if isinstance(value, int | float) else type(value).__name__
+    )

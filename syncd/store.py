@@ -1,0 +1,499 @@
+"""The store: workspaces' live steps, sync state and run history. The only module with SQL.
+
+The embedded default is SQLite in WAL mode, so the daemon and the CLI can share one file.
+A plan is applied in one transaction together with its run record: a crash at any moment
+leaves either the old state or the new one. `Store` is the seam a PostgreSQL store will fill.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from syncd.errors import SyncdError
+from syncd.model import (
+    LiveStep,
+    Origin,
+    Plan,
+    Run,
+    RunResult,
+    Status,
+    Step,
+    StepContent,
+    SyncState,
+    Trigger,
+)
+
+
+class StoreError(SyncdError):
+    """The store cannot be opened or is from a newer syncd."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexUpdate:
+    """How the record of git's files (as of the last applied commit) changes with an apply."""
+
+    replace_all: bool = False
+    upserts: tuple[Step, ...] = ()
+    removes: tuple[str, ...] = ()  # file paths
+
+
+class Store(Protocol):
+    def close(self) -> None: ...
+    def state(self, ws: str) -> SyncState: ...
+    def save_state(self, state: SyncState) -> None: ...
+    def live_steps(self, ws: str, names: Collection[str] | None = None) -> dict[str, LiveStep]: ...
+    def live_count(self, ws: str) -> int: ...
+    def drifted_names(self, ws: str) -> set[str]: ...
+    def put_outside(self, ws: str, name: str, content: StepContent) -> LiveStep: ...
+    def delete_outside(self, ws: str, name: str) -> bool: ...
+    def index_files(self, ws: str, paths: Collection[str] | None = None) -> dict[str, Step]: ...
+    def index_by_name(self, ws: str, names: Collection[str]) -> dict[str, list[Step]]: ...
+    def index_count(self, ws: str) -> int: ...
+    def apply(self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState) -> None: ...
+    def record_run(self, run: Run, state: SyncState) -> None: ...
+    def runs(self, ws: str, limit: int = 50) -> list[Run]: ...
+    def run(self, run_id: str) -> Run | None: ...
+    def workspace_ids(self) -> list[str]: ...
+
+
+# Each entry moves the schema one version up; never edit a released entry, append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE workspaces (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL DEFAULT 'Unknown',
+        last_applied_revision TEXT,
+        last_seen_revision TEXT,
+        last_run_id TEXT,
+        failed_revision TEXT,
+        drift INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL
+    );
+    -- Live steps. A row with deleted = 1 is a tombstone: a step deleted outside git, kept so
+    -- that an incremental sync knows to bring it back without scanning every step.
+    CREATE TABLE steps (
+        workspace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        id TEXT NOT NULL,
+        content TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        origin TEXT NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (workspace, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX steps_origin ON steps (workspace, origin);
+    -- Git's step files as of the last applied commit: lets an incremental sync read only
+    -- the blobs a commit changed.
+    CREATE TABLE git_files (
+        workspace TEXT NOT NULL,
+        path TEXT NOT NULL,
+        name TEXT NOT NULL,
+        blob TEXT NOT NULL,
+        content TEXT NOT NULL,
+        PRIMARY KEY (workspace, path)
+    ) WITHOUT ROWID;
+    CREATE INDEX git_files_name ON git_files (workspace, name);
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        revision TEXT,
+        result TEXT NOT NULL,
+        created INTEGER NOT NULL DEFAULT 0,
+        updated INTEGER NOT NULL DEFAULT 0,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        error TEXT,
+        dry_run INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_workspace ON runs (workspace, started_at DESC);
+    """,
+)
+
+
+def open_store(url: str) -> SqliteStore:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise StoreError(f"store url {url!r}: only sqlite:///PATH is supported")
+    return SqliteStore(Path(url[len(prefix) :]))
+
+
+class SqliteStore:
+    def __init__(self, path: Path, busy_timeout_ms: int = 10_000) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection, shared by threads under a lock: pygit2 and SQLite work runs off the
+        # event loop in worker threads, and SQLite serializes writers anyway.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._lock = threading.RLock()
+        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        # FULL: a committed sync survives power loss, not only a process crash.
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._migrate()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def integrity_ok(self) -> bool:
+        with self._lock:
+            return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        with self._tx():
+            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"store {self.path} has schema version {version}; this syncd knows up to "
+                    f"{len(MIGRATIONS)}: upgrade syncd"
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in _statements(script):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed on success, rolled back on any exception."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- sync state ------------------------------------------------------------------------
+
+    def state(self, ws: str) -> SyncState:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT status, last_applied_revision, last_seen_revision, last_run_id,"
+                " failed_revision, drift FROM workspaces WHERE id = ?",
+                (ws,),
+            ).fetchone()
+        if row is None:
+            return SyncState(workspace=ws)
+        return SyncState(ws, Status(row[0]), row[1], row[2], row[3], row[4], row[5])
+
+    def save_state(self, state: SyncState) -> None:
+        with self._tx() as db:
+            _save_state(db, state)
+
+    def workspace_ids(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT id FROM workspaces ORDER BY id")]
+
+    # -- live steps ------------------------------------------------------------------------
+
+    def live_steps(self, ws: str, names: Collection[str] | None = None) -> dict[str, LiveStep]:
+        sql = (
+            "SELECT id, name, content, version, content_hash, updated_at, origin FROM steps"
+            " WHERE workspace = ? AND deleted = 0"
+        )
+        with self._lock:
+            if names is None:
+                rows = self._db.execute(sql + " ORDER BY name", (ws,)).fetchall()
+            else:
+                rows = []
+                for chunk in _chunks(list(names)):
+                    marks = ",".join("?" * len(chunk))
+                    rows += self._db.execute(f"{sql} AND name IN ({marks})", (ws, *chunk))
+        return {r[1]: _live_step(r) for r in rows}
+
+    def live_count(self, ws: str) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*) FROM steps WHERE workspace = ? AND deleted = 0", (ws,)
+            ).fetchone()
+        return int(row[0])
+
+    def drifted_names(self, ws: str) -> set[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name FROM steps WHERE workspace = ? AND origin = 'outside'", (ws,)
+            )
+            return {r[0] for r in rows}
+
+    def put_outside(self, ws: str, name: str, content: StepContent) -> LiveStep:
+        """An edit made outside git (as the workspace UI makes): kept until the next apply."""
+        now = time.time()
+        with self._tx() as db:
+            old = db.execute(
+                "SELECT id, version FROM steps WHERE workspace = ? AND name = ?", (ws, name)
+            ).fetchone()
+            step_id, version = (old[0], old[1] + 1) if old else (uuid.uuid4().hex, 1)
+            db.execute(
+                "INSERT OR REPLACE INTO steps (workspace, name, id, content, content_hash,"
+                " version, updated_at, origin, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                (
+                    ws,
+                    name,
+                    step_id,
+                    content.canonical_json(),
+                    content.content_hash(),
+                    version,
+                    now,
+                    Origin.OUTSIDE.value,
+                ),
+            )
+            _mark_out_of_sync(db, ws)
+        return LiveStep(
+            step_id, name, content, version, content.content_hash(), now, Origin.OUTSIDE
+        )
+
+    def delete_outside(self, ws: str, name: str) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE steps SET deleted = 1, origin = 'outside', updated_at = ?,"
+                " version = version + 1 WHERE workspace = ? AND name = ? AND deleted = 0",
+                (time.time(), ws, name),
+            )
+            if cur.rowcount:
+                _mark_out_of_sync(db, ws)
+            return cur.rowcount > 0
+
+    # -- git's files as of the last applied commit -----------------------------------------
+
+    def index_files(self, ws: str, paths: Collection[str] | None = None) -> dict[str, Step]:
+        sql = "SELECT path, name, blob, content FROM git_files WHERE workspace = ?"
+        with self._lock:
+            if paths is None:
+                rows = self._db.execute(sql, (ws,)).fetchall()
+            else:
+                rows = []
+                for chunk in _chunks(list(paths)):
+                    marks = ",".join("?" * len(chunk))
+                    rows += self._db.execute(f"{sql} AND path IN ({marks})", (ws, *chunk))
+        return {r[0]: _index_step(r) for r in rows}
+
+    def index_by_name(self, ws: str, names: Collection[str]) -> dict[str, list[Step]]:
+        out: dict[str, list[Step]] = {}
+        sql = "SELECT path, name, blob, content FROM git_files WHERE workspace = ?"
+        with self._lock:
+            for chunk in _chunks(list(names)):
+                marks = ",".join("?" * len(chunk))
+                for r in self._db.execute(f"{sql} AND name IN ({marks})", (ws, *chunk)):
+                    out.setdefault(r[1], []).append(_index_step(r))
+        return out
+
+    def index_count(self, ws: str) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*) FROM git_files WHERE workspace = ?", (ws,)
+            ).fetchone()
+        return int(row[0])
+
+    # -- applying and recording ------------------------------------------------------------
+
+    def apply(self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState) -> None:
+        """Apply a plan, the new git index, the run and the state: all or nothing."""
+        ws, now = state.workspace, time.time()
+        with self._tx() as db:
+            upserts = plan.creates + plan.updates
+            old = {
+                r[0]: (r[1], r[2])
+                for chunk in _chunks([c.name for c in upserts])
+                for r in db.execute(
+                    "SELECT name, id, version FROM steps WHERE workspace = ? AND name IN"
+                    f" ({','.join('?' * len(chunk))})",
+                    (ws, *chunk),
+                )
+            }
+            rows = []
+            for change in upserts:
+                assert change.after is not None
+                step_id, version = old.get(change.name, (uuid.uuid4().hex, 0))
+                rows.append(
+                    (
+                        ws,
+                        change.name,
+                        step_id,
+                        change.after.canonical_json(),
+                        change.after.content_hash(),
+                        version + 1,
+                        now,
+                    )
+                )
+            db.executemany(
+                "INSERT OR REPLACE INTO steps (workspace, name, id, content, content_hash,"
+                " version, updated_at, origin, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, 'git', 0)",
+                rows,
+            )
+            db.executemany(
+                "DELETE FROM steps WHERE workspace = ? AND name = ?",
+                [(ws, c.name) for c in plan.deletes],
+            )
+            # Every step edited outside git was in the plan's scope, so none is left drifting.
+            db.execute("DELETE FROM steps WHERE workspace = ? AND deleted = 1", (ws,))
+            db.execute(
+                "UPDATE steps SET origin = 'git' WHERE workspace = ? AND origin = 'outside'",
+                (ws,),
+            )
+            _update_index(db, ws, index)
+            _insert_run(db, run)
+            _save_state(db, state)
+
+    def record_run(self, run: Run, state: SyncState) -> None:
+        with self._tx() as db:
+            _insert_run(db, run)
+            _save_state(db, state)
+
+    def runs(self, ws: str, limit: int = 50) -> list[Run]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE workspace = ?"
+                " ORDER BY started_at DESC, rowid DESC LIMIT ?",
+                (ws, limit),
+            ).fetchall()
+        return [_run(r) for r in rows]
+
+    def run(self, run_id: str) -> Run | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+        return _run(row) if row else None
+
+
+_RUN_COLUMNS = (
+    "id, workspace, trigger, revision, result, created, updated, deleted, started_at,"
+    " finished_at, error, dry_run"
+)
+
+
+def _insert_run(db: sqlite3.Connection, run: Run) -> None:
+    db.execute(
+        f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            run.id,
+            run.workspace,
+            run.trigger.value,
+            run.revision,
+            run.result.value,
+            run.created,
+            run.updated,
+            run.deleted,
+            run.started_at,
+            run.finished_at,
+            run.error,
+            int(run.dry_run),
+        ),
+    )
+
+
+def _run(r: Sequence[object]) -> Run:
+    return Run(
+        id=str(r[0]),
+        workspace=str(r[1]),
+        trigger=Trigger(r[2]),
+        revision=r[3] if isinstance(r[3], str) else None,
+        result=RunResult(r[4]),
+        created=int(r[5]),
+        updated=int(r[6]),
+        deleted=int(r[7]),  # type: ignore[call-overload]
+        started_at=float(r[8]),
+        finished_at=None if r[9] is None else float(r[9]),  # type: ignore[arg-type]
+        error=r[10] if isinstance(r[10], str) else None,
+        dry_run=bool(r[11]),
+    )
+
+
+def _save_state(db: sqlite3.Connection, s: SyncState) -> None:
+    db.execute(
+        "INSERT INTO workspaces (id, status, last_applied_revision, last_seen_revision,"
+        " last_run_id, failed_revision, drift, updated_at) VALUES (?,?,?,?,?,?,?,?)"
+        " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+        " last_applied_revision = excluded.last_applied_revision,"
+        " last_seen_revision = excluded.last_seen_revision, last_run_id = excluded.last_run_id,"
+        " failed_revision = excluded.failed_revision, drift = excluded.drift,"
+        " updated_at = excluded.updated_at",
+        (
+            s.workspace,
+            s.status.value,
+            s.last_applied_revision,
+            s.last_seen_revision,
+            s.last_run_id,
+            s.failed_revision,
+            s.drift,
+            time.time(),
+        ),
+    )
+
+
+def _mark_out_of_sync(db: sqlite3.Connection, ws: str) -> None:
+    db.execute(
+        "INSERT INTO workspaces (id, status, drift, updated_at) VALUES (?, 'OutOfSync', 1, ?)"
+        " ON CONFLICT (id) DO UPDATE SET status = 'OutOfSync', drift = drift + 1,"
+        " updated_at = excluded.updated_at",
+        (ws, time.time()),
+    )
+
+
+def _update_index(db: sqlite3.Connection, ws: str, index: IndexUpdate) -> None:
+    if index.replace_all:
+        db.execute("DELETE FROM git_files WHERE workspace = ?", (ws,))
+    else:
+        db.executemany(
+            "DELETE FROM git_files WHERE workspace = ? AND path = ?",
+            [(ws, p) for p in index.removes],
+        )
+    db.executemany(
+        "INSERT OR REPLACE INTO git_files (workspace, path, name, blob, content)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [(ws, s.path, s.name, s.blob, s.content.canonical_json()) for s in index.upserts],
+    )
+
+
+def _live_step(r: Sequence[object]) -> LiveStep:
+    content = StepContent.from_dict(json.loads(str(r[2])))
+    return LiveStep(
+        id=str(r[0]),
+        name=str(r[1]),
+        content=content,
+        version=int(r[3]),  # type: ignore[call-overload]
+        content_hash=str(r[4]),
+        updated_at=float(r[5]),
+        origin=Origin(r[6]),  # type: ignore[arg-type]
+    )
+
+
+def _index_step(r: Sequence[object]) -> Step:
+    content = StepContent.from_dict(json.loads(str(r[3])))
+    return Step(name=str(r[1]), content=content, path=str(r[0]), blob=str(r[2]))
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    # SQLite caps the number of bound parameters per statement.
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _statements(script: str) -> list[str]:
+    # executescript would COMMIT our transaction; run the statements one by one instead.
+    statements = []
+    for chunk in script.split(";"):
+        code = "\n".join(line for line in chunk.splitlines() if not line.strip().startswith("--"))
+        if code.strip():
+            statements.append(code)
+    return statements

@@ -93,9 +93,10 @@ class Engine:
             state = self.store.state(ws.id)
             reading: Reading | None = None
             try:
-                # 1-4. resolve the commit, fetch it, read its steps and plan the difference
-                reading = self.read(ws, revision, progress)
-                run.revision = reading.revision
+                # 1-2. resolve the commit (branch head or pinned revision) and fetch it
+                run.revision = self.resolve(ws, revision, progress)
+                # 3-4. read the steps at that commit and plan against the live ones
+                reading = self.read_at(ws, run.revision, progress)
                 # 5. guard: refuse to empty a workspace unless it allows that
                 guard_plan(reading.plan, reading.live_total, ws.allow_empty)
                 # 6. apply (automatic mode, or a manual trigger) or only record the plan
@@ -109,27 +110,47 @@ class Engine:
                 self.observer.run_finished(ws, run, plan, state, self.clock() - started)
             return Outcome(run, reading.plan if reading else None, state)
 
-    def read(
+    def resolve(
         self, ws: WorkspaceConfig, revision: str | None = None, progress: Progress | None = None
-    ) -> Reading:
-        """Resolve, fetch, read and plan, changing nothing: the `diff` of a workspace."""
+    ) -> str:
+        """The commit to sync to, present in the mirror afterwards."""
         remote = remote_for(ws)
         say = progress or (lambda _msg: None)
-        # 1. resolve: the branch head by ls-remote, or the pinned revision
+        # 1. resolve: the branch head by ls-remote, unless a revision is pinned
         say(f"resolving {ws.source.branch}")
         head = self.git.resolve(remote, ws.source.branch) if revision is None else None
         # 2. fetch: nothing when the mirror already has the commit
-        say("fetching")
-        fetched = self.git.fetch(remote, ws.source.branch, want=head or revision)
-        commit = head or self.git.resolve_commit(remote, revision or fetched)
-        # 3-4. read the steps at that commit and plan against the live ones
-        state = self.store.state(ws.id)
-        base = state.last_applied_revision
+        if head is not None or not self._has(remote, revision):
+            say("fetching")
+            self.git.fetch(remote, ws.source.branch, want=head)
+        return head or self.git.resolve_commit(remote, revision or "")
+
+    def read_at(
+        self, ws: WorkspaceConfig, commit: str, progress: Progress | None = None
+    ) -> Reading:
+        """Read the steps at a commit and plan against the live ones, changing nothing."""
+        remote = remote_for(ws)
+        say = progress or (lambda _msg: None)
+        base = self.store.state(ws.id).last_applied_revision
         if base is not None and base != commit:
             reading = self._read_incremental(ws, remote, base, commit, say)
             if reading is not None:
                 return reading
         return self._read_full(ws, remote, commit, say)
+
+    def preview(self, ws: WorkspaceConfig, revision: str | None = None) -> Reading:
+        """The plan now (the `diff` of a workspace), recording nothing."""
+        with self._lock(ws.id):
+            return self.read_at(ws, self.resolve(ws, revision))
+
+    def _has(self, remote: Remote, revision: str | None) -> bool:
+        if revision is None:
+            return False
+        try:
+            self.git.resolve_commit(remote, revision)
+        except SyncdError:
+            return False
+        return True
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -260,9 +281,9 @@ class Engine:
         run.error = str(error)
         run.finished_at = self.clock()
         permanent = isinstance(error, PERMANENT_ERRORS)
-        seen = reading.revision if reading else state.last_seen_revision
+        seen = run.revision or state.last_seen_revision
         status = state.status
-        if reading and reading.revision != state.last_applied_revision:
+        if run.revision and run.revision != state.last_applied_revision:
             status = Status.OUT_OF_SYNC
         new_state = replace(
             state,
@@ -271,10 +292,7 @@ class Engine:
             last_run_id=run.id,
             failed_revision=run.revision if permanent and run.revision else None,
         )
-        try:
-            self.store.record_run(run, new_state)
-        except SyncdError:
-            pass  # the store itself failing is reported by the run returned to the caller
+        self.store.record_run(run, new_state)
         return new_state
 
     def _lock(self, ws_id: str) -> threading.Lock:

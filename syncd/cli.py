@@ -1,0 +1,259 @@
+"""The `syncd` command. The only place that turns errors into exit codes.
+
+Exit status: 0 success, 1 a failed sync (or, for `diff`, a difference), 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from syncd import __version__
+from syncd.config import Config, WorkspaceConfig, default_config_path, load_config
+from syncd.errors import ConfigError, NotFound, SyncdError
+from syncd.model import RunResult, Trigger
+from syncd.views import workspace_view
+from syncd.wiring import Core, build_core
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigError as e:
+        print(f"syncd: config refused:\n{e}", file=sys.stderr)
+        return EXIT_USAGE
+    except NotFound as e:
+        print(f"syncd: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except SyncdError as e:
+        print(f"syncd: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="syncd", description="GitOps sync daemon for workspaces")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        help="config file (default: $SYNCD_CONFIG, else /etc/syncd/syncd.yaml)",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(
+        name: str, handler: Callable[[argparse.Namespace], int], help: str, json_flag: bool = False
+    ) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, parents=[common], help=help, description=help)
+        cmd.set_defaults(handler=handler)
+        if json_flag:
+            cmd.add_argument("--json", action="store_true", help="print JSON, as the API does")
+        return cmd
+
+    add("check-config", cmd_check_config, "validate the config and every included file")
+    cmd = add("sync", cmd_sync, "sync a workspace now, in-process (no server needed)", True)
+    cmd.add_argument("workspace", metavar="WS", help="workspace id or name")
+    cmd.add_argument("--dry-run", action="store_true", help="plan and record, apply nothing")
+    cmd.add_argument("--revision", help="sync to this commit instead of the branch head")
+    cmd = add("diff", cmd_diff, "show what a sync would change (exit 1 when it would)", True)
+    cmd.add_argument("workspace", metavar="WS")
+    cmd = add("status", cmd_status, "show where workspaces stand", True)
+    cmd.add_argument("workspace", metavar="WS", nargs="?")
+    cmd = add("steps", cmd_steps, "list a workspace's live steps", True)
+    cmd.add_argument("workspace", metavar="WS")
+    add("version", cmd_version, "print the version")
+    for extra in _EXTRA_COMMANDS:
+        extra(sub, common)
+    return p
+
+
+# Commands defined in other modules (serve, demo, pull) register here, keeping this file small.
+_EXTRA_COMMANDS: list[Callable[[Any, argparse.ArgumentParser], None]] = []
+
+
+def register(adder: Callable[[Any, argparse.ArgumentParser], None]) -> None:
+    _EXTRA_COMMANDS.append(adder)
+
+
+# -- helpers shared by commands -----------------------------------------------------------------
+
+
+def load(args: argparse.Namespace) -> Config:
+    return load_config(args.config or default_config_path(os.environ))
+
+
+def find_workspace(config: Config, key: str) -> WorkspaceConfig:
+    for ws in config.workspaces:
+        if key in (ws.id, ws.name):
+            return ws
+    known = ", ".join(f"{w.id} ({w.name})" for w in config.workspaces) or "none"
+    raise NotFound(f"no workspace {key!r} in {config.path}; known: {known}")
+
+
+def progress_printer(stream: TextIO = sys.stderr) -> Callable[[str], None] | None:
+    """Long work shows progress on a terminal, and stays quiet in pipes and logs."""
+    if not stream.isatty():
+        return None
+
+    def say(message: str) -> None:
+        stream.write(f"\r\033[K{message}")
+        stream.flush()
+
+    return say
+
+
+def _print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=False))
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load(args)
+    modes: dict[str, int] = {}
+    for ws in config.workspaces:
+        modes[str(ws.mode)] = modes.get(str(ws.mode), 0) + 1
+    summary = ", ".join(f"{n} {m}" for m, n in sorted(modes.items())) or "none"
+    print(f"config OK: {config.path}")
+    print(f"  files read: {len(config.files)}")
+    print(f"  workspaces: {len(config.workspaces)} ({summary})")
+    print(
+        f"  tokens: {len(config.tokens)}; webhook providers: "
+        f"{', '.join(sorted(config.webhooks)) or 'none'}"
+    )
+    return EXIT_OK
+
+
+def _with_core(args: argparse.Namespace, body: Callable[[Core], int]) -> int:
+    core = build_core(load(args))
+    try:
+        return body(core)
+    finally:
+        core.close()
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    def body(core: Core) -> int:
+        ws = find_workspace(core.config, args.workspace)
+        say = progress_printer()
+        outcome = core.engine.sync(
+            ws, Trigger.MANUAL, revision=args.revision, dry_run=args.dry_run, progress=say
+        )
+        if say:
+            sys.stderr.write("\r\033[K")
+        run = outcome.run
+        if args.json:
+            _print_json(run.to_dict())
+        else:
+            rev = (run.revision or "?")[:12]
+            if run.result is RunResult.FAILED:
+                print(f"{ws.id} ({ws.name}): sync failed at {rev}: {run.error}", file=sys.stderr)
+            else:
+                verb = "would change" if run.result is RunResult.PLANNED else "synced to"
+                plan = outcome.plan
+                counts = (
+                    f"{len(plan.creates)} created, {len(plan.updates)} updated, "
+                    f"{len(plan.deletes)} deleted"
+                    if plan
+                    else ""
+                )
+                print(f"{ws.id} ({ws.name}): {verb} {rev}: {counts}")
+        return EXIT_FAILED if run.result is RunResult.FAILED else EXIT_OK
+
+    return _with_core(args, body)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    def body(core: Core) -> int:
+        ws = find_workspace(core.config, args.workspace)
+        try:
+            reading = core.engine.preview(ws)
+        except SyncdError as e:
+            print(f"{ws.id} ({ws.name}): {e}", file=sys.stderr)
+            return EXIT_USAGE
+        plan = reading.plan
+        if args.json:
+            _print_json({"workspace": ws.id, "revision": reading.revision, **plan.to_dict()})
+        else:
+            for change in plan.changes:
+                print(f"{change.action} {change.name}")
+                if change.diff:
+                    print(change.diff)
+            print(
+                f"{ws.id} ({ws.name}) at {reading.revision[:12]}: {len(plan.creates)} to "
+                f"create, {len(plan.updates)} to update, {len(plan.deletes)} to delete, "
+                f"{plan.unchanged} unchanged"
+            )
+        return EXIT_OK if plan.empty else EXIT_FAILED
+
+    return _with_core(args, body)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    def body(core: Core) -> int:
+        config = core.config
+        chosen = (
+            [find_workspace(config, args.workspace)] if args.workspace else list(config.workspaces)
+        )
+        views = []
+        for ws in chosen:
+            state = core.store.state(ws.id)
+            last = core.store.run(state.last_run_id) if state.last_run_id else None
+            views.append(workspace_view(ws, state, last))
+        if args.json:
+            _print_json(views[0] if args.workspace else views)
+            return EXIT_OK
+        print(f"{'ID':<16} {'NAME':<16} {'MODE':<10} {'STATUS':<10} {'APPLIED':<12} LAST RUN")
+        for v in views:
+            last = v["last_run"]
+            last_text = f"{last['result']} ({last['trigger']})" if last else "-"
+            applied = (v["last_applied_revision"] or "-")[:12]
+            print(
+                f"{v['id']:<16} {v['name']:<16} {v['mode']:<10} {v['status']:<10} "
+                f"{applied:<12} {last_text}"
+            )
+        return EXIT_OK
+
+    return _with_core(args, body)
+
+
+def cmd_steps(args: argparse.Namespace) -> int:
+    def body(core: Core) -> int:
+        ws = find_workspace(core.config, args.workspace)
+        steps = core.store.live_steps(ws.id)
+        if args.json:
+            _print_json([s.to_dict() for s in steps.values()])
+            return EXIT_OK
+        for s in steps.values():
+            flags = ("" if s.content.enabled else " disabled") + (
+                "" if s.content.valid else " invalid"
+            )
+            print(f"{s.name}  v{s.version} {s.origin}{flags}")
+        print(f"{len(steps)} steps")
+        return EXIT_OK
+
+    return _with_core(args, body)
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"syncd {__version__}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

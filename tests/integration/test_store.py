@@ -1,0 +1,107 @@
+"""The SQLite store on a real file: one-transaction apply, rollback, outside edits, schema."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from syncd.model import Origin, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
+from syncd.plan import compute_plan
+from syncd.store import IndexUpdate, SqliteStore, StoreError
+
+WS = "ws1"
+
+
+def content(do: str) -> StepContent:
+    return StepContent("true", do)
+
+
+def run(rid: str = "r1") -> Run:
+    return Run(rid, WS, Trigger.MANUAL, "abc", RunResult.SUCCEEDED, 1.0, 2.0)
+
+
+def apply(store: SqliteStore, desired: dict[str, StepContent], rid: str = "r1") -> None:
+    live = {n: s.content for n, s in store.live_steps(WS).items()}
+    plan = compute_plan(desired, live)
+    steps = tuple(Step(n, c, f"p/{n}.step.json", "blob") for n, c in desired.items())
+    state = SyncState(WS, Status.SYNCED, "abc", "abc", rid)
+    store.apply(plan, IndexUpdate(replace_all=True, upserts=steps), run(rid), state)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteStore:
+    s = SqliteStore(tmp_path / "syncd.db")
+    yield s
+    s.close()
+
+
+def test_apply_creates_updates_deletes_and_bumps_versions(store: SqliteStore) -> None:
+    apply(store, {"a": content("1"), "b": content("1")})
+    apply(store, {"a": content("2"), "c": content("1")}, "r2")
+    live = store.live_steps(WS)
+    assert set(live) == {"a", "c"}
+    assert live["a"].version == 2 and live["a"].content.do == "2"
+    assert live["c"].version == 1 and live["a"].origin is Origin.GIT
+    assert store.state(WS).last_run_id == "r2"
+    assert [r.id for r in store.runs(WS)] == ["r2", "r1"]
+    assert store.index_count(WS) == 2
+
+
+def test_failed_apply_rolls_back_everything(store: SqliteStore, monkeypatch) -> None:
+    apply(store, {"a": content("1")})
+    before = store.live_steps(WS)
+    plan = compute_plan({"a": content("2"), "b": content("1")}, {"a": content("1")})
+    bad_state = SyncState(WS, Status.SYNCED, "def", "def", "r2")
+    # A run row that collides with a NOT NULL constraint fails the transaction mid-way.
+    broken = Run("r2", WS, Trigger.MANUAL, "def", RunResult.SUCCEEDED, None)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError):
+        store.apply(plan, IndexUpdate(replace_all=True), broken, bad_state)
+    assert store.live_steps(WS) == before
+    assert store.state(WS).last_applied_revision == "abc"
+    assert store.run("r2") is None
+    assert store.index_count(WS) == 1
+
+
+def test_outside_edits_are_marked_and_cleared_by_apply(store: SqliteStore) -> None:
+    apply(store, {"a": content("1"), "b": content("1")})
+    edited = store.put_outside(WS, "a", content("hand"))
+    assert edited.origin is Origin.OUTSIDE and edited.version == 2
+    assert store.delete_outside(WS, "b")
+    assert not store.delete_outside(WS, "b")
+    assert store.drifted_names(WS) == {"a", "b"}
+    assert set(store.live_steps(WS)) == {"a"}
+    assert store.state(WS).status is Status.OUT_OF_SYNC
+    apply(store, {"a": content("1"), "b": content("1")}, "r2")
+    live = store.live_steps(WS)
+    assert live["a"].content.do == "1" and live["a"].origin is Origin.GIT
+    assert "b" in live and store.drifted_names(WS) == set()
+
+
+def test_store_survives_reopen_and_checks_integrity(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "x.db")
+    apply(s, {"a": content("1")})
+    s.close()
+    s2 = SqliteStore(tmp_path / "x.db")
+    assert set(s2.live_steps(WS)) == {"a"}
+    assert s2.integrity_ok()
+    assert s2.schema_version() >= 1
+    s2.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "new.db")
+    db.execute("PRAGMA user_version = 999")
+    db.close()
+    with pytest.raises(StoreError, match="upgrade syncd"):
+        SqliteStore(tmp_path / "new.db")
+
+
+def test_two_connections_share_the_file(tmp_path: Path) -> None:
+    daemon = SqliteStore(tmp_path / "s.db")
+    cli = SqliteStore(tmp_path / "s.db")
+    apply(cli, {"a": content("1")})
+    assert set(daemon.live_steps(WS)) == {"a"}
+    daemon.close()
+    cli.close()

@@ -1,0 +1,373 @@
+"""The OpenAPI 3.1 document of syncd's HTTP API (served at /openapi.json).
+
+Written by hand to say exactly what syncd/api.py does: the schemas mirror the `to_dict` shapes
+in syncd/model.py and syncd/views.py, and each operation lists the statuses its handler can
+really answer with. Errors are always `{"error": ..., "detail": ...}`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from syncd import __version__
+
+JSON = "application/json"
+Schema = dict[str, Any]
+WS = "/api/v1/workspaces/{id}"
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: Schema) -> Schema:
+    """`schema` or null: `type: [X, "null"]` for plain types, anyOf for references."""
+    if "$ref" in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def obj(props: dict[str, Schema], required: list[str] | None = None, **extra: Any) -> Schema:
+    """An object; every property is required unless `required` says otherwise."""
+    req = list(props) if required is None else required
+    return {"type": "object", "properties": props, "required": req, **extra}
+
+
+def enum(*values: str) -> Schema:
+    return {"type": "string", "enum": list(values)}
+
+
+BASIC = {t: {"type": t} for t in ("string", "integer", "number", "boolean")}
+STR, INT, NUM, BOOL = BASIC.values()
+ALIASES = {"str": "string", "int": "integer", "num": "number", "bool": "boolean"}
+
+
+def fields(spec: str, **override: Schema) -> dict[str, Schema]:
+    """Properties from `name:type` words: type is str, int, num, bool or a component's name,
+    `?` after it allows null and `[]` makes a list. A bare name takes its schema from `override`.
+    """
+    out: dict[str, Schema] = {}
+    for word in spec.split():
+        name, _, kind = word.partition(":")
+        if not kind:
+            out[name] = override[name]
+            continue
+        base = kind.rstrip("?").removesuffix("[]")
+        schema = BASIC[ALIASES[base]] if base in ALIASES else ref(base)
+        if kind.rstrip("?").endswith("[]"):
+            schema = {"type": "array", "items": schema}
+        out[name] = nullable(schema) if kind.endswith("?") else dict(schema)
+    return out
+
+
+SECONDS = {**NUM, "description": "unix seconds"}
+SCHEMAS: dict[str, Schema] = {
+    "Error": obj(
+        fields("error:str detail", detail={"description": "any JSON value; often null"}),
+        description="Every error response.",
+    ),
+    "Mode": enum("automatic", "manual"),
+    "Status": enum("Synced", "OutOfSync", "Unknown"),
+    "Trigger": enum("webhook", "poll", "manual", "drift", "startup"),
+    "RunResult": enum("succeeded", "failed", "planned"),
+    "Origin": enum("git", "outside"),
+    "StepContent": obj(
+        fields("if:str do:str enabled:bool valid:bool"),
+        description="What a step does: the part of a step syncd compares.",
+    ),
+    "StepContentInput": obj(fields("if:str do:str enabled:bool valid:bool"), ["if", "do"]),
+    "StepEdit": obj(
+        fields("content:StepContentInput"),
+        description="An edit outside git. The content object is also accepted at the top level.",
+    ),
+    "Step": obj(
+        fields(
+            "id:str name:str content:StepContent enabled:bool valid:bool version:int"
+            " content_hash:str updated_at origin:Origin",
+            updated_at=SECONDS,
+        ),
+        description="A live step, as the workspace holds it. `content_hash` is the sha256 of "
+        "the canonical JSON of `content`.",
+    ),
+    "StepList": obj(fields("steps:Step[]")),
+    "StepChange": obj(
+        fields(
+            "action name:str before:StepContent? after:StepContent? diff:str",
+            action=enum("create", "update", "delete"),
+        ),
+        description="`before` is null for a create, `after` for a delete; `diff` is a unified "
+        "diff of `if` and `do`.",
+    ),
+    "Plan": obj(
+        fields(
+            "workspace:str revision:str create:StepChange[] update:StepChange[]"
+            " delete:StepChange[] unchanged:int"
+        ),
+        description="The plan now, against commit `revision`: what a sync would change.",
+    ),
+    "Run": obj(
+        fields(
+            "id:str workspace:str trigger:Trigger revision:str? result:RunResult created:int"
+            " updated:int deleted:int started_at finished_at:num? error:str? dry_run:bool",
+            started_at=SECONDS,
+        ),
+        description="One sync attempt; times are unix seconds.",
+    ),
+    "RunList": obj(fields("runs:Run[]"), description="Newest first."),
+    "SyncAccepted": obj(
+        fields("workspace:str run_id:str coalesced:bool"),
+        description="`coalesced`: the request joined a run that was already waiting.",
+    ),
+    "SyncRequest": obj(
+        {
+            "dry_run": {**BOOL, "default": False},
+            "revision": {
+                **nullable({**STR, "pattern": "^[0-9a-fA-F]{4,40}$"}),
+                "default": None,
+                "description": "a commit sha, 4 to 40 hex digits; null for the branch head",
+            },
+        },
+        [],
+    ),
+    "Source": obj(fields("url:str branch:str path:str"), description="`url` is redacted."),
+    "Workspace": obj(
+        fields(
+            "id:str name:str tags:str[] mode:Mode status:Status source:Source poll_interval:num"
+            " last_applied_revision:str? last_seen_revision:str? failed_revision:str? drift:int"
+            " last_run:Run?"
+        ),
+        description="`poll_interval` in seconds (0: webhooks only); `drift` counts the steps "
+        "changed outside git.",
+    ),
+    "WorkspaceList": obj(fields("workspaces:Workspace[]")),
+    "Health": obj(
+        fields(
+            "workspace:str source_reachable:bool? last_error:str? webhook_last_seen"
+            " webhooks_unused:str[] invalid_steps:str[] disabled_steps:str[]"
+            " changed_outside_git:str[]",
+            webhook_last_seen={"type": "object", "additionalProperties": nullable(NUM)},
+        ),
+        description="`source_reachable` is null before the first run; `webhook_last_seen` "
+        "maps each configured provider to unix seconds, or null if never seen.",
+    ),
+    "ServiceStatus": obj({"status": enum("ok", "ready")}),
+    "HookAccepted": obj(fields("matched:str[] queued:str[]"), description="Workspace ids."),
+    "HookHandled": {
+        "description": "A ping, an event syncd ignores, or a redelivery (same delivery id).",
+        "oneOf": [
+            obj({"ping": {"const": "ok"}}),
+            obj(fields("ignored matched:str[] queued:str[]", ignored={"const": True})),
+            obj(fields("duplicate matched:str[] queued:str[]", duplicate={"const": True})),
+        ],
+    },
+}
+
+
+def error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An error response: always the Error schema."""
+    out = {"description": description, "content": {JSON: {"schema": ref("Error")}}}
+    return out | ({"headers": headers} if headers else {})
+
+
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": INT}}
+WWW_AUTH = {"WWW-Authenticate": {"description": 'Bearer realm="syncd"', "schema": STR}}
+RESPONSES = {
+    "400": error("Malformed: the body is missing, not JSON or not an object; or a bad query."),
+    "401": error("Missing or invalid bearer token.", WWW_AUTH),
+    "403": error("The token lacks this operation's scope."),
+    "404": error("No such workspace, run or step."),
+    "413": error("The body is over the size limit."),
+    "422": error("Well formed, but a value is not acceptable."),
+    "500": error("Internal error; see syncd's log."),
+    "502": error("The git remote failed."),
+    "503": error("The run queue is full or syncd is stopping.", RETRY_AFTER),
+    "504": error("The run did not finish in time; `detail` is `{run_id}`."),
+}
+
+
+def param(name: str, where: str, schema: Schema, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "schema": schema,
+        "description": description,
+    }
+
+
+ID = param("id", "path", STR, "workspace id")
+RUN_ID = param("run_id", "path", STR, "run id")
+STEP = param(
+    "name",
+    "path",
+    {"type": "string", "minLength": 1, "maxLength": 1024},
+    "Step name, 1 to 1024 characters, no NUL. It may contain `/`: percent-encode it (`/` as "
+    "`%2F`); the server decodes the path and takes all the rest of it as the name.",
+)
+TAG = param("tag", "query", STR, "only the workspaces with this tag")
+WAIT = param(
+    "wait", "query", {**BOOL, "default": False}, "`true`, `1` or `yes`: answer 200 with the run"
+)
+LIMIT = param(
+    "limit",
+    "query",
+    {**INT, "minimum": 1, "maximum": 1000, "default": 50},
+    "how many; out of range is a 400",
+)
+
+
+def ok(schema: str | Schema, description: str = "OK", media: str = JSON) -> dict[str, Any]:
+    """A success response; a string names a component schema."""
+    body = ref(schema) if isinstance(schema, str) else schema
+    return {"description": description, "content": {media: {"schema": body}}}
+
+
+def ok200(schema: str) -> dict[str, Any]:
+    return {"200": ok(schema)}
+
+
+def op(
+    scope: str | None,
+    summary: str,
+    responses: dict[str, Any],
+    errors: str = "",
+    *params: Schema,
+    body: str | None = None,
+    text: str = "",
+) -> dict[str, Any]:
+    """One operation: `errors` names shared error responses; a `scope` needs a bearer token."""
+    codes = errors.split() + (["401", "403"] if scope else []) + ["500"]
+    shared = {c: {"$ref": f"#/components/responses/{c}"} for c in codes}
+    auth = f"Requires a bearer token with the `{scope}` scope. " if scope else ""
+    out: dict[str, Any] = {
+        "summary": summary,
+        "description": (auth + text).strip() or "No authentication.",
+        "security": [{"bearer": []}] if scope else [],
+        "responses": dict(sorted((shared | responses).items())),
+    }
+    if scope:
+        out["x-syncd-scope"] = scope
+    if params:
+        out["parameters"] = list(params)
+    if body:  # "Name?": the body may be left out
+        schema = {"schema": ref(body.rstrip("?"))}
+        out["requestBody"] = {"required": not body.endswith("?"), "content": {JSON: schema}}
+    return out
+
+
+SIGNATURES = {
+    "github": "X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>",
+    "gitlab": "X-Gitlab-Token, or webhook-id, webhook-timestamp and webhook-signature",
+    "gitea": "X-Forgejo-Signature, X-Gitea-Signature, X-Gogs-Signature or X-Hub-Signature-256",
+    "bitbucket": "X-Hub-Signature: sha256=<hex>",
+    "bitbucket-server": "X-Hub-Signature: sha256=<hex>",
+    "azure-devops": "Authorization: Basic <user:secret>",
+    "generic": "X-Signature: sha256=<hex>",
+}
+
+
+def hook(by_path: bool) -> dict[str, Any]:
+    """POST /hooks/{provider} (by_path), or POST /hooks, which tells the provider by headers."""
+    signed = "; ".join(f"{p}: {h}" for p, h in SIGNATURES.items())
+    text = (
+        "A push webhook. No bearer token: a configured secret of the provider must sign the "
+        f"request ({signed}), checked before the body is parsed. 200 for a ping, an ignored "
+        "event or a redelivery. 503 carries Retry-After; if the queue fills midway, `detail` "
+        "is `{matched, queued}`."
+    )
+    responses = {
+        "200": ok("HookHandled"),
+        "202": ok("HookAccepted", "Accepted"),
+        "400": error("Malformed headers or payload" + ("." if by_path else ", or no provider.")),
+        "401": error("Bad or missing signature, or no secret configured for the provider."),
+    }
+    if by_path:
+        responses["404"] = error("Unknown provider; `detail` is `{providers: [...]}`.")
+    else:
+        text += " azure-devops sends no telling header and must use /hooks/{provider}."
+    result = op(None, "Receive a push webhook", responses, "413 503", text=text)
+    payload = {"description": "the provider's payload: JSON, or form-encoded `payload=<json>`"}
+    forms = {JSON: {"schema": payload}, "application/x-www-form-urlencoded": {}}
+    result["requestBody"] = {"required": True, "content": forms}
+    if by_path:
+        result["parameters"] = [param("provider", "path", enum(*SIGNATURES), "the provider")]
+    return result
+
+
+def paths() -> dict[str, Any]:
+    edit = "The workspace becomes OutOfSync; automatic mode overwrites the edit on its next sync."
+    sync = {"202": ok("SyncAccepted", "Queued"), "200": ok("Run", "Finished (with ?wait)")}
+    ready = {"200": ok("ServiceStatus"), "503": ok("Error", "Not ready: `{stopping: bool}`")}
+    metrics = {"200": ok(STR, "Prometheus text format", "text/plain")}
+    step, gone = {"200": ok("Step")}, {"204": {"description": "Deleted"}}
+    return {
+        "/hooks": {"post": hook(by_path=False)},
+        "/hooks/{provider}": {"post": hook(by_path=True)},
+        "/api/v1/workspaces": {"get": op("read", "Workspaces", ok200("WorkspaceList"), "", TAG)},
+        WS: {"get": op("read", "A workspace", ok200("Workspace"), "404", ID)},
+        f"{WS}/diff": {"get": op("read", "The plan now", ok200("Plan"), "404 422 502", ID)},
+        f"{WS}/sync": {
+            "post": op(
+                "sync",
+                "Sync now, in either mode",
+                sync,
+                "400 404 413 422 503 504",
+                ID,
+                WAIT,
+                body="SyncRequest?",
+                text="202 with the run id; with ?wait, 200 and the finished run (504 after 600 s).",
+            )
+        },
+        f"{WS}/runs": {
+            "get": op("read", "Runs, newest first", ok200("RunList"), "400 404", ID, LIMIT)
+        },
+        "/api/v1/runs/{run_id}": {"get": op("read", "A run", ok200("Run"), "404", RUN_ID)},
+        f"{WS}/steps": {"get": op("read", "Live steps", ok200("StepList"), "404", ID)},
+        f"{WS}/steps/{{name}}": {
+            "get": op("read", "A live step", step, "404 422", ID, STEP),
+            "put": op(
+                "write",
+                "Edit outside git",
+                step,
+                "400 404 413 422",
+                ID,
+                STEP,
+                body="StepEdit",
+                text=edit,
+            ),
+            "delete": op("write", "Delete outside git", gone, "404 422", ID, STEP, text=edit),
+        },
+        f"{WS}/health": {"get": op("read", "Workspace health", ok200("Health"), "404", ID)},
+        "/metrics": {"get": op(None, "Prometheus metrics", metrics)},
+        "/healthz": {"get": op(None, "Alive", ok200("ServiceStatus"))},
+        "/readyz": {"get": op(None, "Ready: config loaded, store open, not stopping", ready)},
+        "/openapi.json": {"get": op(None, "This document", {"200": ok({"type": "object"})})},
+    }
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The document; built once, and the same dict is returned on every call."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "syncd",
+            "version": __version__,
+            "description": "Keeps workspaces' steps in step with git. Errors are JSON "
+            '`{"error": ..., "detail": ...}`; unknown paths answer 404 and wrong methods 405.',
+        },
+        "paths": paths(),
+        "components": {
+            "schemas": SCHEMAS,
+            "responses": RESPONSES,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API token from the config; scopes: read, sync, write, "
+                    "export. Each operation's description names the scope it needs.",
+                }
+            },
+        },
+    }

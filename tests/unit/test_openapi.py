@@ -1,0 +1,233 @@
+"""The OpenAPI document: well formed, every route of the app, every $ref resolves, and the
+schemas name exactly the fields the code returns."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import syncd
+from syncd.model import LiveStep, Origin, Plan, Run, RunResult, StepChange, StepContent, Trigger
+from syncd.openapi import openapi_document
+
+WS = "/api/v1/workspaces/{id}"
+# (method, path, bearer scope or None), as syncd/api.py routes them.
+ROUTES = [
+    ("post", "/hooks", None),
+    ("post", "/hooks/{provider}", None),
+    ("get", "/api/v1/workspaces", "read"),
+    ("get", WS, "read"),
+    ("get", f"{WS}/diff", "read"),
+    ("post", f"{WS}/sync", "sync"),
+    ("get", f"{WS}/runs", "read"),
+    ("get", "/api/v1/runs/{run_id}", "read"),
+    ("get", f"{WS}/steps", "read"),
+    ("get", f"{WS}/steps/{{name}}", "read"),
+    ("put", f"{WS}/steps/{{name}}", "write"),
+    ("delete", f"{WS}/steps/{{name}}", "write"),
+    ("get", f"{WS}/health", "read"),
+    ("get", "/metrics", None),
+    ("get", "/healthz", None),
+    ("get", "/readyz", None),
+    ("get", "/openapi.json", None),
+]
+METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return openapi_document()
+
+
+def operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method, path, op)
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if method in METHODS
+    ]
+
+
+def schema(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = doc["components"]["schemas"][name]
+    return found
+
+
+def test_json_serializable_cached_and_versioned(doc: dict[str, Any]) -> None:
+    assert openapi_document() is doc
+    assert json.loads(json.dumps(doc)) == doc
+    assert doc["openapi"].startswith("3.1")
+    assert doc["info"]["version"] == syncd.__version__
+
+
+def test_every_route_and_only_those(doc: dict[str, Any]) -> None:
+    documented = sorted((m, p) for m, p, _ in operations(doc))
+    assert documented == sorted((m, p) for m, p, _ in ROUTES)
+
+
+def test_the_app_routes_what_the_document_lists() -> None:
+    api = pytest.importorskip("syncd.api")
+    app = api.create_app(None)  # the routes are built without touching the runtime
+    served = {
+        (method.lower(), re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path))
+        for route in app.routes
+        for method in route.methods
+        if method != "HEAD"
+    }
+    assert served == {(m, p) for m, p, _ in ROUTES}
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_the_app_serves_the_document() -> None:
+    pytest.importorskip("httpx")
+    api = pytest.importorskip("syncd.api")
+    from starlette.testclient import TestClient
+
+    response = TestClient(api.create_app(None)).get("/openapi.json")
+    assert response.status_code == 200
+    assert response.json() == json.loads(json.dumps(openapi_document()))
+
+
+def test_security_and_scopes(doc: dict[str, Any]) -> None:
+    scheme = doc["components"]["securitySchemes"]["bearer"]
+    assert scheme == {**scheme, "type": "http", "scheme": "bearer"}
+    for method, path, scope in ROUTES:
+        op = doc["paths"][path][method]
+        if scope is None:
+            assert op["security"] == [], (method, path)
+            assert "401" not in op["responses"] or path.startswith("/hooks")
+        else:
+            assert op["security"] == [{"bearer": []}], (method, path)
+            assert f"`{scope}` scope" in op["description"]
+            assert {"401", "403"} <= set(op["responses"]), (method, path)
+
+
+def test_path_parameters_are_declared(doc: dict[str, Any]) -> None:
+    for method, path, op in operations(doc):
+        declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+        assert declared == set(re.findall(r"\{(\w+)\}", path)), (method, path)
+        assert all(p["required"] for p in op.get("parameters", []) if p["in"] == "path")
+    step = doc["paths"][f"{WS}/steps/{{name}}"]["get"]["parameters"][1]
+    assert step["name"] == "name" and "%2F" in step["description"]
+
+
+def test_statuses(doc: dict[str, Any]) -> None:
+    def codes(method: str, path: str) -> set[str]:
+        return set(doc["paths"][path][method]["responses"])
+
+    assert {"200", "202", "400", "404", "413", "422", "503", "504"} <= codes("post", f"{WS}/sync")
+    assert {"200", "400", "401", "404", "413", "503"} <= codes("post", "/hooks/{provider}")
+    assert "404" not in codes("post", "/hooks")
+    assert {"200", "404", "422"} <= codes("put", f"{WS}/steps/{{name}}")
+    assert "204" in codes("delete", f"{WS}/steps/{{name}}")
+    assert {"200", "503"} <= codes("get", "/readyz")
+    assert "502" in codes("get", f"{WS}/diff")
+    assert "text/plain" in doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    busy = doc["components"]["responses"]["503"]
+    assert "Retry-After" in busy["headers"]
+
+
+def test_every_ref_resolves(doc: dict[str, Any]) -> None:
+    refs: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                refs.append(node["$ref"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(doc)
+    assert refs
+    for ref in refs:
+        assert ref.startswith("#/"), ref
+        node: Any = doc
+        for part in ref[2:].split("/"):
+            assert isinstance(node, dict) and part in node, ref
+            node = node[part]
+
+
+def test_providers_match_the_webhook_module(doc: dict[str, Any]) -> None:
+    from syncd import webhooks
+
+    params = doc["paths"]["/hooks/{provider}"]["post"]["parameters"]
+    assert params[0]["schema"]["enum"] == list(webhooks.PROVIDERS)
+
+
+def assert_shape(doc: dict[str, Any], name: str, value: dict[str, Any]) -> None:
+    """The schema lists exactly the keys the code returns, all required, none closed."""
+    s = schema(doc, name)
+    assert set(s["properties"]) == set(value), name
+    assert set(s["required"]) == set(value), name
+    assert s.get("additionalProperties", True) is not False, name
+
+
+def test_schemas_match_the_models(doc: dict[str, Any]) -> None:
+    content = StepContent("true", "echo", enabled=False)
+    run = Run("r1", "ws", Trigger.MANUAL, None, RunResult.PLANNED, 1.0)
+    step = LiveStep("s1", "a/b", content, 2, content.content_hash(), 3.0, Origin.OUTSIDE)
+    change = StepChange("create", "a/b", None, content, "+x")
+    assert_shape(doc, "Run", run.to_dict())
+    assert_shape(doc, "Step", step.to_dict())
+    assert_shape(doc, "StepContent", content.to_dict())
+    assert_shape(doc, "StepChange", change.to_dict())
+    plan = {"workspace": "ws", "revision": "abc", **Plan(creates=(change,)).to_dict()}
+    assert_shape(doc, "Plan", plan)
+    assert_shape(doc, "Error", {"error": "x", "detail": None})
+    # Nullable fields say so.
+    for field in ("revision", "finished_at", "error"):
+        assert "null" in schema(doc, "Run")["properties"][field]["type"]
+    for field in ("before", "after"):
+        assert {"type": "null"} in schema(doc, "StepChange")["properties"][field]["anyOf"]
+
+
+def test_workspace_schema_matches_the_view(doc: dict[str, Any]) -> None:
+    config = pytest.importorskip("syncd.config")
+    from syncd.model import Mode, SyncState
+    from syncd.views import workspace_view
+
+    ws = config.WorkspaceConfig(
+        id="1",
+        name="prod",
+        tags=("prod",),
+        mode=Mode.MANUAL,
+        source=config.SourceConfig("https://git.example.com/a.git"),
+        poll_interval=30.0,
+        allow_empty=False,
+        notify=(),
+        file=Path("syncd.yaml"),
+    )
+    view = workspace_view(ws, SyncState("1"), None)
+    assert_shape(doc, "Workspace", view)
+    assert_shape(doc, "Source", view["source"])
+
+
+def test_health_schema_matches_the_api(doc: dict[str, Any]) -> None:
+    api = pytest.importorskip("syncd.api")
+    from syncd.model import SyncState
+
+    store = SimpleNamespace(
+        state=SyncState,
+        run=lambda run_id: None,
+        live_steps=lambda ws_id: {},
+        drifted_names=lambda ws_id: [],
+    )
+    rt = SimpleNamespace(
+        core=SimpleNamespace(store=store),
+        config=SimpleNamespace(webhooks={"github": None}),
+        webhook_last_seen={},
+    )
+    assert_shape(doc, "Health", api._health(rt, SimpleNamespace(id="1")))
+
+
+def test_valid_per_openapi_spec_validator(doc: dict[str, Any]) -> None:
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(json.loads(json.dumps(doc)))

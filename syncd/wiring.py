@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from syncd.config import Config
 from syncd.engine import Engine, SyncObserver
 from syncd.gitsource import GitObserver, GitSource
-from syncd.store import SqliteStore, open_store
+from syncd.store import SqliteStore
 
 
 @dataclass
@@ -26,7 +26,7 @@ def build_core(
     sync_observer: SyncObserver | None = None,
     git_observer: GitObserver | None = None,
 ) -> Core:
-    store = open_store(config.store.url)
+    store = SqliteStore(config.store.sqlite_path)
     git = GitSource(config.state_dir, timeout=config.git.timeout, observer=git_observer)
     engine = Engine(store, git, observer=sync_observer)
     return Core(config, store, git, engine)

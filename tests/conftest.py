@@ -1,0 +1,34 @@
+"""Shared fixtures: a real https git server, and fresh repositories with a first commit."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from syncd.gitserver import GitServer, WorkTree
+
+_repo_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
+    """One https git server (git http-backend behind TLS and Basic auth) for the session."""
+    with GitServer(tmp_path_factory.mktemp("git-server")) as server:
+        yield server
+
+
+@pytest.fixture
+def repo(git_server: GitServer, tmp_path: Path) -> Iterator[tuple[str, WorkTree]]:
+    """A fresh repository on the server with one commit on main: (url, work tree)."""
+    name = f"repo{next(_repo_numbers)}"
+    url = git_server.create_repo(name)
+    tree = WorkTree(git_server, name, tmp_path / f"{name}-work")
+    tree.write("README.md", f"# {name}\n")
+    tree.commit("initial commit")
+    tree.push()
+    yield url, tree
+    # A test that injected a fault must not leak it into the next one.
+    git_server.set_fault(None)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from syncd.config import WorkspaceConfig
-from syncd.errors import PlanRefused, RevisionNotFound, StepFileError, SyncdError
+from syncd.errors import PathNotFound, PlanRefused, RevisionNotFound, StepFileError, SyncdError
 from syncd.gitsource import GitSource, Remote
 from syncd.model import Mode, Plan, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
 from syncd.plan import compute_plan, guard_plan
@@ -83,18 +83,30 @@ class Engine:
         revision: str | None = None,
         dry_run: bool = False,
         progress: Progress | None = None,
+        run_id: str | None = None,
+        head: str | None = None,
     ) -> Outcome:
-        """Run one sync and record it. Never raises for a failed sync: the run says why."""
+        """Run one sync and record it. Never raises for a failed sync: the run says why.
+
+        `head` is the branch head when the caller has just learned it (a poll), which saves
+        an ls-remote; `run_id` lets a scheduler hand out the id before the run starts.
+        """
         with self._lock(ws.id):
             started = self.clock()
             run = Run(
-                uuid.uuid4().hex, ws.id, trigger, None, RunResult.PLANNED, started, dry_run=dry_run
+                run_id or uuid.uuid4().hex,
+                ws.id,
+                trigger,
+                None,
+                RunResult.PLANNED,
+                started,
+                dry_run=dry_run,
             )
             state = self.store.state(ws.id)
             reading: Reading | None = None
             try:
                 # 1-2. resolve the commit (branch head or pinned revision) and fetch it
-                run.revision = self.resolve(ws, revision, progress)
+                run.revision = self.resolve(ws, revision, progress, head=head)
                 # 3-4. read the steps at that commit and plan against the live ones
                 reading = self.read_at(ws, run.revision, progress)
                 # 5. guard: refuse to empty a workspace unless it allows that
@@ -111,14 +123,21 @@ class Engine:
             return Outcome(run, reading.plan if reading else None, state)
 
     def resolve(
-        self, ws: WorkspaceConfig, revision: str | None = None, progress: Progress | None = None
+        self,
+        ws: WorkspaceConfig,
+        revision: str | None = None,
+        progress: Progress | None = None,
+        head: str | None = None,
     ) -> str:
         """The commit to sync to, present in the mirror afterwards."""
         remote = remote_for(ws)
         say = progress or (lambda _msg: None)
-        # 1. resolve: the branch head by ls-remote, unless a revision is pinned
+        # 1. resolve: the branch head by ls-remote, unless pinned or just learned by a poll
         say(f"resolving {ws.source.branch}")
-        head = self.git.resolve(remote, ws.source.branch) if revision is None else None
+        if revision is None and head is None:
+            head = self.git.resolve(remote, ws.source.branch)
+        elif revision is not None:
+            head = None
         # 2. fetch: nothing when the mirror already has the commit
         if head is not None or not self._has(remote, revision):
             say("fetching")
@@ -157,7 +176,19 @@ class Engine:
     def _read_full(
         self, ws: WorkspaceConfig, remote: Remote, commit: str, say: Progress
     ) -> Reading:
-        entries = self.git.list_files(remote, commit, ws.source.path)
+        try:
+            entries = self.git.list_files(remote, commit, ws.source.path)
+        except PathNotFound as e:
+            # A folder that held every step and is gone is an empty export: the guard decides.
+            live_total = self.store.live_count(ws.id)
+            if not (ws.allow_empty or live_total):
+                raise
+            if not ws.allow_empty:
+                raise PlanRefused(
+                    f"{e}: that would delete all {live_total} steps of the workspace; "
+                    "set `allow_empty: true` on the workspace if that is intended"
+                ) from e
+            entries = []
         check_entries([FileEntry(e.path, e.mode, e.size) for e in entries])
         # A file whose blob the store already holds parsed needs no reading.
         known = self.store.index_files(ws.id)

@@ -46,3 +46,7 @@ class NotFound(SyncdError):
 
 class Conflict(SyncdError):
     """The request conflicts with the current state (for example a non-fast-forward push)."""
+
+
+class PathNotFound(StepFileError):
+    """The workspace's path does not exist at the commit."""

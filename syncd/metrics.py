@@ -1,0 +1,144 @@
+"""Every Prometheus metric syncd exports, declared once, on an injected registry.
+
+Label values come from small fixed sets (workspace ids come from the config), so a stranger
+cannot grow the number of series.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from syncd import __version__
+from syncd.config import WorkspaceConfig
+from syncd.model import Plan, Run, RunResult, Status, SyncState
+
+GIT_OPS = ("ls_remote", "fetch", "push")
+WEBHOOK_RESULTS = (
+    "accepted",
+    "ping",
+    "ignored",
+    "unmatched",
+    "duplicate",
+    "unauthorized",
+    "malformed",
+    "too_large",
+    "overloaded",
+    "unavailable",
+)
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.sync_runs = Counter(
+            "syncd_sync_runs",
+            "Sync runs, by trigger and result.",
+            ["workspace", "trigger", "result"],
+            registry=r,
+        )
+        self.sync_duration = Histogram(
+            "syncd_sync_duration_seconds",
+            "Duration of sync runs.",
+            ["workspace"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.steps_changed = Counter(
+            "syncd_steps_changed",
+            "Steps created, updated, deleted.",
+            ["workspace", "action"],
+            registry=r,
+        )
+        self.status = Gauge(
+            "syncd_workspace_status",
+            "1 for the workspace's current status, 0 for the others.",
+            ["workspace", "status"],
+            registry=r,
+        )
+        self.drift = Gauge(
+            "syncd_workspace_drift_steps",
+            "Steps that differ between the workspace and git.",
+            ["workspace"],
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "syncd_workspace_last_success_timestamp_seconds",
+            "When the workspace last synced successfully.",
+            ["workspace"],
+            registry=r,
+        )
+        self.git_ops = Counter(
+            "syncd_git_operations", "Git network operations.", ["op", "result"], registry=r
+        )
+        self.git_duration = Histogram(
+            "syncd_git_operation_duration_seconds",
+            "Duration of git network operations.",
+            ["op"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.webhooks = Counter(
+            "syncd_webhook_requests",
+            "Webhook requests, by outcome.",
+            ["provider", "result"],
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            "syncd_config_reloads", "Config reloads, by result.", ["result"], registry=r
+        )
+        self.notifications = Counter(
+            "syncd_notifications_sent", "Digest e-mails, by result.", ["result"], registry=r
+        )
+        build = Gauge("syncd_build_info", "syncd's version.", ["version"], registry=r)
+        build.labels(__version__).set(1)
+        for op in GIT_OPS:
+            self.git_duration.labels(op)
+            for result in ("ok", "error"):
+                self.git_ops.labels(op, result)
+        for result in ("ok", "error"):
+            self.config_reloads.labels(result)
+            self.notifications.labels(result)
+
+    # -- observers -------------------------------------------------------------------------
+
+    def run_finished(
+        self, ws: WorkspaceConfig, run: Run, plan: Plan | None, state: SyncState, seconds: float
+    ) -> None:
+        self.sync_runs.labels(ws.id, str(run.trigger), str(run.result)).inc()
+        self.sync_duration.labels(ws.id).observe(seconds)
+        if run.result is RunResult.SUCCEEDED:
+            self.steps_changed.labels(ws.id, "create").inc(run.created)
+            self.steps_changed.labels(ws.id, "update").inc(run.updated)
+            self.steps_changed.labels(ws.id, "delete").inc(run.deleted)
+            self.last_success.labels(ws.id).set(run.finished_at or 0)
+        self.set_state(ws.id, state)
+
+    def set_state(self, ws_id: str, state: SyncState) -> None:
+        for status in Status:
+            self.status.labels(ws_id, status.value).set(1 if state.status is status else 0)
+        self.drift.labels(ws_id).set(state.drift)
+
+    def git_operation(self, op: str, result: str, seconds: float) -> None:
+        if op not in GIT_OPS or result not in ("ok", "error"):
+            return
+        self.git_ops.labels(op, result).inc()
+        self.git_duration.labels(op).observe(seconds)
+
+    def webhook(self, provider: str, result: str) -> None:
+        self.webhooks.labels(provider, result).inc()
+
+    def forget_workspace(self, ws_id: str) -> None:
+        """A workspace removed from the config takes its series with it."""
+        for status in Status:
+            _remove(self.status, ws_id, status.value)
+        _remove(self.drift, ws_id)
+        _remove(self.last_success, ws_id)
+
+
+def _remove(metric: Gauge, *labels: str) -> None:
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)

@@ -1,0 +1,342 @@
+"""Triggers become runs: coalescing per workspace, bounded parallelism, polling per remote.
+
+Webhooks, polls, manual requests and outside edits all *request* a sync. A workspace has at
+most one run in flight and, for ordinary requests, one queued: any number of requests while a
+run is in flight collapse into the one queued run. Only this loop retries: a transient failure
+is retried with capped, jittered backoff; a permanent one waits for a new commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from syncd.config import Config, WorkspaceConfig
+from syncd.engine import Engine, Outcome, remote_for
+from syncd.errors import GitError, NotFound, SyncdError
+from syncd.model import Mode, RunResult, Status, SyncState, Trigger
+from syncd.store import Store
+from syncd.urls import normalize_repo_url
+
+log = logging.getLogger("syncd.scheduler")
+
+# A workspace's queue holds ordinary requests in one entry; pinned revisions and dry runs
+# that differ from each other need entries of their own, up to this many.
+MAX_QUEUED_PER_WORKSPACE = 4
+RETRY_BASE = 5.0
+RETRY_CAP = 300.0
+POLL_BACKOFF_CAP = 600.0
+
+
+class QueueFull(SyncdError):
+    """Too many requests are waiting: try again later (HTTP 503 with Retry-After)."""
+
+
+class ShuttingDown(SyncdError):
+    """syncd is stopping and takes no new runs."""
+
+
+@dataclass
+class Request:
+    trigger: Trigger
+    revision: str | None = None
+    dry_run: bool = False
+    head: str | None = None
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    waiters: list[asyncio.Future[Outcome]] = field(default_factory=list)
+
+    @property
+    def ordinary(self) -> bool:
+        return self.revision is None and not self.dry_run
+
+    def absorbs(self, other: Request) -> bool:
+        return (self.revision, self.dry_run) == (other.revision, other.dry_run)
+
+
+@dataclass(frozen=True)
+class Ticket:
+    workspace: str
+    run_id: str
+    coalesced: bool
+    future: asyncio.Future[Outcome]
+
+
+@dataclass
+class _Slot:
+    queue: deque[Request] = field(default_factory=deque)
+    task: asyncio.Task[None] | None = None
+    failures: int = 0
+    retry: asyncio.TimerHandle | None = None
+    drift_timer: asyncio.TimerHandle | None = None
+
+
+def should_sync(mode: Mode, state: SyncState, head: str | None) -> bool:
+    """The poll decision: has the branch moved, or is an automatic workspace still behind?"""
+    if head is None:
+        return False  # the branch is gone: nothing to apply; the next push will tell
+    if head != state.last_seen_revision:
+        return True
+    if head == state.failed_revision:
+        return False  # a bad commit waits for a new one instead of failing again and again
+    if state.status is Status.UNKNOWN:
+        return True
+    return mode is Mode.AUTOMATIC and state.status is Status.OUT_OF_SYNC
+
+
+def backoff(failures: int, base: float, cap: float, rng: Callable[[], float]) -> float:
+    """Exponential backoff with full jitter in its upper half, capped."""
+    delay = min(cap, base * 2 ** max(0, failures - 1))
+    return delay * (0.5 + rng() / 2)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        config: Callable[[], Config],
+        max_parallel: int = 4,
+        max_queued: int = 1024,
+        drift_debounce: float = 2.0,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.config = config
+        self.max_queued = max_queued
+        self.drift_debounce = drift_debounce
+        self.rng = rng
+        self._parallel = asyncio.Semaphore(max_parallel)
+        self._slots: dict[str, _Slot] = {}
+        self._pollers: dict[str, asyncio.Task[None]] = {}
+        self.accepting = False
+        self.last_poll: dict[str, float] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, startup_sync: bool = True) -> None:
+        self.accepting = True
+        self.reconfigure()
+        if startup_sync:
+            for ws in self.config().workspaces:
+                self.request(ws.id, Trigger.STARTUP)
+
+    def reconfigure(self) -> None:
+        """Align pollers with the current config; runs in flight finish untouched."""
+        wanted = self._remotes()
+        for key, task in list(self._pollers.items()):
+            task.cancel()
+            del self._pollers[key]
+        if not self.accepting:
+            return
+        for key in wanted:
+            self._pollers[key] = asyncio.create_task(self._poll_loop(key), name=f"poll {key}")
+        known = {ws.id for ws in self.config().workspaces}
+        for ws_id, slot in list(self._slots.items()):
+            if ws_id not in known and slot.task is None:
+                self._cancel_timers(slot)
+                del self._slots[ws_id]
+
+    async def stop(self, deadline: float = 8.0) -> bool:
+        """Stop taking runs and wait for those in flight; True when all finished in time."""
+        # 1. stop accepting: new requests raise ShuttingDown, timers and pollers end
+        self.accepting = False
+        for task in self._pollers.values():
+            task.cancel()
+        self._pollers.clear()
+        for slot in self._slots.values():
+            self._cancel_timers(slot)
+            # 2. drop what is queued but not started; its waiters hear why
+            while len(slot.queue) > (1 if slot.task else 0):
+                req = slot.queue.pop()
+                for w in req.waiters:
+                    if not w.done():
+                        w.set_exception(ShuttingDown("syncd is stopping; the run did not start"))
+        # 3. wait for the runs in flight: each finishes or rolls back in its transaction
+        running = [s.task for s in self._slots.values() if s.task is not None]
+        if not running:
+            return True
+        _done, pending = await asyncio.wait(running, timeout=deadline)
+        return not pending
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def request(
+        self,
+        ws_id: str,
+        trigger: Trigger,
+        revision: str | None = None,
+        dry_run: bool = False,
+        head: str | None = None,
+    ) -> Ticket:
+        if not self.accepting:
+            raise ShuttingDown("syncd is stopping and takes no new runs")
+        self.config().workspace(ws_id)  # NotFound for an unknown workspace
+        slot = self._slots.setdefault(ws_id, _Slot())
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        new = Request(trigger, revision, dry_run, head)
+        # The entry at the head of the queue is the run in flight: never merge into it.
+        waiting = list(slot.queue)[1:] if slot.task else list(slot.queue)
+        for req in reversed(waiting):
+            if req.absorbs(new):
+                if trigger is Trigger.MANUAL:
+                    req.trigger = Trigger.MANUAL  # a manual request applies, even if merged
+                req.head = None if req.head != head else head
+                req.waiters.append(future)
+                return Ticket(ws_id, req.run_id, True, future)
+        if len(waiting) >= MAX_QUEUED_PER_WORKSPACE or self.queued() >= self.max_queued:
+            raise QueueFull(f"too many sync requests are waiting (workspace {ws_id})")
+        new.waiters.append(future)
+        slot.queue.append(new)
+        if slot.task is None:
+            slot.task = asyncio.create_task(self._work(ws_id, slot), name=f"sync {ws_id}")
+        return Ticket(ws_id, new.run_id, False, future)
+
+    def note_outside_edit(self, ws_id: str) -> None:
+        """An edit outside git: reconcile after a quiet moment (debounced, like self-heal)."""
+        slot = self._slots.setdefault(ws_id, _Slot())
+        if slot.drift_timer is not None:
+            slot.drift_timer.cancel()
+        loop = asyncio.get_running_loop()
+        slot.drift_timer = loop.call_later(
+            self.drift_debounce, self._request_quietly, ws_id, Trigger.DRIFT
+        )
+
+    def queued(self) -> int:
+        return sum(len(s.queue) for s in self._slots.values())
+
+    def busy(self) -> list[str]:
+        return [ws_id for ws_id, s in self._slots.items() if s.task is not None]
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def _work(self, ws_id: str, slot: _Slot) -> None:
+        try:
+            while slot.queue:
+                req = slot.queue[0]
+                try:
+                    outcome = await self._run(ws_id, req)
+                except Exception as e:
+                    log.exception("sync crashed workspace=%s run=%s", ws_id, req.run_id)
+                    slot.queue.popleft()
+                    for w in req.waiters:
+                        if not w.done():
+                            w.set_exception(e)
+                    continue
+                slot.queue.popleft()
+                for w in req.waiters:
+                    if not w.done():
+                        w.set_result(outcome)
+                self._after(ws_id, slot, req, outcome)
+        finally:
+            slot.task = None
+
+    async def _run(self, ws_id: str, req: Request) -> Outcome:
+        ws = self.config().workspace(ws_id)
+        async with self._parallel:
+            log.info("sync start workspace=%s trigger=%s run=%s", ws_id, req.trigger, req.run_id)
+            outcome = await asyncio.to_thread(
+                self.engine.sync,
+                ws,
+                req.trigger,
+                req.revision,
+                req.dry_run,
+                None,
+                req.run_id,
+                req.head,
+            )
+        run = outcome.run
+        log.info(
+            "sync end workspace=%s run=%s result=%s revision=%s created=%d updated=%d deleted=%d%s",
+            ws_id,
+            run.id,
+            run.result,
+            (run.revision or "-")[:12],
+            run.created,
+            run.updated,
+            run.deleted,
+            f" error={run.error!r}" if run.error else "",
+        )
+        return outcome
+
+    def _after(self, ws_id: str, slot: _Slot, req: Request, outcome: Outcome) -> None:
+        """Schedule a retry after a transient failure; forget failures after a success."""
+        if outcome.run.result is not RunResult.FAILED:
+            slot.failures = 0
+            return
+        if outcome.state.failed_revision is not None or req.dry_run or req.revision:
+            return  # permanent, or a one-off request: nothing to retry
+        slot.failures += 1
+        delay = backoff(slot.failures, RETRY_BASE, RETRY_CAP, self.rng)
+        if slot.retry is not None:
+            slot.retry.cancel()
+        loop = asyncio.get_running_loop()
+        trigger = Trigger.POLL if req.trigger is Trigger.STARTUP else req.trigger
+        if trigger is Trigger.MANUAL:
+            trigger = Trigger.POLL  # a retry is not a person asking again
+        slot.retry = loop.call_later(delay, self._request_quietly, ws_id, trigger)
+        log.info("retry scheduled workspace=%s in=%.1fs failures=%d", ws_id, delay, slot.failures)
+
+    def _request_quietly(self, ws_id: str, trigger: Trigger) -> None:
+        try:
+            self.request(ws_id, trigger)
+        except (QueueFull, ShuttingDown, NotFound) as e:
+            log.info("request dropped workspace=%s trigger=%s reason=%s", ws_id, trigger, e)
+
+    @staticmethod
+    def _cancel_timers(slot: _Slot) -> None:
+        for timer in (slot.retry, slot.drift_timer):
+            if timer is not None:
+                timer.cancel()
+        slot.retry = slot.drift_timer = None
+
+    # -- polling -----------------------------------------------------------------------------
+
+    def _remotes(self) -> dict[str, list[WorkspaceConfig]]:
+        """Polled workspaces grouped by remote: one ls-remote a cycle serves them all."""
+        groups: dict[str, list[WorkspaceConfig]] = {}
+        for ws in self.config().workspaces:
+            if ws.poll_interval > 0:
+                key = f"{normalize_repo_url(ws.source.url)}|{ws.source.username or ''}"
+                groups.setdefault(key, []).append(ws)
+        return groups
+
+    async def _poll_loop(self, key: str) -> None:
+        failures = 0
+        while self.accepting:
+            group = self._remotes().get(key)
+            if not group:
+                return
+            interval = min(ws.poll_interval for ws in group)
+            if failures:
+                interval = backoff(failures, interval, max(interval, POLL_BACKOFF_CAP), self.rng)
+            else:
+                interval *= 0.9 + self.rng() * 0.2  # jitter spreads remotes' polls apart
+            await asyncio.sleep(interval)
+            try:
+                heads = await asyncio.to_thread(self.engine.git.heads, remote_for(group[0]))
+            except GitError as e:
+                failures += 1
+                log.warning(
+                    "poll failed remote=%s failures=%d error=%s", key.split("|")[0], failures, e
+                )
+                continue
+            failures = 0
+            self.last_poll[key] = time.time()
+            for ws in self._remotes().get(key, []):
+                head = heads.get(ws.source.branch)
+                state = await asyncio.to_thread(self.store.state, ws.id)
+                if should_sync(ws.mode, state, head):
+                    self._request_quietly_with_head(ws.id, head)
+
+    def _request_quietly_with_head(self, ws_id: str, head: str | None) -> None:
+        try:
+            self.request(ws_id, Trigger.POLL, head=head)
+        except (QueueFull, ShuttingDown, NotFound) as e:
+            log.info("poll request dropped workspace=%s reason=%s", ws_id, e)

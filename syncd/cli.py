@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("workspace", metavar="WS", nargs="?")
     cmd = add("steps", cmd_steps, "list a workspace's live steps", True)
     cmd.add_argument("workspace", metavar="WS")
+    cmd = add("serve", cmd_serve, "run the daemon: webhooks, polling, API, metrics")
+    cmd.add_argument("--listen", metavar="HOST:PORT", help="override server.listen")
+    cmd.add_argument("--log-format", choices=("text", "json"), default="text")
+    cmd.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     add("version", cmd_version, "print the version")
     for extra in _EXTRA_COMMANDS:
         extra(sub, common)
@@ -248,6 +252,22 @@ def cmd_steps(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return _with_core(args, body)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from syncd.logs import setup_logging
+    from syncd.serve import serve
+
+    setup_logging(args.log_format, args.log_level)
+    config = load(args)
+    host = port = None
+    if args.listen:
+        host, _, port_text = args.listen.rpartition(":")
+        if not host or not port_text.isdigit():
+            print(f"syncd: --listen {args.listen!r}: expected HOST:PORT", file=sys.stderr)
+            return EXIT_USAGE
+        host, port = host.strip("[]"), int(port_text)
+    return serve(config, host, port)
 
 
 def cmd_version(args: argparse.Namespace) -> int:

@@ -1,0 +1,436 @@
+"""The HTTP API: a thin Starlette shell over the runtime. The only place errors become statuses.
+
+Every request a stranger can send is checked: bearer tokens with scopes, body size before the
+body is read, signatures before parsing, JSON shape before use. Errors are JSON
+`{"error": ..., "detail": ...}` and never carry a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from syncd import webhooks
+from syncd.config import TokenConfig, WorkspaceConfig
+from syncd.errors import Conflict, GitError, NotFound, RevisionNotFound, SyncdError
+from syncd.model import StepContent, Trigger
+from syncd.openapi import openapi_document
+from syncd.providers import Ping, WebhookRejected
+from syncd.runtime import Runtime
+from syncd.scheduler import QueueFull, ShuttingDown
+from syncd.views import workspace_view
+
+log = logging.getLogger("syncd.api")
+
+SCOPES = ("read", "sync", "write", "export")
+MAX_API_BODY = 4 * 1024 * 1024
+WAIT_TIMEOUT = 600.0
+RETRY_AFTER_SECONDS = "5"
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(error)
+        self.status, self.error, self.detail, self.headers = status, error, detail, headers
+
+
+def error_response(
+    status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+def create_app(rt: Runtime, lifespan: Any = None) -> Starlette:
+    def scoped(scope: str, handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            authorize(rt, request, scope)
+            return await handler(request)
+
+        return endpoint
+
+    async def list_workspaces(request: Request) -> Response:
+        tag = request.query_params.get("tag")
+        chosen = [ws for ws in rt.config.workspaces if tag is None or tag in ws.tags]
+        return JSONResponse(
+            {"workspaces": await asyncio.to_thread(lambda: [_view(rt, ws) for ws in chosen])}
+        )
+
+    async def get_workspace(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        return JSONResponse(await asyncio.to_thread(_view, rt, ws))
+
+    async def diff(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        reading = await asyncio.to_thread(rt.core.engine.preview, ws)
+        return JSONResponse(
+            {"workspace": ws.id, "revision": reading.revision, **reading.plan.to_dict()}
+        )
+
+    async def sync(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        body = await _json_body(request, allow_empty=True)
+        dry_run, revision = body.get("dry_run", False), body.get("revision")
+        if not isinstance(dry_run, bool):
+            raise ApiError(422, "`dry_run` must be true or false")
+        if revision is not None and (not isinstance(revision, str) or not _is_rev(revision)):
+            raise ApiError(422, "`revision` must be a commit sha (4 to 40 hex digits) or null")
+        ticket = _request(rt, ws.id, Trigger.MANUAL, revision=revision, dry_run=dry_run)
+        if request.query_params.get("wait", "").lower() not in ("1", "true", "yes"):
+            return JSONResponse(
+                {"workspace": ws.id, "run_id": ticket.run_id, "coalesced": ticket.coalesced},
+                status_code=202,
+            )
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(ticket.future), WAIT_TIMEOUT)
+        except TimeoutError:
+            raise ApiError(
+                504, "the run did not finish in time", {"run_id": ticket.run_id}
+            ) from None
+        return JSONResponse(outcome.run.to_dict())
+
+    async def runs(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        limit = _int_param(request, "limit", 50, 1, 1000)
+        found = await asyncio.to_thread(rt.core.store.runs, ws.id, limit)
+        return JSONResponse({"runs": [r.to_dict() for r in found]})
+
+    async def run(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        found = await asyncio.to_thread(rt.core.store.run, run_id)
+        if found is None or found.workspace not in {w.id for w in rt.config.workspaces}:
+            raise NotFound(f"no run {run_id!r}")
+        return JSONResponse(found.to_dict())
+
+    async def steps(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        live = await asyncio.to_thread(rt.core.store.live_steps, ws.id)
+        return JSONResponse({"steps": [s.to_dict() for s in live.values()]})
+
+    async def step(request: Request) -> Response:
+        ws, name = _workspace(rt, request), _step_name(request)
+        live = await asyncio.to_thread(rt.core.store.live_steps, ws.id, [name])
+        if name not in live:
+            raise NotFound(f"no step {name!r} in workspace {ws.id}")
+        return JSONResponse(live[name].to_dict())
+
+    async def put_step(request: Request) -> Response:
+        ws, name = _workspace(rt, request), _step_name(request)
+        content = _step_content(await _json_body(request))
+        saved = await asyncio.to_thread(rt.core.store.put_outside, ws.id, name, content)
+        rt.scheduler.note_outside_edit(ws.id)
+        return JSONResponse(saved.to_dict())
+
+    async def delete_step(request: Request) -> Response:
+        ws, name = _workspace(rt, request), _step_name(request)
+        if not await asyncio.to_thread(rt.core.store.delete_outside, ws.id, name):
+            raise NotFound(f"no step {name!r} in workspace {ws.id}")
+        rt.scheduler.note_outside_edit(ws.id)
+        return Response(status_code=204)
+
+    async def health(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        return JSONResponse(await asyncio.to_thread(_health, rt, ws))
+
+    async def hook(request: Request) -> Response:
+        return await _webhook(rt, request)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if rt.ready and not rt.stopping:
+            return JSONResponse({"status": "ready"})
+        return error_response(503, "not ready", {"stopping": rt.stopping})
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    ws_path = "/api/v1/workspaces/{id}"
+    routes = [
+        Route("/hooks", hook, methods=["POST"]),
+        Route("/hooks/{provider}", hook, methods=["POST"]),
+        Route("/api/v1/workspaces", scoped("read", list_workspaces), methods=["GET"]),
+        Route(ws_path, scoped("read", get_workspace), methods=["GET"]),
+        Route(f"{ws_path}/diff", scoped("read", diff), methods=["GET"]),
+        Route(f"{ws_path}/sync", scoped("sync", sync), methods=["POST"]),
+        Route(f"{ws_path}/runs", scoped("read", runs), methods=["GET"]),
+        Route("/api/v1/runs/{run_id}", scoped("read", run), methods=["GET"]),
+        Route(f"{ws_path}/steps", scoped("read", steps), methods=["GET"]),
+        Route(f"{ws_path}/steps/{{name:path}}", scoped("read", step), methods=["GET"]),
+        Route(f"{ws_path}/steps/{{name:path}}", scoped("write", put_step), methods=["PUT"]),
+        Route(f"{ws_path}/steps/{{name:path}}", scoped("write", delete_step), methods=["DELETE"]),
+        Route(f"{ws_path}/health", scoped("read", health), methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=_handlers())
+
+
+# -- authentication -----------------------------------------------------------------------------
+
+
+def authorize(rt: Runtime, request: Request, scope: str) -> TokenConfig:
+    header = request.headers.get("authorization", "")
+    kind, _, presented = header.partition(" ")
+    if kind.lower() != "bearer" or not presented.strip():
+        raise ApiError(
+            401, "a bearer token is required", None, {"WWW-Authenticate": 'Bearer realm="syncd"'}
+        )
+    token = find_token(rt.config.tokens, presented.strip())
+    if token is None:
+        raise ApiError(
+            401,
+            "the bearer token is not valid",
+            None,
+            {"WWW-Authenticate": 'Bearer realm="syncd", error="invalid_token"'},
+        )
+    if scope not in token.scopes:
+        raise ApiError(403, f"token {token.name!r} lacks the {scope!r} scope")
+    return token
+
+
+def find_token(tokens: tuple[TokenConfig, ...], presented: str) -> TokenConfig | None:
+    """Compare against every token in constant time; digests make the lengths equal."""
+    wanted = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
+    found = None
+    for token in tokens:
+        have = hashlib.sha256(token.token.reveal().encode()).digest()
+        if hmac.compare_digest(wanted, have) and found is None:
+            found = token
+    return found
+
+
+# -- webhooks -----------------------------------------------------------------------------------
+
+
+async def _webhook(rt: Runtime, request: Request) -> Response:
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    provider = request.path_params.get("provider")
+    label = provider if provider in webhooks.PROVIDERS else "unknown"
+    try:
+        if provider is None:
+            provider = label = webhooks.detect_provider(headers)
+        elif provider not in webhooks.PROVIDERS:
+            raise ApiError(
+                404,
+                f"unknown webhook provider {provider[:40]!r}",
+                {"providers": list(webhooks.PROVIDERS)},
+            )
+        if rt.stopping or not rt.scheduler.accepting:
+            rt.metrics.webhook(label, "unavailable")
+            return error_response(
+                503, "syncd is stopping", None, {"Retry-After": RETRY_AFTER_SECONDS}
+            )
+        body = await _read_capped(request, rt.config.server.max_body_bytes)
+        cfg = rt.config.webhooks.get(provider)
+        secrets = [s.reveal() for s in cfg.secrets] if cfg else []
+        signing = [s.reveal() for s in cfg.signing_secrets] if cfg else []
+        # Verify before parsing: nothing unsigned is ever looked at.
+        webhooks.verify(provider, headers, body, secrets, signing, now=time.time())
+        rt.webhook_last_seen[provider] = time.time()
+        event = webhooks.parse(provider, headers, body)
+    except WebhookRejected as e:
+        rt.metrics.webhook(label, "unauthorized" if e.status == 401 else "malformed")
+        return error_response(e.status, e.message)
+    except ApiError as e:
+        result = {413: "too_large"}.get(e.status, "malformed")
+        rt.metrics.webhook(label, result)
+        return error_response(e.status, e.error, e.detail)
+    if event is None:
+        rt.metrics.webhook(provider, "ignored")
+        return JSONResponse({"ignored": True, "matched": [], "queued": []})
+    if isinstance(event, Ping):
+        rt.metrics.webhook(provider, "ping")
+        return JSONResponse({"ping": "ok"})
+    if rt.deliveries.seen(provider, event.delivery):
+        rt.metrics.webhook(provider, "duplicate")
+        return JSONResponse({"duplicate": True, "matched": [], "queued": []})
+    matched = webhooks.match(event, rt.targets())
+    queued: list[str] = []
+    for ws_id in matched:
+        try:
+            queued.append(_request(rt, ws_id, Trigger.WEBHOOK).workspace)
+        except ApiError as e:
+            rt.metrics.webhook(provider, "overloaded")
+            return error_response(
+                e.status, e.error, {"matched": matched, "queued": queued}, e.headers
+            )
+    rt.deliveries.add(provider, event.delivery)
+    rt.metrics.webhook(provider, "accepted" if matched else "unmatched")
+    log.info(
+        "webhook provider=%s delivery=%s matched=%s",
+        provider,
+        (event.delivery or "-")[:64],
+        ",".join(matched) or "-",
+    )
+    return JSONResponse({"matched": matched, "queued": queued}, status_code=202)
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """Refuse by Content-Length before reading, and stop reading once past the limit."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise ApiError(400, "Content-Length is not a number")
+        if int(length) > limit:
+            raise ApiError(413, f"body of {length} bytes is over the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# -- request helpers ----------------------------------------------------------------------------
+
+
+def _request(
+    rt: Runtime, ws_id: str, trigger: Trigger, revision: str | None = None, dry_run: bool = False
+) -> Any:
+    try:
+        return rt.scheduler.request(ws_id, trigger, revision=revision, dry_run=dry_run)
+    except QueueFull as e:
+        raise ApiError(503, str(e), None, {"Retry-After": RETRY_AFTER_SECONDS}) from e
+    except ShuttingDown as e:
+        raise ApiError(503, str(e), None, {"Retry-After": RETRY_AFTER_SECONDS}) from e
+
+
+def _workspace(rt: Runtime, request: Request) -> WorkspaceConfig:
+    ws_id = request.path_params["id"]
+    for ws in rt.config.workspaces:
+        if ws.id == ws_id:
+            return ws
+    raise NotFound(f"no workspace {ws_id[:100]!r}")
+
+
+def _view(rt: Runtime, ws: WorkspaceConfig) -> dict[str, Any]:
+    state = rt.core.store.state(ws.id)
+    last = rt.core.store.run(state.last_run_id) if state.last_run_id else None
+    return workspace_view(ws, state, last)
+
+
+def _step_name(request: Request) -> str:
+    name: str = request.path_params["name"]
+    if not name.strip() or len(name) > 1024 or "\x00" in name:
+        raise ApiError(422, "a step name must be 1 to 1024 characters, without NUL")
+    return name
+
+
+def _step_content(body: dict[str, Any]) -> StepContent:
+    content = body.get("content", body)
+    if not isinstance(content, dict):
+        raise ApiError(422, "`content` must be an object with `if` and `do`")
+    for key in ("if", "do"):
+        if not isinstance(content.get(key), str):
+            raise ApiError(422, f"`content.{key}` must be a string")
+    for key in ("enabled", "valid"):
+        if key in content and not isinstance(content[key], bool):
+            raise ApiError(422, f"`content.{key}` must be true or false")
+    return StepContent.from_dict(content)
+
+
+async def _json_body(request: Request, allow_empty: bool = False) -> dict[str, Any]:
+    raw = await _read_capped(request, MAX_API_BODY)
+    if not raw.strip():
+        if allow_empty:
+            return {}
+        raise ApiError(400, "a JSON object body is required")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise ApiError(400, "the body is not valid JSON", str(e)[:200]) from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return body
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, f"`{name}` must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+def _is_rev(text: str) -> bool:
+    return 4 <= len(text) <= 40 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _health(rt: Runtime, ws: WorkspaceConfig) -> dict[str, Any]:
+    store = rt.core.store
+    state = store.state(ws.id)
+    last = store.run(state.last_run_id) if state.last_run_id else None
+    live = store.live_steps(ws.id)
+    provider_seen = {p: rt.webhook_last_seen.get(p) for p in rt.config.webhooks}
+    git_error = last is not None and last.result.value == "failed" and state.failed_revision is None
+    return {
+        "workspace": ws.id,
+        "source_reachable": None if last is None else not git_error,
+        "last_error": last.error if last and last.error else None,
+        "webhook_last_seen": provider_seen,
+        "webhooks_unused": sorted(p for p, at in provider_seen.items() if at is None),
+        "invalid_steps": sorted(n for n, s in live.items() if not s.content.valid),
+        "disabled_steps": sorted(n for n, s in live.items() if not s.content.enabled),
+        "changed_outside_git": sorted(store.drifted_names(ws.id)),
+    }
+
+
+# -- errors to statuses -------------------------------------------------------------------------
+
+
+def _handlers() -> dict[Any, Any]:
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error_response(exc.status, exc.error, exc.detail, exc.headers)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return error_response(exc.status_code, str(exc.detail), None, exc.headers)
+
+    async def syncd_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, QueueFull | ShuttingDown):
+            return error_response(503, str(exc), None, {"Retry-After": RETRY_AFTER_SECONDS})
+        if isinstance(exc, NotFound):
+            status = 404
+        elif isinstance(exc, Conflict):
+            status = 409
+        elif isinstance(exc, GitError) and not isinstance(exc, RevisionNotFound):
+            status = 502  # the git remote failed us, not the caller
+        else:
+            status = 422
+        return error_response(status, str(exc))
+
+    async def crash(request: Request, exc: Exception) -> Response:
+        log.exception("request failed path=%s", request.url.path)
+        return error_response(500, "internal error; see syncd's log")
+
+    return {
+        ApiError: api_error,
+        HTTPException: http_error,
+        SyncdError: syncd_error,
+        Exception: crash,
+    }

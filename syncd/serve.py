@@ -1,0 +1,207 @@
+"""`syncd serve`: the daemon's lifecycle, read top to bottom: start, run, reload, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+from syncd.api import create_app
+from syncd.config import Config, load_config
+from syncd.errors import ConfigError, SyncdError
+from syncd.logs import register_secrets
+from syncd.model import RunResult, Status, Trigger
+from syncd.runtime import Runtime, build_runtime
+from syncd.sdnotify import Notifier
+
+log = logging.getLogger("syncd.serve")
+
+STOP_DEADLINE = 8.0  # runs in flight get this long; systemd and the contract allow 10 s in all
+STATUS_EVERY = 30.0
+
+
+def config_secrets(config: Config) -> list[str]:
+    values = [t.token.reveal() for t in config.tokens]
+    for hook in config.webhooks.values():
+        values += [s.reveal() for s in hook.secrets + hook.signing_secrets]
+    for ws in config.workspaces:
+        if ws.source.password:
+            values.append(ws.source.password.reveal())
+    smtp = config.notifications.smtp
+    if smtp and smtp.password:
+        values.append(smtp.password.reveal())
+    return values
+
+
+class Daemon:
+    """The runtime plus what keeps it alive: reloads, watchdog pings, staged shutdown."""
+
+    def __init__(
+        self, config: Config, notifier: Notifier | None = None, drift_debounce: float = 2.0
+    ) -> None:
+        register_secrets(config_secrets(config))
+        self.rt: Runtime = build_runtime(config, drift_debounce=drift_debounce)
+        self.notifier = notifier or Notifier()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+
+    def app(self) -> Starlette:
+        return create_app(self.rt, lifespan=self.lifespan)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        # 1. start the scheduler: pollers, and a startup comparison of every workspace
+        await self.rt.scheduler.start(startup_sync=True)
+        # 2. reload on SIGHUP and on config file changes; ping the watchdog; report status
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        self._tasks = [
+            asyncio.create_task(self._watch_config(), name="config watch"),
+            asyncio.create_task(self._heartbeat(), name="heartbeat"),
+        ]
+        self.rt.ready = True
+        log.info(
+            "started workspaces=%d listen=%s:%d",
+            len(self.rt.config.workspaces),
+            self.rt.config.server.host,
+            self.rt.config.server.port,
+        )
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        # 1. stop taking work: webhooks answer 503, the scheduler refuses new runs
+        self.rt.stopping = True
+        self.rt.ready = False
+        self.notifier.stopping()
+        self._stop.set()
+        # 2. let runs in flight finish (each rolls back on its own if it cannot)
+        finished = await self.rt.scheduler.stop(deadline=STOP_DEADLINE)
+        if not finished:
+            log.warning("stopping with runs in flight; their transactions roll back")
+        # 3. end background tasks
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # 4. close the store
+        if finished:
+            self.rt.core.close()
+        self.notifier.close()
+        log.info("stopped")
+
+    async def reload(self) -> bool:
+        """Load the config again; a broken one is refused and the running one stays."""
+        async with self._reload_lock:
+            self.notifier.reloading(time.monotonic_ns() // 1000)
+            path = self.rt.config.path
+            try:
+                config = await asyncio.to_thread(load_config, path)
+            except ConfigError as e:
+                self.rt.metrics.config_reloads.labels("error").inc()
+                log.error(
+                    "config reload refused file=%s error=%s", path, str(e).replace("\n", "; ")
+                )
+                self.notifier.ready(status="config reload refused; running config kept")
+                return False
+            register_secrets(config_secrets(config))
+            before = {ws.id: ws for ws in self.rt.config.workspaces}
+            self.rt.swap_config(config)
+            self.rt.metrics.config_reloads.labels("ok").inc()
+            log.info("config reloaded workspaces=%d", len(config.workspaces))
+            # New and changed workspaces are compared at once; the others are left alone.
+            for ws in config.workspaces:
+                if before.get(ws.id) != ws:
+                    with contextlib.suppress(SyncdError):
+                        self.rt.scheduler.request(ws.id, Trigger.STARTUP)
+            self.notifier.ready(status=self.status_line())
+            return True
+
+    def status_line(self) -> str:
+        store = self.rt.core.store
+        states = [store.state(ws.id) for ws in self.rt.config.workspaces]
+        out = sum(1 for s in states if s.status is Status.OUT_OF_SYNC)
+        failing = 0
+        for s in states:
+            run = store.run(s.last_run_id) if s.last_run_id else None
+            failing += bool(run and run.result is RunResult.FAILED)
+        return f"{len(states)} workspaces, {out} OutOfSync, {failing} failing"
+
+    async def _heartbeat(self) -> None:
+        """WATCHDOG=1 from the event loop itself, so a stuck loop gets the process restarted."""
+        interval = self.notifier.watchdog_interval
+        next_status = 0.0
+        while not self._stop.is_set():
+            if interval:
+                self.notifier.watchdog()
+            now = time.monotonic()
+            if self.notifier.enabled and now >= next_status:
+                line = await asyncio.to_thread(self.status_line)
+                self.notifier.status(line)
+                next_status = now + STATUS_EVERY
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), interval or STATUS_EVERY)
+
+    async def _watch_config(self) -> None:
+        from watchfiles import awatch
+
+        while not self._stop.is_set():
+            files = {p.resolve() for p in self.rt.config.files}
+            dirs = sorted({str(p.parent) for p in files} | {str(self.rt.config.path.parent)})
+            try:
+                async for changes in awatch(
+                    *dirs, stop_event=self._stop, debounce=300, recursive=False
+                ):
+                    touched = {Path(p).resolve() for _, p in changes}
+                    if touched & files or any(p.suffix in (".yaml", ".yml") for p in touched):
+                        log.info("config files changed; reloading")
+                        await self.reload()
+                        break  # the set of files may have changed: watch anew
+                else:
+                    return
+            except (OSError, RuntimeError) as e:
+                log.warning("config watch failed error=%s; SIGHUP still reloads", e)
+                return
+
+
+class _NotifyingServer(uvicorn.Server):
+    """READY=1 only once the socket listens, which uvicorn does after the lifespan starts."""
+
+    def __init__(self, config: uvicorn.Config, daemon: Daemon) -> None:
+        super().__init__(config)
+        self.daemon = daemon
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.should_exit:
+            self.daemon.notifier.ready(status=await asyncio.to_thread(self.daemon.status_line))
+
+
+def serve(config: Config, host: str | None = None, port: int | None = None) -> int:
+    daemon = Daemon(config)
+    server = _NotifyingServer(
+        uvicorn.Config(
+            daemon.app(),
+            host=host or config.server.host,
+            port=config.server.port if port is None else port,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=2,
+            server_header=False,
+        ),
+        daemon,
+    )
+    server.run()
+    return 0

@@ -126,6 +126,11 @@ class ServerConfig:
     host: str = "127.0.0.1"  # an IPv6 address without brackets
     port: int = 8080
     max_body_bytes: int = 1048576
+    # An addition to the contract: how long an automatic workspace waits after an edit
+    # outside git before overwriting it (a burst of edits is reconciled once), and how many
+    # workspaces sync at once.
+    self_heal_delay: float = 2.0
+    max_parallel_syncs: int = 4
 
 
 @dataclass(frozen=True)
@@ -398,7 +403,12 @@ class _Parser:
     # Sections.
 
     def server(self, at: _At, value: Any) -> ServerConfig:
-        section = self.mapping(at, value, ("listen", "max_body_bytes")) or {}
+        section = (
+            self.mapping(
+                at, value, ("listen", "max_body_bytes", "self_heal_delay", "max_parallel_syncs")
+            )
+            or {}
+        )
         host, port = ServerConfig.host, ServerConfig.port
         if section.get("listen") is not None:
             listen = self.string(at.key("listen"), section["listen"])
@@ -417,7 +427,23 @@ class _Parser:
         max_body = self.integer(
             at.key("max_body_bytes"), section.get("max_body_bytes"), ServerConfig.max_body_bytes, 1
         )
-        return ServerConfig(host=host, port=port, max_body_bytes=max_body)
+        delay = self.duration(
+            at.key("self_heal_delay"), section.get("self_heal_delay"), ServerConfig.self_heal_delay
+        )
+        parallel = self.integer(
+            at.key("max_parallel_syncs"),
+            section.get("max_parallel_syncs"),
+            ServerConfig.max_parallel_syncs,
+            1,
+            64,
+        )
+        return ServerConfig(
+            host=host,
+            port=port,
+            max_body_bytes=max_body,
+            self_heal_delay=delay,
+            max_parallel_syncs=parallel,
+        )
 
     def store(self, at: _At, value: Any, base_dir: Path, state_dir: Path) -> StoreConfig:
         section = self.mapping(at, value, ("url",)) or {}

@@ -72,13 +72,15 @@ class Runtime:
         self.scheduler.reconfigure()
 
 
-def build_runtime(
-    config: Config, registry: CollectorRegistry | None = None, drift_debounce: float = 2.0
-) -> Runtime:
+def build_runtime(config: Config, registry: CollectorRegistry | None = None) -> Runtime:
     metrics = Metrics(registry)
     core = build_core(config, sync_observer=metrics, git_observer=metrics.git_operation)
-    holder: list[Core] = [core]
+    # The scheduler reads the config through the core, so a reload reaches it at once.
     scheduler = Scheduler(
-        core.engine, core.store, lambda: holder[0].config, drift_debounce=drift_debounce
+        core.engine,
+        core.store,
+        lambda: core.config,
+        max_parallel=config.server.max_parallel_syncs,
+        drift_debounce=config.server.self_heal_delay,
     )
     return Runtime(core=core, metrics=metrics, scheduler=scheduler)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -44,11 +47,9 @@ def config_secrets(config: Config) -> list[str]:
 class Daemon:
     """The runtime plus what keeps it alive: reloads, watchdog pings, staged shutdown."""
 
-    def __init__(
-        self, config: Config, notifier: Notifier | None = None, drift_debounce: float = 2.0
-    ) -> None:
+    def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
         register_secrets(config_secrets(config))
-        self.rt: Runtime = build_runtime(config, drift_debounce=drift_debounce)
+        self.rt: Runtime = build_runtime(config)
         self.notifier = notifier or Notifier()
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -59,7 +60,9 @@ class Daemon:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
-        # 1. start the scheduler: pollers, and a startup comparison of every workspace
+        # 1. publish every workspace's last known state, then start the scheduler: pollers,
+        #    and a startup comparison of every workspace
+        await asyncio.to_thread(self._publish_states)
         await self.rt.scheduler.start(startup_sync=True)
         # 2. reload on SIGHUP and on config file changes; ping the watchdog; report status
         loop = asyncio.get_running_loop()
@@ -118,6 +121,7 @@ class Daemon:
             register_secrets(config_secrets(config))
             before = {ws.id: ws for ws in self.rt.config.workspaces}
             self.rt.swap_config(config)
+            await asyncio.to_thread(self._publish_states)
             self.rt.metrics.config_reloads.labels("ok").inc()
             log.info("config reloaded workspaces=%d", len(config.workspaces))
             # New and changed workspaces are compared at once; the others are left alone.
@@ -127,6 +131,10 @@ class Daemon:
                         self.rt.scheduler.request(ws.id, Trigger.STARTUP)
             self.notifier.ready(status=self.status_line())
             return True
+
+    def _publish_states(self) -> None:
+        for ws in self.rt.config.workspaces:
+            self.rt.metrics.set_state(ws.id, self.rt.core.store.state(ws.id))
 
     def status_line(self) -> str:
         store = self.rt.core.store
@@ -176,11 +184,34 @@ class Daemon:
 
 
 class _NotifyingServer(uvicorn.Server):
-    """READY=1 only once the socket listens, which uvicorn does after the lifespan starts."""
+    """uvicorn, with READY=1 once the socket listens (after the lifespan has started), a clean
+    exit status after SIGTERM, and a forced exit on a second signal."""
 
     def __init__(self, config: uvicorn.Config, daemon: Daemon) -> None:
         super().__init__(config)
         self.daemon = daemon
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises the signal after a graceful stop, so the process would die by
+        # SIGTERM; a daemon that stopped cleanly exits 0.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit:
+            log.warning("second signal; exiting now (an unfinished apply rolls back)")
+            os._exit(1)
+        log.info("signal %s; stopping", signal.Signals(sig).name)
+        self.should_exit = True
 
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets=sockets)

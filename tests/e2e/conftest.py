@@ -72,10 +72,11 @@ def start_daemon(
             workspace("auto", repo_url, server, "automatic"),
             workspace("manual", repo_url, server, "manual"),
         ]
-    config = write_config(tmp_path, workspaces, server={"listen": f"127.0.0.1:{port}"}, **top)
+    config = write_config(
+        tmp_path, workspaces, server={"listen": f"127.0.0.1:{port}", "self_heal_delay": "1s"}, **top
+    )
     log_path = tmp_path / "daemon.log"
     env = daemon_env(server) | (env_extra or {})
-    env["SYNCD_DRIFT_DEBOUNCE"] = env.get("SYNCD_DRIFT_DEBOUNCE", "0.5")
     process = subprocess.Popen(
         [sys.executable, "-m", "syncd", "serve", "--config", str(config)],
         stdout=log_path.open("wb"),

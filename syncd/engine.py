@@ -21,6 +21,7 @@ from syncd.model import Mode, Plan, Run, RunResult, Status, Step, StepContent, S
 from syncd.plan import compute_plan, guard_plan
 from syncd.steps import MAX_STEPS, FileEntry, check_entries, check_unique, parse_step
 from syncd.store import IndexUpdate, Store
+from syncd.urls import normalize_repo_url
 
 # Errors that another attempt at the same commit cannot fix: the commit itself is bad.
 PERMANENT_ERRORS = (StepFileError, PlanRefused, RevisionNotFound)
@@ -59,6 +60,10 @@ def remote_for(ws: WorkspaceConfig) -> Remote:
     src = ws.source
     password = src.password.reveal() if src.password else None
     return Remote(url=src.url, username=src.username, password=password, ca_file=src.ca_file)
+
+
+def source_key(ws: WorkspaceConfig) -> str:
+    return f"{normalize_repo_url(ws.source.url)}|{ws.source.path.strip('/')}"
 
 
 class Engine:
@@ -150,8 +155,9 @@ class Engine:
         """Read the steps at a commit and plan against the live ones, changing nothing."""
         remote = remote_for(ws)
         say = progress or (lambda _msg: None)
-        base = self.store.state(ws.id).last_applied_revision
-        if base is not None and base != commit:
+        state = self.store.state(ws.id)
+        base = state.last_applied_revision
+        if base is not None and base != commit and state.source_key == source_key(ws):
             reading = self._read_incremental(ws, remote, base, commit, say)
             if reading is not None:
                 return reading
@@ -290,6 +296,7 @@ class Engine:
                 last_run_id=run.id,
                 failed_revision=None,
                 drift=0,
+                source_key=source_key(ws),
             )
             self.store.apply(plan, reading.index, run, new_state)
             return new_state

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -193,4 +193,6 @@ class SyncState:
     # the branch moves on. None when the last failure, if any, was transient.
     failed_revision: str | None = None
     drift: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    # The remote and folder the applied revision was read from; when the config points the
+    # workspace elsewhere, the record of git's files is stale and the next read is a full one.
+    source_key: str | None = None

@@ -120,6 +120,9 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX runs_workspace ON runs (workspace, started_at DESC);
     """,
+    """
+    ALTER TABLE workspaces ADD COLUMN source_key TEXT;
+    """,
 )
 
 
@@ -189,12 +192,12 @@ class SqliteStore:
         with self._lock:
             row = self._db.execute(
                 "SELECT status, last_applied_revision, last_seen_revision, last_run_id,"
-                " failed_revision, drift FROM workspaces WHERE id = ?",
+                " failed_revision, drift, source_key FROM workspaces WHERE id = ?",
                 (ws,),
             ).fetchone()
         if row is None:
             return SyncState(workspace=ws)
-        return SyncState(ws, Status(row[0]), row[1], row[2], row[3], row[4], row[5])
+        return SyncState(ws, Status(row[0]), row[1], row[2], row[3], row[4], row[5], row[6])
 
     def save_state(self, state: SyncState) -> None:
         with self._tx() as db:
@@ -422,12 +425,13 @@ def _run(r: Sequence[object]) -> Run:
 def _save_state(db: sqlite3.Connection, s: SyncState) -> None:
     db.execute(
         "INSERT INTO workspaces (id, status, last_applied_revision, last_seen_revision,"
-        " last_run_id, failed_revision, drift, updated_at) VALUES (?,?,?,?,?,?,?,?)"
+        " last_run_id, failed_revision, drift, source_key, updated_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?)"
         " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
         " last_applied_revision = excluded.last_applied_revision,"
         " last_seen_revision = excluded.last_seen_revision, last_run_id = excluded.last_run_id,"
         " failed_revision = excluded.failed_revision, drift = excluded.drift,"
-        " updated_at = excluded.updated_at",
+        " source_key = excluded.source_key, updated_at = excluded.updated_at",
         (
             s.workspace,
             s.status.value,
@@ -436,6 +440,7 @@ def _save_state(db: sqlite3.Connection, s: SyncState) -> None:
             s.last_run_id,
             s.failed_revision,
             s.drift,
+            s.source_key,
             time.time(),
         ),
     )

@@ -240,3 +240,29 @@ def test_incremental_sync_catches_duplicates_against_unchanged_files(setup) -> N
     out = core.engine.sync(ws(core, "auto"), Trigger.WEBHOOK)
     assert out.run.result is RunResult.FAILED
     assert "greet.step.json" in (out.run.error or "") and "copy.step.json" in (out.run.error or "")
+
+
+def test_a_new_path_in_the_config_reads_everything_again(
+    git_server: GitServer, repo, tmp_path: Path
+) -> None:
+    url, tree = repo
+    write_step(tree, "old", "a()")
+    write_step(tree, "old", "a2()", folder="elsewhere")
+    write_step(tree, "new", "b()", folder="elsewhere")
+    push(tree)
+    first = write_config(tmp_path, [workspace("auto", url, git_server)])
+    core = build_core(load_config(first, daemon_env(git_server)))
+    core.engine.sync(core.config.workspace("auto"), Trigger.MANUAL)
+    core.close()
+    write_step(tree, "new2", "c()", folder="elsewhere")
+    push(tree)
+    moved = write_config(
+        tmp_path, [workspace("auto", url, git_server, source={"path": "elsewhere"})]
+    )
+    core = build_core(load_config(moved, daemon_env(git_server)))
+    try:
+        out = core.engine.sync(core.config.workspace("auto"), Trigger.MANUAL)
+        assert out.run.result is RunResult.SUCCEEDED, out.run.error
+        assert live(core) == {"old": "a2()", "new": "b()", "new2": "c()"}
+    finally:
+        core.close()

@@ -105,3 +105,20 @@ def test_two_connections_share_the_file(tmp_path: Path) -> None:
     assert set(daemon.live_steps(WS)) == {"a"}
     daemon.close()
     cli.close()
+
+
+def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
+    from syncd.store import MIGRATIONS, _statements
+
+    db = sqlite3.connect(tmp_path / "old.db")
+    for statement in _statements(MIGRATIONS[0]):
+        db.execute(statement)
+    db.execute("INSERT INTO workspaces (id, status) VALUES ('ws1', 'Synced')")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    store = SqliteStore(tmp_path / "old.db")
+    assert store.schema_version() == len(MIGRATIONS)
+    state = store.state("ws1")
+    assert state.status is Status.SYNCED and state.source_key is None
+    store.close()

@@ -62,6 +62,9 @@ class Store(Protocol):
     def record_run(self, run: Run, state: SyncState) -> None: ...
     def runs(self, ws: str, limit: int = 50) -> list[Run]: ...
     def run(self, run_id: str) -> Run | None: ...
+    def runs_finished_since(self, since: float, until: float, limit: int = 10_000) -> list[Run]: ...
+    def get_meta(self, key: str) -> str | None: ...
+    def set_meta(self, key: str, value: str) -> None: ...
     def workspace_ids(self) -> list[str]: ...
 
 
@@ -122,6 +125,11 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     """
     ALTER TABLE workspaces ADD COLUMN source_key TEXT;
+    """,
+    """
+    -- Small named values that must survive a restart (e.g. how far the e-mail digests got).
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE INDEX runs_finished ON runs (finished_at);
     """,
 )
 
@@ -370,6 +378,25 @@ class SqliteStore:
                 (ws, limit),
             ).fetchall()
         return [_run(r) for r in rows]
+
+    def runs_finished_since(self, since: float, until: float, limit: int = 10_000) -> list[Run]:
+        """Runs of every workspace that finished in (since, until], oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE finished_at > ? AND finished_at <= ?"
+                " ORDER BY finished_at, rowid LIMIT ?",
+                (since, until, limit),
+            ).fetchall()
+        return [_run(r) for r in rows]
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def run(self, run_id: str) -> Run | None:
         with self._lock:

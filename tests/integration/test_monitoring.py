@@ -49,9 +49,7 @@ def busy_metrics() -> bytes:
 def test_every_contract_metric_is_exported() -> None:
     text = busy_metrics().decode()
     names = set(re.findall(r"^# TYPE (\S+)", text, re.M))
-    for name in CONTRACT_METRICS:
-        # prometheus_client declares a counter's TYPE without the _total suffix.
-        assert name.removesuffix("_total") in names, name
+    assert CONTRACT_METRICS <= names, CONTRACT_METRICS - names
 
 
 @needs_promtool

@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--listen", metavar="HOST:PORT", help="override server.listen")
     cmd.add_argument("--log-format", choices=("text", "json"), default="text")
     cmd.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    from syncd import demo  # demo imports its heavy parts only when it runs
+
+    demo.add_command(sub, common)
     add("version", cmd_version, "print the version")
     for extra in _EXTRA_COMMANDS:
         extra(sub, common)

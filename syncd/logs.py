@@ -52,5 +52,7 @@ def setup_logging(fmt: str = "text", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access",):
+    # watchfiles logs every change it sees at INFO; a log file next to the config would
+    # feed itself.
+    for noisy in ("uvicorn.access", "watchfiles"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

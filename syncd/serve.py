@@ -22,6 +22,7 @@ from syncd.config import Config, load_config
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import register_secrets
 from syncd.model import RunResult, Status, Trigger
+from syncd.notify import Digester
 from syncd.runtime import Runtime, build_runtime
 from syncd.sdnotify import Notifier
 
@@ -68,9 +69,12 @@ class Daemon:
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        # e-mail digests of failed runs; the config is read anew each tick, so reloads reach it
+        digests = Digester(self.rt.core.store, lambda: self.rt.config, self.rt.metrics)
         self._tasks = [
             asyncio.create_task(self._watch_config(), name="config watch"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
+            asyncio.create_task(digests.run(self._stop), name="digests"),
         ]
         self.rt.ready = True
         log.info(

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from syncd import webhooks
 from syncd.config import TokenConfig, WorkspaceConfig
 from syncd.errors import Conflict, GitError, NotFound, RevisionNotFound, SyncdError
+from syncd.export import export_workspace, parse_export_request
 from syncd.model import StepContent, Trigger
 from syncd.openapi import openapi_document
 from syncd.providers import Ping, WebhookRejected
@@ -143,6 +144,15 @@ def create_app(rt: Runtime, lifespan: Any = None) -> Starlette:
         rt.scheduler.note_outside_edit(ws.id)
         return Response(status_code=204)
 
+    async def export(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        order = parse_export_request(await _json_body(request))
+        core = rt.core
+        result = await asyncio.to_thread(
+            export_workspace, core.git, core.store, rt.config, ws, order
+        )
+        return JSONResponse(result.to_dict())
+
     async def health(request: Request) -> Response:
         ws = _workspace(rt, request)
         return JSONResponse(await asyncio.to_thread(_health, rt, ws))
@@ -178,6 +188,7 @@ def create_app(rt: Runtime, lifespan: Any = None) -> Starlette:
         Route(f"{ws_path}/steps/{{name:path}}", scoped("read", step), methods=["GET"]),
         Route(f"{ws_path}/steps/{{name:path}}", scoped("write", put_step), methods=["PUT"]),
         Route(f"{ws_path}/steps/{{name:path}}", scoped("write", delete_step), methods=["DELETE"]),
+        Route(f"{ws_path}/export", scoped("export", export), methods=["POST"]),
         Route(f"{ws_path}/health", scoped("read", health), methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -291,10 +302,11 @@ async def _read_capped(request: Request, limit: int) -> bytes:
     """Refuse by Content-Length before reading, and stop reading once past the limit."""
     length = request.headers.get("content-length")
     if length is not None:
-        if not length.isdigit():
+        # isdigit() is also true of "²" and of a 5,000-digit run, which int() refuses.
+        if not (length.isascii() and length.isdigit()):
             raise ApiError(400, "Content-Length is not a number")
-        if int(length) > limit:
-            raise ApiError(413, f"body of {length} bytes is over the limit of {limit}")
+        if len(length.lstrip("0")) > len(str(limit)) or int(length) > limit:
+            raise ApiError(413, f"body of {length[:20]} bytes is over the limit of {limit}")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)

@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     from syncd import demo  # demo imports its heavy parts only when it runs
 
     demo.add_command(sub, common)
+    from syncd.pull import add_command as add_pull  # pull reads a server's API, not the config
+
+    add_pull(sub, common)
     add("version", cmd_version, "print the version")
     for extra in _EXTRA_COMMANDS:
         extra(sub, common)

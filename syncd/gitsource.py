@@ -21,7 +21,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -33,6 +34,7 @@ from pygit2.enums import DeltaStatus, FetchPrune, FileMode
 
 from syncd.errors import (
     AuthError,
+    Conflict,
     GitError,
     PathNotFound,
     RevisionNotFound,
@@ -246,6 +248,64 @@ class GitSource:
             )
         return obj.data
 
+    # -- writing: a commit on top of another, and a push that never forces (the export) --------
+
+    def commit_files(
+        self,
+        remote: Remote,
+        parent: str,
+        files: Mapping[str, bytes | None],
+        message: str,
+        author: tuple[str, str],
+    ) -> str | None:
+        """A new commit in the mirror: `parent`'s tree with `files` written (bytes) or removed
+        (None), built in memory; no ref moves and nothing is checked out. None when the tree
+        would not change, so there is never an empty commit."""
+        repo, parent_sha = self._commit(remote, parent)
+        edits = _nest(files)
+        with self._reading(remote):
+            base = repo[parent_sha].peel(pygit2.Commit)
+            tree = _edit_tree(repo, base.tree, edits, "") or repo.TreeBuilder().write()
+            if tree == base.tree.id:
+                return None
+            who = pygit2.Signature(*author)
+            return str(repo.create_commit(None, who, who, message, tree, [base.id]))
+
+    def push(self, remote: Remote, commit: str, branch: str) -> None:
+        """Set refs/heads/<branch> on the remote to `commit`, a commit in the mirror.
+
+        Never forced: when the branch has moved on to commits that `commit` does not contain,
+        the remote keeps them and this raises Conflict. Observed as op "push", retried and
+        redacted like a fetch."""
+        path = self.mirror_path(remote)
+        # libgit2 pushes refs, not bare commits: a private ref names the commit meanwhile.
+        source = f"refs/syncd/push/{uuid.uuid4().hex}"
+        sha = self.resolve_commit(remote, commit)
+        with self._lock(path):
+            repo = self._open(path)
+            repo.references.create(source, sha)
+        target = f"refs/heads/{branch}"
+        try:
+            anon = repo.remotes.create_anonymous(_fetch_url(remote))
+
+            def call(cb: pygit2.RemoteCallbacks) -> None:
+                anon.push([f"{source}:{target}"], callbacks=cb)
+                refused = getattr(cb, "refused", {}).get(target)
+                if refused is not None:  # the server said no: a hook, or it moved meanwhile
+                    raise pygit2.GitError(f"the remote refused to update {target}: {refused}")
+
+            self._network("push", remote, call)
+        except GitError as e:
+            if _NOT_FAST_FORWARD.search(str(e)):
+                raise Conflict(
+                    f"push {redact_url(remote.url)}: branch {branch!r} has commits that the "
+                    "export does not contain; nothing was pushed (syncd never force-pushes)"
+                ) from e
+            raise
+        finally:
+            with contextlib.suppress(pygit2.GitError, KeyError):
+                repo.references.delete(source)
+
     def mirror_path(self, remote: Remote) -> Path:
         # Keyed like the scheduler's poll groups: the same repository spelled differently
         # (trailing slash, .git, host case, default port) shares one mirror.
@@ -368,6 +428,7 @@ class _Callbacks(pygit2.RemoteCallbacks):
         self._op = op
         self._remote = remote
         self._calls = 0
+        self.refused: dict[str, str] = {}  # ref -> the remote's reason, from a push
 
     def credentials(
         self, url: str, username_from_url: str | None, allowed_types: pygit2.enums.CredentialType
@@ -382,6 +443,11 @@ class _Callbacks(pygit2.RemoteCallbacks):
         if self._calls > 1:
             raise AuthError(f"{where}: the remote rejected the credentials of user {user!r}")
         return pygit2.UserPass(user, password)
+
+    def push_update_reference(self, refname: str, message: str | None) -> None:
+        # libgit2 reports success only through a missing message: keep the refusals.
+        if message:
+            self.refused[refname] = _scrub(message, self._remote)
 
 
 class _Libgit2Settings:
@@ -630,3 +696,60 @@ def _change(delta: pygit2.DiffDelta, prefix: str) -> FileChange:
 
 def _wipe(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+# -- building trees in memory (the export) ---------------------------------------------------
+
+# libgit2's own check, and the reasons a server's receive-pack gives.
+_NOT_FAST_FORWARD = re.compile(
+    r"non-fast-?forward|not present locally|fetch first|stale info|cannot lock ref", re.I
+)
+_Edits = dict[str, "bytes | _Edits | None"]
+
+
+def _nest(files: Mapping[str, bytes | None]) -> _Edits:
+    """{"a/b/c": x} -> {"a": {"b": {"c": x}}}; a path that names nothing safe is refused."""
+    root: _Edits = {}
+    for path, data in files.items():
+        parts = path.split("/")
+        if any(p in ("", ".", "..") or p.lower() == ".git" or "\x00" in p for p in parts):
+            raise GitError(f"refusing to write {path!r}: not a clean relative path")
+        node = root
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise GitError(f"refusing to write {path!r}: {part!r} is also a file")
+            node = child
+        if isinstance(node.get(parts[-1]), dict):
+            raise GitError(f"refusing to write {path!r}: it is also a folder")
+        node[parts[-1]] = data
+    return root
+
+
+def _edit_tree(
+    repo: pygit2.Repository, tree: pygit2.Tree | None, edits: _Edits, prefix: str
+) -> pygit2.Oid | None:
+    """The id of `tree` with `edits` applied; None when nothing is left (git keeps no empty
+    folders). Entries the edits do not name are kept as they are."""
+    builder = repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
+    for name, edit in edits.items():
+        where = f"{prefix}{name}"
+        existing = builder.get(name)
+        is_tree = existing is not None and int(existing.filemode) == int(FileMode.TREE)
+        if isinstance(edit, dict):
+            if existing is not None and not is_tree:
+                raise StepFileError(f"cannot write under {where!r}: it is a file in the branch")
+            sub = repo[existing.id].peel(pygit2.Tree) if existing is not None else None
+            oid = _edit_tree(repo, sub, edit, f"{where}/")
+            if oid is not None:
+                builder.insert(name, oid, FileMode.TREE)
+            elif existing is not None:
+                builder.remove(name)
+        elif edit is None:
+            if existing is not None and not is_tree:
+                builder.remove(name)
+        else:
+            if is_tree:
+                raise StepFileError(f"cannot write {where!r}: it is a folder in the branch")
+            builder.insert(name, repo.create_blob(edit), FileMode.BLOB)
+    return builder.write() if len(builder) else None

@@ -151,6 +151,28 @@ SCHEMAS: dict[str, Schema] = {
         description="`source_reachable` is null before the first run; `webhook_last_seen` "
         "maps each configured provider to unix seconds, or null if never seen.",
     ),
+    "ExportRequest": obj(
+        {
+            "branch": {
+                **STR,
+                "description": "the branch to push to, created from the tracked branch's head "
+                "when it does not exist; `refs/heads/` may be left out",
+            },
+            "message": {**STR, "description": "the commit message (default: names the workspace)"},
+            "allow_tracked_branch": {
+                **BOOL,
+                "default": False,
+                "description": "allow pushing to a branch an automatic workspace tracks",
+            },
+        },
+        ["branch"],
+    ),
+    "ExportResult": obj(
+        fields("commit:str branch:str files:int changed:bool"),
+        description="`commit` is the branch head after the export; `files` counts the files "
+        "written (step files and .mts files); `changed` is false when the branch already held "
+        "them and no commit was made.",
+    ),
     "ServiceStatus": obj({"status": enum("ok", "ready")}),
     "HookAccepted": obj(fields("matched:str[] queued:str[]"), description="Workspace ids."),
     "HookHandled": {
@@ -337,6 +359,26 @@ def paths() -> dict[str, Any]:
                 text=edit,
             ),
             "delete": op("write", "Delete outside git", gone, "404 422", ID, STEP, text=edit),
+        },
+        f"{WS}/export": {
+            "post": op(
+                "export",
+                "Commit the live steps to a branch and push",
+                {
+                    "200": ok("ExportResult"),
+                    "409": error(
+                        "The branch moved on meanwhile (syncd never force-pushes), or an "
+                        "automatic workspace tracks it and `allow_tracked_branch` is not true."
+                    ),
+                },
+                "400 404 413 422 502",
+                ID,
+                body="ExportRequest",
+                text="Writes the files `syncd pull` writes (`*.step.json` under the workspace's "
+                "path, and `src/steps/**.mts` beside `export/steps`) on top of the branch head, "
+                "commits them with the configured author and pushes over https with the "
+                "workspace's credentials. No commit when nothing changed.",
+            )
         },
         f"{WS}/health": {"get": op("read", "Workspace health", ok200("Health"), "404", ID)},
         "/metrics": {"get": op(None, "Prometheus metrics", metrics)},

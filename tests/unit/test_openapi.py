@@ -30,6 +30,7 @@ ROUTES = [
     ("get", f"{WS}/steps/{{name}}", "read"),
     ("put", f"{WS}/steps/{{name}}", "write"),
     ("delete", f"{WS}/steps/{{name}}", "write"),
+    ("post", f"{WS}/export", "export"),
     ("get", f"{WS}/health", "read"),
     ("get", "/metrics", None),
     ("get", "/healthz", None),
@@ -127,6 +128,7 @@ def test_statuses(doc: dict[str, Any]) -> None:
     assert "204" in codes("delete", f"{WS}/steps/{{name}}")
     assert {"200", "503"} <= codes("get", "/readyz")
     assert "502" in codes("get", f"{WS}/diff")
+    assert {"200", "400", "404", "409", "422", "502"} <= codes("post", f"{WS}/export")
     assert "text/plain" in doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     busy = doc["components"]["responses"]["503"]
     assert "Retry-After" in busy["headers"]
@@ -182,6 +184,8 @@ def test_schemas_match_the_models(doc: dict[str, Any]) -> None:
     plan = {"workspace": "ws", "revision": "abc", **Plan(creates=(change,)).to_dict()}
     assert_shape(doc, "Plan", plan)
     assert_shape(doc, "Error", {"error": "x", "detail": None})
+    export = pytest.importorskip("syncd.export")
+    assert_shape(doc, "ExportResult", export.ExportResult("abc", "b", 2, True).to_dict())
     # Nullable fields say so.
     for field in ("revision", "finished_at", "error"):
         assert "null" in schema(doc, "Run")["properties"][field]["type"]

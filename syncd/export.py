@@ -1,0 +1,173 @@
+"""The export: commit a workspace's live steps to a branch of its source, and push it.
+
+The files are the ones `syncd pull` writes (syncd.layout): the step files go under the
+workspace's `path`, and the SDK's `.mts` files under `src/steps` beside `export/steps` when the
+path ends in `export/steps`. The commit is built in memory on the mirror, on top of the head of
+the named branch, or of the tracked branch when the named one does not exist yet; nothing is
+checked out. The push never forces: a branch that moved on meanwhile is a Conflict. Pushing to
+a branch that an automatic workspace follows would deploy at once, so it needs an explicit
+`allow_tracked_branch`.
+
+Blocking (git and SQLite): the API runs it in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from syncd.config import Config, WorkspaceConfig
+from syncd.engine import remote_for
+from syncd.errors import Conflict, PathNotFound, SyncdError
+from syncd.gitsource import GitSource, Remote
+from syncd.layout import SDK_DIR, STEPS_DIR, PulledStep, branch_problem, layout_files, plan_files
+from syncd.model import Mode
+from syncd.store import Store
+from syncd.urls import normalize_repo_url
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 65536
+_SYMLINK, _SUBMODULE = 0o120000, 0o160000
+
+
+class InvalidExport(SyncdError):
+    """The export request is not acceptable (a bad branch name or message)."""
+
+
+class ExportRefused(Conflict):
+    """The export would push where it must not without being told to."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRequest:
+    branch: str
+    message: str | None = None
+    allow_tracked_branch: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    commit: str  # the branch head after the export
+    branch: str
+    files: int  # files of the layout: step files plus .mts files
+    changed: bool  # False: the branch already held these files, and no commit was made
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "branch": self.branch,
+            "files": self.files,
+            "changed": self.changed,
+        }
+
+
+def parse_export_request(body: dict[str, Any]) -> ExportRequest:
+    branch = body.get("branch")
+    if not isinstance(branch, str):
+        raise InvalidExport('`branch` must be a branch name, e.g. "promote/dev"')
+    branch = branch.removeprefix("refs/heads/")
+    problem = branch_problem(branch)
+    if problem:
+        raise InvalidExport(f"`branch` {branch[:100]!r} is not a valid branch name: {problem}")
+    message = body.get("message")
+    if message is not None and (
+        not isinstance(message, str)
+        or not message.strip()
+        or "\x00" in message
+        or len(message) > MAX_MESSAGE_CHARS
+    ):
+        raise InvalidExport(f"`message` must be text of 1 to {MAX_MESSAGE_CHARS} characters")
+    allow = body.get("allow_tracked_branch", False)
+    if not isinstance(allow, bool):
+        raise InvalidExport("`allow_tracked_branch` must be true or false")
+    return ExportRequest(branch, message, allow)
+
+
+def sdk_dir_for(steps_path: str) -> str | None:
+    """`src/steps` beside `export/steps`; None (no .mts files) for any other layout."""
+    path = steps_path.strip("/")
+    if path == STEPS_DIR:
+        return SDK_DIR
+    if path.endswith("/" + STEPS_DIR):
+        return path.removesuffix(STEPS_DIR) + SDK_DIR
+    return None
+
+
+def tracked_by(config: Config, ws: WorkspaceConfig, branch: str) -> list[str]:
+    """The automatic workspaces that follow `branch` of ws's repository."""
+    repo = normalize_repo_url(ws.source.url)
+    return [
+        other.id
+        for other in config.workspaces
+        if other.mode is Mode.AUTOMATIC
+        and other.source.branch == branch
+        and normalize_repo_url(other.source.url) == repo
+    ]
+
+
+def export_workspace(
+    git: GitSource, store: Store, config: Config, ws: WorkspaceConfig, order: ExportRequest
+) -> ExportResult:
+    # 0. refuse a push that would deploy at once, unless told to
+    followers = tracked_by(config, ws, order.branch)
+    if followers and not order.allow_tracked_branch:
+        raise ExportRefused(
+            f"branch {order.branch!r} is tracked by automatic workspace(s) "
+            f"{', '.join(followers)}: pushing there deploys at once. Export to another branch "
+            'and open a pull request, or send "allow_tracked_branch": true'
+        )
+    remote = remote_for(ws)
+    # 1. the base: the branch's head when it exists, else the head of the tracked branch
+    heads = git.heads(remote)
+    exists = order.branch in heads
+    base_branch = order.branch if exists else ws.source.branch
+    base = git.fetch(remote, base_branch, want=heads.get(base_branch))
+    # 2. the files: the same layout as `syncd pull`, from the live steps
+    steps_dir, sdk_dir = ws.source.path, sdk_dir_for(ws.source.path)
+    steps = [
+        PulledStep(ws.id, s.id, s.name, s.content, s.version, s.updated_at)
+        for s in store.live_steps(ws.id).values()
+    ]
+    desired = layout_files(steps, steps_dir, sdk_dir)
+    # 3. what differs from the base; a commit only when something does
+    existing = _existing(git, remote, base, steps_dir, ".step.json")
+    if sdk_dir is not None:
+        existing |= _existing(git, remote, base, sdk_dir, ".mts")
+    changes = plan_files(desired, existing, steps_dir, sdk_dir or SDK_DIR)
+    message = order.message or f"Export the steps of workspace {ws.name} ({ws.id})"
+    author = (config.git.author_name, config.git.author_email)
+    commit = (
+        git.commit_files(remote, base, changes.edits(), message, author)
+        if not changes.empty
+        else None
+    )
+    # 4. push, never forcing; a new branch is created even when it adds nothing to its base
+    if commit is not None or not exists:
+        git.push(remote, commit or base, order.branch)
+    log.info(
+        "export workspace=%s branch=%s base=%s commit=%s files=%d changed=%s",
+        ws.id,
+        order.branch,
+        base[:12],
+        (commit or base)[:12],
+        len(desired),
+        commit is not None,
+    )
+    return ExportResult(commit or base, order.branch, len(desired), commit is not None)
+
+
+def _existing(
+    git: GitSource, remote: Remote, commit: str, folder: str, suffix: str
+) -> dict[str, bytes]:
+    """The files with `suffix` under `folder` at `commit`; symlinks with empty content."""
+    try:
+        entries = git.list_files(remote, commit, folder, suffix)
+    except PathNotFound:
+        return {}
+    return {
+        e.path: b"" if e.mode == _SYMLINK else git.read_blob(remote, e.blob)
+        for e in entries
+        if e.path.endswith(suffix) and e.mode != _SUBMODULE
+    }

@@ -1,0 +1,327 @@
+"""`syncd pull`: write workspaces' live steps into a git checkout, the way the workspace SDK does.
+
+It reads the steps through the HTTP API of a running syncd (token scope `read`), lays them out
+with syncd.layout (`src/steps/**.mts` and `export/steps/*.step.json`), writes what changed and
+removes the files of steps the workspaces no longer have. The checkout then holds exactly the
+steps of the workspaces pulled together: pull them all at once (list them in `.aloma.yaml`).
+
+Exit status: 0 done, 1 the server or the files failed us, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml  # type: ignore[import-untyped,unused-ignore]
+
+from syncd.errors import SyncdError
+from syncd.layout import (
+    MTS,
+    SDK_DIR,
+    STEPS_DIR,
+    FileChanges,
+    LayoutError,
+    PulledStep,
+    is_pulled,
+    layout_files,
+    plan_files,
+)
+from syncd.model import StepContent
+from syncd.steps import SUFFIX
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+ALOMA_FILE = ".aloma.yaml"
+TIMEOUT = 30.0
+
+ALOMA_EXAMPLE = """pull:
+  workspaces:
+    - a-workspace-id
+"""
+TOKEN_HELP = """no API token: set SYNCD_TOKEN (or ALOMA_KEY) to a syncd API token with the
+`read` scope. To create one, add it to syncd's config (syncd.yaml) and reload syncd:
+
+  tokens:
+    - {name: pull, token_env: SYNCD_PULL_TOKEN, scopes: [read]}
+
+start syncd with SYNCD_PULL_TOKEN set to a long random value (for example from
+`openssl rand -hex 32`; or use token_file with a systemd credential), then here:
+
+  export SYNCD_TOKEN=<that value>
+"""
+
+
+class UsageError(SyncdError):
+    """The command line, the checkout or .aloma.yaml is not usable."""
+
+
+class ServerError(SyncdError):
+    """The syncd server could not be reached or refused the request."""
+
+
+def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    help_text = "write workspaces' steps into this git checkout (src/steps, export/steps)"
+    cmd = sub.add_parser("pull", parents=[common], help=help_text, description=help_text)
+    cmd.add_argument(
+        "workspaces", metavar="WS", nargs="*", help="workspace ids (default: .aloma.yaml)"
+    )
+    cmd.add_argument(
+        "--server",
+        help=f"syncd's URL (default: $SYNCD_SERVER, else {DEFAULT_SERVER}); "
+        "token from $SYNCD_TOKEN or $ALOMA_KEY",
+    )
+    cmd.add_argument("--dir", type=Path, default=Path("."), help="where to write (default: .)")
+    cmd.set_defaults(handler=cmd_pull)
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    try:
+        return pull(args.workspaces, args.server, args.dir, os.environ)
+    except UsageError as e:
+        print(f"syncd pull: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ServerError, LayoutError, OSError) as e:
+        print(f"syncd pull: {e}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def pull(
+    workspaces: Sequence[str],
+    server: str | None,
+    target: Path,
+    environ: Mapping[str, str] = os.environ,
+) -> int:
+    # 1. where: the target folder, which must lie in a git checkout
+    root = target.resolve()
+    top = checkout_top(root)
+    # 2. what: the ids given, else .aloma.yaml's pull.workspaces
+    ids = list(workspaces) or aloma_workspaces(root, top)
+    # 3. from where: the server and the token
+    base = server_url(server or environ.get("SYNCD_SERVER") or DEFAULT_SERVER)
+    token = environ.get("SYNCD_TOKEN") or environ.get("ALOMA_KEY")
+    if not token:
+        raise UsageError(TOKEN_HELP)
+    # 4. read every workspace's live steps, then lay them out together
+    steps: list[PulledStep] = []
+    for ws_id in ids:
+        name, found = fetch_workspace(base, token, ws_id)
+        print(f"Pulling workspace {name} (id: {ws_id}): {sum(map(is_pulled, found))} steps")
+        steps.extend(found)
+    desired = layout_files(steps)
+    # 5. compare with the files there, write, remove what is stale
+    changes = plan_files(desired, read_existing(root))
+    apply_changes(root, changes)
+    report(changes)
+    return EXIT_OK
+
+
+# -- the checkout -------------------------------------------------------------------------------
+
+
+def checkout_top(start: Path) -> Path:
+    """The top of the git checkout that holds `start` (a `.git` folder, or the `.git` file of
+    a worktree or submodule)."""
+    if not start.is_dir():
+        raise UsageError(f"{start} is not a folder")
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    raise UsageError(
+        f"{start} is not inside a git checkout; clone the repository (or `git init`) and run "
+        "syncd pull there"
+    )
+
+
+def aloma_workspaces(root: Path, top: Path) -> list[str]:
+    """`pull.workspaces` from the nearest .aloma.yaml between `root` and the checkout top."""
+    folders = [root, *(p for p in root.parents if p == top or top in p.parents)]
+    path = next((f / ALOMA_FILE for f in folders if (f / ALOMA_FILE).is_file()), None)
+    where = path or top / ALOMA_FILE
+    missing = (
+        f"no workspace ids given and {where} "
+        f"{'lists none' if path else 'does not exist'}; "
+        f"name them (syncd pull WS...) or create {ALOMA_FILE} with:\n\n{ALOMA_EXAMPLE}"
+    )
+    if path is None:
+        raise UsageError(missing)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise UsageError(f"{path}: cannot be read: {e}\n\nexpected:\n\n{ALOMA_EXAMPLE}") from e
+    section = doc.get("pull") if isinstance(doc, dict) else None
+    found = section.get("workspaces") if isinstance(section, dict) else None
+    if found is None or found == []:
+        raise UsageError(missing)
+    if not isinstance(found, list) or not all(isinstance(w, str | int) for w in found):
+        raise UsageError(f"{path}: pull.workspaces must be a list of ids:\n\n{ALOMA_EXAMPLE}")
+    return [str(w) for w in found]
+
+
+def read_existing(root: Path) -> dict[str, bytes]:
+    """Every `*.step.json` under export/steps and `*.mts` under src/steps, path -> content.
+
+    Symlinks are listed with empty content, never followed."""
+    found: dict[str, bytes] = {}
+    for folder, suffix in ((STEPS_DIR, SUFFIX), (SDK_DIR, MTS)):
+        base = root / folder
+        if not base.is_dir():
+            continue
+        _check_inside(root, base)
+        for dirpath, _dirs, files in os.walk(base):
+            for file in files:
+                if not file.endswith(suffix):
+                    continue
+                path = Path(dirpath) / file
+                rel = path.relative_to(root).as_posix()
+                found[rel] = b"" if path.is_symlink() else path.read_bytes()
+    return found
+
+
+def apply_changes(root: Path, changes: FileChanges) -> None:
+    for rel, data in {**changes.written, **changes.changed}.items():
+        _write(root, rel, data)
+    for rel in changes.removed:
+        path = root / rel
+        _check_inside(root, path.parent)
+        path.unlink(missing_ok=True)
+        _prune_empty(root, path.parent)
+
+
+def report(changes: FileChanges) -> None:
+    for label, paths in (
+        ("wrote", changes.written),
+        ("changed", changes.changed),
+        ("removed", changes.removed),
+    ):
+        for rel in paths:
+            print(f"  {label:<8}{_show(rel)}")
+    print(
+        f"{len(changes.written)} written, {len(changes.changed)} changed, "
+        f"{len(changes.removed)} removed, {changes.unchanged} unchanged"
+    )
+
+
+def _write(root: Path, rel: str, data: bytes) -> None:
+    """Write through a temporary file and a rename: a symlink at `rel` is replaced, never
+    followed, and no half-written file is left behind."""
+    path = root / rel
+    _check_inside(root, path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_inside(root, path.parent)
+    tmp = path.parent / f".syncd-pull-{uuid.uuid4().hex}.tmp"
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _check_inside(root: Path, folder: Path) -> None:
+    """`folder`, symlinks resolved, lies in the checkout and not in its .git."""
+    resolved = folder.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise LayoutError(f"refusing to write in {folder}: it leads outside {root}")
+    if ".git" in resolved.relative_to(root).parts:
+        raise LayoutError(f"refusing to write in {folder}: it leads into .git")
+
+
+def _prune_empty(root: Path, folder: Path) -> None:
+    """Remove folders a removal left empty, up to (not including) src/steps, export/steps."""
+    stops = {root / STEPS_DIR, root / SDK_DIR, root}
+    while folder not in stops and root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or already gone
+            return
+        folder = folder.parent
+
+
+def _show(rel: str) -> str:
+    return rel if rel.isprintable() else repr(rel)
+
+
+# -- the server ---------------------------------------------------------------------------------
+
+
+def server_url(text: str) -> str:
+    parts = urllib.parse.urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(f"server {text!r} is not an http(s) URL, e.g. {DEFAULT_SERVER}")
+    return text.strip().rstrip("/")
+
+
+def fetch_workspace(base: str, token: str, ws_id: str) -> tuple[str, list[PulledStep]]:
+    """The workspace's name and its live steps."""
+    path = f"/api/v1/workspaces/{urllib.parse.quote(ws_id, safe='')}"
+    info = _get(base, token, path, ws_id)
+    answer = _get(base, token, f"{path}/steps", ws_id)
+    try:
+        name = str(info.get("name") or ws_id)
+        return name, [_step(ws_id, s) for s in answer["steps"]]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ServerError(f"{base}{path}/steps: unexpected answer ({e!r})") from e
+
+
+def _step(ws_id: str, doc: dict[str, Any]) -> PulledStep:
+    content = doc["content"]
+    if not isinstance(doc["name"], str) or not all(
+        isinstance(content[k], str) for k in ("if", "do")
+    ):
+        raise ValueError(f"step {doc.get('name')!r} lacks a name, `if` or `do`")
+    return PulledStep(
+        workspace=ws_id,
+        id=str(doc.get("id", "")),
+        name=doc["name"],
+        content=StepContent.from_dict(content),
+        version=int(doc.get("version", 0)),
+        updated_at=float(doc.get("updated_at", 0.0)),
+    )
+
+
+def _get(base: str, token: str, path: str, ws_id: str) -> dict[str, Any]:
+    request = urllib.request.Request(
+        base + path,
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            body = response.read()
+    except urllib.error.HTTPError as e:
+        detail = _error_text(e)
+        if e.code == 404:
+            raise UsageError(f"{base}: no workspace {ws_id!r} ({detail})") from None
+        hint = {
+            401: "; check SYNCD_TOKEN (or ALOMA_KEY)",
+            403: "; the token needs the `read` scope",
+        }.get(e.code, "")
+        raise ServerError(f"{base}{path}: HTTP {e.code}: {detail}{hint}") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise ServerError(f"cannot reach syncd at {base}: {reason}") from None
+    try:
+        doc = json.loads(body)
+    except ValueError as e:
+        raise ServerError(f"{base}{path}: the answer is not JSON") from e
+    if not isinstance(doc, dict):
+        raise ServerError(f"{base}{path}: the answer is not a JSON object")
+    return doc
+
+
+def _error_text(e: urllib.error.HTTPError) -> str:
+    try:
+        doc = json.loads(e.read(65536))
+        return str(doc.get("error") or doc)
+    except (ValueError, AttributeError, OSError):
+        return str(e.reason)

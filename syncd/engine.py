@@ -200,15 +200,16 @@ class Engine:
         known = self.store.index_files(ws.id)
         steps: list[Step] = []
         read = 0
-        for e in entries:
-            cached = known.get(e.path)
-            if cached is not None and cached.blob == e.blob:
-                steps.append(cached)
-                continue
-            steps.append(parse_step(e.path, e.blob, self.git.read_blob(remote, e.blob)))
-            read += 1
-            if read % 1000 == 0:
-                say(f"read {read} of {len(entries)} step files")
+        with self.git.blob_reader(remote) as read_blob:
+            for e in entries:
+                cached = known.get(e.path)
+                if cached is not None and cached.blob == e.blob:
+                    steps.append(cached)
+                    continue
+                steps.append(parse_step(e.path, e.blob, read_blob(e.blob)))
+                read += 1
+                if read % 1000 == 0:
+                    say(f"read {read} of {len(entries)} step files")
         check_unique(steps)
         live = self.store.live_steps(ws.id)
         plan = compute_plan(
@@ -229,10 +230,8 @@ class Engine:
         touched = {c.path for c in changes}
         before = self.store.index_files(ws.id, touched)
         say(f"reading {len(present)} changed step files")
-        new_steps = [
-            parse_step(c.path, c.blob or "", self.git.read_blob(remote, c.blob or ""))
-            for c in present
-        ]
+        with self.git.blob_reader(remote) as read_blob:
+            new_steps = [parse_step(c.path, c.blob or "", read_blob(c.blob or "")) for c in present]
         check_unique(new_steps)
         self._check_unique_against_index(ws, new_steps, touched)
         total = self.store.index_count(ws.id) - len(before) + len(new_steps)

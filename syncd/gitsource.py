@@ -236,7 +236,16 @@ class GitSource:
 
     def read_blob(self, remote: Remote, blob: str) -> bytes:
         """A blob named by one of the mirror's trees (list_files, changed_files)."""
+        return self._read_blob(self._repo(remote), remote, blob)
+
+    @contextlib.contextmanager
+    def blob_reader(self, remote: Remote) -> Iterator[Callable[[str], bytes]]:
+        """Read many blobs through one Repository: opening the mirror costs far more than
+        reading a small blob. The reader belongs to the calling thread alone."""
         repo = self._repo(remote)
+        yield lambda blob: self._read_blob(repo, remote, blob)
+
+    def _read_blob(self, repo: pygit2.Repository | None, remote: Remote, blob: str) -> bytes:
         if repo is None or not _SHA.fullmatch(blob):
             raise GitError(f"blob {blob!r} not found in the mirror of {redact_url(remote.url)}")
         with self._reading(remote):
@@ -509,7 +518,9 @@ def _default_cafile() -> Path | None:
 def _read_ca_file(ca_file: Path) -> bytes:
     try:
         pem = Path(ca_file).read_bytes()
-        ssl.create_default_context().load_verify_locations(cadata=pem.decode("ascii"))
+        # A bare context: the check is only that the file parses as certificates; loading
+        # the system store as well would cost tens of milliseconds on every operation.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=pem.decode("ascii"))
     except (OSError, ValueError, ssl.SSLError) as e:
         raise GitError(f"ca_file {str(ca_file)!r} is not a readable PEM bundle: {e}") from e
     return pem

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -110,7 +111,11 @@ class StepChange:
     name: str
     before: StepContent | None  # None for create
     after: StepContent | None  # None for delete
-    diff: str  # unified diff of if/do
+
+    @property
+    def diff(self) -> str:
+        """The unified diff of if/do, made when asked: a 10,000-step apply never needs it."""
+        return unified_diff(self.name, self.before, self.after)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -196,3 +201,25 @@ class SyncState:
     # The remote and folder the applied revision was read from; when the config points the
     # workspace elsewhere, the record of git's files is stale and the next read is a full one.
     source_key: str | None = None
+
+
+def unified_diff(name: str, before: StepContent | None, after: StepContent | None) -> str:
+    lines = difflib.unified_diff(
+        _render(before),
+        _render(after),
+        fromfile=f"a/{name}" if before else "/dev/null",
+        tofile=f"b/{name}" if after else "/dev/null",
+        lineterm="",
+    )
+    return "\n".join(lines)
+
+
+def _render(content: StepContent | None) -> list[str]:
+    if content is None:
+        return []
+    lines = [f"enabled: {str(content.enabled).lower()}", f"valid: {str(content.valid).lower()}"]
+    lines.append("if:")
+    lines.extend("  " + line for line in content.if_.splitlines())
+    lines.append("do:")
+    lines.extend("  " + line for line in content.do.splitlines())
+    return lines

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 
 from syncd.errors import PlanRefused
@@ -26,16 +25,14 @@ def compute_plan(
     for name in sorted(desired.keys() | live.keys()):
         want, have = desired.get(name), live.get(name)
         if want is not None and have is None:
-            creates.append(StepChange("create", name, None, want, unified_diff(name, None, want)))
+            creates.append(StepChange("create", name, None, want))
         elif want is None and have is not None:
-            deletes.append(StepChange("delete", name, have, None, unified_diff(name, have, None)))
+            deletes.append(StepChange("delete", name, have, None))
         elif want is not None and have is not None:
             if want == have:
                 unchanged += 1
             else:
-                updates.append(
-                    StepChange("update", name, have, want, unified_diff(name, have, want))
-                )
+                updates.append(StepChange("update", name, have, want))
     return Plan(tuple(creates), tuple(updates), tuple(deletes), unchanged)
 
 
@@ -51,25 +48,3 @@ def guard_plan(plan: Plan, live_total: int, allow_empty: bool) -> None:
             f"the plan would delete all {live_total} steps of the workspace; "
             "set `allow_empty: true` on the workspace if that is intended"
         )
-
-
-def unified_diff(name: str, before: StepContent | None, after: StepContent | None) -> str:
-    lines = difflib.unified_diff(
-        _render(before),
-        _render(after),
-        fromfile=f"a/{name}" if before else "/dev/null",
-        tofile=f"b/{name}" if after else "/dev/null",
-        lineterm="",
-    )
-    return "\n".join(lines)
-
-
-def _render(content: StepContent | None) -> list[str]:
-    if content is None:
-        return []
-    lines = [f"enabled: {str(content.enabled).lower()}", f"valid: {str(content.valid).lower()}"]
-    lines.append("if:")
-    lines.extend("  " + line for line in content.if_.splitlines())
-    lines.append("do:")
-    lines.extend("  " + line for line in content.do.splitlines())
-    return lines

@@ -7,6 +7,7 @@ leaves either the old state or the new one. `Store` is the seam a PostgreSQL sto
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -332,20 +333,14 @@ class SqliteStore:
                 )
             }
             rows = []
+            # Each content is serialized once: for the row, its hash and the git index.
+            texts: dict[StepContent, str] = {}
             for change in upserts:
                 assert change.after is not None
                 step_id, version = old.get(change.name, (uuid.uuid4().hex, 0))
-                rows.append(
-                    (
-                        ws,
-                        change.name,
-                        step_id,
-                        change.after.canonical_json(),
-                        change.after.content_hash(),
-                        version + 1,
-                        now,
-                    )
-                )
+                text = texts[change.after] = change.after.canonical_json()
+                digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+                rows.append((ws, change.name, step_id, text, digest, version + 1, now))
             db.executemany(
                 "INSERT OR REPLACE INTO steps (workspace, name, id, content, content_hash,"
                 " version, updated_at, origin, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, 'git', 0)",
@@ -361,7 +356,7 @@ class SqliteStore:
                 "UPDATE steps SET origin = 'git' WHERE workspace = ? AND origin = 'outside'",
                 (ws,),
             )
-            _update_index(db, ws, index)
+            _update_index(db, ws, index, texts)
             _insert_run(db, run)
             _save_state(db, state)
 
@@ -482,7 +477,9 @@ def _mark_out_of_sync(db: sqlite3.Connection, ws: str) -> None:
     )
 
 
-def _update_index(db: sqlite3.Connection, ws: str, index: IndexUpdate) -> None:
+def _update_index(
+    db: sqlite3.Connection, ws: str, index: IndexUpdate, texts: dict[StepContent, str]
+) -> None:
     if index.replace_all:
         db.execute("DELETE FROM git_files WHERE workspace = ?", (ws,))
     else:
@@ -493,7 +490,10 @@ def _update_index(db: sqlite3.Connection, ws: str, index: IndexUpdate) -> None:
     db.executemany(
         "INSERT OR REPLACE INTO git_files (workspace, path, name, blob, content)"
         " VALUES (?, ?, ?, ?, ?)",
-        [(ws, s.path, s.name, s.blob, s.content.canonical_json()) for s in index.upserts],
+        [
+            (ws, s.path, s.name, s.blob, texts.get(s.content) or s.content.canonical_json())
+            for s in index.upserts
+        ],
     )
 
 

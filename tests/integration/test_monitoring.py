@@ -49,7 +49,7 @@ def busy_metrics() -> bytes:
 def test_every_contract_metric_is_exported() -> None:
     text = busy_metrics().decode()
     names = set(re.findall(r"^# TYPE (\S+)", text, re.M))
-    assert CONTRACT_METRICS <= names, CONTRACT_METRICS - names
+    assert names >= CONTRACT_METRICS, CONTRACT_METRICS - names
 
 
 @needs_promtool

@@ -176,7 +176,7 @@ def test_schemas_match_the_models(doc: dict[str, Any]) -> None:
     content = StepContent("true", "echo", enabled=False)
     run = Run("r1", "ws", Trigger.MANUAL, None, RunResult.PLANNED, 1.0)
     step = LiveStep("s1", "a/b", content, 2, content.content_hash(), 3.0, Origin.OUTSIDE)
-    change = StepChange("create", "a/b", None, content, "+x")
+    change = StepChange("create", "a/b", None, content)
     assert_shape(doc, "Run", run.to_dict())
     assert_shape(doc, "Step", step.to_dict())
     assert_shape(doc, "StepContent", content.to_dict())

@@ -30,6 +30,7 @@ log = logging.getLogger("syncd.serve")
 
 STOP_DEADLINE = 8.0  # runs in flight get this long; systemd and the contract allow 10 s in all
 STATUS_EVERY = 30.0
+EXIT_GRACE = 1.0  # after the stop deadline, for uvicorn to close and the log to flush
 
 
 def config_secrets(config: Config) -> list[str]:
@@ -97,7 +98,11 @@ class Daemon:
         # 2. let runs in flight finish (each rolls back on its own if it cannot)
         finished = await self.rt.scheduler.stop(deadline=STOP_DEADLINE)
         if not finished:
-            log.warning("stopping with runs in flight; their transactions roll back")
+            # A run stuck past the deadline (a stalled remote) would hold the process: the
+            # interpreter waits for worker threads at exit. Its store transaction has not
+            # begun, or rolls back when the process ends, so ending it loses nothing.
+            log.warning("stopping with runs in flight; they are abandoned and roll back")
+            threading.Timer(EXIT_GRACE, os._exit, args=(0,)).start()
         # 3. end background tasks
         for task in self._tasks:
             task.cancel()

@@ -27,20 +27,11 @@ import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from syncd import urls
 from syncd.errors import ConfigError, NotFound
-from syncd.model import Mode
+from syncd.model import WEBHOOK_PROVIDERS, Mode
 
 DEFAULT_CONFIG_PATH = Path("/etc/syncd/syncd.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/syncd")
 TOKEN_SCOPES = frozenset({"read", "sync", "write", "export"})
-WEBHOOK_PROVIDERS = (
-    "github",
-    "gitlab",
-    "gitea",
-    "bitbucket",
-    "bitbucket-server",
-    "azure-devops",
-    "generic",
-)
 TlsMode = Literal["none", "starttls", "tls"]
 MAX_STRING = 4096  # longer strings where a name, URL or path is expected are refused
 MAX_PROBLEMS = 100  # a runaway file (a list of a million bad tags) still gives a readable report

@@ -9,6 +9,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
+# Git hosts whose push webhooks syncd reads; config and webhooks both speak of these.
+WEBHOOK_PROVIDERS = (
+    "github",
+    "gitlab",
+    "gitea",
+    "bitbucket",
+    "bitbucket-server",
+    "azure-devops",
+    "generic",
+)
+
 
 class Mode(StrEnum):
     AUTOMATIC = "automatic"

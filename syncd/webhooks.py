@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from syncd.model import WEBHOOK_PROVIDERS
 from syncd.providers import READERS, Ping, Push, WebhookRejected
 from syncd.urls import normalize_repo_url
 
@@ -31,15 +32,7 @@ __all__ = [
     "verify",
 ]
 
-PROVIDERS = (
-    "github",
-    "gitlab",
-    "gitea",
-    "bitbucket",
-    "bitbucket-server",
-    "azure-devops",
-    "generic",
-)
+PROVIDERS = WEBHOOK_PROVIDERS
 
 # Standard Webhooks (GitLab's signing token): how far webhook-timestamp may be from now.
 SIGNATURE_TOLERANCE_SECONDS = 300

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from syncd.gitserver import GitServer, WorkTree
-from syncd.model import StepContent
+from syncd.model import WEBHOOK_PROVIDERS, StepContent
 from syncd.steps import render_step_file, step_file_name
 
 GIT_PASSWORD_ENV = "SYNCD_TEST_GIT_TOKEN"
@@ -65,18 +65,7 @@ def write_config(tmp: Path, workspaces: list[dict[str, Any]], **top: Any) -> Pat
             },
             {"name": "viewer", "token_env": "SYNCD_TEST_READ_TOKEN", "scopes": ["read"]},
         ],
-        "webhooks": {
-            p: {"secrets_env": ["SYNCD_TEST_WEBHOOK_SECRET"]}
-            for p in (
-                "github",
-                "gitlab",
-                "gitea",
-                "bitbucket",
-                "bitbucket-server",
-                "azure-devops",
-                "generic",
-            )
-        },
+        "webhooks": {p: {"secrets_env": ["SYNCD_TEST_WEBHOOK_SECRET"]} for p in WEBHOOK_PROVIDERS},
         "workspaces": workspaces,
     }
     doc.update(top)

@@ -25,7 +25,7 @@ from syncd.config import (
     parse_duration,
 )
 from syncd.errors import ConfigError, NotFound
-from syncd.model import Mode
+from syncd.model import WEBHOOK_PROVIDERS, Mode
 
 # Secret values: no message and no repr may ever contain them.
 ENV = {
@@ -1036,15 +1036,7 @@ def test_webhook_providers_and_secret_forms(tmp_path: Path) -> None:
           generic: {secrets_env: [SYNCD_TOKEN]}
     """
     hooks = load(tmp_path, text).webhooks
-    assert list(hooks) == [
-        "github",
-        "gitlab",
-        "gitea",
-        "bitbucket",
-        "bitbucket-server",
-        "azure-devops",
-        "generic",
-    ]
+    assert tuple(hooks) == WEBHOOK_PROVIDERS
     assert [s.reveal() for s in hooks["github"].secrets] == [
         ENV["GITHUB_WEBHOOK_SECRET"],
         ENV["GIT_TOKEN"],

@@ -258,8 +258,8 @@ async def _webhook(rt: Runtime, request: Request) -> Response:
         secrets = [s.reveal() for s in cfg.secrets] if cfg else []
         signing = [s.reveal() for s in cfg.signing_secrets] if cfg else []
         # Verify before parsing: nothing unsigned is ever looked at.
-        webhooks.verify(provider, headers, body, secrets, signing, now=time.time())
-        rt.webhook_last_seen[provider] = time.time()
+        signed_by = webhooks.verify(provider, headers, body, secrets, signing, now=time.time())
+        rt.webhook_last_seen[provider] = rt.secret_last_seen[(provider, signed_by)] = time.time()
         event = webhooks.parse(provider, headers, body)
     except WebhookRejected as e:
         rt.metrics.webhook(label, "unauthorized" if e.status == 401 else "malformed")
@@ -398,13 +398,21 @@ def _health(rt: Runtime, ws: WorkspaceConfig) -> dict[str, Any]:
     last = store.run(state.last_run_id) if state.last_run_id else None
     live = store.live_steps(ws.id)
     provider_seen = {p: rt.webhook_last_seen.get(p) for p in rt.config.webhooks}
+    # Each configured secret, named by where it comes from (never its value), and whether a
+    # delivery ever used it: an unused one after a rotation can be removed.
+    unused = [
+        f"{provider}: {secret.source}"
+        for provider, hook in rt.config.webhooks.items()
+        for index, secret in enumerate(hook.secrets + hook.signing_secrets)
+        if (provider, index) not in rt.secret_last_seen
+    ]
     git_error = last is not None and last.result.value == "failed" and state.failed_revision is None
     return {
         "workspace": ws.id,
         "source_reachable": None if last is None else not git_error,
         "last_error": last.error if last and last.error else None,
         "webhook_last_seen": provider_seen,
-        "webhooks_unused": sorted(p for p, at in provider_seen.items() if at is None),
+        "webhooks_unused": unused,
         "invalid_steps": sorted(n for n, s in live.items() if not s.content.valid),
         "disabled_steps": sorted(n for n, s in live.items() if not s.content.enabled),
         "changed_outside_git": sorted(store.drifted_names(ws.id)),

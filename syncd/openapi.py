@@ -149,7 +149,9 @@ SCHEMAS: dict[str, Schema] = {
             webhook_last_seen={"type": "object", "additionalProperties": nullable(NUM)},
         ),
         description="`source_reachable` is null before the first run; `webhook_last_seen` "
-        "maps each configured provider to unix seconds, or null if never seen.",
+        "maps each configured provider to unix seconds, or null if never seen; "
+        "`webhooks_unused` names each configured secret (`provider: env VAR` or "
+        "`provider: file PATH`, never its value) that no delivery has used since start.",
     ),
     "ExportRequest": obj(
         {

@@ -49,7 +49,8 @@ class Runtime:
     metrics: Metrics
     scheduler: Scheduler
     deliveries: DeliveryLog = field(default_factory=DeliveryLog)
-    webhook_last_seen: dict[str, float] = field(default_factory=dict)
+    webhook_last_seen: dict[str, float] = field(default_factory=dict)  # by provider
+    secret_last_seen: dict[tuple[str, int], float] = field(default_factory=dict)
     ready: bool = False
     stopping: bool = False
     started_at: float = field(default_factory=time.time)

@@ -117,25 +117,25 @@ def verify(
     secrets: Sequence[str],
     signing_secrets: Sequence[str] = (),
     now: float | None = None,
-) -> None:
+) -> int:
     """Raise WebhookRejected(401) unless one of the configured secrets signed this request.
 
-    Several secrets may be configured at once so they can be rotated. `signing_secrets` are
-    GitLab's signing tokens (Standard Webhooks, "whsec_..."). No message names a secret or
-    the signature received.
+    Several secrets may be configured at once so they can be rotated; the answer is the index
+    of the one that signed, in `secrets` followed by `signing_secrets`, so that a secret no
+    delivery ever used can be shown as unused. `signing_secrets` are GitLab's signing tokens
+    (Standard Webhooks, "whsec_..."). No message names a secret or the signature received.
     """
     _known(provider)
-    secrets = [s for s in secrets if s]  # an empty secret would let anyone sign
-    signing_secrets = [s for s in signing_secrets if s] if provider == "gitlab" else []
-    if not secrets and not signing_secrets:
+    signing_secrets = signing_secrets if provider == "gitlab" else []
+    # An empty secret would let anyone sign: it is never tried.
+    if not any(secrets) and not any(signing_secrets):
         raise WebhookRejected(401, f"webhooks for {provider} are not configured")
     lowered = {k.lower(): v for k, v in headers.items()}
     if provider == "gitlab":
-        _verify_gitlab(lowered, body, secrets, signing_secrets, now)
-    elif provider == "azure-devops":
-        _verify_basic_auth(lowered, secrets)
-    else:
-        _verify_hmac(provider, lowered, body, secrets)
+        return _verify_gitlab(lowered, body, secrets, signing_secrets, now)
+    if provider == "azure-devops":
+        return _verify_basic_auth(lowered, secrets)
+    return _verify_hmac(provider, lowered, body, secrets)
 
 
 # Where each provider puts its hex HMAC-SHA256 of the body, and the prefix before the hex.
@@ -155,17 +155,17 @@ _HMAC_HEADERS: dict[str, tuple[tuple[str, str], ...]] = {
 
 def _verify_hmac(
     provider: str, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]
-) -> None:
+) -> int:
     wanted = _HMAC_HEADERS[provider]
     sent = [(name, v) for name, prefix in wanted if (v := _signature(headers, name, prefix))]
     if not sent:
         names = " or ".join(name for name, _ in wanted)
         raise WebhookRejected(401, f"missing {names} header: the {provider} webhook is not signed")
-    digests = [hmac.new(_b(s), body, hashlib.sha256).hexdigest().encode() for s in secrets]
-    if not any(_equal(d, v) for _, v in sent for d in digests):
-        raise WebhookRejected(
-            401, f"{sent[0][0]} does not match the body under any configured secret"
-        )
+    for index, secret in enumerate(secrets):
+        digest = hmac.new(_b(secret), body, hashlib.sha256).hexdigest().encode()
+        if secret and any(_equal(digest, v) for _, v in sent):
+            return index
+    raise WebhookRejected(401, f"{sent[0][0]} does not match the body under any configured secret")
 
 
 def _verify_gitlab(
@@ -174,17 +174,19 @@ def _verify_gitlab(
     tokens: Sequence[str],
     signing_secrets: Sequence[str],
     now: float | None,
-) -> None:
+) -> int:
     token = _header(headers, "x-gitlab-token")
     signed = _header(headers, "webhook-signature")
     if not token and not signed:
         raise WebhookRejected(401, "missing X-Gitlab-Token or webhook-signature header")
-    if token and any(_equal(_b(t), _raw(token)) for t in tokens):
-        return
-    if signed and signing_secrets:
-        problem = _standard_webhooks_problem(headers, body, signing_secrets, now)
+    if token:
+        for index, candidate in enumerate(tokens):
+            if candidate and _equal(_b(candidate), _raw(token)):
+                return index
+    if signed and any(signing_secrets):
+        problem, index = _standard_webhooks_problem(headers, body, signing_secrets, now)
         if problem is None:
-            return
+            return len(tokens) + index
         raise WebhookRejected(401, problem)
     if token:
         raise WebhookRejected(401, "X-Gitlab-Token does not match any configured token")
@@ -193,22 +195,17 @@ def _verify_gitlab(
 
 def _standard_webhooks_problem(
     headers: Mapping[str, str], body: bytes, secrets: Sequence[str], now: float | None
-) -> str | None:
-    """Why a Standard Webhooks signature fails, or None when one of the secrets made it."""
+) -> tuple[str | None, int]:
+    """Why a Standard Webhooks signature fails, or (None, index of the secret that made it)."""
     msg_id, stamp = _header(headers, "webhook-id"), _header(headers, "webhook-timestamp")
     if not msg_id or not stamp:
-        return "webhook-signature needs webhook-id and webhook-timestamp headers"
+        return "webhook-signature needs webhook-id and webhook-timestamp headers", -1
     if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
-        return "webhook-timestamp is not a number of seconds"
+        return "webhook-timestamp is not a number of seconds", -1
     now = time.time() if now is None else now
     if not abs(now - int(stamp)) <= SIGNATURE_TOLERANCE_SECONDS:  # a NaN `now` fails too
-        return f"webhook-timestamp is more than {SIGNATURE_TOLERANCE_SECONDS} s from now"
+        return f"webhook-timestamp is more than {SIGNATURE_TOLERANCE_SECONDS} s from now", -1
     content = _raw(f"{msg_id}.{stamp}.") + body
-    expected = [
-        base64.b64encode(hmac.new(key, content, hashlib.sha256).digest())
-        for key in map(_signing_key, secrets)
-        if key
-    ]
     # Several signatures, space separated, each "v1,<base64>" (v1a is asymmetric: not ours).
     sent = [
         sig
@@ -217,9 +214,11 @@ def _standard_webhooks_problem(
         )
         if version == "v1"
     ]
-    if any(_equal(e, _raw(s)) for s in sent for e in expected):
-        return None
-    return "webhook-signature does not match the body under any configured signing token"
+    for index, key in enumerate(map(_signing_key, secrets)):
+        expected = base64.b64encode(hmac.new(key, content, hashlib.sha256).digest())
+        if key and secrets[index] and any(_equal(expected, _raw(s)) for s in sent):
+            return None, index
+    return "webhook-signature does not match the body under any configured signing token", -1
 
 
 def _signing_key(secret: str) -> bytes:
@@ -231,7 +230,7 @@ def _signing_key(secret: str) -> bytes:
         return _b(secret)
 
 
-def _verify_basic_auth(headers: Mapping[str, str], passwords: Sequence[str]) -> None:
+def _verify_basic_auth(headers: Mapping[str, str], passwords: Sequence[str]) -> int:
     """Azure DevOps signs nothing: its service hook sends HTTP basic auth.
 
     The configured secrets are passwords. The user name is not checked: it guards nothing.
@@ -246,8 +245,10 @@ def _verify_basic_auth(headers: Mapping[str, str], passwords: Sequence[str]) -> 
     _, colon, password = credentials.partition(b":")
     if not colon:
         raise WebhookRejected(401, "Authorization: Basic credentials lack a user:password pair")
-    if not any(_equal(password, _b(p)) for p in passwords):
-        raise WebhookRejected(401, "Authorization: Basic password matches no configured secret")
+    for index, candidate in enumerate(passwords):
+        if candidate and _equal(password, _b(candidate)):
+            return index
+    raise WebhookRejected(401, "Authorization: Basic password matches no configured secret")
 
 
 def _signature(headers: Mapping[str, str], name: str, prefix: str) -> bytes:

@@ -146,6 +146,9 @@ def test_outside_edit_is_overwritten_in_automatic_and_kept_in_manual(daemon: Dae
     with daemon.client() as c:
         health = c.get("/api/v1/workspaces/manual/health").json()
         assert health["changed_outside_git"] == ["greet"]
+        # No delivery yet: every configured secret shows as unused, by name, never by value.
+        assert "github: env SYNCD_TEST_WEBHOOK_SECRET" in health["webhooks_unused"]
+        assert WEBHOOK_SECRET not in json.dumps(health)
         diff = c.get("/api/v1/workspaces/manual/diff").json()
         assert [u["name"] for u in diff["update"]] == ["greet"]
 
@@ -186,6 +189,10 @@ def test_bad_webhooks_get_clear_answers(daemon: Daemon) -> None:
     assert r.status_code == 400 and r.json()["error"]
     # Auto-detection tells GitHub from the headers.
     assert deliver(daemon, headers, body, "/hooks").status_code == 202
+    with daemon.client() as c:
+        health = c.get("/api/v1/workspaces/auto/health").json()
+    assert "github: env SYNCD_TEST_WEBHOOK_SECRET" not in health["webhooks_unused"]
+    assert health["webhook_last_seen"]["github"] is not None
 
 
 def test_metrics_health_and_openapi(daemon: Daemon) -> None:

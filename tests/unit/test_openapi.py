@@ -226,8 +226,11 @@ def test_health_schema_matches_the_api(doc: dict[str, Any]) -> None:
     )
     rt = SimpleNamespace(
         core=SimpleNamespace(store=store),
-        config=SimpleNamespace(webhooks={"github": None}),
+        config=SimpleNamespace(
+            webhooks={"github": SimpleNamespace(secrets=(), signing_secrets=())}
+        ),
         webhook_last_seen={},
+        secret_last_seen={},
     )
     assert_shape(doc, "Health", api._health(rt, SimpleNamespace(id="1")))
 

@@ -209,7 +209,10 @@ def parse_duration(text: str | int | float) -> float:
                 f"expected a duration such as 30s, 5m, 1h30m or 500ms, got {_describe(text)}"
             )
     else:
-        seconds = float(text)
+        try:
+            seconds = float(text)
+        except OverflowError:
+            raise ValueError(f"a duration must be finite, got {_describe(text)}") from None
     if not math.isfinite(seconds):
         raise ValueError(f"a duration must be finite, got {_describe(text)}")
     if seconds < 0:
@@ -300,7 +303,7 @@ class _Parser:
 
     def config(self, path: Path) -> Config | None:
         at = _At(path)
-        top = self.mapping(at, self.read(path), _TOP_KEYS)
+        top = self.mapping(at, self.whole_file(path), _TOP_KEYS)
         if top is None:
             return None
         base_dir = path.parent
@@ -359,6 +362,13 @@ class _Parser:
         except yaml.YAMLError as e:
             self.error(_At(path), f"invalid YAML: {e}")
             return None
+        except RecursionError:
+            self.error(_At(path), "invalid YAML: nested too deeply")
+            return None
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as e:
+            # PyYAML's constructors raise these for tagged nonsense and over-long integers.
+            self.error(_At(path), f"invalid YAML: a value cannot be read ({type(e).__name__})")
+            return None
         if doc is None:
             self.error(_At(path), "the file is empty")
         return doc
@@ -370,19 +380,35 @@ class _Parser:
                 continue
             where = at.item(i) if isinstance(value, list) else at
             full = pattern if os.path.isabs(pattern) else os.path.join(main.parent, pattern)
-            for match in sorted(glob.glob(full, recursive=True)):
+            matches = sorted(glob.glob(full, recursive=True))
+            if not matches and not any(c in pattern for c in "*?["):
+                # A glob may match nothing; a plain name that is missing drops workspaces.
+                self.error(where, f"{full} does not exist")
+            for match in matches:
                 file = Path(os.path.abspath(match))
                 if file == main:
                     self.error(where, f"includes the main config file itself ({file})")
-                elif file.is_file() and file not in files:
+                elif not file.is_file():
+                    self.error(where, f"{file} is not a readable file")
+                elif file not in files:
                     files.append(file)
         return tuple(files)
+
+    def whole_file(self, path: Path) -> Any:
+        """A config file's document, which must be a mapping. Anything else is not shown:
+        a secret file passed by mistake must not be printed."""
+        doc = self.read(path)
+        if doc is not None and not isinstance(doc, dict):
+            what = _describe(doc) if isinstance(doc, list) else f"{type(doc).__name__} (not shown)"
+            self.error(_At(path), f"expected a mapping, got {what}")
+            return _MISSING
+        return doc
 
     def included(
         self, file: Path, defaults: _Defaults, seen: dict[str, _At]
     ) -> list[WorkspaceConfig]:
         at = _At(file)
-        doc = self.read(file)
+        doc = self.whole_file(file)
         if isinstance(doc, dict) and "include" in doc:
             self.error(at.key("include"), "an included file may not include other files")
             doc = {k: v for k, v in doc.items() if k != "include"}
@@ -775,6 +801,11 @@ class _Parser:
             return ""
         if _CONTROL.search(value):
             self.error(at, f"must not contain control characters, got {_describe(value)}")
+            return ""
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            self.error(at, "must be text: it holds a lone surrogate escape (\\ud800-\\udfff)")
             return ""
         return value
 

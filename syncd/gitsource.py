@@ -675,13 +675,17 @@ def _subtree_or_none(repo: pygit2.Repository, sha: str, path: str) -> pygit2.Tre
 def _walk(
     repo: pygit2.Repository, tree: pygit2.Tree, prefix: str
 ) -> Iterator[tuple[str, pygit2.Oid, int]]:
-    for entry in tree:
-        name = f"{prefix}/{entry.name}" if prefix else str(entry.name)
-        mode = int(entry.filemode)
-        if mode == int(FileMode.TREE):
-            yield from _walk(repo, repo[entry.id].peel(pygit2.Tree), name)
-        else:
-            yield name, entry.id, mode
+    # A stack, not recursion: git trees may nest deeper than Python's recursion limit.
+    stack = [(tree, prefix)]
+    while stack:
+        tree, prefix = stack.pop()
+        for entry in tree:
+            name = f"{prefix}/{entry.name}" if prefix else str(entry.name)
+            mode = int(entry.filemode)
+            if mode == int(FileMode.TREE):
+                stack.append((repo[entry.id].peel(pygit2.Tree), name))
+            else:
+                yield name, entry.id, mode
 
 
 def _size(repo: pygit2.Repository, oid: pygit2.Oid, mode: int) -> int:

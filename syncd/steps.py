@@ -47,7 +47,9 @@ def check_entries(entries: Sequence[FileEntry]) -> None:
     """Refuse what must never be read: symlinks, submodules, oversized files, too many steps."""
     problems: list[str] = []
     for e in entries:
-        if e.mode == MODE_SYMLINK:
+        if not _is_text(e.path):
+            problems.append(f"{_printable(e.path)}: the file name is not UTF-8")
+        elif e.mode == MODE_SYMLINK:
             problems.append(f"{e.path}: is a symlink; step paths must be plain files")
         elif e.mode == MODE_SUBMODULE:
             problems.append(f"{e.path}: is a submodule; step paths must be plain files")
@@ -73,6 +75,8 @@ def parse_step_file(path: str, data: bytes) -> tuple[str, StepContent]:
         raise StepFileError(f"{path}: is not valid JSON: {e.msg} at line {e.lineno}") from e
     except RecursionError as e:
         raise StepFileError(f"{path}: is not valid JSON: nested too deeply") from e
+    except ValueError as e:  # an integer of more than 4,300 digits
+        raise StepFileError(f"{path}: is not valid JSON: a number is too long") from e
     if not isinstance(doc, dict):
         raise StepFileError(f"{path}: must be a JSON object, got {_type_name(doc)}")
     name = doc.get("name")
@@ -89,6 +93,11 @@ def parse_step_file(path: str, data: bytes) -> tuple[str, StepContent]:
         if not isinstance(content.get(key), str):
             got = _type_name(content.get(key))
             raise StepFileError(f"{path}: `content.{key}` must be a string, got {got}")
+    texts = {"name": name, "content.if": content["if"], "content.do": content["do"]}
+    texts |= {k: doc[k] for k in ("json", "hash") if isinstance(doc.get(k), str)}
+    for key, value in texts.items():
+        if not _is_text(value):
+            raise StepFileError(f"{path}: `{key}` holds a lone surrogate escape (\\ud800-\\udfff)")
     for key in ("enabled", "valid"):
         if key in content and not isinstance(content[key], bool):
             got = _type_name(content[key])
@@ -136,6 +145,20 @@ def _check_hash(path: str, json_text: object, hash_text: object) -> None:
             f"{path}: is corrupt: `hash` {hash_text[:16]!r}... is not the sha256 of `json`"
             f" ({actual[:16]}...)"
         )
+
+
+def _is_text(text: str) -> bool:
+    """False for strings with lone surrogates (git file names that are not UTF-8, JSON
+    escapes like \\ud800): they cannot be stored or shown as text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(path: str) -> str:
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _summarize(problems: list[str]) -> str:

@@ -171,3 +171,118 @@ def markdown_table(rows: Sequence[Row]) -> str:
             f" | {goal} | {passed} |"
         )
     return "\n".join(lines)
+
+
+# -- added for the daemon benches: figures in any unit, goals on a ratio or on the figure ----
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100), interpolated between the two nearest ranks."""
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def clone_bare_repo(server: GitServer, source: str, name: str) -> str:
+    """Another repository on the server with the same history as `source`: a copy of its bare
+    directory, far faster than pushing again. Its URL."""
+    shutil.copytree(server.root / f"{source}.git", server.root / f"{name}.git", symlinks=True)
+    return server.url(name)
+
+
+def value_text(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "s":
+        return seconds_text(value)
+    if unit == "MB":
+        return f"{value:,.1f} MB"
+    if unit == "%":
+        return f"{value:.2f} % of a core"
+    return f"{value:,.0f} {unit}" if abs(value) >= 100 else f"{value:,.3g} {unit}"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One row: a figure in `unit`, its baseline from the same run, and a goal either on the
+    ratio (figure / baseline) or, with `absolute`, on the figure itself."""
+
+    scenario: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    at_most: float | None = None
+    at_least: float | None = None
+    absolute: bool = False
+
+    @property
+    def ratio(self) -> float | None:
+        return None if not self.baseline else self.value / self.baseline
+
+    @property
+    def passed(self) -> bool | None:
+        checked = self.value if self.absolute else self.ratio
+        if checked is None or (self.at_most is None and self.at_least is None):
+            return None
+        ok_high = self.at_most is None or checked <= self.at_most
+        ok_low = self.at_least is None or checked >= self.at_least
+        return ok_high and ok_low
+
+    @property
+    def goal_text(self) -> str:
+        unit = f" {self.unit}" if self.absolute and self.unit not in ("s", "%") else ""
+        unit = " %" if self.absolute and self.unit == "%" else unit
+        parts = []
+        if self.at_least is not None:
+            parts.append(f"≥ {self.at_least:g}{unit}")
+        if self.at_most is not None:
+            parts.append(f"≤ {self.at_most:g}{unit}")
+        return " and ".join(parts) or "info"
+
+
+def table_line(r: Row | Figure) -> str:
+    """One markdown row under the header of `markdown_table`, for a Row or a Figure."""
+    if isinstance(r, Row):
+        return markdown_table([r]).splitlines()[-1]
+    ratio = "-" if r.ratio is None else f"{r.ratio:.2f}"
+    passed = {None: "-", True: "yes", False: "**no**"}[r.passed]
+    return (
+        f"| {r.scenario} | {value_text(r.value, r.unit)} | {value_text(r.baseline, r.unit)}"
+        f" | {ratio} | {r.goal_text} | {passed} |"
+    )
+
+
+def figures_table(rows: Sequence[Row | Figure]) -> str:
+    """The same table as `markdown_table`, for Rows and Figures alike."""
+    header = markdown_table([]).splitlines()
+    return "\n".join([*header, *(table_line(r) for r in rows)])
+
+
+def failed_row(scenario: str, error: BaseException) -> str:
+    """A table row for a bench that could not measure: the reason, shortened."""
+    reason = " ".join(str(error).split())[:160].replace("|", "/")
+    return f"| {scenario} | failed: {type(error).__name__}: {reason} | - | - | - | **no** |"
+
+
+def make_remotes(
+    server: GitServer, tmp: Path, count: int, steps: int
+) -> tuple[list[str], WorkTree]:
+    """`count` repositories of `steps` steps with one history (copies of the first): their URLs,
+    and a work tree on the first."""
+    url, tree = make_repo(server, tmp, "remote000", steps)
+    urls = [url] + [clone_bare_repo(server, "remote000", f"remote{k:03d}") for k in range(1, count)]
+    return urls, tree
+
+
+def spread_workspaces(
+    urls: Sequence[str], count: int, server: GitServer, poll_interval: str = "0s"
+) -> list[dict[str, Any]]:
+    """`count` automatic workspaces dealt round-robin over the remotes `urls`."""
+    out = []
+    for k in range(count):
+        ws = workspace(f"ws{k:05d}", urls[k % len(urls)], server)
+        ws["poll_interval"] = poll_interval
+        out.append(ws)
+    return out

@@ -117,6 +117,9 @@ class Scheduler:
         self._pollers: dict[str, asyncio.Task[None]] = {}
         self.accepting = False
         self.last_poll: dict[str, float] = {}
+        # The poll groups of the config they were computed from: each poll loop asks for them
+        # twice a cycle, and a reload swaps the config object whole.
+        self._groups: tuple[Config, dict[str, list[WorkspaceConfig]]] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -300,11 +303,15 @@ class Scheduler:
 
     def _remotes(self) -> dict[str, list[WorkspaceConfig]]:
         """Polled workspaces grouped by remote: one ls-remote a cycle serves them all."""
+        config = self.config()
+        if self._groups is not None and self._groups[0] is config:
+            return self._groups[1]
         groups: dict[str, list[WorkspaceConfig]] = {}
-        for ws in self.config().workspaces:
+        for ws in config.workspaces:
             if ws.poll_interval > 0:
                 key = f"{normalize_repo_url(ws.source.url)}|{ws.source.username or ''}"
                 groups.setdefault(key, []).append(ws)
+        self._groups = (config, groups)
         return groups
 
     async def _poll_loop(self, key: str) -> None:

@@ -1,0 +1,304 @@
+"""How many signed GitHub pushes a second does `POST /hooks/github` take in, next to a bare
+Starlette endpoint under the same uvicorn settings?
+
+    python bench/webhook_throughput.py [--quick]
+
+Starts its own https git server on loopback and the installed `syncd serve` with one workspace
+on one repository. The load is GitHub's push webhook for another repository, signed with the
+configured secret: syncd verifies the signature, parses the body, matches no workspace and
+answers 202 `{"matched": [], "queued": []}`. Every request carries its own X-GitHub-Delivery
+(a wrk Lua script counts per thread), as GitHub's do: one fixed id would make every request
+after the first a redelivery, which syncd answers without matching.
+
+The baseline is a bare Starlette app with one POST route that reads the body and answers the
+same JSON with 202, under uvicorn with the daemon's settings (same host, one worker, the same
+uvicorn.Config arguments as `syncd serve`: no log config, no access log, no server header),
+loaded by the same wrk command with the same script and body. wrk runs with
+max(1, nproc - 1) threads (up to 4; wrk and the server share the machine) and 32
+connections, after a 1 s warm-up, for 5 s (--quick: 2 s); the servers take turns, 5 rounds
+each (--quick: 2), so that a neighbour's load falls on all of them, and the median counts.
+For information, a second daemon runs with `--log-level warning`, which drops the INFO line
+syncd logs for every webhook. Goal: syncd at least 0.7 times the bare endpoint's rate.
+Prints a markdown table; always exits 0 (benches do not fail CI).
+
+    python bench/webhook_throughput.py --bare-server PORT
+
+runs the baseline server alone (the bench starts it so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    Figure,
+    failed_row,
+    figures_table,
+    make_repo,
+    markdown_table,
+    median,
+    temp_git_server,
+    workspace,
+)
+from bench.daemon import HOST, WEBHOOK_SECRET, ServeProcess, free_port
+from tests.e2e.payloads import build, signature_headers
+
+CONNECTIONS = 32
+GOAL_RATIO = 0.7
+WS = "watched"
+QUIET = ("--log-level", "warning")  # no INFO line per webhook: for information only
+HOOK_PATH = "/hooks/github"
+
+LUA = """
+-- One signed body; a delivery id of its own for every request, as GitHub sends them.
+wrk.method = "POST"
+wrk.body = [==[%(body)s]==]
+%(headers)s
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+local run = "run"
+local counter = 0
+function init(args)
+  run = args[1] or run
+end
+function request()
+  counter = counter + 1
+  wrk.headers["X-GitHub-Delivery"] = run .. "-" .. tid .. "-" .. counter
+  return wrk.format(nil, "%(path)s")
+end
+"""
+
+
+def bare_app() -> Starlette:
+    async def hook(request: Request) -> Response:
+        await request.body()
+        return JSONResponse({"matched": [], "queued": []}, status_code=202)
+
+    return Starlette(routes=[Route(HOOK_PATH, hook, methods=["POST"])])
+
+
+def run_bare_server(port: int) -> int:
+    """The baseline: uvicorn as `syncd serve` configures it (syncd/serve.py), one worker."""
+    server = uvicorn.Server(
+        uvicorn.Config(
+            bare_app(),
+            host=HOST,
+            port=port,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=2,
+            server_header=False,
+        )
+    )
+    server.run()
+    return 0
+
+
+def lua_script(directory: Path, url: str) -> Path:
+    """The wrk script: GitHub's push for `url` (a repository no workspace watches), signed."""
+    headers, body = build("github", url, "main", ["README.md"], "f" * 40, "unused")
+    headers |= signature_headers("github", body, WEBHOOK_SECRET)
+    headers.pop("X-GitHub-Delivery")
+    text = body.decode()
+    if "]==]" in text:
+        raise ValueError("the body cannot be quoted in Lua")
+    lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
+    path = directory / "signed_push.lua"
+    path.write_text(LUA % {"body": text, "headers": lines, "path": HOOK_PATH})
+    return path
+
+
+def check_answer(base_url: str, url: str) -> None:
+    """One request as wrk sends it must be answered 202 with nothing matched."""
+    headers, body = build("github", url, "main", ["README.md"], "f" * 40, uuid.uuid4().hex)
+    headers |= signature_headers("github", body, WEBHOOK_SECRET)
+    answer = httpx.post(base_url + HOOK_PATH, content=body, headers=headers, timeout=10)
+    if answer.status_code != 202 or answer.json().get("matched") != []:
+        raise RuntimeError(f"{base_url}{HOOK_PATH} answered {answer.status_code}: {answer.text}")
+
+
+def wrk(base_url: str, script: Path, seconds: int, threads: int) -> tuple[float, int, int]:
+    """(requests a second, requests, non-2xx answers) from one wrk run."""
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{CONNECTIONS}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            base_url,
+            "--",
+            uuid.uuid4().hex[:12],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk exited {out.returncode}: {out.stderr or out.stdout}")
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
+    total = re.search(r"(\d+) requests in", out.stdout)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
+    errors = re.search(r"Socket errors: (.*)", out.stdout)
+    if rate is None or total is None:
+        raise RuntimeError(f"cannot read wrk's output:\n{out.stdout}")
+    if errors:
+        print(f"wrk socket errors against {base_url}: {errors.group(1)}", file=sys.stderr)
+    return float(rate.group(1)), int(total.group(1)), int(bad.group(1)) if bad else 0
+
+
+def wait_listening(base_url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the bare server exited {process.returncode}")
+        try:
+            httpx.get(base_url + "/", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise TimeoutError(f"the bare server at {base_url} did not listen within {timeout:.0f} s")
+
+
+def webhook_counts(client: httpx.Client) -> dict[str, float]:
+    """syncd_webhook_requests_total for github, by result, from /metrics."""
+    counts: dict[str, float] = {}
+    for line in client.get("/metrics").text.splitlines():
+        m = re.match(r"syncd_webhook_requests_total\{(.*)\} ([\d.e+]+)$", line)
+        if m and 'provider="github"' in m.group(1):
+            result = re.search(r'result="([^"]+)"', m.group(1))
+            if result:
+                counts[result.group(1)] = float(m.group(2))
+    return counts
+
+
+@dataclass(frozen=True)
+class Measured:
+    rates: dict[str, list[float]]  # requests a second a round: syncd, quiet, bare
+    syncd_total: int  # requests wrk completed against syncd
+    bad: int  # non-2xx answers, all servers
+    results: dict[str, int]  # syncd's own count of the webhooks, by result
+
+
+def measure(seconds: int, rounds: int, threads: int) -> Measured:
+    with temp_git_server() as (server, tmp):
+        url, tree = make_repo(server, tmp, "watched", 10)
+        unmatched = server.url("somebody-else")  # no workspace watches it
+        script = lua_script(tmp, unmatched)
+        bare_port = free_port()
+        bare_url = f"http://{HOST}:{bare_port}"
+        bare = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--bare-server", str(bare_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            ws = [workspace(WS, url, server)]
+            with (
+                ServeProcess.start(tmp / "syncd", ws, server) as daemon,
+                ServeProcess.start(tmp / "quiet", ws, server, QUIET) as quiet,
+            ):
+                for d in (daemon, quiet):
+                    d.wait_ready(60)
+                    d.wait_all_applied(1, tree.head(), timeout=60)
+                wait_listening(bare_url, bare)
+                for target in (daemon.url, quiet.url, bare_url):
+                    check_answer(target, unmatched)
+                    wrk(target, script, 1, threads)  # warm-up, not counted
+                metrics = daemon.client()
+                before = webhook_counts(metrics)
+                rates: dict[str, list[float]] = {"syncd": [], "bare": [], "quiet": []}
+                syncd_total, bad = 0, 0
+                for _ in range(rounds):
+                    for name, target in (
+                        ("bare", bare_url),
+                        ("syncd", daemon.url),
+                        ("quiet", quiet.url),
+                    ):
+                        rate, n, nbad = wrk(target, script, seconds, threads)
+                        rates[name].append(rate)
+                        bad += nbad
+                        syncd_total += n if name == "syncd" else 0
+                after = webhook_counts(metrics)
+        finally:
+            bare.terminate()
+            try:
+                bare.wait(10)
+            except subprocess.TimeoutExpired:
+                bare.kill()
+                bare.wait(10)
+        results = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
+        counted = {k: int(v) for k, v in sorted(results.items()) if v}
+        return Measured(rates, syncd_total, bad, counted)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 s runs, 2 rounds")
+    parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.bare_server:
+        return run_bare_server(args.bare_server)
+    seconds, rounds = (2, 2) if args.quick else (5, 5)
+    threads = max(1, min(4, (os.cpu_count() or 2) - 1))
+    print(
+        f"# webhook intake ({'quick' if args.quick else 'full'}): signed GitHub pushes for an"
+        f" unmatched repository, `wrk -t{threads} -c{CONNECTIONS} -d{seconds}s`, {rounds}"
+        " round(s) against syncd and a bare Starlette endpoint\n"
+    )
+    scenario = "webhook intake: signed GitHub pushes a second, unmatched (baseline: bare Starlette)"
+    try:
+        m = measure(seconds, rounds, threads)
+    except Exception as e:
+        traceback.print_exc()
+        print(markdown_table([]) + "\n" + failed_row(scenario, e))
+        return 0
+    syncd_rates, bare_rates, quiet_rates = m.rates["syncd"], m.rates["bare"], m.rates["quiet"]
+    rows = [
+        Figure(scenario, median(syncd_rates), "req/s", median(bare_rates), at_least=GOAL_RATIO),
+        Figure(
+            "webhook intake, syncd with `--log-level warning` (for information)",
+            median(quiet_rates),
+            "req/s",
+            median(bare_rates),
+        ),
+    ]
+    print(figures_table(rows))
+    print(
+        f"\nrates a round: syncd {', '.join(f'{r:,.0f}' for r in syncd_rates)}; bare"
+        f" {', '.join(f'{r:,.0f}' for r in bare_rates)}; syncd at log level warning"
+        f" {', '.join(f'{r:,.0f}' for r in quiet_rates)} req/s; non-2xx answers {m.bad};"
+        f" syncd's own count of these webhooks by result: {m.results}"
+        f" (wrk completed {m.syncd_total:,})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -289,7 +289,8 @@ async def _webhook(rt: Runtime, request: Request) -> Response:
             )
     rt.deliveries.add(provider, event.delivery)
     rt.metrics.webhook(provider, "accepted" if matched else "unmatched")
-    log.info(
+    # Pushes that match nothing are most of a busy host's webhooks: not worth a log line each.
+    (log.info if matched else log.debug)(
         "webhook provider=%s delivery=%s matched=%s",
         provider,
         (event.delivery or "-")[:64],

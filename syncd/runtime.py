@@ -54,16 +54,22 @@ class Runtime:
     ready: bool = False
     stopping: bool = False
     started_at: float = field(default_factory=time.time)
+    _targets: tuple[Config, list[Target]] | None = None
 
     @property
     def config(self) -> Config:
         return self.core.config
 
     def targets(self) -> list[Target]:
-        return [
-            Target(ws.id, normalize_repo_url(ws.source.url), ws.source.branch, ws.source.path)
-            for ws in self.config.workspaces
-        ]
+        """What each workspace follows, worked out once per config, not once per webhook."""
+        config = self.config
+        if self._targets is None or self._targets[0] is not config:
+            targets = [
+                Target(ws.id, normalize_repo_url(ws.source.url), ws.source.branch, ws.source.path)
+                for ws in config.workspaces
+            ]
+            self._targets = (config, targets)
+        return self._targets[1]
 
     def swap_config(self, config: Config) -> None:
         old = {ws.id for ws in self.core.config.workspaces}

@@ -225,8 +225,9 @@ class Scheduler:
                 req = slot.queue[0]
                 try:
                     outcome = await self._run(ws_id, req)
-                except Exception as e:
-                    log.exception("sync crashed workspace=%s run=%s", ws_id, req.run_id)
+                except Exception as e:  # a waiter must always hear how its run ended
+                    if not isinstance(e, ShuttingDown):
+                        log.exception("sync crashed workspace=%s run=%s", ws_id, req.run_id)
                     slot.queue.popleft()
                     for w in req.waiters:
                         if not w.done():
@@ -243,6 +244,9 @@ class Scheduler:
     async def _run(self, ws_id: str, req: Request) -> Outcome:
         ws = self.config().workspace(ws_id)
         async with self._parallel:
+            if not self.accepting:
+                # Queued behind the parallelism bound when the stop came: it never starts.
+                raise ShuttingDown("syncd is stopping; the run did not start")
             log.info("sync start workspace=%s trigger=%s run=%s", ws_id, req.trigger, req.run_id)
             outcome = await asyncio.to_thread(
                 self.engine.sync,

@@ -251,7 +251,11 @@ def test_empty_file_is_refused(tmp_path: Path, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "got"),
-    [("- a\n- b\n", "list of 2 items"), ("hello\n", "str (not shown)"), ("42\n", "int (not shown)")],
+    [
+        ("- a\n- b\n", "list of 2 items"),
+        ("hello\n", "str (not shown)"),
+        ("42\n", "int (not shown)"),
+    ],
 )
 def test_top_level_must_be_a_mapping(tmp_path: Path, text: str, got: str) -> None:
     assert one_problem(tmp_path, text) == (f"{tmp_path}/syncd.yaml: expected a mapping, got {got}")

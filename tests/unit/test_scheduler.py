@@ -192,3 +192,18 @@ def test_backoff_grows_and_is_capped() -> None:
     assert delays[0] == 5 and delays[1] == 10 and delays[-1] == 300
     assert all(a <= b for a, b in itertools.pairwise(delays))
     assert backoff(3, 5, 300, lambda: 0.0) == 10  # jitter keeps at least half
+
+
+async def test_runs_waiting_for_a_slot_never_start_after_stop() -> None:
+    engine = FakeEngine()
+    s = scheduler(engine, "a", "b", "c", parallel=1)
+    await s.start(startup_sync=False)
+    tickets = [s.request(w, Trigger.STARTUP) for w in "abc"]
+    await until(lambda: engine.active == 1)
+    stopping = asyncio.create_task(s.stop(deadline=5))
+    await asyncio.sleep(0.05)
+    engine.gate.set()
+    assert await stopping
+    results = await asyncio.gather(*(t.future for t in tickets), return_exceptions=True)
+    assert sum(isinstance(r, ShuttingDown) for r in results) == 2
+    assert len(engine.runs) == 1

@@ -160,6 +160,7 @@ class GitSource:
         self._network(
             "fetch", remote, lambda cb: anon.fetch([refspec], callbacks=cb, prune=FetchPrune.PRUNE)
         )
+        _compact(repo, path)
         ref = repo.references.get(f"refs/heads/{branch}")
         if ref is None:
             raise RevisionNotFound(f"branch {branch!r} not found on {redact_url(remote.url)}")
@@ -415,10 +416,11 @@ class GitSource:
             self._observe(op, "error", started)
             raise
         except (pygit2.GitError, ValueError) as e:
+            elapsed = time.monotonic() - started
             self._observe(op, "error", started)
             if op == "fetch" and _is_local(e):
                 raise _CorruptMirror(str(e)) from e
-            raise _classify(op, remote, e, bundle, self._timeout_ms / 1000) from e
+            raise _classify(op, remote, e, bundle, self._timeout_ms / 1000, elapsed) from e
         self._observe(op, "ok", started)
         return result
 
@@ -565,10 +567,13 @@ _TRANSIENT = (
     "no route to host",
     "failed to receive",
     "failed to send",
+    "could not read from remote repository",  # libgit2's network-read error
 )
 
 
-def _classify(op: str, remote: Remote, e: BaseException, bundle: Path, timeout: float) -> GitError:
+def _classify(
+    op: str, remote: Remote, e: BaseException, bundle: Path, timeout: float, elapsed: float = 0.0
+) -> GitError:
     where = f"{op} {redact_url(remote.url)}"
     message = _scrub(str(e).strip().strip("'\""), remote)
     lowered = message.lower()
@@ -586,9 +591,33 @@ def _classify(op: str, remote: Remote, e: BaseException, bundle: Path, timeout: 
         return GitError(f"{where}: repository not found (HTTP 404)")
     if (code is not None and code >= 500) or code in (408, 429):
         return TransientGitError(f"{where}: server error (HTTP {code})")
+    if lowered.startswith("ssl error: syscall failure") or "temporarily unavailable" in lowered:
+        # libgit2 says the same words for a stall and for a dropped connection: the time the
+        # attempt took tells them apart.
+        if elapsed >= timeout * 0.9:
+            return TransientGitError(f"{where}: timed out: no answer within {timeout:g}s")
+        return TransientGitError(f"{where}: the remote closed the connection without an answer")
     if any(marker in lowered for marker in _TRANSIENT):
         return TransientGitError(f"{where}: {message or type(e).__name__}")
     return GitError(f"{where}: {message or type(e).__name__}")
+
+
+MAX_MIRROR_PACKS = 16  # each fetch adds a pack; past this many the mirror is repacked into one
+
+
+def _compact(repo: pygit2.Repository, path: Path) -> None:
+    """`git gc --auto` for a mirror: libgit2 writes one pack per fetch and never repacks, and
+    every pack is an open file for as long as a Repository object lives."""
+    packs = sorted((path / "objects" / "pack").glob("pack-*.pack"))
+    if len(packs) <= MAX_MIRROR_PACKS:
+        return
+    repo.pack()  # one new pack holding every object, in objects/pack
+    if not set((path / "objects" / "pack").glob("pack-*.pack")) - set(packs):
+        return  # no new pack appeared: keep the old ones
+    for pack in packs:
+        for suffix in (".pack", ".idx", ".rev", ".keep", ".mtimes"):
+            pack.with_suffix(suffix).unlink(missing_ok=True)
+    log.info("mirror repacked path=%s packs=%d", path, len(packs))
 
 
 def _is_local(e: BaseException) -> bool:

@@ -86,21 +86,26 @@ def build_commits(tree: WorkTree) -> dict[str, Steps]:
 # -- the store, read from outside the process under test ------------------------------------
 
 
-def committed(db: Path, target: str) -> bool:
-    """Whether `target` is the applied commit yet, as a reader sees it from outside.
+def applied_revision(db: Path, ws: str = WS) -> str | None:
+    """The applied commit as a reader sees it from outside the process under test.
 
     A WAL read never waits for the writer, but can find the WAL index mid-change (during a
-    commit or the checkpoint on close) and answer "locked": that is "not yet"."""
+    commit or the checkpoint on close) and answer "locked": that reads as None, "not yet"."""
     con = sqlite3.connect(db, timeout=0, isolation_level=None)
     try:
         row = con.execute(
-            "SELECT last_applied_revision FROM workspaces WHERE id = ?", (WS,)
+            "SELECT last_applied_revision FROM workspaces WHERE id = ?", (ws,)
         ).fetchone()
     except sqlite3.OperationalError:
-        return False
+        return None
     finally:
         con.close()
-    return row is not None and row[0] == target
+    return row[0] if row else None
+
+
+def committed(db: Path, target: str) -> bool:
+    """Whether `target` is the applied commit yet."""
+    return applied_revision(db) == target
 
 
 def write_lock_held(db: Path) -> bool:

@@ -24,7 +24,6 @@ import collections
 import os
 import random
 import signal
-import sqlite3
 import statistics
 import time
 from dataclasses import dataclass
@@ -37,7 +36,8 @@ from syncd.gitserver import GitServer, WorkTree
 from syncd.model import RunResult
 from syncd.store import SqliteStore
 from tests.e2e.conftest import Daemon, start_daemon
-from tests.integration.test_crash import Steps, build_commits
+from tests.integration import test_crash as crash
+from tests.integration.test_crash import Steps, build_commits, write_lock_held
 from tests.reliability.daemon_harness import report, runs, scaled, stop_daemon, wait_for
 from tests.support import daemon_env, workspace
 
@@ -50,30 +50,7 @@ AIMS = ("apply", "run", "apply", "commit", "run")
 
 
 def applied_revision(db: Path) -> str | None:
-    """The applied commit as a reader sees it; None while the WAL index is mid-change."""
-    con = sqlite3.connect(db, timeout=0, isolation_level=None)
-    try:
-        row = con.execute(
-            "SELECT last_applied_revision FROM workspaces WHERE id = ?", (WS,)
-        ).fetchone()
-    except sqlite3.OperationalError:
-        return None
-    finally:
-        con.close()
-    return row[0] if row else None
-
-
-def write_lock_held(db: Path) -> bool:
-    """Whether another connection holds SQLite's write lock (probing takes it for microseconds)."""
-    con = sqlite3.connect(db, timeout=0, isolation_level=None)
-    try:
-        con.execute("BEGIN IMMEDIATE")
-        con.execute("ROLLBACK")
-        return False
-    except sqlite3.OperationalError:  # database is locked
-        return True
-    finally:
-        con.close()
+    return crash.applied_revision(db, WS)
 
 
 def one_commit(db: Path, commits: dict[str, Steps]) -> str:

@@ -290,9 +290,10 @@ class Scheduler:
         slot.retry = loop.call_later(delay, self._request_quietly, ws_id, trigger)
         log.info("retry scheduled workspace=%s in=%.1fs failures=%d", ws_id, delay, slot.failures)
 
-    def _request_quietly(self, ws_id: str, trigger: Trigger) -> None:
+    def _request_quietly(self, ws_id: str, trigger: Trigger, head: str | None = None) -> None:
+        """A request no one waits for (a timer, a poll): dropping it is logged, not raised."""
         try:
-            self.request(ws_id, trigger)
+            self.request(ws_id, trigger, head=head)
         except (QueueFull, ShuttingDown, NotFound) as e:
             log.info("request dropped workspace=%s trigger=%s reason=%s", ws_id, trigger, e)
 
@@ -344,10 +345,4 @@ class Scheduler:
                 head = heads.get(ws.source.branch)
                 state = await asyncio.to_thread(self.store.state, ws.id)
                 if should_sync(ws.mode, state, head):
-                    self._request_quietly_with_head(ws.id, head)
-
-    def _request_quietly_with_head(self, ws_id: str, head: str | None) -> None:
-        try:
-            self.request(ws_id, Trigger.POLL, head=head)
-        except (QueueFull, ShuttingDown, NotFound) as e:
-            log.info("poll request dropped workspace=%s reason=%s", ws_id, e)
+                    self._request_quietly(ws.id, Trigger.POLL, head)

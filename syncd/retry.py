@@ -1,0 +1,71 @@
+"""The one retry policy: who retries what, how often, and why. Every retry in syncd is here.
+
+Three layers retry, each for a reason the others cannot serve:
+
+- **The scheduler's loop** retries a *run* that failed for a transient reason (connection,
+  timeout, 5xx, a locked store), with capped, jittered exponential backoff (`RUN`), until it
+  succeeds or the workspace's branch moves on. A permanent failure (a bad step file at commit
+  X, a refused plan) is never retried: it waits for a new commit. An authentication failure is
+  permanent for the same reason: asking again with the same password cannot help.
+- **Polling** stretches the interval of a remote that keeps failing (`POLL`), so a remote that
+  is down is not asked every few seconds by every replica.
+- **One network attempt** (a git ls-remote, fetch or push; an SMTP send) is repeated a few
+  times within seconds (`GIT_ATTEMPT`, `SMTP_ATTEMPT`): a dropped connection or a greylisting
+  server is common and short, and failing the whole run (or the whole digest) for it would
+  make every blip a recorded failure and an e-mail. These attempts are bounded in count and
+  time, so the loop above still sees every failure that lasts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import tenacity
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Exponential backoff: `base`, doubling, capped at `cap`; `attempts` 0 means unbounded."""
+
+    base: float
+    cap: float
+    attempts: int = 0
+
+    def delay(self, failures: int, rng: Callable[[], float]) -> float:
+        """The wait after the `failures`-th failure in a row: jitter in the upper half."""
+        delay = min(self.cap, self.base * 2 ** max(0, failures - 1))
+        return float(delay * (0.5 + rng() / 2))
+
+
+RUN = Policy(base=5.0, cap=300.0)
+POLL = Policy(base=0.0, cap=600.0)  # base: the workspace's own poll interval
+GIT_ATTEMPT = Policy(base=0.5, cap=10.0, attempts=4)
+SMTP_ATTEMPT = Policy(base=1.0, cap=30.0, attempts=4)
+
+
+def attempts(
+    policy: Policy,
+    retry_if: Callable[[BaseException], bool],
+    on_retry: Callable[[int, BaseException | None], None],
+    sleep: Callable[[float], None] | None = None,
+) -> tenacity.Retrying:
+    """A tenacity runner for one operation's attempts under `policy` (bounded count)."""
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        on_retry(state.attempt_number, state.outcome.exception() if state.outcome else None)
+
+    extra: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(max(1, policy.attempts)),
+        wait=tenacity.wait_exponential_jitter(
+            multiplier=min(policy.base, policy.cap),
+            max=policy.cap,
+            jitter=min(1.0, policy.cap),
+        ),
+        retry=tenacity.retry_if_exception(retry_if),
+        before_sleep=before_sleep,
+        reraise=True,
+        **extra,
+    )

@@ -99,7 +99,7 @@ def bare_app() -> Starlette:
 
 
 def run_bare_server(port: int) -> int:
-    """The baseline: uvicorn as `syncd serve` configures it (syncd/serve.py), one worker."""
+    """The baseline: uvicorn as `syncd serve` configures it (syncd/daemon.py), one worker."""
     server = uvicorn.Server(
         uvicorn.Config(
             bare_app(),

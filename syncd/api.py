@@ -1,4 +1,5 @@
-"""The HTTP API: a thin Starlette shell over the runtime. The only place errors become statuses.
+"""The HTTP API: routes only. Each parses its request, calls the workspace use cases in
+`syncd.service`, and shapes the answer. The only place errors become statuses.
 
 Every request a stranger can send is checked: bearer tokens with scopes, body size before the
 body is read, signatures before parsing, JSON shape before use. Errors are JSON
@@ -24,15 +25,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from syncd import webhooks
+from syncd.app import App
 from syncd.config import TokenConfig, WorkspaceConfig
 from syncd.errors import Conflict, GitError, NotFound, RevisionNotFound, SyncdError
-from syncd.export import export_workspace, parse_export_request
+from syncd.export import parse_export_request
 from syncd.model import StepContent, Trigger
 from syncd.openapi import openapi_document
 from syncd.providers import Ping, WebhookRejected
-from syncd.runtime import Runtime
 from syncd.scheduler import QueueFull, ShuttingDown
-from syncd.views import workspace_view
+from syncd.views import diff_view
 
 log = logging.getLogger("syncd.api")
 
@@ -57,7 +58,7 @@ def error_response(
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
-def create_app(rt: Runtime, lifespan: Any = None) -> Starlette:
+def create_app(rt: App, lifespan: Any = None) -> Starlette:
     def scoped(scope: str, handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
             authorize(rt, request, scope)
@@ -66,22 +67,16 @@ def create_app(rt: Runtime, lifespan: Any = None) -> Starlette:
         return endpoint
 
     async def list_workspaces(request: Request) -> Response:
-        tag = request.query_params.get("tag")
-        chosen = [ws for ws in rt.config.workspaces if tag is None or tag in ws.tags]
-        return JSONResponse(
-            {"workspaces": await asyncio.to_thread(lambda: [_view(rt, ws) for ws in chosen])}
-        )
+        chosen = rt.workspaces.tagged(request.query_params.get("tag"))
+        return JSONResponse({"workspaces": await asyncio.to_thread(rt.workspaces.views, chosen)})
 
     async def get_workspace(request: Request) -> Response:
         ws = _workspace(rt, request)
-        return JSONResponse(await asyncio.to_thread(_view, rt, ws))
+        return JSONResponse(await asyncio.to_thread(rt.workspaces.view, ws))
 
     async def diff(request: Request) -> Response:
         ws = _workspace(rt, request)
-        reading = await asyncio.to_thread(rt.core.engine.preview, ws)
-        return JSONResponse(
-            {"workspace": ws.id, "revision": reading.revision, **reading.plan.to_dict()}
-        )
+        return JSONResponse(diff_view(ws, await asyncio.to_thread(rt.workspaces.preview, ws)))
 
     async def sync(request: Request) -> Response:
         ws = _workspace(rt, request)
@@ -91,7 +86,7 @@ def create_app(rt: Runtime, lifespan: Any = None) -> Starlette:
             raise ApiError(422, "`dry_run` must be true or false")
         if revision is not None and (not isinstance(revision, str) or not _is_rev(revision)):
             raise ApiError(422, "`revision` must be a commit sha (4 to 40 hex digits) or null")
-        ticket = _request(rt, ws.id, Trigger.MANUAL, revision=revision, dry_run=dry_run)
+        ticket = rt.workspaces.request_sync(ws, Trigger.MANUAL, revision, dry_run)
         if request.query_params.get("wait", "").lower() not in ("1", "true", "yes"):
             return JSONResponse(
                 {"workspace": ws.id, "run_id": ticket.run_id, "coalesced": ticket.coalesced},
@@ -108,54 +103,44 @@ def create_app(rt: Runtime, lifespan: Any = None) -> Starlette:
     async def runs(request: Request) -> Response:
         ws = _workspace(rt, request)
         limit = _int_param(request, "limit", 50, 1, 1000)
-        found = await asyncio.to_thread(rt.core.store.runs, ws.id, limit)
+        found = await asyncio.to_thread(rt.workspaces.runs, ws, limit)
         return JSONResponse({"runs": [r.to_dict() for r in found]})
 
     async def run(request: Request) -> Response:
-        run_id = request.path_params["run_id"]
-        found = await asyncio.to_thread(rt.core.store.run, run_id)
-        if found is None or found.workspace not in {w.id for w in rt.config.workspaces}:
-            raise NotFound(f"no run {run_id!r}")
+        found = await asyncio.to_thread(rt.workspaces.run, request.path_params["run_id"])
         return JSONResponse(found.to_dict())
 
     async def steps(request: Request) -> Response:
         ws = _workspace(rt, request)
-        live = await asyncio.to_thread(rt.core.store.live_steps, ws.id)
-        return JSONResponse({"steps": [s.to_dict() for s in live.values()]})
+        live = await asyncio.to_thread(rt.workspaces.steps, ws)
+        return JSONResponse({"steps": [s.to_dict() for s in live]})
 
     async def step(request: Request) -> Response:
         ws, name = _workspace(rt, request), _step_name(request)
-        live = await asyncio.to_thread(rt.core.store.live_steps, ws.id, [name])
-        if name not in live:
-            raise NotFound(f"no step {name!r} in workspace {ws.id}")
-        return JSONResponse(live[name].to_dict())
+        return JSONResponse((await asyncio.to_thread(rt.workspaces.step, ws, name)).to_dict())
 
     async def put_step(request: Request) -> Response:
         ws, name = _workspace(rt, request), _step_name(request)
         content = _step_content(await _json_body(request))
-        saved = await asyncio.to_thread(rt.core.store.put_outside, ws.id, name, content)
-        rt.scheduler.note_outside_edit(ws.id)
+        saved = await asyncio.to_thread(rt.workspaces.put_step, ws, name, content)
+        rt.workspaces.note_edit(ws)
         return JSONResponse(saved.to_dict())
 
     async def delete_step(request: Request) -> Response:
         ws, name = _workspace(rt, request), _step_name(request)
-        if not await asyncio.to_thread(rt.core.store.delete_outside, ws.id, name):
-            raise NotFound(f"no step {name!r} in workspace {ws.id}")
-        rt.scheduler.note_outside_edit(ws.id)
+        await asyncio.to_thread(rt.workspaces.delete_step, ws, name)
+        rt.workspaces.note_edit(ws)
         return Response(status_code=204)
 
     async def export(request: Request) -> Response:
         ws = _workspace(rt, request)
         order = parse_export_request(await _json_body(request))
-        core = rt.core
-        result = await asyncio.to_thread(
-            export_workspace, core.git, core.store, rt.config, ws, order
-        )
+        result = await asyncio.to_thread(rt.workspaces.export, ws, order)
         return JSONResponse(result.to_dict())
 
     async def health(request: Request) -> Response:
         ws = _workspace(rt, request)
-        return JSONResponse(await asyncio.to_thread(_health, rt, ws))
+        return JSONResponse(await asyncio.to_thread(rt.workspaces.health, ws))
 
     async def hook(request: Request) -> Response:
         return await _webhook(rt, request)
@@ -201,7 +186,7 @@ def create_app(rt: Runtime, lifespan: Any = None) -> Starlette:
 # -- authentication -----------------------------------------------------------------------------
 
 
-def authorize(rt: Runtime, request: Request, scope: str) -> TokenConfig:
+def authorize(rt: App, request: Request, scope: str) -> TokenConfig:
     header = request.headers.get("authorization", "")
     kind, _, presented = header.partition(" ")
     if kind.lower() != "bearer" or not presented.strip():
@@ -235,7 +220,7 @@ def find_token(tokens: tuple[TokenConfig, ...], presented: str) -> TokenConfig |
 # -- webhooks -----------------------------------------------------------------------------------
 
 
-async def _webhook(rt: Runtime, request: Request) -> Response:
+async def _webhook(rt: App, request: Request) -> Response:
     headers = {k.lower(): v for k, v in request.headers.items()}
     provider = request.path_params.get("provider")
     label = provider if provider in webhooks.PROVIDERS else "unknown"
@@ -321,7 +306,7 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 
 
 def _request(
-    rt: Runtime, ws_id: str, trigger: Trigger, revision: str | None = None, dry_run: bool = False
+    rt: App, ws_id: str, trigger: Trigger, revision: str | None = None, dry_run: bool = False
 ) -> Any:
     try:
         return rt.scheduler.request(ws_id, trigger, revision=revision, dry_run=dry_run)
@@ -331,18 +316,8 @@ def _request(
         raise ApiError(503, str(e), None, {"Retry-After": RETRY_AFTER_SECONDS}) from e
 
 
-def _workspace(rt: Runtime, request: Request) -> WorkspaceConfig:
-    ws_id = request.path_params["id"]
-    for ws in rt.config.workspaces:
-        if ws.id == ws_id:
-            return ws
-    raise NotFound(f"no workspace {ws_id[:100]!r}")
-
-
-def _view(rt: Runtime, ws: WorkspaceConfig) -> dict[str, Any]:
-    state = rt.core.store.state(ws.id)
-    last = rt.core.store.run(state.last_run_id) if state.last_run_id else None
-    return workspace_view(ws, state, last)
+def _workspace(rt: App, request: Request) -> WorkspaceConfig:
+    return rt.workspaces.get(request.path_params["id"])
 
 
 def _step_name(request: Request) -> str:
@@ -391,33 +366,6 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
 
 def _is_rev(text: str) -> bool:
     return 4 <= len(text) <= 40 and all(c in "0123456789abcdefABCDEF" for c in text)
-
-
-def _health(rt: Runtime, ws: WorkspaceConfig) -> dict[str, Any]:
-    store = rt.core.store
-    state = store.state(ws.id)
-    last = store.run(state.last_run_id) if state.last_run_id else None
-    live = store.live_steps(ws.id)
-    provider_seen = {p: rt.webhook_last_seen.get(p) for p in rt.config.webhooks}
-    # Each configured secret, named by where it comes from (never its value), and whether a
-    # delivery ever used it: an unused one after a rotation can be removed.
-    unused = [
-        f"{provider}: {secret.source}"
-        for provider, hook in rt.config.webhooks.items()
-        for index, secret in enumerate(hook.secrets + hook.signing_secrets)
-        if (provider, index) not in rt.secret_last_seen
-    ]
-    git_error = last is not None and last.result.value == "failed" and state.failed_revision is None
-    return {
-        "workspace": ws.id,
-        "source_reachable": None if last is None else not git_error,
-        "last_error": last.error if last and last.error else None,
-        "webhook_last_seen": provider_seen,
-        "webhooks_unused": unused,
-        "invalid_steps": sorted(n for n, s in live.items() if not s.content.valid),
-        "disabled_steps": sorted(n for n, s in live.items() if not s.content.enabled),
-        "changed_outside_git": sorted(store.drifted_names(ws.id)),
-    }
 
 
 # -- errors to statuses -------------------------------------------------------------------------

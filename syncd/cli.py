@@ -11,14 +11,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from syncd import __version__
-from syncd.config import Config, WorkspaceConfig, default_config_path, load_config
+from syncd.app import Core, build_core
+from syncd.config import Config, default_config_path, load_config
 from syncd.errors import ConfigError, NotFound, SyncdError
-from syncd.model import RunResult, Trigger
-from syncd.views import workspace_view
-from syncd.wiring import Core, build_core
+from syncd.model import RunResult
+from syncd.views import diff_view
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -86,17 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_pull(sub, common)
     add("version", cmd_version, "print the version")
-    for extra in _EXTRA_COMMANDS:
-        extra(sub, common)
     return p
-
-
-# Commands defined in other modules (serve, demo, pull) register here, keeping this file small.
-_EXTRA_COMMANDS: list[Callable[[Any, argparse.ArgumentParser], None]] = []
-
-
-def register(adder: Callable[[Any, argparse.ArgumentParser], None]) -> None:
-    _EXTRA_COMMANDS.append(adder)
 
 
 # -- helpers shared by commands -----------------------------------------------------------------
@@ -104,14 +94,6 @@ def register(adder: Callable[[Any, argparse.ArgumentParser], None]) -> None:
 
 def load(args: argparse.Namespace) -> Config:
     return load_config(args.config or default_config_path(os.environ))
-
-
-def find_workspace(config: Config, key: str) -> WorkspaceConfig:
-    for ws in config.workspaces:
-        if key in (ws.id, ws.name):
-            return ws
-    known = ", ".join(f"{w.id} ({w.name})" for w in config.workspaces) or "none"
-    raise NotFound(f"no workspace {key!r} in {config.path}; known: {known}")
 
 
 def progress_printer(stream: TextIO = sys.stderr) -> Callable[[str], None] | None:
@@ -159,11 +141,9 @@ def _with_core(args: argparse.Namespace, body: Callable[[Core], int]) -> int:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     def body(core: Core) -> int:
-        ws = find_workspace(core.config, args.workspace)
+        ws = core.workspaces.find(args.workspace)
         say = progress_printer()
-        outcome = core.engine.sync(
-            ws, Trigger.MANUAL, revision=args.revision, dry_run=args.dry_run, progress=say
-        )
+        outcome = core.workspaces.sync_now(ws, args.revision, args.dry_run, say)
         if say:
             sys.stderr.write("\r\033[K")
         run = outcome.run
@@ -190,15 +170,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     def body(core: Core) -> int:
-        ws = find_workspace(core.config, args.workspace)
+        ws = core.workspaces.find(args.workspace)
         try:
-            reading = core.engine.preview(ws)
+            reading = core.workspaces.preview(ws)
         except SyncdError as e:
             print(f"{ws.id} ({ws.name}): {e}", file=sys.stderr)
             return EXIT_USAGE
         plan = reading.plan
         if args.json:
-            _print_json({"workspace": ws.id, "revision": reading.revision, **plan.to_dict()})
+            _print_json(diff_view(ws, reading))
         else:
             for change in plan.changes:
                 print(f"{change.action} {change.name}")
@@ -216,15 +196,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     def body(core: Core) -> int:
-        config = core.config
-        chosen = (
-            [find_workspace(config, args.workspace)] if args.workspace else list(config.workspaces)
-        )
-        views = []
-        for ws in chosen:
-            state = core.store.state(ws.id)
-            last = core.store.run(state.last_run_id) if state.last_run_id else None
-            views.append(workspace_view(ws, state, last))
+        service = core.workspaces
+        chosen = [service.find(args.workspace)] if args.workspace else service.tagged(None)
+        views = service.views(chosen)
         if args.json:
             _print_json(views[0] if args.workspace else views)
             return EXIT_OK
@@ -244,12 +218,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_steps(args: argparse.Namespace) -> int:
     def body(core: Core) -> int:
-        ws = find_workspace(core.config, args.workspace)
-        steps = core.store.live_steps(ws.id)
+        ws = core.workspaces.find(args.workspace)
+        steps = core.workspaces.steps(ws)
         if args.json:
-            _print_json([s.to_dict() for s in steps.values()])
+            _print_json([s.to_dict() for s in steps])
             return EXIT_OK
-        for s in steps.values():
+        for s in steps:
             flags = ("" if s.content.enabled else " disabled") + (
                 "" if s.content.valid else " invalid"
             )
@@ -261,8 +235,8 @@ def cmd_steps(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from syncd.daemon import serve
     from syncd.logs import setup_logging
-    from syncd.serve import serve
 
     setup_logging(args.log_format, args.log_level)
     config = load(args)

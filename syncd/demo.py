@@ -246,18 +246,14 @@ class Demo:
         return config
 
     def start_daemon(self, config: Any) -> None:
-        import uvicorn
-
+        from syncd.daemon import Daemon, make_server
         from syncd.logs import setup_logging
         from syncd.sdnotify import Notifier
-        from syncd.serve import Daemon, _NotifyingServer
 
         with contextlib.redirect_stderr(self.log_stream):  # the daemon logs to its own file
             setup_logging("text", "info")
         daemon = Daemon(config, Notifier(environ={}))  # not systemd's, whatever runs the demo
-        app = daemon.app()
-        uv = uvicorn.Config(app, lifespan="on", log_config=None, timeout_graceful_shutdown=2)
-        self.server = _NotifyingServer(uv, daemon)  # it skips signal handlers off the main thread
+        self.server = make_server(daemon)  # it skips signal handlers off the main thread
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, name="syncd", daemon=True
         )

@@ -1,8 +1,11 @@
 """One sync of one workspace, phase by phase: resolve, fetch, read, plan, guard, apply or record.
 
 Like git-sync's sync function: each phase is one commented call and the first error ends the
-run. The engine never retries; the scheduler's loop does (and the git source retries its own
-network calls). A failed run applies nothing: the apply phase is one store transaction.
+run. The engine never retries (see `syncd.retry` for who does). A failed run applies nothing:
+the apply phase is one store transaction.
+
+The engine sees git and the store only through the `GitReader` and `Store` protocols, so its
+unit tests run against stateful fakes.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from syncd.config import WorkspaceConfig
 from syncd.errors import PathNotFound, PlanRefused, RevisionNotFound, StepFileError, SyncdError
-from syncd.gitsource import GitSource, Remote
+from syncd.gitsource import FileChange, Remote, TreeEntry
 from syncd.model import Mode, Plan, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
 from syncd.plan import compute_plan, guard_plan
 from syncd.steps import MAX_STEPS, FileEntry, check_entries, check_unique, parse_step
@@ -27,6 +31,20 @@ from syncd.urls import normalize_repo_url
 PERMANENT_ERRORS = (StepFileError, PlanRefused, RevisionNotFound)
 
 Progress = Callable[[str], None]
+
+
+class GitReader(Protocol):
+    """What a sync needs of git: heads, fetches, and reading trees and blobs of a mirror."""
+
+    def heads(self, remote: Remote) -> dict[str, str]: ...
+    def resolve(self, remote: Remote, branch: str) -> str: ...
+    def fetch(self, remote: Remote, branch: str, want: str | None = None) -> str: ...
+    def resolve_commit(self, remote: Remote, rev: str) -> str: ...
+    def list_files(self, remote: Remote, commit: str, path: str) -> list[TreeEntry]: ...
+    def changed_files(
+        self, remote: Remote, base: str, head: str, path: str
+    ) -> list[FileChange] | None: ...
+    def blob_reader(self, remote: Remote) -> AbstractContextManager[Callable[[str], bytes]]: ...
 
 
 class SyncObserver(Protocol):
@@ -70,7 +88,7 @@ class Engine:
     def __init__(
         self,
         store: Store,
-        git: GitSource,
+        git: GitReader,
         observer: SyncObserver | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -162,6 +180,10 @@ class Engine:
             if reading is not None:
                 return reading
         return self._read_full(ws, remote, commit, say)
+
+    def branch_heads(self, ws: WorkspaceConfig) -> dict[str, str]:
+        """Every branch head of the workspace's remote: one ls-remote (a poll)."""
+        return self.git.heads(remote_for(ws))
 
     def preview(self, ws: WorkspaceConfig, revision: str | None = None) -> Reading:
         """The plan now (the `diff` of a workspace), recording nothing."""

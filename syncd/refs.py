@@ -50,12 +50,12 @@ def short_branch(name: str) -> str:
 
 
 def head_ref(branch: str) -> str:
-    """"main" -> "refs/heads/main"."""
+    """ "main" -> "refs/heads/main"."""
     return HEADS + short_branch(branch)
 
 
 def branch_of(ref: str) -> str | None:
-    """"refs/heads/main" -> "main"; None for tags, other refs and names git would refuse."""
+    """ "refs/heads/main" -> "main"; None for tags, other refs and names git would refuse."""
     if not ref.startswith(HEADS):
         return None
     name = ref[len(HEADS) :]

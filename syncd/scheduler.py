@@ -2,8 +2,9 @@
 
 Webhooks, polls, manual requests and outside edits all *request* a sync. A workspace has at
 most one run in flight and, for ordinary requests, one queued: any number of requests while a
-run is in flight collapse into the one queued run. Only this loop retries: a transient failure
-is retried with capped, jittered backoff; a permanent one waits for a new commit.
+run is in flight collapse into the one queued run. This loop retries runs (`syncd.retry.RUN`):
+a transient failure is retried with capped, jittered backoff; a permanent one waits for a new
+commit.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from syncd import retry
 from syncd.config import Config, WorkspaceConfig
-from syncd.engine import Engine, Outcome, remote_for
+from syncd.engine import Engine, Outcome
 from syncd.errors import GitError, NotFound, SyncdError
 from syncd.model import Mode, RunResult, Status, SyncState, Trigger
 from syncd.store import Store
@@ -29,9 +30,6 @@ log = logging.getLogger("syncd.scheduler")
 # A workspace's queue holds ordinary requests in one entry; pinned revisions and dry runs
 # that differ from each other need entries of their own, up to this many.
 MAX_QUEUED_PER_WORKSPACE = 4
-RETRY_BASE = 5.0
-RETRY_CAP = 300.0
-POLL_BACKOFF_CAP = 600.0
 
 
 class QueueFull(SyncdError):
@@ -89,12 +87,6 @@ def should_sync(mode: Mode, state: SyncState, head: str | None) -> bool:
     return mode is Mode.AUTOMATIC and state.status is Status.OUT_OF_SYNC
 
 
-def backoff(failures: int, base: float, cap: float, rng: Callable[[], float]) -> float:
-    """Exponential backoff with full jitter in its upper half, capped."""
-    delay = min(cap, base * 2 ** max(0, failures - 1))
-    return delay * (0.5 + rng() / 2)
-
-
 class Scheduler:
     def __init__(
         self,
@@ -116,7 +108,6 @@ class Scheduler:
         self._slots: dict[str, _Slot] = {}
         self._pollers: dict[str, asyncio.Task[None]] = {}
         self.accepting = False
-        self.last_poll: dict[str, float] = {}
         # The poll groups of the config they were computed from: each poll loop asks for them
         # twice a cycle, and a reload swaps the config object whole.
         self._groups: tuple[Config, dict[str, list[WorkspaceConfig]]] | None = None
@@ -280,7 +271,7 @@ class Scheduler:
         if outcome.state.failed_revision is not None or req.dry_run or req.revision:
             return  # permanent, or a one-off request: nothing to retry
         slot.failures += 1
-        delay = backoff(slot.failures, RETRY_BASE, RETRY_CAP, self.rng)
+        delay = retry.RUN.delay(slot.failures, self.rng)
         if slot.retry is not None:
             slot.retry.cancel()
         loop = asyncio.get_running_loop()
@@ -327,12 +318,12 @@ class Scheduler:
                 return
             interval = min(ws.poll_interval for ws in group)
             if failures:
-                interval = backoff(failures, interval, max(interval, POLL_BACKOFF_CAP), self.rng)
+                interval = replace(retry.POLL, base=interval).delay(failures, self.rng)
             else:
                 interval *= 0.9 + self.rng() * 0.2  # jitter spreads remotes' polls apart
             await asyncio.sleep(interval)
             try:
-                heads = await asyncio.to_thread(self.engine.git.heads, remote_for(group[0]))
+                heads = await asyncio.to_thread(self.engine.branch_heads, group[0])
             except GitError as e:
                 failures += 1
                 log.warning(
@@ -340,7 +331,6 @@ class Scheduler:
                 )
                 continue
             failures = 0
-            self.last_poll[key] = time.time()
             for ws in self._remotes().get(key, []):
                 head = heads.get(ws.source.branch)
                 state = await asyncio.to_thread(self.store.state, ws.id)

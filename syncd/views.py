@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from syncd.config import WorkspaceConfig
+from syncd.engine import Reading
 from syncd.model import Run, SyncState
 from syncd.urls import redact_url
 
@@ -32,3 +33,7 @@ def workspace_view(ws: WorkspaceConfig, state: SyncState, last_run: Run | None) 
         "drift": state.drift,
         "last_run": last_run.to_dict() if last_run else None,
     }
+
+
+def diff_view(ws: WorkspaceConfig, reading: Reading) -> dict[str, Any]:
+    return {"workspace": ws.id, "revision": reading.revision, **reading.plan.to_dict()}

@@ -36,11 +36,11 @@ from pathlib import Path
 
 import pytest
 
+from syncd.app import build_core
 from syncd.config import load_config
 from syncd.gitserver import GitServer, WorkTree
 from syncd.model import RunResult, StepContent, Trigger
 from syncd.store import SqliteStore
-from syncd.wiring import build_core
 from tests.support import daemon_env, workspace, write_config, write_step
 
 WS = "auto"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from syncd.app import Core, build_core
 from syncd.config import WorkspaceConfig, load_config
 from syncd.gitserver import GitServer, WorkTree
 from syncd.model import Origin, RunResult, Status, StepContent, Trigger
-from syncd.wiring import Core, build_core
 from tests.support import daemon_env, workspace, write_config, write_step
 
 

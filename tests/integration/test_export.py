@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from syncd.app import Core, build_core
 from syncd.config import WorkspaceConfig, load_config
 from syncd.errors import Conflict
 from syncd.export import (
@@ -22,7 +23,6 @@ from syncd.gitsource import GitSource
 from syncd.layout import LayoutError
 from syncd.model import RunResult, StepContent, Trigger
 from syncd.steps import render_step_file
-from syncd.wiring import Core, build_core
 from tests.support import daemon_env, workspace, write_config
 
 pytestmark = pytest.mark.timeout(120)

@@ -1,6 +1,6 @@
 """Whatever a stranger POSTs to the webhook endpoints, syncd answers with a 4xx it explains.
 
-The real app, built and started as `syncd serve` builds it (serve.Daemon: runtime, scheduler,
+The real app, built and started as `syncd serve` builds it (daemon.Daemon: app, scheduler,
 lifespan), driven in-process through httpx's ASGI transport on an event loop of its own. Two
 configurations: no workspace at all, and one workspace on an https URL nobody listens on, so that
 requests which pass the signature check also run the matching and scheduling code (its syncs
@@ -32,8 +32,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncd.config import load_config
+from syncd.daemon import Daemon
 from syncd.sdnotify import Notifier
-from syncd.serve import Daemon
 from syncd.webhooks import PROVIDERS
 from tests.e2e import payloads
 from tests.support import API_TOKEN, READ_TOKEN, WEBHOOK_SECRET, write_config
@@ -104,12 +104,12 @@ def hooks(
         ]
     config = load_config(write_config(tmp, workspaces, git={"timeout": "2s"}), environ=ENV)
     daemon = Daemon(config, notifier=Notifier(environ={}))
-    app = daemon.app()
+    app = daemon.asgi()
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     with start_blocking_portal() as portal:
         # The lifespan as uvicorn runs it: scheduler started, startup comparison requested.
         with portal.wrap_async_context_manager(daemon.lifespan(app)):
-            assert daemon.rt.ready
+            assert daemon.app.ready
             client = httpx.AsyncClient(transport=transport, base_url="http://syncd.test")
             try:
                 hooks = Hooks(daemon, portal, client, [w["id"] for w in workspaces])
@@ -117,8 +117,8 @@ def hooks(
             finally:
                 portal.call(client.aclose)
         # Leaving the lifespan is syncd's staged shutdown: it must have finished cleanly.
-        assert daemon.rt.stopping and not daemon.rt.scheduler.accepting
-        assert daemon.rt.scheduler.busy() == []
+        assert daemon.app.stopping and not daemon.app.scheduler.accepting
+        assert daemon.app.scheduler.busy() == []
 
 
 # --- what a stranger sends --------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """schemathesis against /openapi.json: no request breaks the API, and every answer is documented.
 
-The real app, built and started as `syncd serve` builds it (serve.Daemon: runtime, scheduler,
+The real app, built and started as `syncd serve` builds it (daemon.Daemon: app, scheduler,
 lifespan), driven in-process through httpx's ASGI transport on an event loop of its own, as in
 tests/integration/test_webhook_fuzz.py. schemathesis generates the requests from the document the
 app serves and judges the answers; it does not send them, because its own ASGI client ends the
@@ -43,13 +43,13 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from syncd import wiring
+from syncd import app as app_module
 from syncd.config import load_config
+from syncd.daemon import Daemon
 from syncd.gitsource import GitSource
 from syncd.model import StepContent
 from syncd.openapi import openapi_document
 from syncd.sdnotify import Notifier
-from syncd.serve import Daemon
 from tests.support import API_TOKEN, READ_TOKEN, WEBHOOK_SECRET, write_config
 
 FAR_URL = "https://127.0.0.1:9/x.git"  # nothing listens on the discard port
@@ -135,18 +135,18 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     with pytest.MonkeyPatch.context() as mp:
         # One attempt per git operation: a refused connection would otherwise be retried with
         # backoff for seconds, and `diff` and `sync?wait=true` wait for it.
-        mp.setattr(wiring, "GitSource", functools.partial(GitSource, retry_attempts=1))
+        mp.setattr(app_module, "GitSource", functools.partial(GitSource, retry_attempts=1))
         daemon = Daemon(config, notifier=Notifier(environ={}))
     # Live steps, so that the step operations also answer 200 with real bodies.
     for ws_id in WORKSPACES:
         for name in ("greet", LIVE_STEP):
-            daemon.rt.core.store.put_outside(ws_id, name, StepContent("true", "done()"))
-    app = daemon.app()
+            daemon.app.core.store.put_outside(ws_id, name, StepContent("true", "done()"))
+    app = daemon.asgi()
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     with start_blocking_portal() as portal:
         # The lifespan as uvicorn runs it: scheduler started, startup comparison requested.
         with portal.wrap_async_context_manager(daemon.lifespan(app)):
-            assert daemon.rt.ready
+            assert daemon.app.ready
             client = httpx.AsyncClient(transport=transport, base_url=BASE_URL)
             try:
                 document = portal.call(client.get, "/openapi.json").json()
@@ -162,8 +162,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             finally:
                 portal.call(client.aclose)
         # Leaving the lifespan is syncd's staged shutdown: it must have finished cleanly.
-        assert daemon.rt.stopping and not daemon.rt.scheduler.accepting
-        assert daemon.rt.scheduler.busy() == []
+        assert daemon.app.stopping and not daemon.app.scheduler.accepting
+        assert daemon.app.scheduler.busy() == []
 
 
 def cases(api: Api, label: str, mode: GenerationMode) -> st.SearchStrategy[Any]:

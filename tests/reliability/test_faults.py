@@ -32,7 +32,7 @@ import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from syncd.gitserver import GitServer
-from syncd.scheduler import RETRY_BASE
+from syncd.retry import RUN
 from syncd.steps import step_file_name
 from tests.e2e.conftest import Daemon, start_daemon
 from tests.reliability.daemon_harness import (
@@ -315,12 +315,12 @@ def test_retries_back_off(observed: Any, fault: str) -> None:
         assert rate < MAX_RATE, f"{seen.window_requests} requests in {seen.window:.1f}s"
     attempts = seen.window_git_errors / seen.window
     assert attempts < MAX_RATE, f"{seen.window_git_errors} failed git operations in {seen.window}s"
-    # The scheduler's retries come further and further apart, from half of RETRY_BASE on.
+    # The scheduler's retries come further and further apart, from half of the run policy's base on.
     assert seen.retries, "no retry was scheduled after the failed run"
     failures = [n for n, _ in seen.retries]
     delays = [s for _, s in seen.retries]
     assert failures == list(range(1, len(failures) + 1)), seen.retries
-    assert delays == sorted(delays) and delays[0] >= RETRY_BASE / 2, seen.retries
+    assert delays == sorted(delays) and delays[0] >= RUN.base / 2, seen.retries
     # The poll loop failed too, and counts its failures: its next interval grows with them.
     assert seen.poll_failures, "the poll loop never reported a failure"
 

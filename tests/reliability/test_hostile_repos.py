@@ -33,6 +33,7 @@ import pytest
 from pygit2.enums import FileMode
 
 from syncd import engine, steps
+from syncd.app import Core, build_core
 from syncd.config import load_config
 from syncd.export import ExportRequest, export_workspace
 from syncd.gitserver import GitServer, WorkTree
@@ -40,7 +41,6 @@ from syncd.layout import PulledStep, layout_files, plan_files
 from syncd.model import RunResult, Status, StepContent, Trigger
 from syncd.pull import apply_changes, read_existing
 from syncd.steps import SUFFIX, render_step_file, step_file_name
-from syncd.wiring import Core, build_core
 from tests.support import daemon_env, workspace, write_config, write_step
 
 WORKSPACES = ("auto", "fresh")

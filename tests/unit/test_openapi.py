@@ -214,25 +214,17 @@ def test_workspace_schema_matches_the_view(doc: dict[str, Any]) -> None:
     assert_shape(doc, "Source", view["source"])
 
 
-def test_health_schema_matches_the_api(doc: dict[str, Any]) -> None:
-    api = pytest.importorskip("syncd.api")
-    from syncd.model import SyncState
+def test_health_schema_matches_the_api(doc: dict[str, Any], tmp_path: Path) -> None:
+    from syncd.service.workspaces import Workspaces
+    from syncd.store import SqliteStore
 
-    store = SimpleNamespace(
-        state=SyncState,
-        run=lambda run_id: None,
-        live_steps=lambda ws_id: {},
-        drifted_names=lambda ws_id: [],
-    )
-    rt = SimpleNamespace(
-        core=SimpleNamespace(store=store),
-        config=SimpleNamespace(
-            webhooks={"github": SimpleNamespace(secrets=(), signing_secrets=())}
-        ),
-        webhook_last_seen={},
-        secret_last_seen={},
-    )
-    assert_shape(doc, "Health", api._health(rt, SimpleNamespace(id="1")))
+    store = SqliteStore(tmp_path / "syncd.db")
+    config = SimpleNamespace(webhooks={"github": SimpleNamespace(secrets=(), signing_secrets=())})
+    service = Workspaces(lambda: config, store, None, None)  # type: ignore[arg-type]
+    try:
+        assert_shape(doc, "Health", service.health(SimpleNamespace(id="1")))  # type: ignore[arg-type]
+    finally:
+        store.close()
 
 
 def test_valid_per_openapi_spec_validator(doc: dict[str, Any]) -> None:

@@ -13,12 +13,12 @@ import pytest
 from syncd.engine import Outcome
 from syncd.errors import NotFound
 from syncd.model import Mode, Run, RunResult, Status, SyncState, Trigger
+from syncd.retry import Policy
 from syncd.scheduler import (
     MAX_QUEUED_PER_WORKSPACE,
     QueueFull,
     Scheduler,
     ShuttingDown,
-    backoff,
     should_sync,
 )
 
@@ -188,10 +188,10 @@ def test_poll_decision(mode: Mode, state: SyncState, head: str | None, expected:
 
 
 def test_backoff_grows_and_is_capped() -> None:
-    delays = [backoff(n, 5, 300, lambda: 1.0) for n in range(1, 12)]
+    delays = [Policy(5, 300).delay(n, lambda: 1.0) for n in range(1, 12)]
     assert delays[0] == 5 and delays[1] == 10 and delays[-1] == 300
     assert all(a <= b for a, b in itertools.pairwise(delays))
-    assert backoff(3, 5, 300, lambda: 0.0) == 10  # jitter keeps at least half
+    assert Policy(5, 300).delay(3, lambda: 0.0) == 10  # jitter keeps at least half
 
 
 async def test_runs_waiting_for_a_slot_never_start_after_stop() -> None:

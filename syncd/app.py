@@ -1,7 +1,9 @@
-"""What the running daemon holds: the current config and the parts built from it.
+"""The one place that wires syncd: build the parts from a config, and nowhere else.
 
-Built in one place (`build_runtime`); the API, the scheduler and the lifecycle share it.
-A reload swaps `config` whole, so a request sees either the old config or the new one.
+`build_core` makes what every process needs (store, git source, engine, and the workspace use
+cases over them): the CLI runs syncs with it in-process. `build` adds what the daemon needs
+around it (metrics, scheduler, webhook intake, e-mail digests). No module keeps state of its
+own; everything a running syncd holds hangs off the objects made here.
 """
 
 from __future__ import annotations
@@ -13,11 +15,44 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 
 from syncd.config import Config
+from syncd.engine import Engine, SyncObserver
+from syncd.gitsource import GitObserver, GitSource
 from syncd.metrics import Metrics
+from syncd.notify import Digester
 from syncd.scheduler import Scheduler
+from syncd.service.workspaces import Workspaces
+from syncd.store import SqliteStore
 from syncd.urls import normalize_repo_url
 from syncd.webhooks import Target
-from syncd.wiring import Core, build_core
+
+
+@dataclass
+class Core:
+    """The parts of one syncd process. A reload swaps `config` whole, so a request sees
+    either the old config or the new one."""
+
+    config: Config
+    store: SqliteStore
+    git: GitSource
+    engine: Engine
+    workspaces: Workspaces = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.workspaces = Workspaces(lambda: self.config, self.store, self.git, self.engine)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def build_core(
+    config: Config,
+    sync_observer: SyncObserver | None = None,
+    git_observer: GitObserver | None = None,
+) -> Core:
+    store = SqliteStore(config.store.sqlite_path)
+    git = GitSource(config.state_dir, timeout=config.git.timeout, observer=git_observer)
+    engine = Engine(store, git, observer=sync_observer)
+    return Core(config, store, git, engine)
 
 
 class DeliveryLog:
@@ -44,10 +79,13 @@ class DeliveryLog:
 
 
 @dataclass
-class Runtime:
+class App:
+    """A running daemon's parts: the core, and the loops and intake around it."""
+
     core: Core
     metrics: Metrics
     scheduler: Scheduler
+    digests: Digester
     deliveries: DeliveryLog = field(default_factory=DeliveryLog)
     webhook_last_seen: dict[str, float] = field(default_factory=dict)  # by provider
     secret_last_seen: dict[tuple[str, int], float] = field(default_factory=dict)
@@ -59,6 +97,10 @@ class Runtime:
     @property
     def config(self) -> Config:
         return self.core.config
+
+    @property
+    def workspaces(self) -> Workspaces:
+        return self.core.workspaces
 
     def targets(self) -> list[Target]:
         """What each workspace follows, worked out once per config, not once per webhook."""
@@ -78,11 +120,15 @@ class Runtime:
             self.metrics.forget_workspace(gone)
         self.scheduler.reconfigure()
 
+    def close(self) -> None:
+        self.core.close()
 
-def build_runtime(config: Config, registry: CollectorRegistry | None = None) -> Runtime:
+
+def build(config: Config, registry: CollectorRegistry | None = None) -> App:
     metrics = Metrics(registry)
     core = build_core(config, sync_observer=metrics, git_observer=metrics.git_operation)
-    # The scheduler reads the config through the core, so a reload reaches it at once.
+    # The scheduler and the digests read the config through the core, so a reload reaches
+    # them at once.
     scheduler = Scheduler(
         core.engine,
         core.store,
@@ -90,4 +136,8 @@ def build_runtime(config: Config, registry: CollectorRegistry | None = None) -> 
         max_parallel=config.server.max_parallel_syncs,
         drift_debounce=config.server.self_heal_delay,
     )
-    return Runtime(core=core, metrics=metrics, scheduler=scheduler)
+    digests = Digester(core.store, lambda: core.config, metrics)
+    app = App(core=core, metrics=metrics, scheduler=scheduler, digests=digests)
+    core.workspaces.scheduler = scheduler
+    core.workspaces.activity = app
+    return app

@@ -1,4 +1,5 @@
-"""`syncd serve`: the daemon's lifecycle, read top to bottom: start, run, reload, stop."""
+"""`syncd serve`: the daemon's lifecycle under uvicorn, read top to bottom: start, run, reload,
+stop. The parts come from `syncd.app.build`; this module only keeps them alive."""
 
 from __future__ import annotations
 
@@ -18,12 +19,11 @@ import uvicorn
 from starlette.applications import Starlette
 
 from syncd.api import create_app
+from syncd.app import App, build
 from syncd.config import Config, load_config
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import register_secrets
-from syncd.model import RunResult, Status, Trigger
-from syncd.notify import Digester
-from syncd.runtime import Runtime, build_runtime
+from syncd.model import Trigger
 from syncd.sdnotify import Notifier
 
 log = logging.getLogger("syncd.serve")
@@ -47,42 +47,40 @@ def config_secrets(config: Config) -> list[str]:
 
 
 class Daemon:
-    """The runtime plus what keeps it alive: reloads, watchdog pings, staged shutdown."""
+    """The app plus what keeps it alive: reloads, watchdog pings, staged shutdown."""
 
     def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
         register_secrets(config_secrets(config))
-        self.rt: Runtime = build_runtime(config)
+        self.app: App = build(config)
         self.notifier = notifier or Notifier()
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
 
-    def app(self) -> Starlette:
-        return create_app(self.rt, lifespan=self.lifespan)
+    def asgi(self) -> Starlette:
+        return create_app(self.app, lifespan=self.lifespan)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
         # 1. publish every workspace's last known state, then start the scheduler: pollers,
         #    and a startup comparison of every workspace
         await asyncio.to_thread(self._publish_states)
-        await self.rt.scheduler.start(startup_sync=True)
+        await self.app.scheduler.start(startup_sync=True)
         # 2. reload on SIGHUP and on config file changes; ping the watchdog; report status
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
-        # e-mail digests of failed runs; the config is read anew each tick, so reloads reach it
-        digests = Digester(self.rt.core.store, lambda: self.rt.config, self.rt.metrics)
         self._tasks = [
             asyncio.create_task(self._watch_config(), name="config watch"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
-            asyncio.create_task(digests.run(self._stop), name="digests"),
+            asyncio.create_task(self.app.digests.run(self._stop), name="digests"),
         ]
-        self.rt.ready = True
+        self.app.ready = True
         log.info(
             "started workspaces=%d listen=%s:%d",
-            len(self.rt.config.workspaces),
-            self.rt.config.server.host,
-            self.rt.config.server.port,
+            len(self.app.config.workspaces),
+            self.app.config.server.host,
+            self.app.config.server.port,
         )
         try:
             yield
@@ -91,12 +89,12 @@ class Daemon:
 
     async def shutdown(self) -> None:
         # 1. stop taking work: webhooks answer 503, the scheduler refuses new runs
-        self.rt.stopping = True
-        self.rt.ready = False
+        self.app.stopping = True
+        self.app.ready = False
         self.notifier.stopping()
         self._stop.set()
         # 2. let runs in flight finish (each rolls back on its own if it cannot)
-        finished = await self.rt.scheduler.stop(deadline=STOP_DEADLINE)
+        finished = await self.app.scheduler.stop(deadline=STOP_DEADLINE)
         if not finished:
             # A run stuck past the deadline (a stalled remote) would hold the process: the
             # interpreter waits for worker threads at exit. Its store transaction has not
@@ -109,7 +107,7 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         # 4. close the store
         if finished:
-            self.rt.core.close()
+            self.app.close()
         self.notifier.close()
         log.info("stopped")
 
@@ -117,43 +115,36 @@ class Daemon:
         """Load the config again; a broken one is refused and the running one stays."""
         async with self._reload_lock:
             self.notifier.reloading(time.monotonic_ns() // 1000)
-            path = self.rt.config.path
+            path = self.app.config.path
             try:
                 config = await asyncio.to_thread(load_config, path)
             except ConfigError as e:
-                self.rt.metrics.config_reloads.labels("error").inc()
+                self.app.metrics.config_reloads.labels("error").inc()
                 log.error(
                     "config reload refused file=%s error=%s", path, str(e).replace("\n", "; ")
                 )
                 self.notifier.ready(status="config reload refused; running config kept")
                 return False
             register_secrets(config_secrets(config))
-            before = {ws.id: ws for ws in self.rt.config.workspaces}
-            self.rt.swap_config(config)
+            before = {ws.id: ws for ws in self.app.config.workspaces}
+            self.app.swap_config(config)
             await asyncio.to_thread(self._publish_states)
-            self.rt.metrics.config_reloads.labels("ok").inc()
+            self.app.metrics.config_reloads.labels("ok").inc()
             log.info("config reloaded workspaces=%d", len(config.workspaces))
             # New and changed workspaces are compared at once; the others are left alone.
             for ws in config.workspaces:
                 if before.get(ws.id) != ws:
                     with contextlib.suppress(SyncdError):
-                        self.rt.scheduler.request(ws.id, Trigger.STARTUP)
+                        self.app.scheduler.request(ws.id, Trigger.STARTUP)
             self.notifier.ready(status=self.status_line())
             return True
 
     def _publish_states(self) -> None:
-        for ws in self.rt.config.workspaces:
-            self.rt.metrics.set_state(ws.id, self.rt.core.store.state(ws.id))
+        for ws in self.app.config.workspaces:
+            self.app.metrics.set_state(ws.id, self.app.core.store.state(ws.id))
 
     def status_line(self) -> str:
-        store = self.rt.core.store
-        states = [store.state(ws.id) for ws in self.rt.config.workspaces]
-        out = sum(1 for s in states if s.status is Status.OUT_OF_SYNC)
-        failing = 0
-        for s in states:
-            run = store.run(s.last_run_id) if s.last_run_id else None
-            failing += bool(run and run.result is RunResult.FAILED)
-        return f"{len(states)} workspaces, {out} OutOfSync, {failing} failing"
+        return self.app.workspaces.status_line()
 
     async def _heartbeat(self) -> None:
         """WATCHDOG=1 from the event loop itself, so a stuck loop gets the process restarted."""
@@ -174,8 +165,8 @@ class Daemon:
         from watchfiles import awatch
 
         while not self._stop.is_set():
-            files = {p.resolve() for p in self.rt.config.files}
-            dirs = sorted({str(p.parent) for p in files} | {str(self.rt.config.path.parent)})
+            files = {p.resolve() for p in self.app.config.files}
+            dirs = sorted({str(p.parent) for p in files} | {str(self.app.config.path.parent)})
             try:
                 async for changes in awatch(
                     *dirs, stop_event=self._stop, debounce=300, recursive=False
@@ -192,7 +183,7 @@ class Daemon:
                 return
 
 
-class _NotifyingServer(uvicorn.Server):
+class Server(uvicorn.Server):
     """uvicorn, with READY=1 once the socket listens (after the lifespan has started), a clean
     exit status after SIGTERM, and a forced exit on a second signal."""
 
@@ -228,11 +219,12 @@ class _NotifyingServer(uvicorn.Server):
             self.daemon.notifier.ready(status=await asyncio.to_thread(self.daemon.status_line))
 
 
-def serve(config: Config, host: str | None = None, port: int | None = None) -> int:
-    daemon = Daemon(config)
-    server = _NotifyingServer(
+def make_server(daemon: Daemon, host: str | None = None, port: int | None = None) -> Server:
+    """The uvicorn server for a daemon, on the config's address unless told otherwise."""
+    config = daemon.app.config
+    return Server(
         uvicorn.Config(
-            daemon.app(),
+            daemon.asgi(),
             host=host or config.server.host,
             port=config.server.port if port is None else port,
             lifespan="on",
@@ -243,5 +235,8 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> i
         ),
         daemon,
     )
-    server.run()
+
+
+def serve(config: Config, host: str | None = None, port: int | None = None) -> int:
+    make_server(Daemon(config), host, port).run()
     return 0

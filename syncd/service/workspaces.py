@@ -1,0 +1,190 @@
+"""Reading and steering workspaces: views, diff, runs, steps, edits, syncs, export, health.
+
+Blocking (the store and git are synchronous): the API calls these through a worker thread;
+only `request_sync` and `note_edit` touch the scheduler and must run on the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from syncd.config import Config, WorkspaceConfig
+from syncd.engine import Engine, Outcome, Progress, Reading
+from syncd.errors import NotFound
+from syncd.export import ExportRequest, ExportResult, export_workspace
+from syncd.gitsource import GitSource
+from syncd.model import LiveStep, Run, RunResult, Status, StepContent, SyncState, Trigger
+from syncd.scheduler import Scheduler, Ticket
+from syncd.store import Store
+from syncd.views import workspace_view
+
+
+class WebhookActivity(Protocol):
+    """What the webhook intake has seen, for health: by provider, and by (provider, secret)."""
+
+    @property
+    def webhook_last_seen(self) -> Mapping[str, float]: ...
+
+    @property
+    def secret_last_seen(self) -> Mapping[tuple[str, int], float]: ...
+
+
+@dataclass
+class NoActivity:
+    """The activity of a process that takes no webhooks (the CLI)."""
+
+    webhook_last_seen: dict[str, float] = field(default_factory=dict)
+    secret_last_seen: dict[tuple[str, int], float] = field(default_factory=dict)
+
+
+class Workspaces:
+    def __init__(
+        self,
+        config: Callable[[], Config],
+        store: Store,
+        git: GitSource,
+        engine: Engine,
+        scheduler: Scheduler | None = None,
+        activity: WebhookActivity | None = None,
+    ) -> None:
+        self._config = config
+        self.store = store
+        self.git = git
+        self.engine = engine
+        self.scheduler = scheduler
+        self.activity: WebhookActivity = activity or NoActivity()
+
+    @property
+    def config(self) -> Config:
+        return self._config()
+
+    # -- finding -------------------------------------------------------------------------------
+
+    def get(self, ws_id: str) -> WorkspaceConfig:
+        """A workspace by its id (the API's key)."""
+        for ws in self.config.workspaces:
+            if ws.id == ws_id:
+                return ws
+        raise NotFound(f"no workspace {ws_id[:100]!r}")
+
+    def find(self, key: str) -> WorkspaceConfig:
+        """A workspace by id or name (what a person types), naming the known ones if absent."""
+        config = self.config
+        for ws in config.workspaces:
+            if key in (ws.id, ws.name):
+                return ws
+        known = ", ".join(f"{w.id} ({w.name})" for w in config.workspaces) or "none"
+        raise NotFound(f"no workspace {key!r} in {config.path}; known: {known}")
+
+    def tagged(self, tag: str | None) -> list[WorkspaceConfig]:
+        return [ws for ws in self.config.workspaces if tag is None or tag in ws.tags]
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def state(self, ws: WorkspaceConfig) -> tuple[SyncState, Run | None]:
+        """A workspace's state and its last run: what every view starts from."""
+        state = self.store.state(ws.id)
+        last = self.store.run(state.last_run_id) if state.last_run_id else None
+        return state, last
+
+    def view(self, ws: WorkspaceConfig) -> dict[str, Any]:
+        return workspace_view(ws, *self.state(ws))
+
+    def views(self, workspaces: list[WorkspaceConfig]) -> list[dict[str, Any]]:
+        return [self.view(ws) for ws in workspaces]
+
+    def preview(self, ws: WorkspaceConfig) -> Reading:
+        """The plan now (a workspace's diff against its branch head), recording nothing."""
+        return self.engine.preview(ws)
+
+    def runs(self, ws: WorkspaceConfig, limit: int = 50) -> list[Run]:
+        return self.store.runs(ws.id, limit)
+
+    def run(self, run_id: str) -> Run:
+        found = self.store.run(run_id)
+        if found is None or found.workspace not in {w.id for w in self.config.workspaces}:
+            raise NotFound(f"no run {run_id!r}")
+        return found
+
+    def steps(self, ws: WorkspaceConfig) -> list[LiveStep]:
+        return list(self.store.live_steps(ws.id).values())
+
+    def step(self, ws: WorkspaceConfig, name: str) -> LiveStep:
+        live = self.store.live_steps(ws.id, [name])
+        if name not in live:
+            raise NotFound(f"no step {name!r} in workspace {ws.id}")
+        return live[name]
+
+    def status_line(self) -> str:
+        """One line for systemd's status: how many workspaces, out of sync, failing."""
+        pairs = [self.state(ws) for ws in self.config.workspaces]
+        out = sum(1 for state, _ in pairs if state.status is Status.OUT_OF_SYNC)
+        failing = sum(1 for _, last in pairs if last and last.result is RunResult.FAILED)
+        return f"{len(pairs)} workspaces, {out} OutOfSync, {failing} failing"
+
+    def health(self, ws: WorkspaceConfig) -> dict[str, Any]:
+        state, last = self.state(ws)
+        live = self.store.live_steps(ws.id)
+        hooks = self.config.webhooks
+        seen = self.activity
+        provider_seen = {p: seen.webhook_last_seen.get(p) for p in hooks}
+        # Each configured secret, named by where it comes from (never its value), and whether a
+        # delivery ever used it: an unused one after a rotation can be removed.
+        unused = [
+            f"{provider}: {secret.source}"
+            for provider, hook in hooks.items()
+            for index, secret in enumerate(hook.secrets + hook.signing_secrets)
+            if (provider, index) not in seen.secret_last_seen
+        ]
+        failed = last is not None and last.result is RunResult.FAILED
+        git_error = failed and state.failed_revision is None
+        return {
+            "workspace": ws.id,
+            "source_reachable": None if last is None else not git_error,
+            "last_error": last.error if last and last.error else None,
+            "webhook_last_seen": provider_seen,
+            "webhooks_unused": unused,
+            "invalid_steps": sorted(n for n, s in live.items() if not s.content.valid),
+            "disabled_steps": sorted(n for n, s in live.items() if not s.content.enabled),
+            "changed_outside_git": sorted(self.store.drifted_names(ws.id)),
+        }
+
+    # -- steering ------------------------------------------------------------------------------
+
+    def request_sync(
+        self, ws: WorkspaceConfig, trigger: Trigger, revision: str | None, dry_run: bool
+    ) -> Ticket:
+        """Queue a sync on the daemon's scheduler (on the event loop)."""
+        if self.scheduler is None:
+            raise RuntimeError("request_sync needs the daemon's scheduler")
+        return self.scheduler.request(ws.id, trigger, revision=revision, dry_run=dry_run)
+
+    def sync_now(
+        self,
+        ws: WorkspaceConfig,
+        revision: str | None = None,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> Outcome:
+        """Sync in this process, without a daemon (the CLI's `sync`)."""
+        return self.engine.sync(
+            ws, Trigger.MANUAL, revision=revision, dry_run=dry_run, progress=progress
+        )
+
+    def put_step(self, ws: WorkspaceConfig, name: str, content: StepContent) -> LiveStep:
+        """An edit outside git: the workspace turns OutOfSync (blocking; then `note_edit`)."""
+        return self.store.put_outside(ws.id, name, content)
+
+    def delete_step(self, ws: WorkspaceConfig, name: str) -> None:
+        if not self.store.delete_outside(ws.id, name):
+            raise NotFound(f"no step {name!r} in workspace {ws.id}")
+
+    def note_edit(self, ws: WorkspaceConfig) -> None:
+        """Tell the scheduler of an outside edit, so automatic mode heals it (on the loop)."""
+        if self.scheduler is not None:
+            self.scheduler.note_outside_edit(ws.id)
+
+    def export(self, ws: WorkspaceConfig, order: ExportRequest) -> ExportResult:
+        return export_workspace(self.git, self.store, self.config, ws, order)

@@ -23,10 +23,12 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from prometheus_client import CollectorRegistry
 
 from syncd.config import Config, load_config
+from syncd.digest import Report, compose, summarize
 from syncd.logs import register_secrets
 from syncd.metrics import Metrics
 from syncd.model import Run, RunResult, SyncState, Trigger
-from syncd.notify import STATE_KEY, Digester, Report, compose, summarize
+from syncd.notify import STATE_KEY, Digester
+from syncd.retry import Policy
 from syncd.store import SqliteStore
 
 T0 = 1_700_000_000.0
@@ -210,7 +212,8 @@ def metrics() -> Metrics:
 
 
 def digester(store: SqliteStore, config: Config, metrics: Metrics, clock: Clock) -> Digester:
-    d = Digester(store, lambda: config, metrics, clock=clock, attempts=2, max_wait=0.01)
+    quick = Policy(base=0.01, cap=0.01, attempts=2)
+    d = Digester(store, lambda: config, metrics, clock=clock, attempt_policy=quick)
     assert d.tick() == 0  # the first tick only starts the bookkeeping
     return d
 
@@ -339,7 +342,13 @@ def test_smtp_down_is_counted_and_retried_at_the_next_tick(
 
 
 def test_a_partly_failed_tick_does_not_send_twice(
-    tmp_path: Path, store: SqliteStore, smtp: SmtpServer, inbox: Inbox, clock: Clock, metrics
+    tmp_path: Path,
+    store: SqliteStore,
+    smtp: SmtpServer,
+    inbox: Inbox,
+    clock: Clock,
+    metrics,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     config = write_config(tmp_path, smtp.port, {PROD: [ALICE], DEV: [OPS]})
     d = digester(store, config, metrics, clock)
@@ -350,6 +359,11 @@ def test_a_partly_failed_tick_does_not_send_twice(
     assert d.tick() == 1
     assert [m.rcpt_tos for m in inbox.mails] == [[ALICE]]
     assert sent(metrics, "ok") == 1 and sent(metrics, "error") == 1
+    # A 4xx is tried again within the tick, under the SMTP attempt policy, and logged.
+    retries = [r.getMessage() for r in caplog.records if "digest retry" in r.getMessage()]
+    [retried] = retries  # two attempts in this test's policy: one retry
+    assert retried.startswith(f"digest retry to={OPS} attempt=1 error=SMTPRecipientsRefused: ")
+    assert "451" in retried
 
     del inbox.refuse[OPS]
     clock.now += 900

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.model import Mode
+from syncd.refs import branch_problem, short_branch
 
 MAX_STRING = 4096  # longer strings where a name, URL or path is expected are refused
 MAX_PROBLEMS = 100  # a runaway file (a list of a million bad tags) still gives a readable report
@@ -28,7 +29,6 @@ _PLAIN_SECRET_KEYS = frozenset(
 _WORKSPACE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _EMAIL = re.compile(r"[^@\s<>()\[\],;:\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_BAD_BRANCH_CHARS = re.compile(r"[\s\x00-\x1f\x7f~^:?*\[\\]")
 
 
 class _Missing:
@@ -254,12 +254,12 @@ class Checker:
     def branch(self, at: At, value: Any, default: str) -> str:
         if value is None:
             return default
-        branch = self.string(at, value).removeprefix("refs/heads/")
+        branch = short_branch(self.string(at, value))
         if not branch:
             if isinstance(value, str) and value.strip():
                 self.error(at, "must name a branch after refs/heads/")
             return default
-        problem = _branch_problem(branch)
+        problem = branch_problem(branch)  # git's own rule, shared with webhooks and export
         if problem:
             self.error(at, f"is not a valid branch name ({problem}): {describe(value)}")
             return default
@@ -347,15 +347,3 @@ def unknown_key(key: str, keys: Collection[str]) -> str:
             )
         )
     return f"unknown key {quote(key)}{suggest(key, keys)}; valid keys: {', '.join(keys)}"
-
-
-def _branch_problem(branch: str) -> str | None:
-    if _BAD_BRANCH_CHARS.search(branch):
-        return "no spaces or any of ~^:?*[\\"
-    if ".." in branch or "@{" in branch or "//" in branch or branch == "@":
-        return "no '..', '@{' or '//'"
-    if branch.startswith(("-", "/")) or branch.endswith(("/", ".")):
-        return "no leading '-' or '/', no trailing '/' or '.'"
-    if any(part.startswith(".") or part.endswith(".lock") for part in branch.split("/")):
-        return "no part starting with '.' or ending with '.lock'"
-    return None

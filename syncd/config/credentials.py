@@ -1,0 +1,102 @@
+"""Secrets: read from the environment (`X_env`) or from a file (`X_file`), never from the config.
+
+Problems name the variable or the file, never the value: a value that is not a variable name
+may be the secret itself, pasted in the wrong key, so it is not shown either.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from syncd.config.checks import At, Checker
+from syncd.config.types import Secret
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Names shown in messages: a lower-case "name" may be the secret itself, pasted in the wrong key.
+_SHOWN_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+_MAX_SECRET_FILE = 1 << 20
+
+
+class SecretReader(Checker):
+    """A Checker that also resolves secrets, from `environ` or from files."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        super().__init__()
+        self.environ = environ
+
+    def secret(
+        self, at: At, section: dict[str, Any], base: str, base_dir: Path, required: bool = False
+    ) -> Secret | None:
+        env_key, file_key = f"{base}_env", f"{base}_file"
+        if env_key in section and file_key in section:
+            self.error(at, f"give {env_key} or {file_key}, not both")
+        elif section.get(env_key) is not None:
+            return self.env_secret(at.key(env_key), section[env_key])
+        elif section.get(file_key) is not None:
+            return self.file_secret(at.key(file_key), section[file_key], base_dir)
+        elif required:
+            self.error(at, f"needs {env_key} or {file_key}")
+        return None
+
+    def secret_list(
+        self, at: At, section: dict[str, Any], base: str, base_dir: Path
+    ) -> tuple[Secret, ...]:
+        secrets: list[Secret] = []
+        for suffix in ("_env", "_file"):
+            key = base + suffix
+            value = section.get(key)
+            for i, item in enumerate(self.str_list(at.key(key), value, single=True)):
+                where = at.key(key).item(i) if isinstance(value, list) else at.key(key)
+                if suffix == "_env":
+                    secret = self.env_secret(where, item)
+                else:
+                    secret = self.file_secret(where, item, base_dir)
+                if secret is not None:
+                    secrets.append(secret)
+        return tuple(secrets)
+
+    def env_secret(self, at: At, value: Any) -> Secret | None:
+        name = self.string(at, value)
+        if not name:
+            return None
+        if not _ENV_NAME.fullmatch(name):
+            # Not shown: a value that is no variable name may be the secret itself.
+            self.error(at, "expected the name of an environment variable (value not shown)")
+            return None
+        shown = name if _SHOWN_ENV_NAME.fullmatch(name) else "(name not shown)"
+        secret = self.environ.get(name)
+        if secret is None:
+            self.error(at, f"environment variable {shown} is not set")
+        elif not secret:
+            self.error(at, f"environment variable {shown} is empty")
+        else:
+            return Secret(secret, f"env {name}")
+        return None
+
+    def file_secret(self, at: At, value: Any, base_dir: Path) -> Secret | None:
+        path = self.path(at, value, base_dir)
+        if path is None:
+            return None
+        try:
+            with path.open("rb") as f:
+                data = f.read(_MAX_SECRET_FILE + 1)
+        except OSError as e:
+            self.error(at, f"cannot read {path}: {e.strerror or e}")
+            return None
+        if len(data) > _MAX_SECRET_FILE:
+            self.error(at, f"{path} is larger than {_MAX_SECRET_FILE} bytes")
+            return None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            self.error(at, f"{path} is not UTF-8 text")
+            return None
+        # Strip one trailing newline, as editors and `echo` add it; keep anything else.
+        text = text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
+        if not text:
+            self.error(at, f"{path} is empty")
+            return None
+        return Secret(text, f"file {path}")

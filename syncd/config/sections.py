@@ -1,0 +1,301 @@
+"""The configuration's sections, one method each, in the order of the contract's example.
+
+Each turns its part of the YAML document into a frozen object from `types`, recording every
+problem on the way; `load` reads the files and puts the sections together.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, cast
+
+from syncd import urls
+from syncd.config.checks import At, describe, quote, suggest
+from syncd.config.credentials import SecretReader
+from syncd.config.types import (
+    SCOPES,
+    GitConfig,
+    NotificationsConfig,
+    ServerConfig,
+    SmtpConfig,
+    SourceConfig,
+    StoreConfig,
+    TlsMode,
+    TokenConfig,
+    WebhookConfig,
+    WorkspaceConfig,
+)
+from syncd.model import WEBHOOK_PROVIDERS, Mode
+
+_WORKSPACE_KEYS = ("id", "name", "tags", "mode", "source", "poll_interval", "allow_empty", "notify")
+_SOURCE_KEYS = ("url", "branch", "path", "username", "password_env", "password_file", "ca_file")
+_DEFAULTS_KEYS = ("mode", "branch", "path", "poll_interval")
+_SMTP_KEYS = ("host", "port", "tls", "from", "username", "password_env", "password_file", "timeout")
+_TLS_PORTS: Mapping[str, int] = MappingProxyType({"none": 25, "starttls": 587, "tls": 465})
+
+_LISTEN = re.compile(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([^:\[\]\s]+):([0-9]{1,5})")
+
+
+@dataclass(frozen=True)
+class Defaults:
+    mode: Mode = Mode.MANUAL
+    branch: str = "main"
+    path: str = "export/steps"
+    poll_interval: float = 60.0
+
+
+class SectionParser(SecretReader):
+    """Checks each section; a section (or list item) that added problems is left out."""
+
+    def server(self, at: At, value: Any) -> ServerConfig:
+        section = (
+            self.mapping(
+                at, value, ("listen", "max_body_bytes", "self_heal_delay", "max_parallel_syncs")
+            )
+            or {}
+        )
+        host, port = ServerConfig.host, ServerConfig.port
+        if section.get("listen") is not None:
+            listen = self.string(at.key("listen"), section["listen"])
+            match = _LISTEN.fullmatch(listen)
+            if match is None:
+                if listen:
+                    self.error(
+                        at.key("listen"),
+                        f'expected "host:port" or "[ipv6]:port", got {describe(listen)}',
+                    )
+            else:
+                host = match.group(1) or match.group(3)
+                port = int(match.group(2) or match.group(4))
+                if not 1 <= port <= 65535:
+                    self.error(at.key("listen"), f"port must be 1 to 65535, got {port}")
+        max_body = self.integer(
+            at.key("max_body_bytes"), section.get("max_body_bytes"), ServerConfig.max_body_bytes, 1
+        )
+        delay = self.duration(
+            at.key("self_heal_delay"), section.get("self_heal_delay"), ServerConfig.self_heal_delay
+        )
+        parallel = self.integer(
+            at.key("max_parallel_syncs"),
+            section.get("max_parallel_syncs"),
+            ServerConfig.max_parallel_syncs,
+            1,
+            64,
+        )
+        return ServerConfig(
+            host=host,
+            port=port,
+            max_body_bytes=max_body,
+            self_heal_delay=delay,
+            max_parallel_syncs=parallel,
+        )
+
+    def store(self, at: At, value: Any, base_dir: Path, state_dir: Path) -> StoreConfig:
+        section = self.mapping(at, value, ("url",)) or {}
+        if section.get("url") is None:
+            return StoreConfig(url=f"sqlite:///{state_dir / 'syncd.db'}")
+        url = self.string(at.key("url"), section["url"])
+        if url.startswith("sqlite:///"):
+            path = Path(StoreConfig(url).sqlite_path)
+            if path == Path("/"):
+                self.error(at.key("url"), f"names no database file: {describe(url)}")
+        elif url.startswith("sqlite:") and not url.startswith("sqlite:/") and url != "sqlite:":
+            path = base_dir / url.removeprefix("sqlite:")
+        else:
+            if url:
+                self.error(
+                    at.key("url"),
+                    "expected sqlite:///ABSOLUTE/PATH or sqlite:RELATIVE/PATH (only SQLite "
+                    f"is supported), got {describe(urls.redact_url(url))}",
+                )
+            path = state_dir / "syncd.db"
+        return StoreConfig(url=f"sqlite:///{Path(os.path.normpath(path))}")
+
+    def tokens(self, at: At, value: Any, base_dir: Path) -> tuple[TokenConfig, ...]:
+        tokens: list[TokenConfig] = []
+        names: set[str] = set()
+        for i, item in enumerate(self.items(at, value)):
+            before = len(self.problems)
+            name_value = item.get("name") if isinstance(item, dict) else None
+            label = f" (name {quote(name_value)})" if isinstance(name_value, str) else ""
+            item_at = at.item(i, label)
+            keys = ("name", "token_env", "token_file", "scopes")
+            section = self.mapping(item_at, item, keys, required=("name", "scopes"))
+            if section is None:
+                continue
+            name = self.string(item_at.key("name"), section.get("name"))
+            if name in names:
+                self.error(item_at.key("name"), f"duplicate token name {quote(name)}")
+            names.add(name)
+            token = self.secret(item_at, section, "token", base_dir, required=True)
+            scopes = self.str_list(item_at.key("scopes"), section.get("scopes"))
+            for j, scope in enumerate(scopes):
+                if scope not in SCOPES:
+                    self.error(
+                        item_at.key("scopes").item(j),
+                        f"unknown scope {quote(scope)}{suggest(scope, SCOPES)}; "
+                        f"valid scopes: {', '.join(sorted(SCOPES))}",
+                    )
+            if "scopes" in section and not scopes and isinstance(section["scopes"], list):
+                self.error(item_at.key("scopes"), "a token needs at least one scope")
+            if len(self.problems) == before and token is not None:
+                tokens.append(TokenConfig(name=name, token=token, scopes=frozenset(scopes)))
+        return tuple(tokens)
+
+    def webhooks(self, at: At, value: Any, base_dir: Path) -> Mapping[str, WebhookConfig]:
+        section = self.mapping(at, value, WEBHOOK_PROVIDERS) or {}
+        hooks: dict[str, WebhookConfig] = {}
+        for provider, raw in section.items():
+            hook_at = at.key(provider)
+            keys = ["secrets_env", "secrets_file"]
+            if provider == "gitlab":
+                keys += ["signing_secrets_env", "signing_secrets_file"]
+            if provider == "azure-devops":
+                keys += ["username"]
+            before = len(self.problems)
+            hook = self.mapping(hook_at, {} if raw is None else raw, keys)
+            if hook is None:
+                continue
+            secrets = self.secret_list(hook_at, hook, "secrets", base_dir)
+            signing = self.secret_list(hook_at, hook, "signing_secrets", base_dir)
+            username = self.optional_string(hook_at.key("username"), hook.get("username"))
+            if not secrets and not signing and len(self.problems) == before:
+                also = (
+                    " or signing_secrets_env/signing_secrets_file" if provider == "gitlab" else ""
+                )
+                self.error(hook_at, f"needs at least one secret: secrets_env or secrets_file{also}")
+            if len(self.problems) == before:
+                hooks[provider] = WebhookConfig(secrets, signing, username)
+        return MappingProxyType(hooks)
+
+    def notifications(self, at: At, value: Any, base_dir: Path) -> NotificationsConfig:
+        section = self.mapping(at, value, ("interval", "smtp")) or {}
+        interval = self.duration(at.key("interval"), section.get("interval"), 900.0)
+        if interval == 0:
+            self.error(at.key("interval"), "must be more than 0")
+        smtp = None
+        if section.get("smtp") is not None:
+            smtp = self.smtp(at.key("smtp"), section["smtp"], base_dir)
+        return NotificationsConfig(interval=interval, smtp=smtp)
+
+    def smtp(self, at: At, value: Any, base_dir: Path) -> SmtpConfig | None:
+        section = self.mapping(at, value, _SMTP_KEYS, required=("host", "from"))
+        if section is None:
+            return None
+        tls = "none"
+        if section.get("tls") is not None:
+            tls = self.choice(at.key("tls"), section["tls"], tuple(_TLS_PORTS), "none")
+        username = self.optional_string(at.key("username"), section.get("username"))
+        password = self.secret(at, section, "password", base_dir)
+        if (username is None) != (password is None):
+            self.error(at, "username and password_env/password_file go together")
+        return SmtpConfig(
+            host=self.string(at.key("host"), section.get("host")),
+            port=self.integer(at.key("port"), section.get("port"), _TLS_PORTS[tls], 1, 65535),
+            tls=cast(TlsMode, tls),
+            from_addr=self.email(at.key("from"), section.get("from")),
+            username=username,
+            password=password,
+            timeout=self.positive_duration(at.key("timeout"), section.get("timeout"), 30.0),
+        )
+
+    def git(self, at: At, value: Any) -> GitConfig:
+        section = self.mapping(at, value, ("timeout", "author")) or {}
+        author = self.mapping(at.key("author"), section.get("author"), ("name", "email")) or {}
+        name = GitConfig.author_name
+        if author.get("name") is not None:
+            name = self.string(at.key("author").key("name"), author["name"])
+        email = GitConfig.author_email
+        if author.get("email") is not None:
+            email = self.email(at.key("author").key("email"), author["email"])
+        timeout = self.positive_duration(at.key("timeout"), section.get("timeout"), 30.0)
+        return GitConfig(timeout=timeout, author_name=name, author_email=email)
+
+    def defaults(self, at: At, value: Any) -> Defaults:
+        section = self.mapping(at, value, _DEFAULTS_KEYS) or {}
+        before = len(self.problems)
+        builtin = Defaults()
+        defaults = Defaults(
+            mode=self.mode(at.key("mode"), section.get("mode"), builtin.mode),
+            branch=self.branch(at.key("branch"), section.get("branch"), builtin.branch),
+            path=self.repo_path(at.key("path"), section.get("path"), builtin.path),
+            poll_interval=self.poll_interval(
+                at.key("poll_interval"), section.get("poll_interval"), builtin.poll_interval
+            ),
+        )
+        # A broken default is reported once, here; the workspaces carry on with the built-in one.
+        return defaults if len(self.problems) == before else builtin
+
+    def workspaces(
+        self, at: At, value: Any, defaults: Defaults, seen: dict[str, At]
+    ) -> list[WorkspaceConfig]:
+        workspaces: list[WorkspaceConfig] = []
+        for i, item in enumerate(self.items(at, value)):
+            raw_id = item.get("id") if isinstance(item, dict) else None
+            ws_id = None
+            if isinstance(raw_id, str | int) and not isinstance(raw_id, bool):
+                ws_id = str(raw_id)
+            ws_at = at.item(i, f" (id {quote(ws_id)})" if ws_id is not None else "")
+            before = len(self.problems)
+            ws = self.workspace(ws_at, item, defaults)
+            valid = ws is not None and len(self.problems) == before
+            if ws_id is not None and ws_id in seen:
+                first = seen[ws_id]
+                self.error(
+                    ws_at.key("id"),
+                    f"duplicate workspace id {quote(ws_id)}: also defined in {first.file} "
+                    f"at {first.path}",
+                )
+                valid = False
+            elif ws_id is not None:
+                seen[ws_id] = ws_at
+            if ws is not None and valid:
+                workspaces.append(ws)
+        return workspaces
+
+    def workspace(self, at: At, value: Any, defaults: Defaults) -> WorkspaceConfig | None:
+        section = self.mapping(at, value, _WORKSPACE_KEYS, required=("id", "name", "source"))
+        if section is None:
+            return None
+        return WorkspaceConfig(
+            id=self.workspace_id(at.key("id"), section.get("id")),
+            name=self.string(at.key("name"), section.get("name")),
+            tags=tuple(self.str_list(at.key("tags"), section.get("tags"))),
+            mode=self.mode(at.key("mode"), section.get("mode"), defaults.mode),
+            source=self.source(at.key("source"), section.get("source"), defaults),
+            poll_interval=self.poll_interval(
+                at.key("poll_interval"), section.get("poll_interval"), defaults.poll_interval
+            ),
+            allow_empty=self.boolean(at.key("allow_empty"), section.get("allow_empty"), False),
+            notify=self.notify(at.key("notify"), section.get("notify")),
+            file=at.file,
+        )
+
+    def source(self, at: At, value: Any, defaults: Defaults) -> SourceConfig:
+        section = self.mapping(at, value, _SOURCE_KEYS, required=("url",)) or {}
+        url = ""
+        if section.get("url") is not None:
+            url = self.string(at.key("url"), section["url"])
+        if url:
+            try:
+                urls.check_source_url(url)
+            except ValueError as e:
+                self.error(at.key("url"), str(e))
+        ca_file = None
+        if section.get("ca_file") is not None:
+            ca_file = self.path(at.key("ca_file"), section["ca_file"], at.file.parent)
+            if ca_file is not None and not (ca_file.is_file() and os.access(ca_file, os.R_OK)):
+                self.error(at.key("ca_file"), f"{ca_file} is not a readable file")
+        return SourceConfig(
+            url=url,
+            branch=self.branch(at.key("branch"), section.get("branch"), defaults.branch),
+            path=self.repo_path(at.key("path"), section.get("path"), defaults.path),
+            username=self.optional_string(at.key("username"), section.get("username")),
+            password=self.secret(at, section, "password", at.file.parent),
+            ca_file=ca_file,
+        )

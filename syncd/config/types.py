@@ -1,0 +1,151 @@
+"""The configuration's types: frozen objects, with no I/O and no parsing.
+
+`load.load_config` builds them; everything else in syncd only reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from syncd.errors import NotFound
+from syncd.model import Mode
+
+DEFAULT_CONFIG_PATH = Path("/etc/syncd/syncd.yaml")
+DEFAULT_STATE_DIR = Path("/var/lib/syncd")
+# What an API token may be allowed to do, in the contract's order; one home for the API and config.
+SCOPES: tuple[str, ...] = ("read", "sync", "write", "export")
+TlsMode = Literal["none", "starttls", "tls"]
+
+
+@dataclass(frozen=True, repr=False)
+class Secret:
+    """A secret value; repr and str show only where it came from."""
+
+    value: str = field(repr=False)
+    source: str  # "env GIT_TOKEN" or "file /run/credentials/syncd.service/git"
+
+    def reveal(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.source})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    url: str  # https, without credentials
+    branch: str = "main"
+    path: str = "export/steps"  # relative, no trailing slash; "" is the repository root
+    username: str | None = None
+    password: Secret | None = None
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class WorkspaceConfig:
+    id: str
+    name: str
+    tags: tuple[str, ...]
+    mode: Mode
+    source: SourceConfig
+    poll_interval: float  # seconds; 0 = webhooks only
+    allow_empty: bool
+    notify: tuple[str, ...]
+    file: Path  # the file that defined it
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    name: str
+    token: Secret
+    scopes: frozenset[str]  # a subset of SCOPES
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    secrets: tuple[Secret, ...]
+    # GitLab's signing tokens (whsec_...) for Standard Webhooks signatures.
+    signing_secrets: tuple[Secret, ...] = ()
+    # Azure DevOps sends basic auth: the secrets are the password, this is the user name.
+    username: str | None = None
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    tls: TlsMode
+    from_addr: str
+    username: str | None = None
+    password: Secret | None = None
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class NotificationsConfig:
+    interval: float = 900.0
+    smtp: SmtpConfig | None = None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"  # an IPv6 address without brackets
+    port: int = 8080
+    max_body_bytes: int = 1048576
+    # An addition to the contract: how long an automatic workspace waits after an edit
+    # outside git before overwriting it (a burst of edits is reconciled once), and how many
+    # workspaces sync at once.
+    self_heal_delay: float = 2.0
+    max_parallel_syncs: int = 4
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    # load_config writes `sqlite:///` + an absolute path, i.e. `sqlite:////var/lib/syncd/syncd.db`,
+    # which SQLAlchemy and store.open_store read alike.
+    url: str
+
+    @property
+    def sqlite_path(self) -> Path:
+        # As in file URLs, `sqlite:///var/x.db` is /var/x.db (the contract's example means that),
+        # and so is SQLAlchemy's `sqlite:////var/x.db`; `sqlite:x.db`, with no slashes, is relative.
+        rest = self.url.removeprefix("sqlite:")
+        if rest.startswith("//"):
+            return Path("/" + rest[2:].lstrip("/"))
+        return Path(rest)
+
+
+@dataclass(frozen=True)
+class GitConfig:
+    timeout: float = 30.0
+    author_name: str = "syncd"
+    author_email: str = "syncd@localhost"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    files: tuple[Path, ...]  # every file read (main + includes), for the file watcher
+    server: ServerConfig
+    state_dir: Path
+    store: StoreConfig
+    tokens: tuple[TokenConfig, ...]
+    webhooks: Mapping[str, WebhookConfig]  # provider -> config
+    notifications: NotificationsConfig
+    git: GitConfig
+    workspaces: tuple[WorkspaceConfig, ...]
+
+    def workspace(self, ws_id: str) -> WorkspaceConfig:
+        """The workspace with this id; NotFound names the id when none is configured."""
+        for ws in self.workspaces:
+            if ws.id == ws_id:
+                return ws
+        raise NotFound(f"workspace {ws_id!r} is not configured")

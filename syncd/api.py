@@ -37,7 +37,6 @@ from syncd.views import diff_view
 
 log = logging.getLogger("syncd.api")
 
-SCOPES = ("read", "sync", "write", "export")
 MAX_API_BODY = 4 * 1024 * 1024
 WAIT_TIMEOUT = 600.0
 RETRY_AFTER_SECONDS = "5"
@@ -201,7 +200,7 @@ def authorize(rt: App, request: Request, scope: str) -> TokenConfig:
             None,
             {"WWW-Authenticate": 'Bearer realm="syncd", error="invalid_token"'},
         )
-    if scope not in token.scopes:
+    if not token.allows(scope):
         raise ApiError(403, f"token {token.name!r} lacks the {scope!r} scope")
     return token
 

@@ -377,7 +377,8 @@ def _handlers() -> dict[Any, Any]:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return error_response(exc.status_code, str(exc.detail), None, exc.headers)
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, str(exc.detail), None, headers)
 
     async def syncd_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, QueueFull | ShuttingDown):

@@ -22,7 +22,7 @@ from syncd.config import WorkspaceConfig
 from syncd.errors import PathNotFound, PlanRefused, RevisionNotFound, StepFileError, SyncdError
 from syncd.gitsource import FileChange, Remote, TreeEntry
 from syncd.model import Mode, Plan, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
-from syncd.plan import compute_plan, guard_plan
+from syncd.plan import compute_plan, guard_plan, wipe_refused
 from syncd.steps import MAX_STEPS, FileEntry, check_entries, check_unique, parse_step
 from syncd.store import IndexUpdate, Store
 from syncd.urls import normalize_repo_url
@@ -212,10 +212,7 @@ class Engine:
             if not (ws.allow_empty or live_total):
                 raise
             if not ws.allow_empty:
-                raise PlanRefused(
-                    f"{e}: that would delete all {live_total} steps of the workspace; "
-                    "set `allow_empty: true` on the workspace if that is intended"
-                ) from e
+                raise wipe_refused(live_total, f"{e}: that") from e
             entries = []
         check_entries([FileEntry(e.path, e.mode, e.size) for e in entries])
         # A file whose blob the store already holds parsed needs no reading.
@@ -223,12 +220,12 @@ class Engine:
         steps: list[Step] = []
         read = 0
         with self.git.blob_reader(remote) as read_blob:
-            for e in entries:
-                cached = known.get(e.path)
-                if cached is not None and cached.blob == e.blob:
+            for entry in entries:
+                cached = known.get(entry.path)
+                if cached is not None and cached.blob == entry.blob:
                     steps.append(cached)
                     continue
-                steps.append(parse_step(e.path, e.blob, read_blob(e.blob)))
+                steps.append(parse_step(entry.path, entry.blob, read_blob(entry.blob)))
                 read += 1
                 if read % 1000 == 0:
                     say(f"read {read} of {len(entries)} step files")

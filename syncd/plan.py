@@ -44,7 +44,12 @@ def guard_plan(plan: Plan, live_total: int, allow_empty: bool) -> None:
     if allow_empty or live_total == 0:
         return
     if len(plan.deletes) >= live_total:
-        raise PlanRefused(
-            f"the plan would delete all {live_total} steps of the workspace; "
-            "set `allow_empty: true` on the workspace if that is intended"
-        )
+        raise wipe_refused(live_total, "the plan")
+
+
+def wipe_refused(live_total: int, cause: str) -> PlanRefused:
+    """The guard's refusal, whichever phase finds the wipe (`cause` names what it saw)."""
+    return PlanRefused(
+        f"{cause} would delete all {live_total} steps of the workspace; "
+        "set `allow_empty: true` on the workspace if that is intended"
+    )

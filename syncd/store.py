@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from syncd.errors import SyncdError
 from syncd.model import (
@@ -164,7 +164,7 @@ class SqliteStore:
 
     def integrity_ok(self) -> bool:
         with self._lock:
-            return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
     def schema_version(self) -> int:
         with self._lock:
@@ -427,7 +427,7 @@ def _insert_run(db: sqlite3.Connection, run: Run) -> None:
     )
 
 
-def _run(r: Sequence[object]) -> Run:
+def _run(r: Sequence[Any]) -> Run:
     return Run(
         id=str(r[0]),
         workspace=str(r[1]),
@@ -436,9 +436,9 @@ def _run(r: Sequence[object]) -> Run:
         result=RunResult(r[4]),
         created=int(r[5]),
         updated=int(r[6]),
-        deleted=int(r[7]),  # type: ignore[call-overload]
+        deleted=int(r[7]),
         started_at=float(r[8]),
-        finished_at=None if r[9] is None else float(r[9]),  # type: ignore[arg-type]
+        finished_at=None if r[9] is None else float(r[9]),
         error=r[10] if isinstance(r[10], str) else None,
         dry_run=bool(r[11]),
     )
@@ -497,20 +497,20 @@ def _update_index(
     )
 
 
-def _live_step(r: Sequence[object]) -> LiveStep:
+def _live_step(r: Sequence[Any]) -> LiveStep:
     content = StepContent.from_dict(json.loads(str(r[2])))
     return LiveStep(
         id=str(r[0]),
         name=str(r[1]),
         content=content,
-        version=int(r[3]),  # type: ignore[call-overload]
+        version=int(r[3]),
         content_hash=str(r[4]),
         updated_at=float(r[5]),
-        origin=Origin(r[6]),  # type: ignore[arg-type]
+        origin=Origin(r[6]),
     )
 
 
-def _index_step(r: Sequence[object]) -> Step:
+def _index_step(r: Sequence[Any]) -> Step:
     content = StepContent.from_dict(json.loads(str(r[3])))
     return Step(name=str(r[1]), content=content, path=str(r[0]), blob=str(r[2]))
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from syncd.config import Config
 from syncd.engine import Engine, SyncObserver
-from syncd.gitsource import GitObserver, GitSource
+from syncd.git import GitObserver, GitSource
 from syncd.store import SqliteStore
 
 

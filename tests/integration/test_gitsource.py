@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from syncd.errors import AuthError, GitError, RevisionNotFound, StepFileError, TransientGitError
-from syncd.git import FileChange, GitSource, Remote, TreeEntry
+from syncd.git import FileChange, GitSource, Remote, TreeEntry, remote_key
 from syncd.gitserver import GitServer, WorkTree
 from syncd.retry import Policy
 
@@ -484,3 +484,14 @@ def _explode_packs(mirror: Path) -> None:
         subprocess.run(
             ["git", "-C", str(mirror), "unpack-objects", "-q"], input=data, check=True, env=env
         )
+
+
+def test_one_remote_key_names_the_mirror_and_the_poll_group(tmp_path: Path) -> None:
+    source = GitSource(tmp_path / "state")
+    a = Remote("https://Git.Example:443/team/repo.git/", username="ci", password="p1")
+    b = Remote("https://git.example/team/repo", username="ci", password="p2")
+    other_user = Remote("https://git.example/team/repo", username="ops")
+    assert a.key == b.key == remote_key(b.url, "ci")
+    assert source.mirror_path(a) == source.mirror_path(b)
+    assert other_user.key != a.key
+    assert source.mirror_path(other_user) != source.mirror_path(a)

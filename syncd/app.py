@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from syncd.config import Config
 from syncd.engine import Engine, SyncObserver
-from syncd.gitsource import GitObserver, GitSource
+from syncd.git import GitObserver, GitSource
 from syncd.metrics import Metrics
 from syncd.notify import Digester
 from syncd.scheduler import Scheduler

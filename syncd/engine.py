@@ -20,7 +20,7 @@ from typing import Protocol
 
 from syncd.config import WorkspaceConfig
 from syncd.errors import PathNotFound, PlanRefused, RevisionNotFound, StepFileError, SyncdError
-from syncd.gitsource import FileChange, Remote, TreeEntry
+from syncd.git import FileChange, Remote, TreeEntry
 from syncd.model import Mode, Plan, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
 from syncd.plan import compute_plan, guard_plan, wipe_refused
 from syncd.steps import MAX_STEPS, FileEntry, check_entries, check_unique, parse_step

@@ -20,16 +20,16 @@ from typing import Any
 from syncd.config import Config, WorkspaceConfig
 from syncd.engine import remote_for
 from syncd.errors import Conflict, PathNotFound, SyncdError
-from syncd.gitsource import GitSource, Remote
+from syncd.git import GitSource, Remote
 from syncd.layout import SDK_DIR, STEPS_DIR, PulledStep, branch_problem, layout_files, plan_files
 from syncd.model import Mode
+from syncd.refs import MODE_SUBMODULE, MODE_SYMLINK, short_branch
 from syncd.store import Store
 from syncd.urls import normalize_repo_url
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 65536
-_SYMLINK, _SUBMODULE = 0o120000, 0o160000
 
 
 class InvalidExport(SyncdError):
@@ -67,7 +67,7 @@ def parse_export_request(body: dict[str, Any]) -> ExportRequest:
     branch = body.get("branch")
     if not isinstance(branch, str):
         raise InvalidExport('`branch` must be a branch name, e.g. "promote/dev"')
-    branch = branch.removeprefix("refs/heads/")
+    branch = short_branch(branch)
     problem = branch_problem(branch)
     if problem:
         raise InvalidExport(f"`branch` {branch[:100]!r} is not a valid branch name: {problem}")
@@ -167,7 +167,7 @@ def _existing(
     except PathNotFound:
         return {}
     return {
-        e.path: b"" if e.mode == _SYMLINK else git.read_blob(remote, e.blob)
+        e.path: b"" if e.mode == MODE_SYMLINK else git.read_blob(remote, e.blob)
         for e in entries
-        if e.path.endswith(suffix) and e.mode != _SUBMODULE
+        if e.path.endswith(suffix) and e.mode != MODE_SUBMODULE
     }

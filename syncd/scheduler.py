@@ -21,9 +21,9 @@ from syncd import retry
 from syncd.config import Config, WorkspaceConfig
 from syncd.engine import Engine, Outcome
 from syncd.errors import GitError, NotFound, SyncdError
+from syncd.git import remote_key
 from syncd.model import Mode, RunResult, Status, SyncState, Trigger
 from syncd.store import Store
-from syncd.urls import normalize_repo_url
 
 log = logging.getLogger("syncd.scheduler")
 
@@ -305,7 +305,7 @@ class Scheduler:
         groups: dict[str, list[WorkspaceConfig]] = {}
         for ws in config.workspaces:
             if ws.poll_interval > 0:
-                key = f"{normalize_repo_url(ws.source.url)}|{ws.source.username or ''}"
+                key = remote_key(ws.source.url, ws.source.username)
                 groups.setdefault(key, []).append(ws)
         self._groups = (config, groups)
         return groups

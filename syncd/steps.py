@@ -15,6 +15,7 @@ from typing import Any
 
 from syncd.errors import StepFileError
 from syncd.model import Step, StepContent
+from syncd.refs import MODE_SUBMODULE, MODE_SYMLINK
 
 SUFFIX = ".step.json"
 MAX_FILE_BYTES = 1024 * 1024
@@ -22,9 +23,6 @@ MAX_STEPS = 50_000
 MAX_NAME_CHARS = 1024
 # Error messages list at most this many files, so a broken 50,000-file repo gives a readable error.
 MAX_LISTED_ERRORS = 20
-
-MODE_SYMLINK = 0o120000
-MODE_SUBMODULE = 0o160000
 
 _SEPARATORS = re.compile(r"[/ ]+")
 

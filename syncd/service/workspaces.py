@@ -14,7 +14,7 @@ from syncd.config import Config, WorkspaceConfig
 from syncd.engine import Engine, Outcome, Progress, Reading
 from syncd.errors import NotFound
 from syncd.export import ExportRequest, ExportResult, export_workspace
-from syncd.gitsource import GitSource
+from syncd.git import GitSource
 from syncd.model import LiveStep, Run, RunResult, Status, StepContent, SyncState, Trigger
 from syncd.scheduler import Scheduler, Ticket
 from syncd.store import Store

@@ -18,8 +18,8 @@ from syncd.export import (
     export_workspace,
     parse_export_request,
 )
+from syncd.git import GitSource
 from syncd.gitserver import GitServer, WorkTree
-from syncd.gitsource import GitSource
 from syncd.layout import LayoutError
 from syncd.model import RunResult, StepContent, Trigger
 from syncd.steps import render_step_file

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from syncd.errors import AuthError, GitError, RevisionNotFound, StepFileError, TransientGitError
+from syncd.git import FileChange, GitSource, Remote, TreeEntry, remote_key
 from syncd.gitserver import GitServer, WorkTree
-from syncd.gitsource import FileChange, GitSource, Remote, TreeEntry
+from syncd.retry import Policy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,7 +35,10 @@ def source(tmp_path: Path, calls: Calls) -> GitSource:
         calls.append((op, result, seconds))
 
     return GitSource(
-        tmp_path / "state", timeout=5, observer=observe, retry_attempts=3, retry_max_wait=0.01
+        tmp_path / "state",
+        timeout=5,
+        observer=observe,
+        attempt_policy=Policy(base=0.01, cap=0.01, attempts=3),
     )
 
 
@@ -335,7 +339,9 @@ def test_a_slow_server_times_out(
     git_server: GitServer, repo: tuple[str, WorkTree], tmp_path: Path
 ) -> None:
     url, _ = repo
-    source = GitSource(tmp_path / "state", timeout=0.5, retry_attempts=2, retry_max_wait=0.01)
+    source = GitSource(
+        tmp_path / "state", timeout=0.5, attempt_policy=Policy(base=0.01, cap=0.01, attempts=2)
+    )
     git_server.set_fault("slow", delay=3)
     started = time.monotonic()
     with pytest.raises(TransientGitError):
@@ -478,3 +484,14 @@ def _explode_packs(mirror: Path) -> None:
         subprocess.run(
             ["git", "-C", str(mirror), "unpack-objects", "-q"], input=data, check=True, env=env
         )
+
+
+def test_one_remote_key_names_the_mirror_and_the_poll_group(tmp_path: Path) -> None:
+    source = GitSource(tmp_path / "state")
+    a = Remote("https://Git.Example:443/team/repo.git/", username="ci", password="p1")
+    b = Remote("https://git.example/team/repo", username="ci", password="p2")
+    other_user = Remote("https://git.example/team/repo", username="ops")
+    assert a.key == b.key == remote_key(b.url, "ci")
+    assert source.mirror_path(a) == source.mirror_path(b)
+    assert other_user.key != a.key
+    assert source.mirror_path(other_user) != source.mirror_path(a)

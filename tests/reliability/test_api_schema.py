@@ -46,9 +46,10 @@ from schemathesis.checks import (
 from syncd import app as app_module
 from syncd.config import load_config
 from syncd.daemon import Daemon
-from syncd.gitsource import GitSource
+from syncd.git import GitSource
 from syncd.model import StepContent
 from syncd.openapi import openapi_document
+from syncd.retry import Policy
 from syncd.sdnotify import Notifier
 from tests.support import API_TOKEN, READ_TOKEN, WEBHOOK_SECRET, write_config
 
@@ -135,7 +136,11 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     with pytest.MonkeyPatch.context() as mp:
         # One attempt per git operation: a refused connection would otherwise be retried with
         # backoff for seconds, and `diff` and `sync?wait=true` wait for it.
-        mp.setattr(app_module, "GitSource", functools.partial(GitSource, retry_attempts=1))
+        mp.setattr(
+            app_module,
+            "GitSource",
+            functools.partial(GitSource, attempt_policy=Policy(base=0.01, cap=0.01, attempts=1)),
+        )
         daemon = Daemon(config, notifier=Notifier(environ={}))
     # Live steps, so that the step operations also answer 200 with real bodies.
     for ws_id in WORKSPACES:

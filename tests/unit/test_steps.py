@@ -11,11 +11,10 @@ from hypothesis import strategies as st
 
 from syncd.errors import StepFileError
 from syncd.model import Step, StepContent
+from syncd.refs import MODE_SUBMODULE, MODE_SYMLINK
 from syncd.steps import (
     MAX_FILE_BYTES,
     MAX_STEPS,
-    MODE_SUBMODULE,
-    MODE_SYMLINK,
     FileEntry,
     check_entries,
     check_unique,

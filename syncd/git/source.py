@@ -1,0 +1,420 @@
+"""Git over https, through pygit2: ls-remote, fetch into shared bare mirrors, read, push.
+
+Its calls block; callers run them in threads.
+
+One bare mirror per remote key (repository URL and username) lives under
+`state_dir/mirrors/`, shared by every workspace on that remote. The mirror's config never holds
+a URL with credentials: every network call goes through an in-memory anonymous remote, and the
+password reaches libgit2 only through the credentials callback. Transient failures (refused,
+reset, timeout, 5xx) are retried under `retry.GIT_ATTEMPT`; authentication, TLS and not-found
+failures are not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import pygit2
+from pygit2.enums import FetchPrune
+
+from syncd import retry
+from syncd.errors import AuthError, Conflict, GitError, RevisionNotFound, TransientGitError
+from syncd.git import commits, trees
+from syncd.git.failures import NOT_FAST_FORWARD, classify, is_local
+from syncd.git.mirrors import (
+    CorruptMirror,
+    check_commit,
+    check_refs,
+    compact,
+    find_commit,
+    open_mirror,
+    wipe,
+)
+from syncd.git.tls import Trust, diagnose_tls
+from syncd.git.trees import FileChange, TreeEntry
+from syncd.refs import HEADS, head_ref, is_full_sha
+from syncd.urls import normalize_repo_url, redact_url
+
+log = logging.getLogger(__name__)
+
+GitObserver = Callable[[str, str, float], None]
+"""Called once per network attempt: (op: ls_remote|fetch|push, result: ok|error, seconds)."""
+
+T = TypeVar("T")
+
+
+def remote_key(url: str, username: str | None) -> str:
+    """Which remote a workspace's source is: one mirror, one fetch and one poll per key.
+
+    The same repository spelled differently (trailing slash, .git, host case, default port)
+    has one key; another user on it has another, since it may see other branches."""
+    return f"{normalize_repo_url(url) or redact_url(url)}|{username or ''}"
+
+
+@dataclass(frozen=True)
+class Remote:
+    url: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+
+    @property
+    def key(self) -> str:
+        return remote_key(self.url, _credentials(self)[0])
+
+
+class GitSource:
+    def __init__(
+        self,
+        state_dir: Path,
+        timeout: float = 30.0,
+        observer: GitObserver | None = None,
+        attempt_policy: retry.Policy = retry.GIT_ATTEMPT,
+    ) -> None:
+        self._mirrors = Path(state_dir) / "mirrors"
+        self._trust = Trust(Path(state_dir), timeout)
+        self._observer = observer
+        self._policy = attempt_policy
+        self._guard = threading.Lock()
+        self._locks: dict[Path, threading.Lock] = {}
+        self._suspect: set[Path] = set()  # mirrors a read found unreadable: rebuild on next fetch
+
+    # -- network operations ----------------------------------------------------------------
+
+    def heads(self, remote: Remote) -> dict[str, str]:
+        """Every branch on the remote and its sha, from one ls-remote: {"main": sha, ...}."""
+        path = self.mirror_path(remote)
+        with self._lock(path):
+            repo = open_mirror(path)  # created on first use: ls-remote needs a repository
+        anon = repo.remotes.create_anonymous(_fetch_url(remote))
+        advertised = self._network("ls_remote", remote, lambda cb: anon.list_heads(callbacks=cb))
+        return {
+            h.name.removeprefix(HEADS): str(h.oid)
+            for h in advertised
+            if h.name and h.name.startswith(HEADS)
+        }
+
+    def resolve(self, remote: Remote, branch: str) -> str:
+        """The sha of refs/heads/<branch> on the remote (ls-remote)."""
+        sha = self.heads(remote).get(branch)
+        if sha is None:
+            raise RevisionNotFound(f"branch {branch!r} not found on {redact_url(remote.url)}")
+        return sha
+
+    def fetch(self, remote: Remote, branch: str, want: str | None = None) -> str:
+        """Fetch refs/heads/<branch> into the mirror, unless `want` is already there.
+
+        Returns `want` (as a full sha) when it is given, else the branch head in the mirror.
+        """
+        path = self.mirror_path(remote)
+        with self._lock(path):
+            for rebuilt in (False, True):
+                try:
+                    return self._fetch_locked(remote, path, branch, want)
+                except CorruptMirror as e:
+                    if rebuilt:
+                        raise GitError(
+                            f"fetch {redact_url(remote.url)}: mirror unusable: {e}"
+                        ) from e
+                    log.warning("mirror corrupt, rebuilding path=%s error=%s", path, e)
+                    wipe(path)
+        raise AssertionError("unreachable")
+
+    def _fetch_locked(self, remote: Remote, path: Path, branch: str, want: str | None) -> str:
+        repo = open_mirror(path)
+        with self._guard:
+            suspect = path in self._suspect
+            self._suspect.discard(path)
+        if suspect:
+            raise CorruptMirror("a read found objects missing or unreadable")
+        check_refs(repo)
+        if want is not None and (found := find_commit(repo, want)) is not None:
+            return found  # already here: no network at all
+        ref = head_ref(branch)
+        refspec = f"+{ref}:{ref}"
+        anon = repo.remotes.create_anonymous(_fetch_url(remote))
+        # PRUNE drops the local branch when the remote no longer has it.
+        self._network(
+            "fetch", remote, lambda cb: anon.fetch([refspec], callbacks=cb, prune=FetchPrune.PRUNE)
+        )
+        compact(repo, path)
+        fetched = repo.references.get(ref)
+        if fetched is None:
+            raise RevisionNotFound(f"branch {branch!r} not found on {redact_url(remote.url)}")
+        head = check_commit(repo, str(fetched.target))
+        if want is None:
+            return head
+        found = find_commit(repo, want)
+        if found is None:
+            raise RevisionNotFound(
+                f"commit {want!r} not found on branch {branch!r} of {redact_url(remote.url)}"
+            )
+        return found
+
+    # -- reading the mirror ----------------------------------------------------------------
+
+    def has_commit(self, remote: Remote, sha: str) -> bool:
+        repo = self._repo(remote)
+        return repo is not None and find_commit(repo, sha) is not None
+
+    def resolve_commit(self, remote: Remote, rev: str) -> str:
+        """The full sha of a commit in the mirror, given a full or abbreviated sha."""
+        return self._commit(remote, rev)[1]
+
+    def list_files(
+        self, remote: Remote, commit: str, path: str, suffix: str = ".step.json"
+    ) -> list[TreeEntry]:
+        """Every *suffix blob under `path` (recursively), plus every symlink and submodule entry
+        there whatever its name. Reads trees and object headers only, never a blob."""
+        repo, sha = self._commit(remote, commit)
+        with self._reading(remote):
+            return trees.list_files(repo, sha, path, suffix)
+
+    def changed_files(
+        self, remote: Remote, base: str, head: str, path: str, suffix: str = ".step.json"
+    ) -> list[FileChange] | None:
+        """The *suffix files (and symlink/submodule entries) under `path` that differ between
+        two commits, or None when `base` is not in the mirror (then use list_files)."""
+        repo, head_sha = self._commit(remote, head)
+        base_sha = find_commit(repo, base)
+        if base_sha is None:
+            return None
+        with self._reading(remote):
+            return trees.changed_files(repo, base_sha, head_sha, path, suffix)
+
+    def read_blob(self, remote: Remote, blob: str) -> bytes:
+        """A blob named by one of the mirror's trees (list_files, changed_files)."""
+        return self._read_blob(self._repo(remote), remote, blob)
+
+    @contextlib.contextmanager
+    def blob_reader(self, remote: Remote) -> Iterator[Callable[[str], bytes]]:
+        """Read many blobs through one Repository: opening the mirror costs far more than
+        reading a small blob. The reader belongs to the calling thread alone."""
+        repo = self._repo(remote)
+        yield lambda blob: self._read_blob(repo, remote, blob)
+
+    def _read_blob(self, repo: pygit2.Repository | None, remote: Remote, blob: str) -> bytes:
+        if repo is None or not is_full_sha(blob):
+            raise GitError(f"blob {blob!r} not found in the mirror of {redact_url(remote.url)}")
+        with self._reading(remote):
+            # Missing although a tree named it: the mirror is damaged.
+            obj = repo[blob]
+        if not isinstance(obj, pygit2.Blob):
+            raise GitError(
+                f"object {blob!r} in the mirror of {redact_url(remote.url)} is not a blob"
+            )
+        return obj.data
+
+    # -- writing: a commit on top of another, and a push that never forces (the export) --------
+
+    def commit_files(
+        self,
+        remote: Remote,
+        parent: str,
+        files: Mapping[str, bytes | None],
+        message: str,
+        author: tuple[str, str],
+    ) -> str | None:
+        """A new commit in the mirror: `parent`'s tree with `files` written (bytes) or removed
+        (None), built in memory; no ref moves and nothing is checked out. None when the tree
+        would not change, so there is never an empty commit."""
+        repo, parent_sha = self._commit(remote, parent)
+        with self._reading(remote):
+            return commits.build_commit(repo, parent_sha, files, message, author)
+
+    def push(self, remote: Remote, commit: str, branch: str) -> None:
+        """Set refs/heads/<branch> on the remote to `commit`, a commit in the mirror.
+
+        Never forced: when the branch has moved on to commits that `commit` does not contain,
+        the remote keeps them and this raises Conflict. Observed as op "push", retried and
+        redacted like a fetch."""
+        path = self.mirror_path(remote)
+        # libgit2 pushes refs, not bare commits: a private ref names the commit meanwhile.
+        source = f"refs/syncd/push/{uuid.uuid4().hex}"
+        sha = self.resolve_commit(remote, commit)
+        with self._lock(path):
+            repo = open_mirror(path)
+            repo.references.create(source, sha)
+        target = head_ref(branch)
+        try:
+            anon = repo.remotes.create_anonymous(_fetch_url(remote))
+
+            def call(cb: pygit2.RemoteCallbacks) -> None:
+                anon.push([f"{source}:{target}"], callbacks=cb)
+                refused = getattr(cb, "refused", {}).get(target)
+                if refused is not None:  # the server said no: a hook, or it moved meanwhile
+                    raise pygit2.GitError(f"the remote refused to update {target}: {refused}")
+
+            self._network("push", remote, call)
+        except GitError as e:
+            if NOT_FAST_FORWARD.search(str(e)):
+                raise Conflict(
+                    f"push {redact_url(remote.url)}: branch {branch!r} has commits that the "
+                    "export does not contain; nothing was pushed (syncd never force-pushes)"
+                ) from e
+            raise
+        finally:
+            with contextlib.suppress(pygit2.GitError, KeyError):
+                repo.references.delete(source)
+
+    def mirror_path(self, remote: Remote) -> Path:
+        # One mirror per remote key, as the scheduler polls one remote per key.
+        return self._mirrors / f"{hashlib.sha256(remote.key.encode()).hexdigest()[:24]}.git"
+
+    # -- mirrors ---------------------------------------------------------------------------
+
+    def _lock(self, path: Path) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(path, threading.Lock())
+
+    def _repo(self, remote: Remote) -> pygit2.Repository | None:
+        """A fresh Repository object on the mirror, None when there is no mirror yet.
+
+        pygit2 objects are never shared between threads: each call opens its own."""
+        path = self.mirror_path(remote)
+        if not path.exists():
+            return None
+        with self._lock(path):
+            return open_mirror(path)
+
+    def _commit(self, remote: Remote, rev: str) -> tuple[pygit2.Repository, str]:
+        repo = self._repo(remote)
+        found = find_commit(repo, rev) if repo is not None else None
+        if repo is None or found is None:
+            raise RevisionNotFound(
+                f"commit {rev!r} not found in the mirror of {redact_url(remote.url)}"
+            )
+        return repo, found
+
+    @contextlib.contextmanager
+    def _reading(self, remote: Remote) -> Iterator[None]:
+        """An object the mirror's own trees name cannot be read: report it, and have the next
+        fetch rebuild the mirror."""
+        try:
+            yield
+        except (pygit2.GitError, KeyError) as e:
+            path = self.mirror_path(remote)
+            with self._guard:
+                self._suspect.add(path)
+            log.warning("mirror read failed, will rebuild path=%s error=%s", path, e)
+            raise GitError(
+                f"read mirror of {redact_url(remote.url)}: {_scrub(str(e), remote)}"
+            ) from e
+
+    # -- one network operation, with trust, timeouts, credentials, retries -----------------
+
+    def _network(self, op: str, remote: Remote, call: Callable[[pygit2.RemoteCallbacks], T]) -> T:
+        if urlsplit(remote.url).scheme.lower() != "https":
+            raise GitError(f"{op} {redact_url(remote.url)}: only https remotes are supported")
+
+        def on_retry(attempt: int, error: BaseException | None) -> None:
+            log.info(
+                "git retry op=%s url=%s attempt=%d error=%s",
+                op,
+                redact_url(remote.url),
+                attempt,
+                error,
+            )
+
+        retrying = retry.attempts(
+            self._policy, lambda e: isinstance(e, TransientGitError), on_retry
+        )
+        try:
+            result: T = retrying(self._attempt, op, remote, call)
+        except TransientGitError as e:
+            tries = max(1, self._policy.attempts)
+            raise TransientGitError(f"{e} (gave up after {tries} attempts)") from e
+        return result
+
+    def _attempt(self, op: str, remote: Remote, call: Callable[[pygit2.RemoteCallbacks], T]) -> T:
+        bundle = self._trust.prepare(remote.ca_file)
+        callbacks = _Callbacks(op, remote)
+        started = time.monotonic()
+        try:
+            result = call(callbacks)
+        except AuthError:
+            self._observe(op, "error", started)
+            raise
+        except (pygit2.GitError, ValueError) as e:
+            elapsed = time.monotonic() - started
+            self._observe(op, "error", started)
+            if op == "fetch" and is_local(e):
+                raise CorruptMirror(str(e)) from e
+            timeout = self._trust.timeout
+            raise classify(
+                f"{op} {redact_url(remote.url)}",
+                e,
+                _scrub(str(e).strip().strip("'\""), remote),
+                lambda: diagnose_tls(remote.url, bundle, timeout),
+                timeout,
+                elapsed,
+            ) from e
+        self._observe(op, "ok", started)
+        return result
+
+    def _observe(self, op: str, result: str, started: float) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(op, result, time.monotonic() - started)
+        except Exception:
+            log.exception("git observer failed op=%s", op)
+
+
+class _Callbacks(pygit2.RemoteCallbacks):
+    def __init__(self, op: str, remote: Remote) -> None:
+        super().__init__()
+        self._op = op
+        self._remote = remote
+        self._calls = 0
+        self.refused: dict[str, str] = {}  # ref -> the remote's reason, from a push
+
+    def credentials(
+        self, url: str, username_from_url: str | None, allowed_types: pygit2.enums.CredentialType
+    ) -> pygit2.UserPass:
+        # libgit2 asks again, for ever, each time the server answers 401: a second call within
+        # one operation means the remote rejected what we sent.
+        self._calls += 1
+        where = f"{self._op} {redact_url(self._remote.url)}"
+        user, password = _credentials(self._remote)
+        if user is None or password is None:
+            raise AuthError(f"{where}: the remote requires credentials and none are configured")
+        if self._calls > 1:
+            raise AuthError(f"{where}: the remote rejected the credentials of user {user!r}")
+        return pygit2.UserPass(user, password)
+
+    def push_update_reference(self, refname: str, message: str | None) -> None:
+        # libgit2 reports success only through a missing message: keep the refusals.
+        if message:
+            self.refused[refname] = _scrub(message, self._remote)
+
+
+def _credentials(remote: Remote) -> tuple[str | None, str | None]:
+    """The configured credentials; user info in the URL only as a fallback (config refuses it,
+    but a URL that carries it must still not reach the mirror or a message)."""
+    try:
+        parts = urlsplit(remote.url)
+        in_url = parts.username, parts.password
+    except ValueError:
+        in_url = None, None
+    return remote.username or in_url[0], remote.password or in_url[1]
+
+
+def _fetch_url(remote: Remote) -> str:
+    """The URL libgit2 talks to: the configured one without user info."""
+    return redact_url(remote.url)
+
+
+def _scrub(text: str, remote: Remote) -> str:
+    _, password = _credentials(remote)
+    return text.replace(password, "***") if password else text

@@ -37,11 +37,10 @@ from pathlib import Path
 import pytest
 
 from syncd.config import load_config
-from syncd.gitserver import GitServer, WorkTree
 from syncd.model import RunResult, StepContent, Trigger
 from syncd.store import SqliteStore
 from syncd.wiring import build_core
-from tests.support import daemon_env, workspace, write_config, write_step
+from tests.support import GitServer, WorkTree, daemon_env, workspace, write_config, write_step
 
 WS = "auto"
 A_STEPS, B_NEW_STEPS = 1_500, 1_800

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from syncd.config import WorkspaceConfig, load_config
-from syncd.gitserver import GitServer, WorkTree
 from syncd.model import Origin, RunResult, Status, StepContent, Trigger
 from syncd.wiring import Core, build_core
-from tests.support import daemon_env, workspace, write_config, write_step
+from tests.support import GitServer, WorkTree, daemon_env, workspace, write_config, write_step
 
 
 @pytest.fixture

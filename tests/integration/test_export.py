@@ -17,13 +17,12 @@ from syncd.export import (
     export_workspace,
     parse_export_request,
 )
-from syncd.gitserver import GitServer, WorkTree
 from syncd.gitsource import GitSource
 from syncd.layout import LayoutError
 from syncd.model import RunResult, StepContent, Trigger
 from syncd.steps import render_step_file
 from syncd.wiring import Core, build_core
-from tests.support import daemon_env, workspace, write_config
+from tests.support import GitServer, WorkTree, daemon_env, workspace, write_config
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from syncd.errors import AuthError, GitError, RevisionNotFound, StepFileError, TransientGitError
-from syncd.gitserver import GitServer, WorkTree
 from syncd.gitsource import FileChange, GitSource, Remote, TreeEntry
+from tests.support import GitServer, WorkTree
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,9 +1,9 @@
 """Helpers shared by the benchmarks: a throwaway https git server, repositories of N steps,
 configs, timed `syncd` runs and the markdown result table.
 
-bench/ is not a package. A bench run as `python bench/x.py` puts the repository root on
-sys.path first (see `sys.path` at the top of sync_scaling.py) and imports `bench.common`.
-Everything stays on loopback.
+bench/ is not a package: a bench runs as `python bench/x.py`, so Python finds this module
+(and `daemon`) beside it; syncd is the installed one. Nothing here comes from the tests: the
+git server and the signed webhooks are the demo's (`syncd.demo`). Everything stays on loopback.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped,unused-ignore]
 
-from syncd.gitserver import GitServer, WorkTree
+from syncd.demo.gitserver import GitServer, WorkTree
 from syncd.model import StepContent
 from syncd.steps import render_step_file, step_file_name
 

@@ -20,10 +20,10 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-import yaml
+import yaml  # type: ignore[import-untyped,unused-ignore]
+from common import syncd_command, syncd_env
 
-from bench.common import syncd_command, syncd_env
-from syncd.gitserver import GitServer
+from syncd.demo.gitserver import GitServer
 
 API_TOKEN = "bench-api-token-0123456789"
 API_TOKEN_ENV = "SYNCD_BENCH_API_TOKEN"

@@ -19,11 +19,8 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.common import (
+from common import (
     Figure,
     failed_row,
     figures_table,
@@ -32,7 +29,7 @@ from bench.common import (
     spread_workspaces,
     temp_git_server,
 )
-from bench.daemon import ServeProcess
+from daemon import ServeProcess
 
 STEPS = 100
 GOAL_EXTRA_MB = 150.0

@@ -32,11 +32,8 @@ import time
 import traceback
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.common import (
+from common import (
     Figure,
     failed_row,
     figures_table,
@@ -45,7 +42,7 @@ from bench.common import (
     spread_workspaces,
     temp_git_server,
 )
-from bench.daemon import ServeProcess
+from daemon import ServeProcess
 
 STEPS = 100
 GOAL_REQUESTS_A_CYCLE = 100
@@ -117,7 +114,7 @@ class Measured:
 
 def measure(setup: Setup) -> Measured:
     recorder = LsRemoteLog()
-    git_log = logging.getLogger("syncd.gitserver")
+    git_log = logging.getLogger("syncd.demo.gitserver")
     git_log.addHandler(recorder)
     git_log.setLevel(logging.DEBUG)
     try:

@@ -23,9 +23,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.common import (
+from common import (
     Figure,
     failed_row,
     figures_table,
@@ -36,8 +34,9 @@ from bench.common import (
     spread_workspaces,
     temp_git_server,
 )
-from bench.daemon import ServeProcess
-from syncd.gitserver import GitServer
+from daemon import ServeProcess
+
+from syncd.demo.gitserver import GitServer
 
 WORKSPACES = 1_000
 REMOTES = 100

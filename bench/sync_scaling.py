@@ -23,9 +23,7 @@ import traceback
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.common import (
+from common import (
     STEPS_PATH,
     Row,
     change_step,
@@ -42,6 +40,7 @@ from bench.common import (
     workspace,
     write_config,
 )
+
 from syncd.model import Run, RunResult, Status, Step, SyncState, Trigger
 from syncd.plan import compute_plan
 from syncd.steps import step_file_name

@@ -8,12 +8,12 @@ workspace on the repository (webhooks only, no polling). Then, 50 times (--quick
 2 untimed warm-up pushes: change one step, commit and push with git's CLI (untimed), and time
 
 - syncd: from sending GitHub's signed push webhook (`POST /hooks/github`, the body shaped
-  like GitHub's, as the end-to-end tests send it) to the first
+  like GitHub's, built by `syncd.demo.webhook`) to the first
   `GET /api/v1/workspaces/{id}` (asked every 5 ms) whose `last_applied_revision` is the
   pushed commit. In between, syncd asks the remote for the branch head (ls-remote), fetches
   the commit, reads the changed step file and applies it in one SQLite transaction.
 - the baseline: `git fetch` by git's CLI into the mirror clone, which brings the same commit
-  (a new process, TLS, the same credentials helper as the tests' git).
+  (a new process, TLS, the same credentials helper as the git server's own `run_git`).
 
 The two alternate in which goes first. The daemon's log is searched for git retries (a
 transient network error is retried with backoff), which explain a slow push. Goals: p50 and
@@ -32,10 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.common import (
+from common import (
     STEPS_PATH,
     Figure,
     change_step,
@@ -50,10 +47,11 @@ from bench.common import (
     temp_git_server,
     workspace,
 )
-from bench.daemon import WEBHOOK_SECRET, ServeProcess
-from syncd.gitserver import GitServer
+from daemon import WEBHOOK_SECRET, ServeProcess
+
+from syncd.demo.gitserver import GitServer
+from syncd.demo.webhook import github_push
 from syncd.steps import step_file_name
-from tests.e2e.payloads import build, signature_headers
 
 STEPS = 100
 WARMUP = 2
@@ -74,8 +72,9 @@ def time_git_fetch(server: GitServer, mirror: Path, sha: str) -> float:
 def time_webhook(
     daemon: ServeProcess, client: httpx.Client, url: str, path: str, sha: str, before: str
 ) -> float:
-    headers, body = build("github", url, "main", [path], sha, uuid.uuid4().hex, before=before)
-    headers |= signature_headers("github", body, WEBHOOK_SECRET)
+    headers, body = github_push(
+        url, sha, WEBHOOK_SECRET, before=before, added=[path], delivery=uuid.uuid4().hex
+    )
     started = time.perf_counter()
     answer = client.post("/hooks/github", content=body, headers=headers)
     if answer.status_code != 202 or answer.json().get("matched") != [WS]:

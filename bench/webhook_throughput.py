@@ -41,14 +41,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.common import (
+from common import (
     Figure,
     failed_row,
     figures_table,
@@ -58,8 +51,13 @@ from bench.common import (
     temp_git_server,
     workspace,
 )
-from bench.daemon import HOST, WEBHOOK_SECRET, ServeProcess, free_port
-from tests.e2e.payloads import build, signature_headers
+from daemon import HOST, WEBHOOK_SECRET, ServeProcess, free_port
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from syncd.demo.webhook import github_push
 
 CONNECTIONS = 32
 GOAL_RATIO = 0.7
@@ -118,8 +116,7 @@ def run_bare_server(port: int) -> int:
 
 def lua_script(directory: Path, url: str) -> Path:
     """The wrk script: GitHub's push for `url` (a repository no workspace watches), signed."""
-    headers, body = build("github", url, "main", ["README.md"], "f" * 40, "unused")
-    headers |= signature_headers("github", body, WEBHOOK_SECRET)
+    headers, body = github_push(url, "f" * 40, WEBHOOK_SECRET, added=["README.md"])
     headers.pop("X-GitHub-Delivery")
     text = body.decode()
     if "]==]" in text:
@@ -132,8 +129,9 @@ def lua_script(directory: Path, url: str) -> Path:
 
 def check_answer(base_url: str, url: str) -> None:
     """One request as wrk sends it must be answered 202 with nothing matched."""
-    headers, body = build("github", url, "main", ["README.md"], "f" * 40, uuid.uuid4().hex)
-    headers |= signature_headers("github", body, WEBHOOK_SECRET)
+    headers, body = github_push(
+        url, "f" * 40, WEBHOOK_SECRET, added=["README.md"], delivery=uuid.uuid4().hex
+    )
     answer = httpx.post(base_url + HOOK_PATH, content=body, headers=headers, timeout=10)
     if answer.status_code != 202 or answer.json().get("matched") != []:
         raise RuntimeError(f"{base_url}{HOOK_PATH} answered {answer.status_code}: {answer.text}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.gitserver import GitServer, WorkTree
+from tests.support import GitServer, WorkTree
 
 _repo_numbers = itertools.count(1)
 

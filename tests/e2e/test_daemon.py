@@ -10,8 +10,8 @@ import time
 import uuid
 from typing import Any
 
-from tests.e2e.conftest import Daemon
 from tests.support import READ_TOKEN, WEBHOOK_SECRET, write_step
+from tests.support.daemon import Daemon
 
 
 def github_push(

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syncd.gitserver import GitServer, WorkTree
 from syncd.sdnotify import Notifier
-from tests.e2e.conftest import Daemon, start_daemon
-from tests.support import workspace
+from tests.support import GitServer, WorkTree, workspace
+from tests.support.daemon import Daemon, start_daemon
 
 
 class NotifySocket:

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.gitserver import GitServer, WorkTree
-from tests.e2e.conftest import Daemon, start_daemon
-from tests.support import workspace, write_step
+from tests.support import GitServer, WorkTree, workspace, write_step
+from tests.support.daemon import Daemon, start_daemon
 
 INTERVAL = 1.0
 

@@ -14,10 +14,8 @@ from typing import Any
 
 import pytest
 
-from syncd.gitserver import GitServer, WorkTree
-from tests.e2e import payloads
-from tests.e2e.conftest import Daemon, start_daemon
-from tests.support import WEBHOOK_SECRET, write_step
+from tests.support import WEBHOOK_SECRET, GitServer, WorkTree, payloads, write_step
+from tests.support.daemon import Daemon, start_daemon
 
 OTHER_BRANCH = "feature/other"
 CASES = [(v, f"/hooks/{payloads.ENDPOINT[v]}") for v in payloads.VARIANTS] + [

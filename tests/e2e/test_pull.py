@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 
-from syncd.gitserver import GitServer, WorkTree
 from syncd.model import StepContent
 from syncd.steps import render_step_file, step_file_name
-from tests.e2e.conftest import Daemon, free_port, start_daemon
-from tests.support import READ_TOKEN, workspace
+from tests.support import READ_TOKEN, GitServer, WorkTree, workspace
+from tests.support.daemon import Daemon, free_port, start_daemon
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -7,10 +7,9 @@ import time
 from pathlib import Path
 
 from syncd.config import load_config
-from syncd.gitserver import GitServer, WorkTree
 from syncd.store import SqliteStore
-from tests.e2e.conftest import start_daemon
-from tests.support import daemon_env, workspace, write_step
+from tests.support import GitServer, WorkTree, daemon_env, workspace, write_step
+from tests.support.daemon import start_daemon
 
 
 def live(config_path: Path, server: GitServer) -> dict[str, str]:

@@ -38,10 +38,9 @@ import pytest
 
 from syncd.app import build_core
 from syncd.config import load_config
-from syncd.gitserver import GitServer, WorkTree
 from syncd.model import RunResult, StepContent, Trigger
 from syncd.store import SqliteStore
-from tests.support import daemon_env, workspace, write_config, write_step
+from tests.support import GitServer, WorkTree, daemon_env, workspace, write_config, write_step
 
 WS = "auto"
 A_STEPS, B_NEW_STEPS = 1_500, 1_800

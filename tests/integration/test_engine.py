@@ -9,9 +9,8 @@ import pytest
 
 from syncd.app import Core, build_core
 from syncd.config import WorkspaceConfig, load_config
-from syncd.gitserver import GitServer, WorkTree
 from syncd.model import Origin, RunResult, Status, StepContent, Trigger
-from tests.support import daemon_env, workspace, write_config, write_step
+from tests.support import GitServer, WorkTree, daemon_env, workspace, write_config, write_step
 
 
 @pytest.fixture

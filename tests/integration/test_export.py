@@ -19,11 +19,10 @@ from syncd.export import (
     parse_export_request,
 )
 from syncd.git import GitSource
-from syncd.gitserver import GitServer, WorkTree
 from syncd.layout import LayoutError
 from syncd.model import RunResult, StepContent, Trigger
 from syncd.steps import render_step_file
-from tests.support import daemon_env, workspace, write_config
+from tests.support import GitServer, WorkTree, daemon_env, workspace, write_config
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.gitserver import GitServer, WorkTree
+from tests.support import GitServer, WorkTree
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,8 +16,8 @@ import pytest
 
 from syncd.errors import AuthError, GitError, RevisionNotFound, StepFileError, TransientGitError
 from syncd.git import FileChange, GitSource, Remote, TreeEntry, remote_key
-from syncd.gitserver import GitServer, WorkTree
 from syncd.retry import Policy
+from tests.support import GitServer, WorkTree
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -35,8 +35,7 @@ from syncd.config import load_config
 from syncd.daemon import Daemon
 from syncd.sdnotify import Notifier
 from syncd.webhooks import PROVIDERS
-from tests.e2e import payloads
-from tests.support import API_TOKEN, READ_TOKEN, WEBHOOK_SECRET, write_config
+from tests.support import API_TOKEN, READ_TOKEN, WEBHOOK_SECRET, payloads, write_config
 
 LIMIT = 1_048_576  # server.max_body_bytes: the default, which the config leaves alone
 FAR_URL = "https://127.0.0.1:9/x.git"  # nothing listens on the discard port

@@ -32,14 +32,12 @@ from pathlib import Path
 import pytest
 
 from syncd.config import load_config
-from syncd.gitserver import GitServer, WorkTree
 from syncd.model import RunResult
 from syncd.store import SqliteStore
-from tests.e2e.conftest import Daemon, start_daemon
 from tests.integration import test_crash as crash
 from tests.integration.test_crash import Steps, build_commits, write_lock_held
-from tests.reliability.daemon_harness import report, runs, scaled, stop_daemon, wait_for
-from tests.support import daemon_env, workspace
+from tests.support import GitServer, WorkTree, daemon_env, workspace
+from tests.support.daemon import Daemon, report, runs, scaled, start_daemon, stop_daemon, wait_for
 
 WS = "crash"
 TRIALS = int(scaled(5, 50, "SYNCD_DAEMON_CRASH_TRIALS"))

@@ -31,13 +31,13 @@ import httpx
 import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
-from syncd.gitserver import GitServer
 from syncd.retry import RUN
 from syncd.steps import step_file_name
-from tests.e2e.conftest import Daemon, start_daemon
-from tests.reliability.daemon_harness import (
+from tests.support import API_TOKEN, WEBHOOK_SECRET, GitServer, workspace, write_step
+from tests.support.daemon import (
     STEPS_DIR,
     Content,
+    Daemon,
     Remote,
     converged,
     live_steps,
@@ -47,12 +47,12 @@ from tests.reliability.daemon_harness import (
     report,
     rewrite_config,
     scaled,
+    start_daemon,
     stop_daemon,
     tree_steps,
     view,
     wait_for,
 )
-from tests.support import API_TOKEN, WEBHOOK_SECRET, workspace, write_step
 
 FAULTS = ("refuse", "500", "slow", "401", "cert")
 GIT_PASSWORD = "fault-git-pass-0451"

@@ -31,10 +31,10 @@ from typing import Any
 import pytest
 
 from syncd.steps import step_file_name
-from tests.e2e.conftest import Daemon, start_daemon
-from tests.e2e.payloads import build
-from tests.reliability.daemon_harness import (
+from tests.support import workspace, write_step
+from tests.support.daemon import (
     STEPS_DIR,
+    Daemon,
     Remote,
     converged,
     metric,
@@ -44,12 +44,13 @@ from tests.reliability.daemon_harness import (
     report,
     runs,
     scaled,
+    start_daemon,
     stop_daemon,
     tree_steps,
     view,
     wait_for,
 )
-from tests.support import workspace, write_step
+from tests.support.payloads import build
 
 DELIVERIES = int(scaled(1_000, 5_000))
 IN_FLIGHT = 16

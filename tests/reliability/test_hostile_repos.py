@@ -36,12 +36,11 @@ from syncd import engine, steps
 from syncd.app import Core, build_core
 from syncd.config import load_config
 from syncd.export import ExportRequest, export_workspace
-from syncd.gitserver import GitServer, WorkTree
 from syncd.layout import PulledStep, layout_files, plan_files
 from syncd.model import RunResult, Status, StepContent, Trigger
 from syncd.pull import apply_changes, read_existing
 from syncd.steps import SUFFIX, render_step_file, step_file_name
-from tests.support import daemon_env, workspace, write_config, write_step
+from tests.support import GitServer, WorkTree, daemon_env, workspace, write_config, write_step
 
 WORKSPACES = ("auto", "fresh")
 BASELINE = {"greet": "hello()", "and-done/greeting done": "bye()"}

@@ -31,18 +31,20 @@ import yaml  # type: ignore[import-untyped,unused-ignore]
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.e2e.conftest import Daemon, free_port, start_daemon
-from tests.e2e.payloads import build, hex_hmac, signature_headers
-from tests.reliability.daemon_harness import (
+from tests.support import API_TOKEN, READ_TOKEN, WEBHOOK_SECRET, daemon_env, workspace
+from tests.support.daemon import (
+    Daemon,
     converged,
+    free_port,
     remote,
     report,
     rewrite_config,
+    start_daemon,
     stop_daemon,
     view,
     wait_for,
 )
-from tests.support import API_TOKEN, READ_TOKEN, WEBHOOK_SECRET, daemon_env, workspace
+from tests.support.payloads import build, hex_hmac, signature_headers
 
 GIT_PASSWORD = "git-pass-Hq7x2Vb91"
 WRONG_GIT_PASSWORD = "wrong-git-pass-5521zz"

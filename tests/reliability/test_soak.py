@@ -29,10 +29,10 @@ import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from syncd.steps import step_file_name
-from tests.e2e.conftest import Daemon, start_daemon
-from tests.e2e.payloads import build
-from tests.reliability.daemon_harness import (
+from tests.support import workspace, write_step
+from tests.support.daemon import (
     STEPS_DIR,
+    Daemon,
     Remote,
     Usage,
     converged,
@@ -46,11 +46,12 @@ from tests.reliability.daemon_harness import (
     rewrite_config,
     runs,
     scaled,
+    start_daemon,
     stop_daemon,
     view,
     wait_for,
 )
-from tests.support import workspace, write_step
+from tests.support.payloads import build
 
 DURATION = scaled(30, 600, "SYNCD_SOAK_SECONDS")
 SAMPLE_EVERY = 2.0 if DURATION < 120 else 10.0

@@ -1,9 +1,10 @@
-"""Shared by the reliability tests that drive the real daemon: remotes, API reads, figures.
+"""The real daemon under test: `python -m syncd serve` on loopback against the https git server,
+started, read from outside (API, metrics, /proc) and stopped; remotes of its own; figures.
 
-Bounded by default, so that CI runs every case; `SYNCD_RELIABILITY=full` raises trial counts
-and durations (see `scaled`). Every test prints its figures, and appends them as JSON lines to
-the file named by `SYNCD_RELIABILITY_REPORT` when that is set (the README's table is built
-from it).
+Shared by the end-to-end and the reliability tests. The reliability tests are bounded by
+default, so that CI runs every case; `SYNCD_RELIABILITY=full` raises trial counts and durations
+(see `scaled`). Every such test prints its figures, and appends them as JSON lines to the file
+named by `SYNCD_RELIABILITY_REPORT` when that is set (the README's table is built from it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,15 +26,105 @@ import httpx
 import yaml  # type: ignore[import-untyped,unused-ignore]
 from prometheus_client.parser import text_string_to_metric_families
 
-from syncd.gitserver import GitServer, WorkTree
 from syncd.steps import SUFFIX, parse_step_file
-from tests.e2e.conftest import Daemon
-from tests.support import write_step
+from tests.support.configs import API_TOKEN, daemon_env, workspace, write_config, write_step
+from tests.support.gitserver import GitServer, WorkTree
 
 FULL = os.environ.get("SYNCD_RELIABILITY", "").lower() == "full"
 STEPS_DIR = "export/steps"
 
 Content = dict[str, Any]  # a step's content as the API shows it: if, do, enabled, valid
+
+
+# -- starting and stopping ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Daemon:
+    url: str
+    config_path: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    tree: WorkTree
+    repo_url: str
+
+    def client(self, token: str | None = API_TOKEN) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_until(self, check: Any, timeout: float = 20.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = check()
+            if value:
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}\n--- daemon log ---\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+
+def start_daemon(
+    tmp_path: Path,
+    server: GitServer,
+    tree: WorkTree,
+    repo_url: str,
+    workspaces: list[dict[str, Any]] | None = None,
+    env_extra: dict[str, str] | None = None,
+    **top: Any,
+) -> Daemon:
+    port = free_port()
+    if workspaces is None:
+        workspaces = [
+            workspace("auto", repo_url, server, "automatic"),
+            workspace("manual", repo_url, server, "manual"),
+        ]
+    config = write_config(
+        tmp_path, workspaces, server={"listen": f"127.0.0.1:{port}", "self_heal_delay": "1s"}, **top
+    )
+    log_path = tmp_path / "daemon.log"
+    env = daemon_env(server) | (env_extra or {})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "serve", "--config", str(config)],
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=os.getcwd(),
+    )
+    daemon = Daemon(f"http://127.0.0.1:{port}", config, process, log_path, tree, repo_url)
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"daemon exited {process.returncode}:\n{daemon.log()}")
+        try:
+            return httpx.get(f"{daemon.url}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    daemon.wait_until(ready, 30, "the daemon to be ready")
+    return daemon
+
+
+def kill_daemon(d: Daemon) -> None:
+    """SIGKILL if still running: the `daemon` fixture's teardown."""
+    if d.process.poll() is None:
+        d.process.kill()
+        d.process.wait(10)
+
+
+# -- figures ---------------------------------------------------------------------------------
 
 
 def scaled(ci: float, full: float, env: str | None = None) -> float:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from tests.support import WEBHOOK_SECRET
+from tests.support.configs import WEBHOOK_SECRET
 
 SAMPLES = Path(__file__).parent.parent / "unit" / "payloads"
 PREVIOUS = "1e65c05c1d5171631d92438a13901ca7dae9618c"  # a `before` when none is given

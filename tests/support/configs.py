@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped,unused-ignore]
 
-from syncd.gitserver import GitServer, WorkTree
+from syncd.demo.gitserver import GitServer, WorkTree
 from syncd.model import WEBHOOK_PROVIDERS, StepContent
 from syncd.steps import render_step_file, step_file_name
 

@@ -1,8 +1,8 @@
-"""A real https git server on loopback, for the tests and for `syncd demo`.
+"""A real https git server on loopback, the remote of `syncd demo`.
 
 Git's own `git http-backend` runs as a CGI program behind a threaded Python HTTP server wrapped
-in TLS, with a throwaway CA from trustme and Basic auth. Faults (refused answers, 500s, slow
-answers, rejected credentials) can be switched on at any time to exercise the client's retries.
+in TLS, with a throwaway CA from trustme and Basic auth. It counts requests by kind, and lets a
+subclass answer a request itself before git sees it (`intercept`): the tests inject faults so.
 `WorkTree` makes real commits with the git CLI and pushes them over https.
 """
 
@@ -23,15 +23,13 @@ from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import IO, Any, Self
 from urllib.parse import unquote
 
 import trustme
 
 log = logging.getLogger(__name__)
 
-Fault = Literal[None, "refuse", "500", "slow", "401"]
-_FAULTS = (None, "refuse", "500", "slow", "401")
 _REALM = "syncd-test-git"
 _CHUNK = 64 * 1024
 
@@ -53,16 +51,13 @@ class GitServer:
         self.ca = trustme.CA()
         self.ca_file = self.root / "ca.pem"
         self.ca.cert_pem.write_to_path(str(self.ca_file))
-        # The names the server certificate is issued for; a test can pick another to see
+        # The names the server certificate is issued for; a caller can pick another to see
         # a hostname mismatch refused.
         self._cert = self.ca.issue_cert(*hostnames)
         self.port = 0
         self.request_count = 0
         self.counts: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
-        self._fault: Fault = None
-        self._delay = 0.0
-        self._stopping = threading.Event()
         self._httpd: _TLSServer | None = None
         self._thread: threading.Thread | None = None
         self._backend = str(Path(_git_exec_path()) / "git-http-backend")
@@ -72,8 +67,7 @@ class GitServer:
     def start(self) -> None:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._cert.configure_cert(ctx)
-        self._stopping.clear()
-        self._httpd = _TLSServer(("127.0.0.1", 0), _Handler, ctx, self)
+        self._httpd = _TLSServer(("127.0.0.1", 0), GitRequestHandler, ctx, self)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name=f"gitserver-{self.port}", daemon=True
@@ -82,8 +76,7 @@ class GitServer:
         log.debug("gitserver started url=%s root=%s", self.base_url, self.root)
 
     def stop(self) -> None:
-        # Wake handlers sleeping in a "slow" fault, stop accepting, close the listening socket.
-        self._stopping.set()
+        # Stop accepting, close the listening socket.
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -92,7 +85,7 @@ class GitServer:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> GitServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -121,15 +114,18 @@ class GitServer:
         _run(["git", "-C", str(path), "config", "http.receivepack", "true"])
         return self.url(name)
 
-    # -- faults and counters ---------------------------------------------------------------
+    # -- requests and counters -------------------------------------------------------------
 
-    def set_fault(self, fault: Fault, delay: float = 0.0) -> None:
-        """refuse: drop the connection unanswered; 500: answer 500; slow: sleep `delay`
-        seconds before answering; 401: reject every credential; None: behave."""
-        if fault not in _FAULTS:
-            raise ValueError(f"unknown fault {fault!r}; expected one of {_FAULTS}")
-        with self._lock:
-            self._fault, self._delay = fault, delay
+    def intercept(self, request: GitRequestHandler) -> bool:
+        """Called for each request once counted, before the credentials are checked: True when
+        it has answered (or dropped) the request itself. This server lets every request by."""
+        return False
+
+    def deny(self, request: GitRequestHandler) -> None:
+        """Answer 401 with the Basic challenge, as for a wrong credential, and count it."""
+        self._count("unauthorized")
+        request.drain_body()
+        request.reply(401, b"authentication required\n", {"WWW-Authenticate": _challenge()})
 
     def snapshot(self) -> collections.Counter[str]:
         """A copy of the counters, to compare before and after an operation."""
@@ -138,11 +134,10 @@ class GitServer:
             copy["total"] = self.request_count
             return copy
 
-    def _record(self, kind: str) -> tuple[Fault, float]:
+    def _record(self, kind: str) -> None:
         with self._lock:
             self.request_count += 1
             self.counts[kind] += 1
-            return self._fault, self._delay
 
     def _count(self, kind: str) -> None:
         with self._lock:
@@ -290,11 +285,13 @@ class _TLSServer(ThreadingHTTPServer):
         ), addr
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients that drop connections or refuse our certificate are expected in tests.
+        # Clients that drop connections or refuse our certificate are nothing to report.
         log.debug("gitserver connection error client=%s", client_address, exc_info=True)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class GitRequestHandler(BaseHTTPRequestHandler):
+    """One request to the server; `intercept` may answer it with `reply`, or `drop` it."""
+
     protocol_version = "HTTP/1.1"
     server_version = "syncd-test-git/1"
     timeout = 60
@@ -317,29 +314,24 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         gs = self.server.git_server
         path, _, query = self.path.partition("?")
-        fault, delay = gs._record(_kind(self.command, path))
-        if fault == "refuse":
-            self.close_connection = True  # no answer at all
+        gs._record(_kind(self.command, path))
+        if gs.intercept(self):
             return
-        if fault == "slow":
-            gs._stopping.wait(delay)
-        if fault == "500":
-            self._drain_body()
-            self._reply(500, b"injected fault\n")
-            return
-        user = self._authenticate(reject_all=fault == "401")
+        user = self._authenticate()
         if user is None:
-            gs._count("unauthorized")
-            self._drain_body()
-            self._reply(401, b"authentication required\n", {"WWW-Authenticate": _challenge()})
+            gs.deny(self)
             return
         self._run_backend(unquote(path), query, user)
 
-    def _authenticate(self, reject_all: bool) -> str | None:
+    def drop(self) -> None:
+        """Close the connection without an answer."""
+        self.close_connection = True
+
+    def _authenticate(self) -> str | None:
         gs = self.server.git_server
         header = self.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
-        if reject_all or scheme.lower() != "basic":
+        if scheme.lower() != "basic":
             return None
         try:
             user, _, password = base64.b64decode(value.strip()).decode("utf-8").partition(":")
@@ -461,14 +453,15 @@ class _Handler(BaseHTTPRequestHandler):
                 remaining -= len(data)
                 yield data
 
-    def _drain_body(self) -> None:
+    def drain_body(self) -> None:
+        """Read and discard the request body, so that the connection can answer."""
         try:
             for _ in self._body():
                 pass
         except (OSError, ValueError):
             self.close_connection = True
 
-    def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    def reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)

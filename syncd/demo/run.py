@@ -1,4 +1,4 @@
-"""`syncd demo`: syncd's main job end to end, offline, with nothing but loopback.
+"""`syncd demo`, the command: syncd's main job end to end, offline, with nothing but loopback.
 
 A throwaway https git remote with example steps, a config with a manual workspace (dev) and an
 automatic one (prod), and the real daemon in this process. Then a commit is pushed and a signed
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import os
@@ -25,10 +23,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from syncd.demo.webhook import github_push
 
 PHASES = 6
 WAIT_SECONDS = 30.0
@@ -133,7 +132,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 class Demo:
     def __init__(self, work: Path, config_path: Path, port: int, keep: bool) -> None:
-        from syncd.gitserver import GitServer
+        from syncd.demo.gitserver import GitServer
 
         self.work, self.config_path, self.port, self.keep = work, config_path, port, keep
         self.phase, self.title = 0, "start"
@@ -210,7 +209,7 @@ class Demo:
     # -- the phases' parts -----------------------------------------------------------------
 
     def start_git(self) -> tuple[str, str]:
-        from syncd.gitserver import WorkTree
+        from syncd.demo.gitserver import WorkTree
 
         self.git.start()
         url = self.git.create_repo("steps")
@@ -327,14 +326,10 @@ class Demo:
 
     def webhook(self, repo_url: str, before: str, head: str, paths: list[str]) -> tuple[int, Any]:
         """A GitHub push event for the commit, signed with the webhook secret."""
-        commit = {"id": head, "added": paths[1:], "modified": paths[:1], "removed": []}
-        repo = {"clone_url": repo_url, "full_name": "acme/steps"}
-        push = {"ref": "refs/heads/main", "before": before, "after": head, "repository": repo}
-        body = json.dumps(push | {"commits": [commit], "head_commit": commit})
-        sig = hmac.new(self.hook_secret.encode(), body.encode(), hashlib.sha256).hexdigest()
-        headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4())}
-        headers["X-Hub-Signature-256"] = f"sha256={sig}"
-        return self.api("POST", "/hooks/github", body.encode(), headers=headers)
+        headers, body = github_push(
+            repo_url, head, self.hook_secret, before=before, added=paths[1:], modified=paths[:1]
+        )
+        return self.api("POST", "/hooks/github", body, headers=headers)
 
     def workspaces(self) -> list[dict[str, Any]]:
         status, body = self.api("GET", "/api/v1/workspaces")

@@ -229,8 +229,7 @@ def test_health_schema_matches_the_api(doc: dict[str, Any]) -> None:
         config=SimpleNamespace(
             webhooks={"github": SimpleNamespace(secrets=(), signing_secrets=())}
         ),
-        webhook_last_seen={},
-        secret_last_seen={},
+        intake=SimpleNamespace(webhook_last_seen={}, secret_last_seen={}),
     )
     assert_shape(doc, "Health", api._health(rt, SimpleNamespace(id="1")))
 

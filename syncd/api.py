@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,16 +23,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from syncd import webhooks
 from syncd.app import App
 from syncd.config import TokenConfig, WorkspaceConfig
 from syncd.errors import Conflict, GitError, NotFound, RevisionNotFound, SyncdError
 from syncd.export import parse_export_request
 from syncd.model import StepContent, Trigger
 from syncd.openapi import openapi_document
-from syncd.providers import Ping, WebhookRejected
 from syncd.scheduler import QueueFull, ShuttingDown
+from syncd.service.intake import Outcome, Overloaded, Receipt
 from syncd.views import diff_view
+from syncd.webhooks import BadSignature, MalformedPayload, UnknownProvider
 
 log = logging.getLogger("syncd.api")
 
@@ -220,66 +219,44 @@ def find_token(tokens: tuple[TokenConfig, ...], presented: str) -> TokenConfig |
 
 
 async def _webhook(rt: App, request: Request) -> Response:
+    """The HTTP side of webhook intake: size checks, then Intake, then error types to statuses."""
+    intake = rt.intake
     headers = {k.lower(): v for k, v in request.headers.items()}
-    provider = request.path_params.get("provider")
-    label = provider if provider in webhooks.PROVIDERS else "unknown"
     try:
-        if provider is None:
-            provider = label = webhooks.detect_provider(headers)
-        elif provider not in webhooks.PROVIDERS:
-            raise ApiError(
-                404,
-                f"unknown webhook provider {provider[:40]!r}",
-                {"providers": list(webhooks.PROVIDERS)},
-            )
+        provider = intake.provider_of(request.path_params.get("provider"), headers)
         if rt.stopping or not rt.scheduler.accepting:
-            rt.metrics.webhook(label, "unavailable")
+            intake.refused(provider, "unavailable")
             return error_response(
                 503, "syncd is stopping", None, {"Retry-After": RETRY_AFTER_SECONDS}
             )
-        body = await _read_capped(request, rt.config.server.max_body_bytes)
-        cfg = rt.config.webhooks.get(provider)
-        secrets = [s.reveal() for s in cfg.secrets] if cfg else []
-        signing = [s.reveal() for s in cfg.signing_secrets] if cfg else []
-        # Verify before parsing: nothing unsigned is ever looked at.
-        signed_by = webhooks.verify(provider, headers, body, secrets, signing, now=time.time())
-        rt.webhook_last_seen[provider] = rt.secret_last_seen[(provider, signed_by)] = time.time()
-        event = webhooks.parse(provider, headers, body)
-    except WebhookRejected as e:
-        rt.metrics.webhook(label, "unauthorized" if e.status == 401 else "malformed")
-        return error_response(e.status, e.message)
-    except ApiError as e:
-        result = {413: "too_large"}.get(e.status, "malformed")
-        rt.metrics.webhook(label, result)
-        return error_response(e.status, e.error, e.detail)
-    if event is None:
-        rt.metrics.webhook(provider, "ignored")
-        return JSONResponse({"ignored": True, "matched": [], "queued": []})
-    if isinstance(event, Ping):
-        rt.metrics.webhook(provider, "ping")
-        return JSONResponse({"ping": "ok"})
-    if rt.deliveries.seen(provider, event.delivery):
-        rt.metrics.webhook(provider, "duplicate")
-        return JSONResponse({"duplicate": True, "matched": [], "queued": []})
-    matched = webhooks.match(event, rt.targets())
-    queued: list[str] = []
-    for ws_id in matched:
         try:
-            queued.append(_request(rt, ws_id, Trigger.WEBHOOK).workspace)
+            body = await _read_capped(request, rt.config.server.max_body_bytes)
         except ApiError as e:
-            rt.metrics.webhook(provider, "overloaded")
-            return error_response(
-                e.status, e.error, {"matched": matched, "queued": queued}, e.headers
-            )
-    rt.deliveries.add(provider, event.delivery)
-    rt.metrics.webhook(provider, "accepted" if matched else "unmatched")
-    # Pushes that match nothing are most of a busy host's webhooks: not worth a log line each.
-    (log.info if matched else log.debug)(
-        "webhook provider=%s delivery=%s matched=%s",
-        provider,
-        (event.delivery or "-")[:64],
-        ",".join(matched) or "-",
-    )
+            intake.refused(provider, "too_large" if e.status == 413 else "malformed")
+            raise
+        receipt = intake.receive_push(provider, headers, body)
+    except UnknownProvider as e:
+        return error_response(
+            404, f"unknown webhook provider {e.provider[:40]!r}", {"providers": list(e.known)}
+        )
+    except BadSignature as e:
+        return error_response(401, e.message)
+    except MalformedPayload as e:
+        return error_response(400, e.message)
+    except Overloaded as e:
+        detail = {"matched": list(e.matched), "queued": list(e.queued)}
+        return error_response(503, str(e), detail, {"Retry-After": RETRY_AFTER_SECONDS})
+    return _receipt_response(receipt)
+
+
+def _receipt_response(receipt: Receipt) -> Response:
+    if receipt.outcome is Outcome.PING:
+        return JSONResponse({"ping": "ok"})
+    if receipt.outcome is Outcome.IGNORED:
+        return JSONResponse({"ignored": True, "matched": [], "queued": []})
+    if receipt.outcome is Outcome.DUPLICATE:
+        return JSONResponse({"duplicate": True, "matched": [], "queued": []})
+    matched, queued = list(receipt.matched), list(receipt.queued)
     return JSONResponse({"matched": matched, "queued": queued}, status_code=202)
 
 

@@ -9,7 +9,6 @@ own; everything a running syncd holds hangs off the objects made here.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
@@ -20,10 +19,9 @@ from syncd.git import GitObserver, GitSource
 from syncd.metrics import Metrics
 from syncd.notify import Digester
 from syncd.scheduler import Scheduler
+from syncd.service.intake import Intake
 from syncd.service.workspaces import Workspaces
 from syncd.store import SqliteStore
-from syncd.urls import normalize_repo_url
-from syncd.webhooks import Target
 
 
 @dataclass
@@ -55,29 +53,6 @@ def build_core(
     return Core(config, store, git, engine)
 
 
-class DeliveryLog:
-    """Delivery ids seen lately, so a redelivered webhook starts nothing new. Bounded."""
-
-    def __init__(self, capacity: int = 10_000, ttl: float = 24 * 3600) -> None:
-        self.capacity, self.ttl = capacity, ttl
-        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
-
-    def seen(self, provider: str, delivery: str | None, now: float | None = None) -> bool:
-        if not delivery:
-            return False
-        now = time.time() if now is None else now
-        at = self._seen.get((provider, delivery))
-        return at is not None and now - at < self.ttl
-
-    def add(self, provider: str, delivery: str | None, now: float | None = None) -> None:
-        if not delivery:
-            return
-        self._seen[(provider, delivery)] = time.time() if now is None else now
-        self._seen.move_to_end((provider, delivery))
-        while len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)
-
-
 @dataclass
 class App:
     """A running daemon's parts: the core, and the loops and intake around it."""
@@ -86,13 +61,10 @@ class App:
     metrics: Metrics
     scheduler: Scheduler
     digests: Digester
-    deliveries: DeliveryLog = field(default_factory=DeliveryLog)
-    webhook_last_seen: dict[str, float] = field(default_factory=dict)  # by provider
-    secret_last_seen: dict[tuple[str, int], float] = field(default_factory=dict)
+    intake: Intake  # webhooks: dedupe, targets per config, last seen
     ready: bool = False
     stopping: bool = False
     started_at: float = field(default_factory=time.time)
-    _targets: tuple[Config, list[Target]] | None = None
 
     @property
     def config(self) -> Config:
@@ -101,17 +73,6 @@ class App:
     @property
     def workspaces(self) -> Workspaces:
         return self.core.workspaces
-
-    def targets(self) -> list[Target]:
-        """What each workspace follows, worked out once per config, not once per webhook."""
-        config = self.config
-        if self._targets is None or self._targets[0] is not config:
-            targets = [
-                Target(ws.id, normalize_repo_url(ws.source.url), ws.source.branch, ws.source.path)
-                for ws in config.workspaces
-            ]
-            self._targets = (config, targets)
-        return self._targets[1]
 
     def swap_config(self, config: Config) -> None:
         old = {ws.id for ws in self.core.config.workspaces}
@@ -137,7 +98,8 @@ def build(config: Config, registry: CollectorRegistry | None = None) -> App:
         drift_debounce=config.server.self_heal_delay,
     )
     digests = Digester(core.store, lambda: core.config, metrics)
-    app = App(core=core, metrics=metrics, scheduler=scheduler, digests=digests)
+    intake = Intake(lambda: core.config, scheduler, metrics)
+    app = App(core=core, metrics=metrics, scheduler=scheduler, digests=digests, intake=intake)
     core.workspaces.scheduler = scheduler
-    core.workspaces.activity = app
+    core.workspaces.activity = intake
     return app

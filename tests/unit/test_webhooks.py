@@ -18,12 +18,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncd.errors import SyncdError
+from syncd.model import WEBHOOK_PROVIDERS
 from syncd.urls import normalize_repo_url
 from syncd.webhooks import (
     PROVIDERS,
+    BadSignature,
+    MalformedPayload,
     Ping,
+    ProviderNotDetected,
     Push,
     Target,
+    UnknownProvider,
     WebhookRejected,
     delivery_id,
     detect_provider,
@@ -31,6 +36,7 @@ from syncd.webhooks import (
     parse,
     verify,
 )
+from syncd.webhooks.providers import BY_NAME, Scheme
 
 PAYLOADS = Path(__file__).parent / "payloads"
 SECRET = "It's a Secret to Everybody"
@@ -142,11 +148,12 @@ def request(
 
 
 @contextmanager
-def rejected(status: int, *patterns: str) -> Iterator[pytest.ExceptionInfo[WebhookRejected]]:
-    """pytest.raises for a WebhookRejected with this status and every pattern in its message."""
-    with pytest.raises(WebhookRejected) as e:
+def rejected(
+    kind: type[WebhookRejected], *patterns: str
+) -> Iterator[pytest.ExceptionInfo[WebhookRejected]]:
+    """pytest.raises for a rejection of this kind with every pattern in its message."""
+    with pytest.raises(kind) as e:
         yield e
-    assert e.value.status == status
     for pattern in patterns:
         assert re.search(pattern, str(e.value)), (pattern, str(e.value))
 
@@ -173,7 +180,7 @@ def test_a_wrong_secret_is_refused_without_naming_it(provider: str) -> None:
     headers, body = request(provider, secret="forged")
     with pytest.raises(WebhookRejected) as e:
         verify(provider, headers, body, [SECRET, "other"])
-    assert e.value.status == 401
+    assert isinstance(e.value, BadSignature)
     sent = " ".join(headers.values())
     assert SECRET not in str(e.value) and "forged" not in str(e.value)
     assert not any(len(v) > 20 and v in str(e.value) for v in sent.split())
@@ -184,7 +191,7 @@ def test_a_changed_body_is_refused(provider: str) -> None:
     if provider in ("gitlab", "azure-devops"):
         pytest.skip("a token or password does not sign the body")
     headers, body = request(provider)
-    with rejected(401, "does not match"):
+    with rejected(BadSignature, "does not match"):
         verify(provider, headers, body + b" ", [SECRET])
 
 
@@ -192,31 +199,43 @@ def test_a_changed_body_is_refused(provider: str) -> None:
 def test_a_missing_signature_is_refused(provider: str) -> None:
     with pytest.raises(WebhookRejected, match="missing") as e:
         verify(provider, EVENT_HEADERS[provider], raw(FIXTURE[provider]), [SECRET])
-    assert e.value.status == 401
+    assert isinstance(e.value, BadSignature)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_a_provider_without_secrets_is_not_configured(provider: str) -> None:
     headers, body = request(provider, secret="")
     for secrets in ([], [""]):
-        with pytest.raises(WebhookRejected, match=f"webhooks for {provider} are not configured"):
+        with pytest.raises(BadSignature, match=f"webhooks for {provider} are not configured"):
             verify(provider, headers, body, secrets)
 
 
-def test_unknown_provider_is_404() -> None:
+def test_an_unknown_provider_is_its_own_error() -> None:
     with pytest.raises(WebhookRejected) as e:
         verify("svn", {}, b"", [SECRET])
-    assert e.value.status == 404
-    with pytest.raises(WebhookRejected):
+    assert isinstance(e.value, UnknownProvider)
+    assert e.value.provider == "svn" and e.value.known == PROVIDERS
+    with pytest.raises(UnknownProvider):
         parse("svn", {}, b"")
+    with pytest.raises(UnknownProvider):
+        delivery_id("svn", {})
     assert issubclass(WebhookRejected, SyncdError)
+    assert issubclass(ProviderNotDetected, MalformedPayload)
+
+
+def test_the_provider_table_lists_every_provider_config_knows() -> None:
+    assert tuple(BY_NAME) == PROVIDERS == WEBHOOK_PROVIDERS
+    for name, facts in BY_NAME.items():
+        assert facts.name == name and facts.path == f"/hooks/{name}"
+        if facts.scheme is Scheme.HMAC_SHA256:
+            assert facts.signature_headers, name
 
 
 def test_github_sha1_signature_alone_is_not_enough() -> None:
     body = raw("github_push")
     sha1 = hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
     headers = {**EVENT_HEADERS["github"], "x-hub-signature": f"sha1={sha1}"}
-    with rejected(401, "missing X-Hub-Signature-256"):
+    with rejected(BadSignature, "missing X-Hub-Signature-256"):
         verify("github", headers, body, [SECRET])
 
 
@@ -230,13 +249,13 @@ def test_hex_signature_case_and_header_case_do_not_matter() -> None:
 def test_gitea_forgejo_and_gogs_sign_alike(header: str) -> None:
     body = raw("gitea_push")
     verify("gitea", {header: hex_hmac(SECRET, body)}, body, [SECRET])
-    with rejected(401, "does not match"):
+    with rejected(BadSignature, "does not match"):
         verify("gitea", {header: hex_hmac("nope", body)}, body, [SECRET])
 
 
 def test_gitlab_token_is_compared_whole() -> None:
     for sent in (SECRET[:-1], SECRET + "x", SECRET.upper()):
-        with rejected(401, "X-Gitlab-Token does not match"):
+        with rejected(BadSignature, "X-Gitlab-Token does not match"):
             verify("gitlab", {"x-gitlab-token": sent}, b"{}", [SECRET])
 
 
@@ -263,19 +282,19 @@ class TestGitlabSigningToken:
         verify("gitlab", h, self.body, [], secrets, now=NOW)
 
     def test_wrong_key_or_body(self) -> None:
-        with rejected(401, "webhook-signature does not match"):
+        with rejected(BadSignature, "webhook-signature does not match"):
             verify("gitlab", self.headers(key=b"x" * 32), self.body, [], [WHSEC], now=NOW)
-        with rejected(401, "webhook-signature does not match"):
+        with rejected(BadSignature, "webhook-signature does not match"):
             verify("gitlab", self.headers(), self.body + b" ", [], [WHSEC], now=NOW)
 
     def test_timestamp_tolerance(self) -> None:
         verify("gitlab", self.headers(stamp=int(NOW) - 299), self.body, [], [WHSEC], now=NOW)
         verify("gitlab", self.headers(stamp=int(NOW) + 299), self.body, [], [WHSEC], now=NOW)
         for stamp in (int(NOW) - 301, int(NOW) + 301):
-            with rejected(401, "webhook-timestamp"):
+            with rejected(BadSignature, "webhook-timestamp"):
                 verify("gitlab", self.headers(stamp=stamp), self.body, [], [WHSEC], now=NOW)
         h = {**self.headers(), "webhook-timestamp": "soon"}
-        with rejected(401, "webhook-timestamp"):
+        with rejected(BadSignature, "webhook-timestamp"):
             verify("gitlab", h, self.body, [], [WHSEC], now=NOW)
 
     def test_either_mechanism_suffices_when_both_are_configured(self) -> None:
@@ -286,11 +305,11 @@ class TestGitlabSigningToken:
             verify("gitlab", h, self.body, ["token"], [WHSEC], now=NOW)
 
     def test_signature_without_a_configured_signing_token(self) -> None:
-        with rejected(401, "no GitLab signing token is configured"):
+        with rejected(BadSignature, "no GitLab signing token is configured"):
             verify("gitlab", self.headers(), self.body, ["token"], [], now=NOW)
 
     def test_signing_secrets_count_only_for_gitlab(self) -> None:
-        with rejected(401, "not configured"):
+        with rejected(BadSignature, "not configured"):
             verify("github", self.headers(), self.body, [], [WHSEC], now=NOW)
 
 
@@ -303,7 +322,7 @@ class TestAzureBasicAuth:
 
     def test_password_with_a_colon(self) -> None:
         verify("azure-devops", {"authorization": basic("hook", "p:w")}, self.body, ["p:w"])
-        with rejected(401, "password"):
+        with rejected(BadSignature, "password"):
             verify("azure-devops", {"authorization": basic("hook", "pw")}, self.body, ["hook:pw"])
 
     @pytest.mark.parametrize(
@@ -319,7 +338,7 @@ class TestAzureBasicAuth:
     def test_refused(self, authorization: str) -> None:
         with pytest.raises(WebhookRejected) as e:
             verify("azure-devops", {"authorization": authorization}, self.body, [SECRET])
-        assert e.value.status == 401 and SECRET not in str(e.value)
+        assert isinstance(e.value, BadSignature) and SECRET not in str(e.value)
 
 
 # --- detection --------------------------------------------------------------------------------
@@ -355,7 +374,13 @@ def test_detect_provider(headers: dict[str, str], provider: str) -> None:
 
 @pytest.mark.parametrize("headers", [{}, EVENT_HEADERS["azure-devops"], {"webhook-id": "x"}])
 def test_detect_provider_names_what_it_looked_for(headers: dict[str, str]) -> None:
-    with rejected(400, "X-GitHub-Event", "X-Gitlab-Event", "X-Gitea-Event", "/hooks/azure-devops"):
+    with rejected(
+        ProviderNotDetected,
+        "X-GitHub-Event",
+        "X-Gitlab-Event",
+        "X-Gitea-Event",
+        "/hooks/azure-devops",
+    ):
         detect_provider(headers)
 
 
@@ -399,7 +424,7 @@ def test_github_form_without_one_good_payload(form: bytes) -> None:
     headers = {**EVENT_HEADERS["github"], "content-type": "application/x-www-form-urlencoded"}
     with pytest.raises(WebhookRejected) as e:
         parse("github", headers, form)
-    assert e.value.status == 400
+    assert isinstance(e.value, MalformedPayload)
 
 
 @pytest.mark.parametrize(
@@ -430,7 +455,7 @@ def test_github_ping_and_ignored_events() -> None:
     )
     for event in ("issues", "pull_request", "create", "release"):
         assert parse("github", {**EVENT_HEADERS["github"], "x-github-event": event}, b"?") is None
-    with rejected(400, "X-GitHub-Event"):
+    with rejected(MalformedPayload, "X-GitHub-Event"):
         parse("github", {"content-type": "application/json"}, raw("github_push"))
 
 
@@ -539,7 +564,7 @@ def test_gitea_variants() -> None:
     assert parse("gitea", {"x-gitea-event": "create"}, body) is None
     tag = json.dumps({**payload("gitea_push"), "ref": "refs/tags/v2"}).encode()
     assert parse("gitea", {"x-gitea-event": "push"}, tag) is None
-    with rejected(400, "X-Gitea-Event"):
+    with rejected(MalformedPayload, "X-Gitea-Event"):
         parse("gitea", {}, body)
 
 
@@ -604,7 +629,7 @@ def test_bitbucket_server_ping_deletion_and_other_events() -> None:
     opened = {**EVENT_HEADERS["bitbucket-server"], "x-event-key": "pr:opened"}
     assert parse("bitbucket-server", opened, b"{}") is None
     del data["repository"]["links"]
-    with rejected(400, "repository.links.clone"):
+    with rejected(MalformedPayload, "repository.links.clone"):
         parse("bitbucket-server", EVENT_HEADERS["bitbucket-server"], json.dumps(data).encode())
 
 
@@ -633,7 +658,7 @@ def test_azure_devops_ignored() -> None:
         {"name": "refs/heads/main", "oldObjectId": "1" * 40, "newObjectId": ZERO},
     ]
     assert parse("azure-devops", {}, json.dumps(data).encode()) is None
-    with rejected(400, "eventType"):
+    with rejected(MalformedPayload, "eventType"):
         parse("azure-devops", {}, b"{}")
 
 
@@ -650,7 +675,7 @@ def test_generic_push() -> None:
     bare = parse("generic", {}, b'{"repository": "https://h/o/r", "ref": "dev"}')
     assert bare == Push("generic", ("https://h/o/r",), ("dev",), None, None, None)
     assert parse("generic", {}, b'{"repository": "https://h/o/r", "ref": "refs/tags/x"}') is None
-    with rejected(400, "paths"):
+    with rejected(MalformedPayload, "paths"):
         parse("generic", {}, b'{"repository": "https://h/o/r", "ref": "dev", "paths": "a"}')
 
 
@@ -689,14 +714,14 @@ def test_generic_push() -> None:
 def test_malformed_payloads_are_400_naming_the_problem(
     provider: str, body: bytes, words: tuple[str, ...]
 ) -> None:
-    with rejected(400, *words) as e:
+    with rejected(MalformedPayload, *words) as e:
         parse(provider, EVENT_HEADERS[provider], body)
-    assert e.value.status == 400
+    assert isinstance(e.value, MalformedPayload)
 
 
 def test_wrong_content_type_is_400() -> None:
     headers = {**EVENT_HEADERS["github"], "content-type": "text/plain"}
-    with rejected(400, "content type", "text/plain"):
+    with rejected(MalformedPayload, "content type", "text/plain"):
         parse("github", headers, raw("github_push"))
     # A missing content type, a charset and a +json type are fine.
     for media_type in ("", "application/json; charset=UTF-8", "application/vnd.x+json"):
@@ -984,7 +1009,7 @@ def test_any_request_is_answered_or_rejected(
         try:
             call()
         except WebhookRejected as e:
-            assert e.status in (400, 401)
+            assert isinstance(e, MalformedPayload | BadSignature)
 
 
 @ROBUST
@@ -996,7 +1021,7 @@ def test_signed_bodies_parse_or_are_400(provider: str, body: bytes, extra: dict[
         try:
             event = parse(provider, h, body)
         except WebhookRejected as e:
-            assert e.status == 400
+            assert isinstance(e, MalformedPayload)
             continue
         if isinstance(event, Push):
             target = Target("w", STEPS_KEY, "main", "export/steps")

@@ -1,33 +1,35 @@
 """What each git host's push webhook says: its payload read into a Push, a Ping or nothing.
 
-Pure: bytes and headers in, values out. Anything a payload can hold must end in a value or in
-WebhookRejected(400) naming the field, never in another exception; the signature has been
-checked before any of this runs (see syncd.webhooks).
+Pure: bytes and headers in, values out. Anything a payload can hold ends in a value or in
+MalformedPayload naming the field, never in another exception; the signature has been checked
+before any of this runs (see syncd.webhooks.signatures).
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
-from urllib.parse import parse_qs
 
-from syncd.errors import SyncdError
+from syncd.refs import HEADS, branch_of, is_zero
+from syncd.webhooks.detect import delivery_id
+from syncd.webhooks.message import (
+    bad,
+    field,
+    load_payload,
+    lowered,
+    objects,
+    optional_str,
+    required_str,
+    urls,
+    urls_at,
+)
+from syncd.webhooks.providers import BY_NAME, provider
 
 # GitHub's Events API caps a push at 20 commits and its webhooks document a larger cap; a push
 # listing this many may have lost some, and a lost file could be the one that matters.
 GITHUB_MAX_LISTED_COMMITS = 20
-
-
-class WebhookRejected(SyncdError):
-    """A webhook request syncd refuses: `status` is the HTTP status the API answers with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,116 +56,20 @@ Event = Push | Ping | None
 Reader = Callable[[Mapping[str, str], bytes, str | None], Event]
 
 
-def bad(message: str) -> WebhookRejected:
-    return WebhookRejected(400, message)
+def parse(provider_name: str, headers: Mapping[str, str], body: bytes) -> Event:
+    """What a verified request says: a Push, a Ping, or None for an event syncd ignores."""
+    name = provider(provider_name).name
+    headers = lowered(headers)
+    return _READERS[name](headers, body, delivery_id(name, headers))
 
 
-# --- the body ---------------------------------------------------------------------------------
-
-
-def load_payload(headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
-    """The JSON object the body holds, sent as JSON or as a form's `payload` field."""
-    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise bad(f"body is not UTF-8 (byte {e.start})") from e
-    if media_type == "application/x-www-form-urlencoded":
-        try:
-            fields = parse_qs(text, keep_blank_values=True, errors="strict", max_num_fields=100)
-        except ValueError as e:
-            raise bad(f"form body cannot be read: {type(e).__name__}") from e
-        if len(fields.get("payload", [])) != 1:
-            raise bad("form body must carry exactly one 'payload' field")
-        text = fields["payload"][0]
-    elif (
-        media_type
-        and media_type not in ("application/json", "text/json")
-        and not (media_type.startswith("application/") and media_type.endswith("+json"))
-    ):
-        raise bad(
-            f"content type {media_type[:80]!r} is not application/json "
-            "or application/x-www-form-urlencoded"
-        )
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise bad(f"body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
-    except (ValueError, RecursionError) as e:  # digits beyond int's limit, absurd nesting
-        raise bad(f"body is not usable JSON: {type(e).__name__}") from e
-    if not isinstance(payload, dict):
-        raise bad(f"payload must be a JSON object, not {type(payload).__name__}")
-    return payload
-
-
-# --- typed access -----------------------------------------------------------------------------
-
-
-def field(obj: Any, path: str) -> Any:
-    """obj["a"]["b"] for path "a.b"; None when any part is missing or not an object."""
-    for key in path.split("."):
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
-def required_str(obj: Any, path: str, within: str = "") -> str:
-    """The string at path; 400 naming the field (within + path) when it is missing."""
-    value = field(obj, path)
-    if not isinstance(value, str):
-        missing = "missing" if value is None else f"not a string ({type(value).__name__})"
-        raise bad(f"payload field {within}{path} is {missing}")
-    return value
-
-
-def optional_str(obj: Any, path: str) -> str | None:
-    value = field(obj, path)
-    return value if isinstance(value, str) else None
-
-
-def objects(obj: Any, path: str) -> list[dict[str, Any]]:
-    """The list at path, which must be a list of objects."""
-    value = field(obj, path)
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise bad(f"payload field {path} is missing or not a list of objects")
-    return value
-
-
-def urls(values: list[Any], *, required: str) -> tuple[str, ...]:
-    """The non-empty strings among values, in order and without repeats; 400 naming `required`."""
-    found = [v for v in values if isinstance(v, str) and v.strip()]
-    if not found:
-        raise bad(f"payload field {required} is missing: no repository URL in the payload")
-    return tuple(dict.fromkeys(found))
-
-
-def urls_at(obj: Any, paths: tuple[str, ...], *, required: str) -> tuple[str, ...]:
-    return urls([field(obj, p) for p in paths], required=required)
+def _event(name: str, headers: Mapping[str, str]) -> str:
+    """The event header's value, from the first of the provider's event headers sent."""
+    sent = (headers.get(h, "").strip() for h in BY_NAME[name].event_headers)
+    return next((value for value in sent if value), "")
 
 
 # --- refs and commits -------------------------------------------------------------------------
-
-# What git's check-ref-format refuses in a branch name (enough of it that no hostile ref
-# survives as a branch): control characters, space, ~^:?*[\, "..", "@{", "//".
-_BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|(^|/)\.|\.lock(/|$)")
-
-
-def branch_of(ref: str) -> str | None:
-    """ "refs/heads/main" -> "main"; None for tags, other refs and names git would refuse."""
-    if not ref.startswith("refs/heads/"):
-        return None
-    name = ref[len("refs/heads/") :]
-    if not name or len(name) > 255 or name == "@" or name.endswith(("/", ".")):
-        return None
-    if name.startswith("/") or not name.isprintable() or _BAD_BRANCH.search(name):
-        return None
-    return name
-
-
-def is_zero(sha: str | None) -> bool:
-    """The all-zero id providers send for the missing side of a created or deleted ref."""
-    return bool(sha) and set(sha or "") == {"0"}
 
 
 def listed_files(commits: list[Any]) -> frozenset[str] | None:
@@ -181,7 +87,7 @@ def listed_files(commits: list[Any]) -> frozenset[str] | None:
 
 
 def single_push(
-    provider: str,
+    name: str,
     repo: tuple[str, ...],
     ref: str,
     after: str | None,
@@ -189,39 +95,55 @@ def single_push(
     delivery: str | None,
 ) -> Push | None:
     """A push of one ref: nothing for tags and other refs, nor for a deleted branch."""
-    if not ref.startswith("refs/heads/") or is_zero(after):
+    if not ref.startswith(HEADS) or is_zero(after):
         return None
     branch = branch_of(ref)
     # A branch name git would refuse is still a push, of a branch that nothing tracks.
-    return Push(provider, repo, (branch,) if branch else (), paths, delivery, after)
+    return Push(name, repo, (branch,) if branch else (), paths, delivery, after)
 
 
 def multi_push(
-    provider: str,
+    name: str,
     repo: tuple[str, ...],
     moved: list[tuple[str, str | None]],
     delivery: str | None,
 ) -> Push | None:
     """A push of several refs, each (ref, new head); None when no branch is left standing."""
-    kept = [(ref, after) for ref, after in moved if ref.startswith("refs/heads/")]
-    kept = [(ref, after) for ref, after in kept if not is_zero(after)]
+    kept = [(ref, after) for ref, after in moved if ref.startswith(HEADS) and not is_zero(after)]
     if not kept:
         return None
     branches = tuple(dict.fromkeys(b for ref, _ in kept if (b := branch_of(ref))))
     after = kept[0][1] if len(kept) == 1 else None
-    return Push(provider, repo, branches, None, delivery, after)
+    return Push(name, repo, branches, None, delivery, after)
+
+
+def _commit_list_paths(
+    payload: dict[str, Any], total_key: str, *, total_required: bool
+) -> frozenset[str] | None:
+    """Files of a push whose commit list may be capped, with the true count at total_key."""
+    commits = field(payload, "commits")
+    total = field(payload, total_key)
+    if not isinstance(commits, list) or not commits or is_zero(optional_str(payload, "before")):
+        return None  # nothing listed, or a new branch: everything on it is new
+    if isinstance(total, bool) or not isinstance(total, int):
+        if total_required or total is not None:
+            return None
+    elif total > len(commits):
+        return None  # the list was cut short
+    return listed_files(commits)
 
 
 # --- the providers ----------------------------------------------------------------------------
 
 
 def read_github(headers: Mapping[str, str], body: bytes, delivery: str | None) -> Event:
-    event = headers.get("x-github-event", "").strip().lower()
+    facts = BY_NAME["github"]
+    event = _event(facts.name, headers).lower()
     if not event:
         raise bad("missing X-GitHub-Event header")
-    if event == "ping":
-        return Ping("github", delivery)
-    if event != "push":
+    if event in facts.ping_events:
+        return Ping(facts.name, delivery)
+    if event not in facts.push_events:
         return None
     payload = load_payload(headers, body)
     ref = required_str(payload, "ref")
@@ -249,30 +171,15 @@ def read_github(headers: Mapping[str, str], body: bytes, delivery: str | None) -
         and field(payload, "forced") is False
     ):
         paths = listed_files(commits)
-    return single_push("github", repo, ref, after, paths, delivery)
-
-
-def _commit_list_paths(
-    payload: dict[str, Any], total_key: str, *, total_required: bool
-) -> frozenset[str] | None:
-    """Files of a push whose commit list may be capped, with the true count at total_key."""
-    commits = field(payload, "commits")
-    total = field(payload, total_key)
-    if not isinstance(commits, list) or not commits or is_zero(optional_str(payload, "before")):
-        return None  # nothing listed, or a new branch: everything on it is new
-    if isinstance(total, bool) or not isinstance(total, int):
-        if total_required or total is not None:
-            return None
-    elif total > len(commits):
-        return None  # the list was cut short
-    return listed_files(commits)
+    return single_push(facts.name, repo, ref, after, paths, delivery)
 
 
 def read_gitlab(headers: Mapping[str, str], body: bytes, delivery: str | None) -> Event:
-    event = headers.get("x-gitlab-event", "").strip()
+    facts = BY_NAME["gitlab"]
+    event = _event(facts.name, headers)
     if not event:
         raise bad("missing X-Gitlab-Event header")
-    if event not in ("Push Hook", "System Hook"):
+    if event not in facts.push_events:
         return None  # "Tag Push Hook" and every non-push event
     payload = load_payload(headers, body)
     kind = field(payload, "object_kind") or field(payload, "event_name")
@@ -295,18 +202,18 @@ def read_gitlab(headers: Mapping[str, str], body: bytes, delivery: str | None) -
     )
     ref, after = required_str(payload, "ref"), optional_str(payload, "after")
     paths = _commit_list_paths(payload, "total_commits_count", total_required=True)
-    return single_push("gitlab", repo, ref, after, paths, delivery)
+    return single_push(facts.name, repo, ref, after, paths, delivery)
 
 
 def read_gitea(headers: Mapping[str, str], body: bytes, delivery: str | None) -> Event:
     """Gitea, Forgejo and Gogs, which share one payload."""
-    names = ("x-forgejo-event", "x-gitea-event", "x-gogs-event", "x-github-event")
-    event = next((headers[n].strip().lower() for n in names if headers.get(n, "").strip()), "")
+    facts = BY_NAME["gitea"]
+    event = _event(facts.name, headers).lower()
     if not event:
         raise bad("missing X-Gitea-Event header (or X-Forgejo-Event, X-Gogs-Event)")
-    if event == "ping":
-        return Ping("gitea", delivery)
-    if event != "push":
+    if event in facts.ping_events:
+        return Ping(facts.name, delivery)
+    if event not in facts.push_events:
         return None
     payload = load_payload(headers, body)
     repo = urls_at(
@@ -316,15 +223,16 @@ def read_gitea(headers: Mapping[str, str], body: bytes, delivery: str | None) ->
     )
     ref, after = required_str(payload, "ref"), optional_str(payload, "after")
     paths = _commit_list_paths(payload, "total_commits", total_required=False)
-    return single_push("gitea", repo, ref, after, paths, delivery)
+    return single_push(facts.name, repo, ref, after, paths, delivery)
 
 
 def read_bitbucket(headers: Mapping[str, str], body: bytes, delivery: str | None) -> Event:
     """Bitbucket Cloud. Its push lists commits but never files, so paths are unknown."""
-    event = headers.get("x-event-key", "").strip()
+    facts = BY_NAME["bitbucket"]
+    event = _event(facts.name, headers)
     if not event:
         raise bad("missing X-Event-Key header")
-    if event != "repo:push":
+    if event not in facts.push_events:
         return None
     payload = load_payload(headers, body)
     full_name = optional_str(payload, "repository.full_name")
@@ -342,22 +250,24 @@ def read_bitbucket(headers: Mapping[str, str], body: bytes, delivery: str | None
             continue  # a deleted branch or tag
         if field(new, "type") == "branch":
             name = required_str(new, "name", within="push.changes[].new.")
-            moved.append((f"refs/heads/{name}", optional_str(new, "target.hash")))
-    return multi_push("bitbucket", repo, moved, delivery)
+            moved.append((f"{HEADS}{name}", optional_str(new, "target.hash")))
+    return multi_push(facts.name, repo, moved, delivery)
 
 
 def read_bitbucket_server(headers: Mapping[str, str], body: bytes, delivery: str | None) -> Event:
     """Bitbucket Server and Data Center. Its refs_changed lists no files either."""
-    event = headers.get("x-event-key", "").strip()
-    if event == "diagnostics:ping":
-        return Ping("bitbucket-server", delivery)
+    facts = BY_NAME["bitbucket-server"]
+    event = _event(facts.name, headers)
+    if event in facts.ping_events:
+        return Ping(facts.name, delivery)
     payload = load_payload(headers, body)
+    # Without the header, the body's eventKey names the event.
     event = event or (optional_str(payload, "eventKey") or "")
     if not event:
         raise bad("missing X-Event-Key header")
-    if event == "diagnostics:ping":
-        return Ping("bitbucket-server", delivery)
-    if event != "repo:refs_changed":
+    if event in facts.ping_events:
+        return Ping(facts.name, delivery)
+    if event not in facts.push_events:
         return None
     clone = field(payload, "repository.links.clone")
     hrefs = [field(c, "href") for c in clone] if isinstance(clone, list) else []
@@ -370,14 +280,15 @@ def read_bitbucket_server(headers: Mapping[str, str], body: bytes, delivery: str
         if field(change, "ref.type") in ("BRANCH", None):
             deleted = field(change, "type") == "DELETE"
             moved.append((ref_id, "0" if deleted else optional_str(change, "toHash")))
-    return multi_push("bitbucket-server", repo, moved, delivery)
+    return multi_push(facts.name, repo, moved, delivery)
 
 
 def read_azure_devops(headers: Mapping[str, str], body: bytes, delivery: str | None) -> Event:
     """Azure DevOps service hook. Its commits carry no file lists."""
+    facts = BY_NAME["azure-devops"]
     payload = load_payload(headers, body)
     event = required_str(payload, "eventType")
-    if event != "git.push":
+    if event not in facts.push_events:
         return None
     # The event id is in the body: the same for every retry of this notification.
     delivery = optional_str(payload, "id") or delivery
@@ -394,7 +305,7 @@ def read_azure_devops(headers: Mapping[str, str], body: bytes, delivery: str | N
     for update in objects(payload, "resource.refUpdates"):
         ref = required_str(update, "name", within="resource.refUpdates[].")
         moved.append((ref, optional_str(update, "newObjectId")))
-    return multi_push("azure-devops", repo, moved, delivery)
+    return multi_push(facts.name, repo, moved, delivery)
 
 
 def read_generic(headers: Mapping[str, str], body: bytes, delivery: str | None) -> Event:
@@ -403,7 +314,7 @@ def read_generic(headers: Mapping[str, str], body: bytes, delivery: str | None) 
     repo = urls_at(payload, ("repository",), required="repository")
     ref = required_str(payload, "ref")
     if not ref.startswith("refs/"):
-        ref = f"refs/heads/{ref}"  # a bare branch name
+        ref = f"{HEADS}{ref}"  # a bare branch name
     listed = payload.get("paths")
     paths = None
     if listed is not None:
@@ -413,12 +324,14 @@ def read_generic(headers: Mapping[str, str], body: bytes, delivery: str | None) 
     return single_push("generic", repo, ref, optional_str(payload, "after"), paths, delivery)
 
 
-READERS: dict[str, Reader] = {
-    "github": read_github,
-    "gitlab": read_gitlab,
-    "gitea": read_gitea,
-    "bitbucket": read_bitbucket,
-    "bitbucket-server": read_bitbucket_server,
-    "azure-devops": read_azure_devops,
-    "generic": read_generic,
-}
+_READERS: Mapping[str, Reader] = MappingProxyType(
+    {
+        "github": read_github,
+        "gitlab": read_gitlab,
+        "gitea": read_gitea,
+        "bitbucket": read_bitbucket,
+        "bitbucket-server": read_bitbucket_server,
+        "azure-devops": read_azure_devops,
+        "generic": read_generic,
+    }
+)

@@ -1,0 +1,217 @@
+"""Webhook intake: a signed push in, sync requests out, counted and deduplicated.
+
+The use case behind `POST /hooks[/{provider}]`, without HTTP: the API reads the body (and
+refuses an oversize one before reading), calls `Intake.receive_push`, and turns the error
+types into statuses. Everything else happens here, in this order: verify the signature before
+parsing anything, parse, drop a redelivery, match the push against the workspaces, request a
+sync of each, count the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from syncd import webhooks
+from syncd.config import Config
+from syncd.errors import SyncdError
+from syncd.model import Trigger
+from syncd.scheduler import QueueFull, ShuttingDown, Ticket
+from syncd.urls import normalize_repo_url
+from syncd.webhooks import BadSignature, Ping, Target, WebhookRejected
+
+log = logging.getLogger("syncd.intake")
+
+# The metric's provider label when the request names no provider syncd knows.
+UNKNOWN = "unknown"
+
+
+class SyncRequests(Protocol):
+    """The scheduler, as far as webhooks need it."""
+
+    def request(self, ws_id: str, trigger: Trigger) -> Ticket: ...
+
+
+class WebhookCounter(Protocol):
+    """The metrics, as far as webhooks need them: one counter by provider and result."""
+
+    def webhook(self, provider: str, result: str) -> None: ...
+
+
+class Outcome(StrEnum):
+    """What became of a delivery; the values are the metric's result labels."""
+
+    ACCEPTED = "accepted"  # matched workspaces, each now has a sync requested
+    UNMATCHED = "unmatched"  # a push no workspace follows
+    IGNORED = "ignored"  # an event that is not a push (tags, issues, ...)
+    PING = "ping"
+    DUPLICATE = "duplicate"  # a redelivery of an event already taken
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    provider: str
+    outcome: Outcome
+    matched: tuple[str, ...] = ()  # workspace ids the push concerns
+    queued: tuple[str, ...] = ()  # those whose sync was requested
+    delivery: str | None = None
+
+
+class Overloaded(SyncdError):
+    """The scheduler refused a sync the push asked for; the delivery may be sent again.
+
+    The message is the scheduler's; `matched` and `queued` say how far the push got.
+    """
+
+    def __init__(self, message: str, matched: tuple[str, ...], queued: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.matched, self.queued = matched, queued
+
+
+class DeliveryLog:
+    """Delivery ids seen lately, so a redelivered webhook starts nothing new. Bounded."""
+
+    def __init__(self, capacity: int = 10_000, ttl: float = 24 * 3600) -> None:
+        self.capacity, self.ttl = capacity, ttl
+        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    def seen(self, provider: str, delivery: str | None, now: float | None = None) -> bool:
+        if not delivery:
+            return False
+        now = time.time() if now is None else now
+        at = self._seen.get((provider, delivery))
+        return at is not None and now - at < self.ttl
+
+    def add(self, provider: str, delivery: str | None, now: float | None = None) -> None:
+        if not delivery:
+            return
+        self._seen[(provider, delivery)] = time.time() if now is None else now
+        self._seen.move_to_end((provider, delivery))
+        while len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+
+
+class Intake:
+    """Takes push webhooks for the current config; remembers what health reports about them."""
+
+    def __init__(
+        self,
+        config: Callable[[], Config],
+        scheduler: SyncRequests,
+        metrics: WebhookCounter,
+        deliveries: DeliveryLog | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config, self._scheduler, self._metrics = config, scheduler, metrics
+        self._deliveries = DeliveryLog() if deliveries is None else deliveries
+        self._clock = clock
+        self._targets: tuple[Config, list[Target]] | None = None
+        self._webhook_last_seen: dict[str, float] = {}
+        self._secret_last_seen: dict[tuple[str, int], float] = {}
+
+    @property
+    def webhook_last_seen(self) -> Mapping[str, float]:
+        """When each provider last sent a correctly signed request."""
+        return self._webhook_last_seen
+
+    @property
+    def secret_last_seen(self) -> Mapping[tuple[str, int], float]:
+        """When each (provider, index of the secret) last signed a request."""
+        return self._secret_last_seen
+
+    def provider_of(self, named: str | None, headers: Mapping[str, str]) -> str:
+        """The provider a request is for: the one its path names, or the one its headers show.
+
+        Raises UnknownProvider or ProviderNotDetected, counted as malformed.
+        """
+        try:
+            if named is None:
+                return webhooks.detect_provider(headers)
+            return webhooks.provider(named).name
+        except WebhookRejected:
+            self._metrics.webhook(UNKNOWN, "malformed")
+            raise
+
+    def refused(self, provider: str | None, result: str) -> None:
+        """Count a request the HTTP layer refused itself (too large, stopping, bad length)."""
+        self._metrics.webhook(provider if provider in webhooks.PROVIDERS else UNKNOWN, result)
+
+    def receive_push(
+        self, provider: str | None, headers: Mapping[str, str], body: bytes
+    ) -> Receipt:
+        """Verify, parse, deduplicate, match and request syncs; count the result.
+
+        Raises UnknownProvider (or ProviderNotDetected), BadSignature, MalformedPayload, and
+        Overloaded when the scheduler refuses a sync; each is counted before it is raised.
+        """
+        provider = self.provider_of(provider, headers)
+        headers = {k.lower(): v for k, v in headers.items()}
+        try:
+            event = self._verified_event(provider, headers, body)
+        except BadSignature:
+            self._metrics.webhook(provider, "unauthorized")
+            raise
+        except WebhookRejected:
+            self._metrics.webhook(provider, "malformed")
+            raise
+        if event is None:
+            return self._counted(Receipt(provider, Outcome.IGNORED))
+        if isinstance(event, Ping):
+            return self._counted(Receipt(provider, Outcome.PING, delivery=event.delivery))
+        if self._deliveries.seen(provider, event.delivery):
+            return self._counted(Receipt(provider, Outcome.DUPLICATE, delivery=event.delivery))
+        matched = tuple(webhooks.match(event, self.targets()))
+        queued = self._request_syncs(provider, matched)
+        # Only a delivery whose syncs were all requested is taken: a refused one may be resent.
+        self._deliveries.add(provider, event.delivery)
+        outcome = Outcome.ACCEPTED if matched else Outcome.UNMATCHED
+        # Pushes that match nothing are most of a busy host's webhooks: not worth a log line each.
+        (log.info if matched else log.debug)(
+            "webhook provider=%s delivery=%s matched=%s",
+            provider,
+            (event.delivery or "-")[:64],
+            ",".join(matched) or "-",
+        )
+        return self._counted(Receipt(provider, outcome, matched, queued, event.delivery))
+
+    def targets(self) -> list[Target]:
+        """What each workspace follows, worked out once per config, not once per webhook."""
+        config = self._config()
+        if self._targets is None or self._targets[0] is not config:
+            targets = [
+                Target(ws.id, normalize_repo_url(ws.source.url), ws.source.branch, ws.source.path)
+                for ws in config.workspaces
+            ]
+            self._targets = (config, targets)
+        return self._targets[1]
+
+    def _verified_event(
+        self, provider: str, headers: Mapping[str, str], body: bytes
+    ) -> webhooks.Event:
+        hook = self._config().webhooks.get(provider)
+        secrets = [s.reveal() for s in hook.secrets] if hook else []
+        signing = [s.reveal() for s in hook.signing_secrets] if hook else []
+        # Verify before parsing: nothing unsigned is ever looked at.
+        signed_by = webhooks.verify(provider, headers, body, secrets, signing, now=self._clock())
+        self._webhook_last_seen[provider] = self._clock()
+        self._secret_last_seen[(provider, signed_by)] = self._webhook_last_seen[provider]
+        return webhooks.parse(provider, headers, body)
+
+    def _request_syncs(self, provider: str, matched: tuple[str, ...]) -> tuple[str, ...]:
+        queued: list[str] = []
+        for ws_id in matched:
+            try:
+                queued.append(self._scheduler.request(ws_id, Trigger.WEBHOOK).workspace)
+            except (QueueFull, ShuttingDown) as e:
+                self._metrics.webhook(provider, "overloaded")
+                raise Overloaded(str(e), matched, tuple(queued)) from e
+        return tuple(queued)
+
+    def _counted(self, receipt: Receipt) -> Receipt:
+        self._metrics.webhook(receipt.provider, receipt.outcome.value)
+        return receipt

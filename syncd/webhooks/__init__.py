@@ -1,0 +1,47 @@
+"""Push webhooks: which provider sent one, is it signed, what moved, which workspaces care.
+
+Pure: no I/O. The use case (syncd.service.intake) calls, in order, detect_provider (for
+`/hooks`), verify, parse and match. Headers are a mapping with lower-case keys, as Starlette
+gives them. Whatever a request holds, these functions answer or raise a WebhookRejected
+subclass (UnknownProvider, BadSignature, MalformedPayload), nothing else.
+
+- providers: the one table of facts about each git host
+- detect: the provider and the delivery id, from the headers alone
+- signatures: HMAC, token and basic-auth checks, in constant time
+- payloads: each provider's push payload read into a Push or a Ping
+- matching: a Push against what the workspaces follow
+"""
+
+from syncd.webhooks.detect import delivery_id, detect_provider
+from syncd.webhooks.errors import (
+    BadSignature,
+    MalformedPayload,
+    ProviderNotDetected,
+    UnknownProvider,
+    WebhookRejected,
+)
+from syncd.webhooks.matching import Target, match
+from syncd.webhooks.payloads import Event, Ping, Push, parse
+from syncd.webhooks.providers import PROVIDERS, Provider, Scheme, provider
+from syncd.webhooks.signatures import verify
+
+__all__ = [
+    "PROVIDERS",
+    "BadSignature",
+    "Event",
+    "MalformedPayload",
+    "Ping",
+    "Provider",
+    "ProviderNotDetected",
+    "Push",
+    "Scheme",
+    "Target",
+    "UnknownProvider",
+    "WebhookRejected",
+    "delivery_id",
+    "detect_provider",
+    "match",
+    "parse",
+    "provider",
+    "verify",
+]

@@ -1,0 +1,129 @@
+"""A webhook request's headers and body, read without trusting them.
+
+Pure. Headers are a mapping with lower-case keys; the body is bytes that may hold anything.
+Whatever they hold ends in a value or in MalformedPayload naming the field, never in another
+exception.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from syncd.webhooks.errors import MalformedPayload
+
+
+def lowered(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def header(headers: Mapping[str, str], name: str) -> str:
+    """The stripped value of header `name` (lower-case); "" when absent."""
+    value = headers.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def raw(value: str) -> bytes:
+    """A header's bytes as received: Starlette decodes header values as latin-1."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return utf8(value)
+
+
+def utf8(text: str) -> bytes:
+    """UTF-8 bytes of any str, even one holding lone surrogates (as os.environ can)."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def bad(message: str) -> MalformedPayload:
+    return MalformedPayload(message)
+
+
+# --- the body ---------------------------------------------------------------------------------
+
+
+def load_payload(headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+    """The JSON object the body holds, sent as JSON or as a form's `payload` field."""
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise bad(f"body is not UTF-8 (byte {e.start})") from e
+    if media_type == "application/x-www-form-urlencoded":
+        try:
+            fields = parse_qs(text, keep_blank_values=True, errors="strict", max_num_fields=100)
+        except ValueError as e:
+            raise bad(f"form body cannot be read: {type(e).__name__}") from e
+        if len(fields.get("payload", [])) != 1:
+            raise bad("form body must carry exactly one 'payload' field")
+        text = fields["payload"][0]
+    elif (
+        media_type
+        and media_type not in ("application/json", "text/json")
+        and not (media_type.startswith("application/") and media_type.endswith("+json"))
+    ):
+        raise bad(
+            f"content type {media_type[:80]!r} is not application/json "
+            "or application/x-www-form-urlencoded"
+        )
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise bad(f"body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
+    except (ValueError, RecursionError) as e:  # digits beyond int's limit, absurd nesting
+        raise bad(f"body is not usable JSON: {type(e).__name__}") from e
+    if not isinstance(payload, dict):
+        raise bad(f"payload must be a JSON object, not {type(payload).__name__}")
+    return payload
+
+
+# --- typed access -----------------------------------------------------------------------------
+
+
+def field(obj: Any, path: str) -> Any:
+    """obj["a"]["b"] for path "a.b"; None when any part is missing or not an object."""
+    for key in path.split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def required_str(obj: Any, path: str, within: str = "") -> str:
+    """The string at path; MalformedPayload naming the field (within + path) when missing."""
+    value = field(obj, path)
+    if not isinstance(value, str):
+        missing = "missing" if value is None else f"not a string ({type(value).__name__})"
+        raise bad(f"payload field {within}{path} is {missing}")
+    return value
+
+
+def optional_str(obj: Any, path: str) -> str | None:
+    value = field(obj, path)
+    return value if isinstance(value, str) else None
+
+
+def objects(obj: Any, path: str) -> list[dict[str, Any]]:
+    """The list at path, which must be a list of objects."""
+    value = field(obj, path)
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise bad(f"payload field {path} is missing or not a list of objects")
+    return value
+
+
+def urls(values: list[Any], *, required: str) -> tuple[str, ...]:
+    """The non-empty strings among values, in order and without repeats; else name `required`."""
+    found = [v for v in values if isinstance(v, str) and v.strip()]
+    if not found:
+        raise bad(f"payload field {required} is missing: no repository URL in the payload")
+    return tuple(dict.fromkeys(found))
+
+
+def urls_at(obj: Any, paths: tuple[str, ...], *, required: str) -> tuple[str, ...]:
+    return urls([field(obj, p) for p in paths], required=required)

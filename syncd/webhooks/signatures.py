@@ -1,0 +1,158 @@
+"""Is a webhook request signed by a configured secret? Constant-time comparisons only.
+
+Pure. Several secrets may be configured at once so they can be rotated. No message names a
+secret or the signature received.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping, Sequence
+
+from syncd.webhooks.errors import BadSignature
+from syncd.webhooks.message import header, lowered, raw, utf8
+from syncd.webhooks.providers import Provider, Scheme, provider
+
+# Standard Webhooks (GitLab's signing token): how far webhook-timestamp may be from now.
+SIGNATURE_TOLERANCE_SECONDS = 300
+
+
+def verify(
+    provider_name: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    secrets: Sequence[str],
+    signing_secrets: Sequence[str] = (),
+    now: float | None = None,
+) -> int:
+    """Raise BadSignature unless one of the configured secrets signed this request.
+
+    The answer is the index of the secret that signed, in `secrets` followed by
+    `signing_secrets`, so that a secret no delivery ever used can be shown as unused.
+    `signing_secrets` are GitLab's signing tokens (Standard Webhooks, "whsec_...").
+    """
+    sender = provider(provider_name)
+    signing_secrets = signing_secrets if sender.scheme is Scheme.GITLAB_TOKEN else []
+    # An empty secret would let anyone sign: it is never tried.
+    if not any(secrets) and not any(signing_secrets):
+        raise BadSignature(f"webhooks for {sender.name} are not configured")
+    headers = lowered(headers)
+    if sender.scheme is Scheme.GITLAB_TOKEN:
+        return _verify_gitlab(headers, body, secrets, signing_secrets, now)
+    if sender.scheme is Scheme.BASIC_AUTH:
+        return _verify_basic_auth(headers, secrets)
+    return _verify_hmac(sender, headers, body, secrets)
+
+
+def _verify_hmac(
+    sender: Provider, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]
+) -> int:
+    wanted = sender.signature_headers
+    sent = [(name, v) for name, prefix in wanted if (v := _signature(headers, name, prefix))]
+    if not sent:
+        names = " or ".join(name for name, _ in wanted)
+        raise BadSignature(f"missing {names} header: the {sender.name} webhook is not signed")
+    for index, secret in enumerate(secrets):
+        digest = hmac.new(utf8(secret), body, hashlib.sha256).hexdigest().encode()
+        if secret and any(_equal(digest, v) for _, v in sent):
+            return index
+    raise BadSignature(f"{sent[0][0]} does not match the body under any configured secret")
+
+
+def _verify_gitlab(
+    headers: Mapping[str, str],
+    body: bytes,
+    tokens: Sequence[str],
+    signing_secrets: Sequence[str],
+    now: float | None,
+) -> int:
+    token = header(headers, "x-gitlab-token")
+    signed = header(headers, "webhook-signature")
+    if not token and not signed:
+        raise BadSignature("missing X-Gitlab-Token or webhook-signature header")
+    if token:
+        for index, candidate in enumerate(tokens):
+            if candidate and _equal(utf8(candidate), raw(token)):
+                return index
+    if signed and any(signing_secrets):
+        problem, index = _standard_webhooks_problem(headers, body, signing_secrets, now)
+        if problem is None:
+            return len(tokens) + index
+        raise BadSignature(problem)
+    if token:
+        raise BadSignature("X-Gitlab-Token does not match any configured token")
+    raise BadSignature("webhook-signature sent, but no GitLab signing token is configured")
+
+
+def _standard_webhooks_problem(
+    headers: Mapping[str, str], body: bytes, secrets: Sequence[str], now: float | None
+) -> tuple[str | None, int]:
+    """Why a Standard Webhooks signature fails, or (None, index of the secret that made it)."""
+    msg_id, stamp = header(headers, "webhook-id"), header(headers, "webhook-timestamp")
+    if not msg_id or not stamp:
+        return "webhook-signature needs webhook-id and webhook-timestamp headers", -1
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
+        return "webhook-timestamp is not a number of seconds", -1
+    now = time.time() if now is None else now
+    if not abs(now - int(stamp)) <= SIGNATURE_TOLERANCE_SECONDS:  # a NaN `now` fails too
+        return f"webhook-timestamp is more than {SIGNATURE_TOLERANCE_SECONDS} s from now", -1
+    content = raw(f"{msg_id}.{stamp}.") + body
+    # Several signatures, space separated, each "v1,<base64>" (v1a is asymmetric: not ours).
+    sent = [
+        sig
+        for version, _, sig in (
+            p.partition(",") for p in header(headers, "webhook-signature").split()
+        )
+        if version == "v1"
+    ]
+    for index, key in enumerate(map(_signing_key, secrets)):
+        expected = base64.b64encode(hmac.new(key, content, hashlib.sha256).digest())
+        if key and secrets[index] and any(_equal(expected, raw(s)) for s in sent):
+            return None, index
+    return "webhook-signature does not match the body under any configured signing token", -1
+
+
+def _signing_key(secret: str) -> bytes:
+    """A Standard Webhooks key: base64 after the "whsec_" prefix; a key in plain text as is."""
+    encoded = secret.removeprefix("whsec_")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return utf8(secret)
+
+
+def _verify_basic_auth(headers: Mapping[str, str], passwords: Sequence[str]) -> int:
+    """Azure DevOps signs nothing: its service hook sends HTTP basic auth.
+
+    The configured secrets are passwords. The user name is not checked: it guards nothing.
+    """
+    scheme, _, encoded = header(headers, "authorization").partition(" ")
+    if scheme.lower() != "basic":
+        raise BadSignature("missing Authorization: Basic header (azure-devops webhook)")
+    try:
+        credentials = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise BadSignature("Authorization: Basic credentials are not base64") from e
+    _, colon, password = credentials.partition(b":")
+    if not colon:
+        raise BadSignature("Authorization: Basic credentials lack a user:password pair")
+    for index, candidate in enumerate(passwords):
+        if candidate and _equal(password, utf8(candidate)):
+            return index
+    raise BadSignature("Authorization: Basic password matches no configured secret")
+
+
+def _signature(headers: Mapping[str, str], name: str, prefix: str) -> bytes:
+    """The hex signature sent in header `name` after `prefix`, lower-cased; b"" when absent."""
+    value = header(headers, name.lower()).lower()
+    if not value or not value.startswith(prefix):
+        return b""
+    return raw(value[len(prefix) :])
+
+
+def _equal(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(a, b)

@@ -1,0 +1,175 @@
+"""Webhook intake, the use case: with a scheduler and metrics that keep state, no HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncd.config import Config, load_config
+from syncd.model import Trigger
+from syncd.scheduler import QueueFull
+from syncd.service.intake import Intake, Outcome, Overloaded
+from syncd.webhooks import BadSignature, MalformedPayload, ProviderNotDetected, UnknownProvider
+
+SECRET = "intake-secret"
+URL = "https://git.example.com/team/steps.git"
+NOW = 1_700_000_000.0
+
+CONFIG = f"""
+state_dir: state
+webhooks:
+  generic: {{secrets_env: [OLD_SECRET, HOOK_SECRET]}}
+  github: {{secrets_env: HOOK_SECRET}}
+workspaces:
+  - {{id: a, name: a, source: {{url: {URL}, branch: main, path: export/steps}}}}
+  - {{id: b, name: b, source: {{url: {URL}, branch: dev, path: export/steps}}}}
+"""
+
+
+@dataclass
+class FakeScheduler:
+    """Takes requests until `room` runs out, then refuses as a full queue does."""
+
+    room: int = 100
+    requested: list[tuple[str, Trigger]] = field(default_factory=list)
+
+    def request(self, ws_id: str, trigger: Trigger) -> Any:
+        if len(self.requested) >= self.room:
+            raise QueueFull(f"too many sync requests are waiting (workspace {ws_id})")
+        self.requested.append((ws_id, trigger))
+        return _Ticket(ws_id)
+
+
+@dataclass(frozen=True)
+class _Ticket:
+    workspace: str
+
+
+@dataclass
+class FakeMetrics:
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def webhook(self, provider: str, result: str) -> None:
+        self.counts[(provider, result)] += 1
+
+
+@dataclass
+class Setup:
+    intake: Intake
+    scheduler: FakeScheduler
+    metrics: FakeMetrics
+    config: list[Config]
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Setup:
+    path = tmp_path / "syncd.yaml"
+    path.write_text(CONFIG)
+    config = [load_config(path, environ={"HOOK_SECRET": SECRET, "OLD_SECRET": "old"})]
+    scheduler, metrics = FakeScheduler(), FakeMetrics()
+    intake = Intake(lambda: config[0], scheduler, metrics, clock=lambda: NOW)
+    return Setup(intake, scheduler, metrics, config)
+
+
+def generic(ref: str = "main", delivery: str = "d-1", **extra: Any) -> tuple[dict[str, str], bytes]:
+    body = json.dumps({"repository": URL, "ref": ref, **extra}).encode()
+    signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Signature": f"sha256={signature}", "X-Delivery-Id": delivery}, body
+
+
+def test_a_signed_push_requests_a_sync_of_each_matched_workspace(setup: Setup) -> None:
+    headers, body = generic(paths=["export/steps/a.step"])
+    receipt = setup.intake.receive_push("generic", headers, body)
+    assert receipt.outcome is Outcome.ACCEPTED
+    assert receipt.matched == receipt.queued == ("a",)
+    assert setup.scheduler.requested == [("a", Trigger.WEBHOOK)]
+    assert setup.metrics.counts == {("generic", "accepted"): 1}
+    # Health's view: the provider and the second configured secret were seen.
+    assert setup.intake.webhook_last_seen == {"generic": NOW}
+    assert set(setup.intake.secret_last_seen) == {("generic", 1)}
+
+
+def test_the_provider_is_detected_when_the_path_names_none(setup: Setup) -> None:
+    headers, body = generic()
+    assert setup.intake.receive_push(None, headers, body).provider == "generic"
+    with pytest.raises(ProviderNotDetected):
+        setup.intake.receive_push(None, {}, body)
+    assert setup.metrics.counts[("unknown", "malformed")] == 1
+
+
+def test_a_redelivery_starts_nothing_new(setup: Setup) -> None:
+    headers, body = generic()
+    setup.intake.receive_push("generic", headers, body)
+    again = setup.intake.receive_push("generic", headers, body)
+    assert again.outcome is Outcome.DUPLICATE and again.matched == ()
+    assert len(setup.scheduler.requested) == 1
+    assert setup.metrics.counts[("generic", "duplicate")] == 1
+
+
+def test_an_unsigned_request_is_refused_before_it_is_read(setup: Setup) -> None:
+    headers, _ = generic()
+    with pytest.raises(BadSignature):
+        setup.intake.receive_push("generic", {**headers, "X-Signature": "sha256=00"}, b"{")
+    assert setup.metrics.counts == {("generic", "unauthorized"): 1}
+    assert setup.scheduler.requested == [] and setup.intake.webhook_last_seen == {}
+
+
+def test_a_signed_but_malformed_payload(setup: Setup) -> None:
+    body = b'{"ref": "main"}'
+    signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    with pytest.raises(MalformedPayload, match="repository"):
+        setup.intake.receive_push("generic", {"x-signature": f"sha256={signature}"}, body)
+    assert setup.metrics.counts == {("generic", "malformed"): 1}
+
+
+def test_an_unknown_provider(setup: Setup) -> None:
+    with pytest.raises(UnknownProvider):
+        setup.intake.receive_push("svn", {}, b"")
+    assert setup.metrics.counts == {("unknown", "malformed"): 1}
+
+
+def test_ping_ignored_and_unmatched(setup: Setup) -> None:
+    body = b"{}"
+    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    for event, outcome in (("ping", Outcome.PING), ("issues", Outcome.IGNORED)):
+        headers = {"x-github-event": event, "x-hub-signature-256": signature}
+        assert setup.intake.receive_push("github", headers, body).outcome is outcome
+    headers, body = generic(ref="feature")
+    assert setup.intake.receive_push("generic", headers, body).outcome is Outcome.UNMATCHED
+    assert setup.scheduler.requested == []
+    assert setup.metrics.counts == {
+        ("github", "ping"): 1,
+        ("github", "ignored"): 1,
+        ("generic", "unmatched"): 1,
+    }
+
+
+def test_a_full_queue_refuses_and_the_delivery_may_be_sent_again(setup: Setup) -> None:
+    setup.scheduler.room = 0
+    headers, body = generic()
+    with pytest.raises(Overloaded) as e:
+        setup.intake.receive_push("generic", headers, body)
+    assert (e.value.matched, e.value.queued) == (("a",), ())
+    assert "too many sync requests" in str(e.value)
+    assert setup.metrics.counts == {("generic", "overloaded"): 1}
+    setup.scheduler.room = 1
+    assert setup.intake.receive_push("generic", headers, body).outcome is Outcome.ACCEPTED
+
+
+def test_targets_are_worked_out_once_per_config(setup: Setup, tmp_path: Path) -> None:
+    first = setup.intake.targets()
+    assert [t.workspace_id for t in first] == ["a", "b"]
+    assert setup.intake.targets() is first
+    path = tmp_path / "other.yaml"
+    path.write_text(CONFIG.replace("branch: dev", "branch: main"))
+    setup.config[0] = load_config(path, environ={"HOOK_SECRET": SECRET, "OLD_SECRET": "old"})
+    assert setup.intake.targets() is not first
+    headers, body = generic(delivery="d-2")
+    assert setup.intake.receive_push("generic", headers, body).matched == ("a", "b")

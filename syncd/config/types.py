@@ -110,7 +110,7 @@ class ServerConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     # load_config writes `sqlite:///` + an absolute path, i.e. `sqlite:////var/lib/syncd/syncd.db`,
-    # which SQLAlchemy and store.open_store read alike.
+    # which SQLAlchemy reads the same way.
     url: str
 
     @property

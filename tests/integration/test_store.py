@@ -108,7 +108,8 @@ def test_two_connections_share_the_file(tmp_path: Path) -> None:
 
 
 def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
-    from syncd.store import MIGRATIONS, _statements
+    from syncd.store import MIGRATIONS
+    from syncd.store.sqlite import _statements
 
     db = sqlite3.connect(tmp_path / "old.db")
     for statement in _statements(MIGRATIONS[0]):

@@ -503,7 +503,7 @@ def test_store_url(tmp_path: Path, url: str, path: str) -> None:
     config = load(tmp_path, f'store: {{url: "{url}"}}\n')
     expected = Path(path.format(tmp=tmp_path, parent=tmp_path.parent))
     assert config.store.sqlite_path == expected
-    # Written the way SQLAlchemy (and store.open_store) read an absolute path: four slashes.
+    # Written the way SQLAlchemy reads an absolute path: four slashes.
     assert config.store.url == f"sqlite:///{expected}"
     assert config.store.url.startswith("sqlite:////")
 

@@ -1,8 +1,7 @@
-"""The store: workspaces' live steps, sync state and run history. The only module with SQL.
+"""The embedded store: SQLite in WAL mode, so the daemon and the CLI can share one file.
 
-The embedded default is SQLite in WAL mode, so the daemon and the CLI can share one file.
-A plan is applied in one transaction together with its run record: a crash at any moment
-leaves either the old state or the new one. `Store` is the seam a PostgreSQL store will fill.
+The only module with SQL for SQLite. Writes are `BEGIN IMMEDIATE` transactions with
+`synchronous=FULL`: a committed sync survives power loss, not only a crash.
 """
 
 from __future__ import annotations
@@ -15,11 +14,9 @@ import time
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from syncd.errors import SyncdError
 from syncd.model import (
     LiveStep,
     Origin,
@@ -32,114 +29,8 @@ from syncd.model import (
     SyncState,
     Trigger,
 )
-
-
-class StoreError(SyncdError):
-    """The store cannot be opened or is from a newer syncd."""
-
-
-@dataclass(frozen=True, slots=True)
-class IndexUpdate:
-    """How the record of git's files (as of the last applied commit) changes with an apply."""
-
-    replace_all: bool = False
-    upserts: tuple[Step, ...] = ()
-    removes: tuple[str, ...] = ()  # file paths
-
-
-class Store(Protocol):
-    def close(self) -> None: ...
-    def state(self, ws: str) -> SyncState: ...
-    def save_state(self, state: SyncState) -> None: ...
-    def live_steps(self, ws: str, names: Collection[str] | None = None) -> dict[str, LiveStep]: ...
-    def live_count(self, ws: str) -> int: ...
-    def drifted_names(self, ws: str) -> set[str]: ...
-    def put_outside(self, ws: str, name: str, content: StepContent) -> LiveStep: ...
-    def delete_outside(self, ws: str, name: str) -> bool: ...
-    def index_files(self, ws: str, paths: Collection[str] | None = None) -> dict[str, Step]: ...
-    def index_by_name(self, ws: str, names: Collection[str]) -> dict[str, list[Step]]: ...
-    def index_count(self, ws: str) -> int: ...
-    def apply(self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState) -> None: ...
-    def record_run(self, run: Run, state: SyncState) -> None: ...
-    def runs(self, ws: str, limit: int = 50) -> list[Run]: ...
-    def run(self, run_id: str) -> Run | None: ...
-    def runs_finished_since(self, since: float, until: float, limit: int = 10_000) -> list[Run]: ...
-    def get_meta(self, key: str) -> str | None: ...
-    def set_meta(self, key: str, value: str) -> None: ...
-    def workspace_ids(self) -> list[str]: ...
-
-
-# Each entry moves the schema one version up; never edit a released entry, append a new one.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE workspaces (
-        id TEXT PRIMARY KEY,
-        status TEXT NOT NULL DEFAULT 'Unknown',
-        last_applied_revision TEXT,
-        last_seen_revision TEXT,
-        last_run_id TEXT,
-        failed_revision TEXT,
-        drift INTEGER NOT NULL DEFAULT 0,
-        updated_at REAL
-    );
-    -- Live steps. A row with deleted = 1 is a tombstone: a step deleted outside git, kept so
-    -- that an incremental sync knows to bring it back without scanning every step.
-    CREATE TABLE steps (
-        workspace TEXT NOT NULL,
-        name TEXT NOT NULL,
-        id TEXT NOT NULL,
-        content TEXT NOT NULL,
-        content_hash TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        updated_at REAL NOT NULL,
-        origin TEXT NOT NULL,
-        deleted INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (workspace, name)
-    ) WITHOUT ROWID;
-    CREATE INDEX steps_origin ON steps (workspace, origin);
-    -- Git's step files as of the last applied commit: lets an incremental sync read only
-    -- the blobs a commit changed.
-    CREATE TABLE git_files (
-        workspace TEXT NOT NULL,
-        path TEXT NOT NULL,
-        name TEXT NOT NULL,
-        blob TEXT NOT NULL,
-        content TEXT NOT NULL,
-        PRIMARY KEY (workspace, path)
-    ) WITHOUT ROWID;
-    CREATE INDEX git_files_name ON git_files (workspace, name);
-    CREATE TABLE runs (
-        id TEXT PRIMARY KEY,
-        workspace TEXT NOT NULL,
-        trigger TEXT NOT NULL,
-        revision TEXT,
-        result TEXT NOT NULL,
-        created INTEGER NOT NULL DEFAULT 0,
-        updated INTEGER NOT NULL DEFAULT 0,
-        deleted INTEGER NOT NULL DEFAULT 0,
-        started_at REAL NOT NULL,
-        finished_at REAL,
-        error TEXT,
-        dry_run INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX runs_workspace ON runs (workspace, started_at DESC);
-    """,
-    """
-    ALTER TABLE workspaces ADD COLUMN source_key TEXT;
-    """,
-    """
-    -- Small named values that must survive a restart (e.g. how far the e-mail digests got).
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-    CREATE INDEX runs_finished ON runs (finished_at);
-    """,
-)
-
-
-def open_store(url: str) -> SqliteStore:
-    prefix = "sqlite:///"
-    if not url.startswith(prefix):
-        raise StoreError(f"store url {url!r}: only sqlite:///PATH is supported")
-    return SqliteStore(Path(url[len(prefix) :]))
+from syncd.store.protocol import IndexUpdate, StoreError
+from syncd.store.sqlite_schema import MIGRATIONS
 
 
 class SqliteStore:
@@ -211,10 +102,6 @@ class SqliteStore:
     def save_state(self, state: SyncState) -> None:
         with self._tx() as db:
             _save_state(db, state)
-
-    def workspace_ids(self) -> list[str]:
-        with self._lock:
-            return [r[0] for r in self._db.execute("SELECT id FROM workspaces ORDER BY id")]
 
     # -- live steps ------------------------------------------------------------------------
 

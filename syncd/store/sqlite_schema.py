@@ -1,0 +1,66 @@
+"""The SQLite schema, as the migrations that build it: a data table, appended to, never edited."""
+
+# Each entry moves the schema one version up; never edit a released entry, append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE workspaces (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL DEFAULT 'Unknown',
+        last_applied_revision TEXT,
+        last_seen_revision TEXT,
+        last_run_id TEXT,
+        failed_revision TEXT,
+        drift INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL
+    );
+    -- Live steps. A row with deleted = 1 is a tombstone: a step deleted outside git, kept so
+    -- that an incremental sync knows to bring it back without scanning every step.
+    CREATE TABLE steps (
+        workspace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        id TEXT NOT NULL,
+        content TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        origin TEXT NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (workspace, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX steps_origin ON steps (workspace, origin);
+    -- Git's step files as of the last applied commit: lets an incremental sync read only
+    -- the blobs a commit changed.
+    CREATE TABLE git_files (
+        workspace TEXT NOT NULL,
+        path TEXT NOT NULL,
+        name TEXT NOT NULL,
+        blob TEXT NOT NULL,
+        content TEXT NOT NULL,
+        PRIMARY KEY (workspace, path)
+    ) WITHOUT ROWID;
+    CREATE INDEX git_files_name ON git_files (workspace, name);
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        revision TEXT,
+        result TEXT NOT NULL,
+        created INTEGER NOT NULL DEFAULT 0,
+        updated INTEGER NOT NULL DEFAULT 0,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        error TEXT,
+        dry_run INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_workspace ON runs (workspace, started_at DESC);
+    """,
+    """
+    ALTER TABLE workspaces ADD COLUMN source_key TEXT;
+    """,
+    """
+    -- Small named values that must survive a restart (e.g. how far the e-mail digests got).
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE INDEX runs_finished ON runs (finished_at);
+    """,
+)

@@ -240,3 +240,14 @@ def test_an_outside_edit_is_overwritten_by_a_commit_touching_another_step(world:
     assert world.git.blobs_read - reads == 1  # still incremental: greet came from the index
     assert world.live() == {"greet": "hello()", "other": "o(2)", "third": "x()"}
     assert world.store.live_steps("ws")["greet"].origin is Origin.GIT
+
+
+def test_a_preview_plans_incrementally_and_records_nothing(world: World) -> None:
+    world.git.commit(step_files({"greet": "hello()", "other": "o()"}))
+    world.engine.sync(WS, Trigger.WEBHOOK)
+    head = world.git.commit(step_files({"other": "o(2)", "new": "n()"}))
+    before = world.store.snapshot()
+    reading = world.engine.preview(WS)
+    assert reading.revision == head and reading.incremental and reading.blobs_read == 2
+    assert [c.name for c in reading.plan.changes] == ["new", "other"]
+    assert world.store.snapshot() == before

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -215,16 +214,21 @@ def test_workspace_schema_matches_the_view(doc: dict[str, Any]) -> None:
 
 
 def test_health_schema_matches_the_api(doc: dict[str, Any], tmp_path: Path) -> None:
+    from syncd.config import WebhookConfig
+    from syncd.engine import Engine
+    from syncd.gitsource import GitSource
     from syncd.service.workspaces import Workspaces
-    from syncd.store import SqliteStore
+    from tests.unit.fakes import FakeGit, FakeStore, config, workspace
 
-    store = SqliteStore(tmp_path / "syncd.db")
-    config = SimpleNamespace(webhooks={"github": SimpleNamespace(secrets=(), signing_secrets=())})
-    service = Workspaces(lambda: config, store, None, None)  # type: ignore[arg-type]
-    try:
-        assert_shape(doc, "Health", service.health(SimpleNamespace(id="1")))  # type: ignore[arg-type]
-    finally:
-        store.close()
+    ws = workspace("1")
+    store = FakeStore()
+    store.put_outside("1", "off", StepContent("true", "x()", enabled=False, valid=False))
+    cfg = config(ws, webhooks={"github": WebhookConfig(secrets=())})
+    # Health reads only the store and the config; the git source is never opened.
+    service = Workspaces(lambda: cfg, store, GitSource(tmp_path), Engine(store, FakeGit()))
+    health = service.health(ws)
+    assert_shape(doc, "Health", health)
+    assert health["changed_outside_git"] == health["invalid_steps"] == ["off"]
 
 
 def test_valid_per_openapi_spec_validator(doc: dict[str, Any]) -> None:

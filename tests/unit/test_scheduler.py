@@ -1,16 +1,16 @@
-"""Coalescing, bounds and the poll decision, with a fake engine that keeps state."""
+"""Coalescing, bounds and the poll decision: the real engine over the stateful fakes."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
-from dataclasses import dataclass, field
-from types import SimpleNamespace
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 
-from syncd.engine import Outcome
+from syncd.engine import Engine
 from syncd.errors import NotFound
 from syncd.model import Mode, Run, RunResult, Status, SyncState, Trigger
 from syncd.retry import Policy
@@ -21,6 +21,7 @@ from syncd.scheduler import (
     ShuttingDown,
     should_sync,
 )
+from tests.unit.fakes import FakeStore, GatedGit, config, step_files, workspace
 
 pytestmark = pytest.mark.anyio
 
@@ -31,49 +32,29 @@ def anyio_backend() -> str:
 
 
 @dataclass
-class FakeEngine:
-    """Records runs; each run waits until the test lets it finish."""
+class World:
+    """A scheduler over the real engine, the fake store, and a git whose fetches wait for
+    `git.gate`: a run is in flight from its fetch until the test opens the gate."""
 
-    gate: threading.Event = field(default_factory=threading.Event)
-    runs: list[tuple[str, Trigger, str | None, bool]] = field(default_factory=list)
-    active: int = 0
-    peak: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    fail: bool = False
+    store: FakeStore
+    git: GatedGit
+    scheduler: Scheduler
 
-    def sync(
-        self, ws, trigger, revision=None, dry_run=False, progress=None, run_id=None, head=None
-    ) -> Outcome:
-        with self.lock:
-            self.active += 1
-            self.peak = max(self.peak, self.active)
-        self.gate.wait(5)
-        with self.lock:
-            self.active -= 1
-            self.runs.append((ws.id, trigger, revision, dry_run))
-        result = RunResult.FAILED if self.fail else RunResult.SUCCEEDED
-        run = Run(run_id or "x", ws.id, trigger, "abc", result, 0.0, 1.0)
-        return Outcome(run, None, SyncState(ws.id))
+    def runs(self, *ws_ids: str) -> list[Run]:
+        """Every finished run, oldest first."""
+        return [r for r in self.store.runs_finished_since(0, math.inf) if r.workspace in ws_ids]
 
 
-def config(*ids: str):
-    workspaces = [SimpleNamespace(id=i, poll_interval=0, source=None) for i in ids]
-
-    def workspace(ws_id: str):
-        for ws in workspaces:
-            if ws.id == ws_id:
-                return ws
-        raise NotFound(ws_id)
-
-    return SimpleNamespace(workspaces=workspaces, workspace=workspace)
+def world(*ids: str, parallel: int = 4) -> World:
+    store, git = FakeStore(), GatedGit()
+    git.commit(step_files({"greet": "hello()"}))
+    cfg = config(*(workspace(i) for i in ids))
+    engine = Engine(store, git)
+    s = Scheduler(engine, store, config=lambda: cfg, max_parallel=parallel, rng=lambda: 0.5)
+    return World(store, git, s)
 
 
-def scheduler(engine: FakeEngine, *ids: str, parallel: int = 4) -> Scheduler:
-    cfg = config(*ids)
-    return Scheduler(engine, store=None, config=lambda: cfg, max_parallel=parallel, rng=lambda: 0.5)  # type: ignore[arg-type]
-
-
-async def until(cond, timeout: float = 5.0) -> None:
+async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
     for _ in range(int(timeout / 0.01)):
         if cond():
             return
@@ -82,67 +63,70 @@ async def until(cond, timeout: float = 5.0) -> None:
 
 
 async def test_many_requests_coalesce_into_one_queued_run() -> None:
-    engine = FakeEngine()
-    s = scheduler(engine, "a")
+    w = world("a")
+    s = w.scheduler
     await s.start(startup_sync=False)
     first = s.request("a", Trigger.WEBHOOK)
-    await until(lambda: engine.active == 1)
+    await until(lambda: w.git.active == 1)
     tickets = [s.request("a", Trigger.WEBHOOK) for _ in range(100)]
     assert all(t.coalesced for t in tickets[1:])
     assert len({t.run_id for t in tickets}) == 1
-    engine.gate.set()
+    w.git.gate.set()
     await asyncio.gather(first.future, *(t.future for t in tickets))
-    assert len(engine.runs) == 2
+    assert [r.id for r in w.runs("a")] == [first.run_id, tickets[0].run_id]
 
 
 async def test_manual_request_upgrades_a_queued_automatic_one() -> None:
-    engine = FakeEngine()
-    s = scheduler(engine, "a")
+    w = world("a")
+    s = w.scheduler
     await s.start(startup_sync=False)
     s.request("a", Trigger.POLL)
-    await until(lambda: engine.active == 1)
+    await until(lambda: w.git.active == 1)
     s.request("a", Trigger.WEBHOOK)
     manual = s.request("a", Trigger.MANUAL)
-    engine.gate.set()
+    w.git.gate.set()
     outcome = await manual.future
     assert outcome.run.trigger is Trigger.MANUAL
-    assert [r[1] for r in engine.runs] == [Trigger.POLL, Trigger.MANUAL]
+    assert [r.trigger for r in w.runs("a")] == [Trigger.POLL, Trigger.MANUAL]
 
 
 async def test_distinct_pinned_requests_queue_up_to_a_bound() -> None:
-    engine = FakeEngine()
-    s = scheduler(engine, "a")
+    w = world("a")
+    s = w.scheduler
     await s.start(startup_sync=False)
     s.request("a", Trigger.MANUAL)
-    await until(lambda: engine.active == 1)
+    await until(lambda: w.git.active == 1)
     for i in range(MAX_QUEUED_PER_WORKSPACE):
         s.request("a", Trigger.MANUAL, revision=f"{i:040x}")
     with pytest.raises(QueueFull):
         s.request("a", Trigger.MANUAL, revision="f" * 40)
-    engine.gate.set()
-    await until(lambda: len(engine.runs) == 1 + MAX_QUEUED_PER_WORKSPACE)
+    w.git.gate.set()
+    await until(lambda: len(w.runs("a")) == 1 + MAX_QUEUED_PER_WORKSPACE)
+    # The pinned commits are not on the remote: each queued request ran, and failed.
+    assert [r.result for r in w.runs("a")][1:] == [RunResult.FAILED] * MAX_QUEUED_PER_WORKSPACE
 
 
 async def test_parallelism_across_workspaces_is_bounded() -> None:
-    engine = FakeEngine()
-    s = scheduler(engine, *"abcdef", parallel=2)
+    w = world(*"abcdef", parallel=2)
+    s = w.scheduler
     await s.start(startup_sync=False)
-    tickets = [s.request(w, Trigger.POLL) for w in "abcdef"]
-    await until(lambda: engine.active == 2)
+    tickets = [s.request(i, Trigger.POLL) for i in "abcdef"]
+    await until(lambda: w.git.active == 2)
     await asyncio.sleep(0.05)
-    assert engine.active == 2
-    engine.gate.set()
+    assert w.git.active == 2
+    w.git.gate.set()
     await asyncio.gather(*(t.future for t in tickets))
-    assert engine.peak == 2 and len(engine.runs) == 6
+    assert w.git.peak == 2 and len(w.runs(*"abcdef")) == 6
+    assert all(w.store.state(i).status is Status.SYNCED for i in "abcdef")
 
 
 async def test_unknown_workspace_and_stopping_are_refused() -> None:
-    engine = FakeEngine()
-    s = scheduler(engine, "a")
+    w = world("a")
+    s = w.scheduler
     await s.start(startup_sync=False)
     with pytest.raises(NotFound):
         s.request("zzz", Trigger.MANUAL)
-    engine.gate.set()
+    w.git.gate.set()
     await s.request("a", Trigger.MANUAL).future
     assert await s.stop(deadline=1)
     with pytest.raises(ShuttingDown):
@@ -150,20 +134,20 @@ async def test_unknown_workspace_and_stopping_are_refused() -> None:
 
 
 async def test_stop_waits_for_the_run_in_flight_and_drops_the_queued() -> None:
-    engine = FakeEngine()
-    s = scheduler(engine, "a")
+    w = world("a")
+    s = w.scheduler
     await s.start(startup_sync=False)
     running = s.request("a", Trigger.MANUAL)
-    await until(lambda: engine.active == 1)
+    await until(lambda: w.git.active == 1)
     queued = s.request("a", Trigger.MANUAL, revision="a" * 40)
     stopping = asyncio.create_task(s.stop(deadline=5))
     await asyncio.sleep(0.05)
-    engine.gate.set()
+    w.git.gate.set()
     assert await stopping
     assert (await running.future).run.result is RunResult.SUCCEEDED
     with pytest.raises(ShuttingDown):
         await queued.future
-    assert len(engine.runs) == 1
+    assert len(w.runs("a")) == 1
 
 
 def st(status: Status, seen: str | None = "h1", failed: str | None = None) -> SyncState:
@@ -195,15 +179,15 @@ def test_backoff_grows_and_is_capped() -> None:
 
 
 async def test_runs_waiting_for_a_slot_never_start_after_stop() -> None:
-    engine = FakeEngine()
-    s = scheduler(engine, "a", "b", "c", parallel=1)
+    w = world("a", "b", "c", parallel=1)
+    s = w.scheduler
     await s.start(startup_sync=False)
-    tickets = [s.request(w, Trigger.STARTUP) for w in "abc"]
-    await until(lambda: engine.active == 1)
+    tickets = [s.request(i, Trigger.STARTUP) for i in "abc"]
+    await until(lambda: w.git.active == 1)
     stopping = asyncio.create_task(s.stop(deadline=5))
     await asyncio.sleep(0.05)
-    engine.gate.set()
+    w.git.gate.set()
     assert await stopping
     results = await asyncio.gather(*(t.future for t in tickets), return_exceptions=True)
     assert sum(isinstance(r, ShuttingDown) for r in results) == 2
-    assert len(engine.runs) == 1
+    assert len(w.runs("a", "b", "c")) == 1

@@ -1,0 +1,253 @@
+"""One sync, phase by phase, against the stateful fakes: fast, and no I/O.
+
+Each test asserts on what the store holds afterwards and what git was asked for (as counts
+the fake git keeps), the way tests/integration/test_engine.py does against the real thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import count
+
+import pytest
+
+from syncd.engine import Engine
+from syncd.errors import GitError
+from syncd.model import Mode, Origin, RunResult, Status, StepContent, Trigger
+from syncd.scheduler import should_sync
+from syncd.store import StoreError
+from tests.unit.fakes import STEPS_PATH, FakeGit, FakeStore, step_files, workspace
+
+WS = workspace("ws")
+
+
+@dataclass
+class World:
+    store: FakeStore
+    git: FakeGit
+    engine: Engine
+
+    def live(self, ws_id: str = "ws") -> dict[str, str]:
+        return {n: s.content.do for n, s in self.store.live_steps(ws_id).items()}
+
+
+@pytest.fixture
+def world() -> World:
+    ticks = count(1000)  # each look at the clock is one second later: runs order by time
+    store = FakeStore(clock=lambda: float(next(ticks)))
+    git = FakeGit()
+    return World(store, git, Engine(store, git, clock=lambda: float(next(ticks))))
+
+
+def test_first_sync_creates_every_step_and_records_the_run(world: World) -> None:
+    sha = world.git.commit(step_files({"greet": "hello()", "a/b c": "bye()", "third": "x()"}))
+    out = world.engine.sync(WS, Trigger.WEBHOOK)
+    assert out.run.result is RunResult.SUCCEEDED, out.run.error
+    assert (out.run.revision, out.run.created, out.run.updated, out.run.deleted) == (sha, 3, 0, 0)
+    assert world.live() == {"greet": "hello()", "a/b c": "bye()", "third": "x()"}
+    assert all(
+        (s.version, s.origin) == (1, Origin.GIT) for s in world.store.live_steps("ws").values()
+    )
+    assert world.store.runs("ws") == [out.run]
+    state = world.store.state("ws")
+    assert state.status is Status.SYNCED and state.last_applied_revision == sha
+    assert state.last_run_id == out.run.id and state.failed_revision is None
+    assert world.store.index_count("ws") == 3
+    assert world.git.fetches == 1 and world.git.blobs_read == 3
+
+
+def test_a_commit_changing_one_file_reads_and_applies_only_that(world: World) -> None:
+    world.git.commit(step_files({"greet": "hello()", "other": "o()", "third": "x()"}))
+    world.engine.sync(WS, Trigger.WEBHOOK)
+    reads, fetches = world.git.blobs_read, world.git.fetches
+    second = world.git.commit(step_files({"greet": "hello(2)"}))
+    out = world.engine.sync(WS, Trigger.WEBHOOK)
+    assert out.run.result is RunResult.SUCCEEDED, out.run.error
+    assert (out.run.created, out.run.updated, out.run.deleted) == (0, 1, 0)
+    assert out.plan is not None and out.plan.unchanged == 2
+    assert world.git.blobs_read - reads == 1  # the incremental path read one blob
+    assert world.git.fetches - fetches == 1
+    live = world.store.live_steps("ws")
+    assert live["greet"].content.do == "hello(2)" and live["greet"].version == 2
+    assert live["other"].version == 1 and live["third"].version == 1
+    assert world.store.state("ws").last_applied_revision == second
+    # The record of git's files moved on with the commit.
+    assert {s.name: s.content.do for s in world.store.index_files("ws").values()}["greet"] == (
+        "hello(2)"
+    )
+
+
+def test_a_manual_workspace_only_plans_on_a_webhook(world: World) -> None:
+    manual = workspace("ws", mode=Mode.MANUAL)
+    sha = world.git.commit(step_files({"greet": "hello()", "other": "o()"}))
+    out = world.engine.sync(manual, Trigger.WEBHOOK)
+    assert out.run.result is RunResult.PLANNED
+    assert out.plan is not None and [c.name for c in out.plan.creates] == ["greet", "other"]
+    assert world.live() == {}
+    state = world.store.state("ws")
+    assert state.status is Status.OUT_OF_SYNC and state.drift == 2
+    assert state.last_seen_revision == sha and state.last_applied_revision is None
+    assert world.store.runs("ws") == [out.run]
+    # A person asking applies it.
+    out = world.engine.sync(manual, Trigger.MANUAL)
+    assert out.run.result is RunResult.SUCCEEDED
+    assert world.live() == {"greet": "hello()", "other": "o()"}
+    assert world.store.state("ws").status is Status.SYNCED
+
+
+def test_a_dry_run_applies_nothing(world: World) -> None:
+    world.git.commit(step_files({"greet": "hello()"}))
+    before = world.store.snapshot()
+    out = world.engine.sync(WS, Trigger.MANUAL, dry_run=True)
+    assert out.run.result is RunResult.PLANNED and out.run.dry_run
+    assert out.plan is not None and [c.name for c in out.plan.creates] == ["greet"]
+    after = world.store.snapshot()
+    assert after.steps == before.steps and after.git_files == before.git_files
+    assert world.store.state("ws").last_applied_revision is None
+
+
+def test_a_pinned_revision_syncs_to_that_commit(world: World) -> None:
+    v1 = world.git.commit(step_files({"greet": "v1"}))
+    world.git.commit(step_files({"greet": "v2"}))
+    world.engine.sync(WS, Trigger.MANUAL)
+    assert world.live() == {"greet": "v2"}
+    fetches = world.git.fetches
+    out = world.engine.sync(WS, Trigger.MANUAL, revision=v1[:10])
+    assert out.run.result is RunResult.SUCCEEDED, out.run.error
+    assert out.run.revision == v1 and world.live() == {"greet": "v1"}
+    assert world.git.fetches == fetches  # the mirror had it: no fetch
+    assert world.store.state("ws").last_applied_revision == v1
+
+
+def test_an_unknown_pinned_revision_fails_and_changes_nothing(world: World) -> None:
+    world.git.commit(step_files({"greet": "v1"}))
+    world.engine.sync(WS, Trigger.MANUAL)
+    out = world.engine.sync(WS, Trigger.MANUAL, revision="0" * 40)
+    assert out.run.result is RunResult.FAILED and out.run.error
+    assert "0" * 40 in out.run.error
+    assert world.live() == {"greet": "v1"}
+
+
+def test_a_bad_step_file_fails_the_run_and_that_commit_is_not_retried(world: World) -> None:
+    world.git.commit(step_files({"greet": "hello()"}))
+    world.engine.sync(WS, Trigger.WEBHOOK)
+    before = world.store.snapshot()
+    bad = world.git.commit({f"{STEPS_PATH}/bad.step.json": "{not json"})
+    out = world.engine.sync(WS, Trigger.WEBHOOK)
+    assert out.run.result is RunResult.FAILED
+    assert out.run.error and f"{STEPS_PATH}/bad.step.json" in out.run.error
+    after = world.store.snapshot()
+    assert after.steps == before.steps and after.git_files == before.git_files
+    state = world.store.state("ws")
+    assert state.failed_revision == bad and state.status is Status.OUT_OF_SYNC
+    assert state.last_seen_revision == bad
+    assert not should_sync(WS.mode, state, bad)  # permanent: waits for a new commit
+    # The fix is a new commit, which syncs and forgets the failure.
+    fixed = world.git.commit({f"{STEPS_PATH}/bad.step.json": None})
+    assert should_sync(WS.mode, state, fixed)
+    out = world.engine.sync(WS, Trigger.WEBHOOK)
+    assert out.run.result is RunResult.SUCCEEDED, out.run.error
+    assert world.store.state("ws").failed_revision is None
+
+
+def test_a_transient_git_error_fails_the_run_for_a_retry(world: World) -> None:
+    world.git.commit(step_files({"greet": "hello()"}))
+    world.git.outage = GitError("connection refused")
+    out = world.engine.sync(WS, Trigger.POLL)
+    assert out.run.result is RunResult.FAILED and out.run.error == "connection refused"
+    assert world.store.state("ws").failed_revision is None
+    world.git.outage = None
+    assert world.engine.sync(WS, Trigger.POLL).run.result is RunResult.SUCCEEDED
+
+
+def test_a_failed_apply_leaves_the_store_exactly_as_before(world: World) -> None:
+    world.git.commit(step_files({"greet": "hello()", "other": "o()"}))
+    world.engine.sync(WS, Trigger.WEBHOOK)
+    world.git.commit(step_files({"greet": "hello(2)", "other": None, "new": "n()"}))
+    before = world.store.snapshot()
+    world.store.fail_next_apply = OSError("disk I/O error")
+    with pytest.raises(OSError, match="disk I/O error"):
+        world.engine.sync(WS, Trigger.WEBHOOK)
+    assert world.store.snapshot() == before
+    # The next try applies the whole commit.
+    out = world.engine.sync(WS, Trigger.WEBHOOK)
+    assert (out.run.created, out.run.updated, out.run.deleted) == (1, 1, 1)
+    assert world.live() == {"greet": "hello(2)", "new": "n()"}
+
+
+def test_a_store_error_on_apply_records_a_failed_run_and_nothing_else(world: World) -> None:
+    first = world.git.commit(step_files({"greet": "hello()"}))
+    world.engine.sync(WS, Trigger.WEBHOOK)
+    world.git.commit(step_files({"greet": "hello(2)"}))
+    before = world.store.snapshot()
+    world.store.fail_next_apply = StoreError("database is locked")
+    out = world.engine.sync(WS, Trigger.WEBHOOK)
+    assert out.run.result is RunResult.FAILED and out.run.error == "database is locked"
+    after = world.store.snapshot()
+    assert after.steps == before.steps and after.git_files == before.git_files
+    state = world.store.state("ws")
+    assert state.last_applied_revision == first and state.failed_revision is None
+    assert world.store.runs("ws")[0] == out.run
+
+
+@pytest.mark.parametrize("leftover", [{}, {f"{STEPS_PATH}/README.md": "steps live here"}])
+def test_a_commit_removing_every_step_is_refused_unless_allowed(
+    world: World, leftover: dict[str, str]
+) -> None:
+    # With or without other files left, the folder holds no step any more.
+    world.git.commit({**step_files({"greet": "hello()", "other": "o()"}), **leftover})
+    world.engine.sync(WS, Trigger.WEBHOOK)
+    wipe = world.git.commit(step_files({"greet": None, "other": None}))
+    out = world.engine.sync(WS, Trigger.WEBHOOK)
+    assert out.run.result is RunResult.FAILED
+    assert out.run.error and "allow_empty" in out.run.error
+    assert world.live() == {"greet": "hello()", "other": "o()"}
+    assert world.store.state("ws").failed_revision == wipe
+    out = world.engine.sync(workspace("ws", allow_empty=True), Trigger.WEBHOOK)
+    assert out.run.result is RunResult.SUCCEEDED, out.run.error
+    assert out.run.deleted == 2 and world.live() == {}
+    assert world.store.state("ws").last_applied_revision == wipe
+
+
+@pytest.mark.parametrize("edit", ["put", "delete"])
+def test_an_outside_edit_is_overwritten_by_the_next_sync(world: World, edit: str) -> None:
+    world.git.commit(step_files({"greet": "hello()", "other": "o()"}))
+    world.engine.sync(WS, Trigger.WEBHOOK)
+    step_id = world.store.live_steps("ws")["greet"].id
+    if edit == "put":
+        world.store.put_outside("ws", "greet", StepContent("false", "edited()"))
+    else:
+        assert world.store.delete_outside("ws", "greet")
+    assert world.store.drifted_names("ws") == {"greet"}
+    assert world.store.state("ws").status is Status.OUT_OF_SYNC
+    out = world.engine.sync(WS, Trigger.DRIFT)
+    assert out.run.result is RunResult.SUCCEEDED, out.run.error
+    assert world.live() == {"greet": "hello()", "other": "o()"}
+    greet = world.store.live_steps("ws")["greet"]
+    assert greet.origin is Origin.GIT and greet.id == step_id and greet.version == 3
+    assert world.store.drifted_names("ws") == set()
+    assert world.store.state("ws").status is Status.SYNCED
+
+
+def test_an_outside_edit_is_overwritten_by_a_commit_touching_another_step(world: World) -> None:
+    world.git.commit(step_files({"greet": "hello()", "other": "o()", "third": "x()"}))
+    world.engine.sync(WS, Trigger.WEBHOOK)
+    world.store.put_outside("ws", "greet", StepContent("false", "edited()"))
+    reads = world.git.blobs_read
+    world.git.commit(step_files({"other": "o(2)"}))
+    out = world.engine.sync(WS, Trigger.WEBHOOK)
+    assert (out.run.created, out.run.updated, out.run.deleted) == (0, 2, 0)
+    assert world.git.blobs_read - reads == 1  # still incremental: greet came from the index
+    assert world.live() == {"greet": "hello()", "other": "o(2)", "third": "x()"}
+    assert world.store.live_steps("ws")["greet"].origin is Origin.GIT
+
+
+def test_a_preview_plans_incrementally_and_records_nothing(world: World) -> None:
+    world.git.commit(step_files({"greet": "hello()", "other": "o()"}))
+    world.engine.sync(WS, Trigger.WEBHOOK)
+    head = world.git.commit(step_files({"other": "o(2)", "new": "n()"}))
+    before = world.store.snapshot()
+    reading = world.engine.preview(WS)
+    assert reading.revision == head and reading.incremental and reading.blobs_read == 2
+    assert [c.name for c in reading.plan.changes] == ["new", "other"]
+    assert world.store.snapshot() == before

@@ -16,7 +16,7 @@ from syncd.errors import GitError
 from syncd.model import Mode, Origin, RunResult, Status, StepContent, Trigger
 from syncd.scheduler import should_sync
 from syncd.store import StoreError
-from tests.unit.fakes import STEPS_PATH, FakeGit, FakeStore, step_files, workspace
+from tests.support.fakes import STEPS_PATH, FakeGit, FakeStore, step_files, workspace
 
 WS = workspace("ws")
 

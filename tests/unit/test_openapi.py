@@ -216,9 +216,9 @@ def test_workspace_schema_matches_the_view(doc: dict[str, Any]) -> None:
 def test_health_schema_matches_the_api(doc: dict[str, Any], tmp_path: Path) -> None:
     from syncd.config import WebhookConfig
     from syncd.engine import Engine
-    from syncd.gitsource import GitSource
+    from syncd.git import GitSource
     from syncd.service.workspaces import Workspaces
-    from tests.unit.fakes import FakeGit, FakeStore, config, workspace
+    from tests.support.fakes import FakeGit, FakeStore, config, workspace
 
     ws = workspace("1")
     store = FakeStore()

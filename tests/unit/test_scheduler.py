@@ -21,7 +21,7 @@ from syncd.scheduler import (
     ShuttingDown,
     should_sync,
 )
-from tests.unit.fakes import FakeStore, GatedGit, config, step_files, workspace
+from tests.support.fakes import FakeStore, GatedGit, config, step_files, workspace
 
 pytestmark = pytest.mark.anyio
 

@@ -29,7 +29,7 @@ from syncd.config import (
 )
 from syncd.engine import GitReader
 from syncd.errors import GitError, PathNotFound, RevisionNotFound, StepFileError
-from syncd.gitsource import FileChange, Remote, TreeEntry
+from syncd.git import FileChange, Remote, TreeEntry
 from syncd.model import (
     LiveStep,
     Mode,

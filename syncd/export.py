@@ -21,9 +21,9 @@ from syncd.config import Config, WorkspaceConfig
 from syncd.engine import remote_for
 from syncd.errors import Conflict, PathNotFound, SyncdError
 from syncd.git import GitSource, Remote
-from syncd.layout import SDK_DIR, STEPS_DIR, PulledStep, branch_problem, layout_files, plan_files
+from syncd.layout import SDK_DIR, STEPS_DIR, PulledStep, layout_files, plan_files
 from syncd.model import Mode
-from syncd.refs import MODE_SUBMODULE, MODE_SYMLINK, short_branch
+from syncd.refs import MODE_SUBMODULE, MODE_SYMLINK, branch_problem, short_branch
 from syncd.store import Store
 from syncd.urls import normalize_repo_url
 

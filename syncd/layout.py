@@ -20,7 +20,6 @@ and a step that would overwrite it is refused.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -39,7 +38,6 @@ MAX_FILE_NAME_BYTES = 255  # ext4, APFS, NTFS: longer names fail to be written
 _HEADER_START = b"/**\n  Name:"
 _HEADER_WORKSPACE = b"\n  Workspace:"
 _HEADER_END = b"*/"
-_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 
 
 class LayoutError(SyncdError):
@@ -206,26 +204,6 @@ def plan_files(
         )
     )
     return FileChanges(written, changed, removed, unchanged)
-
-
-# -- branch names ---------------------------------------------------------------------------------
-
-
-def branch_problem(branch: str) -> str | None:
-    """Why `branch` is not a name `git check-ref-format --branch` accepts, or None."""
-    if not branch or len(branch) > 255:
-        return "it must be 1 to 255 characters"
-    if _BAD_REF_CHARS.search(branch):
-        return "no spaces, control characters or any of ~^:?*[\\"
-    if ".." in branch or "@{" in branch or "//" in branch or branch == "@":
-        return "no '..', '@{' or '//', and not '@'"
-    if branch.startswith(("-", "/")) or branch.endswith(("/", ".")):
-        return "no leading '-' or '/', no trailing '/' or '.'"
-    if any(part.startswith(".") or part.endswith(".lock") for part in branch.split("/")):
-        return "no part starting with '.' or ending with '.lock'"
-    if branch.startswith("refs/") or branch == "HEAD":
-        return "a short branch name, not 'HEAD' or 'refs/...'"
-    return None
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from syncd.layout import (
     MAX_FILE_NAME_BYTES,
     LayoutError,
     PulledStep,
-    branch_problem,
     check_relative,
     is_managed,
     layout_files,
@@ -18,6 +17,7 @@ from syncd.layout import (
     plan_files,
 )
 from syncd.model import StepContent
+from syncd.refs import branch_problem
 from syncd.steps import parse_step_file, render_step_file
 
 

@@ -5,15 +5,17 @@ Three layers retry, each for a reason the others cannot serve:
 - **The scheduler's loop** retries a *run* that failed for a transient reason (connection,
   timeout, 5xx, a locked store), with capped, jittered exponential backoff (`RUN`), until it
   succeeds or the workspace's branch moves on. A permanent failure (a bad step file at commit
-  X, a refused plan) is never retried: it waits for a new commit. An authentication failure is
-  permanent for the same reason: asking again with the same password cannot help.
+  X, a refused plan) is never retried: it waits for a new commit. A refused login is retried
+  by the loop too, slowly (the backoff reaches its cap within minutes), because the fix comes
+  from outside: a rotated password file or a restored account.
 - **Polling** stretches the interval of a remote that keeps failing (`POLL`), so a remote that
   is down is not asked every few seconds by every replica.
 - **One network attempt** (a git ls-remote, fetch or push; an SMTP send) is repeated a few
   times within seconds (`GIT_ATTEMPT`, `SMTP_ATTEMPT`): a dropped connection or a greylisting
   server is common and short, and failing the whole run (or the whole digest) for it would
   make every blip a recorded failure and an e-mail. These attempts are bounded in count and
-  time, so the loop above still sees every failure that lasts.
+  time, so the loop above still sees every failure that lasts. A refused login, a TLS error
+  or a missing branch is never repeated here: another attempt within seconds cannot help.
 """
 
 from __future__ import annotations

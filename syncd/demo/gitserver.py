@@ -61,7 +61,7 @@ class GitServer:
         self._lock = threading.Lock()
         self._httpd: TLSServer | None = None
         self._thread: threading.Thread | None = None
-        self._backend = str(Path(git_exec_path()) / "git-http-backend")
+        self.backend = str(Path(git_exec_path()) / "git-http-backend")
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -135,7 +135,7 @@ class GitServer:
             copy["total"] = self.request_count
             return copy
 
-    def _record(self, kind: str) -> None:
+    def record(self, kind: str) -> None:
         with self._lock:
             self.request_count += 1
             self.counts[kind] += 1

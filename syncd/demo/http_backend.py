@@ -13,15 +13,26 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import IO, TYPE_CHECKING, Any
+from pathlib import Path
+from typing import IO, Any, Protocol
 from urllib.parse import unquote
-
-if TYPE_CHECKING:
-    from syncd.demo.gitserver import GitServer
 
 log = logging.getLogger("syncd.demo.gitserver")
 
 REALM = "syncd-test-git"
+
+
+class Backend(Protocol):
+    """What the HTTP side asks of the git server it fronts."""
+
+    username: str
+    password: str
+    root: Path
+    backend: str  # the path of git-http-backend
+
+    def record(self, kind: str) -> None: ...
+    def intercept(self, request: GitRequestHandler) -> bool: ...
+    def deny(self, request: GitRequestHandler) -> None: ...
 _CHUNK = 64 * 1024
 
 
@@ -37,7 +48,7 @@ class TLSServer(ThreadingHTTPServer):
         address: tuple[str, int],
         handler: type[BaseHTTPRequestHandler],
         ctx: ssl.SSLContext,
-        git_server: GitServer,
+        git_server: Backend,
     ) -> None:
         self.ssl_context = ctx
         self.git_server = git_server
@@ -80,7 +91,7 @@ class GitRequestHandler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         gs = self.server.git_server
         path, _, query = self.path.partition("?")
-        gs._record(_kind(self.command, path))
+        gs.record(_kind(self.command, path))
         if gs.intercept(self):
             return
         user = self._authenticate()
@@ -136,7 +147,7 @@ class GitRequestHandler(BaseHTTPRequestHandler):
             env["GIT_PROTOCOL"] = protocol
 
         proc = subprocess.Popen(
-            [gs._backend],
+            [gs.backend],
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

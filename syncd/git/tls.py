@@ -69,6 +69,12 @@ class Trust:
         log.info("ca bundle written path=%s extra_cas=%d", self._bundle, len(self._extra))
 
 
+# libgit2 keeps every pack file it has read open, process-wide, without limit by default: a
+# long-lived daemon whose mirrors gain a pack per fetch (and are repacked now and then) would
+# hold descriptors for packs long deleted. Past this many, it closes the least recently used.
+MAX_OPEN_PACKS = 8
+
+
 def configure_libgit2(cert_file: Path, timeout_ms: int, reload: bool = False) -> None:
     """Set libgit2's process-wide options: trust `cert_file`, time out after `timeout_ms`.
 
@@ -84,6 +90,8 @@ def configure_libgit2(cert_file: Path, timeout_ms: int, reload: bool = False) ->
         settings.server_connect_timeout = timeout_ms
     if settings.server_timeout != timeout_ms:
         settings.server_timeout = timeout_ms
+    if settings.mwindow_file_limit != MAX_OPEN_PACKS:
+        settings.mwindow_file_limit = MAX_OPEN_PACKS
 
 
 def default_cafile() -> Path | None:

@@ -23,6 +23,8 @@ ROUTES = [
     ("get", WS, "read"),
     ("get", f"{WS}/diff", "read"),
     ("post", f"{WS}/sync", "sync"),
+    ("post", f"{WS}/suspend", "sync"),
+    ("post", f"{WS}/resume", "sync"),
     ("get", f"{WS}/runs", "read"),
     ("get", "/api/v1/runs/{run_id}", "read"),
     ("get", f"{WS}/steps", "read"),

@@ -37,7 +37,7 @@ def run(result: RunResult, revision: str | None = "abc", error: str | None = Non
     return Run("r", "ws", Trigger.POLL, revision, result, 1.0, 2.0, error=error)
 
 
-# -- the pure part -------------------------------------------------------------------------------
+# -- the pure part -------------------------------------------------------------------------
 
 
 def test_a_failure_degrades_and_since_stays_while_it_lasts() -> None:
@@ -78,7 +78,7 @@ def test_suspension_shows_unless_degraded() -> None:
     assert after_run(suspended, run(RunResult.PLANNED), True, 9.0).since == 5.0
 
 
-# -- pinned syncs, suspend and resume over the engine ----------------------------------------------
+# -- pinned syncs, suspend and resume over the engine ---------------------------------------
 
 
 @dataclass
@@ -208,7 +208,7 @@ def test_the_status_line_counts_health(world: World) -> None:
     assert world.service.status_line() == "1 workspaces, 0 OutOfSync, 0 Degraded, 1 Suspended"
 
 
-# -- the scheduler's polls --------------------------------------------------------------------------
+# -- the scheduler's polls ---------------------------------------------------------------------
 
 
 @pytest.fixture

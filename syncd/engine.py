@@ -10,6 +10,7 @@ unit tests run against stateful fakes.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -37,6 +38,8 @@ from syncd.plan import compute_plan, guard_plan, wipe_refused
 from syncd.steps import MAX_STEPS, FileEntry, check_entries, check_unique, parse_step
 from syncd.store import IndexUpdate, Store
 from syncd.urls import normalize_repo_url
+
+log = logging.getLogger("syncd.engine")
 
 # Errors that another attempt at the same commit cannot fix: the commit itself is bad.
 PERMANENT_ERRORS = (StepFileError, PlanRefused, RevisionNotFound)
@@ -76,7 +79,10 @@ class Observers:
         self, ws: WorkspaceConfig, run: Run, plan: Plan | None, state: SyncState, seconds: float
     ) -> None:
         for observer in self.observers:
-            observer.run_finished(ws, run, plan, state, seconds)
+            try:
+                observer.run_finished(ws, run, plan, state, seconds)
+            except Exception:  # the run is recorded: one observer's failure must not undo that
+                log.exception("observer failed workspace=%s run=%s", ws.id, run.id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,45 +36,44 @@ from syncd.store import Store
 log = logging.getLogger("syncd.health")
 
 
-def _settle(previous: HealthRecord, health: Health, now: float, **changes: object) -> HealthRecord:
-    """The record with `health`: `since` moves only when the health changes."""
+def _settle(
+    previous: HealthRecord,
+    health: Health,
+    now: float,
+    error: str | None,
+    failures: int,
+    source_failing: bool,
+) -> HealthRecord:
+    """The new record: `since` moves only when the health changes."""
     since = previous.since if health is previous.health and previous.since else now
-    return replace(previous, health=health, since=since, **changes)  # type: ignore[arg-type]
+    return HealthRecord(previous.workspace, health, since, error, failures, source_failing)
 
 
 def after_run(previous: HealthRecord, run: Run, suspended: bool, now: float) -> HealthRecord:
     """A run finished. A failed one degrades; any other ends the failure streak."""
     if run.result is RunResult.FAILED:
         # A transient failure (no commit to blame) is the source's: network, auth, 5xx.
+        source_failing = run.revision is None
         return _settle(
-            previous,
-            Health.DEGRADED,
-            now,
-            error=run.error,
-            failures=previous.failures + 1,
-            source_failing=run.revision is None,
+            previous, Health.DEGRADED, now, run.error, previous.failures + 1, source_failing
         )
     health = Health.SUSPENDED if suspended else Health.HEALTHY
-    return _settle(previous, health, now, error=None, failures=0, source_failing=False)
+    return _settle(previous, health, now, None, 0, False)
 
 
 def after_source_failure(previous: HealthRecord, error: str, now: float) -> HealthRecord:
     """A read of the source failed again (the first failure is a recorded run, `after_run`)."""
-    return _settle(
-        previous,
-        Health.DEGRADED,
-        now,
-        error=error,
-        failures=previous.failures + 1,
-        source_failing=True,
-    )
+    return _settle(previous, Health.DEGRADED, now, error, previous.failures + 1, True)
 
 
 def after_suspension(previous: HealthRecord, suspended: bool, now: float) -> HealthRecord:
     """Automation was suspended or resumed: a Degraded workspace stays Degraded."""
     if previous.health is Health.DEGRADED:
         return previous
-    return _settle(previous, Health.SUSPENDED if suspended else Health.HEALTHY, now)
+    health = Health.SUSPENDED if suspended else Health.HEALTHY
+    return _settle(
+        previous, health, now, previous.error, previous.failures, previous.source_failing
+    )
 
 
 def derived(ws: WorkspaceConfig, state: SyncState, last: Run | None) -> HealthRecord:

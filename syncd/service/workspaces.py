@@ -203,15 +203,12 @@ class Workspaces:
         self.keeper.suspension_changed(ws.id, True)
         return self.view(ws)
 
-    def resume(self, ws: WorkspaceConfig) -> bool:
-        """Resume automation (blocking; then `request_sync` or `sync_now` to the branch head,
-        which ends a pin). True when automation was suspended or pinned."""
-        state = self.store.state(ws.id)
-        was = state.suspended or state.pinned_revision is not None
+    def resume(self, ws: WorkspaceConfig) -> None:
+        """Resume automation (blocking; then `request_sync` or `sync_now` to the branch head:
+        a pin ends only when a sync to the head applies)."""
         self.store.set_suspended(ws.id, False)
-        state.suspended = False
+        state = self.store.state(ws.id)
         self.keeper.suspension_changed(ws.id, automation_suspended(ws.mode, state))
-        return was
 
     def put_step(self, ws: WorkspaceConfig, name: str, content: StepContent) -> LiveStep:
         """An edit outside git: the workspace turns OutOfSync (blocking; then `note_edit`)."""

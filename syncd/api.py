@@ -27,11 +27,11 @@ from syncd.app import App
 from syncd.config import TokenConfig, WorkspaceConfig
 from syncd.errors import Conflict, GitError, NotFound, RevisionNotFound, SyncdError
 from syncd.export import parse_export_request
-from syncd.model import StepContent, Trigger
+from syncd.model import Mode, StepContent, Trigger
 from syncd.openapi import openapi_document
-from syncd.scheduler import QueueFull, ShuttingDown
+from syncd.scheduler import QueueFull, ShuttingDown, Ticket
 from syncd.service.intake import Outcome, Overloaded, Receipt
-from syncd.views import diff_view
+from syncd.views import diff_view, sync_result_view
 from syncd.webhooks import BadSignature, MalformedPayload, UnknownProvider
 
 log = logging.getLogger("syncd.api")
@@ -86,17 +86,27 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
             raise ApiError(422, "`revision` must be a commit sha (4 to 40 hex digits) or null")
         ticket = rt.workspaces.request_sync(ws, Trigger.MANUAL, revision, dry_run)
         if request.query_params.get("wait", "").lower() not in ("1", "true", "yes"):
-            return JSONResponse(
-                {"workspace": ws.id, "run_id": ticket.run_id, "coalesced": ticket.coalesced},
-                status_code=202,
-            )
+            # A pinned sync of an automatic workspace suspends its automation once applied.
+            pins = revision is not None and not dry_run and ws.mode is Mode.AUTOMATIC
+            return JSONResponse(_accepted(ws, ticket, pins), status_code=202)
         try:
             outcome = await asyncio.wait_for(asyncio.shield(ticket.future), WAIT_TIMEOUT)
         except TimeoutError:
             raise ApiError(
                 504, "the run did not finish in time", {"run_id": ticket.run_id}
             ) from None
-        return JSONResponse(outcome.run.to_dict())
+        return JSONResponse(sync_result_view(ws, outcome))
+
+    async def suspend(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        return JSONResponse(await asyncio.to_thread(rt.workspaces.suspend, ws))
+
+    async def resume(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        await asyncio.to_thread(rt.workspaces.resume, ws)
+        # Back to the branch head: a manual sync, which also ends a pin.
+        ticket = rt.workspaces.request_sync(ws, Trigger.MANUAL, None, False)
+        return JSONResponse(_accepted(ws, ticket, False), status_code=202)
 
     async def runs(request: Request) -> Response:
         ws = _workspace(rt, request)
@@ -165,6 +175,8 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         Route(ws_path, scoped("read", get_workspace), methods=["GET"]),
         Route(f"{ws_path}/diff", scoped("read", diff), methods=["GET"]),
         Route(f"{ws_path}/sync", scoped("sync", sync), methods=["POST"]),
+        Route(f"{ws_path}/suspend", scoped("sync", suspend), methods=["POST"]),
+        Route(f"{ws_path}/resume", scoped("sync", resume), methods=["POST"]),
         Route(f"{ws_path}/runs", scoped("read", runs), methods=["GET"]),
         Route("/api/v1/runs/{run_id}", scoped("read", run), methods=["GET"]),
         Route(f"{ws_path}/steps", scoped("read", steps), methods=["GET"]),
@@ -179,6 +191,15 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=_handlers())
+
+
+def _accepted(ws: WorkspaceConfig, ticket: Ticket, suspends: bool) -> dict[str, Any]:
+    return {
+        "workspace": ws.id,
+        "run_id": ticket.run_id,
+        "coalesced": ticket.coalesced,
+        "suspended": suspends,
+    }
 
 
 # -- authentication -----------------------------------------------------------------------------

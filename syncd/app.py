@@ -9,14 +9,17 @@ own; everything a running syncd holds hangs off the objects made here.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
 from syncd.config import Config
-from syncd.engine import Engine, SyncObserver
+from syncd.engine import Engine, Observers, SyncObserver
 from syncd.git import GitObserver, GitSource
+from syncd.health import HealthKeeper
 from syncd.metrics import Metrics
+from syncd.model import Health
 from syncd.notify import Digester
 from syncd.scheduler import Scheduler
 from syncd.service.intake import Intake
@@ -33,10 +36,13 @@ class Core:
     store: SqliteStore
     git: GitSource
     engine: Engine
+    health: HealthKeeper
     workspaces: Workspaces = field(init=False)
 
     def __post_init__(self) -> None:
-        self.workspaces = Workspaces(lambda: self.config, self.store, self.git, self.engine)
+        self.workspaces = Workspaces(
+            lambda: self.config, self.store, self.git, self.engine, health=self.health
+        )
 
     def close(self) -> None:
         self.store.close()
@@ -46,11 +52,15 @@ def build_core(
     config: Config,
     sync_observer: SyncObserver | None = None,
     git_observer: GitObserver | None = None,
+    health_observer: Callable[[str, Health], None] | None = None,
 ) -> Core:
     store = SqliteStore(config.store.sqlite_path)
     git = GitSource(config.state_dir, timeout=config.git.timeout, observer=git_observer)
-    engine = Engine(store, git, observer=sync_observer)
-    return Core(config, store, git, engine)
+    # Every run, in the daemon or the CLI, tells the workspace's health first.
+    health = HealthKeeper(store, on_change=health_observer)
+    observers = (health,) if sync_observer is None else (health, sync_observer)
+    engine = Engine(store, git, observer=Observers(observers))
+    return Core(config, store, git, engine, health)
 
 
 @dataclass
@@ -87,7 +97,12 @@ class App:
 
 def build(config: Config, registry: CollectorRegistry | None = None) -> App:
     metrics = Metrics(registry)
-    core = build_core(config, sync_observer=metrics, git_observer=metrics.git_operation)
+    core = build_core(
+        config,
+        sync_observer=metrics,
+        git_observer=metrics.git_operation,
+        health_observer=metrics.set_health,
+    )
     # The scheduler and the digests read the config through the core, so a reload reaches
     # them at once.
     scheduler = Scheduler(
@@ -96,6 +111,7 @@ def build(config: Config, registry: CollectorRegistry | None = None) -> App:
         lambda: core.config,
         max_parallel=config.server.max_parallel_syncs,
         drift_debounce=config.server.self_heal_delay,
+        health=core.health,
     )
     digests = Digester(core.store, lambda: core.config, metrics)
     intake = Intake(lambda: core.config, scheduler, metrics)

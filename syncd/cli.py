@@ -15,10 +15,10 @@ from typing import TextIO
 
 from syncd import __version__
 from syncd.app import Core, build_core
-from syncd.config import Config, default_config_path, load_config
+from syncd.config import Config, WorkspaceConfig, default_config_path, load_config
 from syncd.errors import ConfigError, NotFound, SyncdError
-from syncd.model import RunResult
-from syncd.views import diff_view
+from syncd.model import RunResult, SyncState, automation_suspended
+from syncd.views import diff_view, sync_result_view
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("workspace", metavar="WS")
     cmd = add("status", cmd_status, "show where workspaces stand", True)
     cmd.add_argument("workspace", metavar="WS", nargs="?")
+    cmd = add(
+        "suspend", cmd_suspend, "suspend a workspace's automation (kept across restarts)", True
+    )
+    cmd.add_argument("workspace", metavar="WS")
+    cmd = add("resume", cmd_resume, "resume automation and sync to the branch head", True)
+    cmd.add_argument("workspace", metavar="WS")
     cmd = add("steps", cmd_steps, "list a workspace's live steps", True)
     cmd.add_argument("workspace", metavar="WS")
     cmd = add("serve", cmd_serve, "run the daemon: webhooks, polling, API, metrics")
@@ -163,6 +169,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
                     else ""
                 )
                 print(f"{ws.id} ({ws.name}): {verb} {rev}: {counts}")
+                if run.result is RunResult.SUCCEEDED and args.revision:
+                    print(_pin_note(ws, outcome.state))
         return EXIT_FAILED if run.result is RunResult.FAILED else EXIT_OK
 
     return _with_core(args, body)
@@ -202,16 +210,66 @@ def cmd_status(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(views[0] if args.workspace else views)
             return EXIT_OK
-        print(f"{'ID':<16} {'NAME':<16} {'MODE':<10} {'STATUS':<10} {'APPLIED':<12} LAST RUN")
+        print(
+            f"{'ID':<16} {'NAME':<16} {'MODE':<10} {'STATUS':<10} {'HEALTH':<10} "
+            f"{'APPLIED':<12} LAST RUN"
+        )
         for v in views:
             last = v["last_run"]
             last_text = f"{last['result']} ({last['trigger']})" if last else "-"
             applied = (v["last_applied_revision"] or "-")[:12]
+            if v["pinned_revision"]:
+                last_text += f"; pinned at {v['pinned_revision'][:12]}"
+            if v["health"]["error"]:
+                last_text += f"; {v['health']['error'].splitlines()[0][:120]}"
             print(
                 f"{v['id']:<16} {v['name']:<16} {v['mode']:<10} {v['status']:<10} "
-                f"{applied:<12} {last_text}"
+                f"{v['health']['status']:<10} {applied:<12} {last_text}"
             )
         return EXIT_OK
+
+    return _with_core(args, body)
+
+
+def _pin_note(ws: WorkspaceConfig, state: SyncState) -> str:
+    pinned = (state.pinned_revision or "?")[:12]
+    if automation_suspended(ws.mode, state):
+        return (
+            f"{ws.id} ({ws.name}): pinned at {pinned}; automation suspended "
+            f"(`syncd resume {ws.id}` returns it to the branch head)"
+        )
+    return f"{ws.id} ({ws.name}): pinned at {pinned}"
+
+
+def cmd_suspend(args: argparse.Namespace) -> int:
+    def body(core: Core) -> int:
+        ws = core.workspaces.find(args.workspace)
+        view = core.workspaces.suspend(ws)
+        if args.json:
+            _print_json(view)
+        else:
+            print(f"{ws.id} ({ws.name}): automation suspended; `syncd resume {ws.id}` resumes it")
+        return EXIT_OK
+
+    return _with_core(args, body)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Resume, then sync to the branch head in this process (as `syncd sync` does)."""
+
+    def body(core: Core) -> int:
+        ws = core.workspaces.find(args.workspace)
+        core.workspaces.resume(ws)
+        outcome = core.workspaces.sync_now(ws, progress=progress_printer())
+        run = outcome.run
+        if args.json:
+            _print_json(sync_result_view(ws, outcome))
+        elif run.result is RunResult.FAILED:
+            print(f"{ws.id} ({ws.name}): resumed; the sync to the head failed: {run.error}")
+        else:
+            rev = (run.revision or "?")[:12]
+            print(f"{ws.id} ({ws.name}): resumed; synced to the branch head {rev}")
+        return EXIT_FAILED if run.result is RunResult.FAILED else EXIT_OK
 
     return _with_core(args, body)
 

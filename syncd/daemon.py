@@ -142,6 +142,7 @@ class Daemon:
     def _publish_states(self) -> None:
         for ws in self.app.config.workspaces:
             self.app.metrics.set_state(ws.id, self.app.core.store.state(ws.id))
+            self.app.core.health.publish(ws)
 
     def status_line(self) -> str:
         return self.app.workspaces.status_line()

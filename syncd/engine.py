@@ -10,6 +10,7 @@ unit tests run against stateful fakes.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -21,11 +22,24 @@ from typing import Protocol
 from syncd.config import WorkspaceConfig
 from syncd.errors import PathNotFound, PlanRefused, RevisionNotFound, StepFileError, SyncdError
 from syncd.git import FileChange, Remote, TreeEntry
-from syncd.model import Mode, Plan, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
+from syncd.model import (
+    Mode,
+    Plan,
+    Run,
+    RunResult,
+    Status,
+    Step,
+    StepContent,
+    SyncState,
+    Trigger,
+    automation_suspended,
+)
 from syncd.plan import compute_plan, guard_plan, wipe_refused
 from syncd.steps import MAX_STEPS, FileEntry, check_entries, check_unique, parse_step
 from syncd.store import IndexUpdate, Store
 from syncd.urls import normalize_repo_url
+
+log = logging.getLogger("syncd.engine")
 
 # Errors that another attempt at the same commit cannot fix: the commit itself is bad.
 PERMANENT_ERRORS = (StepFileError, PlanRefused, RevisionNotFound)
@@ -53,6 +67,22 @@ class SyncObserver(Protocol):
     def run_finished(
         self, ws: WorkspaceConfig, run: Run, plan: Plan | None, state: SyncState, seconds: float
     ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Observers:
+    """Several observers told as one, in order (health before metrics)."""
+
+    observers: tuple[SyncObserver, ...]
+
+    def run_finished(
+        self, ws: WorkspaceConfig, run: Run, plan: Plan | None, state: SyncState, seconds: float
+    ) -> None:
+        for observer in self.observers:
+            try:
+                observer.run_finished(ws, run, plan, state, seconds)
+            except Exception:  # the run is recorded: one observer's failure must not undo that
+                log.exception("observer failed workspace=%s run=%s", ws.id, run.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +164,12 @@ class Engine:
                 reading = self.read_at(ws, run.revision, progress)
                 # 5. guard: refuse to empty a workspace unless it allows that
                 guard_plan(reading.plan, reading.live_total, ws.allow_empty)
-                # 6. apply (automatic mode, or a manual trigger) or only record the plan
-                apply = not dry_run and (ws.mode is Mode.AUTOMATIC or trigger is Trigger.MANUAL)
-                state = self._finish(ws, run, reading, state, apply, progress)
+                # 6. apply (automatic mode not suspended, or a manual trigger) or only record
+                #    the plan
+                automatic = ws.mode is Mode.AUTOMATIC and not automation_suspended(ws.mode, state)
+                apply = not dry_run and (automatic or trigger is Trigger.MANUAL)
+                pinned = revision is not None
+                state = self._finish(ws, run, reading, state, apply, progress, pinned)
             except SyncdError as e:
                 state = self._fail(run, reading, state, e)
             # 7. tell metrics and notifications
@@ -180,6 +213,19 @@ class Engine:
             if reading is not None:
                 return reading
         return self._read_full(ws, remote, commit, say)
+
+    def record_source_failure(
+        self, ws: WorkspaceConfig, trigger: Trigger, error: SyncdError
+    ) -> Outcome:
+        """Record a source that cannot be read (a poll's ls-remote failed) as the failed run
+        that a sync would have recorded at its first phase, and tell the observers."""
+        with self._lock(ws.id):
+            started = self.clock()
+            run = Run(uuid.uuid4().hex, ws.id, trigger, None, RunResult.FAILED, started)
+            state = self._fail(run, None, self.store.state(ws.id), error)
+            if self.observer is not None:
+                self.observer.run_finished(ws, run, None, state, self.clock() - started)
+            return Outcome(run, None, state)
 
     def branch_heads(self, ws: WorkspaceConfig) -> dict[str, str]:
         """Every branch head of the workspace's remote: one ls-remote (a poll)."""
@@ -294,8 +340,12 @@ class Engine:
         state: SyncState,
         apply: bool,
         say: Progress | None,
+        pinned: bool = False,
     ) -> SyncState:
         plan = reading.plan
+        # A pinned sync is measured against the branch head, not against itself: a rollback
+        # leaves the workspace OutOfSync (and an automatic one suspended).
+        head = self._branch_head(ws) if apply and pinned else reading.revision
         run.finished_at = self.clock()
         if apply:
             if say:
@@ -308,13 +358,14 @@ class Engine:
             )
             new_state = replace(
                 state,
-                status=Status.SYNCED,
+                status=Status.SYNCED if head == reading.revision else Status.OUT_OF_SYNC,
                 last_applied_revision=reading.revision,
-                last_seen_revision=reading.revision,
+                last_seen_revision=head or reading.revision,
                 last_run_id=run.id,
                 failed_revision=None,
                 drift=0,
                 source_key=source_key(ws),
+                pinned_revision=reading.revision if pinned else None,
             )
             self.store.apply(plan, reading.index, run, new_state)
             return new_state
@@ -329,6 +380,13 @@ class Engine:
         )
         self.store.record_run(run, new_state)
         return new_state
+
+    def _branch_head(self, ws: WorkspaceConfig) -> str | None:
+        """The branch head now; None when the remote cannot tell (the pin stays OutOfSync)."""
+        try:
+            return self.git.resolve(remote_for(ws), ws.source.branch)
+        except SyncdError:
+            return None
 
     def _fail(
         self, run: Run, reading: Reading | None, state: SyncState, error: SyncdError

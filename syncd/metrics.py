@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from syncd import __version__
 from syncd.config import WorkspaceConfig
-from syncd.model import Plan, Run, RunResult, Status, SyncState
+from syncd.model import Health, Plan, Run, RunResult, Status, SyncState
 
 GIT_OPS = ("ls_remote", "fetch", "push")
 WEBHOOK_RESULTS = (
@@ -57,6 +57,12 @@ class Metrics:
             "syncd_workspace_status",
             "1 for the workspace's current status, 0 for the others.",
             ["workspace", "status"],
+            registry=r,
+        )
+        self.health = Gauge(
+            "syncd_workspace_health",
+            "1 for the workspace's current health, 0 for the others.",
+            ["workspace", "health"],
             registry=r,
         )
         self.drift = Gauge(
@@ -122,6 +128,10 @@ class Metrics:
             self.status.labels(ws_id, status.value).set(1 if state.status is status else 0)
         self.drift.labels(ws_id).set(state.drift)
 
+    def set_health(self, ws_id: str, health: Health) -> None:
+        for value in Health:
+            self.health.labels(ws_id, value.value).set(1 if health is value else 0)
+
     def git_operation(self, op: str, result: str, seconds: float) -> None:
         if op not in GIT_OPS or result not in ("ok", "error"):
             return
@@ -135,6 +145,8 @@ class Metrics:
         """A workspace removed from the config takes its series with it."""
         for status in Status:
             _remove(self.status, ws_id, status.value)
+        for health in Health:
+            _remove(self.health, ws_id, health.value)
         _remove(self.drift, ws_id)
         _remove(self.last_success, ws_id)
 

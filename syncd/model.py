@@ -32,6 +32,14 @@ class Status(StrEnum):
     UNKNOWN = "Unknown"
 
 
+class Health(StrEnum):
+    """Beside the sync status, as Argo CD keeps them apart: can syncd do its work here?"""
+
+    HEALTHY = "Healthy"
+    DEGRADED = "Degraded"  # the source cannot be read, or the last run failed
+    SUSPENDED = "Suspended"  # automation applies nothing by itself (suspended, or pinned)
+
+
 class Trigger(StrEnum):
     WEBHOOK = "webhook"
     POLL = "poll"
@@ -212,6 +220,37 @@ class SyncState:
     # The remote and folder the applied revision was read from; when the config points the
     # workspace elsewhere, the record of git's files is stale and the next read is a full one.
     source_key: str | None = None
+    # The commit a sync was pinned to (`sync --revision`), until a sync to the branch head.
+    pinned_revision: str | None = None
+    # Suspended by a person (`suspend`): kept by the store apart from the rest, so that a run
+    # that read the state before a suspend or a resume does not undo it when it saves.
+    suspended: bool = False
+
+
+def automation_suspended(mode: Mode, state: SyncState) -> bool:
+    """Whether a workspace applies nothing by itself: suspended, or an automatic workspace
+    pinned to a revision (so that a poll never undoes a rollback silently)."""
+    return state.suspended or (mode is Mode.AUTOMATIC and state.pinned_revision is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthRecord:
+    """A workspace's health as last assessed, with when it began and the failure streak."""
+
+    workspace: str
+    health: Health = Health.HEALTHY
+    since: float | None = None  # unix seconds; None when never assessed
+    error: str | None = None  # the error that made it Degraded
+    failures: int = 0  # failed runs and source reads in a row
+    source_failing: bool = False  # the last read of the source failed (not a bad commit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": str(self.health),
+            "since": self.since,
+            "error": self.error,
+            "failures": self.failures,
+        }
 
 
 def unified_diff(name: str, before: StepContent | None, after: StepContent | None) -> str:

@@ -69,6 +69,15 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "Mode": enum("automatic", "manual"),
     "Status": enum("Synced", "OutOfSync", "Unknown"),
+    "HealthStatus": enum("Healthy", "Degraded", "Suspended"),
+    "WorkspaceHealth": obj(
+        fields("status:HealthStatus since:num? error:str? failures:int"),
+        description="Beside the sync status: `Degraded` when the source cannot be read (auth, "
+        "TLS, DNS, 5xx, timeout) or the last run failed; `Suspended` when automation applies "
+        "nothing by itself (suspended, or an automatic workspace pinned to a revision). "
+        "`since` (unix seconds) is when this health began, null if never assessed; `error` "
+        "is what made it Degraded; `failures` counts failed runs and source reads in a row.",
+    ),
     "Trigger": enum("webhook", "poll", "manual", "drift", "startup"),
     "RunResult": enum("succeeded", "failed", "planned"),
     "Origin": enum("git", "outside"),
@@ -116,8 +125,21 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "RunList": obj(fields("runs:Run[]"), description="Newest first."),
     "SyncAccepted": obj(
-        fields("workspace:str run_id:str coalesced:bool"),
-        description="`coalesced`: the request joined a run that was already waiting.",
+        fields("workspace:str run_id:str coalesced:bool suspended:bool"),
+        description="`coalesced`: the request joined a run that was already waiting. "
+        "`suspended`: the request pins an automatic workspace to a revision, so once applied "
+        "its automation is suspended until `resume`.",
+    ),
+    "SyncResult": obj(
+        fields(
+            "id:str workspace:str trigger:Trigger revision:str? result:RunResult created:int"
+            " updated:int deleted:int started_at finished_at:num? error:str? dry_run:bool"
+            " suspended:bool pinned_revision:str?",
+            started_at=SECONDS,
+        ),
+        description="The finished run (as `Run`), and the workspace after it: `suspended` "
+        "when its automation applies nothing by itself (a pinned sync of an automatic "
+        "workspace suspends it), `pinned_revision` the commit it is pinned to.",
     ),
     "SyncRequest": obj(
         {
@@ -133,17 +155,21 @@ SCHEMAS: dict[str, Schema] = {
     "Source": obj(fields("url:str branch:str path:str"), description="`url` is redacted."),
     "Workspace": obj(
         fields(
-            "id:str name:str tags:str[] mode:Mode status:Status source:Source poll_interval:num"
+            "id:str name:str tags:str[] mode:Mode status:Status health:WorkspaceHealth"
+            " suspended:bool pinned_revision:str? source:Source poll_interval:num"
             " last_applied_revision:str? last_seen_revision:str? failed_revision:str? drift:int"
             " last_run:Run?"
         ),
         description="`poll_interval` in seconds (0: webhooks only); `drift` counts the steps "
-        "changed outside git.",
+        "changed outside git. `status` is measured against the branch head: a sync pinned to "
+        "another commit (`pinned_revision`) leaves it OutOfSync. `suspended`: automation "
+        "applies nothing by itself (polls, webhooks and self-heal only record what they see).",
     ),
     "WorkspaceList": obj(fields("workspaces:Workspace[]")),
     "Health": obj(
         fields(
-            "workspace:str source_reachable:bool? last_error:str? webhook_last_seen"
+            "workspace:str health:WorkspaceHealth suspended:bool pinned_revision:str?"
+            " source_reachable:bool? last_error:str? webhook_last_seen"
             " webhooks_unused:str[] invalid_steps:str[] disabled_steps:str[]"
             " changed_outside_git:str[]",
             webhook_last_seen={"type": "object", "additionalProperties": nullable(NUM)},
@@ -321,7 +347,7 @@ def hook(by_path: bool) -> dict[str, Any]:
 
 def paths() -> dict[str, Any]:
     edit = "The workspace becomes OutOfSync; automatic mode overwrites the edit on its next sync."
-    sync = {"202": ok("SyncAccepted", "Queued"), "200": ok("Run", "Finished (with ?wait)")}
+    sync = {"202": ok("SyncAccepted", "Queued"), "200": ok("SyncResult", "Finished (with ?wait)")}
     ready = {"200": ok("ServiceStatus"), "503": ok("Error", "Not ready: `{stopping: bool}`")}
     metrics = {"200": ok(STR, "Prometheus text format", "text/plain")}
     step, gone = {"200": ok("Step")}, {"204": {"description": "Deleted"}}
@@ -341,6 +367,29 @@ def paths() -> dict[str, Any]:
                 WAIT,
                 body="SyncRequest?",
                 text="202 with the run id; with ?wait, 200 and the finished run (504 after 600 s).",
+            )
+        },
+        f"{WS}/suspend": {
+            "post": op(
+                "sync",
+                "Suspend automation",
+                ok200("Workspace"),
+                "404",
+                ID,
+                text="Polls, webhooks and self-heal of the workspace apply nothing by "
+                "themselves (they still record what they see) until `resume`; a manual sync "
+                "still applies. Kept across restarts. Answers the workspace.",
+            )
+        },
+        f"{WS}/resume": {
+            "post": op(
+                "sync",
+                "Resume automation and return to the branch head",
+                {"202": ok("SyncAccepted", "Queued")},
+                "404 503",
+                ID,
+                text="Ends a suspension and requests a sync to the branch head (which also "
+                "ends a pin); 202 with its run id, as `POST .../sync` answers.",
             )
         },
         f"{WS}/runs": {

@@ -22,7 +22,8 @@ from syncd.config import Config, WorkspaceConfig
 from syncd.engine import Engine, Outcome
 from syncd.errors import GitError, NotFound, SyncdError
 from syncd.git import remote_key
-from syncd.model import Mode, RunResult, Status, SyncState, Trigger
+from syncd.health import HealthKeeper
+from syncd.model import Mode, RunResult, Status, SyncState, Trigger, automation_suspended
 from syncd.store import Store
 
 log = logging.getLogger("syncd.scheduler")
@@ -84,6 +85,8 @@ def should_sync(mode: Mode, state: SyncState, head: str | None) -> bool:
         return False  # a bad commit waits for a new one instead of failing again and again
     if state.status is Status.UNKNOWN:
         return True
+    if automation_suspended(mode, state):
+        return False  # suspended or pinned: the poll records nothing new, applies nothing
     return mode is Mode.AUTOMATIC and state.status is Status.OUT_OF_SYNC
 
 
@@ -97,8 +100,10 @@ class Scheduler:
         max_queued: int = 1024,
         drift_debounce: float = 2.0,
         rng: Callable[[], float] = random.random,
+        health: HealthKeeper | None = None,
     ) -> None:
         self.engine = engine
+        self.health = health
         self.store = store
         self.config = config
         self.max_queued = max_queued
@@ -329,10 +334,30 @@ class Scheduler:
                 log.warning(
                     "poll failed remote=%s failures=%d error=%s", key.split("|")[0], failures, e
                 )
+                await asyncio.to_thread(self._source_failed, self._remotes().get(key, []), e)
                 continue
             failures = 0
             for ws in self._remotes().get(key, []):
                 head = heads.get(ws.source.branch)
                 state = await asyncio.to_thread(self.store.state, ws.id)
-                if should_sync(ws.mode, state, head):
+                if should_sync(ws.mode, state, head) or await self._source_back(ws.id):
                     self._request_quietly(ws.id, Trigger.POLL, head)
+
+    def _source_failed(self, group: list[WorkspaceConfig], error: GitError) -> None:
+        """Each workspace of a remote that cannot be read: its first failure is recorded as a
+        failed run (so the digest names it), the later ones only counted."""
+        if self.health is None:
+            return
+        for ws in group:
+            try:
+                if self.health.source_failed(ws.id, str(error)):
+                    self.engine.record_source_failure(ws, Trigger.POLL, error)
+            except Exception:  # a store error: the next poll tries again
+                log.exception("recording a source failure failed workspace=%s", ws.id)
+
+    async def _source_back(self, ws_id: str) -> bool:
+        """A source that failed answers again: a sync ends the failure (and the digest tells
+        of the recovery), even when the branch has not moved."""
+        if self.health is None:
+            return False
+        return await asyncio.to_thread(self.health.source_failing, ws_id)

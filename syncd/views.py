@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from syncd.config import WorkspaceConfig
-from syncd.engine import Reading
-from syncd.model import Run, SyncState
+from syncd.engine import Outcome, Reading
+from syncd.health import derived
+from syncd.model import HealthRecord, Run, SyncState, automation_suspended
 from syncd.urls import redact_url
 
 
@@ -18,13 +19,22 @@ def source_view(ws: WorkspaceConfig) -> dict[str, Any]:
     }
 
 
-def workspace_view(ws: WorkspaceConfig, state: SyncState, last_run: Run | None) -> dict[str, Any]:
+def workspace_view(
+    ws: WorkspaceConfig,
+    state: SyncState,
+    last_run: Run | None,
+    health: HealthRecord | None = None,
+) -> dict[str, Any]:
+    health = health or derived(ws, state, last_run)
     return {
         "id": ws.id,
         "name": ws.name,
         "tags": list(ws.tags),
         "mode": str(ws.mode),
         "status": str(state.status),
+        "health": health.to_dict(),
+        "suspended": automation_suspended(ws.mode, state),
+        "pinned_revision": state.pinned_revision,
         "source": source_view(ws),
         "poll_interval": ws.poll_interval,
         "last_applied_revision": state.last_applied_revision,
@@ -37,3 +47,14 @@ def workspace_view(ws: WorkspaceConfig, state: SyncState, last_run: Run | None) 
 
 def diff_view(ws: WorkspaceConfig, reading: Reading) -> dict[str, Any]:
     return {"workspace": ws.id, "revision": reading.revision, **reading.plan.to_dict()}
+
+
+def sync_result_view(ws: WorkspaceConfig, outcome: Outcome) -> dict[str, Any]:
+    """A finished sync: its run, and whether automation is now suspended (a pinned sync of
+    an automatic workspace suspends it) at which pinned revision."""
+    state = outcome.state
+    return {
+        **outcome.run.to_dict(),
+        "suspended": automation_suspended(ws.mode, state),
+        "pinned_revision": state.pinned_revision,
+    }

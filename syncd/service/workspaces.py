@@ -15,7 +15,17 @@ from syncd.engine import Engine, Outcome, Progress, Reading
 from syncd.errors import NotFound
 from syncd.export import ExportRequest, ExportResult, export_workspace
 from syncd.git import GitSource
-from syncd.model import LiveStep, Run, RunResult, Status, StepContent, SyncState, Trigger
+from syncd.health import HealthKeeper
+from syncd.model import (
+    Health,
+    LiveStep,
+    Run,
+    Status,
+    StepContent,
+    SyncState,
+    Trigger,
+    automation_suspended,
+)
 from syncd.scheduler import Scheduler, Ticket
 from syncd.store import Store
 from syncd.views import workspace_view
@@ -48,11 +58,13 @@ class Workspaces:
         engine: Engine,
         scheduler: Scheduler | None = None,
         activity: WebhookActivity | None = None,
+        health: HealthKeeper | None = None,
     ) -> None:
         self._config = config
         self.store = store
         self.git = git
         self.engine = engine
+        self.keeper = health or HealthKeeper(store)
         self.scheduler = scheduler
         self.activity: WebhookActivity = activity or NoActivity()
 
@@ -90,7 +102,8 @@ class Workspaces:
         return state, last
 
     def view(self, ws: WorkspaceConfig) -> dict[str, Any]:
-        return workspace_view(ws, *self.state(ws))
+        state, last = self.state(ws)
+        return workspace_view(ws, state, last, self.keeper.current(ws, state, last))
 
     def views(self, workspaces: list[WorkspaceConfig]) -> list[dict[str, Any]]:
         return [self.view(ws) for ws in workspaces]
@@ -118,11 +131,19 @@ class Workspaces:
         return live[name]
 
     def status_line(self) -> str:
-        """One line for systemd's status: how many workspaces, out of sync, failing."""
-        pairs = [self.state(ws) for ws in self.config.workspaces]
-        out = sum(1 for state, _ in pairs if state.status is Status.OUT_OF_SYNC)
-        failing = sum(1 for _, last in pairs if last and last.result is RunResult.FAILED)
-        return f"{len(pairs)} workspaces, {out} OutOfSync, {failing} failing"
+        """One line for systemd's status: how many workspaces, out of sync, by health."""
+        workspaces = self.config.workspaces
+        out = degraded = suspended = 0
+        for ws in workspaces:
+            state, last = self.state(ws)
+            out += state.status is Status.OUT_OF_SYNC
+            health = self.keeper.current(ws, state, last).health
+            degraded += health is Health.DEGRADED
+            suspended += health is Health.SUSPENDED
+        return (
+            f"{len(workspaces)} workspaces, {out} OutOfSync, {degraded} Degraded, "
+            f"{suspended} Suspended"
+        )
 
     def health(self, ws: WorkspaceConfig) -> dict[str, Any]:
         state, last = self.state(ws)
@@ -138,11 +159,13 @@ class Workspaces:
             for index, secret in enumerate(hook.secrets + hook.signing_secrets)
             if (provider, index) not in seen.secret_last_seen
         ]
-        failed = last is not None and last.result is RunResult.FAILED
-        git_error = failed and state.failed_revision is None
+        record = self.keeper.current(ws, state, last)
         return {
             "workspace": ws.id,
-            "source_reachable": None if last is None else not git_error,
+            "health": record.to_dict(),
+            "suspended": automation_suspended(ws.mode, state),
+            "pinned_revision": state.pinned_revision,
+            "source_reachable": None if last is None else not record.source_failing,
             "last_error": last.error if last and last.error else None,
             "webhook_last_seen": provider_seen,
             "webhooks_unused": unused,
@@ -172,6 +195,20 @@ class Workspaces:
         return self.engine.sync(
             ws, Trigger.MANUAL, revision=revision, dry_run=dry_run, progress=progress
         )
+
+    def suspend(self, ws: WorkspaceConfig) -> dict[str, Any]:
+        """Suspend automation (blocking): polls, webhooks and self-heal apply nothing by
+        themselves until `resume`; a manual sync still applies. Kept across restarts."""
+        self.store.set_suspended(ws.id, True)
+        self.keeper.suspension_changed(ws.id, True)
+        return self.view(ws)
+
+    def resume(self, ws: WorkspaceConfig) -> None:
+        """Resume automation (blocking; then `request_sync` or `sync_now` to the branch head:
+        a pin ends only when a sync to the head applies)."""
+        self.store.set_suspended(ws.id, False)
+        state = self.store.state(ws.id)
+        self.keeper.suspension_changed(ws.id, automation_suspended(ws.mode, state))
 
     def put_step(self, ws: WorkspaceConfig, name: str, content: StepContent) -> LiveStep:
         """An edit outside git: the workspace turns OutOfSync (blocking; then `note_edit`)."""

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from syncd.model import (
+    Health,
+    HealthRecord,
     LiveStep,
     Origin,
     Plan,
@@ -92,16 +94,63 @@ class SqliteStore:
         with self._lock:
             row = self._db.execute(
                 "SELECT status, last_applied_revision, last_seen_revision, last_run_id,"
-                " failed_revision, drift, source_key FROM workspaces WHERE id = ?",
+                " failed_revision, drift, source_key, pinned_revision, suspended"
+                " FROM workspaces WHERE id = ?",
                 (ws,),
             ).fetchone()
         if row is None:
             return SyncState(workspace=ws)
-        return SyncState(ws, Status(row[0]), row[1], row[2], row[3], row[4], row[5], row[6])
+        return SyncState(
+            ws, Status(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], row[7], bool(row[8])
+        )
 
     def save_state(self, state: SyncState) -> None:
         with self._tx() as db:
             _save_state(db, state)
+
+    def set_suspended(self, ws: str, suspended: bool) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO workspaces (id, suspended, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET suspended = excluded.suspended,"
+                " updated_at = excluded.updated_at",
+                (ws, int(suspended), time.time()),
+            )
+
+    # -- health ----------------------------------------------------------------------------
+
+    def health(self, ws: str) -> HealthRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT health, since, error, failures, source_failing FROM health"
+                " WHERE workspace = ?",
+                (ws,),
+            ).fetchone()
+        if row is None:
+            return None
+        return HealthRecord(
+            ws,
+            Health(row[0]),
+            None if row[1] is None else float(row[1]),
+            row[2] if isinstance(row[2], str) else None,
+            int(row[3]),
+            bool(row[4]),
+        )
+
+    def save_health(self, record: HealthRecord) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO health (workspace, health, since, error, failures,"
+                " source_failing) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.workspace,
+                    record.health.value,
+                    record.since,
+                    record.error,
+                    record.failures,
+                    int(record.source_failing),
+                ),
+            )
 
     # -- live steps ------------------------------------------------------------------------
 
@@ -334,13 +383,14 @@ def _run(r: Sequence[Any]) -> Run:
 def _save_state(db: sqlite3.Connection, s: SyncState) -> None:
     db.execute(
         "INSERT INTO workspaces (id, status, last_applied_revision, last_seen_revision,"
-        " last_run_id, failed_revision, drift, source_key, updated_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?)"
+        " last_run_id, failed_revision, drift, source_key, pinned_revision, updated_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?)"
         " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
         " last_applied_revision = excluded.last_applied_revision,"
         " last_seen_revision = excluded.last_seen_revision, last_run_id = excluded.last_run_id,"
         " failed_revision = excluded.failed_revision, drift = excluded.drift,"
-        " source_key = excluded.source_key, updated_at = excluded.updated_at",
+        " source_key = excluded.source_key, pinned_revision = excluded.pinned_revision,"
+        " updated_at = excluded.updated_at",
         (
             s.workspace,
             s.status.value,
@@ -350,6 +400,7 @@ def _save_state(db: sqlite3.Connection, s: SyncState) -> None:
             s.failed_revision,
             s.drift,
             s.source_key,
+            s.pinned_revision,
             time.time(),
         ),
     )

@@ -63,4 +63,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     CREATE INDEX runs_finished ON runs (finished_at);
     """,
+    """
+    -- The revision a sync was pinned to, and a person's suspension of automation (written
+    -- apart from the rest of the state, see SyncState.suspended).
+    ALTER TABLE workspaces ADD COLUMN pinned_revision TEXT;
+    ALTER TABLE workspaces ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0;
+    -- Each workspace's health as last assessed: since when, why, how many failures in a row.
+    CREATE TABLE health (
+        workspace TEXT PRIMARY KEY,
+        health TEXT NOT NULL,
+        since REAL,
+        error TEXT,
+        failures INTEGER NOT NULL DEFAULT 0,
+        source_failing INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    """,
 )

@@ -123,3 +123,28 @@ def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
     state = store.state("ws1")
     assert state.status is Status.SYNCED and state.source_key is None
     store.close()
+
+
+def test_suspension_pin_and_health_persist_and_a_saved_state_keeps_the_suspension(
+    tmp_path: Path,
+) -> None:
+    from syncd.model import Health, HealthRecord
+
+    s = SqliteStore(tmp_path / "h.db")
+    before = s.state(WS)  # what a run in flight read before the suspend
+    s.set_suspended(WS, True)
+    s.save_state(SyncState(WS, Status.OUT_OF_SYNC, "abc", "def", pinned_revision="abc"))
+    s.save_state(before)  # the run saves: the suspension stays
+    s.save_state(SyncState(WS, Status.OUT_OF_SYNC, "abc", "def", pinned_revision="abc"))
+    record = HealthRecord(WS, Health.DEGRADED, 5.0, "401", 2, source_failing=True)
+    s.save_health(record)
+    s.close()
+    s2 = SqliteStore(tmp_path / "h.db")
+    state = s2.state(WS)
+    assert state.suspended and state.pinned_revision == "abc"
+    assert s2.health(WS) == record and s2.health("other") is None
+    s2.set_suspended(WS, False)
+    assert not s2.state(WS).suspended and s2.state(WS).pinned_revision == "abc"
+    s2.set_suspended("new", True)  # a workspace never synced can be suspended too
+    assert s2.state("new").suspended and s2.state("new").status is Status.UNKNOWN
+    s2.close()

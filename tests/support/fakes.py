@@ -31,6 +31,7 @@ from syncd.engine import GitReader
 from syncd.errors import GitError, PathNotFound, RevisionNotFound, StepFileError
 from syncd.git import FileChange, Remote, TreeEntry
 from syncd.model import (
+    HealthRecord,
     LiveStep,
     Mode,
     Origin,
@@ -65,6 +66,7 @@ class Tables:
     git_files: dict[str, dict[str, Step]] = field(default_factory=dict)  # ws -> path -> step
     runs: dict[str, Run] = field(default_factory=dict)
     meta: dict[str, str] = field(default_factory=dict)
+    health: dict[str, HealthRecord] = field(default_factory=dict)
 
     def copy(self) -> Tables:
         """A copy that shares nothing mutable with this one (Run and SyncState are mutable)."""
@@ -74,6 +76,7 @@ class Tables:
             git_files={ws: dict(files) for ws, files in self.git_files.items()},
             runs={k: replace(v) for k, v in self.runs.items()},
             meta=dict(self.meta),
+            health=dict(self.health),
         )
 
 
@@ -112,7 +115,22 @@ class FakeStore:
 
     def save_state(self, state: SyncState) -> None:
         with self._lock:
-            self._tables.workspaces[state.workspace] = replace(state)
+            _save_state(self._tables, state)
+
+    def set_suspended(self, ws: str, suspended: bool) -> None:
+        with self._lock:
+            state = self._tables.workspaces.setdefault(ws, SyncState(ws))
+            state.suspended = suspended
+
+    # -- health ------------------------------------------------------------------------------
+
+    def health(self, ws: str) -> HealthRecord | None:
+        with self._lock:
+            return self._tables.health.get(ws)
+
+    def save_health(self, record: HealthRecord) -> None:
+        with self._lock:
+            self._tables.health[record.workspace] = record
 
     def workspace_ids(self) -> list[str]:
         with self._lock:
@@ -235,7 +253,7 @@ class FakeStore:
                 files.pop(path, None)
             files.update((s.path, s) for s in index.upserts)
             _insert_run(new, run)
-            new.workspaces[ws] = replace(state)
+            _save_state(new, state)
             # The moment a real store commits: a failure here must leave everything as it was.
             failure, self.fail_next_apply = self.fail_next_apply, None
             if failure is not None:
@@ -245,7 +263,7 @@ class FakeStore:
     def record_run(self, run: Run, state: SyncState) -> None:
         with self._lock:
             _insert_run(self._tables, run)
-            self._tables.workspaces[state.workspace] = replace(state)
+            _save_state(self._tables, state)
 
     def runs(self, ws: str, limit: int = 50) -> list[Run]:
         with self._lock:
@@ -282,6 +300,12 @@ def _insert_run(tables: Tables, run: Run) -> None:
     # INSERT OR REPLACE gives the replaced row a new rowid: it moves to the end.
     tables.runs.pop(run.id, None)
     tables.runs[run.id] = replace(run)
+
+
+def _save_state(tables: Tables, state: SyncState) -> None:
+    # As SqliteStore: saving a state leaves `suspended` as `set_suspended` last wrote it.
+    old = tables.workspaces.get(state.workspace)
+    tables.workspaces[state.workspace] = replace(state, suspended=bool(old and old.suspended))
 
 
 def _new_id() -> str:

@@ -23,6 +23,8 @@ ROUTES = [
     ("get", WS, "read"),
     ("get", f"{WS}/diff", "read"),
     ("post", f"{WS}/sync", "sync"),
+    ("post", f"{WS}/suspend", "sync"),
+    ("post", f"{WS}/resume", "sync"),
     ("get", f"{WS}/runs", "read"),
     ("get", "/api/v1/runs/{run_id}", "read"),
     ("get", f"{WS}/steps", "read"),
@@ -211,6 +213,21 @@ def test_workspace_schema_matches_the_view(doc: dict[str, Any]) -> None:
     view = workspace_view(ws, SyncState("1"), None)
     assert_shape(doc, "Workspace", view)
     assert_shape(doc, "Source", view["source"])
+
+
+def test_sync_result_and_health_schemas_match_the_views(doc: dict[str, Any]) -> None:
+    from syncd.engine import Outcome
+    from syncd.model import Health, HealthRecord, SyncState
+    from syncd.views import sync_result_view
+    from tests.support.fakes import workspace
+
+    run = Run("r1", "ws", Trigger.MANUAL, "abc", RunResult.SUCCEEDED, 1.0, 2.0)
+    outcome = Outcome(run, None, SyncState("ws", pinned_revision="abc"))
+    answer = sync_result_view(workspace("ws"), outcome)
+    assert_shape(doc, "SyncResult", answer)
+    assert answer["suspended"] is True and answer["pinned_revision"] == "abc"
+    assert_shape(doc, "WorkspaceHealth", HealthRecord("ws").to_dict())
+    assert schema(doc, "HealthStatus")["enum"] == [h.value for h in Health]
 
 
 def test_health_schema_matches_the_api(doc: dict[str, Any], tmp_path: Path) -> None:

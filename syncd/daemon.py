@@ -21,6 +21,12 @@ from starlette.applications import Starlette
 from syncd.api import create_app
 from syncd.app import App, build
 from syncd.config import Config, load_config
+from syncd.connections import (
+    ConnectionGuard,
+    install_flood_filters,
+    protocol_class,
+    raise_descriptor_limit,
+)
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import register_secrets
 from syncd.model import Trigger
@@ -221,13 +227,19 @@ class Server(uvicorn.Server):
 
 
 def make_server(daemon: Daemon, host: str | None = None, port: int | None = None) -> Server:
-    """The uvicorn server for a daemon, on the config's address unless told otherwise."""
+    """The uvicorn server for a daemon, on the config's address unless told otherwise, with
+    its connections bounded (see `syncd.connections`)."""
     config = daemon.app.config
+    max_connections = raise_descriptor_limit(config.server.max_connections)
+    guard = ConnectionGuard(max_connections, config.server.header_timeout)
     return Server(
         uvicorn.Config(
             daemon.asgi(),
             host=host or config.server.host,
             port=config.server.port if port is None else port,
+            http=protocol_class(guard),
+            # Requests in flight past the cap answer 503; connections past it are closed.
+            limit_concurrency=max_connections + 1,
             lifespan="on",
             log_config=None,
             access_log=False,
@@ -239,5 +251,6 @@ def make_server(daemon: Daemon, host: str | None = None, port: int | None = None
 
 
 def serve(config: Config, host: str | None = None, port: int | None = None) -> int:
+    install_flood_filters()
     make_server(Daemon(config), host, port).run()
     return 0

@@ -55,7 +55,17 @@ class SectionParser(SecretReader):
     def server(self, at: At, value: Any) -> ServerConfig:
         section = (
             self.mapping(
-                at, value, ("listen", "max_body_bytes", "self_heal_delay", "max_parallel_syncs")
+                at,
+                value,
+                (
+                    "listen",
+                    "max_body_bytes",
+                    "self_heal_delay",
+                    "max_parallel_syncs",
+                    "max_connections",
+                    "header_timeout",
+                    "max_remote_reads",
+                ),
             )
             or {}
         )
@@ -87,12 +97,32 @@ class SectionParser(SecretReader):
             1,
             64,
         )
+        connections = self.integer(
+            at.key("max_connections"),
+            section.get("max_connections"),
+            ServerConfig.max_connections,
+            16,
+            65536,
+        )
+        header_timeout = self.positive_duration(
+            at.key("header_timeout"), section.get("header_timeout"), ServerConfig.header_timeout
+        )
+        remote_reads = self.integer(
+            at.key("max_remote_reads"),
+            section.get("max_remote_reads"),
+            ServerConfig.max_remote_reads,
+            1,
+            64,
+        )
         return ServerConfig(
             host=host,
             port=port,
             max_body_bytes=max_body,
             self_heal_delay=delay,
             max_parallel_syncs=parallel,
+            max_connections=connections,
+            header_timeout=header_timeout,
+            max_remote_reads=remote_reads,
         )
 
     def store(self, at: At, value: Any, base_dir: Path, state_dir: Path) -> StoreConfig:

@@ -105,6 +105,11 @@ class ServerConfig:
     # workspaces sync at once.
     self_heal_delay: float = 2.0
     max_parallel_syncs: int = 4
+    # Bounds a slow or hostile client cannot get past: open connections (each costs a file
+    # descriptor), the time to send a request's head, and reads that talk to the remote (a diff).
+    max_connections: int = 2048
+    header_timeout: float = 10.0
+    max_remote_reads: int = 4
 
 
 @dataclass(frozen=True)

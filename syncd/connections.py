@@ -1,0 +1,214 @@
+"""Bounds on HTTP connections that a slow or hostile client cannot get past.
+
+Each open connection costs a file descriptor, and uvicorn reads a request's head for as long as
+the client cares to send it (its keep-alive timeout only runs between requests). So:
+
+- a cap on open connections: one past it is closed at once, before it holds a descriptor for
+  long; the count of those is logged as one summary line per window, never one line each;
+- a deadline for a request's head: a connection that has not sent a whole head within
+  `header_timeout` of opening (or of its last response) is closed. It wraps uvicorn's protocol
+  class, whichever it is (h11 or httptools): both keep the request in flight as `cycle`, and both
+  call `on_response_complete` when a response is done;
+- the soft limit on descriptors raised to what the cap needs, where the hard limit allows;
+- a log filter that summarises floods of one message (accept errors, bad requests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import time
+from typing import Any
+
+from uvicorn.config import HTTP_PROTOCOLS
+from uvicorn.importer import import_from_string
+
+log = logging.getLogger("syncd.connections")
+
+SUMMARY_EVERY = 10.0
+# Descriptors beyond the connections: the store, git subprocesses and their pipes, threads' files.
+SPARE_DESCRIPTORS = 512
+
+
+class Tally:
+    """Counts events, and logs them as at most one line per window."""
+
+    def __init__(self, what: str, every: float = SUMMARY_EVERY) -> None:
+        self.what, self.every = what, every
+        self.total = 0
+        self._pending = 0
+        self._flush: asyncio.TimerHandle | None = None
+
+    def add(self) -> None:
+        self.total += 1
+        self._pending += 1
+        if self._flush is None:
+            loop = asyncio.get_running_loop()
+            self._flush = loop.call_later(self.every, self.flush)
+
+    def flush(self) -> None:
+        self._flush = None
+        if self._pending:
+            log.warning("%d %s in the last %.0f s", self._pending, self.what, self.every)
+            self._pending = 0
+
+
+class ConnectionGuard:
+    """What every connection of one server shares: the cap, the deadline and their tallies."""
+
+    def __init__(self, max_connections: int, header_timeout: float) -> None:
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.open = 0
+        self.refused = Tally(f"connections refused (over the limit of {max_connections} open)")
+        self.slow = Tally(f"connections closed (no request head within {header_timeout:g} s)")
+
+    def admit(self) -> bool:
+        if self.open >= self.max_connections:
+            self.refused.add()
+            return False
+        self.open += 1
+        return True
+
+    def release(self) -> None:
+        self.open -= 1
+
+
+class _Guarded(asyncio.Protocol):
+    """Mixed in before uvicorn's protocol class; `guard` is set on the combined class."""
+
+    guard: ConnectionGuard
+    _refused = False
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self.guard.admit():
+            self._refused = True
+            # Frees the descriptor now; the client sees a reset.
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
+            else:
+                transport.close()
+            return
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._refused:
+            return
+        self.guard.release()
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]  # uvicorn's protocol has it
+        self._arm()  # the next request's head gets the same time
+
+    def _arm(self) -> None:
+        self._disarm()
+        transport: Any = getattr(self, "transport", None)
+        if transport is None or transport.is_closing():
+            return
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(self.guard.header_timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        cycle: Any = getattr(self, "cycle", None)
+        if cycle is not None and not cycle.response_complete:
+            return  # a whole head arrived: a request is in flight; its end arms the deadline
+        transport: Any = getattr(self, "transport", None)
+        if transport is not None and not transport.is_closing():
+            self.guard.slow.add()
+            transport.close()
+
+
+def protocol_class(guard: ConnectionGuard, http: str = "auto") -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol class named `http` ("auto", "h11", "httptools"), guarded."""
+    if http == "auto":
+        try:
+            import httptools  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
+
+            http = "httptools"
+        except ImportError:
+            http = "h11"
+    base: type[asyncio.Protocol] = import_from_string(HTTP_PROTOCOLS[http])
+    name = f"Guarded{base.__name__}"
+    guarded: type[asyncio.Protocol] = type(name, (_Guarded, base), {"guard": guard})
+    return guarded
+
+
+def raise_descriptor_limit(max_connections: int) -> int:
+    """Raise the soft limit on open files to what `max_connections` needs, up to the hard
+    limit; answer how many connections fit in the limit there is."""
+    wanted = max_connections + SPARE_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as e:
+            log.warning("cannot raise the open files limit from %d: %s", soft, e)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return max_connections
+    fits = max(16, soft - SPARE_DESCRIPTORS)
+    log.warning(
+        "open files limit %d is too low for server.max_connections=%d; "
+        "taking at most %d connections (raise LimitNOFILE= or ulimit -n to %d)",
+        soft,
+        max_connections,
+        fits,
+        wanted,
+    )
+    return fits
+
+
+class FloodFilter(logging.Filter):
+    """Lets one record whose message starts with `prefix` through per window, rewritten as a
+    count of those seen since, without its traceback; the others in the window are dropped."""
+
+    def __init__(self, prefix: str, what: str, every: float = SUMMARY_EVERY) -> None:
+        super().__init__()
+        self.prefix, self.what, self.every = prefix, what, every
+        self._window_end = 0.0
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True
+        if not message.startswith(self.prefix):
+            return True
+        now = time.monotonic()
+        if now < self._window_end:
+            self._dropped += 1
+            return False
+        count, self._dropped = self._dropped + 1, 0
+        self._window_end = now + self.every
+        first_line = message.splitlines()[0] if message else self.what
+        record.msg = f"{first_line} ({self.what}: {count} since the last such line)"
+        record.args = None
+        record.exc_info = record.exc_text = None
+        record.stack_info = None
+        return True
+
+
+def install_flood_filters() -> list[tuple[logging.Logger, logging.Filter]]:
+    """Summarise the lines a flood of clients produces one by one; answer what was installed."""
+    installed: list[tuple[logging.Logger, logging.Filter]] = []
+    for logger_name, prefix, what in (
+        ("asyncio", "socket.accept() out of system resource", "accept errors"),
+        ("uvicorn.error", "Invalid HTTP request received", "invalid requests"),
+    ):
+        logger, flood = logging.getLogger(logger_name), FloodFilter(prefix, what)
+        logger.addFilter(flood)
+        installed.append((logger, flood))
+    return installed

@@ -1,0 +1,128 @@
+"""Bounds on HTTP connections: the cap, the deadline for a request's head, the summaries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from syncd.connections import ConnectionGuard, FloodFilter, protocol_class
+
+
+async def _hello(request: object) -> PlainTextResponse:
+    return PlainTextResponse("hello")
+
+
+async def _serve(guard: ConnectionGuard, http: str) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    app = Starlette(routes=[Route("/", _hello)])
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        http=protocol_class(guard, http),
+        log_config=None,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    return server, task
+
+
+def _port(server: uvicorn.Server) -> int:
+    return int(server.servers[0].sockets[0].getsockname()[1])
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(), seconds) == b""
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_an_unfinished_head_is_closed_and_a_finished_one_answered(http: str) -> None:
+    if http == "httptools":
+        pytest.importorskip("httptools")
+
+    async def main() -> None:
+        guard = ConnectionGuard(max_connections=16, header_timeout=0.3)
+        server, task = await _serve(guard, http)
+        port = _port(server)
+        try:
+            # a slow client: a header line, then nothing more
+            _, slow = await asyncio.open_connection("127.0.0.1", port)
+            slow.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            reader, _ = await asyncio.open_connection("127.0.0.1", port)
+            # a prompt one, kept alive past the deadline between two requests
+            fast_r, fast_w = await asyncio.open_connection("127.0.0.1", port)
+            fast_w.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"hello" in await fast_r.read(1000)
+            await asyncio.sleep(0.1)
+            fast_w.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"hello" in await fast_r.read(1000)
+            assert await _closed_within(reader, 2.0)  # it sent nothing at all
+            await asyncio.sleep(0.5)
+            assert guard.slow.total >= 2
+            fast_w.close()
+            slow.close()
+        finally:
+            server.should_exit = True
+            await task
+
+    asyncio.run(main())
+
+
+def test_connections_past_the_cap_are_closed_at_once() -> None:
+    async def main() -> None:
+        guard = ConnectionGuard(max_connections=2, header_timeout=30)
+        server, task = await _serve(guard, "h11")
+        port = _port(server)
+        try:
+            held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+            await asyncio.sleep(0.1)
+            extra_r, _ = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                closed = await asyncio.wait_for(extra_r.read(), 2.0) == b""
+            except ConnectionResetError:
+                closed = True
+            assert closed
+            assert guard.refused.total == 1 and guard.open == 2
+            for _, w in held:
+                w.close()
+            await asyncio.sleep(0.1)
+            assert guard.open == 0
+        finally:
+            server.should_exit = True
+            await task
+
+    asyncio.run(main())
+
+
+def test_a_flood_of_one_message_is_summarised(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("test.flood")
+    flood = FloodFilter("socket.accept() out of system resource", "accept errors", every=60)
+    logger.addFilter(flood)
+    try:
+        with caplog.at_level(logging.ERROR, "test.flood"):
+            for _ in range(1000):
+                try:
+                    raise OSError(24, "Too many open files")
+                except OSError:
+                    logger.exception("socket.accept() out of system resource\nsocket: <x>")
+                logger.error("something else")
+    finally:
+        logger.removeFilter(flood)
+    accepts = [r for r in caplog.records if r.getMessage().startswith("socket.accept()")]
+    assert len(accepts) == 1 and accepts[0].exc_info is None
+    assert "\n" not in accepts[0].getMessage()
+    assert sum(r.getMessage() == "something else" for r in caplog.records) == 1000

@@ -31,6 +31,7 @@ from syncd.model import Mode, StepContent, Trigger
 from syncd.openapi import openapi_document
 from syncd.scheduler import QueueFull, ShuttingDown, Ticket
 from syncd.service.intake import Outcome, Overloaded, Receipt
+from syncd.service.remote_reads import Busy
 from syncd.views import diff_view, sync_result_view
 from syncd.webhooks import BadSignature, MalformedPayload, UnknownProvider
 
@@ -74,7 +75,8 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
 
     async def diff(request: Request) -> Response:
         ws = _workspace(rt, request)
-        return JSONResponse(diff_view(ws, await asyncio.to_thread(rt.workspaces.preview, ws)))
+        # It talks to the remote: on threads of its own, bounded (429 past the bound).
+        return JSONResponse(diff_view(ws, await rt.remote_reads.run(rt.workspaces.preview, ws)))
 
     async def sync(request: Request) -> Response:
         ws = _workspace(rt, request)
@@ -379,6 +381,8 @@ def _handlers() -> dict[Any, Any]:
         return error_response(exc.status_code, str(exc.detail), None, headers)
 
     async def syncd_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, Busy):
+            return error_response(429, str(exc), None, {"Retry-After": str(exc.retry_after)})
         if isinstance(exc, QueueFull | ShuttingDown):
             return error_response(503, str(exc), None, {"Retry-After": RETRY_AFTER_SECONDS})
         if isinstance(exc, NotFound):

@@ -23,6 +23,7 @@ from syncd.model import Health
 from syncd.notify import Digester
 from syncd.scheduler import Scheduler
 from syncd.service.intake import Intake
+from syncd.service.remote_reads import RemoteReads
 from syncd.service.workspaces import Workspaces
 from syncd.store import SqliteStore
 
@@ -72,6 +73,7 @@ class App:
     scheduler: Scheduler
     digests: Digester
     intake: Intake  # webhooks: dedupe, targets per config, last seen
+    remote_reads: RemoteReads  # diffs: their own few threads, refused past the bound
     ready: bool = False
     stopping: bool = False
     started_at: float = field(default_factory=time.time)
@@ -92,6 +94,7 @@ class App:
         self.scheduler.reconfigure()
 
     def close(self) -> None:
+        self.remote_reads.close()
         self.core.close()
 
 
@@ -115,7 +118,15 @@ def build(config: Config, registry: CollectorRegistry | None = None) -> App:
     )
     digests = Digester(core.store, lambda: core.config, metrics)
     intake = Intake(lambda: core.config, scheduler, metrics)
-    app = App(core=core, metrics=metrics, scheduler=scheduler, digests=digests, intake=intake)
+    remote_reads = RemoteReads(config.server.max_remote_reads)
+    app = App(
+        core=core,
+        metrics=metrics,
+        scheduler=scheduler,
+        digests=digests,
+        intake=intake,
+        remote_reads=remote_reads,
+    )
     core.workspaces.scheduler = scheduler
     core.workspaces.activity = intake
     return app

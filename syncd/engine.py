@@ -232,9 +232,10 @@ class Engine:
         return self.git.heads(remote_for(ws))
 
     def preview(self, ws: WorkspaceConfig, revision: str | None = None) -> Reading:
-        """The plan now (the `diff` of a workspace), recording nothing."""
-        with self._lock(ws.id):
-            return self.read_at(ws, self.resolve(ws, revision))
+        """The plan now (the `diff` of a workspace), recording nothing. It takes no workspace
+        lock: it writes nothing, and a diff waiting on a slow remote must not hold up a sync (or
+        wait for one). The mirror has a lock of its own for fetches."""
+        return self.read_at(ws, self.resolve(ws, revision))
 
     def _has(self, remote: Remote, revision: str | None) -> bool:
         if revision is None:

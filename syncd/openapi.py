@@ -229,6 +229,10 @@ RESPONSES = {
     "404": error("No such workspace, run or step."),
     "413": error("The body is over the size limit."),
     "422": error("Well formed, but a value is not acceptable."),
+    "429": error(
+        "Too many reads from git remotes at once (`server.max_remote_reads`); try again later.",
+        RETRY_AFTER,
+    ),
     "500": error("Internal error; see syncd's log."),
     "502": error("The git remote failed."),
     "503": error("The run queue is full or syncd is stopping.", RETRY_AFTER),
@@ -356,7 +360,17 @@ def paths() -> dict[str, Any]:
         "/hooks/{provider}": {"post": hook(by_path=True)},
         "/api/v1/workspaces": {"get": op("read", "Workspaces", ok200("WorkspaceList"), "", TAG)},
         WS: {"get": op("read", "A workspace", ok200("Workspace"), "404", ID)},
-        f"{WS}/diff": {"get": op("read", "The plan now", ok200("Plan"), "404 422 502", ID)},
+        f"{WS}/diff": {
+            "get": op(
+                "read",
+                "The plan now",
+                ok200("Plan"),
+                "404 422 429 502",
+                ID,
+                text="It asks the remote for the branch head: at most `server.max_remote_reads` "
+                "run at once, and one more answers 429 with Retry-After.",
+            )
+        },
         f"{WS}/sync": {
             "post": op(
                 "sync",

@@ -351,6 +351,16 @@ async def _json_body(request: Request, allow_empty: bool = False) -> dict[str, A
         raise ApiError(400, "the body is not valid JSON", str(e)[:200]) from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
+    try:
+        # JSON may escape half a UTF-16 pair ("\ud800"): valid JSON, but not text; the store,
+        # git and the log cannot encode it.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ApiError(
+            422,
+            "the body holds a lone surrogate (half a UTF-16 pair), which is not text",
+            f"at character {e.start} of the value",
+        ) from None
     return body
 
 

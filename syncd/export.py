@@ -19,7 +19,7 @@ from typing import Any
 
 from syncd.config import Config, WorkspaceConfig
 from syncd.engine import remote_for
-from syncd.errors import Conflict, PathNotFound, SyncdError
+from syncd.errors import Conflict, GitError, PathNotFound, SyncdError
 from syncd.git import GitSource, Remote
 from syncd.layout import SDK_DIR, STEPS_DIR, PulledStep, layout_files, plan_files
 from syncd.model import Mode
@@ -145,7 +145,7 @@ def export_workspace(
     )
     # 4. push, never forcing; a new branch is created even when it adds nothing to its base
     if commit is not None or not exists:
-        git.push(remote, commit or base, order.branch)
+        _push(git, remote, commit or base, order.branch, heads.get(order.branch))
     log.info(
         "export workspace=%s branch=%s base=%s commit=%s files=%d changed=%s",
         ws.id,
@@ -156,6 +156,28 @@ def export_workspace(
         commit is not None,
     )
     return ExportResult(commit or base, order.branch, len(desired), commit is not None)
+
+
+def _push(git: GitSource, remote: Remote, commit: str, branch: str, base: str | None) -> None:
+    """Push, telling a lost race from a failing remote: when the server refuses the update and
+    the branch is no longer where the export found it (or now exists), another push got there
+    first, which is a Conflict, whatever words the server chose ("failed to update ref")."""
+    try:
+        git.push(remote, commit, branch)
+    except Conflict:
+        raise
+    except GitError as e:
+        try:
+            now = git.heads(remote).get(branch)
+        except GitError:
+            raise e from None
+        if now != base:
+            raise Conflict(
+                f"branch {branch!r} moved on while the export was pushing (now at "
+                f"{(now or 'nothing')[:12]}, was at {(base or 'nothing')[:12]}); nothing was "
+                "pushed: export again to build on it"
+            ) from e
+        raise
 
 
 def _existing(

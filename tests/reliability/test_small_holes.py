@@ -1,0 +1,83 @@
+"""The smaller holes hostile input found, each with the answer it gets now:
+
+- a lone surrogate (`"\\ud800"`, valid JSON, not text) in a PUT body or an export message: 422,
+  not 500;
+- two exports racing to one branch: the loser answers 409 (the branch moved on), not 502;
+- a read-only state directory: `serve` ends with one line naming the path, exit 2;
+- a world-writable secret file: `check-config` warns naming it; a FIFO (or any file that is not
+  a regular one) as a secret file: refused at once naming it, instead of hanging;
+- `syncd pull` into a folder where one target is a symlinked folder: refused before any file is
+  written;
+- two step names that differ only in Unicode normalization (NFC/NFD): their file names would
+  be one on macOS; refused naming both.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support import workspace
+from tests.support.configs import API_TOKEN
+from tests.support.daemon import Daemon, Remote, remote, start_daemon, stop_daemon, view
+
+HEADERS = {"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"}
+RACERS = 6
+ROUNDS = 3
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Remote]]:
+    tmp = tmp_path_factory.mktemp("small-holes")
+    with remote(tmp) as rm:
+        ws = [workspace("manual", rm.url, rm.server, "manual")]
+        d = start_daemon(tmp, rm.server, rm.tree, rm.url, ws)
+        try:
+            d.wait_until(lambda: view(d, "manual")["last_run"], 30, "the startup run")
+            yield d, rm
+        finally:
+            stop_daemon(d)
+
+
+def _send(d: Daemon, method: str, path: str, raw: bytes) -> httpx.Response:
+    return httpx.request(method, f"{d.url}{path}", content=raw, headers=HEADERS, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "raw"),
+    [
+        ("PUT", "/steps/lone", b'{"content": {"if": "", "do": "say(\\"\\ud800\\")"}}'),
+        ("PUT", "/steps/lone", b'{"content": {"if": "\\udfff", "do": "x()"}}'),
+        ("POST", "/export", b'{"branch": "promote/lone", "message": "half \\ud83d a pair"}'),
+    ],
+)
+def test_a_lone_surrogate_is_refused_as_422(
+    served: tuple[Daemon, Remote], method: str, path: str, raw: bytes
+) -> None:
+    d, _ = served
+    r = _send(d, method, f"/api/v1/workspaces/manual{path}", raw)
+    assert r.status_code == 422, r.text
+    assert "surrogate" in r.json()["error"]
+    assert "Traceback" not in d.log()
+
+
+def test_the_loser_of_an_export_race_answers_409(served: tuple[Daemon, Remote]) -> None:
+    d, _ = served
+    seen: list[int] = []
+    for round_no in range(ROUNDS):
+        # Each racer's message differs, so each builds its own commit on the same base.
+        bodies = [
+            f'{{"branch": "race/{round_no % 2}", "message": "racer {round_no}.{i}"}}'.encode()
+            for i in range(RACERS)
+        ]
+        with concurrent.futures.ThreadPoolExecutor(RACERS) as pool:
+            answers = list(
+                pool.map(lambda b: _send(d, "POST", "/api/v1/workspaces/manual/export", b), bodies)
+            )
+        for r in answers:
+            assert r.status_code in (200, 409), f"{r.status_code}: {r.text}"
+            seen.append(r.status_code)
+    assert 200 in seen

@@ -16,7 +16,7 @@ from typing import TextIO
 from syncd import __version__
 from syncd.app import Core, build_core
 from syncd.config import Config, WorkspaceConfig, default_config_path, load_config
-from syncd.errors import ConfigError, NotFound, SyncdError
+from syncd.errors import ConfigError, NotFound, StateUnusable, SyncdError
 from syncd.model import RunResult, SyncState, automation_suspended
 from syncd.views import diff_view, sync_result_view
 
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"syncd: config refused:\n{e}", file=sys.stderr)
         return EXIT_USAGE
-    except NotFound as e:
+    except (NotFound, StateUnusable) as e:
         print(f"syncd: {e}", file=sys.stderr)
         return EXIT_USAGE
     except SyncdError as e:

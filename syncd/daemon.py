@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -27,7 +28,7 @@ from syncd.connections import (
     protocol_class,
     raise_descriptor_limit,
 )
-from syncd.errors import ConfigError, SyncdError
+from syncd.errors import ConfigError, StateUnusable, SyncdError
 from syncd.logs import register_secrets
 from syncd.model import Trigger
 from syncd.sdnotify import Notifier
@@ -250,7 +251,25 @@ def make_server(daemon: Daemon, host: str | None = None, port: int | None = None
     )
 
 
+def check_state_writable(config: Config) -> None:
+    """The state directory and the store's folder must take files: say which one does not,
+    before anything starts (SQLite would only say "unable to open database file")."""
+    database = config.store.sqlite_path
+    for folder in dict.fromkeys([config.state_dir, database.parent]):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder, prefix=".syncd-probe-"):
+                pass
+        except OSError as e:
+            raise StateUnusable(
+                f"cannot write to the state directory {folder}: {e.strerror or e}"
+            ) from None
+    if database.exists() and not os.access(database, os.R_OK | os.W_OK):
+        raise StateUnusable(f"cannot write to the database {database}: permission denied")
+
+
 def serve(config: Config, host: str | None = None, port: int | None = None) -> int:
+    check_state_writable(config)
     install_flood_filters()
     make_server(Daemon(config), host, port).run()
     return 0

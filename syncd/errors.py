@@ -13,6 +13,10 @@ class ConfigError(SyncdError):
     """The configuration is invalid: the message names the file, the key and the value."""
 
 
+class StateUnusable(SyncdError):
+    """The state directory (or the store's folder) cannot be written: a setup error."""
+
+
 class StepFileError(SyncdError):
     """A step file in the repository is invalid: the message names the file(s).
 

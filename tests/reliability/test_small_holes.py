@@ -15,7 +15,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -81,3 +86,41 @@ def test_the_loser_of_an_export_race_answers_409(served: tuple[Daemon, Remote]) 
             assert r.status_code in (200, 409), f"{r.status_code}: {r.text}"
             seen.append(r.status_code)
     assert 200 in seen
+
+
+@contextlib.contextmanager
+def read_only_folder(path: Path) -> Iterator[Path]:
+    """A folder nobody may write to: by its mode, or (root ignores modes) a read-only mount."""
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        try:
+            yield path
+        finally:
+            path.chmod(0o755)
+        return
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("running as root, and cannot mount a read-only tmpfs to test with")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
+
+
+def test_a_read_only_state_directory_ends_serve_with_one_line_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "syncd.yaml"
+    config.write_text('server: {listen: "127.0.0.1:9"}\nstate_dir: ./state\nworkspaces: []\n')
+    with read_only_folder(tmp_path / "state") as state:
+        done = subprocess.run(
+            [sys.executable, "-m", "syncd", "serve", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(state) in lines[0], done.stderr
+    assert "Traceback" not in done.stderr

@@ -6,7 +6,10 @@ may be the secret itself, pasted in the wrong key, so it is not shown either.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,47 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Names shown in messages: a lower-case "name" may be the secret itself, pasted in the wrong key.
 _SHOWN_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 _MAX_SECRET_FILE = 1 << 20
+
+
+class UnsafeSecretFile(Exception):
+    """A secret file that is not a regular file, or that anyone may rewrite."""
+
+
+def _read_secret_file(path: Path) -> bytes:
+    """The first bytes of a secret file, past the limit by one. Opened without blocking, so a
+    FIFO (with no writer it would block `check-config` and a reload for ever) is refused, like
+    any file that is not a regular one; and so is a world-writable one, whose secret anyone on
+    the machine could replace."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if not stat.S_ISREG(mode):
+            raise UnsafeSecretFile(f"{path} is not a regular file ({_kind(mode)})")
+        if mode & stat.S_IWOTH:
+            raise UnsafeSecretFile(
+                f"{path} is writable by every user (mode {stat.S_IMODE(mode):04o}): anyone "
+                "could replace the secret; remove that with chmod o-w"
+            )
+        with os.fdopen(fd, "rb") as f:
+            fd = -1  # the file object closes it
+            return f.read(_MAX_SECRET_FILE + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 class SecretReader(Checker):
@@ -81,10 +125,12 @@ class SecretReader(Checker):
         if path is None:
             return None
         try:
-            with path.open("rb") as f:
-                data = f.read(_MAX_SECRET_FILE + 1)
+            data = _read_secret_file(path)
         except OSError as e:
             self.error(at, f"cannot read {path}: {e.strerror or e}")
+            return None
+        except UnsafeSecretFile as e:
+            self.error(at, str(e))
             return None
         if len(data) > _MAX_SECRET_FILE:
             self.error(at, f"{path} is larger than {_MAX_SECRET_FILE} bytes")

@@ -19,12 +19,15 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from syncd.config import load_config
+from syncd.errors import ConfigError
 from tests.support import workspace
 from tests.support.configs import API_TOKEN
 from tests.support.daemon import Daemon, Remote, remote, start_daemon, stop_daemon, view
@@ -124,3 +127,53 @@ def test_a_read_only_state_directory_ends_serve_with_one_line_naming_it(tmp_path
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and str(state) in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _config_with_secret_file(tmp_path: Path) -> tuple[Path, Path]:
+    config = tmp_path / "syncd.yaml"
+    config.write_text(
+        "state_dir: ./state\nworkspaces: []\n"
+        "tokens:\n  - {name: ops, token_file: ./api-token, scopes: [read]}\n"
+    )
+    return config, tmp_path / "api-token"
+
+
+def _check_config(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "syncd", "check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,  # a FIFO with no writer used to block here for ever
+    )
+
+
+def test_a_fifo_as_a_secret_file_is_refused_naming_it(tmp_path: Path) -> None:
+    config, secret = _config_with_secret_file(tmp_path)
+    os.mkfifo(secret)
+    done = _check_config(config)
+    assert done.returncode == 2, done.stderr
+    assert f"{secret} is not a regular file (a FIFO)" in done.stderr
+    # A reload reads the config in the daemon's thread: it must not hang there either.
+    loaded: list[BaseException | object] = []
+    reader = threading.Thread(target=lambda: loaded.append(_judge(config)), daemon=True)
+    reader.start()
+    reader.join(10)
+    assert loaded and isinstance(loaded[0], ConfigError), "the config load hung on the FIFO"
+
+
+def test_a_world_writable_secret_file_is_refused_naming_it(tmp_path: Path) -> None:
+    config, secret = _config_with_secret_file(tmp_path)
+    secret.write_text("a-token-of-enough-length-0123456789\n")
+    secret.chmod(0o666)
+    done = _check_config(config)
+    assert done.returncode == 2, done.stderr
+    assert f"{secret} is writable by every user" in done.stderr
+    secret.chmod(0o600)
+    assert _check_config(config).returncode == 0
+
+
+def _judge(config: Path) -> object:
+    try:
+        return load_config(config)
+    except ConfigError as e:
+        return e

@@ -20,6 +20,7 @@ and a step that would overwrite it is refused.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -233,13 +234,14 @@ def _mts_path(name: str) -> str:
 
 
 def _disambiguate(paths: dict[str, str]) -> dict[str, str]:
-    """Name -> path, where paths that several names share (ignoring case, for macOS and
-    Windows checkouts) or that are also a folder of another path get the name's hash."""
+    """Name -> path, where paths that several names share (ignoring case and Unicode
+    normalization, for macOS and Windows checkouts: `café` in NFC and in NFD are one file name
+    there) or that are also a folder of another path get the name's hash."""
     by_key: dict[str, list[str]] = defaultdict(list)
     for name, path in paths.items():
-        by_key[path.casefold()].append(name)
+        by_key[_file_key(path)].append(name)
     folders = {
-        "/".join(path.casefold().split("/")[:i])
+        "/".join(_file_key(path).split("/")[:i])
         for path in paths.values()
         for i in range(1, path.count("/") + 1)
     }
@@ -249,6 +251,11 @@ def _disambiguate(paths: dict[str, str]) -> dict[str, str]:
             for name in names:
                 out[name] = _with_hash(paths[name], name)
     return out
+
+
+def _file_key(path: str) -> str:
+    """What a case-insensitive, normalization-insensitive file system sees of a path."""
+    return unicodedata.normalize("NFC", path).casefold()
 
 
 def _with_hash(path: str, name: str) -> str:

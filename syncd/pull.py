@@ -189,6 +189,10 @@ def read_existing(root: Path) -> dict[str, bytes]:
 
 
 def apply_changes(root: Path, changes: FileChanges) -> None:
+    # Every folder is checked before the first file is written: a refusal leaves the checkout
+    # as it was, not half pulled.
+    for rel in [*changes.written, *changes.changed, *changes.removed]:
+        _check_inside(root, _deepest_existing((root / rel).parent, root))
     for rel, data in {**changes.written, **changes.changed}.items():
         _write(root, rel, data)
     for rel in changes.removed:
@@ -235,6 +239,13 @@ def _check_inside(root: Path, folder: Path) -> None:
         raise LayoutError(f"refusing to write in {folder}: it leads outside {root}")
     if ".git" in resolved.relative_to(root).parts:
         raise LayoutError(f"refusing to write in {folder}: it leads into .git")
+
+
+def _deepest_existing(folder: Path, root: Path) -> Path:
+    """`folder`, or the nearest of its parents that exists (a write would create the rest)."""
+    while folder != root and not folder.exists() and not folder.is_symlink():
+        folder = folder.parent
+    return folder
 
 
 def _prune_empty(root: Path, folder: Path) -> None:

@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import threading
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,9 @@ import pytest
 
 from syncd.config import load_config
 from syncd.errors import ConfigError
+from syncd.layout import SDK_DIR, STEPS_DIR, LayoutError, PulledStep, layout_files, plan_files
+from syncd.model import StepContent
+from syncd.pull import apply_changes, read_existing
 from tests.support import workspace
 from tests.support.configs import API_TOKEN
 from tests.support.daemon import Daemon, Remote, remote, start_daemon, stop_daemon, view
@@ -177,3 +181,41 @@ def _judge(config: Path) -> object:
         return load_config(config)
     except ConfigError as e:
         return e
+
+
+def _pulled(*names: str) -> list[PulledStep]:
+    content = StepContent.from_dict({"if": "true", "do": "done()"})
+    return [PulledStep("ws", f"id-{i}", n, content, 1, 0.0) for i, n in enumerate(names)]
+
+
+@pytest.mark.parametrize("linked", [f"{SDK_DIR}/zzz", f"{SDK_DIR}/zzz/deeper"])
+def test_pull_refuses_a_symlinked_folder_before_writing_anything(
+    tmp_path: Path, linked: str
+) -> None:
+    # A folder inside the layout (a step named "zzz/beta" goes to src/steps/zzz/beta.mts) that
+    # is a symlink out of the checkout: `read_existing` does not follow it, so it used to be
+    # found only when that file was written, after the others.
+    checkout, outside = tmp_path / "checkout", tmp_path / "outside"
+    (checkout / ".git").mkdir(parents=True)
+    (checkout / STEPS_DIR).mkdir(parents=True)
+    (outside / "steps").mkdir(parents=True)
+    (checkout / linked).parent.mkdir(parents=True, exist_ok=True)
+    (checkout / linked).symlink_to(outside / "steps")
+    before = sorted(p.relative_to(checkout) for p in checkout.rglob("*"))
+    names = ("alpha", "zzz/beta") if linked.endswith("zzz") else ("alpha", "zzz/deeper/beta")
+    changes = plan_files(layout_files(_pulled(*names)), read_existing(checkout))
+    with pytest.raises(LayoutError, match="leads outside"):
+        apply_changes(checkout, changes)
+    assert sorted(p.relative_to(checkout) for p in checkout.rglob("*")) == before
+    assert not list((outside / "steps").iterdir())
+
+
+def test_nfc_and_nfd_twins_get_file_names_that_differ_on_macos() -> None:
+    nfc, nfd = (
+        unicodedata.normalize("NFC", "café au lait"),
+        unicodedata.normalize("NFD", "café au lait"),
+    )
+    assert nfc != nfd
+    files = layout_files(_pulled(nfc, nfd, "Other", "other"))
+    seen = {unicodedata.normalize("NFD", path).casefold() for path in files}
+    assert len(seen) == len(files), sorted(files)

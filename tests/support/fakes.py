@@ -19,6 +19,7 @@ from pathlib import Path
 
 from syncd.config import (
     Config,
+    DeleteLimit,
     GitConfig,
     NotificationsConfig,
     ServerConfig,
@@ -532,6 +533,7 @@ def workspace(
     allow_empty: bool = False,
     branch: str = "main",
     poll_interval: float = 0.0,
+    max_deletes: DeleteLimit | None = None,
 ) -> WorkspaceConfig:
     return WorkspaceConfig(
         id=ws_id,
@@ -543,6 +545,7 @@ def workspace(
         allow_empty=allow_empty,
         notify=(),
         file=Path("syncd.yaml"),
+        max_deletes=max_deletes,
     )
 
 

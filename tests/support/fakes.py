@@ -38,6 +38,7 @@ from syncd.model import (
     Origin,
     Plan,
     Run,
+    RunResult,
     Status,
     Step,
     StepContent,
@@ -277,6 +278,17 @@ class FakeStore:
         with self._lock:
             found = self._tables.runs.get(run_id)
         return replace(found) if found is not None else None
+
+    def last_success_at(self, ws: str) -> float | None:
+        with self._lock:
+            done = [
+                r.finished_at
+                for r in self._tables.runs.values()
+                if r.workspace == ws
+                and r.result is RunResult.SUCCEEDED
+                and r.finished_at is not None
+            ]
+        return max(done, default=None)
 
     def runs_finished_since(self, since: float, until: float, limit: int = 10_000) -> list[Run]:
         with self._lock:

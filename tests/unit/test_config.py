@@ -708,7 +708,7 @@ def test_max_deletes_is_a_count_or_a_percentage_and_defaults_to_none(tmp_path: P
 )
 def test_max_deletes_refuses_other_values(tmp_path: Path, value: str, fragment: str) -> None:
     message = one_problem(tmp_path, workspace(f"max_deletes: {value}\n"))
-    assert message.endswith(f"workspaces[0] (id \"w1\").max_deletes: {fragment}"), message
+    assert message.endswith(f'workspaces[0] (id "w1").max_deletes: {fragment}'), message
     message = one_problem(tmp_path, f"defaults: {{max_deletes: {value}}}\n")
     assert message.endswith(f"defaults.max_deletes: {fragment}"), message
 

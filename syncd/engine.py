@@ -310,7 +310,6 @@ class Engine:
         present = [c for c in changes if c.status != "deleted"]
         check_count(len(present))
         touched = {c.path for c in changes}
-        before = self.store.index_files(ws.id, touched)
         say(f"reading {len(present)} changed step files")
         problems = Problems()
         new_steps: list[Step] = []
@@ -326,6 +325,8 @@ class Engine:
         for problem in self._duplicates_in_index(ws, new_steps, touched):
             problems.add(problem)
         problems.raise_if_any()
+        # Only now: a path that is not UTF-8 (a problem above) cannot be looked up in the store.
+        before = self.store.index_files(ws.id, touched)
         total = self.store.index_count(ws.id) - len(before) + len(new_steps)
         if total == 0:
             return None  # let the full read name a missing path, or plan the empty export

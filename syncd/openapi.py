@@ -121,7 +121,9 @@ SCHEMAS: dict[str, Schema] = {
             " updated:int deleted:int started_at finished_at:num? error:str? dry_run:bool",
             started_at=SECONDS,
         ),
-        description="One sync attempt; times are unix seconds.",
+        description="One sync attempt; times are unix seconds. `created`, `updated` and "
+        "`deleted` count the run's plan: applied (succeeded) or only planned (planned, dry run); "
+        "0 for a failed run.",
     ),
     "RunList": obj(fields("runs:Run[]"), description="Newest first."),
     "SyncAccepted": obj(

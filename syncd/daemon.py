@@ -147,8 +147,9 @@ class Daemon:
             return True
 
     def _publish_states(self) -> None:
+        store = self.app.core.store
         for ws in self.app.config.workspaces:
-            self.app.metrics.set_state(ws.id, self.app.core.store.state(ws.id))
+            self.app.metrics.restore(ws.id, store.state(ws.id), store.last_success_at(ws.id))
             self.app.core.health.publish(ws)
 
     def status_line(self) -> str:

@@ -34,8 +34,16 @@ from syncd.model import (
     Trigger,
     automation_suspended,
 )
-from syncd.plan import compute_plan, guard_plan, wipe_refused
-from syncd.steps import MAX_STEPS, FileEntry, check_entries, check_unique, parse_step
+from syncd.plan import compute_plan, empty_refused, guard_plan
+from syncd.steps import (
+    MAX_STEPS,
+    FileEntry,
+    Problems,
+    check_count,
+    duplicate_problem,
+    duplicate_problems,
+    entry_problem,
+)
 from syncd.store import IndexUpdate, Store
 from syncd.urls import normalize_repo_url
 
@@ -162,8 +170,8 @@ class Engine:
                 run.revision = self.resolve(ws, revision, progress, head=head)
                 # 3-4. read the steps at that commit and plan against the live ones
                 reading = self.read_at(ws, run.revision, progress)
-                # 5. guard: refuse to empty a workspace unless it allows that
-                guard_plan(reading.plan, reading.live_total, ws.allow_empty)
+                # 5. guard: refuse an empty result unless allowed, and mass deletes over a limit
+                guard_plan(reading.plan, reading.live_total, ws.allow_empty, ws.max_deletes)
                 # 6. apply (automatic mode not suspended, or a manual trigger) or only record
                 #    the plan
                 automatic = ws.mode is Mode.AUTOMATIC and not automation_suspended(ws.mode, state)
@@ -254,29 +262,38 @@ class Engine:
         try:
             entries = self.git.list_files(remote, commit, ws.source.path)
         except PathNotFound as e:
-            # A folder that held every step and is gone is an empty export: the guard decides.
+            # A folder that held every step and is gone is an empty result: the guard's rule
+            # (refused unless allow_empty; max_deletes still applies to the plan).
             live_total = self.store.live_count(ws.id)
             if not (ws.allow_empty or live_total):
                 raise
             if not ws.allow_empty:
-                raise wipe_refused(live_total, f"{e}: that") from e
+                raise empty_refused(live_total, f"{e}: that") from e
             entries = []
-        check_entries([FileEntry(e.path, e.mode, e.size) for e in entries])
-        # A file whose blob the store already holds parsed needs no reading.
+        check_count(len(entries))
+        # A file whose blob the store already holds parsed needs no reading. A bad file does
+        # not stop the reading: the run names every bad file at once.
         known = self.store.index_files(ws.id)
+        problems = Problems()
         steps: list[Step] = []
         read = 0
         with self.git.blob_reader(remote) as read_blob:
             for entry in entries:
+                if problems.add(entry_problem(FileEntry(entry.path, entry.mode, entry.size))):
+                    continue
                 cached = known.get(entry.path)
                 if cached is not None and cached.blob == entry.blob:
                     steps.append(cached)
                     continue
-                steps.append(parse_step(entry.path, entry.blob, read_blob(entry.blob)))
+                step = problems.parse(entry.path, entry.blob, read_blob)
+                if step is not None:
+                    steps.append(step)
                 read += 1
                 if read % 1000 == 0:
                     say(f"read {read} of {len(entries)} step files")
-        check_unique(steps)
+        for problem in duplicate_problems(steps):
+            problems.add(problem)
+        problems.raise_if_any()
         live = self.store.live_steps(ws.id)
         plan = compute_plan(
             {s.name: s.content for s in steps}, {n: s.content for n, s in live.items()}
@@ -292,14 +309,25 @@ class Engine:
         if changes is None:  # the base commit is gone (force-push, rebuilt mirror)
             return None
         present = [c for c in changes if c.status != "deleted"]
-        check_entries([FileEntry(c.path, c.mode, 0) for c in present])
+        check_count(len(present))
         touched = {c.path for c in changes}
-        before = self.store.index_files(ws.id, touched)
         say(f"reading {len(present)} changed step files")
+        problems = Problems()
+        new_steps: list[Step] = []
         with self.git.blob_reader(remote) as read_blob:
-            new_steps = [parse_step(c.path, c.blob or "", read_blob(c.blob or "")) for c in present]
-        check_unique(new_steps)
-        self._check_unique_against_index(ws, new_steps, touched)
+            for c in present:
+                if problems.add(entry_problem(FileEntry(c.path, c.mode, 0))):
+                    continue
+                step = problems.parse(c.path, c.blob or "", read_blob)
+                if step is not None:
+                    new_steps.append(step)
+        for problem in duplicate_problems(new_steps):
+            problems.add(problem)
+        for problem in self._duplicates_in_index(ws, new_steps, touched):
+            problems.add(problem)
+        problems.raise_if_any()
+        # Only now: a path that is not UTF-8 (a problem above) cannot be looked up in the store.
+        before = self.store.index_files(ws.id, touched)
         total = self.store.index_count(ws.id) - len(before) + len(new_steps)
         if total == 0:
             return None  # let the full read name a missing path, or plan the empty export
@@ -322,14 +350,17 @@ class Engine:
         live_total = self.store.live_count(ws.id)
         return Reading(commit, plan, index, live_total, True, len(new_steps))
 
-    def _check_unique_against_index(
+    def _duplicates_in_index(
         self, ws: WorkspaceConfig, new_steps: list[Step], touched: set[str]
-    ) -> None:
+    ) -> list[str]:
+        """The new steps whose names a file the commit did not touch already defines."""
         others = self.store.index_by_name(ws.id, {s.name for s in new_steps})
-        for s in new_steps:
-            for other in others.get(s.name, []):
-                if other.path not in touched:
-                    raise StepFileError(f"{other.path} and {s.path}: both define step {s.name!r}")
+        return [
+            duplicate_problem(other.path, s)
+            for s in new_steps
+            for other in others.get(s.name, [])
+            if other.path not in touched
+        ]
 
     # -- recording -----------------------------------------------------------------------------
 
@@ -348,15 +379,16 @@ class Engine:
         # leaves the workspace OutOfSync (and an automatic one suspended).
         head = self._branch_head(ws) if apply and pinned else reading.revision
         run.finished_at = self.clock()
+        # A planned or dry run records the counts of its plan too: what it would have changed.
+        run.created, run.updated, run.deleted = (
+            len(plan.creates),
+            len(plan.updates),
+            len(plan.deletes),
+        )
         if apply:
             if say:
                 say(f"applying {len(plan.changes)} changes")
             run.result = RunResult.SUCCEEDED
-            run.created, run.updated, run.deleted = (
-                len(plan.creates),
-                len(plan.updates),
-                len(plan.deletes),
-            )
             new_state = replace(
                 state,
                 status=Status.SYNCED if head == reading.revision else Status.OUT_OF_SYNC,

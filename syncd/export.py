@@ -4,9 +4,10 @@ The files are the ones `syncd pull` writes (syncd.layout): the step files go und
 workspace's `path`, and the SDK's `.mts` files under `src/steps` beside `export/steps` when the
 path ends in `export/steps`. The commit is built in memory on the mirror, on top of the head of
 the named branch, or of the tracked branch when the named one does not exist yet; nothing is
-checked out. The push never forces: a branch that moved on meanwhile is a Conflict. Pushing to
-a branch that an automatic workspace follows would deploy at once, so it needs an explicit
-`allow_tracked_branch`.
+checked out. As `syncd pull`, it leaves disabled steps out unless told `include_disabled`, and
+its answer names every step it left out, and why. The push never forces: a branch that moved on
+meanwhile is a Conflict. Pushing to a branch that an automatic workspace follows would deploy at
+once, so it needs an explicit `allow_tracked_branch`.
 
 Blocking (git and SQLite): the API runs it in a thread.
 """
@@ -21,7 +22,15 @@ from syncd.config import Config, WorkspaceConfig
 from syncd.engine import remote_for
 from syncd.errors import Conflict, GitError, PathNotFound, SyncdError
 from syncd.git import GitSource, Remote
-from syncd.layout import SDK_DIR, STEPS_DIR, PulledStep, layout_files, plan_files
+from syncd.layout import (
+    SDK_DIR,
+    STEPS_DIR,
+    LeftOut,
+    PulledStep,
+    layout_files,
+    left_out,
+    plan_files,
+)
 from syncd.model import Mode
 from syncd.refs import MODE_SUBMODULE, MODE_SYMLINK, branch_problem, short_branch
 from syncd.store import Store
@@ -45,6 +54,7 @@ class ExportRequest:
     branch: str
     message: str | None = None
     allow_tracked_branch: bool = False
+    include_disabled: bool = False  # carry disabled steps, as step files with enabled: false
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,7 @@ class ExportResult:
     branch: str
     files: int  # files of the layout: step files plus .mts files
     changed: bool  # False: the branch already held these files, and no commit was made
+    left_out: tuple[LeftOut, ...] = ()  # live steps the export does not carry, and why
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +71,7 @@ class ExportResult:
             "branch": self.branch,
             "files": self.files,
             "changed": self.changed,
+            "left_out": [o.to_dict() for o in self.left_out],
         }
 
 
@@ -82,7 +94,10 @@ def parse_export_request(body: dict[str, Any]) -> ExportRequest:
     allow = body.get("allow_tracked_branch", False)
     if not isinstance(allow, bool):
         raise InvalidExport("`allow_tracked_branch` must be true or false")
-    return ExportRequest(branch, message, allow)
+    include_disabled = body.get("include_disabled", False)
+    if not isinstance(include_disabled, bool):
+        raise InvalidExport("`include_disabled` must be true or false")
+    return ExportRequest(branch, message, allow, include_disabled)
 
 
 def sdk_dir_for(steps_path: str) -> str | None:
@@ -130,7 +145,8 @@ def export_workspace(
         PulledStep(ws.id, s.id, s.name, s.content, s.version, s.updated_at)
         for s in store.live_steps(ws.id).values()
     ]
-    desired = layout_files(steps, steps_dir, sdk_dir)
+    desired = layout_files(steps, steps_dir, sdk_dir, order.include_disabled)
+    skipped = tuple(left_out(steps, order.include_disabled))
     # 3. what differs from the base; a commit only when something does
     existing = _existing(git, remote, base, steps_dir, ".step.json")
     if sdk_dir is not None:
@@ -147,15 +163,16 @@ def export_workspace(
     if commit is not None or not exists:
         _push(git, remote, commit or base, order.branch, heads.get(order.branch))
     log.info(
-        "export workspace=%s branch=%s base=%s commit=%s files=%d changed=%s",
+        "export workspace=%s branch=%s base=%s commit=%s files=%d changed=%s left_out=%d",
         ws.id,
         order.branch,
         base[:12],
         (commit or base)[:12],
         len(desired),
         commit is not None,
+        len(skipped),
     )
-    return ExportResult(commit or base, order.branch, len(desired), commit is not None)
+    return ExportResult(commit or base, order.branch, len(desired), commit is not None, skipped)
 
 
 def _push(git: GitSource, remote: Remote, commit: str, branch: str, base: str | None) -> None:

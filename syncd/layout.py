@@ -7,7 +7,11 @@ Each step becomes two files, relative to the root of the layout (the checkout fo
   header comment (Name, ID, Version, Path, UpdatedAt, Workspace), `match` and the body.
 
 As in the SDK, only enabled steps with a name are written, and name parts that are empty or
-start with `.` are dropped from the `.mts` path. A name can never lead outside the layout: no
+start with `.` are dropped from the `.mts` path. `left_out` names the steps left out, and why:
+merging such a layout into a promotion deletes them from the target workspace. With
+`include_disabled`, disabled steps are written too, as step files with `enabled: false` but
+without an `.mts` file: the SDK's file cannot say "disabled", and a build from it would enable
+the step. A name can never lead outside the layout: no
 part is `..`, `.` or empty, none holds NUL, and none is longer than a file name may be. Names
 that would share a file (`a b` and `a/b`, or names differing only in case) each get a short
 hash of the name in their file names; reading never depends on file names.
@@ -58,6 +62,23 @@ class PulledStep:
     updated_at: float  # unix seconds
 
 
+DISABLED = "disabled"
+NO_NAME = "no name"
+
+
+@dataclass(frozen=True, slots=True)
+class LeftOut:
+    """A live step the layout does not carry, and why (`disabled`, `no name`)."""
+
+    workspace: str
+    id: str
+    name: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "reason": self.reason}
+
+
 @dataclass(frozen=True, slots=True)
 class FileChanges:
     """What bringing a folder to the layout takes: new files, changed files, removals."""
@@ -79,9 +100,19 @@ class FileChanges:
 # -- names to paths ------------------------------------------------------------------------------
 
 
-def is_pulled(step: PulledStep) -> bool:
-    """The SDK's filter: enabled, with a name."""
-    return step.content.enabled and bool(step.name.strip())
+def is_pulled(step: PulledStep, include_disabled: bool = False) -> bool:
+    """The SDK's filter: enabled, with a name (or any step with a name, `include_disabled`)."""
+    return bool(step.name.strip()) and (include_disabled or step.content.enabled)
+
+
+def left_out(steps: Iterable[PulledStep], include_disabled: bool = False) -> list[LeftOut]:
+    """The steps the layout does not carry, by workspace and name, each with its reason."""
+    out = [
+        LeftOut(s.workspace, s.id, s.name, NO_NAME if not s.name.strip() else DISABLED)
+        for s in steps
+        if not is_pulled(s, include_disabled)
+    ]
+    return sorted(out, key=lambda o: (o.workspace, o.name, o.id))
 
 
 def name_parts(name: str) -> list[str]:
@@ -91,12 +122,16 @@ def name_parts(name: str) -> list[str]:
 
 
 def layout_files(
-    steps: Iterable[PulledStep], steps_dir: str = STEPS_DIR, sdk_dir: str | None = SDK_DIR
+    steps: Iterable[PulledStep],
+    steps_dir: str = STEPS_DIR,
+    sdk_dir: str | None = SDK_DIR,
+    include_disabled: bool = False,
 ) -> dict[str, bytes]:
     """Every file of the layout, path -> content; no `.mts` files when `sdk_dir` is None.
+    `include_disabled` adds the disabled steps' step files (and no `.mts` for them).
 
     Raises LayoutError when two steps share a name (from one workspace or from several)."""
-    chosen = sorted((s for s in steps if is_pulled(s)), key=lambda s: s.name)
+    chosen = sorted((s for s in steps if is_pulled(s, include_disabled)), key=lambda s: s.name)
     _check_names(chosen)
     files: dict[str, bytes] = {}
     json_names = _disambiguate(
@@ -105,8 +140,9 @@ def layout_files(
     for step in chosen:
         files[_join(steps_dir, json_names[step.name])] = render_step_file(step.name, step.content)
     if sdk_dir is not None:
-        mts_paths = _disambiguate({s.name: _mts_path(s.name) for s in chosen if name_parts(s.name)})
-        for step in chosen:
+        sdk_steps = [s for s in chosen if s.content.enabled and name_parts(s.name)]
+        mts_paths = _disambiguate({s.name: _mts_path(s.name) for s in sdk_steps})
+        for step in sdk_steps:
             if step.name in mts_paths:
                 path = _join(sdk_dir, mts_paths[step.name])
                 files[path] = render_mts(step, path)

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import contextlib
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 
 from syncd import __version__
 from syncd.config import WorkspaceConfig
-from syncd.model import Health, Plan, Run, RunResult, Status, SyncState
+from syncd.model import Health, Plan, Run, RunResult, Status, SyncState, Trigger
 
 GIT_OPS = ("ls_remote", "fetch", "push")
 WEBHOOK_RESULTS = (
@@ -28,10 +34,14 @@ WEBHOOK_RESULTS = (
     "unavailable",
 )
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+STEP_ACTIONS = ("create", "update", "delete")
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # No `_created` series: they double every counter's series and no alert uses them.
+        # The switch is the library's own and process-wide; syncd never wants them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.sync_runs = Counter(
@@ -109,6 +119,26 @@ class Metrics:
             self.config_reloads.labels(result)
             self.notifications.labels(result)
 
+    # -- workspaces ------------------------------------------------------------------------
+
+    def add_workspace(self, ws_id: str) -> None:
+        """Every label set of the workspace's counters, at 0, so that `increase()` sees the
+        first failure (a series born at 1 shows no increase); idempotent."""
+        for trigger in Trigger:
+            for result in RunResult:
+                self.sync_runs.labels(ws_id, trigger.value, result.value)
+        for action in STEP_ACTIONS:
+            self.steps_changed.labels(ws_id, action)
+        self.sync_duration.labels(ws_id)
+
+    def restore(self, ws_id: str, state: SyncState, last_success: float | None) -> None:
+        """The workspace's series from what the store knows: at start and after a reload, so
+        gauges do not wait for the next run (and an alert on them does not go blind)."""
+        self.add_workspace(ws_id)
+        self.set_state(ws_id, state)
+        if last_success is not None:
+            self.last_success.labels(ws_id).set(last_success)
+
     # -- observers -------------------------------------------------------------------------
 
     def run_finished(
@@ -117,6 +147,7 @@ class Metrics:
         self.sync_runs.labels(ws.id, str(run.trigger), str(run.result)).inc()
         self.sync_duration.labels(ws.id).observe(seconds)
         if run.result is RunResult.SUCCEEDED:
+            # Only applied changes count: a planned run's counts are what it would change.
             self.steps_changed.labels(ws.id, "create").inc(run.created)
             self.steps_changed.labels(ws.id, "update").inc(run.updated)
             self.steps_changed.labels(ws.id, "delete").inc(run.deleted)
@@ -149,8 +180,14 @@ class Metrics:
             _remove(self.health, ws_id, health.value)
         _remove(self.drift, ws_id)
         _remove(self.last_success, ws_id)
+        for trigger in Trigger:
+            for result in RunResult:
+                _remove(self.sync_runs, ws_id, trigger.value, result.value)
+        for action in STEP_ACTIONS:
+            _remove(self.steps_changed, ws_id, action)
+        _remove(self.sync_duration, ws_id)
 
 
-def _remove(metric: Gauge, *labels: str) -> None:
+def _remove(metric: Gauge | Counter | Histogram, *labels: str) -> None:
     with contextlib.suppress(KeyError):
         metric.remove(*labels)

@@ -121,7 +121,9 @@ SCHEMAS: dict[str, Schema] = {
             " updated:int deleted:int started_at finished_at:num? error:str? dry_run:bool",
             started_at=SECONDS,
         ),
-        description="One sync attempt; times are unix seconds.",
+        description="One sync attempt; times are unix seconds. `created`, `updated` and "
+        "`deleted` count the run's plan: applied (succeeded) or only planned (planned, dry run); "
+        "0 for a failed run.",
     ),
     "RunList": obj(fields("runs:Run[]"), description="Newest first."),
     "SyncAccepted": obj(
@@ -192,14 +194,32 @@ SCHEMAS: dict[str, Schema] = {
                 "default": False,
                 "description": "allow pushing to a branch an automatic workspace tracks",
             },
+            "include_disabled": {
+                **BOOL,
+                "default": False,
+                "description": "carry disabled steps too, as step files with `enabled: false` "
+                "(no .mts file); by default they are left out, as the SDK does, and a promotion "
+                "merging the branch deletes them from the target workspace",
+            },
         },
         ["branch"],
     ),
     "ExportResult": obj(
-        fields("commit:str branch:str files:int changed:bool"),
+        fields("commit:str branch:str files:int changed:bool left_out:LeftOutStep[]"),
         description="`commit` is the branch head after the export; `files` counts the files "
         "written (step files and .mts files); `changed` is false when the branch already held "
-        "them and no commit was made.",
+        "them and no commit was made; `left_out` names every live step the export does not "
+        "carry (a promotion merging the branch deletes them from the target workspace).",
+    ),
+    "LeftOutStep": obj(
+        {
+            "id": STR,
+            "name": STR,
+            "reason": {
+                **enum("disabled", "no name"),
+                "description": "`disabled`: send `include_disabled: true` to carry it",
+            },
+        }
     ),
     "ServiceStatus": obj({"status": enum("ok", "ready")}),
     "HookAccepted": obj(fields("matched:str[] queued:str[]"), description="Workspace ids."),

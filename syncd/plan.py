@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from syncd.config.types import DeleteLimit
 from syncd.errors import PlanRefused
 from syncd.model import Plan, StepChange, StepContent
 
@@ -36,20 +37,33 @@ def compute_plan(
     return Plan(tuple(creates), tuple(updates), tuple(deletes), unchanged)
 
 
-def guard_plan(plan: Plan, live_total: int, allow_empty: bool) -> None:
-    """Refuse a plan that deletes every step the workspace has, unless allowed.
+def guard_plan(
+    plan: Plan, live_total: int, allow_empty: bool, max_deletes: DeleteLimit | None = None
+) -> None:
+    """Refuse a plan that would leave the workspace empty, unless allowed; and, with
+    `max_deletes`, a plan that deletes more steps than that at once.
 
-    An empty export usually means a wrong path or a botched commit, not an intent to wipe prod.
+    As Argo CD's `allowEmpty`, only an empty *result* is refused: a commit that renames every
+    step (deleting all and creating as many) applies. An empty export usually means a wrong
+    path or a botched commit, not an intent to wipe prod.
     """
-    if allow_empty or live_total == 0:
-        return
-    if len(plan.deletes) >= live_total:
-        raise wipe_refused(live_total, "the plan")
+    if live_total == 0:
+        return  # nothing to lose
+    after = live_total - len(plan.deletes) + len(plan.creates)
+    if after <= 0 and not allow_empty:
+        raise empty_refused(live_total, "the commit")
+    if max_deletes is not None and len(plan.deletes) > max_deletes.allowed(live_total):
+        raise PlanRefused(
+            f"the commit would delete {len(plan.deletes)} of the {live_total} steps of the "
+            f"workspace, over its `max_deletes: {max_deletes}` "
+            f"(at most {max_deletes.allowed(live_total)}); raise `max_deletes` if that is intended"
+        )
 
 
-def wipe_refused(live_total: int, cause: str) -> PlanRefused:
-    """The guard's refusal, whichever phase finds the wipe (`cause` names what it saw)."""
+def empty_refused(live_total: int, cause: str) -> PlanRefused:
+    """The guard's refusal of an empty result, whichever phase finds it (`cause` names what
+    it saw: the commit, or a folder that is gone)."""
     return PlanRefused(
-        f"{cause} would delete all {live_total} steps of the workspace; "
+        f"{cause} would leave the workspace empty, deleting all {live_total} of its steps; "
         "set `allow_empty: true` on the workspace if that is intended"
     )

@@ -5,6 +5,10 @@ with syncd.layout (`src/steps/**.mts` and `export/steps/*.step.json`), writes wh
 removes the files of steps the workspaces no longer have. The checkout then holds exactly the
 steps of the workspaces pulled together: pull them all at once (list them in `.aloma.yaml`).
 
+As the SDK, it leaves disabled steps out, and says which: a promotion that merges the checkout
+deletes them from the target workspace. `--include-disabled` writes them as step files with
+`enabled: false` (and no `.mts` file), for teams who promote without rebuilding through the SDK.
+
 Exit status: 0 done, 1 the server or the files failed us, 2 bad usage.
 """
 
@@ -27,14 +31,17 @@ import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from syncd.errors import SyncdError
 from syncd.layout import (
+    DISABLED,
     MTS,
     SDK_DIR,
     STEPS_DIR,
     FileChanges,
     LayoutError,
+    LeftOut,
     PulledStep,
     is_pulled,
     layout_files,
+    left_out,
     plan_files,
 )
 from syncd.model import StepContent
@@ -44,6 +51,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 ALOMA_FILE = ".aloma.yaml"
 TIMEOUT = 30.0
+MAX_LISTED = 20  # left-out steps named per workspace; the rest are counted
 
 ALOMA_EXAMPLE = """pull:
   workspaces:
@@ -82,12 +90,18 @@ def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
         "token from $SYNCD_TOKEN or $ALOMA_KEY",
     )
     cmd.add_argument("--dir", type=Path, default=Path("."), help="where to write (default: .)")
+    cmd.add_argument(
+        "--include-disabled",
+        action="store_true",
+        help="write disabled steps too, as step files with enabled: false (no .mts file); "
+        "by default they are left out, as the SDK does",
+    )
     cmd.set_defaults(handler=cmd_pull)
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
     try:
-        return pull(args.workspaces, args.server, args.dir, os.environ)
+        return pull(args.workspaces, args.server, args.dir, os.environ, args.include_disabled)
     except UsageError as e:
         print(f"syncd pull: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -101,6 +115,7 @@ def pull(
     server: str | None,
     target: Path,
     environ: Mapping[str, str] = os.environ,
+    include_disabled: bool = False,
 ) -> int:
     # 1. where: the target folder, which must lie in a git checkout
     root = target.resolve()
@@ -114,15 +129,25 @@ def pull(
         raise UsageError(TOKEN_HELP)
     # 4. read every workspace's live steps, then lay them out together
     steps: list[PulledStep] = []
+    skipped: list[LeftOut] = []
     for ws_id in ids:
         name, found = fetch_workspace(base, token, ws_id)
-        print(f"Pulling workspace {name} (id: {ws_id}): {sum(map(is_pulled, found))} steps")
+        kept = sum(is_pulled(s, include_disabled) for s in found)
+        print(f"Pulling workspace {name} (id: {ws_id}): {kept} steps")
+        mine = left_out(found, include_disabled)
+        report_left_out(mine)
+        skipped += mine
         steps.extend(found)
-    desired = layout_files(steps)
+    desired = layout_files(steps, include_disabled=include_disabled)
     # 5. compare with the files there, write, remove what is stale
     changes = plan_files(desired, read_existing(root))
     apply_changes(root, changes)
     report(changes)
+    if any(o.reason == DISABLED for o in skipped):
+        print(
+            "Disabled steps are left out, as the SDK does: a promotion that merges this checkout "
+            "deletes them from the target workspace. --include-disabled writes them as disabled."
+        )
     return EXIT_OK
 
 
@@ -200,6 +225,19 @@ def apply_changes(root: Path, changes: FileChanges) -> None:
         _check_inside(root, path.parent)
         path.unlink(missing_ok=True)
         _prune_empty(root, path.parent)
+
+
+def report_left_out(skipped: Sequence[LeftOut]) -> None:
+    """Name the steps a workspace's pull leaves out, and why."""
+    if not skipped:
+        return
+    reasons = sorted({o.reason for o in skipped})
+    steps = "step" if len(skipped) == 1 else "steps"
+    print(f"  left out {len(skipped)} {steps} ({', '.join(reasons)}):")
+    for o in skipped[:MAX_LISTED]:
+        print(f"    {_show(o.name) if o.name.strip() else '(id ' + o.id + ')'}: {o.reason}")
+    if len(skipped) > MAX_LISTED:
+        print(f"    and {len(skipped) - MAX_LISTED} more")
 
 
 def report(changes: FileChanges) -> None:

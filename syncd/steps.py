@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,20 +43,28 @@ def step_file_name(name: str) -> str:
 
 def check_entries(entries: Sequence[FileEntry]) -> None:
     """Refuse what must never be read: symlinks, submodules, oversized files, too many steps."""
-    problems: list[str] = []
-    for e in entries:
-        if not _is_text(e.path):
-            problems.append(f"{_printable(e.path)}: the file name is not UTF-8")
-        elif e.mode == MODE_SYMLINK:
-            problems.append(f"{e.path}: is a symlink; step paths must be plain files")
-        elif e.mode == MODE_SUBMODULE:
-            problems.append(f"{e.path}: is a submodule; step paths must be plain files")
-        elif e.size > MAX_FILE_BYTES:
-            problems.append(f"{e.path}: is {e.size} bytes, over the limit of {MAX_FILE_BYTES}")
+    check_count(len(entries))
+    problems = [p for p in map(entry_problem, entries) if p is not None]
     if problems:
-        raise StepFileError(_summarize(problems))
-    if len(entries) > MAX_STEPS:
-        raise StepFileError(f"{len(entries)} step files, over the limit of {MAX_STEPS}")
+        raise StepFileError(summarize(problems))
+
+
+def check_count(count: int) -> None:
+    if count > MAX_STEPS:
+        raise StepFileError(f"{count} step files, over the limit of {MAX_STEPS}")
+
+
+def entry_problem(e: FileEntry) -> str | None:
+    """Why this file must not be read (its name, mode or size), or None."""
+    if not _is_text(e.path):
+        return f"{_printable(e.path)}: the file name is not UTF-8"
+    if e.mode == MODE_SYMLINK:
+        return f"{e.path}: is a symlink; step paths must be plain files"
+    if e.mode == MODE_SUBMODULE:
+        return f"{e.path}: is a submodule; step paths must be plain files"
+    if e.size > MAX_FILE_BYTES:
+        return f"{e.path}: is {e.size} bytes, over the limit of {MAX_FILE_BYTES}"
+    return None
 
 
 def parse_step_file(path: str, data: bytes) -> tuple[str, StepContent]:
@@ -112,14 +120,51 @@ def parse_step(path: str, blob: str, data: bytes) -> Step:
 
 def check_unique(steps: Iterable[Step]) -> None:
     """Two files with the same step name fail the sync; the error names both files."""
+    problems = duplicate_problems(steps)
+    if problems:
+        raise StepFileError(summarize(problems))
+
+
+def duplicate_problems(steps: Iterable[Step]) -> list[str]:
     seen: dict[str, str] = {}
     problems: list[str] = []
     for s in steps:
         first = seen.setdefault(s.name, s.path)
         if first != s.path:
-            problems.append(f"{first} and {s.path}: both define step {s.name!r}")
-    if problems:
-        raise StepFileError(_summarize(problems))
+            problems.append(duplicate_problem(first, s))
+    return problems
+
+
+def duplicate_problem(first_path: str, step: Step) -> str:
+    return f"{first_path} and {step.path}: both define step {step.name!r}"
+
+
+class Problems:
+    """Every wrong step file of one reading, so that one run names them all (not one per push).
+
+    `parse` keeps reading after a bad file; `raise_if_any` ends the reading with all of them.
+    """
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def add(self, problem: str | None) -> bool:
+        """Record a problem; True when there was one."""
+        if problem is not None:
+            self.found.append(problem)
+        return problem is not None
+
+    def parse(self, path: str, blob: str, read: Callable[[str], bytes]) -> Step | None:
+        try:
+            return parse_step(path, blob, read(blob))
+        except StepFileError as e:
+            self.found.append(str(e))
+            return None
+
+    def raise_if_any(self) -> None:
+        if self.found:
+            # In path order, so a duplicate name sits among the other problems of its files.
+            raise StepFileError(summarize(sorted(self.found)))
 
 
 def render_step_file(name: str, content: StepContent) -> bytes:
@@ -159,10 +204,12 @@ def _printable(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _summarize(problems: list[str]) -> str:
+def summarize(problems: list[str]) -> str:
+    """One line for every problem, up to MAX_LISTED_ERRORS, then how many more."""
     shown = problems[:MAX_LISTED_ERRORS]
     more = len(problems) - len(shown)
-    return "; ".join(shown) + (f"; and {more} more" if more else "")
+    head = f"{len(problems)} step files are wrong: " if len(problems) > 1 else ""
+    return head + "; ".join(shown) + (f"; and {more} more" if more else "")
 
 
 def _type_name(value: object) -> str:

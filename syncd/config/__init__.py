@@ -14,6 +14,7 @@ from syncd.config.load import default_config_path, load_config
 from syncd.config.types import (
     SCOPES,
     Config,
+    DeleteLimit,
     GitConfig,
     NotificationsConfig,
     Secret,
@@ -29,6 +30,7 @@ from syncd.config.types import (
 __all__ = [
     "SCOPES",
     "Config",
+    "DeleteLimit",
     "GitConfig",
     "NotificationsConfig",
     "Secret",

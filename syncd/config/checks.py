@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from syncd.config.types import DeleteLimit
 from syncd.model import Mode
 from syncd.refs import branch_problem, short_branch
 
@@ -26,6 +27,7 @@ MAX_PROBLEMS = 100  # a runaway file (a list of a million bad tags) still gives 
 _PLAIN_SECRET_KEYS = frozenset(
     {"password", "token", "secret", "secrets", "signing_secret", "signing_secrets"}
 )
+_PERCENT = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*")
 _WORKSPACE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _EMAIL = re.compile(r"[^@\s<>()\[\],;:\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -238,6 +240,31 @@ class Checker:
             self.error(at, f"must be 0 (webhooks only) or at least 1s, got {describe(value)}")
             return default
         return seconds
+
+    def delete_limit(self, at: At, value: Any, default: DeleteLimit | None) -> DeleteLimit | None:
+        """`max_deletes`: a count of steps (`50`) or a share of the live steps (`"20%"`)."""
+        if value is None:
+            return default
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 0:
+                self.error(at, f"must be a count of at least 0 or a percentage, got {value}")
+                return default
+            return DeleteLimit(count=value)
+        match = _PERCENT.fullmatch(value) if isinstance(value, str) else None
+        if match is None:
+            self.error(
+                at, f'expected a count like 50 or a percentage like "20%", got {describe(value)}'
+            )
+            return default
+        percent = float(match.group(1))
+        if not 0 < percent <= 100:
+            self.error(
+                at, f"a percentage must be more than 0% and at most 100%, got {describe(value)}"
+            )
+            return default
+        return DeleteLimit(percent=percent)
 
     def workspace_id(self, at: At, value: Any) -> str:
         if isinstance(value, int) and not isinstance(value, bool):

@@ -19,6 +19,7 @@ from syncd.config.checks import At, describe, quote, suggest
 from syncd.config.credentials import SecretReader
 from syncd.config.types import (
     SCOPES,
+    DeleteLimit,
     GitConfig,
     NotificationsConfig,
     ServerConfig,
@@ -32,9 +33,19 @@ from syncd.config.types import (
 )
 from syncd.model import WEBHOOK_PROVIDERS, Mode
 
-_WORKSPACE_KEYS = ("id", "name", "tags", "mode", "source", "poll_interval", "allow_empty", "notify")
+_WORKSPACE_KEYS = (
+    "id",
+    "name",
+    "tags",
+    "mode",
+    "source",
+    "poll_interval",
+    "allow_empty",
+    "max_deletes",
+    "notify",
+)
 _SOURCE_KEYS = ("url", "branch", "path", "username", "password_env", "password_file", "ca_file")
-_DEFAULTS_KEYS = ("mode", "branch", "path", "poll_interval")
+_DEFAULTS_KEYS = ("mode", "branch", "path", "poll_interval", "max_deletes")
 _SMTP_KEYS = ("host", "port", "tls", "from", "username", "password_env", "password_file", "timeout")
 _TLS_PORTS: Mapping[str, int] = MappingProxyType({"none": 25, "starttls": 587, "tls": 465})
 
@@ -47,6 +58,7 @@ class Defaults:
     branch: str = "main"
     path: str = "export/steps"
     poll_interval: float = 60.0
+    max_deletes: DeleteLimit | None = None
 
 
 class SectionParser(SecretReader):
@@ -257,6 +269,9 @@ class SectionParser(SecretReader):
             poll_interval=self.poll_interval(
                 at.key("poll_interval"), section.get("poll_interval"), builtin.poll_interval
             ),
+            max_deletes=self.delete_limit(
+                at.key("max_deletes"), section.get("max_deletes"), builtin.max_deletes
+            ),
         )
         # A broken default is reported once, here; the workspaces carry on with the built-in one.
         return defaults if len(self.problems) == before else builtin
@@ -304,6 +319,9 @@ class SectionParser(SecretReader):
             allow_empty=self.boolean(at.key("allow_empty"), section.get("allow_empty"), False),
             notify=self.notify(at.key("notify"), section.get("notify")),
             file=at.file,
+            max_deletes=self.delete_limit(
+                at.key("max_deletes"), section.get("max_deletes"), defaults.max_deletes
+            ),
         )
 
     def source(self, at: At, value: Any, defaults: Defaults) -> SourceConfig:

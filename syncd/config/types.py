@@ -47,6 +47,23 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class DeleteLimit:
+    """`max_deletes`: at most `count` steps, or `percent` % of the live steps, in one sync."""
+
+    count: int | None = None
+    percent: float | None = None
+
+    def allowed(self, live_total: int) -> int:
+        """How many of `live_total` live steps one sync may delete."""
+        if self.count is not None:
+            return self.count
+        return int(live_total * (self.percent or 0.0) / 100)
+
+    def __str__(self) -> str:
+        return str(self.count) if self.count is not None else f"{self.percent:g}%"
+
+
+@dataclass(frozen=True)
 class WorkspaceConfig:
     id: str
     name: str
@@ -57,6 +74,7 @@ class WorkspaceConfig:
     allow_empty: bool
     notify: tuple[str, ...]
     file: Path  # the file that defined it
+    max_deletes: DeleteLimit | None = None  # None: any number of deletes (but see allow_empty)
 
 
 @dataclass(frozen=True)

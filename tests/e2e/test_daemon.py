@@ -89,6 +89,10 @@ def test_webhook_push_applies_automatic_and_marks_manual_out_of_sync(daemon: Dae
         what="the manual workspace to turn OutOfSync",
     )
     assert steps_of(daemon, "manual") == {}
+    # The planned run records what it would change, not zeros.
+    planned = workspace_of(daemon, "manual")["last_run"]
+    assert planned["result"] == "planned" and planned["trigger"] == "webhook"
+    assert (planned["created"], planned["updated"], planned["deleted"]) == (1, 0, 0)
     auto = workspace_of(daemon, "auto")
     assert auto["status"] == "Synced" and auto["last_applied_revision"] == daemon.tree.head()
     assert auto["last_run"]["trigger"] == "webhook"

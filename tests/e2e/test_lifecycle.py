@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from syncd.sdnotify import Notifier
-from tests.support import GitServer, WorkTree, workspace
+from tests.support import GitServer, WorkTree, workspace, write_step
 from tests.support.daemon import Daemon, start_daemon
 
 
@@ -130,5 +130,37 @@ def test_reload_by_file_edit_and_sighup_and_a_broken_config_is_refused(
         assert metric(d, 'syncd_config_reloads_total{result="ok"}') >= 2
         assert d.stop() == 0
     finally:
+        if d.process.poll() is None:
+            d.process.kill()
+
+
+def test_metrics_exist_from_the_start_and_survive_a_restart(
+    git_server: GitServer, repo: tuple[str, WorkTree], tmp_path: Path
+) -> None:
+    url, tree = repo
+    write_step(tree, "greet", "hello()")
+    tree.commit("add a step")
+    tree.push()
+    d = start_daemon(tmp_path, git_server, tree, url)
+    try:
+        success = 'syncd_workspace_last_success_timestamp_seconds{workspace="auto"}'
+        first = d.wait_until(lambda: metric(d, success), what="the startup sync of auto")
+        with d.client(token=None) as c:
+            page = c.get("/metrics").text
+        assert "_created" not in page
+        # The first failure of a workspace must be an increase: its series are there at 0.
+        assert (
+            'syncd_sync_runs_total{result="failed",trigger="webhook",workspace="manual"} 0.0'
+            in (page)
+        )
+        assert d.stop() == 0
+        # Restarted with the remote failing: no run succeeds, yet the gauge is back at once.
+        git_server.set_fault("500")
+        d = start_daemon(tmp_path, git_server, tree, url)
+        assert metric(d, success) == first
+        assert metric(d, 'syncd_workspace_status{status="Synced",workspace="auto"}') == 1.0
+        assert d.stop() == 0
+    finally:
+        git_server.set_fault(None)
         if d.process.poll() is None:
             d.process.kill()

@@ -58,15 +58,19 @@ def pd(git_server: GitServer, repo: tuple[str, WorkTree], tmp_path: Path) -> Ite
         d.process.wait(10)
 
 
-def seed(d: Daemon, steps: dict[str, tuple[str, str]], ws: str = "dev") -> None:
-    """Give a manual workspace these live steps, through git: commit, push, sync."""
+def seed(
+    d: Daemon, steps: dict[str, tuple[str, str]], ws: str = "dev", disabled: set[str] | None = None
+) -> None:
+    """Give a manual workspace these live steps, through git: commit, push, sync; the names in
+    `disabled` are disabled steps."""
     branch = {"dev": "seed", "ops": "seed-ops"}[ws]
     d.tree.git("checkout", "--quiet", "-B", branch)
     if (d.tree.path / "export").exists():
         d.tree.remove("export")
     for i, (name, (if_, do)) in enumerate(steps.items()):
         # Files named by number: `a b` and `a/b` would share a file (reading ignores names).
-        d.tree.write(f"export/steps/{i}.step.json", render_step_file(name, StepContent(if_, do)))
+        content = StepContent(if_, do, enabled=name not in (disabled or set()))
+        d.tree.write(f"export/steps/{i}.step.json", render_step_file(name, content))
     d.tree.commit(f"seed {ws}")
     d.tree.push(branch, force=True)
     d.tree.git("checkout", "--quiet", "main")
@@ -289,3 +293,41 @@ def test_export_through_the_daemon(pd: Daemon, git_server: GitServer, tmp_path: 
         assert r.status_code == 200, r.text
     sync(pd, "prod")
     assert steps_of(pd, "prod") == steps_of(pd, "dev")
+
+
+def test_pull_and_export_name_the_disabled_steps_they_leave_out_or_carry_them(
+    pd: Daemon, tmp_path: Path
+) -> None:
+    seed(pd, {"on": ("true", "on()"), "off": ("true", "off()")}, disabled={"off"})
+    # By default, as the SDK: the disabled step is left out, and the output says so and why.
+    plain = checkout(pd, tmp_path / "plain")
+    out = pull(pd, plain, "dev")
+    assert out.returncode == 0, out.stderr
+    assert "Pulling workspace ws-dev (id: dev): 1 steps" in out.stdout
+    assert "  left out 1 step (disabled):\n    off: disabled\n" in out.stdout
+    assert "a promotion that merges this checkout deletes them" in out.stdout
+    assert not (plain / "export/steps/off.step.json").exists()
+    # --include-disabled carries it as disabled: a step file, and no .mts for the SDK to enable.
+    full = checkout(pd, tmp_path / "full")
+    out = pull(pd, full, "dev", "--include-disabled")
+    assert out.returncode == 0, out.stderr
+    assert "(id: dev): 2 steps" in out.stdout and "left out" not in out.stdout
+    data = (full / "export/steps/off.step.json").read_bytes()
+    assert data == render_step_file("off", StepContent("true", "off()", enabled=False))
+    assert not (full / "src/steps/off.mts").exists() and (full / "src/steps/on.mts").exists()
+
+    url = "/api/v1/workspaces/dev/export"
+    with pd.client() as c:
+        r = c.post(url, json={"branch": "promote/plain"})
+        assert r.status_code == 200, r.text
+        [skipped] = r.json()["left_out"]
+        assert (skipped["name"], skipped["reason"]) == ("off", "disabled") and skipped["id"]
+        body = {"branch": "prod", "allow_tracked_branch": True, "include_disabled": True}
+        r = c.post(url, json=body)
+        assert r.status_code == 200 and r.json()["left_out"] == [], r.text
+        r = c.post(url, json={"branch": "x", "include_disabled": "yes"})
+        assert r.status_code == 422 and "include_disabled" in r.json()["error"]
+    # The promotion carried the disabled step as disabled.
+    sync(pd, "prod")
+    assert steps_of(pd, "prod") == steps_of(pd, "dev")
+    assert steps_of(pd, "prod")["off"]["enabled"] is False

@@ -158,6 +158,40 @@ def test_empty_export_is_refused_unless_allowed(setup) -> None:
     assert live(core) == {"greet": "done()"}
 
 
+def test_a_commit_replacing_every_step_with_others_applies(setup) -> None:
+    core, tree = setup
+    write_step(tree, "placeholder")
+    push(tree)
+    core.engine.sync(ws(core, "auto"), Trigger.MANUAL)
+    tree.remove("export/steps/placeholder.step.json")
+    for i in range(30):
+        write_step(tree, f"real/{i}", f"r{i}()")
+    push(tree)
+    out = core.engine.sync(ws(core, "auto"), Trigger.WEBHOOK)
+    assert out.run.result is RunResult.SUCCEEDED, out.run.error
+    assert (out.run.created, out.run.deleted) == (30, 1)
+    assert live(core) == {f"real/{i}": f"r{i}()" for i in range(30)}
+
+
+def test_every_bad_file_of_a_commit_is_named_in_one_run(setup) -> None:
+    core, tree = setup
+    write_step(tree, "greet", "good()")
+    push(tree)
+    core.engine.sync(ws(core, "auto"), Trigger.MANUAL)
+    tree.write("export/steps/a.step.json", "{not json")
+    tree.write("export/steps/b.step.json", '{"name": "b", "content": {"if": 1, "do": "x"}}')
+    write_step(tree, "greet", "again()")  # greet.step.json, changed
+    tree.write("export/steps/c.step.json", (tree.path / "export/steps/greet.step.json").read_text())
+    push(tree)
+    out = core.engine.sync(ws(core, "auto"), Trigger.WEBHOOK)
+    error = out.run.error or ""
+    assert out.run.result is RunResult.FAILED and error.startswith("3 step files are wrong: ")
+    assert "export/steps/a.step.json: is not valid JSON" in error
+    assert "export/steps/b.step.json: `content.if` must be a string, got a number" in error
+    assert "both define step 'greet'" in error
+    assert live(core) == {"greet": "good()"}
+
+
 def test_missing_path_is_an_error(setup) -> None:
     core, tree = setup
     tree.write("other/file.txt", "x")

@@ -1,5 +1,5 @@
-"""The monitoring kit: alert rules promtool accepts, a dashboard over the contract's metrics,
-and a /metrics page promtool accepts."""
+"""The monitoring kit: alert rules promtool accepts and proves to fire and resolve, a dashboard
+over the contract's metrics, and a /metrics page promtool accepts."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
+from syncd.config import parse_duration
 from syncd.metrics import Metrics
 from syncd.model import Run, RunResult, Status, SyncState, Trigger
 
@@ -30,9 +31,11 @@ CONTRACT_METRICS = {
     "syncd_config_reloads_total",
     "syncd_notifications_sent_total",
     "syncd_build_info",
+    "syncd_workspace_health",  # beyond the contract: Healthy, Degraded, Suspended
 }
 needs_promtool = pytest.mark.skipif(
-    shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not here"
+    shutil.which("promtool") is None,
+    reason="promtool is not installed (apt-get install prometheus; .ci/run does)",
 )
 
 
@@ -71,6 +74,53 @@ def test_promtool_accepts_the_alert_rules() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@needs_promtool
+def test_promtool_proves_every_alert_fires_and_resolves() -> None:
+    tests = ROOT / "config/prometheus/syncd-alerts.test.yaml"
+    done = subprocess.run(
+        ["promtool", "test", "rules", str(tests)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rules = yaml.safe_load((ROOT / "config/prometheus/syncd-alerts.yaml").read_text())
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"]}
+    cases = yaml.safe_load(tests.read_text())["tests"]
+    checks = [c for t in cases for c in t["alert_rule_test"]]
+    for alert in alerts:
+        mine = [c for c in checks if c["alertname"] == alert]
+        assert any(c["exp_alerts"] for c in mine), f"no test shows {alert} firing"
+        firing = min(parse_duration(c["eval_time"]) for c in mine if c["exp_alerts"])
+        later = [c for c in mine if parse_duration(c["eval_time"]) > firing]
+        assert any(not c["exp_alerts"] for c in later), f"no test shows {alert} resolving"
+
+
+def test_counters_exist_at_zero_for_each_workspace_and_no_created_series() -> None:
+    m = Metrics()
+    m.add_workspace("prod")
+    text = generate_latest(m.registry).decode()
+    assert "_created" not in text
+    for trigger in Trigger:
+        for result in RunResult:
+            labels = f'result="{result}",trigger="{trigger}",workspace="prod"'
+            assert f"syncd_sync_runs_total{{{labels}}} 0.0" in text
+    for action in ("create", "update", "delete"):
+        assert f'syncd_steps_changed_total{{action="{action}",workspace="prod"}} 0.0' in text
+    assert 'syncd_sync_duration_seconds_count{workspace="prod"} 0.0' in text
+    m.forget_workspace("prod")
+    assert 'workspace="prod"' not in generate_latest(m.registry).decode()
+
+
+def test_gauges_are_restored_from_what_the_store_knows() -> None:
+    m = Metrics()
+    m.restore("prod", SyncState("prod", Status.OUT_OF_SYNC, drift=3), last_success=1234.5)
+    m.restore("new", SyncState("new", Status.UNKNOWN), last_success=None)
+    text = generate_latest(m.registry).decode()
+    assert 'syncd_workspace_last_success_timestamp_seconds{workspace="prod"} 1234.5' in text
+    assert 'syncd_workspace_last_success_timestamp_seconds{workspace="new"}' not in text
+    assert 'syncd_workspace_status{status="OutOfSync",workspace="prod"} 1.0' in text
+    assert 'syncd_workspace_drift_steps{workspace="prod"} 3.0' in text
+    assert 'syncd_sync_runs_total{result="failed",trigger="poll",workspace="new"} 0.0' in text
+
+
 def test_alerts_and_dashboard_use_only_real_metrics() -> None:
     rules = yaml.safe_load((ROOT / "config/prometheus/syncd-alerts.yaml").read_text())
     exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
@@ -87,4 +137,6 @@ def test_alerts_and_dashboard_use_only_real_metrics() -> None:
         "SyncdNoRecentSuccess",
         "SyncdGitRemoteErrors",
         "SyncdConfigReloadRefused",
+        "SyncdWorkspaceDegraded",
+        "SyncdDown",
     } <= alerts

@@ -49,6 +49,20 @@ def test_apply_creates_updates_deletes_and_bumps_versions(store: SqliteStore) ->
     assert store.index_count(WS) == 2
 
 
+def test_last_success_is_the_last_succeeded_run(store: SqliteStore) -> None:
+    assert store.last_success_at(WS) is None
+    state = SyncState(WS, Status.SYNCED)
+    for rid, result, finished in [
+        ("a", RunResult.SUCCEEDED, 10.0),
+        ("b", RunResult.SUCCEEDED, 20.0),
+        ("c", RunResult.FAILED, 30.0),
+        ("d", RunResult.PLANNED, 40.0),
+    ]:
+        store.record_run(Run(rid, WS, Trigger.POLL, "abc", result, finished - 1, finished), state)
+    assert store.last_success_at(WS) == 20.0
+    assert store.last_success_at("other") is None
+
+
 def test_failed_apply_rolls_back_everything(store: SqliteStore, monkeypatch) -> None:
     apply(store, {"a": content("1")})
     before = store.live_steps(WS)

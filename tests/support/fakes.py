@@ -19,6 +19,7 @@ from pathlib import Path
 
 from syncd.config import (
     Config,
+    DeleteLimit,
     GitConfig,
     NotificationsConfig,
     ServerConfig,
@@ -37,6 +38,7 @@ from syncd.model import (
     Origin,
     Plan,
     Run,
+    RunResult,
     Status,
     Step,
     StepContent,
@@ -276,6 +278,17 @@ class FakeStore:
         with self._lock:
             found = self._tables.runs.get(run_id)
         return replace(found) if found is not None else None
+
+    def last_success_at(self, ws: str) -> float | None:
+        with self._lock:
+            done = [
+                r.finished_at
+                for r in self._tables.runs.values()
+                if r.workspace == ws
+                and r.result is RunResult.SUCCEEDED
+                and r.finished_at is not None
+            ]
+        return max(done, default=None)
 
     def runs_finished_since(self, since: float, until: float, limit: int = 10_000) -> list[Run]:
         with self._lock:
@@ -532,6 +545,7 @@ def workspace(
     allow_empty: bool = False,
     branch: str = "main",
     poll_interval: float = 0.0,
+    max_deletes: DeleteLimit | None = None,
 ) -> WorkspaceConfig:
     return WorkspaceConfig(
         id=ws_id,
@@ -543,6 +557,7 @@ def workspace(
         allow_empty=allow_empty,
         notify=(),
         file=Path("syncd.yaml"),
+        max_deletes=max_deletes,
     )
 
 

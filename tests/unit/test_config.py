@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from syncd.config import (
     Config,
+    DeleteLimit,
     GitConfig,
     NotificationsConfig,
     Secret,
@@ -673,6 +674,43 @@ def test_tags_notify_and_allow_empty(tmp_path: Path) -> None:
     )
     [ws] = load(tmp_path, text).workspaces
     assert (ws.tags, ws.allow_empty, ws.notify) == (("prod", "eu"), True, ("ops@example.com",))
+
+
+def test_max_deletes_is_a_count_or_a_percentage_and_defaults_to_none(tmp_path: Path) -> None:
+    text = """\
+        defaults: {max_deletes: "20%"}
+        workspaces:
+          - {id: a, name: a, source: {url: "https://h/r"}}
+          - {id: b, name: b, max_deletes: 50, source: {url: "https://h/r"}}
+          - {id: c, name: c, max_deletes: "7", source: {url: "https://h/r"}}
+    """
+    a, b, c = load(tmp_path, text).workspaces
+    assert (a.max_deletes, b.max_deletes, c.max_deletes) == (
+        DeleteLimit(percent=20.0),
+        DeleteLimit(count=50),
+        DeleteLimit(count=7),
+    )
+    assert (str(a.max_deletes), a.max_deletes and a.max_deletes.allowed(1000)) == ("20%", 200)
+    [ws] = load(tmp_path, workspace("")).workspaces
+    assert ws.max_deletes is None
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("-1", "must be a count of at least 0 or a percentage, got -1"),
+        ("'0%'", 'a percentage must be more than 0% and at most 100%, got str "0%"'),
+        ("'150%'", 'a percentage must be more than 0% and at most 100%, got str "150%"'),
+        ("lots", 'expected a count like 50 or a percentage like "20%", got str "lots"'),
+        ("true", 'expected a count like 50 or a percentage like "20%", got bool true'),
+        ("1.5", 'expected a count like 50 or a percentage like "20%", got float 1.5'),
+    ],
+)
+def test_max_deletes_refuses_other_values(tmp_path: Path, value: str, fragment: str) -> None:
+    message = one_problem(tmp_path, workspace(f"max_deletes: {value}\n"))
+    assert message.endswith(f'workspaces[0] (id "w1").max_deletes: {fragment}'), message
+    message = one_problem(tmp_path, f"defaults: {{max_deletes: {value}}}\n")
+    assert message.endswith(f"defaults.max_deletes: {fragment}"), message
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from itertools import count
 
 import pytest
 
+from syncd.config import DeleteLimit
 from syncd.engine import Engine
 from syncd.errors import GitError
 from syncd.model import Mode, Origin, RunResult, Status, StepContent, Trigger
@@ -106,6 +107,19 @@ def test_a_dry_run_applies_nothing(world: World) -> None:
     assert world.store.state("ws").last_applied_revision is None
 
 
+def test_planned_and_dry_runs_record_the_counts_of_their_plan(world: World) -> None:
+    world.git.commit(step_files({"greet": "hello()", "other": "o()", "gone": "g()"}))
+    world.engine.sync(WS, Trigger.MANUAL)
+    world.git.commit(step_files({"greet": "hello(2)", "gone": None, "new": "n()", "new2": "m()"}))
+    dry = world.engine.sync(WS, Trigger.MANUAL, dry_run=True)
+    planned = world.engine.sync(workspace("ws", mode=Mode.MANUAL), Trigger.WEBHOOK)
+    for out in (dry, planned):
+        assert out.run.result is RunResult.PLANNED
+        assert (out.run.created, out.run.updated, out.run.deleted) == (2, 1, 1)
+        assert world.store.run(out.run.id) == out.run
+    assert world.live() == {"greet": "hello()", "other": "o()", "gone": "g()"}
+
+
 def test_a_pinned_revision_syncs_to_that_commit(world: World) -> None:
     v1 = world.git.commit(step_files({"greet": "v1"}))
     world.git.commit(step_files({"greet": "v2"}))
@@ -148,6 +162,74 @@ def test_a_bad_step_file_fails_the_run_and_that_commit_is_not_retried(world: Wor
     out = world.engine.sync(WS, Trigger.WEBHOOK)
     assert out.run.result is RunResult.SUCCEEDED, out.run.error
     assert world.store.state("ws").failed_revision is None
+
+
+@pytest.mark.parametrize("incremental", [False, True])
+def test_every_bad_step_file_is_named_in_one_run(world: World, incremental: bool) -> None:
+    world.git.commit(step_files({"greet": "hello()"}))
+    if incremental:
+        world.engine.sync(WS, Trigger.WEBHOOK)
+    good = step_files({"fine": "f()"})
+    world.git.commit(
+        {
+            **good,
+            f"{STEPS_PATH}/a.step.json": "{not json",
+            f"{STEPS_PATH}/b.step.json": '{"name": 7, "content": {}}',
+            f"{STEPS_PATH}/c.step.json": step_files({"greet": "again()"})[
+                f"{STEPS_PATH}/greet.step.json"
+            ]
+            or b"",
+            **{f"{STEPS_PATH}/z{i:02}.step.json": "[]" for i in range(25)},
+        }
+    )
+    out = world.engine.sync(WS, Trigger.WEBHOOK)
+    assert out.run.result is RunResult.FAILED and out.run.error
+    error = out.run.error
+    assert error.startswith("28 step files are wrong: "), error
+    assert f"{STEPS_PATH}/a.step.json: is not valid JSON" in error
+    assert f"{STEPS_PATH}/b.step.json: `name` must be a string, got a number" in error
+    assert f"{STEPS_PATH}/c.step.json" in error and "both define step 'greet'" in error
+    assert f"{STEPS_PATH}/z00.step.json: must be a JSON object, got an array" in error
+    assert error.endswith("; and 8 more")
+    assert "fine" not in world.live()
+
+
+def test_a_commit_replacing_every_step_with_other_steps_applies(world: World) -> None:
+    world.git.commit(step_files({"placeholder": "p()"}))
+    world.engine.sync(WS, Trigger.WEBHOOK)
+    names = {f"real/{i}": f"r{i}()" for i in range(50)}
+    world.git.commit({**step_files({"placeholder": None}), **step_files(names)})
+    out = world.engine.sync(WS, Trigger.WEBHOOK)
+    assert out.run.result is RunResult.SUCCEEDED, out.run.error
+    assert (out.run.created, out.run.deleted) == (50, 1)
+    assert world.live() == names
+
+
+def test_max_deletes_refuses_a_mass_deletion(world: World) -> None:
+    world.git.commit(step_files({f"s{i}": "x()" for i in range(10)}))
+    world.engine.sync(WS, Trigger.WEBHOOK)
+    world.git.commit(step_files({f"s{i}": None for i in range(3)}))
+    limited = workspace("ws", max_deletes=DeleteLimit(percent=20))
+    out = world.engine.sync(limited, Trigger.WEBHOOK)
+    assert out.run.result is RunResult.FAILED and out.run.error
+    assert "would delete 3 of the 10 steps" in out.run.error and "max_deletes: 20%" in out.run.error
+    assert len(world.live()) == 10
+    out = world.engine.sync(workspace("ws", max_deletes=DeleteLimit(count=3)), Trigger.WEBHOOK)
+    assert out.run.result is RunResult.SUCCEEDED, out.run.error
+    assert len(world.live()) == 7
+
+
+def test_a_vanished_export_folder_follows_the_empty_result_rule(world: World) -> None:
+    world.git.commit({**step_files({"greet": "hello()"}), "README.md": "x"})
+    world.engine.sync(WS, Trigger.WEBHOOK)
+    world.git.commit(step_files({"greet": None}))  # the folder is gone with its last file
+    out = world.engine.sync(WS, Trigger.WEBHOOK)
+    assert out.run.result is RunResult.FAILED and out.run.error
+    assert "not found" in out.run.error and "would leave the workspace empty" in out.run.error
+    assert world.live() == {"greet": "hello()"}
+    out = world.engine.sync(workspace("ws", allow_empty=True), Trigger.WEBHOOK)
+    assert out.run.result is RunResult.SUCCEEDED, out.run.error
+    assert world.live() == {}
 
 
 def test_a_transient_git_error_fails_the_run_for_a_retry(world: World) -> None:

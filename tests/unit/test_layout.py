@@ -7,12 +7,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncd.layout import (
+    DISABLED,
     MAX_FILE_NAME_BYTES,
+    NO_NAME,
     LayoutError,
+    LeftOut,
     PulledStep,
     check_relative,
     is_managed,
     layout_files,
+    left_out,
     name_parts,
     plan_files,
 )
@@ -82,6 +86,30 @@ def test_the_sdk_file_and_the_step_file() -> None:
 def test_only_enabled_steps_with_a_name() -> None:
     files = layout_files([step("off", enabled=False), step("  "), step("on")])
     assert sorted(files) == ["export/steps/on.step.json", "src/steps/on.mts"]
+
+
+def test_what_is_left_out_is_named_with_its_reason() -> None:
+    steps = [step("off", enabled=False, id="s2"), step("  ", id="s3"), step("on")]
+    assert left_out(steps) == [
+        LeftOut("dev", "s3", "  ", NO_NAME),
+        LeftOut("dev", "s2", "off", DISABLED),
+    ]
+    assert left_out(steps, include_disabled=True) == [LeftOut("dev", "s3", "  ", NO_NAME)]
+    assert LeftOut("dev", "s2", "off", DISABLED).to_dict() == {
+        "id": "s2",
+        "name": "off",
+        "reason": "disabled",
+    }
+
+
+def test_include_disabled_writes_disabled_step_files_and_no_sdk_file() -> None:
+    files = layout_files([step("off", enabled=False), step("on")], include_disabled=True)
+    assert sorted(files) == [
+        "export/steps/off.step.json",
+        "export/steps/on.step.json",
+        "src/steps/on.mts",
+    ]
+    assert parsed(files)["off"] == StepContent("true", "done()", enabled=False)
 
 
 def test_a_name_without_usable_parts_gets_only_its_step_file() -> None:

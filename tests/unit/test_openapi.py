@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import syncd
+from syncd.layout import LeftOut
 from syncd.model import LiveStep, Origin, Plan, Run, RunResult, StepChange, StepContent, Trigger
 from syncd.openapi import openapi_document
 
@@ -186,7 +187,10 @@ def test_schemas_match_the_models(doc: dict[str, Any]) -> None:
     assert_shape(doc, "Plan", plan)
     assert_shape(doc, "Error", {"error": "x", "detail": None})
     export = pytest.importorskip("syncd.export")
-    assert_shape(doc, "ExportResult", export.ExportResult("abc", "b", 2, True).to_dict())
+    skipped = (LeftOut("ws", "s1", "off", "disabled"),)
+    result = export.ExportResult("abc", "b", 2, True, skipped).to_dict()
+    assert_shape(doc, "ExportResult", result)
+    assert_shape(doc, "LeftOutStep", result["left_out"][0])
     # Nullable fields say so.
     for field in ("revision", "finished_at", "error"):
         assert "null" in schema(doc, "Run")["properties"][field]["type"]

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syncd.config import DeleteLimit
 from syncd.errors import PlanRefused
 from syncd.model import StepContent
 from syncd.plan import compute_plan, guard_plan
@@ -38,16 +39,59 @@ def test_equal_sides_make_an_empty_plan() -> None:
     assert plan.empty and plan.unchanged == 11
 
 
-def test_guard_refuses_deleting_everything() -> None:
+def test_guard_refuses_an_empty_result_unless_allowed() -> None:
     plan = compute_plan({}, {"a": c("x"), "b": c("y")})
-    with pytest.raises(PlanRefused, match="allow_empty"):
+    with pytest.raises(PlanRefused, match="allow_empty") as e:
         guard_plan(plan, live_total=2, allow_empty=False)
+    assert "would leave the workspace empty, deleting all 2 of its steps" in str(e.value)
     guard_plan(plan, live_total=2, allow_empty=True)
+
+
+def test_guard_allows_replacing_every_step_with_other_steps() -> None:
+    # A rename of every step, or a first real export over a placeholder: not an empty result.
+    live = {"placeholder": c("p")}
+    plan = compute_plan({f"s{i}": c(str(i)) for i in range(2000)}, live)
+    assert len(plan.deletes) == 1 and len(plan.creates) == 2000
+    guard_plan(plan, live_total=1, allow_empty=False)
+    renamed = compute_plan({"new-a": c("x"), "new-b": c("y")}, {"a": c("x"), "b": c("y")})
+    guard_plan(renamed, live_total=2, allow_empty=False)
+
+
+def test_guard_counts_the_live_steps_outside_an_incremental_plan() -> None:
+    # The commit deletes the 2 steps it touched; 8 more stay: not empty.
+    plan = compute_plan({}, {"a": c("x"), "b": c("y")}, unchanged_elsewhere=8)
+    guard_plan(plan, live_total=10, allow_empty=False)
 
 
 def test_guard_allows_partial_deletes_and_empty_workspaces() -> None:
     guard_plan(compute_plan({"a": c("x")}, {"a": c("x"), "b": c("y")}), 2, False)
     guard_plan(compute_plan({}, {}), 0, False)
+
+
+@pytest.mark.parametrize(
+    ("limit", "deletes", "refused"),
+    [
+        (DeleteLimit(count=3), 3, False),
+        (DeleteLimit(count=3), 4, True),
+        (DeleteLimit(count=0), 1, True),
+        (DeleteLimit(percent=20), 2, False),  # 20% of 10 live steps
+        (DeleteLimit(percent=20), 3, True),
+        (DeleteLimit(percent=100), 10, False),
+    ],
+)
+def test_max_deletes_refuses_mass_deletions(
+    limit: DeleteLimit, deletes: int, refused: bool
+) -> None:
+    live = {f"s{i}": c(str(i)) for i in range(10)}
+    desired = {f"s{i}": c(str(i)) for i in range(deletes, 10)} | {"other": c("o")}
+    plan = compute_plan(desired, live)
+    assert len(plan.deletes) == deletes
+    if refused:
+        with pytest.raises(PlanRefused, match=f"would delete {deletes} of the 10 steps") as e:
+            guard_plan(plan, 10, allow_empty=True, max_deletes=limit)
+        assert f"max_deletes: {limit}" in str(e.value)
+    else:
+        guard_plan(plan, 10, allow_empty=True, max_deletes=limit)
 
 
 contents = st.builds(

@@ -14,13 +14,17 @@ from syncd.model import Step, StepContent
 from syncd.refs import MODE_SUBMODULE, MODE_SYMLINK
 from syncd.steps import (
     MAX_FILE_BYTES,
+    MAX_LISTED_ERRORS,
     MAX_STEPS,
     FileEntry,
+    Problems,
     check_entries,
     check_unique,
+    entry_problem,
     parse_step_file,
     render_step_file,
     step_file_name,
+    summarize,
 )
 
 PATH = "export/steps/a.step.json"
@@ -118,6 +122,25 @@ def test_entries_refused(entry: FileEntry, fragment: str) -> None:
     with pytest.raises(StepFileError, match=fragment) as e:
         check_entries([FileEntry("s/ok.step.json", 0o100644, 10), entry])
     assert entry.path in str(e.value)
+
+
+def test_every_problem_is_listed_up_to_a_cap() -> None:
+    problems = Problems()
+    problems.parse("s/a.step.json", "1", lambda _blob: b"{not json")
+    problems.parse("s/b.step.json", "2", lambda _blob: b"[]")
+    problems.add(entry_problem(FileEntry("s/link.step.json", MODE_SYMLINK, 10)))
+    assert problems.add(None) is False
+    with pytest.raises(StepFileError) as e:
+        problems.raise_if_any()
+    message = str(e.value)
+    assert message.startswith("3 step files are wrong: s/a.step.json: is not valid JSON")
+    assert "s/b.step.json: must be a JSON object, got an array" in message
+    assert "s/link.step.json: is a symlink" in message
+    many = [f"s/{i}.step.json: is bad" for i in range(MAX_LISTED_ERRORS + 5)]
+    text = summarize(many)
+    assert text.endswith(f"s/{MAX_LISTED_ERRORS - 1}.step.json: is bad; and 5 more")
+    assert f"s/{MAX_LISTED_ERRORS}.step.json" not in text
+    assert summarize(["s/a.step.json: is bad"]) == "s/a.step.json: is bad"
 
 
 def test_too_many_steps() -> None:

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from syncd.app import App
+from syncd.badge import render_badge
 from syncd.config import TokenConfig, WorkspaceConfig
 from syncd.errors import Conflict, GitError, NotFound, RevisionNotFound, SyncdError
 from syncd.export import parse_export_request
@@ -152,6 +153,17 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         ws = _workspace(rt, request)
         return JSONResponse(await asyncio.to_thread(rt.workspaces.health, ws))
 
+    async def badge(request: Request) -> Response:
+        # No token: a badge is shown in READMEs; only workspaces with `badge: true` have one.
+        ws_id = request.path_params["id"]
+        status, failing = await asyncio.to_thread(rt.workspaces.badge, ws_id)
+        label = rt.workspaces.get(ws_id).name
+        return Response(
+            render_badge(label, status, failing),
+            media_type="image/svg+xml",
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        )
+
     async def hook(request: Request) -> Response:
         return await _webhook(rt, request)
 
@@ -187,6 +199,7 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         Route(f"{ws_path}/steps/{{name:path}}", scoped("write", delete_step), methods=["DELETE"]),
         Route(f"{ws_path}/export", scoped("export", export), methods=["POST"]),
         Route(f"{ws_path}/health", scoped("read", health), methods=["GET"]),
+        Route(f"{ws_path}/badge.svg", badge, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

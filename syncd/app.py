@@ -8,6 +8,7 @@ own; everything a running syncd holds hangs off the objects made here.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,6 +78,8 @@ class App:
     ready: bool = False
     stopping: bool = False
     started_at: float = field(default_factory=time.time)
+    # Signs the console's sessions unless the config names a key (console.session_key_*).
+    session_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 
     @property
     def config(self) -> Config:

@@ -28,6 +28,7 @@ from syncd.connections import (
     protocol_class,
     raise_descriptor_limit,
 )
+from syncd.console import mount_console
 from syncd.errors import ConfigError, StateUnusable, SyncdError
 from syncd.logs import register_secrets
 from syncd.model import Trigger
@@ -47,6 +48,8 @@ def config_secrets(config: Config) -> list[str]:
     for ws in config.workspaces:
         if ws.source.password:
             values.append(ws.source.password.reveal())
+    if config.console.session_key:
+        values.append(config.console.session_key.reveal())
     smtp = config.notifications.smtp
     if smtp and smtp.password:
         values.append(smtp.password.reveal())
@@ -65,7 +68,9 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
 
     def asgi(self) -> Starlette:
-        return create_app(self.app, lifespan=self.lifespan)
+        app = create_app(self.app, lifespan=self.lifespan)
+        mount_console(app, self.app)
+        return app
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:

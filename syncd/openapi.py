@@ -466,6 +466,18 @@ def paths() -> dict[str, Any]:
             )
         },
         f"{WS}/health": {"get": op("read", "Workspace health", ok200("Health"), "404", ID)},
+        f"{WS}/badge.svg": {
+            "get": op(
+                None,
+                "Status badge",
+                {"200": ok(STR, "An SVG image of the workspace's status", "image/svg+xml")},
+                "404",
+                ID,
+                text="No token: off by default, on for a workspace with `badge: true` in the "
+                "config; 404 for any other workspace. Shows Synced, OutOfSync or Unknown, and "
+                "whether the last run failed.",
+            )
+        },
         "/metrics": {"get": op(None, "Prometheus metrics", metrics)},
         "/healthz": {"get": op(None, "Alive", ok200("ServiceStatus"))},
         "/readyz": {"get": op(None, "Ready: config loaded, store open, not stopping", ready)},

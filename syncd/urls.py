@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from urllib.parse import SplitResult, urlsplit
 
-__all__ = ["check_source_url", "normalize_repo_url", "redact_url"]
+__all__ = ["check_source_url", "commit_url", "normalize_repo_url", "redact_url"]
 
 # `scheme://`, as RFC 3986 spells a scheme.
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -151,3 +151,25 @@ def _clean_path(path: str) -> str:
         if stripped == path:
             return path
         path = stripped
+
+
+# Hosts whose web pages show a commit at `<repository>/commit/<sha>` (GitHub, Gitea, Forgejo) or
+# `<repository>/-/commit/<sha>` (GitLab), told by the host's name; others get no link.
+_COMMIT_PAGES = (("gitlab", "/-/commit/"), ("github", "/commit/"), ("gitea", "/commit/"))
+_COMMIT_PAGES_MORE = (("forgejo", "/commit/"), ("codeberg", "/commit/"))
+_SHA = re.compile(r"^[0-9a-f]{4,64}$")
+
+
+def commit_url(url: str, sha: str) -> str | None:
+    """The web page of commit `sha` in the repository at `url`, where the host is known to
+    have one; None otherwise. Never carries the URL's credentials."""
+    parts = urlsplit(redact_url(url))
+    host = (parts.hostname or "").lower()
+    path = parts.path.rstrip("/").removesuffix(".git")
+    if parts.scheme.lower() != "https" or not host or not _SHA.match(sha) or path.count("/") < 2:
+        return None
+    for name, infix in _COMMIT_PAGES + _COMMIT_PAGES_MORE:
+        if name in host:
+            port = f":{parts.port}" if parts.port and parts.port != 443 else ""
+            return f"https://{host}{port}{path}{infix}{sha}"
+    return None

@@ -14,6 +14,7 @@ from syncd.config.load import default_config_path, load_config
 from syncd.config.types import (
     SCOPES,
     Config,
+    ConsoleConfig,
     DeleteLimit,
     GitConfig,
     NotificationsConfig,
@@ -30,6 +31,7 @@ from syncd.config.types import (
 __all__ = [
     "SCOPES",
     "Config",
+    "ConsoleConfig",
     "DeleteLimit",
     "GitConfig",
     "NotificationsConfig",

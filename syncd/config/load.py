@@ -30,6 +30,7 @@ _TOP_KEYS = (
     "defaults",
     "workspaces",
     "git",
+    "console",
 )
 
 
@@ -87,6 +88,7 @@ class _Loader(SectionParser):
             notifications=notifications,
             git=self.git(at.key("git"), top.get("git")),
             workspaces=tuple(workspaces),
+            console=self.console(at.key("console"), top.get("console"), base_dir),
         )
         if config.notifications.smtp is None:
             for ws in config.workspaces:

@@ -19,6 +19,7 @@ from syncd.config.checks import At, describe, quote, suggest
 from syncd.config.credentials import SecretReader
 from syncd.config.types import (
     SCOPES,
+    ConsoleConfig,
     DeleteLimit,
     GitConfig,
     NotificationsConfig,
@@ -43,6 +44,7 @@ _WORKSPACE_KEYS = (
     "allow_empty",
     "max_deletes",
     "notify",
+    "badge",
 )
 _SOURCE_KEYS = ("url", "branch", "path", "username", "password_env", "password_file", "ca_file")
 _DEFAULTS_KEYS = ("mode", "branch", "path", "poll_interval", "max_deletes")
@@ -258,6 +260,18 @@ class SectionParser(SecretReader):
         timeout = self.positive_duration(at.key("timeout"), section.get("timeout"), 30.0)
         return GitConfig(timeout=timeout, author_name=name, author_email=email)
 
+    def console(self, at: At, value: Any, base_dir: Path) -> ConsoleConfig:
+        keys = ("session_key_env", "session_key_file", "session_lifetime")
+        section = self.mapping(at, value, keys) or {}
+        key = self.secret(at, section, "session_key", base_dir)
+        if key is not None and len(key.reveal()) < 32:
+            # Named by where it comes from: the value itself is never shown.
+            self.error(at, f"the session key from {key.source} must be at least 32 characters")
+        lifetime = self.positive_duration(
+            at.key("session_lifetime"), section.get("session_lifetime"), 8 * 3600.0
+        )
+        return ConsoleConfig(session_key=key, session_lifetime=lifetime)
+
     def defaults(self, at: At, value: Any) -> Defaults:
         section = self.mapping(at, value, _DEFAULTS_KEYS) or {}
         before = len(self.problems)
@@ -322,6 +336,7 @@ class SectionParser(SecretReader):
             max_deletes=self.delete_limit(
                 at.key("max_deletes"), section.get("max_deletes"), defaults.max_deletes
             ),
+            badge=self.boolean(at.key("badge"), section.get("badge"), False),
         )
 
     def source(self, at: At, value: Any, defaults: Defaults) -> SourceConfig:

@@ -75,6 +75,8 @@ class WorkspaceConfig:
     notify: tuple[str, ...]
     file: Path  # the file that defined it
     max_deletes: DeleteLimit | None = None  # None: any number of deletes (but see allow_empty)
+    # `GET /api/v1/workspaces/{id}/badge.svg` answers without a token, so it is opt-in.
+    badge: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,14 @@ class GitConfig:
 
 
 @dataclass(frozen=True)
+class ConsoleConfig:
+    # Signs the console's session cookies. None: a key made at each start, so a restart signs
+    # everyone out; set one to keep sessions across restarts (and across several processes).
+    session_key: Secret | None = None
+    session_lifetime: float = 8 * 3600.0
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     files: tuple[Path, ...]  # every file read (main + includes), for the file watcher
@@ -165,6 +175,7 @@ class Config:
     notifications: NotificationsConfig
     git: GitConfig
     workspaces: tuple[WorkspaceConfig, ...]
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     def workspace(self, ws_id: str) -> WorkspaceConfig:
         """The workspace with this id; NotFound names the id when none is configured."""

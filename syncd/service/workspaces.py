@@ -108,6 +108,33 @@ class Workspaces:
     def views(self, workspaces: list[WorkspaceConfig]) -> list[dict[str, Any]]:
         return [self.view(ws) for ws in workspaces]
 
+    def overview(self, ws: WorkspaceConfig) -> dict[str, Any]:
+        """The view plus how many steps are changed outside git: a row of the console."""
+        return {**self.view(ws), "changed_outside": len(self.store.drifted_names(ws.id))}
+
+    def overviews(self, workspaces: list[WorkspaceConfig]) -> list[dict[str, Any]]:
+        return [self.overview(ws) for ws in workspaces]
+
+    def applied_revisions(self, ws: WorkspaceConfig, limit: int = 200) -> list[Run]:
+        """Each revision a run applied, newest first, once: what a rollback can pin."""
+        seen: set[str] = set()
+        found: list[Run] = []
+        for run in self.store.runs(ws.id, limit):
+            applied = run.result is RunResult.SUCCEEDED and not run.dry_run
+            if applied and run.revision and run.revision not in seen:
+                seen.add(run.revision)
+                found.append(run)
+        return found
+
+    def badge(self, ws_id: str) -> tuple[str, bool]:
+        """A workspace's status and whether its last run failed, for its badge; a workspace
+        without `badge: true` is not found, so a badge tells nothing of unlisted workspaces."""
+        for ws in self.config.workspaces:
+            if ws.id == ws_id and ws.badge:
+                state, last = self.state(ws)
+                return str(state.status), last is not None and last.result is RunResult.FAILED
+        raise NotFound(f"no badge for workspace {ws_id[:100]!r}")
+
     def preview(self, ws: WorkspaceConfig) -> Reading:
         """The plan now (a workspace's diff against its branch head), recording nothing."""
         return self.engine.preview(ws)

@@ -34,6 +34,7 @@ ROUTES = [
     ("delete", f"{WS}/steps/{{name}}", "write"),
     ("post", f"{WS}/export", "export"),
     ("get", f"{WS}/health", "read"),
+    ("get", f"{WS}/badge.svg", None),
     ("get", "/metrics", None),
     ("get", "/healthz", None),
     ("get", "/readyz", None),

@@ -1,0 +1,416 @@
+"""The web console at /ui/: server-rendered pages over the workspace use cases.
+
+Every action is a plain HTML form (POST, CSRF token, then a redirect), so the console works
+without JavaScript; the little script in static/ only adds live updates (server-sent events)
+and ticking ages. Data and actions come only from `syncd.service.workspaces`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from syncd.api import find_token
+from syncd.app import App
+from syncd.config import TokenConfig, WorkspaceConfig
+from syncd.console import pages
+from syncd.console.sessions import COOKIE, Session, Sessions
+from syncd.errors import Conflict, GitError, NotFound, SyncdError
+from syncd.export import parse_export_request
+from syncd.model import Trigger
+from syncd.scheduler import QueueFull, ShuttingDown
+
+HERE = Path(__file__).parent
+MAX_FORM_BYTES = 64 * 1024
+EVENT_INTERVAL = 1.0  # seconds between looks at the store for a live page
+STREAM_SECONDS = 300.0  # a stream ends after this; the browser reconnects on its own
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+# Notices after an action, by a fixed code in the redirect's query: no text from a URL is shown.
+NOTICES = {
+    "queued": "Sync queued. The status below updates when it finishes.",
+    "dry-run": "Dry run queued: its plan appears in the run history; nothing is applied.",
+    "rollback": "Rollback queued: a sync pinned to the chosen revision.",
+    "exported": "Exported.",
+    "suspended": "Suspended: automatic syncs stop until you resume.",
+    "resumed": "Resumed.",
+    "signed-out": "You have signed out.",
+    "ended": "Your session has ended (it expired, or its token was removed). Sign in again.",
+}
+
+
+class Refused(Exception):
+    """An answer other than the page asked for: a status and a plain sentence."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class SignInFirst(Exception):
+    """No live session: pages redirect to the sign-in form."""
+
+
+@dataclass
+class Visit:
+    session: Session
+    token: TokenConfig | None
+    csrf: str
+    fresh: bool  # the cookie must be (re)set on the answer
+
+
+def create_console(rt: App, prefix: str = "/ui") -> Starlette:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,  # every value, every template: step names and bodies are untrusted
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["datetime"] = _datetime
+    env.globals["age"] = lambda seconds: pages.age(seconds, time.time())
+
+    def sessions() -> Sessions:
+        console = rt.config.console
+        key = console.session_key.reveal().encode() if console.session_key else rt.session_key
+        return Sessions(key, console.session_lifetime)
+
+    def visit(request: Request) -> Visit:
+        now, signer = time.time(), sessions()
+        session = signer.decode(request.cookies.get(COOKIE), now)
+        fresh = session is None
+        token = None
+        if session is not None and session.token_name is not None:
+            token = next((t for t in rt.config.tokens if t.name == session.token_name), None)
+            if token is None:  # the token was removed: its sessions end
+                session, fresh = None, True
+        if session is None:
+            session = signer.new(now)
+        return Visit(session, token, signer.csrf_token(session), fresh)
+
+    def signed_in(request: Request) -> Visit:
+        seen = visit(request)
+        if seen.token is None:
+            raise SignInFirst
+        if not seen.token.allows("read"):
+            raise Refused(403, f"Token {seen.token.name!r} lacks the 'read' scope.")
+        return seen
+
+    def page(
+        request: Request, seen: Visit, template: str, status: int = 200, **context: Any
+    ) -> Response:
+        scopes = seen.token.scopes if seen.token else frozenset()
+        html = env.get_template(template).render(
+            prefix=prefix,
+            token_name=seen.token.name if seen.token else None,
+            scopes=scopes,
+            csrf=seen.csrf,
+            **context,
+        )
+        return finish(request, seen, HTMLResponse(html, status_code=status))
+
+    def finish(request: Request, seen: Visit, response: Response) -> Response:
+        response.headers.update(SECURITY_HEADERS)
+        if seen.fresh:
+            set_cookie(request, response, seen.session)
+        return response
+
+    def set_cookie(request: Request, response: Response, session: Session) -> None:
+        response.set_cookie(
+            COOKIE,
+            sessions().encode(session),
+            max_age=max(1, int(session.expires - time.time())),
+            path=prefix + "/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+
+    def redirect(path: str, **query: str) -> RedirectResponse:
+        url = prefix + path + (f"?{urlencode(query)}" if query else "")
+        return RedirectResponse(url, status_code=303)
+
+    async def read_form(request: Request) -> FormData:
+        length = request.headers.get("content-length", "")
+        if not length.isdigit() or int(length) > MAX_FORM_BYTES:
+            raise Refused(413, f"A form must be sent with a length of at most {MAX_FORM_BYTES}.")
+        return await request.form(max_files=0, max_fields=20)
+
+    def check_csrf(seen: Visit, form: FormData) -> None:
+        presented = form.get("csrf")
+        if not isinstance(presented, str) or not sessions().csrf_valid(seen.session, presented):
+            raise Refused(
+                403,
+                "This form was not sent from this console's current page (its security token "
+                "is missing, forged or from another session). Nothing was changed: reload the "
+                "page and try again.",
+            )
+
+    async def action(request: Request, scope: str) -> tuple[Visit, WorkspaceConfig, FormData]:
+        """The checks every action passes before anything changes, in this order."""
+        seen = visit(request)
+        if seen.token is None:
+            raise Refused(401, "Your session has expired or ended. Nothing was changed: sign in.")
+        form = await read_form(request)
+        check_csrf(seen, form)
+        if not seen.token.allows(scope):
+            raise Refused(
+                403, f"Token {seen.token.name!r} lacks the {scope!r} scope. Nothing was changed."
+            )
+        return seen, rt.workspaces.get(request.path_params["id"]), form
+
+    # -- pages ---------------------------------------------------------------------------------
+
+    async def index(request: Request) -> Response:
+        seen = signed_in(request)
+        tag = request.query_params.get("tag") or None
+        chosen = rt.workspaces.tagged(tag)
+        views = await asyncio.to_thread(rt.workspaces.overviews, chosen)
+        now = time.time()
+        all_tags = sorted({t for ws in rt.config.workspaces for t in ws.tags})
+        return page(
+            request,
+            seen,
+            "workspaces.html",
+            rows=[pages.row(v, now) for v in views],
+            tag=tag,
+            tags=all_tags,
+            notice=NOTICES.get(request.query_params.get("notice", "")),
+        )
+
+    async def workspace(request: Request) -> Response:
+        seen = signed_in(request)
+        ws = rt.workspaces.get(request.path_params["id"])
+        data = await asyncio.to_thread(_workspace_data, rt, ws)
+        q = request.query_params
+        notice = NOTICES.get(q.get("notice", ""))
+        exported = None
+        if q.get("notice") == "exported":
+            exported = {"branch": q.get("branch", ""), "commit": q.get("commit", "")}
+        return page(
+            request,
+            seen,
+            "workspace.html",
+            ws=ws,
+            row=pages.row(data["view"], time.time()),
+            notice=notice,
+            exported=exported,
+            can_suspend=hasattr(rt.workspaces, "suspend"),
+            short=pages.short,
+            **data,
+        )
+
+    async def login_form(request: Request) -> Response:
+        seen = visit(request)
+        if seen.token is not None:
+            return finish(request, seen, redirect("/"))
+        notice = NOTICES.get(request.query_params.get("notice", ""))
+        return page(request, seen, "login.html", notice=notice, error=None)
+
+    async def login(request: Request) -> Response:
+        seen = visit(request)
+        form = await read_form(request)
+        check_csrf(seen, form)
+        presented = form.get("token")
+        token = None
+        if isinstance(presented, str) and presented.strip():
+            token = find_token(rt.config.tokens, presented.strip())
+        if token is None:
+            error = "That token is not valid."
+            return page(request, seen, "login.html", 401, notice=None, error=error)
+        if not token.allows("read"):
+            error = f"Token {token.name!r} lacks the 'read' scope the console needs."
+            return page(request, seen, "login.html", 403, notice=None, error=error)
+        # A new session id at sign-in: a session id planted before it is worth nothing after.
+        response = redirect("/")
+        response.headers.update(SECURITY_HEADERS)
+        set_cookie(request, response, sessions().new(time.time(), token.name))
+        return response
+
+    async def logout(request: Request) -> Response:
+        seen = visit(request)
+        check_csrf(seen, await read_form(request))
+        response = redirect("/login", notice="signed-out")
+        response.headers.update(SECURITY_HEADERS)
+        set_cookie(request, response, sessions().new(time.time()))
+        return response
+
+    # -- actions -------------------------------------------------------------------------------
+
+    async def sync(request: Request) -> Response:
+        seen, ws, form = await action(request, "sync")
+        kind, picked = form.get("kind", "sync"), form.get("revision")
+        if kind not in ("sync", "dry-run", "rollback"):
+            raise Refused(422, "Unknown kind of sync. Nothing was changed.")
+        revision = None
+        if kind == "rollback":
+            if not isinstance(picked, str) or not _is_sha(picked):
+                raise Refused(422, "Pick a revision to roll back to. Nothing was changed.")
+            revision = picked
+        try:
+            rt.workspaces.request_sync(ws, Trigger.MANUAL, revision, kind == "dry-run")
+        except (QueueFull, ShuttingDown) as e:
+            raise Refused(503, f"{e} Try again in a few seconds.") from e
+        notice = {"sync": "queued", "dry-run": "dry-run", "rollback": "rollback"}[str(kind)]
+        return finish(request, seen, redirect(f"/workspaces/{ws.id}", notice=notice))
+
+    async def export(request: Request) -> Response:
+        seen, ws, form = await action(request, "export")
+        body: dict[str, Any] = {
+            "branch": form.get("branch"),
+            "allow_tracked_branch": form.get("allow_tracked_branch") == "on",
+        }
+        if isinstance(form.get("message"), str) and str(form.get("message")).strip():
+            body["message"] = form.get("message")
+        try:
+            order = parse_export_request(body)
+            result = await asyncio.to_thread(rt.workspaces.export, ws, order)
+        except Conflict as e:
+            raise Refused(409, str(e)) from e
+        except GitError as e:
+            raise Refused(502, f"The git remote failed: {e}") from e
+        except SyncdError as e:
+            raise Refused(422, str(e)) from e
+        query = {"notice": "exported", "branch": result.branch, "commit": result.commit}
+        return finish(request, seen, redirect(f"/workspaces/{ws.id}", **query))
+
+    def toggle(verb: str) -> Any:
+        async def handler(request: Request) -> Response:
+            use_case = getattr(rt.workspaces, verb, None)
+            if use_case is None:
+                raise Refused(404, f"This syncd cannot {verb} workspaces.")
+            seen, ws, _ = await action(request, "sync")
+            await asyncio.to_thread(use_case, ws)
+            return finish(request, seen, redirect(f"/workspaces/{ws.id}", notice=verb + "ed"))
+
+        return handler
+
+    # -- live updates --------------------------------------------------------------------------
+
+    async def events(request: Request) -> Response:
+        seen = visit(request)
+        if seen.token is None or not seen.token.allows("read"):
+            return Response("sign in first\n", status_code=401, media_type="text/plain")
+        only = request.query_params.get("ws")
+        name = seen.token.name
+        return StreamingResponse(
+            _stream(rt, name, only), media_type="text/event-stream", headers=SECURITY_HEADERS
+        )
+
+    # -- errors --------------------------------------------------------------------------------
+
+    def error_page(request: Request, status: int, message: str) -> Response:
+        seen = visit(request)
+        return page(request, seen, "error.html", status, message=message, code=status)
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Refused)
+        return error_page(request, exc.status, exc.message)
+
+    async def sign_in_first(request: Request, exc: Exception) -> Response:
+        return finish(request, visit(request), redirect("/login"))
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error_page(request, 404, str(exc))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return error_page(request, exc.status_code, str(exc.detail))
+
+    ws_path = "/workspaces/{id}"
+    routes = [
+        Route("/", index, methods=["GET"]),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/events", events, methods=["GET"]),
+        Route(ws_path, workspace, methods=["GET"]),
+        Route(f"{ws_path}/sync", sync, methods=["POST"]),
+        Route(f"{ws_path}/export", export, methods=["POST"]),
+        Route(f"{ws_path}/suspend", toggle("suspend"), methods=["POST"]),
+        Route(f"{ws_path}/resume", toggle("resume"), methods=["POST"]),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    handlers = {
+        Refused: refused,
+        SignInFirst: sign_in_first,
+        NotFound: not_found,
+        HTTPException: http_error,
+    }
+    return Starlette(routes=routes, exception_handlers=handlers)
+
+
+def _workspace_data(rt: App, ws: WorkspaceConfig) -> dict[str, Any]:
+    """Everything a workspace's page shows, read in one worker thread."""
+    service = rt.workspaces
+    view = service.overview(ws)
+    drift_error = None
+    changes: list[pages.ChangeView] = []
+    hidden_changes = 0
+    revision = None
+    try:
+        reading = service.preview(ws)
+        changes, hidden_changes = pages.plan_changes(reading.plan)
+        revision = reading.revision
+    except SyncdError as e:
+        drift_error = str(e)
+    return {
+        "view": view,
+        "health": service.health(ws),
+        "steps": sorted(service.steps(ws), key=lambda s: s.name),
+        "runs": service.runs(ws, 50),
+        "applied_runs": service.applied_revisions(ws),
+        "changes": changes,
+        "hidden_changes": hidden_changes,
+        "plan_revision": revision,
+        "drift_error": drift_error,
+    }
+
+
+async def _stream(rt: App, token_name: str, only: str | None) -> AsyncIterator[str]:
+    """One `workspace` event per workspace whose row changed, looked at every second."""
+    yield "retry: 2000\n\n"
+    sent: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + STREAM_SECONDS
+    while not rt.stopping and time.monotonic() < deadline:
+        if not any(t.name == token_name for t in rt.config.tokens):
+            return  # the token was removed: its sessions end, streams too
+        chosen = [ws for ws in rt.config.workspaces if only in (None, ws.id)]
+        views = await asyncio.to_thread(rt.workspaces.overviews, chosen)
+        now = time.time()
+        for view in views:
+            row = pages.row(view, now)
+            compare = {k: v for k, v in row.items() if k != "last_run_age"}
+            if sent.get(row["id"]) != compare:
+                sent[row["id"]] = compare
+                yield f"event: workspace\ndata: {json.dumps(row)}\n\n"
+        await asyncio.sleep(EVENT_INTERVAL)
+
+
+def _datetime(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _is_sha(text: str) -> bool:
+    return 4 <= len(text) <= 40 and all(c in "0123456789abcdef" for c in text.lower())

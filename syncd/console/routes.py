@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import jinja2
 from starlette.applications import Starlette
-from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -37,6 +36,7 @@ from syncd.model import Trigger
 from syncd.scheduler import QueueFull, ShuttingDown
 
 HERE = Path(__file__).parent
+Form = dict[str, str]
 MAX_FORM_BYTES = 64 * 1024
 EVENT_INTERVAL = 1.0  # seconds between looks at the store for a live page
 STREAM_SECONDS = 300.0  # a stream ends after this; the browser reconnects on its own
@@ -121,6 +121,7 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         request: Request, seen: Visit, template: str, status: int = 200, **context: Any
     ) -> Response:
         scopes = seen.token.scopes if seen.token else frozenset()
+        context.setdefault("notice", None)
         html = env.get_template(template).render(
             prefix=prefix,
             token_name=seen.token.name if seen.token else None,
@@ -151,15 +152,31 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         url = prefix + path + (f"?{urlencode(query)}" if query else "")
         return RedirectResponse(url, status_code=303)
 
-    async def read_form(request: Request) -> FormData:
-        length = request.headers.get("content-length", "")
+    async def read_form(request: Request) -> Form:
+        """The console's forms are small and url-encoded (no uploads): read here, capped,
+        rather than with another dependency for multipart."""
+        length = request.headers.get("content-length", "0")
+        if length == "0":
+            return {}  # no form at all: the CSRF check refuses it
         if not length.isdigit() or int(length) > MAX_FORM_BYTES:
             raise Refused(413, f"A form must be sent with a length of at most {MAX_FORM_BYTES}.")
-        return await request.form(max_files=0, max_fields=20)
+        kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if kind != "application/x-www-form-urlencoded":
+            raise Refused(415, "Forms must be sent url-encoded. Nothing was changed.")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                raise Refused(413, f"A form may be at most {MAX_FORM_BYTES} bytes.")
+        try:
+            pairs = parse_qsl(body.decode("utf-8"), max_num_fields=20, strict_parsing=False)
+        except (UnicodeDecodeError, ValueError) as e:
+            raise Refused(400, "The form could not be read. Nothing was changed.") from e
+        return dict(pairs)
 
-    def check_csrf(seen: Visit, form: FormData) -> None:
+    def check_csrf(seen: Visit, form: Form) -> None:
         presented = form.get("csrf")
-        if not isinstance(presented, str) or not sessions().csrf_valid(seen.session, presented):
+        if not sessions().csrf_valid(seen.session, presented):
             raise Refused(
                 403,
                 "This form was not sent from this console's current page (its security token "
@@ -167,7 +184,7 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
                 "page and try again.",
             )
 
-    async def action(request: Request, scope: str) -> tuple[Visit, WorkspaceConfig, FormData]:
+    async def action(request: Request, scope: str) -> tuple[Visit, WorkspaceConfig, Form]:
         """The checks every action passes before anything changes, in this order."""
         seen = visit(request)
         if seen.token is None:
@@ -234,7 +251,7 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         check_csrf(seen, form)
         presented = form.get("token")
         token = None
-        if isinstance(presented, str) and presented.strip():
+        if presented and presented.strip():
             token = find_token(rt.config.tokens, presented.strip())
         if token is None:
             error = "That token is not valid."
@@ -265,7 +282,7 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
             raise Refused(422, "Unknown kind of sync. Nothing was changed.")
         revision = None
         if kind == "rollback":
-            if not isinstance(picked, str) or not _is_sha(picked):
+            if not picked or not _is_sha(picked):
                 raise Refused(422, "Pick a revision to roll back to. Nothing was changed.")
             revision = picked
         try:
@@ -281,8 +298,8 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
             "branch": form.get("branch"),
             "allow_tracked_branch": form.get("allow_tracked_branch") == "on",
         }
-        if isinstance(form.get("message"), str) and str(form.get("message")).strip():
-            body["message"] = form.get("message")
+        if form.get("message", "").strip():
+            body["message"] = form["message"]
         try:
             order = parse_export_request(body)
             result = await asyncio.to_thread(rt.workspaces.export, ws, order)

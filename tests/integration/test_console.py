@@ -1,0 +1,241 @@
+"""The web console through Starlette's TestClient, over a real store and the https git server:
+sessions, CSRF, scopes, escaping, and the status badge. Every refused action changes nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from syncd.api import create_app
+from syncd.app import App, build
+from syncd.config import load_config
+from syncd.console import mount_console
+from syncd.console.sessions import COOKIE, Session, Sessions
+from tests.support import (
+    API_TOKEN,
+    READ_TOKEN,
+    GitServer,
+    WorkTree,
+    daemon_env,
+    workspace,
+    write_config,
+    write_step,
+)
+
+EVIL_NAME = 'evil <script>alert("name")</script>'
+EVIL_DO = '<img src=x onerror="alert(1)"> & done()'
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+
+
+@pytest.fixture
+def rt(tmp_path: Path, git_server: GitServer, repo: tuple[str, WorkTree]) -> Iterator[App]:
+    url, tree = repo
+    write_step(tree, "plain/one")
+    write_step(tree, EVIL_NAME, do=EVIL_DO)
+    tree.commit("steps with markup in them")
+    tree.push()
+    workspaces = [
+        workspace("man", url, git_server, "manual", badge=True, name='man "<b>"', tags=["prod"]),
+        workspace("auto", url, git_server, "automatic", tags=["dev"]),
+    ]
+    config = load_config(write_config(tmp_path, workspaces), daemon_env(git_server))
+    app = build(config)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def client(rt: App) -> Iterator[TestClient]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        await rt.scheduler.start(startup_sync=False)
+        yield
+        await rt.scheduler.stop()
+
+    app = create_app(rt, lifespan=lifespan)
+    mount_console(app, rt)
+    with TestClient(app, follow_redirects=False) as c:
+        yield c
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+def sign_in(client: TestClient, token: str = API_TOKEN) -> str:
+    """Signs in; returns the CSRF token of the session."""
+    form = client.get("/ui/login")
+    assert form.status_code == 200
+    answer = client.post("/ui/login", data={"token": token, "csrf": csrf_of(form.text)})
+    assert answer.status_code == 303, answer.text
+    page = client.get("/ui/")
+    assert page.status_code == 200
+    return csrf_of(page.text)
+
+
+def runs(rt: App, ws: str = "man") -> list[Any]:
+    return rt.core.store.runs(ws, 100)
+
+
+def test_pages_need_a_session(client: TestClient) -> None:
+    for path in ("/ui/", "/ui/workspaces/man"):
+        answer = client.get(path)
+        assert answer.status_code == 303 and answer.headers["location"] == "/ui/login"
+    assert client.get("/ui/events").status_code == 401
+    assert client.get("/ui").status_code == 307
+
+
+def test_sign_in_keeps_only_the_token_name(client: TestClient) -> None:
+    form = client.get("/ui/login")
+    answer = client.post("/ui/login", data={"token": API_TOKEN, "csrf": csrf_of(form.text)})
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    assert "Secure" not in cookie  # plain http here; see the https test
+    assert API_TOKEN not in cookie
+    page = client.get("/ui/")
+    assert "ws-auto" in page.text and "Signed in as <strong>ci</strong>" in page.text
+    assert API_TOKEN not in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+
+
+def test_cookie_is_secure_over_https(rt: App) -> None:
+    app = create_app(rt)
+    mount_console(app, rt)
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as c:
+        assert "Secure" in c.get("/ui/login").headers["set-cookie"]
+
+
+def test_bad_sign_ins(client: TestClient) -> None:
+    csrf = csrf_of(client.get("/ui/login").text)
+    wrong = client.post("/ui/login", data={"token": "not-a-token", "csrf": csrf})
+    assert wrong.status_code == 401 and "not valid" in wrong.text
+    assert "not-a-token" not in wrong.text
+    forged = client.post("/ui/login", data={"token": API_TOKEN, "csrf": "forged"})
+    assert forged.status_code == 403 and "security token" in forged.text
+    missing = client.post("/ui/login", data={"token": API_TOKEN})
+    assert missing.status_code == 403
+    assert client.get("/ui/").status_code == 303  # still signed out
+
+
+def test_forged_or_missing_csrf_changes_nothing(client: TestClient, rt: App) -> None:
+    sign_in(client)
+    for data in ({"kind": "sync"}, {"kind": "sync", "csrf": "forged"}, {"csrf": ""}):
+        answer = client.post("/ui/workspaces/man/sync", data=data)
+        assert answer.status_code == 403, answer.text
+        assert "Nothing was changed" in answer.text
+    answer = client.post("/ui/workspaces/man/export", data={"branch": "x", "csrf": "no"})
+    assert answer.status_code == 403
+    time.sleep(0.3)
+    assert runs(rt) == []
+
+
+def test_csrf_token_of_another_session_is_refused(client: TestClient, rt: App) -> None:
+    other = Sessions(rt.session_key, 3600)
+    stolen = other.csrf_token(other.new(time.time(), "ci"))
+    sign_in(client)
+    answer = client.post("/ui/workspaces/man/sync", data={"kind": "sync", "csrf": stolen})
+    assert answer.status_code == 403
+    assert runs(rt) == []
+
+
+def test_a_read_token_sees_no_actions_and_may_not_post(client: TestClient, rt: App) -> None:
+    csrf = sign_in(client, READ_TOKEN)
+    page = client.get("/ui/workspaces/man")
+    assert page.status_code == 200
+    for button in ("Sync now", "Dry run", "Roll back", "Export", "Suspend"):
+        assert f">{button}</button>" not in page.text
+    answer = client.post("/ui/workspaces/man/sync", data={"kind": "sync", "csrf": csrf})
+    assert answer.status_code == 403 and "lacks the &#39;sync&#39; scope" in answer.text
+    answer = client.post("/ui/workspaces/man/export", data={"branch": "b", "csrf": csrf})
+    assert answer.status_code == 403 and "lacks the &#39;export&#39; scope" in answer.text
+    time.sleep(0.3)
+    assert runs(rt) == []
+
+
+def test_expired_and_ended_sessions(client: TestClient, rt: App) -> None:
+    signer = Sessions(rt.session_key, 3600)
+    expired = Session("sid", "ci", time.time() - 1)
+    client.cookies.set(COOKIE, signer.encode(expired), path="/ui/")
+    assert client.get("/ui/").status_code == 303
+    answer = client.post(
+        "/ui/workspaces/man/sync", data={"kind": "sync", "csrf": signer.csrf_token(expired)}
+    )
+    assert answer.status_code == 401 and "expired" in answer.text
+    # A session whose token is no longer configured has ended, signature or not.
+    client.cookies.clear()
+    gone = Session("sid2", "removed-token", time.time() + 3600)
+    client.cookies.set(COOKIE, signer.encode(gone), path="/ui/")
+    assert client.get("/ui/").status_code == 303
+    # A cookie signed with another key is nobody's.
+    client.cookies.clear()
+    forged = Sessions(b"another key", 3600).encode(Session("sid3", "ci", time.time() + 3600))
+    client.cookies.set(COOKIE, forged, path="/ui/")
+    assert client.get("/ui/").status_code == 303
+    assert runs(rt) == []
+
+
+def test_sign_out_ends_the_session(client: TestClient) -> None:
+    csrf = sign_in(client)
+    assert client.post("/ui/logout", data={}).status_code == 403  # CSRF on sign-out too
+    answer = client.post("/ui/logout", data={"csrf": csrf})
+    assert answer.status_code == 303 and "signed-out" in answer.headers["location"]
+    assert client.get("/ui/").status_code == 303
+
+
+def test_sync_then_markup_is_escaped_everywhere(client: TestClient, rt: App) -> None:
+    csrf = sign_in(client)
+    diff = client.get("/ui/workspaces/man")
+    assert diff.status_code == 200
+    assert "<script>alert" not in diff.text and "<img src=x" not in diff.text
+    assert "evil &lt;script&gt;alert(&#34;name&#34;)&lt;/script&gt;" in diff.text
+    assert "&lt;img src=x onerror=" in diff.text
+    assert 'man "<b>"' not in diff.text and "man &#34;&lt;b&gt;&#34;" in diff.text
+    answer = client.post("/ui/workspaces/man/sync", data={"kind": "sync", "csrf": csrf})
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/ui/workspaces/man?notice=queued"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not [r for r in runs(rt) if r.finished_at]:
+        time.sleep(0.1)
+    assert str(rt.core.store.state("man").status) == "Synced"
+    page = client.get("/ui/workspaces/man")
+    assert "In step with" in page.text and "<script>alert" not in page.text
+    assert "Roll back" in page.text  # the applied revision is now in the history
+    listing = client.get("/ui/?tag=prod")
+    assert "ws-auto" not in listing.text and "Synced" in listing.text
+
+
+def test_rollback_needs_a_revision(client: TestClient, rt: App) -> None:
+    csrf = sign_in(client)
+    for revision in ("", "not-hex", "<script>"):
+        answer = client.post(
+            "/ui/workspaces/man/sync", data={"kind": "rollback", "revision": revision, "csrf": csrf}
+        )
+        assert answer.status_code == 422
+    answer = client.post("/ui/workspaces/man/sync", data={"kind": "wipe", "csrf": csrf})
+    assert answer.status_code == 422
+    assert runs(rt) == []
+
+
+def test_unknown_workspace_is_a_page(client: TestClient) -> None:
+    sign_in(client)
+    answer = client.get("/ui/workspaces/%3Cscript%3E")
+    assert answer.status_code == 404 and "<script>" not in answer.text
+
+
+def test_badge(client: TestClient) -> None:
+    badge = client.get("/api/v1/workspaces/man/badge.svg")
+    assert badge.status_code == 200
+    assert badge.headers["content-type"].startswith("image/svg+xml")
+    assert "Unknown" in badge.text and "<b>" not in badge.text and "&lt;b&gt;" in badge.text
+    assert client.get("/api/v1/workspaces/auto/badge.svg").status_code == 404
+    assert client.get("/api/v1/workspaces/nope/badge.svg").status_code == 404

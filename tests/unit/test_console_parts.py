@@ -1,0 +1,174 @@
+"""The console's pure parts: signed sessions and CSRF tokens, what pages show (diffs cut to a
+readable size), the badge image, commit links, and the config keys behind them."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from syncd.badge import render_badge
+from syncd.config import load_config
+from syncd.console import pages
+from syncd.console.sessions import Session, Sessions
+from syncd.errors import ConfigError
+from syncd.model import Plan, StepChange, StepContent
+from syncd.urls import commit_url
+
+NOW = 1_800_000_000.0
+
+
+def test_a_session_round_trips_and_holds_no_token_value() -> None:
+    signer = Sessions(b"k" * 32, 3600)
+    session = signer.new(NOW, "ci")
+    cookie = signer.encode(session)
+    assert signer.decode(cookie, NOW + 10) == Session(session.sid, "ci", int(NOW + 3600))
+    assert signer.decode(cookie, NOW + 3601) is None  # expired
+    anonymous = signer.new(NOW)
+    assert not anonymous.signed_in and signer.decode(signer.encode(anonymous), NOW) is not None
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [None, "", "abc", "a.b.c", "x" * 5000, "eyJzIjoxfQ.sig", "!!!.###"],
+)
+def test_malformed_cookies_are_nobodys(cookie: str | None) -> None:
+    assert Sessions(b"k", 3600).decode(cookie, NOW) is None
+
+
+def test_a_tampered_or_foreign_cookie_is_refused() -> None:
+    signer = Sessions(b"key one", 3600)
+    cookie = signer.encode(signer.new(NOW, "viewer"))
+    _, signature = cookie.split(".")
+    forged = pages_b64('{"s":"x","n":"ci","e":9999999999}')
+    assert signer.decode(f"{forged}.{signature}", NOW) is None
+    assert Sessions(b"key two", 3600).decode(cookie, NOW) is None
+
+
+def pages_b64(text: str) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+def test_csrf_tokens_are_tied_to_the_session() -> None:
+    signer = Sessions(b"k", 3600)
+    one, two = signer.new(NOW, "ci"), signer.new(NOW, "ci")
+    token = signer.csrf_token(one)
+    assert signer.csrf_valid(one, token)
+    assert not signer.csrf_valid(two, token)
+    assert not signer.csrf_valid(one, None) and not signer.csrf_valid(one, "")
+    assert not Sessions(b"other", 3600).csrf_valid(one, token)
+
+
+def test_a_very_large_diff_is_cut_with_a_count() -> None:
+    before = StepContent("true", "\n".join(f"line {i}" for i in range(2000)))
+    after = StepContent("true", "\n".join(f"LINE {i}" for i in range(2000)))
+    change = StepChange("update", "big", before, after)
+    lines, hidden = pages.diff_lines(change.diff)
+    assert len(lines) == pages.MAX_DIFF_LINES and hidden > 3000
+    assert {line.kind for line in lines} >= {"meta", "hunk", "del"}
+    long_line = pages.diff_lines("+" + "x" * 10_000)[0][0]
+    assert len(long_line.text) < 2100 and long_line.text.endswith("(line cut)")
+
+
+def test_a_plan_with_very_many_changes_is_cut() -> None:
+    creates = tuple(
+        StepChange("create", f"s{i}", None, StepContent("true", "x")) for i in range(250)
+    )
+    shown, hidden = pages.plan_changes(Plan(creates=creates))
+    assert len(shown) == pages.MAX_CHANGES and hidden == 50
+
+
+def test_rows_and_ages() -> None:
+    view = {
+        "id": "w",
+        "name": "w",
+        "tags": ["a"],
+        "mode": "manual",
+        "status": "OutOfSync",
+        "source": {"url": "https://github.com/acme/steps.git"},
+        "last_applied_revision": "a" * 40,
+        "last_run": {"id": "r", "result": "failed", "started_at": NOW - 400, "finished_at": None},
+        "changed_outside": 2,
+    }
+    row = pages.row(view, NOW)
+    assert row["applied"] == "a" * 10
+    assert row["applied_url"] == "https://github.com/acme/steps/commit/" + "a" * 40
+    assert row["health"] == "Failing" and row["last_run_age"] == "6 min ago"
+    assert pages.row({**view, "health": "Degraded"}, NOW)["health"] == "Degraded"
+    assert pages.age(None, NOW) == "" and pages.age(NOW - 3 * 86400, NOW) == "3 d ago"
+
+
+@pytest.mark.parametrize(
+    ("url", "link"),
+    [
+        ("https://github.com/a/b.git", "https://github.com/a/b/commit/abcd"),
+        (
+            "https://gitlab.example.com/g/sub/p.git",
+            "https://gitlab.example.com/g/sub/p/-/commit/abcd",
+        ),
+        ("https://gitea.example.com:3000/a/b", "https://gitea.example.com:3000/a/b/commit/abcd"),
+        ("https://git.example.com/a/b", None),
+        ("https://github.com/only-owner", None),
+        ("http://github.com/a/b", None),
+    ],
+)
+def test_commit_links(url: str, link: str | None) -> None:
+    assert commit_url(url, "abcd") == link
+    assert commit_url(url, "<script>") is None
+
+
+def test_badge_escapes_and_colours() -> None:
+    svg = render_badge('a<b>"c', "Synced")
+    assert "<b>" not in svg and "&lt;b&gt;" in svg and "#2e7d32" in svg
+    assert 'aria-label="a&lt;b&gt;&quot;c: Synced"' in svg
+    assert "#c62828" in render_badge("x", "Synced", failing=True)
+
+
+def config_text(extra: str) -> str:
+    return textwrap.dedent(
+        """\
+        workspaces:
+          - id: w1
+            name: prod
+            source: {url: "https://git.example.com/acme/steps.git"}
+        """
+    ) + textwrap.dedent(extra)
+
+
+def test_badge_is_off_by_default_and_console_keys(tmp_path: Path) -> None:
+    path = tmp_path / "syncd.yaml"
+    path.write_text(config_text(""))
+    config = load_config(path, {})
+    assert config.workspaces[0].badge is False
+    assert config.console.session_key is None and config.console.session_lifetime == 8 * 3600
+    path.write_text(
+        config_text("console: {session_key_env: KEY, session_lifetime: 30m}\n").replace(
+            "    source:", "    badge: true\n    source:"
+        )
+    )
+    config = load_config(path, {"KEY": "k" * 40})
+    assert config.workspaces[0].badge is True
+    assert config.console.session_key is not None and config.console.session_lifetime == 1800
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "message"),
+    [
+        ("console: {session_key_env: KEY}\n", {"KEY": "short"}, "at least 32 characters"),
+        ("console: {session_key_env: KEY}\n", {}, "KEY is not set"),
+        ("console: {session_lifetime: 0s}\n", {}, "must be more than 0"),
+        ("console: {colour: blue}\n", {}, "colour"),
+    ],
+)
+def test_console_config_problems(
+    tmp_path: Path, extra: str, env: dict[str, str], message: str
+) -> None:
+    path = tmp_path / "syncd.yaml"
+    path.write_text(config_text(extra))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env)
+    assert message in str(info.value)
+    assert "short" not in str(info.value)

@@ -77,6 +77,9 @@ class App:
     remote_reads: RemoteReads  # diffs: their own few threads, refused past the bound
     ready: bool = False
     stopping: bool = False
+    # Set at the first stop signal, before uvicorn drains connections (and so before
+    # `stopping`): long-lived answers, the console's event streams, end so as not to hold it up.
+    closing: bool = False
     started_at: float = field(default_factory=time.time)
     # Signs the console's sessions unless the config names a key (console.session_key_*).
     session_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)

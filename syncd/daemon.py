@@ -225,6 +225,7 @@ class Server(uvicorn.Server):
             log.warning("second signal; exiting now (an unfinished apply rolls back)")
             os._exit(1)
         log.info("signal %s; stopping", signal.Signals(sig).name)
+        self.daemon.app.closing = True
         self.should_exit = True
 
     async def startup(self, sockets: Any = None) -> None:

@@ -53,13 +53,17 @@ SECURITY_HEADERS = {
 NOTICES = {
     "queued": "Sync queued. The status below updates when it finishes.",
     "dry-run": "Dry run queued: its plan appears in the run history; nothing is applied.",
-    "rollback": "Rollback queued: a sync pinned to the chosen revision.",
+    "rollback": "Rollback queued: a sync pinned to the chosen revision. An automatic workspace "
+    "stays on it, its automation suspended, until you resume.",
     "exported": "Exported.",
     "suspended": "Suspended: automatic syncs stop until you resume.",
-    "resumed": "Resumed.",
+    "resumed": "Resumed: a sync to the branch head is queued.",
     "signed-out": "You have signed out.",
     "ended": "Your session has ended (it expired, or its token was removed). Sign in again.",
 }
+
+
+DONE = {"suspend": "suspended", "resume": "resumed"}
 
 
 class Refused(Exception):
@@ -319,7 +323,13 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
                 raise Refused(404, f"This syncd cannot {verb} workspaces.")
             seen, ws, _ = await action(request, "sync")
             await asyncio.to_thread(use_case, ws)
-            return finish(request, seen, redirect(f"/workspaces/{ws.id}", notice=verb + "ed"))
+            if verb == "resume":
+                # As the API does: back to the branch head, which also ends a pin.
+                try:
+                    rt.workspaces.request_sync(ws, Trigger.MANUAL, None, False)
+                except (QueueFull, ShuttingDown) as e:
+                    raise Refused(503, f"Resumed, but no sync to the head was queued: {e}") from e
+            return finish(request, seen, redirect(f"/workspaces/{ws.id}", notice=DONE[verb]))
 
         return handler
 
@@ -410,7 +420,7 @@ async def _stream(rt: App, token_name: str, only: str | None) -> AsyncIterator[s
     yield "retry: 2000\n\n"
     sent: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + STREAM_SECONDS
-    while not rt.stopping and time.monotonic() < deadline:
+    while not (rt.closing or rt.stopping) and time.monotonic() < deadline:
         if not any(t.name == token_name for t in rt.config.tokens):
             return  # the token was removed: its sessions end, streams too
         chosen = [ws for ws in rt.config.workspaces if only in (None, ws.id)]

@@ -239,3 +239,75 @@ def test_badge(client: TestClient) -> None:
     assert "Unknown" in badge.text and "<b>" not in badge.text and "&lt;b&gt;" in badge.text
     assert client.get("/api/v1/workspaces/auto/badge.svg").status_code == 404
     assert client.get("/api/v1/workspaces/nope/badge.svg").status_code == 404
+
+
+def wait_for_runs(rt: App, count: int, ws: str = "man") -> list[Any]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done = [r for r in runs(rt, ws) if r.finished_at]
+        if len(done) >= count:
+            return done
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {count} runs finished: {runs(rt, ws)}")
+
+
+def test_roll_back_to_a_revision_applied_before(
+    client: TestClient, rt: App, repo: tuple[str, WorkTree]
+) -> None:
+    _, tree = repo
+    csrf = sign_in(client)
+    first = tree.head()
+    client.post("/ui/workspaces/man/sync", data={"kind": "sync", "csrf": csrf})
+    wait_for_runs(rt, 1)
+    write_step(tree, "plain/two")
+    second = tree.commit("one more step")
+    tree.push()
+    client.post("/ui/workspaces/man/sync", data={"kind": "sync", "csrf": csrf})
+    wait_for_runs(rt, 2)
+    assert rt.core.store.state("man").last_applied_revision == second
+    page = client.get("/ui/workspaces/man")
+    assert f'<option value="{first}">' in page.text and f'<option value="{second}">' in page.text
+    answer = client.post(
+        "/ui/workspaces/man/sync", data={"kind": "rollback", "revision": first, "csrf": csrf}
+    )
+    assert answer.status_code == 303 and "notice=rollback" in answer.headers["location"]
+    wait_for_runs(rt, 3)
+    assert rt.core.store.state("man").last_applied_revision == first
+    assert "plain/two" not in {s.name for s in rt.core.store.live_steps("man").values()}
+
+
+def test_dry_run_applies_nothing(client: TestClient, rt: App) -> None:
+    csrf = sign_in(client)
+    answer = client.post("/ui/workspaces/man/sync", data={"kind": "dry-run", "csrf": csrf})
+    assert answer.status_code == 303 and "notice=dry-run" in answer.headers["location"]
+    (run,) = wait_for_runs(rt, 1)
+    assert run.dry_run and run.created == 2
+    assert rt.core.store.live_steps("man") == {}
+
+
+def test_export_to_a_branch(client: TestClient, rt: App) -> None:
+    csrf = sign_in(client)
+    bad = client.post("/ui/workspaces/man/export", data={"branch": "no..dots", "csrf": csrf})
+    assert bad.status_code == 422 and "not a valid branch name" in bad.text
+    answer = client.post(
+        "/ui/workspaces/man/export",
+        data={"branch": "promote/man", "message": "from the console", "csrf": csrf},
+    )
+    assert answer.status_code == 303, answer.text
+    location = answer.headers["location"]
+    assert "notice=exported" in location and "branch=promote%2Fman" in location
+    page = client.get(location)
+    assert "Exported to branch <code>promote/man</code>" in page.text
+
+
+def test_a_very_large_diff_is_cut_on_the_page(
+    client: TestClient, repo: tuple[str, WorkTree]
+) -> None:
+    _, tree = repo
+    write_step(tree, "huge", do="\n".join(f"call({i})" for i in range(3000)))
+    tree.commit("a huge step")
+    tree.push()
+    sign_in(client)
+    page = client.get("/ui/workspaces/man")
+    assert page.status_code == 200
+    assert "more lines not shown" in page.text and "call(2999)" not in page.text

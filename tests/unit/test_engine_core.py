@@ -84,6 +84,8 @@ def test_a_manual_workspace_only_plans_on_a_webhook(world: World) -> None:
     out = world.engine.sync(manual, Trigger.WEBHOOK)
     assert out.run.result is RunResult.PLANNED
     assert out.plan is not None and [c.name for c in out.plan.creates] == ["greet", "other"]
+    # The contract: a planned run counts its plan.
+    assert (out.run.created, out.run.updated, out.run.deleted) == (2, 0, 0)
     assert world.live() == {}
     state = world.store.state("ws")
     assert state.status is Status.OUT_OF_SYNC and state.drift == 2

@@ -84,6 +84,7 @@ class Visit:
     token: TokenConfig | None
     csrf: str
     fresh: bool  # the cookie must be (re)set on the answer
+    ended: bool = False  # a session was sent that has expired or ended
 
 
 def create_console(rt: App, prefix: str = "/ui") -> Starlette:
@@ -102,16 +103,19 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
 
     def visit(request: Request) -> Visit:
         now, signer = time.time(), sessions()
-        session = signer.decode(request.cookies.get(COOKIE), now)
-        fresh = session is None
+        cookie = request.cookies.get(COOKIE)
+        session = signer.decode(cookie, now)
+        # A cookie sent but no longer good: expired, signed with an old key, or forged.
+        ended = bool(cookie) and session is None
         token = None
         if session is not None and session.token_name is not None:
             token = next((t for t in rt.config.tokens if t.name == session.token_name), None)
             if token is None:  # the token was removed: its sessions end
-                session, fresh = None, True
+                session, ended = None, True
+        fresh = session is None
         if session is None:
             session = signer.new(now)
-        return Visit(session, token, signer.csrf_token(session), fresh)
+        return Visit(session, token, signer.csrf_token(session), fresh, ended)
 
     def signed_in(request: Request) -> Visit:
         seen = visit(request)
@@ -356,7 +360,9 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         return error_page(request, exc.status, exc.message)
 
     async def sign_in_first(request: Request, exc: Exception) -> Response:
-        return finish(request, visit(request), redirect("/login"))
+        seen = visit(request)
+        target = redirect("/login", notice="ended") if seen.ended else redirect("/login")
+        return finish(request, seen, target)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return error_page(request, 404, str(exc))

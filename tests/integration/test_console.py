@@ -175,7 +175,9 @@ def test_expired_and_ended_sessions(client: TestClient, rt: App) -> None:
     client.cookies.clear()
     gone = Session("sid2", "removed-token", time.time() + 3600)
     client.cookies.set(COOKIE, signer.encode(gone), path="/ui/")
-    assert client.get("/ui/").status_code == 303
+    answer = client.get("/ui/")
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui/login?notice=ended"
+    assert "session has ended" in client.get("/ui/login?notice=ended").text
     # A cookie signed with another key is nobody's.
     client.cookies.clear()
     forged = Sessions(b"another key", 3600).encode(Session("sid3", "ci", time.time() + 3600))

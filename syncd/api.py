@@ -156,10 +156,10 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
     async def badge(request: Request) -> Response:
         # No token: a badge is shown in READMEs; only workspaces with `badge: true` have one.
         ws_id = request.path_params["id"]
-        status, failing = await asyncio.to_thread(rt.workspaces.badge, ws_id)
+        status, health = await asyncio.to_thread(rt.workspaces.badge, ws_id)
         label = rt.workspaces.get(ws_id).name
         return Response(
-            render_badge(label, status, failing),
+            render_badge(label, status, health),
             media_type="image/svg+xml",
             headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
         )

@@ -8,15 +8,18 @@ COLOURS = {
     "Synced": "#2e7d32",
     "OutOfSync": "#b26a00",
     "Unknown": "#616161",
-    "failing": "#c62828",
+    "Degraded": "#c62828",
+    "Suspended": "#5c6bc0",
 }
 _CHAR_WIDTH = 7  # px per character at 11px Verdana, near enough for a badge
 _PAD = 10
 
 
-def render_badge(label: str, status: str, failing: bool = False) -> str:
-    message = f"{status}, failing" if failing else status
-    colour = COLOURS["failing"] if failing else COLOURS.get(status, COLOURS["Unknown"])
+def render_badge(label: str, status: str, health: str = "Healthy") -> str:
+    """`Synced`; or with the health when it is not Healthy (`OutOfSync, Degraded`), coloured
+    by the health first: a failing workspace is red whatever its status."""
+    message = status if health == "Healthy" else f"{status}, {health}"
+    colour = COLOURS.get(health) or COLOURS.get(status, COLOURS["Unknown"])
     left = len(label) * _CHAR_WIDTH + _PAD
     right = len(message) * _CHAR_WIDTH + _PAD
     width = left + right

@@ -474,8 +474,8 @@ def paths() -> dict[str, Any]:
                 "404",
                 ID,
                 text="No token: off by default, on for a workspace with `badge: true` in the "
-                "config; 404 for any other workspace. Shows Synced, OutOfSync or Unknown, and "
-                "whether the last run failed.",
+                "config; 404 for any other workspace. Shows Synced, OutOfSync or Unknown, and the "
+                "health when it is not Healthy.",
             )
         },
         "/metrics": {"get": op(None, "Prometheus metrics", metrics)},

@@ -20,6 +20,7 @@ from syncd.model import (
     Health,
     LiveStep,
     Run,
+    RunResult,
     Status,
     StepContent,
     SyncState,
@@ -126,13 +127,13 @@ class Workspaces:
                 found.append(run)
         return found
 
-    def badge(self, ws_id: str) -> tuple[str, bool]:
-        """A workspace's status and whether its last run failed, for its badge; a workspace
-        without `badge: true` is not found, so a badge tells nothing of unlisted workspaces."""
+    def badge(self, ws_id: str) -> tuple[str, str]:
+        """A workspace's sync status and health, for its badge; a workspace without
+        `badge: true` is not found, so a badge tells nothing of unlisted workspaces."""
         for ws in self.config.workspaces:
             if ws.id == ws_id and ws.badge:
                 state, last = self.state(ws)
-                return str(state.status), last is not None and last.result is RunResult.FAILED
+                return str(state.status), str(self.keeper.current(ws, state, last).health)
         raise NotFound(f"no badge for workspace {ws_id[:100]!r}")
 
     def preview(self, ws: WorkspaceConfig) -> Reading:

@@ -124,7 +124,9 @@ def test_badge_escapes_and_colours() -> None:
     svg = render_badge('a<b>"c', "Synced")
     assert "<b>" not in svg and "&lt;b&gt;" in svg and "#2e7d32" in svg
     assert 'aria-label="a&lt;b&gt;&quot;c: Synced"' in svg
-    assert "#c62828" in render_badge("x", "Synced", failing=True)
+    degraded = render_badge("x", "Synced", "Degraded")
+    assert "#c62828" in degraded and "Synced, Degraded" in degraded
+    assert "Suspended" in render_badge("x", "OutOfSync", "Suspended")
 
 
 def config_text(extra: str) -> str:

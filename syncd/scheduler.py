@@ -336,12 +336,25 @@ class Scheduler:
                 )
                 await asyncio.to_thread(self._source_failed, self._remotes().get(key, []), e)
                 continue
+            except Exception:
+                # Not the remote's fault (a full disk, the store): this cycle is lost, the
+                # remote's polling is not; an exception out of here would end it for good.
+                failures += 1
+                log.exception("poll crashed remote=%s failures=%d", key.split("|")[0], failures)
+                continue
             failures = 0
-            for ws in self._remotes().get(key, []):
-                head = heads.get(ws.source.branch)
-                state = await asyncio.to_thread(self.store.state, ws.id)
-                if should_sync(ws.mode, state, head) or await self._source_back(ws.id):
-                    self._request_quietly(ws.id, Trigger.POLL, head)
+            try:
+                await self._request_moved(key, heads)
+            except Exception:
+                log.exception("poll crashed remote=%s", key.split("|")[0])
+
+    async def _request_moved(self, key: str, heads: dict[str, str]) -> None:
+        """Request a sync of each workspace on the remote whose branch calls for one."""
+        for ws in self._remotes().get(key, []):
+            head = heads.get(ws.source.branch)
+            state = await asyncio.to_thread(self.store.state, ws.id)
+            if should_sync(ws.mode, state, head) or await self._source_back(ws.id):
+                self._request_quietly(ws.id, Trigger.POLL, head)
 
     def _source_failed(self, group: list[WorkspaceConfig], error: GitError) -> None:
         """Each workspace of a remote that cannot be read: its first failure is recorded as a

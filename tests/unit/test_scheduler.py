@@ -12,6 +12,7 @@ import pytest
 
 from syncd.engine import Engine
 from syncd.errors import NotFound
+from syncd.git import Remote
 from syncd.model import Mode, Run, RunResult, Status, SyncState, Trigger
 from syncd.retry import Policy
 from syncd.scheduler import (
@@ -21,7 +22,7 @@ from syncd.scheduler import (
     ShuttingDown,
     should_sync,
 )
-from tests.support.fakes import FakeStore, GatedGit, config, step_files, workspace
+from tests.support.fakes import FakeGit, FakeStore, GatedGit, config, step_files, workspace
 
 pytestmark = pytest.mark.anyio
 
@@ -191,3 +192,31 @@ async def test_runs_waiting_for_a_slot_never_start_after_stop() -> None:
     results = await asyncio.gather(*(t.future for t in tickets), return_exceptions=True)
     assert sum(isinstance(r, ShuttingDown) for r in results) == 2
     assert len(w.runs("a", "b", "c")) == 1
+
+
+class FlakyHeads(FakeGit):
+    """A git whose first ls-remotes fail with an error that is not the remote's (a full disk
+    while creating the mirror)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def heads(self, remote: Remote) -> dict[str, str]:
+        if self.failures:
+            self.failures -= 1
+            raise OSError(28, "No space left on device")
+        return super().heads(remote)
+
+
+async def test_a_poll_that_crashes_keeps_polling() -> None:
+    store, git = FakeStore(), FlakyHeads(failures=1)
+    git.commit(step_files({"greet": "hello()"}))
+    cfg = config(workspace("a", poll_interval=0.01))
+    s = Scheduler(Engine(store, git), store, config=lambda: cfg, rng=lambda: 0.5)
+    await s.start(startup_sync=False)
+    try:
+        await until(lambda: store.state("a").status is Status.SYNCED)
+    finally:
+        await s.stop()
+    assert git.failures == 0

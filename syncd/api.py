@@ -30,6 +30,7 @@ from syncd.errors import Conflict, GitError, NotFound, RevisionNotFound, SyncdEr
 from syncd.export import parse_export_request
 from syncd.model import Mode, StepContent, Trigger
 from syncd.openapi import openapi_document
+from syncd.refs import is_revision
 from syncd.scheduler import QueueFull, ShuttingDown, Ticket
 from syncd.service.intake import Outcome, Overloaded, Receipt
 from syncd.service.remote_reads import Busy
@@ -85,7 +86,7 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         dry_run, revision = body.get("dry_run", False), body.get("revision")
         if not isinstance(dry_run, bool):
             raise ApiError(422, "`dry_run` must be true or false")
-        if revision is not None and (not isinstance(revision, str) or not _is_rev(revision)):
+        if revision is not None and (not isinstance(revision, str) or not is_revision(revision)):
             raise ApiError(422, "`revision` must be a commit sha (4 to 40 hex digits) or null")
         ticket = rt.workspaces.request_sync(ws, Trigger.MANUAL, revision, dry_run)
         if request.query_params.get("wait", "").lower() not in ("1", "true", "yes"):
@@ -317,17 +318,6 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 # -- request helpers ----------------------------------------------------------------------------
 
 
-def _request(
-    rt: App, ws_id: str, trigger: Trigger, revision: str | None = None, dry_run: bool = False
-) -> Any:
-    try:
-        return rt.scheduler.request(ws_id, trigger, revision=revision, dry_run=dry_run)
-    except QueueFull as e:
-        raise ApiError(503, str(e), None, {"Retry-After": RETRY_AFTER_SECONDS}) from e
-    except ShuttingDown as e:
-        raise ApiError(503, str(e), None, {"Retry-After": RETRY_AFTER_SECONDS}) from e
-
-
 def _workspace(rt: App, request: Request) -> WorkspaceConfig:
     return rt.workspaces.get(request.path_params["id"])
 
@@ -384,10 +374,6 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     if not raw.isdigit() or not low <= int(raw) <= high:
         raise ApiError(400, f"`{name}` must be a whole number from {low} to {high}")
     return int(raw)
-
-
-def _is_rev(text: str) -> bool:
-    return 4 <= len(text) <= 40 and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 # -- errors to statuses -------------------------------------------------------------------------

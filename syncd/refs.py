@@ -70,3 +70,8 @@ def is_zero(sha: str | None) -> bool:
 
 def is_full_sha(value: str) -> bool:
     return _SHA.fullmatch(value) is not None
+
+
+def is_revision(value: str) -> bool:
+    """A commit a person may name to sync to: 4 to 40 hex digits (a full or abbreviated sha)."""
+    return 4 <= len(value) <= 40 and all(c in "0123456789abcdefABCDEF" for c in value)

@@ -33,6 +33,7 @@ from syncd.console.sessions import COOKIE, Session, Sessions
 from syncd.errors import Conflict, GitError, NotFound, SyncdError
 from syncd.export import parse_export_request
 from syncd.model import Trigger
+from syncd.refs import is_revision
 from syncd.scheduler import QueueFull, ShuttingDown
 
 HERE = Path(__file__).parent
@@ -241,7 +242,6 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
             row=pages.row(data["view"], time.time()),
             notice=notice,
             exported=exported,
-            can_suspend=hasattr(rt.workspaces, "suspend"),
             short=pages.short,
             **data,
         )
@@ -290,7 +290,7 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
             raise Refused(422, "Unknown kind of sync. Nothing was changed.")
         revision = None
         if kind == "rollback":
-            if not picked or not _is_sha(picked):
+            if not picked or not is_revision(picked):
                 raise Refused(422, "Pick a revision to roll back to. Nothing was changed.")
             revision = picked
         try:
@@ -322,10 +322,8 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
 
     def toggle(verb: str) -> Any:
         async def handler(request: Request) -> Response:
-            use_case = getattr(rt.workspaces, verb, None)
-            if use_case is None:
-                raise Refused(404, f"This syncd cannot {verb} workspaces.")
             seen, ws, _ = await action(request, "sync")
+            use_case = rt.workspaces.suspend if verb == "suspend" else rt.workspaces.resume
             await asyncio.to_thread(use_case, ws)
             if verb == "resume":
                 # As the API does: back to the branch head, which also ends a pin.
@@ -443,7 +441,3 @@ async def _stream(rt: App, token_name: str, only: str | None) -> AsyncIterator[s
 
 def _datetime(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _is_sha(text: str) -> bool:
-    return 4 <= len(text) <= 40 and all(c in "0123456789abcdef" for c in text.lower())

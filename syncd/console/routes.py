@@ -229,6 +229,7 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         seen = signed_in(request)
         ws = rt.workspaces.get(request.path_params["id"])
         data = await asyncio.to_thread(_workspace_data, rt, ws)
+        data.update(await _drift(rt, ws))
         q = request.query_params
         notice = NOTICES.get(q.get("notice", ""))
         exported = None
@@ -393,29 +394,30 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
 
 
 def _workspace_data(rt: App, ws: WorkspaceConfig) -> dict[str, Any]:
-    """Everything a workspace's page shows, read in one worker thread."""
+    """What a workspace's page shows from the store, read in one worker thread."""
     service = rt.workspaces
-    view = service.overview(ws)
-    drift_error = None
-    changes: list[pages.ChangeView] = []
-    hidden_changes = 0
-    revision = None
-    try:
-        reading = service.preview(ws)
-        changes, hidden_changes = pages.plan_changes(reading.plan)
-        revision = reading.revision
-    except SyncdError as e:
-        drift_error = str(e)
     return {
-        "view": view,
+        "view": service.overview(ws),
         "health": service.health(ws),
         "steps": sorted(service.steps(ws), key=lambda s: s.name),
         "runs": service.runs(ws, 50),
         "applied_runs": service.applied_revisions(ws),
+    }
+
+
+async def _drift(rt: App, ws: WorkspaceConfig) -> dict[str, Any]:
+    """The page's diff. It talks to the remote: on the bounded remote-read threads, as the
+    API's diff does, so that pages of a slow remote cannot starve every other request."""
+    try:
+        reading = await rt.remote_reads.run(rt.workspaces.preview, ws)
+    except SyncdError as e:  # Busy too: the rest of the page still shows
+        return {"changes": [], "hidden_changes": 0, "plan_revision": None, "drift_error": str(e)}
+    changes, hidden_changes = pages.plan_changes(reading.plan)
+    return {
         "changes": changes,
         "hidden_changes": hidden_changes,
-        "plan_revision": revision,
-        "drift_error": drift_error,
+        "plan_revision": reading.revision,
+        "drift_error": None,
     }
 
 

@@ -313,3 +313,19 @@ def test_a_very_large_diff_is_cut_on_the_page(
     page = client.get("/ui/workspaces/man")
     assert page.status_code == 200
     assert "more lines not shown" in page.text and "call(2999)" not in page.text
+
+
+def test_the_page_reads_the_remote_on_the_bounded_threads(client: TestClient, rt: App) -> None:
+    """The drift on a workspace's page is a remote read, bounded as the API's diff is: with
+    every slot taken, the page still shows, and says why its diff is missing."""
+    sign_in(client)
+    taken = [rt.remote_reads._slots.acquire(blocking=False) for _ in range(rt.remote_reads.limit)]
+    try:
+        page = client.get("/ui/workspaces/man")
+    finally:
+        for _ in taken:
+            rt.remote_reads._slots.release()
+    assert page.status_code == 200
+    assert "The plan cannot be made now" in page.text
+    assert "reads from git remotes are already running" in page.text
+    assert "No runs yet." in page.text  # the rest of the page, from the store, is shown

@@ -427,8 +427,8 @@ async def _stream(rt: App, token_name: str, only: str | None) -> AsyncIterator[s
     sent: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + STREAM_SECONDS
     while not (rt.closing or rt.stopping) and time.monotonic() < deadline:
-        if not any(t.name == token_name for t in rt.config.tokens):
-            return  # the token was removed: its sessions end, streams too
+        if not any(t.name == token_name and t.allows("read") for t in rt.config.tokens):
+            return  # the token was removed or lost `read`: its sessions end, streams too
         chosen = [ws for ws in rt.config.workspaces if only in (None, ws.id)]
         views = await asyncio.to_thread(rt.workspaces.overviews, chosen)
         now = time.time()

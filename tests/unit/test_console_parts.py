@@ -3,18 +3,24 @@ readable size), the badge image, commit links, and the config keys behind them."
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from syncd.app import App
 from syncd.badge import render_badge
-from syncd.config import load_config
+from syncd.config import Config, Secret, TokenConfig, load_config
 from syncd.console import pages
+from syncd.console.routes import _stream
 from syncd.console.sessions import Session, Sessions
 from syncd.errors import ConfigError
 from syncd.model import Plan, StepChange, StepContent
 from syncd.urls import commit_url
+from tests.support.fakes import config
 
 NOW = 1_800_000_000.0
 
@@ -174,3 +180,31 @@ def test_console_config_problems(
         load_config(path, env)
     assert message in str(info.value)
     assert "short" not in str(info.value)
+
+
+@dataclass
+class _StreamWorld:
+    """What the console's event stream reads of the app: the config and the flags."""
+
+    config: Config
+    closing: bool = False
+    stopping: bool = False
+
+    @property
+    def workspaces(self) -> _StreamWorld:
+        return self
+
+    def overviews(self, chosen: list[object]) -> list[dict[str, object]]:
+        return []
+
+
+def test_a_stream_ends_when_its_token_loses_the_read_scope() -> None:
+    """A reload that takes `read` from a token ends its pages at the next request; an open
+    event stream of that token ends too, rather than showing statuses for five minutes."""
+    token = TokenConfig("ci", Secret("t" * 20, "env SYNCD_TOKEN"), frozenset({"sync"}))
+    world = _StreamWorld(replace(config(), tokens=(token,)))
+
+    async def read_all() -> list[str]:
+        return [event async for event in _stream(cast(App, world), "ci", None)]
+
+    assert asyncio.run(asyncio.wait_for(read_all(), 5)) == ["retry: 2000\n\n"]

@@ -222,12 +222,15 @@ class Scheduler:
                 try:
                     outcome = await self._run(ws_id, req)
                 except Exception as e:  # a waiter must always hear how its run ended
-                    if not isinstance(e, ShuttingDown):
-                        log.exception("sync crashed workspace=%s run=%s", ws_id, req.run_id)
                     slot.queue.popleft()
                     for w in req.waiters:
                         if not w.done():
                             w.set_exception(e)
+                    if not isinstance(e, ShuttingDown):
+                        log.exception("sync crashed workspace=%s run=%s", ws_id, req.run_id)
+                        # Nothing was recorded (a locked store, say), so nothing else will
+                        # ask again: retried as a transient failure is.
+                        self._retry_later(ws_id, slot, req)
                     continue
                 slot.queue.popleft()
                 for w in req.waiters:
@@ -273,8 +276,13 @@ class Scheduler:
         if outcome.run.result is not RunResult.FAILED:
             slot.failures = 0
             return
-        if outcome.state.failed_revision is not None or req.dry_run or req.revision:
-            return  # permanent, or a one-off request: nothing to retry
+        if outcome.state.failed_revision is not None:
+            return  # permanent: it waits for a new commit
+        self._retry_later(ws_id, slot, req)
+
+    def _retry_later(self, ws_id: str, slot: _Slot, req: Request) -> None:
+        if req.dry_run or req.revision:
+            return  # a one-off request: nothing to retry
         slot.failures += 1
         delay = retry.RUN.delay(slot.failures, self.rng)
         if slot.retry is not None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
+from syncd import retry
 from syncd.engine import Engine
 from syncd.errors import NotFound
 from syncd.git import Remote
-from syncd.model import Mode, Run, RunResult, Status, SyncState, Trigger
+from syncd.model import Mode, Plan, Run, RunResult, Status, SyncState, Trigger
 from syncd.retry import Policy
 from syncd.scheduler import (
     MAX_QUEUED_PER_WORKSPACE,
@@ -22,6 +24,7 @@ from syncd.scheduler import (
     ShuttingDown,
     should_sync,
 )
+from syncd.store import IndexUpdate
 from tests.support.fakes import FakeGit, FakeStore, GatedGit, config, step_files, workspace
 
 pytestmark = pytest.mark.anyio
@@ -220,3 +223,37 @@ async def test_a_poll_that_crashes_keeps_polling() -> None:
     finally:
         await s.stop()
     assert git.failures == 0
+
+
+class LockedOnce(FakeStore):
+    """A store whose first apply fails as SQLite does when another process holds the write
+    lock past the busy timeout: not a SyncdError, so the engine records no run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.locked = True
+
+    def apply(self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState) -> None:
+        if self.locked:
+            self.locked = False
+            raise sqlite3.OperationalError("database is locked")
+        super().apply(plan, index, run, state)
+
+
+async def test_a_crashed_run_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A webhook's run that crashed recorded nothing, so no poll would notice: the loop
+    retries it as it retries a transient failure."""
+    monkeypatch.setattr(retry, "RUN", Policy(base=0.01, cap=0.01))
+    store, git = LockedOnce(), FakeGit()
+    git.commit(step_files({"greet": "hello()"}))
+    cfg = config(workspace("a"))
+    s = Scheduler(Engine(store, git), store, config=lambda: cfg, rng=lambda: 0.5)
+    await s.start(startup_sync=False)
+    try:
+        ticket = s.request("a", Trigger.WEBHOOK)
+        with pytest.raises(sqlite3.OperationalError):
+            await ticket.future
+        await until(lambda: store.state("a").status is Status.SYNCED)
+    finally:
+        await s.stop()
+    assert not store.locked

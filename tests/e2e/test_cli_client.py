@@ -145,7 +145,7 @@ def other_version() -> Iterator[str]:
     """A server that answers /openapi.json as syncd 9.0.0 would."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        def do_GET(self) -> None:
             body = json.dumps({"openapi": "3.1.0", "info": {"version": "9.0.0"}}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

@@ -23,9 +23,9 @@ def _wheel(tmp_path: Path) -> Path:
     """syncd's wheel, built from this checkout (offline first, then with build isolation)."""
     out = tmp_path / "wheel"
     for isolation in (["--no-build-isolation"], []):
+        pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation]
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", str(out)]
-            + [str(ROOT)],
+            [*pip, "-w", str(out), str(ROOT)],
             capture_output=True,
             text=True,
             timeout=300,
@@ -57,9 +57,9 @@ def test_the_install_script_leaves_a_unit_that_verifies_unchanged(tmp_path: Path
     root = tmp_path / "root"
     wheel = _wheel(tmp_path)
     # --no-deps: the test stays offline; the dependencies come from this environment below.
+    install = [str(ROOT / "packaging/install.sh"), "--root", str(root), "--wheel", str(wheel)]
     done = subprocess.run(
-        [str(ROOT / "packaging/install.sh"), "--root", str(root), "--wheel", str(wheel)]
-        + ["--python", sys.executable, "--pip-args", "--no-deps --no-index"],
+        [*install, "--python", sys.executable, "--pip-args", "--no-deps --no-index"],
         capture_output=True,
         text=True,
         timeout=300,

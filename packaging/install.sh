@@ -4,7 +4,8 @@
 #                                   Debian refuses a system-wide pip install; a venv is the way)
 #   /usr/local/bin/syncd            a link to /opt/syncd/bin/syncd (the unit's ExecStart)
 #   /etc/systemd/system/syncd.service  the unit, unchanged
-#   /usr/share/doc/syncd/           README.md and docs/ (the unit's Documentation=)
+#   /usr/share/doc/syncd/           README.md and docs/ (the unit's Documentation=), the
+#                                   config's JSON Schema
 #   /etc/syncd/                     syncd.example.yaml, workspaces.d/, credentials/ (0700)
 #   shell completion for bash, zsh and fish
 #
@@ -26,7 +27,7 @@ while [[ $# -gt 0 ]]; do
     --wheel) WHEEL=${2:?--wheel needs a file}; shift 2;;
     --python) PYTHON=${2:?--python needs a program}; shift 2;;
     --pip-args) PIP_ARGS=${2-}; shift 2;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0;;
+    -h|--help) sed -n "2,17p" "$0"; exit 0;;
     *) die "unknown option $1 (see --help)";;
   esac
 done
@@ -61,6 +62,7 @@ ln -sfn /opt/syncd/bin/syncd "$P/usr/local/bin/syncd"
 # 3. the unit, unchanged, and the documentation it names
 install -D -m 0644 "$SRC/systemd/syncd.service" "$P/etc/systemd/system/syncd.service"
 install -D -m 0644 "$SRC/README.md" "$P/usr/share/doc/syncd/README.md"
+install -m 0644 "$SRC/config/syncd.schema.json" "$P/usr/share/doc/syncd/syncd.schema.json"
 for page in "$SRC"/docs/*.md; do
   install -D -m 0644 "$page" "$P/usr/share/doc/syncd/docs/$(basename "$page")"
 done

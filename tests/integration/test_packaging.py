@@ -69,6 +69,7 @@ def test_the_install_script_leaves_a_unit_that_verifies_unchanged(tmp_path: Path
     assert unit.read_bytes() == (ROOT / "systemd/syncd.service").read_bytes()
     assert os.readlink(root / "usr/local/bin/syncd") == "/opt/syncd/bin/syncd"
     assert (root / "etc/syncd/syncd.example.yaml").is_file()
+    assert (root / "usr/share/doc/syncd/syncd.schema.json").is_file()
     assert (root / "etc/syncd/credentials").stat().st_mode & 0o777 == 0o700
     # Documentation= names a file the script installed
     docs = [

@@ -87,8 +87,9 @@ class ApiClient:
         """The server's version from /openapi.json; refuse a server of another version."""
         try:
             doc = self.request("GET", "/openapi.json", auth=False)
-        except (ApiNotFound, ApiFailed) as e:
-            raise BadServer(f"{self.base} does not look like syncd: /openapi.json: {e}") from None
+        except (ApiNotFound, ApiFailed, Unauthorized, Forbidden) as e:
+            # syncd serves its document to anyone: a refusal means something else answers.
+            raise BadServer(f"{self.base} does not look like syncd: {e}") from None
         info = doc.get("info")
         version = info.get("version") if isinstance(info, dict) else None
         if not isinstance(version, str) or doc.get("openapi") is None:
@@ -125,7 +126,7 @@ class ApiClient:
             with urllib.request.urlopen(request, timeout=self.timeout, context=self._tls) as r:
                 raw = r.read()
         except urllib.error.HTTPError as e:
-            raise self._refusal(path, e) from None
+            raise self._refusal(path, e, auth) from None
         except (urllib.error.URLError, OSError, ValueError) as e:
             reason = getattr(e, "reason", None) or e
             raise Unreachable(f"cannot reach syncd at {self.base}: {reason}") from None
@@ -137,10 +138,12 @@ class ApiClient:
             raise BadServer(f"{self.base}{path}: the answer is not a JSON object")
         return doc
 
-    def _refusal(self, path: str, e: urllib.error.HTTPError) -> ClientError:
+    def _refusal(self, path: str, e: urllib.error.HTTPError, auth: bool) -> ClientError:
         body = _error_body(e)
         said = str(body.get("error") or e.reason)
         where = f"{self.base}{path.split('?')[0]}"
+        if e.code == 401 and not auth:
+            return Unauthorized(f"{where}: 401 {said}")
         if e.code == 401:
             hint = "no token given" if not self.token else "the token is not valid"
             return Unauthorized(

@@ -183,3 +183,16 @@ def test_local_status_needs_no_secret_and_check_config_lists_them(
     assert "SYNCD_TEST_GIT_TOKEN is not set" in out.stderr
     out = cli(local, "diff", "manual")  # needs the git password: a config problem, exit 2
     assert out.returncode == 2 and "needs a secret it cannot read" in out.stderr
+
+
+def test_tls_to_the_server_is_verified_against_the_system_or_ca_file(
+    git_server: GitServer, stranger: dict[str, str]
+) -> None:
+    """An https server with a private CA (the test's git server, which is not syncd): refused
+    as unverifiable without --ca-file; with it, the TLS holds and the answer is not syncd's."""
+    reader = stranger | {"SYNCD_TOKEN": READ_TOKEN}
+    out = cli(reader, "--server", git_server.base_url, "status")
+    assert out.returncode == 5 and "CERTIFICATE_VERIFY_FAILED" in out.stderr, out.stderr
+    ca = ["--ca-file", str(git_server.ca_file)]
+    out = cli(reader, "--server", git_server.base_url, *ca, "status")
+    assert out.returncode == 4 and "does not look like syncd" in out.stderr, out.stderr

@@ -503,6 +503,7 @@ OPERATION_IDS = {
     ("delete", f"{WS}/steps/{{name}}"): "deleteStep",
     ("post", f"{WS}/export"): "exportWorkspace",
     ("get", f"{WS}/health"): "getWorkspaceHealth",
+    ("get", f"{WS}/badge.svg"): "getWorkspaceBadge",
     ("get", "/metrics"): "getMetrics",
     ("get", "/healthz"): "getAlive",
     ("get", "/readyz"): "getReady",

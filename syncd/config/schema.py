@@ -38,6 +38,14 @@ EMAIL: Schema = {
 }
 MODE: Schema = {"enum": ["automatic", "manual"]}
 ENV_NAME: Schema = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}
+MAX_DELETES: Schema = {
+    "description": 'a count of steps (50), or a share of the live steps ("20%")',
+    "anyOf": [
+        {"type": "integer", "minimum": 0},
+        {"type": "string", "pattern": r"^\s*[0-9]+\s*$"},
+        {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*%\s*$"},
+    ],
+}
 
 
 def ref(name: str) -> Schema:
@@ -98,7 +106,9 @@ def config_schema() -> Schema:
             "source": ref("source"),
             "poll_interval": DURATION,
             "allow_empty": {"type": "boolean"},
+            "max_deletes": MAX_DELETES,
             "notify": one_or_many(EMAIL),
+            "badge": {"type": "boolean"},
         },
         required=("id", "name", "source"),
     )
@@ -140,6 +150,9 @@ def config_schema() -> Schema:
                     "max_body_bytes": {"type": "integer", "minimum": 1},
                     "self_heal_delay": DURATION,
                     "max_parallel_syncs": {"type": "integer", "minimum": 1, "maximum": 64},
+                    "max_connections": {"type": "integer", "minimum": 16, "maximum": 65536},
+                    "header_timeout": DURATION,
+                    "max_remote_reads": {"type": "integer", "minimum": 1, "maximum": 64},
                 }
             ),
             "state_dir": TEXT,
@@ -149,12 +162,19 @@ def config_schema() -> Schema:
             "webhooks": section(hooks),
             "notifications": section({"interval": DURATION, "smtp": ref("smtp")}),
             "defaults": section(
-                {"mode": MODE, "branch": TEXT, "path": TEXT, "poll_interval": DURATION}
+                {
+                    "mode": MODE,
+                    "branch": TEXT,
+                    "path": TEXT,
+                    "poll_interval": DURATION,
+                    "max_deletes": MAX_DELETES,
+                }
             ),
             "workspaces": {"type": "array", "items": ref("workspace")},
             "git": section(
                 {"timeout": DURATION, "author": section({"name": TEXT, "email": EMAIL})}
             ),
+            "console": section({**secret("session_key"), "session_lifetime": DURATION}),
         },
         nullable=False,
     )

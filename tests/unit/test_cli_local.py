@@ -13,11 +13,12 @@ from syncd.cli import EXIT_TIMEOUT, EXIT_USAGE, main
 
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("SYNCD_SERVER", "SYNCD_T_GIT", "SYNCD_T_API"):
+    for name in ("SYNCD_SERVER", "SYNCD_T_GIT", "SYNCD_T_API", "SYNCD_T_CONSOLE"):
         monkeypatch.delenv(name, raising=False)
     doc = {
         "state_dir": str(tmp_path / "state"),
         "tokens": [{"name": "ci", "token_env": "SYNCD_T_API", "scopes": ["read"]}],
+        "console": {"session_key_env": "SYNCD_T_CONSOLE"},
         "workspaces": [
             {
                 "id": "alpha",
@@ -72,3 +73,4 @@ def test_a_command_that_needs_a_secret_names_it(
     assert main(["--config", str(config), "check-config"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "SYNCD_T_GIT is not set" in err and "SYNCD_T_API is not set" in err
+    assert "SYNCD_T_CONSOLE is not set" in err

@@ -81,6 +81,7 @@ def _parser_keys(home: Home, path: tuple[Any, ...]) -> list[str]:
     """The keys the parser accepts at `path`, from its unknown-key message."""
     doc = valid_doc(home)
     doc["webhooks"] = {p: {"secrets_env": ["SYNCD_T_HOOK"]} for p in WEBHOOK_PROVIDERS}
+    doc["console"] = {"session_lifetime": "1h"}
     _at(doc, path)["__probe__"] = 1
     home.main.write_text(yaml.safe_dump(doc))
     with pytest.raises(ConfigError) as refused:
@@ -116,6 +117,7 @@ SECTIONS: list[tuple[Any, ...]] = [
     ("defaults",),
     ("git",),
     ("git", "author"),
+    ("console",),
     ("workspaces", 0),
     ("workspaces", 0, "source"),
 ]

@@ -485,6 +485,43 @@ def paths() -> dict[str, Any]:
     }
 
 
+# Names client generators give the methods they write; one for every operation.
+OPERATION_IDS = {
+    ("post", "/hooks"): "receiveWebhook",
+    ("post", "/hooks/{provider}"): "receiveProviderWebhook",
+    ("get", "/api/v1/workspaces"): "listWorkspaces",
+    ("get", WS): "getWorkspace",
+    ("get", f"{WS}/diff"): "getWorkspaceDiff",
+    ("post", f"{WS}/sync"): "syncWorkspace",
+    ("post", f"{WS}/suspend"): "suspendWorkspace",
+    ("post", f"{WS}/resume"): "resumeWorkspace",
+    ("get", f"{WS}/runs"): "listRuns",
+    ("get", "/api/v1/runs/{run_id}"): "getRun",
+    ("get", f"{WS}/steps"): "listSteps",
+    ("get", f"{WS}/steps/{{name}}"): "getStep",
+    ("put", f"{WS}/steps/{{name}}"): "putStep",
+    ("delete", f"{WS}/steps/{{name}}"): "deleteStep",
+    ("post", f"{WS}/export"): "exportWorkspace",
+    ("get", f"{WS}/health"): "getWorkspaceHealth",
+    ("get", f"{WS}/badge.svg"): "getWorkspaceBadge",
+    ("get", "/metrics"): "getMetrics",
+    ("get", "/healthz"): "getAlive",
+    ("get", "/readyz"): "getReady",
+    ("get", "/openapi.json"): "getOpenApiDocument",
+}
+
+
+def named_paths() -> dict[str, Any]:
+    """paths(), each operation with its operationId first."""
+    return {
+        path: {
+            method: {"operationId": OPERATION_IDS[(method, path)], **operation}
+            for method, operation in item.items()
+        }
+        for path, item in paths().items()
+    }
+
+
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The document; built once, and the same dict is returned on every call."""
@@ -496,7 +533,7 @@ def openapi_document() -> dict[str, Any]:
             "description": "Keeps workspaces' steps in step with git. Errors are JSON "
             '`{"error": ..., "detail": ...}`; unknown paths answer 404 and wrong methods 405.',
         },
-        "paths": paths(),
+        "paths": named_paths(),
         "components": {
             "schemas": SCHEMAS,
             "responses": RESPONSES,

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +26,8 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
+from syncd import apiclient
+from syncd.apiclient import DEFAULT_SERVER
 from syncd.errors import SyncdError
 from syncd.layout import (
     DISABLED,
@@ -48,7 +47,6 @@ from syncd.model import StepContent
 from syncd.steps import SUFFIX
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-DEFAULT_SERVER = "http://127.0.0.1:8080"
 ALOMA_FILE = ".aloma.yaml"
 TIMEOUT = 30.0
 MAX_LISTED = 20  # left-out steps named per workspace; the rest are counted
@@ -84,11 +82,6 @@ def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "workspaces", metavar="WS", nargs="*", help="workspace ids (default: .aloma.yaml)"
     )
-    cmd.add_argument(
-        "--server",
-        help=f"syncd's URL (default: $SYNCD_SERVER, else {DEFAULT_SERVER}); "
-        "token from $SYNCD_TOKEN or $ALOMA_KEY",
-    )
     cmd.add_argument("--dir", type=Path, default=Path("."), help="where to write (default: .)")
     cmd.add_argument(
         "--include-disabled",
@@ -101,6 +94,8 @@ def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     try:
+        # --server is a global option (syncd.cli.parser); pull's default: $SYNCD_SERVER, else
+        # DEFAULT_SERVER
         return pull(args.workspaces, args.server, args.dir, os.environ, args.include_disabled)
     except UsageError as e:
         print(f"syncd pull: {e}", file=sys.stderr)
@@ -305,10 +300,10 @@ def _show(rel: str) -> str:
 
 
 def server_url(text: str) -> str:
-    parts = urllib.parse.urlsplit(text.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"server {text!r} is not an http(s) URL, e.g. {DEFAULT_SERVER}")
-    return text.strip().rstrip("/")
+    try:
+        return apiclient.server_url(text)
+    except apiclient.BadServer as e:
+        raise UsageError(str(e)) from None
 
 
 def fetch_workspace(base: str, token: str, ws_id: str) -> tuple[str, list[PulledStep]]:
@@ -340,37 +335,13 @@ def _step(ws_id: str, doc: dict[str, Any]) -> PulledStep:
 
 
 def _get(base: str, token: str, path: str, ws_id: str) -> dict[str, Any]:
-    request = urllib.request.Request(
-        base + path,
-        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-    )
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            body = response.read()
-    except urllib.error.HTTPError as e:
-        detail = _error_text(e)
-        if e.code == 404:
-            raise UsageError(f"{base}: no workspace {ws_id!r} ({detail})") from None
-        hint = {
-            401: "; check SYNCD_TOKEN (or ALOMA_KEY)",
-            403: "; the token needs the `read` scope",
-        }.get(e.code, "")
-        raise ServerError(f"{base}{path}: HTTP {e.code}: {detail}{hint}") from None
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        raise ServerError(f"cannot reach syncd at {base}: {reason}") from None
-    try:
-        doc = json.loads(body)
-    except ValueError as e:
-        raise ServerError(f"{base}{path}: the answer is not JSON") from e
-    if not isinstance(doc, dict):
-        raise ServerError(f"{base}{path}: the answer is not a JSON object")
-    return doc
-
-
-def _error_text(e: urllib.error.HTTPError) -> str:
-    try:
-        doc = json.loads(e.read(65536))
-        return str(doc.get("error") or doc)
-    except (ValueError, AttributeError, OSError):
-        return str(e.reason)
+        return apiclient.ApiClient(base, token, timeout=TIMEOUT).get(path)
+    except apiclient.ApiNotFound as e:
+        raise UsageError(f"{base}: no workspace {ws_id!r} ({e})") from None
+    except apiclient.Unauthorized as e:
+        raise ServerError(str(e)) from None
+    except apiclient.Forbidden as e:
+        raise ServerError(f"{e}; the token needs the `read` scope") from None
+    except apiclient.ClientError as e:
+        raise ServerError(str(e)) from None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.config.checks import At, Checker
-from syncd.config.types import Secret
+from syncd.config.types import Secret, UnresolvedSecret
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Names shown in messages: a lower-case "name" may be the secret itself, pasted in the wrong key.
@@ -65,11 +65,24 @@ def _kind(mode: int) -> str:
 
 
 class SecretReader(Checker):
-    """A Checker that also resolves secrets, from `environ` or from files."""
+    """A Checker that also resolves secrets, from `environ` or from files.
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    `lazy`: a secret that is not available (variable unset, file unreadable) is no problem
+    yet; it becomes an UnresolvedSecret that fails when a command reveals it. The CLI's local
+    commands read the config this way, so that `syncd status` needs none of the daemon's
+    secrets; `serve` and `check-config` do not, and report every missing secret at once."""
+
+    def __init__(self, environ: Mapping[str, str], lazy: bool = False) -> None:
         super().__init__()
         self.environ = environ
+        self.lazy = lazy
+
+    def unavailable(self, at: At, source: str, message: str) -> Secret | None:
+        if not self.lazy:
+            self.error(at, message)
+            return None
+        where = f"{at.file}: {at.path}: " if at.path else f"{at.file}: "
+        return UnresolvedSecret("", source, problem=where + message)
 
     def secret(
         self, at: At, section: dict[str, Any], base: str, base_dir: Path, required: bool = False
@@ -113,12 +126,10 @@ class SecretReader(Checker):
         shown = name if _SHOWN_ENV_NAME.fullmatch(name) else "(name not shown)"
         secret = self.environ.get(name)
         if secret is None:
-            self.error(at, f"environment variable {shown} is not set")
-        elif not secret:
-            self.error(at, f"environment variable {shown} is empty")
-        else:
-            return Secret(secret, f"env {name}")
-        return None
+            return self.unavailable(at, f"env {name}", f"environment variable {shown} is not set")
+        if not secret:
+            return self.unavailable(at, f"env {name}", f"environment variable {shown} is empty")
+        return Secret(secret, f"env {name}")
 
     def file_secret(self, at: At, value: Any, base_dir: Path) -> Secret | None:
         path = self.path(at, value, base_dir)
@@ -127,8 +138,7 @@ class SecretReader(Checker):
         try:
             data = _read_secret_file(path)
         except OSError as e:
-            self.error(at, f"cannot read {path}: {e.strerror or e}")
-            return None
+            return self.unavailable(at, f"file {path}", f"cannot read {path}: {e.strerror or e}")
         except UnsafeSecretFile as e:
             self.error(at, str(e))
             return None
@@ -143,6 +153,5 @@ class SecretReader(Checker):
         # Strip one trailing newline, as editors and `echo` add it; keep anything else.
         text = text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
         if not text:
-            self.error(at, f"{path} is empty")
-            return None
+            return self.unavailable(at, f"file {path}", f"{path} is empty")
         return Secret(text, f"file {path}")

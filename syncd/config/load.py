@@ -40,9 +40,14 @@ def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(environ["SYNCD_CONFIG"]) if environ.get("SYNCD_CONFIG") else DEFAULT_CONFIG_PATH
 
 
-def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and check the configuration; raise ConfigError listing every problem."""
-    parser = _Loader(os.environ if environ is None else environ)
+def load_config(
+    path: Path | str, environ: Mapping[str, str] | None = None, lazy_secrets: bool = False
+) -> Config:
+    """Read and check the configuration; raise ConfigError listing every problem.
+
+    `lazy_secrets`: a secret this process cannot read fails only when revealed (see
+    SecretReader.lazy), for commands that may need none of them."""
+    parser = _Loader(os.environ if environ is None else environ, lazy_secrets)
     config = parser.config(Path(os.path.abspath(path)))
     if parser.problems or config is None:
         more = [f"... and {parser.dropped} more problems"] if parser.dropped else []

@@ -29,6 +29,7 @@ from syncd.config.types import (
     StoreConfig,
     TlsMode,
     TokenConfig,
+    UnresolvedSecret,
     WebhookConfig,
     WorkspaceConfig,
 )
@@ -264,7 +265,8 @@ class SectionParser(SecretReader):
         keys = ("session_key_env", "session_key_file", "session_lifetime")
         section = self.mapping(at, value, keys) or {}
         key = self.secret(at, section, "session_key", base_dir)
-        if key is not None and len(key.reveal()) < 32:
+        # An UnresolvedSecret (lazy loading) is judged when revealed, by the process that uses it.
+        if key is not None and not isinstance(key, UnresolvedSecret) and len(key.reveal()) < 32:
             # Named by where it comes from: the value itself is never shown.
             self.error(at, f"the session key from {key.source} must be at least 32 characters")
         lifetime = self.positive_duration(

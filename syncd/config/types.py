@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from syncd.errors import NotFound
+from syncd.errors import ConfigError, NotFound
 from syncd.model import Mode
 
 DEFAULT_CONFIG_PATH = Path("/etc/syncd/syncd.yaml")
@@ -34,6 +34,16 @@ class Secret:
         return f"Secret({self.source})"
 
     __str__ = __repr__
+
+
+@dataclass(frozen=True, repr=False)
+class UnresolvedSecret(Secret):
+    """A secret the config names but this process cannot read (see SecretReader.lazy)."""
+
+    problem: str = ""
+
+    def reveal(self) -> str:
+        raise ConfigError(f"this command needs a secret it cannot read: {self.problem}")
 
 
 @dataclass(frozen=True)

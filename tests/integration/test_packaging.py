@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -12,21 +14,99 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not here")
-def test_systemd_unit_verifies(tmp_path: Path) -> None:
-    syncd = Path(sys.executable).parent / "syncd"
-    if not syncd.exists():
-        pytest.skip("syncd is not installed as a console script")
-    unit = (ROOT / "systemd/syncd.service").read_text()
-    # verify checks that ExecStart exists; point it at this environment's syncd.
-    (tmp_path / "syncd.service").write_text(unit.replace("/usr/local/bin/syncd", str(syncd)))
+HOST_UNITS = next(
+    (p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir()), None
+)
+
+
+def _wheel(tmp_path: Path) -> Path:
+    """syncd's wheel, built from this checkout (offline first, then with build isolation)."""
+    out = tmp_path / "wheel"
+    for isolation in (["--no-build-isolation"], []):
+        pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation]
+        done = subprocess.run(
+            [*pip, "-w", str(out), str(ROOT)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode == 0:
+            return next(out.glob("syncd-*.whl"))
+    pytest.skip(f"cannot build syncd's wheel here: {done.stderr.strip().splitlines()[-1:]}")
+
+
+def _systemd_root(root: Path) -> None:
+    """What `systemd-analyze verify --root` needs of a host besides syncd: the distribution's
+    units (sysinit.target and the like) and /bin/kill (the unit's ExecReload)."""
+    assert HOST_UNITS is not None
+    shutil.copytree(HOST_UNITS, root / "usr/lib/systemd/system", symlinks=True)
+    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    kill = shutil.which("kill", path="/usr/bin:/bin")
+    assert kill is not None
+    shutil.copy2(kill, root / "usr/bin/kill")
+    for link in ("bin", "lib"):  # Debian's merged /usr
+        if not (root / link).exists():
+            (root / link).symlink_to(f"usr/{link}")
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None or HOST_UNITS is None,
+    reason="systemd-analyze is not installed here: the installed unit cannot be verified",
+)
+def test_the_install_script_leaves_a_unit_that_verifies_unchanged(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    wheel = _wheel(tmp_path)
+    # --no-deps: the test stays offline; the dependencies come from this environment below.
+    install = [str(ROOT / "packaging/install.sh"), "--root", str(root), "--wheel", str(wheel)]
     done = subprocess.run(
-        ["systemd-analyze", "verify", str(tmp_path / "syncd.service")],
+        [*install, "--python", sys.executable, "--pip-args", "--no-deps --no-index"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    unit = root / "etc/systemd/system/syncd.service"
+    assert unit.read_bytes() == (ROOT / "systemd/syncd.service").read_bytes()
+    assert os.readlink(root / "usr/local/bin/syncd") == "/opt/syncd/bin/syncd"
+    assert (root / "etc/syncd/syncd.example.yaml").is_file()
+    assert (root / "usr/share/doc/syncd/syncd.schema.json").is_file()
+    assert (root / "etc/syncd/credentials").stat().st_mode & 0o777 == 0o700
+    # Documentation= names a file the script installed
+    docs = [
+        line.split("=", 1)[1]
+        for line in unit.read_text().splitlines()
+        if line.startswith("Documentation=")
+    ]
+    for doc in docs[0].split():
+        assert doc.startswith("file://") and (root / doc.removeprefix("file:///")).is_file()
+    _systemd_root(root)
+    done = subprocess.run(
+        ["systemd-analyze", "verify", f"--root={root}", "syncd.service"],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+    # the venv's syncd runs (its dependencies from this environment, as --no-deps left them out)
+    site = sysconfig.get_paths()["purelib"]
+    done = subprocess.run(
+        [str(root / "opt/syncd/bin/syncd"), "version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": site},
+    )
+    assert done.returncode == 0 and done.stdout.startswith("syncd "), done.stderr
+
+
+def test_the_install_script_refuses_an_unknown_option(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(ROOT / "packaging/install.sh"), "--root", str(tmp_path), "--frobnicate"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "unknown option --frobnicate" in done.stderr
 
 
 def test_unit_has_the_contracts_settings() -> None:

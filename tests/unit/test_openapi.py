@@ -256,3 +256,9 @@ def test_health_schema_matches_the_api(doc: dict[str, Any], tmp_path: Path) -> N
 def test_valid_per_openapi_spec_validator(doc: dict[str, Any]) -> None:
     validator = pytest.importorskip("openapi_spec_validator")
     validator.validate(json.loads(json.dumps(doc)))
+
+
+def test_every_operation_has_a_unique_operation_id(doc: dict[str, Any]) -> None:
+    ids = [op.get("operationId") for _, _, op in operations(doc)]
+    assert all(isinstance(i, str) and re.fullmatch(r"[a-z][A-Za-z]+", i) for i in ids), ids
+    assert len(set(ids)) == len(ids) == len(ROUTES)

@@ -1,0 +1,44 @@
+"""What the commands read and steer, as the JSON views of syncd/views.py: the same shapes from
+this process's own store (local mode) and from a server's HTTP API (client mode), so that one
+printing code serves both."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+View = dict[str, Any]
+FINISHED = ("succeeded", "failed", "planned")
+
+
+class Backend(Protocol):
+    def find(self, key: str) -> View:
+        """A workspace's view, by id or name; NotFound (or ApiNotFound) naming the known ones."""
+        ...
+
+    def views(self, key: str | None) -> list[View]: ...
+
+    def diff(self, ws: View) -> View: ...
+
+    def sync(self, ws: View, revision: str | None, dry_run: bool, wait: bool) -> View:
+        """The finished run (sync_result_view), or, not waiting, `{run_id, coalesced, ...}`."""
+        ...
+
+    def steps(self, ws: View) -> list[View]: ...
+
+    def runs(self, ws: View, limit: int) -> list[View]: ...
+
+    def run(self, run_id: str) -> View: ...
+
+    def health(self, ws: View) -> View: ...
+
+    def suspend(self, ws: View) -> View: ...
+
+    def resume(self, ws: View) -> View:
+        """Resume, then the finished sync to the branch head (sync_result_view)."""
+        ...
+
+    def export(self, ws: View, order: View) -> View: ...
+
+    def workspace_ids(self) -> list[str]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,119 @@
+"""Client mode: the commands go through a syncd server's HTTP API (docs/http-api.md), with a
+token; no config, store or secret of the daemon is read here."""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from collections.abc import Callable
+
+from syncd.apiclient import ApiClient, ApiNotFound
+from syncd.cli.backend import FINISHED, View
+from syncd.errors import NotFound
+
+WAIT_RUN_SECONDS = 600.0  # as long as the server waits on `POST .../sync?wait=true`
+POLL_SECONDS = 0.5
+
+
+def _q(text: str) -> str:
+    return urllib.parse.quote(text, safe="")
+
+
+class RemoteBackend:
+    def __init__(
+        self,
+        client: ApiClient,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.clock, self.sleep = clock, sleep
+        self._checked = False
+
+    def _api(self) -> ApiClient:
+        """The client, once the server is known to be syncd of our version (asked once)."""
+        if not self._checked:
+            self.client.check_version()
+            self._checked = True
+        return self.client
+
+    def _path(self, ws: View, tail: str = "") -> str:
+        return f"/api/v1/workspaces/{_q(ws['id'])}{tail}"
+
+    def find(self, key: str) -> View:
+        api = self._api()
+        try:
+            return api.get(f"/api/v1/workspaces/{_q(key)}")
+        except ApiNotFound:
+            pass
+        # Not an id: a name, as local mode accepts, or nothing the server knows.
+        listed = self.views(None)
+        for view in listed:
+            if view["name"] == key:
+                return view
+        known = ", ".join(f"{v['id']} ({v['name']})" for v in listed) or "none"
+        raise NotFound(f"no workspace {key!r} at {api.base}; known: {known}")
+
+    def views(self, key: str | None) -> list[View]:
+        if key:
+            return [self.find(key)]
+        workspaces: list[View] = self._api().get("/api/v1/workspaces")["workspaces"]
+        return workspaces
+
+    def diff(self, ws: View) -> View:
+        return self._api().get(self._path(ws, "/diff"))
+
+    def sync(self, ws: View, revision: str | None, dry_run: bool, wait: bool) -> View:
+        body = {"dry_run": dry_run, "revision": revision}
+        if wait:
+            return self._api().post(self._path(ws, "/sync"), body, wait="true")
+        return self._api().post(self._path(ws, "/sync"), body)
+
+    def steps(self, ws: View) -> list[View]:
+        steps: list[View] = self._api().get(self._path(ws, "/steps"))["steps"]
+        return steps
+
+    def runs(self, ws: View, limit: int) -> list[View]:
+        runs: list[View] = self._api().get(self._path(ws, "/runs"), limit=str(limit))["runs"]
+        return runs
+
+    def run(self, run_id: str) -> View:
+        try:
+            return self._api().get(f"/api/v1/runs/{_q(run_id)}")
+        except ApiNotFound as e:
+            raise NotFound(str(e)) from None
+
+    def health(self, ws: View) -> View:
+        return self._api().get(self._path(ws, "/health"))
+
+    def suspend(self, ws: View) -> View:
+        return self._api().post(self._path(ws, "/suspend"))
+
+    def resume(self, ws: View) -> View:
+        accepted = self._api().post(self._path(ws, "/resume"))
+        run = self.wait_run(accepted["run_id"])
+        now = self.find(ws["id"])
+        return {**run, "suspended": now["suspended"], "pinned_revision": now["pinned_revision"]}
+
+    def wait_run(self, run_id: str, timeout: float = WAIT_RUN_SECONDS) -> View:
+        """A queued run, once finished: the server records a run only when it ends."""
+        deadline = self.clock() + timeout
+        while True:
+            try:
+                run = self._api().get(f"/api/v1/runs/{_q(run_id)}")
+                if run.get("result") in FINISHED:
+                    return run
+            except ApiNotFound:
+                pass
+            if self.clock() >= deadline:
+                raise TimeoutError(f"run {run_id} did not finish in {timeout:.0f} s")
+            self.sleep(POLL_SECONDS)
+
+    def export(self, ws: View, order: View) -> View:
+        return self._api().post(self._path(ws, "/export"), order)
+
+    def workspace_ids(self) -> list[str]:
+        return [v["id"] for v in self.views(None)]
+
+    def close(self) -> None:
+        pass

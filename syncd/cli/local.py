@@ -1,0 +1,94 @@
+"""Local mode: the commands read the config and the store of this host, and sync in-process.
+
+The config is read with lazy secrets: a command reveals only the secrets it uses (a sync, the
+git password of its workspace), so `status` runs without any of the daemon's secrets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from syncd.app import Core, build_core
+from syncd.cli.backend import View
+from syncd.config import Config, WorkspaceConfig, load_config
+from syncd.engine import Progress
+from syncd.export import parse_export_request
+from syncd.views import diff_view, sync_result_view
+
+
+def load_lazy(path: Path) -> Config:
+    return load_config(path, lazy_secrets=True)
+
+
+class LocalBackend:
+    def __init__(self, config_path: Path, progress: Progress | None = None) -> None:
+        self.config_path = config_path
+        self.progress = progress
+        self._core: Core | None = None
+
+    @property
+    def core(self) -> Core:
+        if self._core is None:
+            self._core = build_core(load_lazy(self.config_path))
+        return self._core
+
+    def _ws(self, view: View) -> WorkspaceConfig:
+        return self.core.workspaces.get(view["id"])
+
+    def _with_git(self, view: View) -> WorkspaceConfig:
+        """The workspace, once its git password is known to be readable: a missing secret is
+        a config problem (exit 2), not a failed run recorded in the history."""
+        ws = self._ws(view)
+        if ws.source.password is not None:
+            ws.source.password.reveal()
+        return ws
+
+    def find(self, key: str) -> View:
+        return self.core.workspaces.view(self.core.workspaces.find(key))
+
+    def views(self, key: str | None) -> list[View]:
+        service = self.core.workspaces
+        chosen = [service.find(key)] if key else service.tagged(None)
+        return service.views(chosen)
+
+    def diff(self, ws: View) -> View:
+        found = self._with_git(ws)
+        return diff_view(found, self.core.workspaces.preview(found))
+
+    def sync(self, ws: View, revision: str | None, dry_run: bool, wait: bool) -> View:
+        found = self._with_git(ws)  # in-process, a sync always runs to its end
+        outcome = self.core.workspaces.sync_now(found, revision, dry_run, self.progress)
+        return sync_result_view(found, outcome)
+
+    def steps(self, ws: View) -> list[View]:
+        return [s.to_dict() for s in self.core.workspaces.steps(self._ws(ws))]
+
+    def runs(self, ws: View, limit: int) -> list[View]:
+        return [r.to_dict() for r in self.core.workspaces.runs(self._ws(ws), limit)]
+
+    def run(self, run_id: str) -> View:
+        return self.core.workspaces.run(run_id).to_dict()
+
+    def health(self, ws: View) -> View:
+        return self.core.workspaces.health(self._ws(ws))
+
+    def suspend(self, ws: View) -> View:
+        return self.core.workspaces.suspend(self._ws(ws))
+
+    def resume(self, ws: View) -> View:
+        found = self._with_git(ws)
+        self.core.workspaces.resume(found)
+        outcome = self.core.workspaces.sync_now(found, progress=self.progress)
+        return sync_result_view(found, outcome)
+
+    def export(self, ws: View, order: View) -> View:
+        found = self._with_git(ws)
+        return self.core.workspaces.export(found, parse_export_request(order)).to_dict()
+
+    def workspace_ids(self) -> list[str]:
+        # Only the config: completion must not open the store.
+        return [ws.id for ws in load_lazy(self.config_path).workspaces]
+
+    def close(self) -> None:
+        if self._core is not None:
+            self._core.close()

@@ -1,0 +1,182 @@
+"""Printing: every command's human output, made from the JSON views (syncd/views.py) alone, so
+that local and client mode print the same."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from syncd.cli.backend import View
+
+
+def print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=False))
+
+
+def progress_printer(stream: TextIO = sys.stderr) -> Callable[[str], None] | None:
+    """Long work shows progress on a terminal, and stays quiet in pipes and logs."""
+    if not stream.isatty():
+        return None
+
+    def say(message: str) -> None:
+        stream.write(f"\r\033[K{message}")
+        stream.flush()
+
+    return say
+
+
+def label(ws: View) -> str:
+    return f"{ws['id']} ({ws['name']})"
+
+
+def short(rev: str | None) -> str:
+    return (rev or "?")[:12]
+
+
+def status_table(views: list[View]) -> None:
+    print(
+        f"{'ID':<16} {'NAME':<16} {'MODE':<10} {'STATUS':<10} {'HEALTH':<10} "
+        f"{'APPLIED':<12} LAST RUN"
+    )
+    for v in views:
+        last = v["last_run"]
+        last_text = f"{last['result']} ({last['trigger']})" if last else "-"
+        applied = (v["last_applied_revision"] or "-")[:12]
+        if v["pinned_revision"]:
+            last_text += f"; pinned at {v['pinned_revision'][:12]}"
+        if v["health"]["error"]:
+            last_text += f"; {v['health']['error'].splitlines()[0][:120]}"
+        print(
+            f"{v['id']:<16} {v['name']:<16} {v['mode']:<10} {v['status']:<10} "
+            f"{v['health']['status']:<10} {applied:<12} {last_text}"
+        )
+
+
+def diff(ws: View, plan: View) -> None:
+    for action in ("create", "update", "delete"):
+        for change in plan[action]:
+            print(f"{change['action']} {change['name']}")
+            if change.get("diff"):
+                print(change["diff"])
+    print(
+        f"{label(ws)} at {plan['revision'][:12]}: {len(plan['create'])} to create, "
+        f"{len(plan['update'])} to update, {len(plan['delete'])} to delete, "
+        f"{plan['unchanged']} unchanged"
+    )
+
+
+def plan_empty(plan: View) -> bool:
+    return not (plan["create"] or plan["update"] or plan["delete"])
+
+
+def sync_result(ws: View, result: View, pinned_by_request: bool) -> None:
+    rev = short(result["revision"])
+    if result["result"] == "failed":
+        print(f"{label(ws)}: sync failed at {rev}: {result['error']}", file=sys.stderr)
+        return
+    verb = "would change" if result["result"] == "planned" else "synced to"
+    counts = (
+        f"{result['created']} created, {result['updated']} updated, {result['deleted']} deleted"
+    )
+    print(f"{label(ws)}: {verb} {rev}: {counts}")
+    if result["result"] == "succeeded" and pinned_by_request:
+        print(pin_note(ws, result))
+
+
+def pin_note(ws: View, result: View) -> str:
+    pinned = short(result["pinned_revision"])
+    if result["suspended"]:
+        return (
+            f"{label(ws)}: pinned at {pinned}; automation suspended "
+            f"(`syncd resume {ws['id']}` returns it to the branch head)"
+        )
+    return f"{label(ws)}: pinned at {pinned}"
+
+
+def queued(ws: View, accepted: View) -> None:
+    how = "joined the queued run" if accepted.get("coalesced") else "queued as run"
+    print(f"{label(ws)}: sync {how} {accepted['run_id']}")
+
+
+def resumed(ws: View, result: View) -> None:
+    if result["result"] == "failed":
+        print(f"{label(ws)}: resumed; the sync to the head failed: {result['error']}")
+    else:
+        print(f"{label(ws)}: resumed; synced to the branch head {short(result['revision'])}")
+
+
+def steps(found: list[View]) -> None:
+    for s in found:
+        content = s["content"]
+        flags = ("" if content.get("enabled", True) else " disabled") + (
+            "" if content.get("valid", True) else " invalid"
+        )
+        print(f"{s['name']}  v{s['version']} {s['origin']}{flags}")
+    print(f"{len(found)} steps")
+
+
+def _when(stamp: float | None) -> str:
+    if not stamp:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+
+
+def runs(found: list[View]) -> None:
+    print(
+        f"{'RUN':<12} {'STARTED':<19} {'TRIGGER':<8} {'RESULT':<9} {'REVISION':<12} "
+        f"{'+':>4} {'~':>4} {'-':>4} ERROR"
+    )
+    for r in found:
+        error = (r["error"] or "").splitlines()[0][:100] if r["error"] else ""
+        result = r["result"] + ("*" if r.get("dry_run") else "")
+        print(
+            f"{r['id'][:12]:<12} {_when(r['started_at']):<19} {r['trigger']:<8} "
+            f"{result:<9} {(r['revision'] or '-')[:12]:<12} {r['created']:>4} "
+            f"{r['updated']:>4} {r['deleted']:>4} {error}"
+        )
+    print(f"{len(found)} runs (+ created, ~ updated, - deleted; * a dry run)")
+
+
+def run(found: View) -> None:
+    for key in ("id", "workspace", "trigger", "result", "revision", "dry_run"):
+        print(f"{key + ':':<13}{found[key]}")
+    print(f"{'started:':<13}{_when(found['started_at'])}")
+    print(f"{'finished:':<13}{_when(found['finished_at'])}")
+    print(
+        f"{'changes:':<13}{found['created']} created, {found['updated']} updated, "
+        f"{found['deleted']} deleted"
+    )
+    if found["error"]:
+        print(f"{'error:':<13}{found['error']}")
+
+
+def _names(items: list[Any]) -> str:
+    return ", ".join(str(i) for i in items) if items else "none"
+
+
+def health(ws: View, report: View) -> None:
+    record = report["health"]
+    print(f"{label(ws)}: {record['status']}")
+    if record.get("error"):
+        print(f"  error: {record['error']}")
+    reachable = report["source_reachable"]
+    print(f"  source reachable: {'unknown' if reachable is None else 'yes' if reachable else 'no'}")
+    if report["suspended"]:
+        print(f"  automation suspended; pinned at {short(report['pinned_revision'])}")
+    for provider, seen in sorted(report["webhook_last_seen"].items()):
+        print(f"  webhook {provider}: last seen {_when(seen) if seen else 'never'}")
+    print(f"  unused webhook secrets: {_names(report['webhooks_unused'])}")
+    print(f"  invalid steps: {_names(report['invalid_steps'])}")
+    print(f"  disabled steps: {_names(report['disabled_steps'])}")
+    print(f"  changed outside git: {_names(report['changed_outside_git'])}")
+
+
+def exported(ws: View, result: View) -> None:
+    if result["changed"]:
+        what = f"committed {short(result['commit'])}"
+    else:
+        what = f"nothing to commit; the branch is at {short(result['commit'])}"
+    print(f"{label(ws)}: exported {result['files']} files to {result['branch']}: {what}")

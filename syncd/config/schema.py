@@ -1,0 +1,197 @@
+"""The config's JSON Schema (config/syncd.schema.json), for editors and CI to check a config
+before it ships. `python -m syncd.config.schema > config/syncd.schema.json` writes it.
+
+It describes what the parser (sections.py) accepts, never more strictly: each section's property
+names are the keys the parser names in its unknown-key message (tests/unit/test_config_schema.py
+holds them equal). What only the parser can judge stays with it: that secrets are set, that files
+exist, includes, duplicate ids and names, branch names by git's rules.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from syncd.config.checks import MAX_STRING
+from syncd.config.types import SCOPES
+from syncd.model import WEBHOOK_PROVIDERS
+
+Schema = dict[str, Any]
+SCHEMA_ID = "https://syncd.invalid/config/syncd.schema.json"
+
+TEXT: Schema = {
+    "type": "string",
+    "maxLength": MAX_STRING,
+    # not blank, no control characters (as Checker.string); \u escapes read alike everywhere
+    "pattern": r"^[^\u0000-\u001f\u007f]*[^\s\u0000-\u001f\u007f][^\u0000-\u001f\u007f]*$",
+}
+DURATION: Schema = {
+    "description": "seconds, or 30s, 5m, 1h30m, 500ms, 2d",
+    "anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": r"^\s*([0-9]+(\.[0-9]+)?(ms|s|m|h|d)?)+\s*$"},
+    ],
+}
+EMAIL: Schema = {
+    **TEXT,
+    "pattern": r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$",
+}
+MODE: Schema = {"enum": ["automatic", "manual"]}
+ENV_NAME: Schema = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}
+MAX_DELETES: Schema = {
+    "description": 'a count of steps (50), or a share of the live steps ("20%")',
+    "anyOf": [
+        {"type": "integer", "minimum": 0},
+        {"type": "string", "pattern": r"^\s*[0-9]+\s*$"},
+        {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*%\s*$"},
+    ],
+}
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/$defs/{name}"}
+
+
+def one_or_many(item: Schema) -> Schema:
+    return {"anyOf": [item, {"type": "array", "items": item}]}
+
+
+def section(
+    properties: dict[str, Schema], required: tuple[str, ...] = (), nullable: bool = True
+) -> Schema:
+    """A mapping of these keys only. Optional keys may be null (the parser's default), as may
+    a whole optional section."""
+    props = {
+        key: value if key in required else {"anyOf": [value, {"type": "null"}]}
+        for key, value in properties.items()
+    }
+    out: Schema = {
+        "type": ["object", "null"] if nullable and not required else "object",
+        "properties": props,
+        "additionalProperties": False,
+    }
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def secret(base: str) -> dict[str, Schema]:
+    """`X_env` (a variable's name) or `X_file` (a path): the value never sits in the file."""
+    return {f"{base}_env": ENV_NAME, f"{base}_file": TEXT}
+
+
+def config_schema() -> Schema:
+    source = section(
+        {
+            "url": TEXT,
+            "branch": TEXT,
+            "path": TEXT,
+            "username": TEXT,
+            **secret("password"),
+            "ca_file": TEXT,
+        },
+        required=("url",),
+    )
+    workspace = section(
+        {
+            "id": {
+                "anyOf": [
+                    {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},
+                    {"type": "integer", "minimum": 0},
+                ]
+            },
+            "name": TEXT,
+            "tags": {"type": "array", "items": TEXT},
+            "mode": MODE,
+            "source": ref("source"),
+            "poll_interval": DURATION,
+            "allow_empty": {"type": "boolean"},
+            "max_deletes": MAX_DELETES,
+            "notify": one_or_many(EMAIL),
+            "badge": {"type": "boolean"},
+        },
+        required=("id", "name", "source"),
+    )
+    token = section(
+        {
+            "name": TEXT,
+            **secret("token"),
+            "scopes": {"type": "array", "minItems": 1, "items": {"enum": list(SCOPES)}},
+        },
+        required=("name", "scopes"),
+    )
+    hooks: dict[str, Schema] = {}
+    for provider in WEBHOOK_PROVIDERS:
+        keys: dict[str, Schema] = {"secrets_env": one_or_many(ENV_NAME)}
+        keys["secrets_file"] = one_or_many(TEXT)
+        if provider == "gitlab":
+            keys |= {"signing_secrets_env": one_or_many(ENV_NAME)}
+            keys |= {"signing_secrets_file": one_or_many(TEXT)}
+        if provider == "azure-devops":
+            keys["username"] = TEXT
+        hooks[provider] = section(keys)
+    smtp = section(
+        {
+            "host": TEXT,
+            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+            "tls": {"enum": ["none", "starttls", "tls"]},
+            "from": EMAIL,
+            "username": TEXT,
+            **secret("password"),
+            "timeout": DURATION,
+        },
+        required=("host", "from"),
+    )
+    top = section(
+        {
+            "server": section(
+                {
+                    "listen": TEXT,
+                    "max_body_bytes": {"type": "integer", "minimum": 1},
+                    "self_heal_delay": DURATION,
+                    "max_parallel_syncs": {"type": "integer", "minimum": 1, "maximum": 64},
+                    "max_connections": {"type": "integer", "minimum": 16, "maximum": 65536},
+                    "header_timeout": DURATION,
+                    "max_remote_reads": {"type": "integer", "minimum": 1, "maximum": 64},
+                }
+            ),
+            "state_dir": TEXT,
+            "store": section({"url": TEXT}),
+            "include": one_or_many(TEXT),
+            "tokens": {"type": "array", "items": ref("token")},
+            "webhooks": section(hooks),
+            "notifications": section({"interval": DURATION, "smtp": ref("smtp")}),
+            "defaults": section(
+                {
+                    "mode": MODE,
+                    "branch": TEXT,
+                    "path": TEXT,
+                    "poll_interval": DURATION,
+                    "max_deletes": MAX_DELETES,
+                }
+            ),
+            "workspaces": {"type": "array", "items": ref("workspace")},
+            "git": section(
+                {"timeout": DURATION, "author": section({"name": TEXT, "email": EMAIL})}
+            ),
+            "console": section({**secret("session_key"), "session_lifetime": DURATION}),
+        },
+        nullable=False,
+    )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "syncd config (syncd.yaml and its included files)",
+        "description": "See docs/configuration.md. Secrets never sit in the file: each is named "
+        "by X_env (an environment variable) or X_file (a file).",
+        **top,
+        "$defs": {"source": source, "workspace": workspace, "token": token, "smtp": smtp},
+    }
+
+
+def schema_text() -> str:
+    return json.dumps(config_schema(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    print(schema_text(), end="")

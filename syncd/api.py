@@ -109,7 +109,17 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         ws = _workspace(rt, request)
         await asyncio.to_thread(rt.workspaces.resume, ws)
         # Back to the branch head: a manual sync, which also ends a pin.
-        ticket = rt.workspaces.request_sync(ws, Trigger.MANUAL, None, False)
+        try:
+            ticket = rt.workspaces.request_sync(ws, Trigger.MANUAL, None, False)
+        except (QueueFull, ShuttingDown) as e:
+            # The resume itself is stored: say so, or a client would resume again for nothing.
+            raise ApiError(
+                503,
+                f"workspace {ws.id} is resumed, but its sync to the branch head was not queued: "
+                f"{e}; the next poll or push syncs it",
+                None,
+                {"Retry-After": RETRY_AFTER_SECONDS},
+            ) from e
         return JSONResponse(_accepted(ws, ticket, False), status_code=202)
 
     async def runs(request: Request) -> Response:

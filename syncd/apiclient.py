@@ -18,6 +18,7 @@ from typing import Any
 
 from syncd import __version__
 from syncd.errors import SyncdError
+from syncd.urls import is_loopback_host
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 TIMEOUT = 30.0
@@ -61,10 +62,24 @@ class ApiFailed(ClientError):
 
 
 def server_url(text: str) -> str:
+    """The server's base URL. Plain http only to this host: a token must not cross a network
+    in clear."""
     parts = urllib.parse.urlsplit(text.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise BadServer(f"server {text!r} is not an http(s) URL, e.g. {DEFAULT_SERVER}")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
+        raise BadServer(
+            f"server {text!r}: plain http is only for this host (127.0.0.1, ::1, localhost); "
+            "use https, so the token does not cross the network in clear"
+        )
     return text.strip().rstrip("/")
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """syncd's API never redirects; following one would hand the token to another URL."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 def compatible(server_version: str, ours: str = __version__) -> bool:
@@ -82,6 +97,9 @@ class ApiClient:
     def __post_init__(self) -> None:
         self.base = server_url(self.base)
         self._tls = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        self._opener = urllib.request.build_opener(
+            _NoRedirects(), urllib.request.HTTPSHandler(context=self._tls)
+        )
 
     def check_version(self) -> str:
         """The server's version from /openapi.json; refuse a server of another version."""
@@ -123,7 +141,7 @@ class ApiClient:
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(self.base + path, data, headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self._tls) as r:
+            with self._opener.open(request, timeout=self.timeout) as r:
                 raw = r.read()
         except urllib.error.HTTPError as e:
             raise self._refusal(path, e, auth) from None

@@ -7,6 +7,7 @@ compares a *key*, `host[:port]/path`, that ignores everything that does not name
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import SplitResult, urlsplit
 
@@ -173,3 +174,13 @@ def commit_url(url: str, sha: str) -> str | None:
             port = f":{parts.port}" if parts.port and parts.port != 443 else ""
             return f"https://{host}{port}{path}{infix}{sha}"
     return None
+
+
+def is_loopback_host(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: a host whose traffic never leaves the machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

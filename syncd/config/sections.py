@@ -239,8 +239,16 @@ class SectionParser(SecretReader):
         password = self.secret(at, section, "password", base_dir)
         if (username is None) != (password is None):
             self.error(at, "username and password_env/password_file go together")
+        host = self.string(at.key("host"), section.get("host"))
+        if password is not None and tls == "none" and not urls.is_loopback_host(host):
+            # smtplib would send the login in clear across the network.
+            self.error(
+                at.key("tls"),
+                f"a password is sent to {host!r} only over TLS: set tls: starttls or tls "
+                "(tls: none with a password is only for a relay on this host)",
+            )
         return SmtpConfig(
-            host=self.string(at.key("host"), section.get("host")),
+            host=host,
             port=self.integer(at.key("port"), section.get("port"), _TLS_PORTS[tls], 1, 65535),
             tls=cast(TlsMode, tls),
             from_addr=self.email(at.key("from"), section.get("from")),

@@ -146,7 +146,7 @@ class Workspaces:
     def run(self, run_id: str) -> Run:
         found = self.store.run(run_id)
         if found is None or found.workspace not in {w.id for w in self.config.workspaces}:
-            raise NotFound(f"no run {run_id!r}")
+            raise NotFound(f"no run {run_id[:100]!r}")
         return found
 
     def steps(self, ws: WorkspaceConfig) -> list[LiveStep]:

@@ -993,7 +993,7 @@ def test_repr_of_config_holds_no_secret(tmp_path: Path) -> None:
           gitlab: {secrets_env: GITLAB_WEBHOOK_TOKEN, signing_secrets_file: [pw]}
           azure-devops: {secrets_file: pw, username: azure}
         notifications:
-          smtp: {host: h, from: s@h, username: u, password_env: SMTP_PASSWORD}
+          smtp: {host: h, tls: starttls, from: s@h, username: u, password_env: SMTP_PASSWORD}
         workspaces:
           - {id: a, name: a, source: {url: "https://h/r", username: bot, password_env: GIT_TOKEN}}
     """
@@ -1009,7 +1009,7 @@ def test_problems_never_show_secret_values(tmp_path: Path) -> None:
     text = """\
         tokens: [{name: ci, token_env: SYNCD_TOKEN, scopes: [root]}]
         webhooks: {github: {secrets_env: [GITHUB_WEBHOOK_SECRET, NOPE]}}
-        notifications: {smtp: {host: h, from: bad, username: u, password_env: SMTP_PASSWORD}}
+        notifications: {smtp: {host: h, tls: tls, from: bad, username: u, password_env: SMTP_PASSWORD}}
         workspaces:
           - {id: a, name: a, source: {url: "ssh://h/r", password_env: GIT_TOKEN}}
     """
@@ -1182,7 +1182,14 @@ def test_smtp_full(tmp_path: Path) -> None:
         ("{from: a@b}", "smtp.host: is required"),
         ("{host: h}", "smtp.from: is required"),
         ("{host: h, from: a@b, username: u}", "smtp: username and password_env/password_file"),
-        ("{host: h, from: a@b, password_env: SMTP_PASSWORD}", "smtp: username and password_env"),
+        (
+            "{host: h, from: a@b, tls: tls, password_env: SMTP_PASSWORD}",
+            "smtp: username and password_env",
+        ),
+        (
+            "{host: mail.example.com, from: a@b, username: u, password_env: SMTP_PASSWORD}",
+            "smtp.tls: a password is sent to 'mail.example.com' only over TLS",
+        ),
         ("{host: h, from: a@b, timeout: 0}", "smtp.timeout: must be more than 0"),
         ("{host: h, from: a@b, sender: x}", 'smtp.sender: unknown key "sender"'),
         ("mail.example.com", 'smtp: expected a mapping, got str "mail.example.com"'),

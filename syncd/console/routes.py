@@ -8,11 +8,8 @@ and ticking ages. Data and actions come only from `syncd.service.workspaces`.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -29,6 +26,7 @@ from syncd.api import find_token
 from syncd.app import App
 from syncd.config import TokenConfig, WorkspaceConfig
 from syncd.console import pages
+from syncd.console.data import datetime_text, drift, stream, workspace_data
 from syncd.console.sessions import COOKIE, Session, Sessions
 from syncd.errors import Conflict, GitError, NotFound, SyncdError
 from syncd.export import parse_export_request
@@ -39,8 +37,6 @@ from syncd.scheduler import QueueFull, ShuttingDown
 HERE = Path(__file__).parent
 Form = dict[str, str]
 MAX_FORM_BYTES = 64 * 1024
-EVENT_INTERVAL = 1.0  # seconds between looks at the store for a live page
-STREAM_SECONDS = 300.0  # a stream ends after this; the browser reconnects on its own
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
     "img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
@@ -94,7 +90,7 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         autoescape=True,  # every value, every template: step names and bodies are untrusted
         undefined=jinja2.StrictUndefined,
     )
-    env.filters["datetime"] = _datetime
+    env.filters["datetime"] = datetime_text
     env.globals["age"] = lambda seconds: pages.age(seconds, time.time())
 
     def sessions() -> Sessions:
@@ -228,8 +224,8 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
     async def workspace(request: Request) -> Response:
         seen = signed_in(request)
         ws = rt.workspaces.get(request.path_params["id"])
-        data = await asyncio.to_thread(_workspace_data, rt, ws)
-        data.update(await _drift(rt, ws))
+        data = await asyncio.to_thread(workspace_data, rt, ws)
+        data.update(await drift(rt, ws))
         q = request.query_params
         notice = NOTICES.get(q.get("notice", ""))
         exported = None
@@ -345,7 +341,7 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         only = request.query_params.get("ws")
         name = seen.token.name
         return StreamingResponse(
-            _stream(rt, name, only), media_type="text/event-stream", headers=SECURITY_HEADERS
+            stream(rt, name, only), media_type="text/event-stream", headers=SECURITY_HEADERS
         )
 
     # -- errors --------------------------------------------------------------------------------
@@ -391,55 +387,3 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         HTTPException: http_error,
     }
     return Starlette(routes=routes, exception_handlers=handlers)
-
-
-def _workspace_data(rt: App, ws: WorkspaceConfig) -> dict[str, Any]:
-    """What a workspace's page shows from the store, read in one worker thread."""
-    service = rt.workspaces
-    return {
-        "view": service.overview(ws),
-        "health": service.health(ws),
-        "steps": sorted(service.steps(ws), key=lambda s: s.name),
-        "runs": service.runs(ws, 50),
-        "applied_runs": service.applied_revisions(ws),
-    }
-
-
-async def _drift(rt: App, ws: WorkspaceConfig) -> dict[str, Any]:
-    """The page's diff. It talks to the remote: on the bounded remote-read threads, as the
-    API's diff does, so that pages of a slow remote cannot starve every other request."""
-    try:
-        reading = await rt.remote_reads.run(rt.workspaces.preview, ws)
-    except SyncdError as e:  # Busy too: the rest of the page still shows
-        return {"changes": [], "hidden_changes": 0, "plan_revision": None, "drift_error": str(e)}
-    changes, hidden_changes = pages.plan_changes(reading.plan)
-    return {
-        "changes": changes,
-        "hidden_changes": hidden_changes,
-        "plan_revision": reading.revision,
-        "drift_error": None,
-    }
-
-
-async def _stream(rt: App, token_name: str, only: str | None) -> AsyncIterator[str]:
-    """One `workspace` event per workspace whose row changed, looked at every second."""
-    yield "retry: 2000\n\n"
-    sent: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + STREAM_SECONDS
-    while not (rt.closing or rt.stopping) and time.monotonic() < deadline:
-        if not any(t.name == token_name and t.allows("read") for t in rt.config.tokens):
-            return  # the token was removed or lost `read`: its sessions end, streams too
-        chosen = [ws for ws in rt.config.workspaces if only in (None, ws.id)]
-        views = await asyncio.to_thread(rt.workspaces.overviews, chosen)
-        now = time.time()
-        for view in views:
-            row = pages.row(view, now)
-            compare = {k: v for k, v in row.items() if k != "last_run_age"}
-            if sent.get(row["id"]) != compare:
-                sent[row["id"]] = compare
-                yield f"event: workspace\ndata: {json.dumps(row)}\n\n"
-        await asyncio.sleep(EVENT_INTERVAL)
-
-
-def _datetime(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

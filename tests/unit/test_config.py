@@ -1009,7 +1009,8 @@ def test_problems_never_show_secret_values(tmp_path: Path) -> None:
     text = """\
         tokens: [{name: ci, token_env: SYNCD_TOKEN, scopes: [root]}]
         webhooks: {github: {secrets_env: [GITHUB_WEBHOOK_SECRET, NOPE]}}
-        notifications: {smtp: {host: h, tls: tls, from: bad, username: u, password_env: SMTP_PASSWORD}}
+        notifications:
+          smtp: {host: h, tls: tls, from: bad, username: u, password_env: SMTP_PASSWORD}
         workspaces:
           - {id: a, name: a, source: {url: "ssh://h/r", password_env: GIT_TOKEN}}
     """

@@ -15,7 +15,7 @@ from syncd.app import App
 from syncd.badge import render_badge
 from syncd.config import Config, Secret, TokenConfig, load_config
 from syncd.console import pages
-from syncd.console.routes import _stream
+from syncd.console.data import stream as _stream
 from syncd.console.sessions import Session, Sessions
 from syncd.errors import ConfigError
 from syncd.model import Plan, StepChange, StepContent

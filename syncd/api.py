@@ -19,10 +19,11 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from syncd.app import App
 from syncd.badge import render_badge
@@ -205,7 +206,12 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=_handlers())
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=_handlers(),
+        middleware=[Middleware(HooksFirst, endpoint=hook)],
+    )
 
 
 def _accepted(ws: WorkspaceConfig, ticket: Ticket, suspends: bool) -> dict[str, Any]:
@@ -298,6 +304,28 @@ class WebhookEndpoint:
             retry = {"Retry-After": RETRY_AFTER_SECONDS}
             return await _send_json(send, 503, _error(str(e), detail), retry)
         await _send_receipt(send, receipt)
+
+
+class HooksFirst:
+    """Hands `POST /hooks[/{provider}]` straight to the webhook endpoint, before routing:
+    the router would try the path against the routes and wrap the call for exception
+    handlers the endpoint does not need (it answers every error itself). Anything else, and
+    a path under a root_path, goes through the router as before; the routes still list the
+    webhook's, for 405s and the OpenAPI document."""
+
+    def __init__(self, app: ASGIApp, endpoint: WebhookEndpoint) -> None:
+        self.app, self.endpoint = app, endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            path: str = scope["path"]
+            if path == "/hooks":
+                scope["path_params"] = {}
+                return await self.endpoint(scope, receive, send)
+            if path.startswith("/hooks/") and len(path) > 7 and "/" not in path[7:]:
+                scope["path_params"] = {"provider": path[7:]}
+                return await self.endpoint(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 def _error(error: str, detail: Any = None) -> dict[str, Any]:

@@ -75,7 +75,7 @@ class Daemon:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
         # 1. publish every workspace's last known state, then start the scheduler: pollers,
-        #    and a startup comparison of every workspace
+        #    and a startup comparison of every workspace (a background task, remote by remote)
         await asyncio.to_thread(self._publish_states)
         await self.app.scheduler.start(startup_sync=True)
         # 2. reload on SIGHUP and on config file changes; ping the watchdog; report status

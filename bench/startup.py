@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             absolute=True,
         ),
         Figure(
-            f"stop: SIGTERM to exit just after READY, {WORKSPACES:,} startup syncs queued"
+            f"stop: SIGTERM to exit just after READY, startup comparison of {WORKSPACES:,} under way"
             " (for information)",
             median(stops),
             "s",

@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             absolute=True,
         ),
         Figure(
-            f"stop: SIGTERM to exit just after READY, startup comparison of {WORKSPACES:,} under way"
-            " (for information)",
+            "stop: SIGTERM to exit just after READY, startup comparison of"
+            f" {WORKSPACES:,} under way (for information)",
             median(stops),
             "s",
         ),

@@ -1,5 +1,5 @@
-"""How many signed GitHub pushes a second does `POST /hooks/github` take in, next to a bare
-Starlette endpoint under the same uvicorn settings?
+"""How many signed GitHub pushes a second does `POST /hooks/github` take in, next to the Go
+webhook receiver many teams use instead (adnanh/webhook) and to a bare Starlette endpoint?
 
     python bench/webhook_throughput.py [--quick]
 
@@ -17,8 +17,16 @@ loaded by the same wrk command with the same script and body. wrk runs with
 max(1, nproc - 1) threads (up to 4; wrk and the server share the machine) and 32
 connections, after a 1 s warm-up, for 5 s (--quick: 2 s); the servers take turns, 5 rounds
 each (--quick: 2), so that a neighbour's load falls on all of them, and the median counts.
+The peer is adnanh/webhook (`webhook`, Debian's package; .ci/run installs it) with a
+hooks.json whose trigger rules do what syncd does with this push: verify the same HMAC-SHA256
+(X-Hub-Signature-256, the same secret), then match the ref and the repository's clone URL
+against the one watched repository; the push names another, so the rules are not satisfied
+and nothing runs (answered 202, as syncd answers). Same wrk command, script and body. When
+`webhook` is not installed the bench says so and measures the others.
+
 For information, a second daemon runs with `--log-level warning`, which drops the INFO line
-syncd logs for every webhook. Goal: syncd at least 0.7 times the bare endpoint's rate.
+syncd logs for every webhook. Goals: syncd at least 1.0 times adnanh/webhook's rate, and at
+least 0.7 times the bare endpoint's.
 Prints a markdown table; always exits 0 (benches do not fail CI).
 
     python bench/webhook_throughput.py --bare-server PORT
@@ -29,8 +37,10 @@ runs the baseline server alone (the bench starts it so).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -60,7 +70,9 @@ from starlette.routing import Route
 from syncd.demo.webhook import github_push
 
 CONNECTIONS = 32
-GOAL_RATIO = 0.7
+GOAL_RATIO = 0.7  # against bare Starlette
+GOAL_PEER_RATIO = 1.0  # against adnanh/webhook
+PEER = "adnanh/webhook"
 WS = "watched"
 QUIET = ("--log-level", "warning")  # no INFO line per webhook: for information only
 HOOK_PATH = "/hooks/github"
@@ -114,6 +126,66 @@ def run_bare_server(port: int) -> int:
     return 0
 
 
+def peer_hooks(directory: Path, watched_url: str) -> Path:
+    """adnanh/webhook's hooks.json: the same checks syncd makes of a GitHub push."""
+    rules = [
+        {
+            "match": {
+                "type": "payload-hmac-sha256",
+                "secret": WEBHOOK_SECRET,
+                "parameter": {"source": "header", "name": "X-Hub-Signature-256"},
+            }
+        },
+        {
+            "match": {
+                "type": "value",
+                "value": "refs/heads/main",
+                "parameter": {"source": "payload", "name": "ref"},
+            }
+        },
+        {
+            "match": {
+                "type": "value",
+                "value": watched_url,
+                "parameter": {"source": "payload", "name": "repository.clone_url"},
+            }
+        },
+    ]
+    hook = {
+        "id": HOOK_PATH.rsplit("/", 1)[1],
+        "execute-command": shutil.which("true") or "/bin/true",
+        "success-http-response-code": 202,
+        "trigger-rule-mismatch-http-response-code": 202,
+        "trigger-rule": {"and": rules},
+    }
+    path = directory / "hooks.json"
+    path.write_text(json.dumps([hook], indent=2))
+    return path
+
+
+def start_peer(directory: Path, watched_url: str, port: int) -> subprocess.Popen[bytes] | None:
+    """adnanh/webhook on loopback, serving /hooks/github; None when it is not installed."""
+    binary = shutil.which("webhook")
+    if binary is None:
+        return None
+    return subprocess.Popen(
+        [
+            binary,
+            "-hooks",
+            str(peer_hooks(directory, watched_url)),
+            "-ip",
+            HOST,
+            "-port",
+            str(port),
+            "-urlprefix",
+            HOOK_PATH.strip("/").rsplit("/", 1)[0],
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def lua_script(directory: Path, url: str) -> Path:
     """The wrk script: GitHub's push for `url` (a repository no workspace watches), signed."""
     headers, body = github_push(url, "f" * 40, WEBHOOK_SECRET, added=["README.md"])
@@ -127,13 +199,14 @@ def lua_script(directory: Path, url: str) -> Path:
     return path
 
 
-def check_answer(base_url: str, url: str) -> None:
-    """One request as wrk sends it must be answered 202 with nothing matched."""
+def check_answer(base_url: str, url: str, peer: bool = False) -> None:
+    """One request as wrk sends it must be answered 202 with nothing matched (by the peer: 202,
+    its answer when the rules are not satisfied)."""
     headers, body = github_push(
         url, "f" * 40, WEBHOOK_SECRET, added=["README.md"], delivery=uuid.uuid4().hex
     )
     answer = httpx.post(base_url + HOOK_PATH, content=body, headers=headers, timeout=10)
-    if answer.status_code != 202 or answer.json().get("matched") != []:
+    if answer.status_code != 202 or (not peer and answer.json().get("matched") != []):
         raise RuntimeError(f"{base_url}{HOOK_PATH} answered {answer.status_code}: {answer.text}")
 
 
@@ -197,10 +270,21 @@ def webhook_counts(client: httpx.Client) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Measured:
-    rates: dict[str, list[float]]  # requests a second a round: syncd, quiet, bare
+    rates: dict[str, list[float]]  # requests a second a round: syncd, quiet, bare, peer
     syncd_total: int  # requests wrk completed against syncd
     bad: int  # non-2xx answers, all servers
     results: dict[str, int]  # syncd's own count of the webhooks, by result
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 def measure(seconds: int, rounds: int, threads: int) -> Measured:
@@ -208,14 +292,15 @@ def measure(seconds: int, rounds: int, threads: int) -> Measured:
         url, tree = make_repo(server, tmp, "watched", 10)
         unmatched = server.url("somebody-else")  # no workspace watches it
         script = lua_script(tmp, unmatched)
-        bare_port = free_port()
-        bare_url = f"http://{HOST}:{bare_port}"
+        bare_port, peer_port = free_port(), free_port()
+        bare_url, peer_url = f"http://{HOST}:{bare_port}", f"http://{HOST}:{peer_port}"
         bare = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--bare-server", str(bare_port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
         )
+        peer = start_peer(tmp, url, peer_port)
         try:
             ws = [workspace(WS, url, server)]
             with (
@@ -226,31 +311,27 @@ def measure(seconds: int, rounds: int, threads: int) -> Measured:
                     d.wait_ready(60)
                     d.wait_all_applied(1, tree.head(), timeout=60)
                 wait_listening(bare_url, bare)
-                for target in (daemon.url, quiet.url, bare_url):
-                    check_answer(target, unmatched)
+                targets = [("bare", bare_url), ("syncd", daemon.url), ("quiet", quiet.url)]
+                if peer is not None:
+                    wait_listening(peer_url, peer)
+                    targets.insert(1, ("peer", peer_url))
+                for name, target in targets:
+                    check_answer(target, unmatched, peer=name == "peer")
                     wrk(target, script, 1, threads)  # warm-up, not counted
                 metrics = daemon.client()
                 before = webhook_counts(metrics)
-                rates: dict[str, list[float]] = {"syncd": [], "bare": [], "quiet": []}
+                rates: dict[str, list[float]] = {name: [] for name, _ in targets}
                 syncd_total, bad = 0, 0
                 for _ in range(rounds):
-                    for name, target in (
-                        ("bare", bare_url),
-                        ("syncd", daemon.url),
-                        ("quiet", quiet.url),
-                    ):
+                    for name, target in targets:
                         rate, n, nbad = wrk(target, script, seconds, threads)
                         rates[name].append(rate)
                         bad += nbad
                         syncd_total += n if name == "syncd" else 0
                 after = webhook_counts(metrics)
         finally:
-            bare.terminate()
-            try:
-                bare.wait(10)
-            except subprocess.TimeoutExpired:
-                bare.kill()
-                bare.wait(10)
+            stop_process(bare)
+            stop_process(peer)
         results = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
         counted = {k: int(v) for k, v in sorted(results.items()) if v}
         return Measured(rates, syncd_total, bad, counted)
@@ -268,9 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# webhook intake ({'quick' if args.quick else 'full'}): signed GitHub pushes for an"
         f" unmatched repository, `wrk -t{threads} -c{CONNECTIONS} -d{seconds}s`, {rounds}"
-        " round(s) against syncd and a bare Starlette endpoint\n"
+        f" round(s) against syncd, {PEER} and a bare Starlette endpoint\n"
     )
-    scenario = "webhook intake: signed GitHub pushes a second, unmatched (baseline: bare Starlette)"
+    scenario = "webhook intake: signed GitHub pushes a second, unmatched"
     try:
         m = measure(seconds, rounds, threads)
     except Exception as e:
@@ -278,8 +359,26 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table([]) + "\n" + failed_row(scenario, e))
         return 0
     syncd_rates, bare_rates, quiet_rates = m.rates["syncd"], m.rates["bare"], m.rates["quiet"]
-    rows = [
-        Figure(scenario, median(syncd_rates), "req/s", median(bare_rates), at_least=GOAL_RATIO),
+    peer_rates = m.rates.get("peer", [])
+    rows = []
+    if peer_rates:
+        rows.append(
+            Figure(
+                f"{scenario} (baseline: {PEER})",
+                median(syncd_rates),
+                "req/s",
+                median(peer_rates),
+                at_least=GOAL_PEER_RATIO,
+            )
+        )
+    rows += [
+        Figure(
+            f"{scenario} (baseline: bare Starlette)",
+            median(syncd_rates),
+            "req/s",
+            median(bare_rates),
+            at_least=GOAL_RATIO,
+        ),
         Figure(
             "webhook intake, syncd with `--log-level warning` (for information)",
             median(quiet_rates),
@@ -288,9 +387,14 @@ def main(argv: list[str] | None = None) -> int:
         ),
     ]
     print(figures_table(rows))
+    peer_text = (
+        f"{PEER} {', '.join(f'{r:,.0f}' for r in peer_rates)}"
+        if peer_rates
+        else f"{PEER} not measured: `webhook` is not installed (apt-get install webhook)"
+    )
     print(
-        f"\nrates a round: syncd {', '.join(f'{r:,.0f}' for r in syncd_rates)}; bare"
-        f" {', '.join(f'{r:,.0f}' for r in bare_rates)}; syncd at log level warning"
+        f"\nrates a round: syncd {', '.join(f'{r:,.0f}' for r in syncd_rates)}; {peer_text};"
+        f" bare {', '.join(f'{r:,.0f}' for r in bare_rates)}; syncd at log level warning"
         f" {', '.join(f'{r:,.0f}' for r in quiet_rates)} req/s; non-2xx answers {m.bad};"
         f" syncd's own count of these webhooks by result: {m.results}"
         f" (wrk completed {m.syncd_total:,})"

@@ -75,7 +75,7 @@ class Daemon:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
         # 1. publish every workspace's last known state, then start the scheduler: pollers,
-        #    and a startup comparison of every workspace
+        #    and a startup comparison of every workspace (a background task, remote by remote)
         await asyncio.to_thread(self._publish_states)
         await self.app.scheduler.start(startup_sync=True)
         # 2. reload on SIGHUP and on config file changes; ping the watchdog; report status
@@ -234,9 +234,19 @@ class Server(uvicorn.Server):
             self.daemon.notifier.ready(status=await asyncio.to_thread(self.daemon.status_line))
 
 
-def make_server(daemon: Daemon, host: str | None = None, port: int | None = None) -> Server:
+def make_server(
+    daemon: Daemon,
+    host: str | None = None,
+    port: int | None = None,
+    http: str = "auto",
+    loop: str = "auto",
+) -> Server:
     """The uvicorn server for a daemon, on the config's address unless told otherwise, with
-    its connections bounded (see `syncd.connections`)."""
+    its connections bounded (see `syncd.connections`).
+
+    "auto" is uvicorn's choice: httptools and uvloop (its C parser and event loop, several
+    times the pure-Python pair's webhook rate) where they are installed, else h11 and asyncio.
+    """
     config = daemon.app.config
     max_connections = raise_descriptor_limit(config.server.max_connections)
     guard = ConnectionGuard(max_connections, config.server.header_timeout)
@@ -245,7 +255,7 @@ def make_server(daemon: Daemon, host: str | None = None, port: int | None = None
             daemon.asgi(),
             host=host or config.server.host,
             port=config.server.port if port is None else port,
-            http=protocol_class(guard),
+            http=protocol_class(guard, http),
             # Requests in flight past the cap answer 503; connections past it are closed.
             limit_concurrency=max_connections + 1,
             lifespan="on",
@@ -253,6 +263,7 @@ def make_server(daemon: Daemon, host: str | None = None, port: int | None = None
             access_log=False,
             timeout_graceful_shutdown=2,
             server_header=False,
+            loop=loop,
         ),
         daemon,
     )

@@ -239,6 +239,11 @@ class Engine:
         """Every branch head of the workspace's remote: one ls-remote (a poll)."""
         return self.git.heads(remote_for(ws))
 
+    def prefetch(self, ws: WorkspaceConfig, head: str) -> None:
+        """Fetch the workspace's branch into the shared mirror up to `head` (a startup
+        comparison fetches once per remote; the runs then find the commit there)."""
+        self.git.fetch(remote_for(ws), ws.source.branch, want=head)
+
     def preview(self, ws: WorkspaceConfig, revision: str | None = None) -> Reading:
         """The plan now (the `diff` of a workspace), recording nothing. It takes no workspace
         lock: it writes nothing, and a diff waiting on a slow remote must not hold up a sync (or

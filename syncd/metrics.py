@@ -103,6 +103,7 @@ class Metrics:
             ["provider", "result"],
             registry=r,
         )
+        self._webhook_children: dict[tuple[str, str], Counter] = {}
         self.config_reloads = Counter(
             "syncd_config_reloads", "Config reloads, by result.", ["result"], registry=r
         )
@@ -170,7 +171,13 @@ class Metrics:
         self.git_duration.labels(op).observe(seconds)
 
     def webhook(self, provider: str, result: str) -> None:
-        self.webhooks.labels(provider, result).inc()
+        # The labelled child, looked up once: labels() takes a lock and builds a key each call.
+        child = self._webhook_children.get((provider, result))
+        if child is None:
+            child = self._webhook_children[(provider, result)] = self.webhooks.labels(
+                provider, result
+            )
+        child.inc()
 
     def forget_workspace(self, ws_id: str) -> None:
         """A workspace removed from the config takes its series with it."""

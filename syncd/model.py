@@ -9,6 +9,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
+# Stateless: encode() keeps nothing between calls.
+_CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# What that encoder writes a str with (ensure_ascii=False): json's C function where it exists.
+_json_string = json.encoder.encode_basestring
+
 # Git hosts whose push webhooks syncd reads; config and webhooks both speak of these.
 WEBHOOK_PROVIDERS = (
     "github",
@@ -73,7 +78,22 @@ class StepContent:
         return {"if": self.if_, "do": self.do, "enabled": self.enabled, "valid": self.valid}
 
     def canonical_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        """json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False), the text the
+        hash is taken over. Put together from json's own string encoder when the fields have
+        their types (an initial apply of 10,000 steps serializes 10,000 contents; json.dumps
+        builds an encoder per call), else by the encoder itself: the same text either way."""
+        if (
+            type(self.if_) is str
+            and type(self.do) is str
+            and type(self.enabled) is bool
+            and type(self.valid) is bool
+        ):
+            return (
+                f'{{"if":{_json_string(self.if_)},"do":{_json_string(self.do)},'
+                f'"enabled":{"true" if self.enabled else "false"},'
+                f'"valid":{"true" if self.valid else "false"}}}'
+            )
+        return _CANONICAL.encode(self.to_dict())
 
     def content_hash(self) -> str:
         return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()

@@ -65,7 +65,7 @@ def branch_of(ref: str) -> str | None:
 
 def is_zero(sha: str | None) -> bool:
     """The all-zero id providers send for the missing side of a created or deleted ref."""
-    return bool(sha) and set(sha or "") == {"0"}
+    return bool(sha) and not (sha or "").strip("0")
 
 
 def is_full_sha(value: str) -> bool:

@@ -24,7 +24,9 @@ from syncd.errors import GitError, NotFound, SyncdError
 from syncd.git import remote_key
 from syncd.health import HealthKeeper
 from syncd.model import Mode, RunResult, Status, SyncState, Trigger, automation_suspended
+from syncd.refs import short_branch
 from syncd.store import Store
+from syncd.urls import redact_url
 
 log = logging.getLogger("syncd.scheduler")
 
@@ -110,6 +112,10 @@ class Scheduler:
         self.drift_debounce = drift_debounce
         self.rng = rng
         self._parallel = asyncio.Semaphore(max_parallel)
+        # The startup comparison's ls-remotes and fetches, apart from the runs' slots, so
+        # that fetching the next remotes overlaps the first remotes' runs.
+        self._prefetch = asyncio.Semaphore(max_parallel)
+        self._startup: asyncio.Task[None] | None = None
         self._slots: dict[str, _Slot] = {}
         self._pollers: dict[str, asyncio.Task[None]] = {}
         self.accepting = False
@@ -123,8 +129,42 @@ class Scheduler:
         self.accepting = True
         self.reconfigure()
         if startup_sync:
-            for ws in self.config().workspaces:
-                self.request(ws.id, Trigger.STARTUP)
+            self._startup = asyncio.create_task(self._startup_comparison(), name="startup")
+
+    async def _startup_comparison(self) -> None:
+        """Request a startup sync of every workspace, remote by remote as polling does: one
+        ls-remote and one fetch per remote (per branch followed), then each workspace of it
+        is planned from the shared mirror with the head it was told (no ls-remote of its
+        own). Remotes are taken `max_parallel` at a time; a remote's workspaces are requested
+        as soon as its mirror is fetched, so their runs overlap the next remotes' fetches."""
+        groups: dict[str, list[WorkspaceConfig]] = {}
+        for ws in self.config().workspaces:
+            groups.setdefault(remote_key(ws.source.url, ws.source.username), []).append(ws)
+        await asyncio.gather(*(self._start_remote(group) for group in groups.values()))
+
+    async def _start_remote(self, group: list[WorkspaceConfig]) -> None:
+        heads: dict[str, str] = {}
+        async with self._prefetch:
+            if not self.accepting:
+                return
+            try:
+                heads = await asyncio.to_thread(self.engine.branch_heads, group[0])
+                for branch in dict.fromkeys(ws.source.branch for ws in group):
+                    ws = next(w for w in group if w.source.branch == branch)
+                    if (head := heads.get(short_branch(branch))) is not None:
+                        await asyncio.to_thread(self.engine.prefetch, ws, head)
+            except SyncdError as e:
+                # Each workspace's own run will try again and record the failure as before.
+                log.warning(
+                    "startup fetch failed remote=%s error=%s", redact_url(group[0].source.url), e
+                )
+            except Exception:
+                # Not the remote's fault (a full disk): the runs meet it too and record it;
+                # an exception out of here would leave every other remote's workspaces out.
+                log.exception("startup fetch crashed remote=%s", redact_url(group[0].source.url))
+        for ws in group:
+            # A branch the remote lacks: the run resolves it itself and says so.
+            self._request_quietly(ws.id, Trigger.STARTUP, heads.get(short_branch(ws.source.branch)))
 
     def reconfigure(self) -> None:
         """Align pollers with the current config; runs in flight finish untouched."""
@@ -146,6 +186,8 @@ class Scheduler:
         """Stop taking runs and wait for those in flight; True when all finished in time."""
         # 1. stop accepting: new requests raise ShuttingDown, timers and pollers end
         self.accepting = False
+        if self._startup is not None:
+            self._startup.cancel()
         for task in self._pollers.values():
             task.cancel()
         self._pollers.clear()

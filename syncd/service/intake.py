@@ -96,6 +96,14 @@ class DeliveryLog:
             self._seen.popitem(last=False)
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    config: Config
+    targets: list[Target]
+    matcher: webhooks.Matcher
+    secrets: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]  # (secrets, signing secrets)
+
+
 class Intake:
     """Takes push webhooks for the current config; remembers what health reports about them."""
 
@@ -110,7 +118,7 @@ class Intake:
         self._config, self._scheduler, self._metrics = config, scheduler, metrics
         self._deliveries = DeliveryLog() if deliveries is None else deliveries
         self._clock = clock
-        self._targets: tuple[Config, list[Target]] | None = None
+        self._prepared: _Prepared | None = None
         self._webhook_last_seen: dict[str, float] = {}
         self._secret_last_seen: dict[tuple[str, int], float] = {}
 
@@ -150,7 +158,11 @@ class Intake:
         Overloaded when the scheduler refuses a sync; each is counted before it is raised.
         """
         provider = self.provider_of(provider, headers)
-        headers = {k.lower(): v for k, v in headers.items()}
+        return self.receive_lowered(provider, webhooks.lowered(headers), body)
+
+    def receive_lowered(self, provider: str, headers: Mapping[str, str], body: bytes) -> Receipt:
+        """`receive_push` for a known provider's request whose header names are lower-case
+        already (as ASGI servers hand them over): the HTTP layer's path, one copy fewer."""
         try:
             event = self._verified_event(provider, headers, body)
         except BadSignature:
@@ -165,7 +177,7 @@ class Intake:
             return self._counted(Receipt(provider, Outcome.PING, delivery=event.delivery))
         if self._deliveries.seen(provider, event.delivery):
             return self._counted(Receipt(provider, Outcome.DUPLICATE, delivery=event.delivery))
-        matched = tuple(webhooks.match(event, self.targets()))
+        matched = tuple(self._prepare().matcher.match(event))
         queued = self._request_syncs(provider, matched)
         # Only a delivery whose syncs were all requested is taken: a refused one may be resent.
         self._deliveries.add(provider, event.delivery)
@@ -181,21 +193,32 @@ class Intake:
 
     def targets(self) -> list[Target]:
         """What each workspace follows, worked out once per config, not once per webhook."""
+        return self._prepare().targets
+
+    def _prepare(self) -> _Prepared:
+        """Everything a webhook needs of the config that does not depend on the request:
+        the targets (indexed by URL) and each provider's secrets. Redone when a reload swaps
+        the config object."""
         config = self._config()
-        if self._targets is None or self._targets[0] is not config:
+        if self._prepared is None or self._prepared.config is not config:
             targets = [
                 Target(ws.id, normalize_repo_url(ws.source.url), ws.source.branch, ws.source.path)
                 for ws in config.workspaces
             ]
-            self._targets = (config, targets)
-        return self._targets[1]
+            secrets = {
+                name: (
+                    tuple(s.reveal() for s in hook.secrets),
+                    tuple(s.reveal() for s in hook.signing_secrets),
+                )
+                for name, hook in config.webhooks.items()
+            }
+            self._prepared = _Prepared(config, targets, webhooks.Matcher(targets), secrets)
+        return self._prepared
 
     def _verified_event(
         self, provider: str, headers: Mapping[str, str], body: bytes
     ) -> webhooks.Event:
-        hook = self._config().webhooks.get(provider)
-        secrets = [s.reveal() for s in hook.secrets] if hook else []
-        signing = [s.reveal() for s in hook.signing_secrets] if hook else []
+        secrets, signing = self._prepare().secrets.get(provider, ((), ()))
         # Verify before parsing: nothing unsigned is ever looked at.
         signed_by = webhooks.verify(provider, headers, body, secrets, signing, now=self._clock())
         self._webhook_last_seen[provider] = self._clock()

@@ -20,7 +20,8 @@ from syncd.webhooks.errors import (
     UnknownProvider,
     WebhookRejected,
 )
-from syncd.webhooks.matching import Target, match
+from syncd.webhooks.matching import Matcher, Target, match
+from syncd.webhooks.message import Lowered, lowered
 from syncd.webhooks.payloads import Event, Ping, Push, parse
 from syncd.webhooks.providers import PROVIDERS, Provider, Scheme, provider
 from syncd.webhooks.signatures import verify
@@ -29,7 +30,9 @@ __all__ = [
     "PROVIDERS",
     "BadSignature",
     "Event",
+    "Lowered",
     "MalformedPayload",
+    "Matcher",
     "Ping",
     "Provider",
     "ProviderNotDetected",
@@ -40,6 +43,7 @@ __all__ = [
     "WebhookRejected",
     "delivery_id",
     "detect_provider",
+    "lowered",
     "match",
     "parse",
     "provider",

@@ -13,7 +13,7 @@ import pytest
 
 from syncd import retry
 from syncd.engine import Engine
-from syncd.errors import NotFound
+from syncd.errors import GitError, NotFound
 from syncd.git import Remote
 from syncd.model import Mode, Plan, Run, RunResult, Status, SyncState, Trigger
 from syncd.retry import Policy
@@ -257,3 +257,60 @@ async def test_a_crashed_run_is_retried(monkeypatch: pytest.MonkeyPatch) -> None
     finally:
         await s.stop()
     assert not store.locked
+
+
+class CountingGit(FakeGit):
+    """A FakeGit that counts ls-remotes (heads, and resolve through it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ls_remotes = 0
+
+    def heads(self, remote: Remote) -> dict[str, str]:
+        self.ls_remotes += 1
+        return super().heads(remote)
+
+
+async def test_the_startup_comparison_asks_each_remote_once() -> None:
+    store, git = FakeStore(), CountingGit()
+    head = git.commit(step_files({"greet": "hello()"}))
+    ids = [f"w{i}" for i in range(6)]
+    cfg = config(*(workspace(i) for i in ids))
+    s = Scheduler(Engine(store, git), store, config=lambda: cfg, max_parallel=2)
+    await s.start(startup_sync=True)
+    await until(lambda: all(store.state(i).last_applied_revision == head for i in ids))
+    await until(lambda: not s.busy())
+    # one ls-remote and one fetch for the six: each run is planned from the shared mirror
+    assert (git.ls_remotes, git.fetches) == (1, 1)
+    runs = store.runs_finished_since(0, math.inf)
+    assert sorted(r.workspace for r in runs) == ids
+    assert {(r.trigger, r.result) for r in runs} == {(Trigger.STARTUP, RunResult.SUCCEEDED)}
+    assert await s.stop()
+
+
+async def test_a_remote_down_at_startup_still_gets_every_workspace_a_run() -> None:
+    store, git = FakeStore(), CountingGit()
+    git.commit(step_files({"greet": "hello()"}))
+    git.outage = GitError("connection refused")
+    cfg = config(workspace("a"), workspace("b"))
+    s = Scheduler(Engine(store, git), store, config=lambda: cfg, rng=lambda: 0.5)
+    await s.start(startup_sync=True)
+    await until(lambda: len(store.runs_finished_since(0, math.inf)) == 2)
+    runs = store.runs_finished_since(0, math.inf)
+    assert {(r.workspace, r.result) for r in runs} == {
+        ("a", RunResult.FAILED),
+        ("b", RunResult.FAILED),
+    }
+    assert all("connection refused" in (r.error or "") for r in runs)
+    assert await s.stop()
+
+
+async def test_a_crash_in_the_startup_fetch_still_gets_every_workspace_a_run() -> None:
+    store, git = FakeStore(), FlakyHeads(failures=1)
+    head = git.commit(step_files({"greet": "hello()"}))
+    cfg = config(workspace("a"), workspace("b"))
+    s = Scheduler(Engine(store, git), store, config=lambda: cfg, rng=lambda: 0.5)
+    await s.start(startup_sync=True)
+    # the startup ls-remote failed; each run resolved the head itself
+    await until(lambda: all(store.state(i).last_applied_revision == head for i in "ab"))
+    assert await s.stop()

@@ -172,3 +172,17 @@ def test_arbitrary_bytes_only_raise_step_file_errors(data: bytes) -> None:
         parse_step_file(PATH, data)
     except StepFileError as e:
         assert PATH in str(e)
+
+
+@given(st.text(), st.text(), st.booleans(), st.booleans())
+def test_canonical_json_is_json_dumps_text(if_: str, do: str, enabled: bool, valid: bool) -> None:
+    """The hash is taken over this text: it must stay json.dumps' text to the byte."""
+    content = StepContent(if_, do, enabled, valid)
+    want = json.dumps(content.to_dict(), separators=(",", ":"), ensure_ascii=False)
+    assert content.canonical_json() == want
+
+
+def test_canonical_json_of_fields_of_other_types_is_still_json_dumps_text() -> None:
+    odd = StepContent('\x00\x7f\u2028"\\', "é", 1, 0)  # type: ignore[arg-type]
+    want = json.dumps(odd.to_dict(), separators=(",", ":"), ensure_ascii=False)
+    assert odd.canonical_json() == want

@@ -20,9 +20,17 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from syncd.config import WorkspaceConfig
-from syncd.errors import PathNotFound, PlanRefused, RevisionNotFound, StepFileError, SyncdError
+from syncd.errors import (
+    PathNotFound,
+    PlanRefused,
+    RevisionNotFound,
+    RevisionNotOnBranch,
+    StepFileError,
+    SyncdError,
+)
 from syncd.git import FileChange, Remote, TreeEntry
 from syncd.model import (
+    LiveStep,
     Mode,
     Plan,
     Run,
@@ -44,13 +52,15 @@ from syncd.steps import (
     duplicate_problems,
     entry_problem,
 )
-from syncd.store import IndexUpdate, Store
+from syncd.store import ApplyBase, ApplyConflict, IndexUpdate, Store, StoreError
 from syncd.urls import normalize_repo_url
 
 log = logging.getLogger("syncd.engine")
 
 # Errors that another attempt at the same commit cannot fix: the commit itself is bad.
 PERMANENT_ERRORS = (StepFileError, PlanRefused, RevisionNotFound)
+# A plan whose base moved before its apply is read and planned again, this many times in all.
+APPLY_ATTEMPTS = 3
 
 Progress = Callable[[str], None]
 
@@ -67,6 +77,7 @@ class GitReader(Protocol):
         self, remote: Remote, base: str, head: str, path: str
     ) -> list[FileChange] | None: ...
     def blob_reader(self, remote: Remote) -> AbstractContextManager[Callable[[str], bytes]]: ...
+    def branches_containing(self, remote: Remote, commit: str) -> list[str]: ...
 
 
 class SyncObserver(Protocol):
@@ -103,6 +114,7 @@ class Reading:
     live_total: int
     incremental: bool
     blobs_read: int
+    base: ApplyBase  # what the plan was read from: an apply writes only over exactly that
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,23 +175,36 @@ class Engine:
                 started,
                 dry_run=dry_run,
             )
-            state = self.store.state(ws.id)
+            state = SyncState(ws.id)
             reading: Reading | None = None
             try:
+                state = self.store.state(ws.id)
                 # 1-2. resolve the commit (branch head or pinned revision) and fetch it
                 run.revision = self.resolve(ws, revision, progress, head=head)
-                # 3-4. read the steps at that commit and plan against the live ones
-                reading = self.read_at(ws, run.revision, progress)
-                # 5. guard: refuse an empty result unless allowed, and mass deletes over a limit
-                guard_plan(reading.plan, reading.live_total, ws.allow_empty, ws.max_deletes)
                 # 6. apply (automatic mode not suspended, or a manual trigger) or only record
                 #    the plan
                 automatic = ws.mode is Mode.AUTOMATIC and not automation_suspended(ws.mode, state)
                 apply = not dry_run and (automatic or trigger is Trigger.MANUAL)
                 pinned = revision is not None
-                state = self._finish(ws, run, reading, state, apply, progress, pinned)
+                for attempt in range(1, APPLY_ATTEMPTS + 1):
+                    # 3-4. read the steps at that commit and plan against the live ones
+                    reading = self.read_at(ws, run.revision, progress)
+                    # 5. guard: refuse an empty result unless allowed, and mass deletes over a
+                    #    limit
+                    guard_plan(reading.plan, reading.live_total, ws.allow_empty, ws.max_deletes)
+                    # 6. another writer got there first: read and plan again over its state
+                    try:
+                        state = self._finish(ws, run, reading, state, apply, progress, pinned)
+                        break
+                    except ApplyConflict as e:
+                        if attempt == APPLY_ATTEMPTS:
+                            raise
+                        log.info("apply conflict, planning again workspace=%s error=%s", ws.id, e)
+                        state = self.store.state(ws.id)
             except SyncdError as e:
                 state = self._fail(run, reading, state, e)
+            except OSError as e:  # a local file: the disk is full, a folder is not writable
+                state = self._fail(run, reading, state, StoreError(_os_error(e)))
             # 7. tell metrics and notifications
             if self.observer is not None:
                 plan = reading.plan if reading else None
@@ -203,10 +228,33 @@ class Engine:
         elif revision is not None:
             head = None
         # 2. fetch: nothing when the mirror already has the commit
+        fetched = False
         if head is not None or not self._has(remote, revision):
             say("fetching")
             self.git.fetch(remote, ws.source.branch, want=head)
-        return head or self.git.resolve_commit(remote, revision or "")
+            fetched = True
+        if head is not None:
+            return head
+        commit = self.git.resolve_commit(remote, revision or "")
+        # A pinned commit must be on the workspace's branch, not only somewhere in the mirror
+        # (which other workspaces' branches share); the branch may have moved: fetch it once.
+        if not self._on_branch(remote, ws.source.branch, commit):
+            if not fetched:
+                self.git.fetch(remote, ws.source.branch)
+            if not self._on_branch(remote, ws.source.branch, commit):
+                raise self._not_on_branch(remote, ws.source.branch, commit)
+        return commit
+
+    def _on_branch(self, remote: Remote, branch: str, commit: str) -> bool:
+        return branch in self.git.branches_containing(remote, commit)
+
+    def _not_on_branch(self, remote: Remote, branch: str, commit: str) -> RevisionNotOnBranch:
+        others = sorted(self.git.branches_containing(remote, commit))
+        where = f"it is on {', '.join(repr(b) for b in others)}" if others else "on no known branch"
+        return RevisionNotOnBranch(
+            f"commit {commit[:12]} is not on branch {branch!r} ({where}); a pinned revision must"
+            f" be reachable from the workspace's branch"
+        )
 
     def read_at(
         self, ws: WorkspaceConfig, commit: str, progress: Progress | None = None
@@ -220,7 +268,7 @@ class Engine:
             reading = self._read_incremental(ws, remote, base, commit, say)
             if reading is not None:
                 return reading
-        return self._read_full(ws, remote, commit, say)
+        return self._read_full(ws, remote, base, commit, say)
 
     def record_source_failure(
         self, ws: WorkspaceConfig, trigger: Trigger, error: SyncdError
@@ -262,7 +310,7 @@ class Engine:
     # -- reading -----------------------------------------------------------------------------
 
     def _read_full(
-        self, ws: WorkspaceConfig, remote: Remote, commit: str, say: Progress
+        self, ws: WorkspaceConfig, remote: Remote, base: str | None, commit: str, say: Progress
     ) -> Reading:
         try:
             entries = self.git.list_files(remote, commit, ws.source.path)
@@ -299,12 +347,15 @@ class Engine:
         for problem in duplicate_problems(steps):
             problems.add(problem)
         problems.raise_if_any()
+        # Drifted names first: one edited after this read is left to the next sync, marked.
+        drifted = self.store.drifted_names(ws.id)
         live = self.store.live_steps(ws.id)
         plan = compute_plan(
             {s.name: s.content for s in steps}, {n: s.content for n, s in live.items()}
         )
         index = IndexUpdate(replace_all=True, upserts=tuple(steps))
-        return Reading(commit, plan, index, len(live), False, read)
+        base_of = _base(base, plan, drifted, live)
+        return Reading(commit, plan, index, len(live), False, read, base_of)
 
     def _read_incremental(
         self, ws: WorkspaceConfig, remote: Remote, base: str, commit: str, say: Progress
@@ -341,19 +392,22 @@ class Engine:
         # The plan's scope: every name the commit touched, and every step edited outside git.
         new_by_name = {s.name: s.content for s in new_steps}
         scope = set(new_by_name) | {s.name for s in before.values()}
-        scope |= self.store.drifted_names(ws.id)
+        drifted = self.store.drifted_names(ws.id)
+        scope |= drifted
         desired: dict[str, StepContent] = dict(new_by_name)
         for name, steps in self.store.index_by_name(ws.id, scope - set(new_by_name)).items():
             for s in steps:
                 if s.path not in touched:
                     desired[name] = s.content
-        live = {n: s.content for n, s in self.store.live_steps(ws.id, scope).items()}
+        live_steps = self.store.live_steps(ws.id, scope)
+        live = {n: s.content for n, s in live_steps.items()}
         outside_scope = total - len(desired)
         plan = compute_plan(desired, live, unchanged_elsewhere=outside_scope)
         removes = tuple(c.path for c in changes if c.status == "deleted")
         index = IndexUpdate(upserts=tuple(new_steps), removes=removes)
         live_total = self.store.live_count(ws.id)
-        return Reading(commit, plan, index, live_total, True, len(new_steps))
+        base_of = _base(base, plan, drifted, live_steps)
+        return Reading(commit, plan, index, live_total, True, len(new_steps), base_of)
 
     def _duplicates_in_index(
         self, ws: WorkspaceConfig, new_steps: list[Step], touched: set[str]
@@ -405,8 +459,7 @@ class Engine:
                 source_key=source_key(ws),
                 pinned_revision=reading.revision if pinned else None,
             )
-            self.store.apply(plan, reading.index, run, new_state)
-            return new_state
+            return self.store.apply(plan, reading.index, run, new_state, reading.base)
         run.result = RunResult.PLANNED
         new_state = replace(
             state,
@@ -444,9 +497,28 @@ class Engine:
             last_run_id=run.id,
             failed_revision=run.revision if permanent and run.revision else None,
         )
-        self.store.record_run(run, new_state)
+        try:
+            self.store.record_run(run, new_state)
+        except StoreError as e:
+            # The store cannot even record the failure: the run still reaches the observer
+            # (metrics) and the scheduler's loop, which retries it.
+            log.error("run not recorded workspace=%s run=%s error=%s", run.workspace, run.id, e)
         return new_state
 
     def _lock(self, ws_id: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(ws_id, threading.Lock())
+
+
+def _base(
+    revision: str | None, plan: Plan, drifted: set[str], live: dict[str, LiveStep]
+) -> ApplyBase:
+    """The base of a plan: the applied revision, and the live version of every step the plan
+    covers (its changes, and the steps marked as edited outside git it saw)."""
+    names = {c.name for c in plan.changes} | drifted
+    return ApplyBase(revision, {n: live[n].version if n in live else None for n in names})
+
+
+def _os_error(e: OSError) -> str:
+    where = f"{e.filename}: " if e.filename else ""
+    return f"{where}{e.strerror or e}"

@@ -54,3 +54,8 @@ class Conflict(SyncdError):
 
 class PathNotFound(StepFileError):
     """The workspace's path does not exist at the commit."""
+
+
+class RevisionNotOnBranch(RevisionNotFound):
+    """A pinned commit exists, but not on the workspace's branch (only on another branch that
+    shares the mirror): refused, as a commit no one reviewed for this workspace."""

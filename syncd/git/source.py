@@ -171,6 +171,22 @@ class GitSource:
         """The full sha of a commit in the mirror, given a full or abbreviated sha."""
         return self._commit(remote, rev)[1]
 
+    def branches_containing(self, remote: Remote, commit: str) -> list[str]:
+        """The mirror's branches whose head is `commit` or descends from it (as last fetched)."""
+        repo, sha = self._commit(remote, commit)
+        oid = pygit2.Oid(hex=sha)
+        found = []
+        with self._reading(remote):
+            for name in repo.references:
+                if not name.startswith(HEADS):
+                    continue
+                target = repo.references[name].resolve().target
+                if not isinstance(target, pygit2.Oid):
+                    continue
+                if target == oid or repo.descendant_of(target, oid):
+                    found.append(name.removeprefix(HEADS))
+        return sorted(found)
+
     def list_files(
         self, remote: Remote, commit: str, path: str, suffix: str = ".step.json"
     ) -> list[TreeEntry]:

@@ -7,8 +7,8 @@ the old state or the new one.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from syncd.errors import SyncdError
@@ -16,7 +16,24 @@ from syncd.model import HealthRecord, LiveStep, Plan, Run, Step, StepContent, Sy
 
 
 class StoreError(SyncdError):
-    """The store cannot be opened or is from a newer syncd."""
+    """The store cannot be opened, read or written (locked past the busy timeout, disk full,
+    file gone), or is from a newer syncd. The message names the store's path. Transient for
+    a sync: the scheduler's loop retries the run."""
+
+
+class ApplyConflict(StoreError):
+    """The workspace moved on since the plan was read (another process applied, or a step
+    of the plan was edited outside git): nothing was written; read and plan again."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyBase:
+    """What a plan was read from: the applied revision, and the live version of each step the
+    plan covers (None: no live step by that name). An apply writes only when the store still
+    holds exactly this, and changes only these steps."""
+
+    revision: str | None
+    versions: Mapping[str, int | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +61,9 @@ class Store(Protocol):
     def index_files(self, ws: str, paths: Collection[str] | None = None) -> dict[str, Step]: ...
     def index_by_name(self, ws: str, names: Collection[str]) -> dict[str, list[Step]]: ...
     def index_count(self, ws: str) -> int: ...
-    def apply(self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState) -> None: ...
+    def apply(
+        self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState, base: ApplyBase
+    ) -> SyncState: ...
     def record_run(self, run: Run, state: SyncState) -> None: ...
     def runs(self, ws: str, limit: int = 50) -> list[Run]: ...
     def run(self, run_id: str) -> Run | None: ...
@@ -52,3 +71,5 @@ class Store(Protocol):
     def runs_finished_since(self, since: float, until: float, limit: int = 10_000) -> list[Run]: ...
     def get_meta(self, key: str) -> str | None: ...
     def set_meta(self, key: str, value: str) -> None: ...
+    # Why the store cannot take writes now (its file is gone, the last write failed), or None.
+    def problem(self) -> str | None: ...

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +32,29 @@ from syncd.model import (
     SyncState,
     Trigger,
 )
-from syncd.store.protocol import IndexUpdate, StoreError
+from syncd.store.protocol import ApplyBase, ApplyConflict, IndexUpdate, StoreError
 from syncd.store.sqlite_schema import MIGRATIONS
 
 
 class SqliteStore:
     def __init__(self, path: Path, busy_timeout_ms: int = 10_000) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # One connection, shared by threads under a lock: pygit2 and SQLite work runs off the
-        # event loop in worker threads, and SQLite serializes writers anyway.
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._lock = threading.RLock()
-        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        # FULL: a committed sync survives power loss, not only a process crash.
-        self._db.execute("PRAGMA synchronous = FULL")
+        # Why the last write failed (disk full, I/O error), until a write succeeds: /readyz.
+        self._write_failure: str | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # One connection, shared by threads under a lock: pygit2 and SQLite work runs off
+            # the event loop in worker threads, and SQLite serializes writers anyway.
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            # FULL: a committed sync survives power loss, not only a process crash.
+            self._db.execute("PRAGMA synchronous = FULL")
+            # The file this connection writes: if it is deleted or replaced, writes go nowhere.
+            self._identity = _identity(path)
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"store {path}: cannot open: {e}") from e
         self._migrate()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -56,11 +64,11 @@ class SqliteStore:
             self._db.close()
 
     def integrity_ok(self) -> bool:
-        with self._lock:
+        with self._reading():
             return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
     def schema_version(self) -> int:
-        with self._lock:
+        with self._reading():
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     def _migrate(self) -> None:
@@ -76,22 +84,54 @@ class SqliteStore:
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {number}")
 
+    def problem(self) -> str | None:
+        """Why the store cannot take writes now, or None: its file deleted or replaced under
+        this process, or the last write failed (disk full, I/O error) and none has succeeded
+        since."""
+        try:
+            if _identity(self.path) != self._identity:
+                return f"store {self.path}: the database file was replaced"
+        except FileNotFoundError:
+            return f"store {self.path}: the database file is gone"
+        except OSError as e:
+            return f"store {self.path}: {e}"
+        return self._write_failure
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: committed on success, rolled back on any exception."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        """One write transaction: committed on success, rolled back on any exception.
+
+        SQLite's own errors become StoreError naming the store's path."""
+        with self._reading():
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    # SQLite has already rolled back after some errors (SQLITE_FULL).
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                if not _is_busy(e):
+                    self._write_failure = f"store {self.path}: the last write failed: {e}"
                 raise
-            self._db.execute("COMMIT")
+            self._write_failure = None
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Under the connection's lock; SQLite's errors become StoreError naming the path."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as e:
+                raise StoreError(f"store {self.path}: {e}") from e
 
     # -- sync state ------------------------------------------------------------------------
 
     def state(self, ws: str) -> SyncState:
-        with self._lock:
+        with self._reading():
             row = self._db.execute(
                 "SELECT status, last_applied_revision, last_seen_revision, last_run_id,"
                 " failed_revision, drift, source_key, pinned_revision, suspended"
@@ -159,7 +199,7 @@ class SqliteStore:
             "SELECT id, name, content, version, content_hash, updated_at, origin FROM steps"
             " WHERE workspace = ? AND deleted = 0"
         )
-        with self._lock:
+        with self._reading():
             if names is None:
                 rows = self._db.execute(sql + " ORDER BY name", (ws,)).fetchall()
             else:
@@ -170,14 +210,14 @@ class SqliteStore:
         return {r[1]: _live_step(r) for r in rows}
 
     def live_count(self, ws: str) -> int:
-        with self._lock:
+        with self._reading():
             row = self._db.execute(
                 "SELECT count(*) FROM steps WHERE workspace = ? AND deleted = 0", (ws,)
             ).fetchone()
         return int(row[0])
 
     def drifted_names(self, ws: str) -> set[str]:
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 "SELECT name FROM steps WHERE workspace = ? AND origin = 'outside'", (ws,)
             )
@@ -225,7 +265,7 @@ class SqliteStore:
 
     def index_files(self, ws: str, paths: Collection[str] | None = None) -> dict[str, Step]:
         sql = "SELECT path, name, blob, content FROM git_files WHERE workspace = ?"
-        with self._lock:
+        with self._reading():
             if paths is None:
                 rows = self._db.execute(sql, (ws,)).fetchall()
             else:
@@ -238,7 +278,7 @@ class SqliteStore:
     def index_by_name(self, ws: str, names: Collection[str]) -> dict[str, list[Step]]:
         out: dict[str, list[Step]] = {}
         sql = "SELECT path, name, blob, content FROM git_files WHERE workspace = ?"
-        with self._lock:
+        with self._reading():
             for chunk in _chunks(list(names)):
                 marks = ",".join("?" * len(chunk))
                 for r in self._db.execute(f"{sql} AND name IN ({marks})", (ws, *chunk)):
@@ -246,7 +286,7 @@ class SqliteStore:
         return out
 
     def index_count(self, ws: str) -> int:
-        with self._lock:
+        with self._reading():
             row = self._db.execute(
                 "SELECT count(*) FROM git_files WHERE workspace = ?", (ws,)
             ).fetchone()
@@ -254,10 +294,18 @@ class SqliteStore:
 
     # -- applying and recording ------------------------------------------------------------
 
-    def apply(self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState) -> None:
-        """Apply a plan, the new git index, the run and the state: all or nothing."""
+    def apply(
+        self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState, base: ApplyBase
+    ) -> SyncState:
+        """Apply a plan, the new git index, the run and the state: all or nothing.
+
+        Optimistic: ApplyConflict, writing nothing, unless the store still holds the base the
+        plan was read from. Only the steps of the base change; a step edited outside git that
+        the plan did not cover keeps its mark, and the workspace stays OutOfSync for it.
+        Returns the state saved."""
         ws, now = state.workspace, time.time()
         with self._tx() as db:
+            _check_base(db, ws, base)
             upserts = plan.creates + plan.updates
             # A workspace's first apply has no rows to look up (one probe instead of a
             # lookup per 500 names).
@@ -285,13 +333,17 @@ class SqliteStore:
                 digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
                 rows.append((ws, change.name, step_id, text, digest, version + 1, now))
             if has_steps:
-                # Every step edited outside git was in the plan's scope, so none is left
-                # drifting. Before the writes below, which only write rows of git's
-                # (deleted = 0, origin 'git'): these scan the workspace's old rows only.
-                db.execute("DELETE FROM steps WHERE workspace = ? AND deleted = 1", (ws,))
-                db.execute(
-                    "UPDATE steps SET origin = 'git' WHERE workspace = ? AND origin = 'outside'",
-                    (ws,),
+                # The steps the plan covered are now as git has them: their tombstones go and
+                # their marks clear; a step edited outside git after the plan was read keeps
+                # its mark. Before the writes below, which only write rows of git's.
+                covered = [(ws, name) for name in base.versions]
+                db.executemany(
+                    "DELETE FROM steps WHERE workspace = ? AND name = ? AND deleted = 1", covered
+                )
+                db.executemany(
+                    "UPDATE steps SET origin = 'git' WHERE workspace = ? AND name = ?"
+                    " AND origin = 'outside'",
+                    covered,
                 )
             db.executemany(
                 "INSERT OR REPLACE INTO steps (workspace, name, id, content, content_hash,"
@@ -304,7 +356,13 @@ class SqliteStore:
             )
             _update_index(db, ws, index, texts)
             _insert_run(db, run)
+            left = db.execute(
+                "SELECT count(*) FROM steps WHERE workspace = ? AND origin = 'outside'", (ws,)
+            ).fetchone()[0]
+            if left:  # edited outside git while this sync ran: not synced yet
+                state = replace(state, status=Status.OUT_OF_SYNC, drift=int(left))
             _save_state(db, state)
+        return state
 
     def record_run(self, run: Run, state: SyncState) -> None:
         with self._tx() as db:
@@ -312,7 +370,7 @@ class SqliteStore:
             _save_state(db, state)
 
     def runs(self, ws: str, limit: int = 50) -> list[Run]:
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE workspace = ?"
                 " ORDER BY started_at DESC, rowid DESC LIMIT ?",
@@ -331,7 +389,7 @@ class SqliteStore:
 
     def runs_finished_since(self, since: float, until: float, limit: int = 10_000) -> list[Run]:
         """Runs of every workspace that finished in (since, until], oldest first."""
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE finished_at > ? AND finished_at <= ?"
                 " ORDER BY finished_at, rowid LIMIT ?",
@@ -340,7 +398,7 @@ class SqliteStore:
         return [_run(r) for r in rows]
 
     def get_meta(self, key: str) -> str | None:
-        with self._lock:
+        with self._reading():
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
@@ -349,7 +407,7 @@ class SqliteStore:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def run(self, run_id: str) -> Run | None:
-        with self._lock:
+        with self._reading():
             row = self._db.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
             ).fetchone()
@@ -425,6 +483,36 @@ def _save_state(db: sqlite3.Connection, s: SyncState) -> None:
     )
 
 
+def _check_base(db: sqlite3.Connection, ws: str, base: ApplyBase) -> None:
+    row = db.execute(
+        "SELECT last_applied_revision FROM workspaces WHERE id = ?", (ws,)
+    ).fetchone()
+    applied = row[0] if row else None
+    if applied != base.revision:
+        raise ApplyConflict(
+            f"workspace {ws}: applied revision moved from {_short(base.revision)} to"
+            f" {_short(applied)} since the plan was read"
+        )
+    names = list(base.versions)
+    now: dict[str, int] = {}
+    for chunk in _chunks(names):
+        marks = ",".join("?" * len(chunk))
+        for r in db.execute(
+            f"SELECT name, version FROM steps WHERE workspace = ? AND deleted = 0"
+            f" AND name IN ({marks})",
+            (ws, *chunk),
+        ):
+            now[r[0]] = int(r[1])
+    moved = sorted(n for n in names if now.get(n) != base.versions[n])
+    if moved:
+        shown = ", ".join(repr(n) for n in moved[:5]) + (" ..." if len(moved) > 5 else "")
+        raise ApplyConflict(f"workspace {ws}: steps changed since the plan was read: {shown}")
+
+
+def _short(revision: str | None) -> str:
+    return revision[:12] if revision else "none"
+
+
 def _mark_out_of_sync(db: sqlite3.Connection, ws: str) -> None:
     db.execute(
         "INSERT INTO workspaces (id, status, drift, updated_at) VALUES (?, 'OutOfSync', 1, ?)"
@@ -482,6 +570,16 @@ def _new_ids(count: int) -> Iterator[str]:
         n = (n & ~(0xC000 << 48)) | (0x8000 << 48)
         n = (n & ~(0xF000 << 64)) | (4 << 76)
         yield f"{n:032x}"
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _is_busy(e: sqlite3.Error) -> bool:
+    # Another process holds the write lock: the store itself is fine.
+    return isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
 
 
 def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:

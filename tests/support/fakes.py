@@ -45,7 +45,7 @@ from syncd.model import (
     SyncState,
 )
 from syncd.steps import SUFFIX, render_step_file, step_file_name
-from syncd.store import IndexUpdate, Store
+from syncd.store import ApplyBase, ApplyConflict, IndexUpdate, Store
 
 # -- the store -------------------------------------------------------------------------------
 
@@ -220,9 +220,12 @@ class FakeStore:
 
     # -- applying and recording --------------------------------------------------------------
 
-    def apply(self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState) -> None:
+    def apply(
+        self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState, base: ApplyBase
+    ) -> SyncState:
         ws, now = state.workspace, self.clock()
         with self._lock:
+            self._check_base(ws, base)
             new = self._tables.copy()
             rows = new.steps.setdefault(ws, {})
             for change in plan.creates + plan.updates:
@@ -242,12 +245,18 @@ class FakeStore:
                 )
             for change in plan.deletes:
                 rows.pop(change.name, None)
-            # Every step edited outside git was in the plan's scope, so none is left drifting.
-            for name, row in list(rows.items()):
+            # The steps the plan covered are now as git has them: tombstones go, marks clear.
+            for name in base.versions:
+                row = rows.get(name)
+                if row is None:
+                    continue
                 if row.deleted:
                     del rows[name]
                 elif row.step.origin is Origin.OUTSIDE:
                     rows[name] = StepRow(replace(row.step, origin=Origin.GIT))
+            left = sum(r.step.origin is Origin.OUTSIDE for r in rows.values())
+            if left:  # edited outside git while the sync ran: not synced yet
+                state = replace(state, status=Status.OUT_OF_SYNC, drift=left)
             files = new.git_files.setdefault(ws, {})
             if index.replace_all:
                 files.clear()
@@ -261,6 +270,22 @@ class FakeStore:
             if failure is not None:
                 raise failure
             self._tables = new
+            return replace(state)
+
+    def _check_base(self, ws: str, base: ApplyBase) -> None:
+        found = self._tables.workspaces.get(ws)
+        applied = found.last_applied_revision if found is not None else None
+        if applied != base.revision:
+            raise ApplyConflict(f"workspace {ws}: applied revision moved since the plan")
+        rows = self._tables.steps.get(ws, {})
+        for name, version in base.versions.items():
+            row = rows.get(name)
+            now = row.step.version if row is not None and not row.deleted else None
+            if now != version:
+                raise ApplyConflict(f"workspace {ws}: step {name!r} changed since the plan")
+
+    def problem(self) -> str | None:
+        return "the fake store is closed" if self.closed else None
 
     def record_run(self, run: Run, state: SyncState) -> None:
         with self._lock:
@@ -413,6 +438,11 @@ class FakeGit:
     def _network(self) -> None:
         if self.outage is not None:
             raise self.outage
+
+    def branches_containing(self, remote: Remote, commit: str) -> list[str]:
+        sha = self.resolve_commit(remote, commit)
+        with self._lock:
+            return sorted(b for b, head in self.branches.items() if sha in self._ancestry(head))
 
     def _ancestry(self, sha: str | None) -> Iterator[str]:
         while sha is not None:

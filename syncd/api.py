@@ -90,6 +90,8 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
             raise ApiError(422, "`dry_run` must be true or false")
         if revision is not None and (not isinstance(revision, str) or not is_revision(revision)):
             raise ApiError(422, "`revision` must be a commit sha (4 to 40 hex digits) or null")
+        if revision is not None:  # 422 now for a commit that is not on the workspace's branch
+            await asyncio.to_thread(rt.workspaces.check_revision, ws, revision)
         ticket = rt.workspaces.request_sync(ws, Trigger.MANUAL, revision, dry_run)
         if request.query_params.get("wait", "").lower() not in ("1", "true", "yes"):
             # A pinned sync of an automatic workspace suspends its automation once applied.
@@ -184,9 +186,10 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        if rt.ready and not rt.stopping:
+        problem = await asyncio.to_thread(rt.core.store.problem)
+        if rt.ready and not rt.stopping and problem is None:
             return JSONResponse({"status": "ready"})
-        return error_response(503, "not ready", {"stopping": rt.stopping})
+        return error_response(503, "not ready", {"stopping": rt.stopping, "store": problem})
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document())

@@ -76,7 +76,9 @@ def parse_step_file(path: str, data: bytes) -> tuple[str, StepContent]:
     except UnicodeDecodeError as e:
         raise StepFileError(f"{path}: is not UTF-8 (byte {e.start})") from e
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, object_pairs_hook=_no_duplicates)
+    except DuplicateKey as e:
+        raise StepFileError(f"{path}: duplicate key {e.key!r}: the file reads two ways") from e
     except json.JSONDecodeError as e:
         raise StepFileError(f"{path}: is not valid JSON: {e.msg} at line {e.lineno}") from e
     except RecursionError as e:
@@ -110,7 +112,10 @@ def parse_step_file(path: str, data: bytes) -> tuple[str, StepContent]:
             raise StepFileError(f"{path}: `content.{key}` must be true or false, got {got}")
     if "json" in doc and "hash" in doc:
         _check_hash(path, doc["json"], doc["hash"])
-    return name, StepContent.from_dict(content)
+    parsed = StepContent.from_dict(content)
+    if "json" in doc:
+        _check_json(path, doc["json"], parsed)
+    return name, parsed
 
 
 def parse_step(path: str, blob: str, data: bytes) -> Step:
@@ -177,6 +182,40 @@ def render_step_file(name: str, content: StepContent) -> bytes:
         "hash": hashlib.sha256(compact.encode("utf-8")).hexdigest(),
     }
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are unique: with a repeated key (`name`, `do`), a reviewer
+    and a parser that keeps the last one read different files."""
+    doc: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in doc:
+            raise DuplicateKey(key)
+        doc[key] = value
+    return doc
+
+
+def _check_json(path: str, json_text: object, content: StepContent) -> None:
+    """`json` is the canonical form of `content`; a file where they differ is refused, since
+    a tool reading `json` and syncd reading `content` would apply different steps."""
+    if not isinstance(json_text, str):
+        raise StepFileError(f"{path}: `json` must be a string, got {_type_name(json_text)}")
+    canonical = content.canonical_json()
+    if json_text != canonical:
+        raise StepFileError(
+            f"{path}: `json` disagrees with `content`: `json` is {_clip(json_text)},"
+            f" `content` is {_clip(canonical)}"
+        )
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _check_hash(path: str, json_text: object, hash_text: object) -> None:

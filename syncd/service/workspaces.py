@@ -212,6 +212,11 @@ class Workspaces:
             raise RuntimeError("request_sync needs the daemon's scheduler")
         return self.scheduler.request(ws.id, trigger, revision=revision, dry_run=dry_run)
 
+    def check_revision(self, ws: WorkspaceConfig, revision: str) -> str:
+        """The full sha of a pinned revision, fetched; RevisionNotOnBranch when it is not on
+        the workspace's branch (refused before anything is queued)."""
+        return self.engine.resolve(ws, revision)
+
     def sync_now(
         self,
         ws: WorkspaceConfig,

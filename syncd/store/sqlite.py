@@ -98,10 +98,11 @@ class SqliteStore:
         return self._write_failure
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, clears_failure: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction: committed on success, rolled back on any exception.
 
-        SQLite's own errors become StoreError naming the store's path."""
+        SQLite's own errors become StoreError naming the store's path. A failed write is
+        remembered for `problem` until a write that `clears_failure` succeeds."""
         with self._reading():
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -117,7 +118,8 @@ class SqliteStore:
                 if not _is_busy(e):
                     self._write_failure = f"store {self.path}: the last write failed: {e}"
                 raise
-            self._write_failure = None
+            if clears_failure:
+                self._write_failure = None
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
@@ -365,7 +367,8 @@ class SqliteStore:
         return state
 
     def record_run(self, run: Run, state: SyncState) -> None:
-        with self._tx() as db:
+        # A failed run's record is small: it may fit on a disk where an apply does not.
+        with self._tx(clears_failure=False) as db:
             _insert_run(db, run)
             _save_state(db, state)
 

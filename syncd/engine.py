@@ -372,7 +372,8 @@ class Engine:
         new_steps: list[Step] = []
         with self.git.blob_reader(remote) as read_blob:
             for c in present:
-                if problems.add(entry_problem(FileEntry(c.path, c.mode, 0))):
+                # The size from the object header: a huge blob is never inflated.
+                if problems.add(entry_problem(FileEntry(c.path, c.mode, c.size))):
                     continue
                 step = problems.parse(c.path, c.blob or "", read_blob)
                 if step is not None:

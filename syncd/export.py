@@ -33,6 +33,7 @@ from syncd.layout import (
 )
 from syncd.model import Mode
 from syncd.refs import MODE_SUBMODULE, MODE_SYMLINK, branch_problem, short_branch
+from syncd.steps import check_sizes
 from syncd.store import Store
 from syncd.urls import normalize_repo_url
 
@@ -205,8 +206,9 @@ def _existing(
         entries = git.list_files(remote, commit, folder, suffix)
     except PathNotFound:
         return {}
+    wanted = [e for e in entries if e.path.endswith(suffix) and e.mode != MODE_SUBMODULE]
+    # Sizes from the object headers, before any blob is inflated.
+    check_sizes([(e.path, e.size) for e in wanted if e.mode != MODE_SYMLINK])
     return {
-        e.path: b"" if e.mode == MODE_SYMLINK else git.read_blob(remote, e.blob)
-        for e in entries
-        if e.path.endswith(suffix) and e.mode != MODE_SUBMODULE
+        e.path: b"" if e.mode == MODE_SYMLINK else git.read_blob(remote, e.blob) for e in wanted
     }

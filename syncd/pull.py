@@ -44,7 +44,7 @@ from syncd.layout import (
     plan_files,
 )
 from syncd.model import StepContent
-from syncd.steps import SUFFIX
+from syncd.steps import SUFFIX, check_sizes
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 ALOMA_FILE = ".aloma.yaml"
@@ -204,7 +204,12 @@ def read_existing(root: Path) -> dict[str, bytes]:
                     continue
                 path = Path(dirpath) / file
                 rel = path.relative_to(root).as_posix()
-                found[rel] = b"" if path.is_symlink() else path.read_bytes()
+                if path.is_symlink():
+                    found[rel] = b""
+                    continue
+                # The size before the read: a huge file is refused, never loaded.
+                check_sizes([(rel, path.stat().st_size)])
+                found[rel] = path.read_bytes()
     return found
 
 

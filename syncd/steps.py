@@ -67,6 +67,17 @@ def entry_problem(e: FileEntry) -> str | None:
     return None
 
 
+def check_sizes(files: Iterable[tuple[str, int]]) -> None:
+    """Refuse files over MAX_FILE_BYTES by their size alone, before any is read."""
+    problems = [
+        f"{path}: is {size} bytes, over the limit of {MAX_FILE_BYTES}"
+        for path, size in files
+        if size > MAX_FILE_BYTES
+    ]
+    if problems:
+        raise StepFileError(summarize(problems))
+
+
 def parse_step_file(path: str, data: bytes) -> tuple[str, StepContent]:
     """Parse one step file; StepFileError names the file and what is wrong with it."""
     if len(data) > MAX_FILE_BYTES:

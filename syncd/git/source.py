@@ -28,7 +28,14 @@ import pygit2
 from pygit2.enums import FetchPrune
 
 from syncd import retry
-from syncd.errors import AuthError, Conflict, GitError, RevisionNotFound, TransientGitError
+from syncd.errors import (
+    AuthError,
+    Conflict,
+    GitError,
+    RevisionNotFound,
+    StepFileError,
+    TransientGitError,
+)
 from syncd.git import commits, trees
 from syncd.git.failures import NOT_FAST_FORWARD, classify, is_local
 from syncd.git.mirrors import (
@@ -43,6 +50,7 @@ from syncd.git.mirrors import (
 from syncd.git.tls import Trust, diagnose_tls
 from syncd.git.trees import FileChange, TreeEntry
 from syncd.refs import HEADS, head_ref, is_full_sha
+from syncd.steps import MAX_FILE_BYTES
 from syncd.urls import normalize_repo_url, redact_url
 
 log = logging.getLogger(__name__)
@@ -209,7 +217,8 @@ class GitSource:
             return trees.changed_files(repo, base_sha, head_sha, path, suffix)
 
     def read_blob(self, remote: Remote, blob: str) -> bytes:
-        """A blob named by one of the mirror's trees (list_files, changed_files)."""
+        """A blob named by one of the mirror's trees (list_files, changed_files); one over
+        MAX_FILE_BYTES is refused from its object header, before it is inflated."""
         return self._read_blob(self._repo(remote), remote, blob)
 
     @contextlib.contextmanager
@@ -224,6 +233,11 @@ class GitSource:
             raise GitError(f"blob {blob!r} not found in the mirror of {redact_url(remote.url)}")
         with self._reading(remote):
             # Missing although a tree named it: the mirror is damaged.
+            size = repo.odb.read_header(pygit2.Oid(hex=blob))[1]
+            if size > MAX_FILE_BYTES:
+                raise StepFileError(
+                    f"blob {blob[:12]} is {size} bytes, over the limit of {MAX_FILE_BYTES}"
+                )
             obj = repo[blob]
         if not isinstance(obj, pygit2.Blob):
             raise GitError(

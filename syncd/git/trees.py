@@ -32,6 +32,7 @@ class FileChange:
     path: str
     blob: str | None  # None when deleted
     mode: int = MODE_FILE  # the new mode; the old one for a deletion
+    size: int = 0  # the new blob's size, from its object header; 0 when deleted
 
 
 def list_files(repo: pygit2.Repository, sha: str, path: str, suffix: str) -> list[TreeEntry]:
@@ -65,7 +66,7 @@ def changed_files(
     else:
         _subtree(repo, head_sha, path)  # raises the same StepFileError as list_files
         raise AssertionError("unreachable")
-    changes = [_change(delta, prefix) for delta in diff.deltas]
+    changes = [_change(repo, delta, prefix) for delta in diff.deltas]
     return sorted(
         (c for c in changes if c.mode in (MODE_SYMLINK, MODE_SUBMODULE) or c.path.endswith(suffix)),
         key=lambda c: c.path,
@@ -120,16 +121,16 @@ def _size(repo: pygit2.Repository, oid: pygit2.Oid, mode: int) -> int:
     return repo.odb.read_header(oid)[1]
 
 
-def _change(delta: pygit2.DiffDelta, prefix: str) -> FileChange:
+def _change(repo: pygit2.Repository, delta: pygit2.DiffDelta, prefix: str) -> FileChange:
     def full(p: str) -> str:
         return f"{prefix}/{p}" if prefix else p
 
-    if delta.status == DeltaStatus.ADDED:
-        return FileChange(
-            "added", full(delta.new_file.path), str(delta.new_file.id), int(delta.new_file.mode)
-        )
     if delta.status == DeltaStatus.DELETED:
         return FileChange("deleted", full(delta.old_file.path), None, int(delta.old_file.mode))
-    return FileChange(
-        "modified", full(delta.new_file.path), str(delta.new_file.id), int(delta.new_file.mode)
+    new = delta.new_file
+    status: Literal["added", "modified"] = (
+        "added" if delta.status == DeltaStatus.ADDED else "modified"
     )
+    # The size from the object header: a blob is never inflated to learn it is too big.
+    size = _size(repo, new.id, int(new.mode))
+    return FileChange(status, full(new.path), str(new.id), int(new.mode), size)

@@ -487,9 +487,7 @@ def _save_state(db: sqlite3.Connection, s: SyncState) -> None:
 
 
 def _check_base(db: sqlite3.Connection, ws: str, base: ApplyBase) -> None:
-    row = db.execute(
-        "SELECT last_applied_revision FROM workspaces WHERE id = ?", (ws,)
-    ).fetchone()
+    row = db.execute("SELECT last_applied_revision FROM workspaces WHERE id = ?", (ws,)).fetchone()
     applied = row[0] if row else None
     if applied != base.revision:
         raise ApplyConflict(

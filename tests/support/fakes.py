@@ -484,11 +484,11 @@ class FakeGit:
             if not p.endswith(SUFFIX) or old.get(p) == new.get(p):
                 continue
             if p not in old:
-                changes.append(FileChange("added", p, new[p]))
+                changes.append(FileChange("added", p, new[p], _REGULAR, len(self.blobs[new[p]])))
             elif p not in new:
                 changes.append(FileChange("deleted", p, None))
             else:
-                changes.append(FileChange("modified", p, new[p]))
+                changes.append(FileChange("modified", p, new[p], _REGULAR, len(self.blobs[new[p]])))
         return changes
 
     @contextmanager

@@ -9,7 +9,7 @@ import pytest
 
 from syncd.model import Origin, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
 from syncd.plan import compute_plan
-from syncd.store import IndexUpdate, SqliteStore, StoreError
+from syncd.store import ApplyBase, ApplyConflict, IndexUpdate, SqliteStore, StoreError
 
 WS = "ws1"
 
@@ -22,12 +22,21 @@ def run(rid: str = "r1") -> Run:
     return Run(rid, WS, Trigger.MANUAL, "abc", RunResult.SUCCEEDED, 1.0, 2.0)
 
 
+def base_of(store: SqliteStore, names: set[str]) -> ApplyBase:
+    """The base a plan over `names` (and every drifted step) was read from: the store now."""
+    live = store.live_steps(WS)
+    covered = names | store.drifted_names(WS)
+    versions = {n: live[n].version if n in live else None for n in covered}
+    return ApplyBase(store.state(WS).last_applied_revision, versions)
+
+
 def apply(store: SqliteStore, desired: dict[str, StepContent], rid: str = "r1") -> None:
     live = {n: s.content for n, s in store.live_steps(WS).items()}
     plan = compute_plan(desired, live)
     steps = tuple(Step(n, c, f"p/{n}.step.json", "blob") for n, c in desired.items())
     state = SyncState(WS, Status.SYNCED, "abc", "abc", rid)
-    store.apply(plan, IndexUpdate(replace_all=True, upserts=steps), run(rid), state)
+    base = base_of(store, {c.name for c in plan.changes})
+    store.apply(plan, IndexUpdate(replace_all=True, upserts=steps), run(rid), state, base)
 
 
 @pytest.fixture
@@ -70,12 +79,27 @@ def test_failed_apply_rolls_back_everything(store: SqliteStore, monkeypatch) -> 
     bad_state = SyncState(WS, Status.SYNCED, "def", "def", "r2")
     # A run row that collides with a NOT NULL constraint fails the transaction mid-way.
     broken = Run("r2", WS, Trigger.MANUAL, "def", RunResult.SUCCEEDED, None)  # type: ignore[arg-type]
-    with pytest.raises(sqlite3.IntegrityError):
-        store.apply(plan, IndexUpdate(replace_all=True), broken, bad_state)
+    with pytest.raises(StoreError, match="NOT NULL"):
+        store.apply(plan, IndexUpdate(replace_all=True), broken, bad_state, base_of(store, {"a"}))
     assert store.live_steps(WS) == before
     assert store.state(WS).last_applied_revision == "abc"
     assert store.run("r2") is None
     assert store.index_count(WS) == 1
+
+
+def test_an_apply_over_a_moved_base_writes_nothing(store: SqliteStore) -> None:
+    apply(store, {"a": content("1"), "b": content("1")})
+    plan = compute_plan({"a": content("2")}, {"a": content("1")})
+    stale = base_of(store, {"a"})
+    store.put_outside(WS, "a", content("hand"))  # lands between the plan and its apply
+    before = (store.live_steps(WS), store.state(WS), store.runs(WS))
+    state = SyncState(WS, Status.SYNCED, "def", "def", "r2")
+    with pytest.raises(ApplyConflict, match="'a'"):
+        store.apply(plan, IndexUpdate(), run("r2"), state, stale)
+    assert (store.live_steps(WS), store.state(WS), store.runs(WS)) == before
+    moved = ApplyBase("other", stale.versions)
+    with pytest.raises(ApplyConflict, match="applied revision"):
+        store.apply(plan, IndexUpdate(), run("r2"), state, moved)
 
 
 def test_outside_edits_are_marked_and_cleared_by_apply(store: SqliteStore) -> None:

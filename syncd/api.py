@@ -36,6 +36,7 @@ from syncd.refs import is_revision
 from syncd.scheduler import QueueFull, ShuttingDown, Ticket
 from syncd.service.intake import Outcome, Overloaded, Receipt
 from syncd.service.remote_reads import Busy
+from syncd.store import StoreError
 from syncd.views import diff_view, sync_result_view
 from syncd.webhooks import BadSignature, Lowered, MalformedPayload, UnknownProvider
 
@@ -498,7 +499,7 @@ def _handlers() -> dict[Any, Any]:
     async def syncd_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, Busy):
             return error_response(429, str(exc), None, {"Retry-After": str(exc.retry_after)})
-        if isinstance(exc, QueueFull | ShuttingDown):
+        if isinstance(exc, QueueFull | ShuttingDown | StoreError):  # StoreError: locked, full
             return error_response(503, str(exc), None, {"Retry-After": RETRY_AFTER_SECONDS})
         if isinstance(exc, NotFound):
             status = 404

@@ -372,7 +372,12 @@ def hook(by_path: bool) -> dict[str, Any]:
 def paths() -> dict[str, Any]:
     edit = "The workspace becomes OutOfSync; automatic mode overwrites the edit on its next sync."
     sync = {"202": ok("SyncAccepted", "Queued"), "200": ok("SyncResult", "Finished (with ?wait)")}
-    ready = {"200": ok("ServiceStatus"), "503": ok("Error", "Not ready: `{stopping: bool}`")}
+    ready = {
+        "200": ok("ServiceStatus"),
+        "503": ok(
+            "Error", "Not ready: `{stopping: bool, store: why it cannot be written, or null}`"
+        ),
+    }
     metrics = {"200": ok(STR, "Prometheus text format", "text/plain")}
     step, gone = {"200": ok("Step")}, {"204": {"description": "Deleted"}}
     return {
@@ -396,7 +401,7 @@ def paths() -> dict[str, Any]:
                 "sync",
                 "Sync now, in either mode",
                 sync,
-                "400 404 413 422 503 504",
+                "400 404 413 422 502 503 504",
                 ID,
                 WAIT,
                 body="SyncRequest?",

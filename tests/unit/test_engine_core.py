@@ -6,8 +6,10 @@ the fake git keeps), the way tests/integration/test_engine.py does against the r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
+from typing import Any
 
 import pytest
 
@@ -337,3 +339,50 @@ def test_a_preview_plans_incrementally_and_records_nothing(world: World) -> None
     assert reading.revision == head and reading.incremental and reading.blobs_read == 2
     assert [c.name for c in reading.plan.changes] == ["new", "other"]
     assert world.store.snapshot() == before
+
+
+class RacingStore(FakeStore):
+    """A FakeStore where something else writes just before each of the first `races` applies."""
+
+    def __init__(self, race: Callable[[FakeStore], None], races: int = 1) -> None:
+        super().__init__()
+        self.race, self.races, self.applies = race, races, 0
+
+    def apply(self, *args: Any) -> Any:
+        self.applies += 1
+        if self.applies <= self.races:
+            self.race(self)
+        return super().apply(*args)
+
+
+def test_an_outside_edit_between_plan_and_apply_is_planned_again() -> None:
+    git = FakeGit()
+    store = RacingStore(lambda s: s.put_outside("ws", "a", StepContent("true", "hand()")))
+    engine = Engine(store, git)
+    git.commit(step_files({"a": "1()", "b": "1()"}))
+    store.races = 0
+    engine.sync(WS, Trigger.WEBHOOK)
+    git.commit(step_files({"a": "2()", "b": "1()"}))
+    store.races = store.applies + 1  # the next apply races an edit of a step in its plan
+    out = engine.sync(WS, Trigger.WEBHOOK)
+    assert out.run.result is RunResult.SUCCEEDED, out.run.error
+    live = store.live_steps("ws")
+    assert live["a"].content.do == "2()" and live["a"].origin is Origin.GIT
+    assert store.state("ws").status is Status.SYNCED and not store.drifted_names("ws")
+
+
+def test_an_apply_that_keeps_conflicting_fails_transiently_and_writes_nothing() -> None:
+    git = FakeGit()
+    edits = count()
+    store = RacingStore(
+        lambda s: s.put_outside("ws", "a", StepContent("true", f"hand{next(edits)}()")), races=0
+    )
+    engine = Engine(store, git)
+    git.commit(step_files({"a": "1()"}))
+    engine.sync(WS, Trigger.WEBHOOK)
+    git.commit(step_files({"a": "2()"}))
+    store.races = 100
+    out = engine.sync(WS, Trigger.WEBHOOK)
+    assert out.run.result is RunResult.FAILED and "changed since the plan" in (out.run.error or "")
+    assert out.state.failed_revision is None  # transient: the scheduler retries
+    assert store.live_steps("ws")["a"].origin is Origin.OUTSIDE

@@ -98,11 +98,12 @@ class SqliteStore:
         return self._write_failure
 
     @contextmanager
-    def _tx(self, clears_failure: bool = True) -> Iterator[sqlite3.Connection]:
+    def _tx(self, clears_failure: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction: committed on success, rolled back on any exception.
 
         SQLite's own errors become StoreError naming the store's path. A failed write is
-        remembered for `problem` until a write that `clears_failure` succeeds."""
+        remembered for `problem` until a write that `clears_failure` (an apply) succeeds: a
+        run's record or a health record is small, and may fit where an apply does not."""
         with self._reading():
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -162,7 +163,7 @@ class SqliteStore:
     # -- health ----------------------------------------------------------------------------
 
     def health(self, ws: str) -> HealthRecord | None:
-        with self._lock:
+        with self._reading():
             row = self._db.execute(
                 "SELECT health, since, error, failures, source_failing FROM health"
                 " WHERE workspace = ?",
@@ -306,7 +307,7 @@ class SqliteStore:
         the plan did not cover keeps its mark, and the workspace stays OutOfSync for it.
         Returns the state saved."""
         ws, now = state.workspace, time.time()
-        with self._tx() as db:
+        with self._tx(clears_failure=True) as db:
             _check_base(db, ws, base)
             upserts = plan.creates + plan.updates
             # A workspace's first apply has no rows to look up (one probe instead of a
@@ -367,8 +368,7 @@ class SqliteStore:
         return state
 
     def record_run(self, run: Run, state: SyncState) -> None:
-        # A failed run's record is small: it may fit on a disk where an apply does not.
-        with self._tx(clears_failure=False) as db:
+        with self._tx() as db:
             _insert_run(db, run)
             _save_state(db, state)
 
@@ -383,7 +383,7 @@ class SqliteStore:
 
     def last_success_at(self, ws: str) -> float | None:
         """When the workspace's last succeeded run finished; None before the first."""
-        with self._lock:
+        with self._reading():
             row = self._db.execute(
                 "SELECT MAX(finished_at) FROM runs WHERE workspace = ? AND result = ?",
                 (ws, RunResult.SUCCEEDED.value),

@@ -27,9 +27,10 @@ from starlette.testclient import TestClient
 from syncd.api import create_app
 from syncd.app import Core, build, build_core
 from syncd.config import Config, load_config
-from syncd.engine import Engine
+from syncd.engine import Engine, Observers
 from syncd.errors import StepFileError
 from syncd.git import GitSource
+from syncd.health import HealthKeeper
 from syncd.layout import PulledStep, layout_files
 from syncd.model import Origin, RunResult, Status, StepContent, Trigger
 from syncd.steps import MAX_FILE_BYTES, parse_step_file, render_step_file, step_file_name
@@ -204,7 +205,9 @@ def locked_core(s: Setup, registry: CollectorRegistry | None = None) -> tuple[Co
     metrics = Metrics(registry or CollectorRegistry())
     store = SqliteStore(store_path(s), busy_timeout_ms=200)
     git = GitSource(s.config.state_dir, timeout=s.config.git.timeout)
-    return Core(s.config, store, git, Engine(store, git, observer=metrics)), metrics
+    health = HealthKeeper(store)
+    engine = Engine(store, git, observer=Observers((health, metrics)))
+    return Core(s.config, store, git, engine, health), metrics
 
 
 def hold_write_lock(path: Path) -> sqlite3.Connection:
@@ -258,6 +261,7 @@ def test_the_scheduler_retries_a_run_the_store_could_not_record(setup: Setup) ->
         app.core.store.close()
         app.core.store = store
         app.core.engine.store = store
+        app.core.health.store = store
         app.scheduler.store = store
         app.scheduler.rng = lambda: 0.0  # the shortest backoff: 2.5 s
         await app.scheduler.start(startup_sync=False)

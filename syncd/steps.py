@@ -88,7 +88,7 @@ def parse_step_file(path: str, data: bytes) -> tuple[str, StepContent]:
         raise StepFileError(f"{path}: is not UTF-8 (byte {e.start})") from e
     try:
         doc = json.loads(text, object_pairs_hook=_no_duplicates)
-    except DuplicateKey as e:
+    except _DuplicateKey as e:
         raise StepFileError(f"{path}: duplicate key {e.key!r}: the file reads two ways") from e
     except json.JSONDecodeError as e:
         raise StepFileError(f"{path}: is not valid JSON: {e.msg} at line {e.lineno}") from e
@@ -195,7 +195,9 @@ def render_step_file(name: str, content: StepContent) -> bytes:
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-class DuplicateKey(ValueError):
+class _DuplicateKey(ValueError):
+    """A key repeated in one JSON object of a step file (raised from inside json.loads)."""
+
     def __init__(self, key: str) -> None:
         super().__init__(key)
         self.key = key
@@ -207,7 +209,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     for key, value in pairs:
         if key in doc:
-            raise DuplicateKey(key)
+            raise _DuplicateKey(key)
         doc[key] = value
     return doc
 

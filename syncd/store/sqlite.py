@@ -40,7 +40,7 @@ class SqliteStore:
     def __init__(self, path: Path, busy_timeout_ms: int = 10_000) -> None:
         self.path = path
         self._lock = threading.RLock()
-        # Why the last write failed (disk full, I/O error), until a write succeeds: /readyz.
+        # Why the last write failed (disk full, I/O error), until an apply succeeds: /readyz.
         self._write_failure: str | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,8 +86,8 @@ class SqliteStore:
 
     def problem(self) -> str | None:
         """Why the store cannot take writes now, or None: its file deleted or replaced under
-        this process, or the last write failed (disk full, I/O error) and none has succeeded
-        since."""
+        this process, or the last write failed (disk full, I/O error) and no apply has
+        succeeded since."""
         try:
             if _identity(self.path) != self._identity:
                 return f"store {self.path}: the database file was replaced"

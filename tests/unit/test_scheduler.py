@@ -24,7 +24,7 @@ from syncd.scheduler import (
     ShuttingDown,
     should_sync,
 )
-from syncd.store import IndexUpdate
+from syncd.store import ApplyBase, IndexUpdate
 from tests.support.fakes import FakeGit, FakeStore, GatedGit, config, step_files, workspace
 
 pytestmark = pytest.mark.anyio
@@ -226,18 +226,21 @@ async def test_a_poll_that_crashes_keeps_polling() -> None:
 
 
 class LockedOnce(FakeStore):
-    """A store whose first apply fails as SQLite does when another process holds the write
-    lock past the busy timeout: not a SyncdError, so the engine records no run."""
+    """A store whose first apply fails with an error no store should let out (a raw SQLite
+    error; SqliteStore names its path in a StoreError): not a SyncdError, so the engine
+    crashes and records no run."""
 
     def __init__(self) -> None:
         super().__init__()
         self.locked = True
 
-    def apply(self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState) -> None:
+    def apply(
+        self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState, base: ApplyBase
+    ) -> SyncState:
         if self.locked:
             self.locked = False
             raise sqlite3.OperationalError("database is locked")
-        super().apply(plan, index, run, state)
+        return super().apply(plan, index, run, state, base)
 
 
 async def test_a_crashed_run_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,6 +53,8 @@ def config_secrets(config: Config) -> list[str]:
     smtp = config.notifications.smtp
     if smtp and smtp.password:
         values.append(smtp.password.reveal())
+    if config.store.password:
+        values.append(config.store.password.reveal())
     return values
 
 

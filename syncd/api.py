@@ -37,7 +37,7 @@ from syncd.scheduler import QueueFull, ShuttingDown, Ticket
 from syncd.service.intake import Outcome, Overloaded, Receipt
 from syncd.service.remote_reads import Busy
 from syncd.store import StoreError
-from syncd.views import diff_view, sync_result_view
+from syncd.views import diff_view, replica_view, sync_result_view
 from syncd.webhooks import BadSignature, Lowered, MalformedPayload, UnknownProvider
 
 log = logging.getLogger("syncd.api")
@@ -186,8 +186,18 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def replicas(request: Request) -> Response:
+        coordinator = rt.scheduler.coordinator
+        found = await coordinator.replicas()
+        return JSONResponse(
+            {"shared": coordinator.shared, "replicas": [replica_view(r) for r in found]}
+        )
+
     async def readyz(request: Request) -> Response:
-        problem = await asyncio.to_thread(rt.core.store.problem)
+        # A replica cut off from the database says so at once, before its store call times out.
+        problem = rt.scheduler.coordinator.problem() or await asyncio.to_thread(
+            rt.core.store.problem
+        )
         if rt.ready and not rt.stopping and problem is None:
             return JSONResponse({"status": "ready"})
         return error_response(503, "not ready", {"stopping": rt.stopping, "store": problem})
@@ -208,6 +218,7 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         Route(f"{ws_path}/resume", scoped("sync", resume), methods=["POST"]),
         Route(f"{ws_path}/runs", scoped("read", runs), methods=["GET"]),
         Route("/api/v1/runs/{run_id}", scoped("read", run), methods=["GET"]),
+        Route("/api/v1/replicas", scoped("read", replicas), methods=["GET"]),
         Route(f"{ws_path}/steps", scoped("read", steps), methods=["GET"]),
         Route(f"{ws_path}/steps/{{name:path}}", scoped("read", step), methods=["GET"]),
         Route(f"{ws_path}/steps/{{name:path}}", scoped("write", put_step), methods=["PUT"]),

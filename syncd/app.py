@@ -22,6 +22,7 @@ from syncd.health import HealthKeeper
 from syncd.metrics import Metrics
 from syncd.model import Health
 from syncd.notify import Digester
+from syncd.replicas import Coordinator
 from syncd.scheduler import Scheduler
 from syncd.service.intake import DeliveryLog, Intake
 from syncd.service.remote_reads import RemoteReads
@@ -64,6 +65,19 @@ def build_core(
     observers = (health,) if sync_observer is None else (health, sync_observer)
     engine = Engine(store, git, observer=Observers(observers))
     return Core(config, store, git, engine, health)
+
+
+def coordinator_for(config: Config, store: Store) -> Coordinator | None:
+    """Replicas share the work through a PostgreSQL store; with SQLite, one process does it
+    all (None: the scheduler's in-process coordinator)."""
+    if not config.store.is_postgres:
+        return None
+    # Imported here: a SQLite deployment never loads the PostgreSQL driver.
+    from syncd.replicas.postgres import PostgresCoordinator
+    from syncd.store.postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    return PostgresCoordinator(store.conninfo, store.where, store.clean)
 
 
 @dataclass
@@ -122,7 +136,9 @@ def build(config: Config, registry: CollectorRegistry | None = None) -> App:
         max_parallel=config.server.max_parallel_syncs,
         drift_debounce=config.server.self_heal_delay,
         health=core.health,
+        coordinator=coordinator_for(config, core.store),
     )
+    metrics.set_replica(scheduler.coordinator.replica_id, lambda: len(scheduler.busy()))
     digests = Digester(core.store, lambda: core.config, metrics)
     # Delivery ids are kept in the store, so that a redelivery after a restart starts nothing.
     intake = Intake(lambda: core.config, scheduler, metrics, DeliveryLog(core.store))

@@ -7,6 +7,7 @@ cannot grow the number of series.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -110,6 +111,16 @@ class Metrics:
         self.notifications = Counter(
             "syncd_notifications_sent", "Digest e-mails, by result.", ["result"], registry=r
         )
+        # Replicas: one series each on this replica's own /metrics; a scrape of every replica
+        # tells them apart by the `replica` label (host-pid-random, new at each start).
+        self.replica_info = Gauge(
+            "syncd_replica_info", "This replica's id (1).", ["replica"], registry=r
+        )
+        self.replica_held = Gauge(
+            "syncd_replica_workspaces_held",
+            "Workspaces this replica holds (runs or is about to run).",
+            registry=r,
+        )
         build = Gauge("syncd_build_info", "syncd's version.", ["version"], registry=r)
         build.labels(__version__).set(1)
         for op in GIT_OPS:
@@ -119,6 +130,11 @@ class Metrics:
         for result in ("ok", "error"):
             self.config_reloads.labels(result)
             self.notifications.labels(result)
+
+    def set_replica(self, replica_id: str, held: Callable[[], int] | None = None) -> None:
+        self.replica_info.labels(replica_id).set(1)
+        if held is not None:
+            self.replica_held.set_function(held)
 
     # -- workspaces ------------------------------------------------------------------------
 

@@ -222,6 +222,20 @@ SCHEMAS: dict[str, Schema] = {
         }
     ),
     "ServiceStatus": obj({"status": enum("ok", "ready")}),
+    "Replica": obj(
+        {
+            **fields("id:str host:str pid:int"),
+            "started_at": SECONDS,
+            "last_seen": SECONDS,
+            **fields("alive:bool holds:str[] this:bool"),
+        },
+        description="`alive`: its heartbeat (every 2 s) is under 6 s old; `holds`: the "
+        "workspaces it runs or is about to run; `this`: the replica that answered.",
+    ),
+    "ReplicaList": obj(
+        fields("shared:bool replicas:Replica[]"),
+        description="`shared` is false with a SQLite store (one process, listed alone).",
+    ),
     "HookAccepted": obj(fields("matched:str[] queued:str[]"), description="Workspace ids."),
     "HookHandled": {
         "description": "A ping, an event syncd ignores, or a redelivery (same delivery id).",
@@ -435,6 +449,14 @@ def paths() -> dict[str, Any]:
             "get": op("read", "Runs, newest first", ok200("RunList"), "400 404", ID, LIMIT)
         },
         "/api/v1/runs/{run_id}": {"get": op("read", "A run", ok200("Run"), "404", RUN_ID)},
+        "/api/v1/replicas": {
+            "get": op(
+                "read",
+                "The replicas sharing the store, alive or lately gone",
+                ok200("ReplicaList"),
+                "503",
+            )
+        },
         f"{WS}/steps": {"get": op("read", "Live steps", ok200("StepList"), "404", ID)},
         f"{WS}/steps/{{name}}": {
             "get": op("read", "A live step", step, "404 422", ID, STEP),

@@ -5,13 +5,19 @@ most one run in flight and, for ordinary requests, one queued: any number of req
 run is in flight collapse into the one queued run. This loop retries runs (`syncd.retry.RUN`):
 a transient failure is retried with capped, jittered backoff; a permanent one waits for a new
 commit.
+
+With a shared coordinator (replicas on PostgreSQL) the queues live in the database instead:
+a request is a row, committed before it is answered; a replica runs a workspace's requests
+only while it holds the workspace, and polls a remote only on its turn (`syncd.replicas`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -25,7 +31,8 @@ from syncd.git import remote_key
 from syncd.health import HealthKeeper
 from syncd.model import Mode, RunResult, Status, SyncState, Trigger, automation_suspended
 from syncd.refs import short_branch
-from syncd.store import Store
+from syncd.replicas import Claimed, Coordinator, LocalCoordinator
+from syncd.store import Store, StoreError
 from syncd.urls import redact_url
 
 log = logging.getLogger("syncd.scheduler")
@@ -33,6 +40,11 @@ log = logging.getLogger("syncd.scheduler")
 # A workspace's queue holds ordinary requests in one entry; pinned revisions and dry runs
 # that differ from each other need entries of their own, up to this many.
 MAX_QUEUED_PER_WORKSPACE = 4
+# Shared mode: how often a replica looks for requests when no NOTIFY woke it (a missed one,
+# a workspace freed by a replica that died), and how long it remembers a caller waiting on a
+# run another replica serves.
+CLAIM_EVERY = 1.0
+WAITER_TTL = 600.0
 
 
 class QueueFull(SyncdError):
@@ -103,8 +115,11 @@ class Scheduler:
         drift_debounce: float = 2.0,
         rng: Callable[[], float] = random.random,
         health: HealthKeeper | None = None,
+        coordinator: Coordinator | None = None,
     ) -> None:
         self.engine = engine
+        self.coordinator: Coordinator = coordinator or LocalCoordinator(holds=self.busy)
+        self.max_parallel = max_parallel
         self.health = health
         self.store = store
         self.config = config
@@ -122,11 +137,24 @@ class Scheduler:
         # The poll groups of the config they were computed from: each poll loop asks for them
         # twice a cycle, and a reload swaps the config object whole.
         self._groups: tuple[Config, dict[str, list[WorkspaceConfig]]] | None = None
+        # Shared mode: the workspaces this replica holds, each with the task serving it; the
+        # callers waiting on a run, by run id (when it was asked, and their futures).
+        self._held: dict[str, asyncio.Task[None]] = {}
+        self._waiters: dict[str, tuple[float, list[asyncio.Future[Outcome]]]] = {}
+        self._wake = asyncio.Event()
+        self._claimer: asyncio.Task[None] | None = None
+
+    @property
+    def shared(self) -> bool:
+        return self.coordinator.shared
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self, startup_sync: bool = True) -> None:
         self.accepting = True
+        if self.shared:
+            await self.coordinator.start(self._wake.set, self._finished_elsewhere)
+            self._claimer = asyncio.create_task(self._claim_loop(), name="claim requests")
         self.reconfigure()
         if startup_sync:
             self._startup = asyncio.create_task(self._startup_comparison(), name="startup")
@@ -191,6 +219,9 @@ class Scheduler:
         for task in self._pollers.values():
             task.cancel()
         self._pollers.clear()
+        if self._claimer is not None:
+            self._claimer.cancel()
+            self._claimer = None
         for slot in self._slots.values():
             self._cancel_timers(slot)
             # 2. drop what is queued but not started; its waiters hear why
@@ -201,9 +232,14 @@ class Scheduler:
                         w.set_exception(ShuttingDown("syncd is stopping; the run did not start"))
         # 3. wait for the runs in flight: each finishes or rolls back in its transaction
         running = [s.task for s in self._slots.values() if s.task is not None]
+        running += list(self._held.values())
         if not running:
+            await self.coordinator.stop()
             return True
         _done, pending = await asyncio.wait(running, timeout=deadline)
+        # Shared mode: what was queued stays in the database for the other replicas; closing
+        # this replica's session frees the workspaces it held.
+        await self.coordinator.stop()
         return not pending
 
     # -- requests ----------------------------------------------------------------------------
@@ -219,6 +255,8 @@ class Scheduler:
         if not self.accepting:
             raise ShuttingDown("syncd is stopping and takes no new runs")
         self.config().workspace(ws_id)  # NotFound for an unknown workspace
+        if self.shared:
+            return self._submit(ws_id, trigger, revision, dry_run, head)
         slot = self._slots.setdefault(ws_id, _Slot())
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         new = Request(trigger, revision, dry_run, head)
@@ -241,6 +279,14 @@ class Scheduler:
 
     def note_outside_edit(self, ws_id: str) -> None:
         """An edit outside git: reconcile after a quiet moment (debounced, like self-heal)."""
+        if self.shared:
+            # A request row due after the quiet moment: any replica heals it, even if this one
+            # is gone by then.
+            try:
+                self._submit(ws_id, Trigger.DRIFT, None, False, None, delay=self.drift_debounce)
+            except (QueueFull, ShuttingDown, NotFound) as e:
+                log.info("request dropped workspace=%s trigger=drift reason=%s", ws_id, e)
+            return
         slot = self._slots.setdefault(ws_id, _Slot())
         if slot.drift_timer is not None:
             slot.drift_timer.cancel()
@@ -253,7 +299,147 @@ class Scheduler:
         return sum(len(s.queue) for s in self._slots.values())
 
     def busy(self) -> list[str]:
+        if self.shared:
+            return sorted(self._held)
         return [ws_id for ws_id, s in self._slots.items() if s.task is not None]
+
+    # -- shared mode: requests in the database -----------------------------------------------
+
+    def _submit(
+        self,
+        ws_id: str,
+        trigger: Trigger,
+        revision: str | None,
+        dry_run: bool,
+        head: str | None,
+        delay: float = 0.0,
+    ) -> Ticket:
+        """Record the request durably (committed before the caller answers), or join the one
+        of its kind waiting, whichever replica took it."""
+        if not self.accepting:
+            raise ShuttingDown("syncd is stopping and takes no new runs")
+        try:
+            submitted = self.coordinator.submit(
+                ws_id,
+                trigger,
+                revision,
+                dry_run,
+                head,
+                uuid.uuid4().hex,
+                delay,
+                MAX_QUEUED_PER_WORKSPACE,
+            )
+        except StoreError as e:
+            raise QueueFull(f"the sync request cannot be recorded now: {e}") from e
+        if submitted is None:
+            raise QueueFull(f"too many sync requests are waiting (workspace {ws_id})")
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        _asked, futures = self._waiters.setdefault(submitted.run_id, (time.monotonic(), []))
+        futures.append(future)
+        self._wake.set()
+        return Ticket(ws_id, submitted.run_id, submitted.coalesced, future)
+
+    async def _claim_loop(self) -> None:
+        """Take the workspaces with requests due that no replica holds, up to this replica's
+        parallelism; woken by NOTIFY, and every CLAIM_EVERY seconds regardless."""
+        while self.accepting:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), CLAIM_EVERY)
+            self._wake.clear()
+            self._forget_stale_waiters()
+            try:
+                await self._claim_round()
+            except StoreError as e:  # the database is away: the next round tries again
+                log.warning("claiming requests failed error=%s", e)
+                await asyncio.sleep(CLAIM_EVERY)
+
+    async def _claim_round(self) -> None:
+        if len(self._held) >= self.max_parallel:
+            return
+        known = {ws.id for ws in self.config().workspaces}
+        for ws_id in await self.coordinator.pending():
+            if len(self._held) >= self.max_parallel or not self.accepting:
+                return
+            # Another config (a rolling upgrade) may name a workspace this one does not.
+            if ws_id in self._held or ws_id not in known:
+                continue
+            if await self.coordinator.acquire(ws_id):
+                self._held[ws_id] = asyncio.create_task(self._serve(ws_id), name=f"sync {ws_id}")
+
+    async def _serve(self, ws_id: str) -> None:
+        """Run the requests of a workspace this replica holds, oldest first, then let go."""
+        slot = self._slots.setdefault(ws_id, _Slot())
+        try:
+            while self.accepting:
+                claimed = await self.coordinator.claim(ws_id)
+                if claimed is None:
+                    break
+                if claimed.taken_over:
+                    log.info("request taken over workspace=%s run=%s", ws_id, claimed.run_id)
+                    if await asyncio.to_thread(self.store.run, claimed.run_id) is not None:
+                        # Its run was recorded before its replica went: served already.
+                        await self.coordinator.finish(claimed)
+                        continue
+                await self._serve_one(ws_id, slot, claimed)
+        except StoreError as e:
+            log.warning("serving requests stopped workspace=%s error=%s", ws_id, e)
+        except Exception:
+            log.exception("serving requests crashed workspace=%s", ws_id)
+        finally:
+            del self._held[ws_id]
+            await self.coordinator.release(ws_id)
+            self._wake.set()  # requests may have come while this replica held it
+
+    async def _serve_one(self, ws_id: str, slot: _Slot, claimed: Claimed) -> None:
+        req = Request(
+            claimed.trigger, claimed.revision, claimed.dry_run, claimed.head, claimed.run_id
+        )
+        try:
+            outcome = await self._run(ws_id, req)
+        except ShuttingDown:
+            return  # the row stays: another replica runs it
+        except Exception as e:
+            log.exception("sync crashed workspace=%s run=%s", ws_id, req.run_id)
+            await self.coordinator.finish(claimed)
+            self._resolve(claimed.run_id, error=e)
+            return
+        await self.coordinator.finish(claimed)
+        self._resolve(claimed.run_id, outcome=outcome)
+        self._after(ws_id, slot, req, outcome)
+
+    def _resolve(
+        self, run_id: str, outcome: Outcome | None = None, error: Exception | None = None
+    ) -> None:
+        _asked, futures = self._waiters.pop(run_id, (0.0, []))
+        for w in futures:
+            if w.done():
+                continue
+            if outcome is not None:
+                w.set_result(outcome)
+            else:
+                w.set_exception(error or SyncdError("the run ended without an outcome"))
+
+    def _finished_elsewhere(self, run_id: str) -> None:
+        """Another replica finished a run: its callers waiting here hear how it ended."""
+        if run_id in self._waiters:
+            asyncio.get_running_loop().create_task(self._fetch_outcome(run_id))
+
+    async def _fetch_outcome(self, run_id: str) -> None:
+        try:
+            run = await asyncio.to_thread(self.store.run, run_id)
+            if run is None:
+                return  # not recorded (its replica went first): the next holder runs it
+            state = await asyncio.to_thread(self.store.state, run.workspace)
+        except StoreError as e:
+            log.warning("reading a finished run failed run=%s error=%s", run_id, e)
+            return
+        self._resolve(run_id, outcome=Outcome(run, None, state))
+
+    def _forget_stale_waiters(self) -> None:
+        now = time.monotonic()
+        for run_id, (asked, futures) in list(self._waiters.items()):
+            if now - asked > WAITER_TTL or all(f.done() for f in futures):
+                del self._waiters[run_id]
 
     # -- running -----------------------------------------------------------------------------
 
@@ -377,6 +563,15 @@ class Scheduler:
             else:
                 interval *= 0.9 + self.rng() * 0.2  # jitter spreads remotes' polls apart
             await asyncio.sleep(interval)
+            if self.shared:
+                try:
+                    if not await self.coordinator.poll_turn(
+                        key, min(ws.poll_interval for ws in group)
+                    ):
+                        continue  # another replica polls this remote this cycle
+                except StoreError as e:
+                    log.warning("poll turn unknown remote=%s error=%s", key.split("|")[0], e)
+                    continue
             try:
                 heads = await asyncio.to_thread(self.engine.branch_heads, group[0])
             except GitError as e:

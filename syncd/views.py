@@ -8,6 +8,7 @@ from syncd.config import WorkspaceConfig
 from syncd.engine import Outcome, Reading
 from syncd.health import derived
 from syncd.model import HealthRecord, Run, SyncState, automation_suspended
+from syncd.replicas import ReplicaInfo
 from syncd.urls import redact_url
 
 
@@ -47,6 +48,20 @@ def workspace_view(
 
 def diff_view(ws: WorkspaceConfig, reading: Reading) -> dict[str, Any]:
     return {"workspace": ws.id, "revision": reading.revision, **reading.plan.to_dict()}
+
+
+def replica_view(replica: ReplicaInfo) -> dict[str, Any]:
+    """One replica: alive when its heartbeat is recent; `holds` the workspaces it runs."""
+    return {
+        "id": replica.id,
+        "host": replica.host,
+        "pid": replica.pid,
+        "started_at": replica.started_at,
+        "last_seen": replica.last_seen,
+        "alive": replica.alive,
+        "holds": list(replica.holds),
+        "this": replica.this,
+    }
 
 
 def sync_result_view(ws: WorkspaceConfig, outcome: Outcome) -> dict[str, Any]:

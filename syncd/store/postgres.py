@@ -121,6 +121,15 @@ class PostgresStore:
             row = conn.execute("SELECT version FROM schema_version").fetchone()
         return int(row[0]) if row else 0
 
+    @property
+    def conninfo(self) -> str:
+        """The connection string, password included: for the replicas' own sessions."""
+        return self._conninfo
+
+    def clean(self, error: BaseException) -> str:
+        """An error's message on one line, without the password."""
+        return self._clean(error)
+
     def _clean(self, error: BaseException) -> str:
         """The server's or libpq's message on one line, without the password."""
         text = " ".join(str(error).split())

@@ -93,4 +93,37 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deliveries_seen ON deliveries (seen_at);
     """,
+    # Replicas (syncd.replicas.postgres): sync requests, durable before they are answered,
+    # until the run that serves them is recorded; each remote's next poll; each replica's
+    # heartbeat and the workspaces it holds. Times are the database's clock.
+    """
+    CREATE TABLE sync_requests (
+        id BIGSERIAL PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        revision TEXT,
+        dry_run BOOLEAN NOT NULL DEFAULT FALSE,
+        head TEXT,
+        run_id TEXT NOT NULL,
+        requested_at DOUBLE PRECISION NOT NULL,
+        not_before DOUBLE PRECISION NOT NULL,
+        claimed_by TEXT,
+        claimed_at DOUBLE PRECISION
+    );
+    CREATE INDEX sync_requests_workspace ON sync_requests (workspace, id);
+    CREATE TABLE polls (
+        remote TEXT PRIMARY KEY,
+        due_at DOUBLE PRECISION NOT NULL,
+        polled_by TEXT,
+        polled_at DOUBLE PRECISION
+    );
+    CREATE TABLE replicas (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,
+        last_seen DOUBLE PRECISION NOT NULL,
+        holds TEXT NOT NULL DEFAULT '[]'
+    );
+    """,
 )

@@ -352,6 +352,9 @@ class Scheduler:
             except StoreError as e:  # the database is away: the next round tries again
                 log.warning("claiming requests failed error=%s", e)
                 await asyncio.sleep(CLAIM_EVERY)
+            except Exception:  # never end the loop: this replica would stop taking work
+                log.exception("claiming requests crashed")
+                await asyncio.sleep(CLAIM_EVERY)
 
     async def _claim_round(self) -> None:
         if len(self._held) >= self.max_parallel:

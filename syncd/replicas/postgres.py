@@ -42,7 +42,9 @@ HEARTBEAT_EVERY = 2.0  # seconds between a replica's heartbeats (and lock connec
 ALIVE_WITHIN = 3 * HEARTBEAT_EVERY  # a replica not seen for this long is shown as gone
 FORGET_AFTER = 3600.0  # gone replicas' rows are pruned after this long
 RETRY_CONNECT = 1.0  # seconds between reconnection attempts while the database is away
-SUBMIT_TIMEOUT_MS = 5000  # a request's insert: refused (503, retry) past this, not queued
+SUBMIT_TIMEOUT_MS = 2000  # a request's insert: refused (503, retry) past this, not queued
+SUBMIT_CONNECT_TIMEOUT = 2  # seconds: a request is answered on the event loop
+SUBMIT_BACKOFF = 1.0  # after a failure, requests are refused at once this long
 # Server-side, per session: how soon the server notices a replica cut off and frees its locks.
 SESSION_SETTINGS = (
     "SET tcp_keepalives_idle = 3",
@@ -69,6 +71,7 @@ class PostgresCoordinator:
         self._lock_mutex = asyncio.Lock()
         self._submit_conn: psycopg.Connection[Any] | None = None
         self._submit_mutex = threading.Lock()
+        self._submit_down_until = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._lost: str | None = None
         self._wake: Callable[[], None] = lambda: None
@@ -129,8 +132,13 @@ class PostgresCoordinator:
         delay: float = 0.0,
         max_waiting: int = 4,
     ) -> Submitted | None:
-        """Record a request, or join the one of the same kind waiting: committed on return."""
+        """Record a request, or join the one of the same kind waiting: committed on return.
+
+        Called on the event loop: while the database is away it fails fast (StoreError, a 503
+        for the caller) instead of holding every other request up."""
         with self._submit_mutex:
+            if time.monotonic() < self._submit_down_until:
+                raise StoreError(f"store {self.where}: the database did not answer just now")
             try:
                 conn = self._submit_connection()
                 with conn.transaction():
@@ -139,11 +147,14 @@ class PostgresCoordinator:
                     )
             except psycopg.Error as e:
                 self._drop_submit_connection()
+                self._submit_down_until = time.monotonic() + SUBMIT_BACKOFF
                 raise StoreError(f"store {self.where}: {self._clean(e)}") from e
 
     def _submit_connection(self) -> psycopg.Connection[Any]:
         if self._submit_conn is None or self._submit_conn.closed:
-            conn = psycopg.connect(self._conninfo, autocommit=True)
+            conn = psycopg.connect(
+                self._conninfo, autocommit=True, connect_timeout=SUBMIT_CONNECT_TIMEOUT
+            )
             conn.execute(f"SET statement_timeout = {SUBMIT_TIMEOUT_MS}")
             self._submit_conn = conn
         return self._submit_conn

@@ -107,6 +107,9 @@ class PostgresStore:
         )
         self._hooks_pool.open(wait=False)
         self._pruned_at = 0.0
+        # Until when webhooks skip the store after it failed: while the database is away each
+        # would otherwise wait on the event loop for a connection.
+        self._hooks_down_until = 0.0
         # Why the last write failed, until a write succeeds: /readyz.
         self._write_failure: str | None = None
 
@@ -501,11 +504,23 @@ class PostgresStore:
 
     # -- webhook deliveries ----------------------------------------------------------------
 
+    @contextmanager
+    def _hooks_connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A dedupe connection, quickly or not at all (StoreError): the caller falls back."""
+        if time.monotonic() < self._hooks_down_until:
+            raise StoreError(f"store {self.where}: the database did not answer just now")
+        try:
+            with self._hooks_pool.connection(timeout=HOOKS_WAIT) as conn:
+                yield conn
+        except (psycopg.Error, PoolTimeout) as e:
+            self._hooks_down_until = time.monotonic() + HOOKS_BACKOFF
+            raise StoreError(f"store {self.where}: {self._clean(e)}") from e
+
     def remember_delivery(
         self, provider: str, delivery: str, now: float, ttl: float = DELIVERY_TTL
     ) -> bool:
         """Record a delivery; False when it was already taken within `ttl` (one statement)."""
-        with self._hooks_pool.connection() as conn:
+        with self._hooks_connection() as conn:
             if now - self._pruned_at >= DELIVERY_PRUNE_EVERY:
                 self._pruned_at = now
                 conn.execute("DELETE FROM deliveries WHERE seen_at <= %s", (now - ttl,))
@@ -518,10 +533,14 @@ class PostgresStore:
             return cur.rowcount > 0
 
     def forget_delivery(self, provider: str, delivery: str) -> None:
-        with self._hooks_pool.connection() as conn:
+        with self._hooks_connection() as conn:
             conn.execute(
                 "DELETE FROM deliveries WHERE provider = %s AND id = %s", (provider, delivery)
             )
+
+
+HOOKS_WAIT = 1.0  # seconds a webhook waits for a dedupe connection: it is answered on the loop
+HOOKS_BACKOFF = 2.0  # after a failure, webhooks skip the store (memory dedupe) this long
 
 
 def _asynchronous_commit(conn: psycopg.Connection[Any]) -> None:

@@ -266,6 +266,13 @@ def _allow_connections(database: str, allow: bool) -> None:
         admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(allow).lower()}')
 
 
+def _requests(database: str) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(database, autocommit=True) as conn:
+        return list(conn.execute("SELECT * FROM sync_requests ORDER BY id").fetchall())
+
+
 def _ready(d: Daemon) -> bool:
     try:
         return httpx.get(f"{d.url}/readyz", timeout=5).status_code == 200
@@ -290,14 +297,14 @@ def test_losing_the_database_for_seconds(
         _terminate_backends(database)
         lost_at = time.monotonic()
         for repo in repos:
-            write_step(repo.tree, "while away", "away()")
+            path = write_step(repo.tree, "while away", "away()")
             repo.tree.commit("while the database was away")
             repo.tree.push()
         wait_for(lambda: not any(_ready(d) for d in replicas), 15, "every replica not ready")
         for d in replicas:
             with d.client(token=None) as c:
                 headers, body = build(
-                    "github", repos[0].url, "main", [], repos[0].tree.head(), f"away-{d.url}"
+                    "github", repos[0].url, "main", [path], repos[0].tree.head(), f"away-{d.url}"
                 )
                 r = c.post("/hooks/github", content=body, headers=headers)
             # Nothing is taken that cannot be recorded: the provider tries again.
@@ -311,15 +318,18 @@ def test_losing_the_database_for_seconds(
         # The provider redelivers what was refused; any replica takes it.
         for repo in repos:
             headers, body = build(
-                "github", repo.url, "main", [], repo.tree.head(), f"back-{repo.name}"
+                "github", repo.url, "main", [path], repo.tree.head(), f"back-{repo.name}"
             )
             r = httpx.post(f"{replicas[1].url}/hooks/github", content=body, headers=headers)
-            assert r.status_code == 202, r.text
-        wait_for(
-            lambda: all(converged(replicas[2], ws, repo.tree) for repo, ws in everything),
-            60,
-            "every workspace at its branch head after the database came back",
-        )
+            assert r.status_code == 202 and r.json()["queued"], r.text
+        try:
+            wait_for(
+                lambda: all(converged(replicas[2], ws, repo.tree) for repo, ws in everything),
+                60,
+                "every workspace at its branch head after the database came back",
+            )
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nwaiting: {_requests(database)}") from None
         report("replicas-database-lost", ready_after_s=round(ready_after, 2))
     finally:
         _allow_connections(database, True)

@@ -372,3 +372,30 @@ def _ls_remotes(d: Daemon) -> float:
         if line.startswith('syncd_git_operations_total{op="ls_remote"'):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def test_an_outside_edit_heals_even_when_the_replica_that_took_it_dies(
+    git_server: GitServer, tmp_path: Path, database: str
+) -> None:
+    repos = make_repos(git_server, tmp_path, 1, 1, "rh")
+    repo, ws = repos[0], repos[0].workspaces[0]
+    replicas = start_replicas(tmp_path, git_server, repos, database, count=2)
+    try:
+        # A caller waiting on a run hears how it ended, whichever replica served it.
+        for d in replicas:
+            with d.client() as c:
+                r = c.post(f"/api/v1/workspaces/{ws}/sync?wait=true")
+            assert r.status_code == 200 and r.json()["result"] == "succeeded", r.text
+        with replicas[1].client() as c:
+            body = {"content": {"if": "true", "do": "hand()"}}
+            r = c.put(f"/api/v1/workspaces/{ws}/steps/base", json=body)
+        assert r.status_code == 200 and r.json()["origin"] == "outside", r.text
+        # Gone before its self-heal delay (1 s) is up: the request row outlives it.
+        replicas[1].process.send_signal(signal.SIGKILL)
+        replicas[1].process.wait(10)
+        wait_for(lambda: converged(replicas[0], ws, repo.tree), 30, "the outside edit healed")
+        assert any(r["trigger"] == "drift" for r in runs(replicas[0], ws))
+    finally:
+        for d in replicas:
+            stop_daemon(d)
+            kill_daemon(d)

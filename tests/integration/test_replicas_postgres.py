@@ -1,0 +1,109 @@
+"""The replicas' coordination on a real PostgreSQL: durable, coalesced requests; one holder per
+workspace; takeover when a holder's session ends; one poller per remote per cycle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from syncd.model import Trigger
+from syncd.replicas.postgres import PostgresCoordinator
+from syncd.store.postgres import PostgresStore
+from tests.support import postgres
+
+
+@pytest.fixture
+def store() -> Iterator[PostgresStore]:
+    postgres.require()
+    with postgres.fresh_database() as url:
+        s = PostgresStore(url)
+        yield s
+        s.close()
+
+
+def coordinator(store: PostgresStore) -> PostgresCoordinator:
+    return PostgresCoordinator(store.conninfo, store.where, store.clean)
+
+
+def test_requests_coalesce_across_replicas_and_are_claimed_once(store: PostgresStore) -> None:
+    async def scenario() -> None:
+        a, b = coordinator(store), coordinator(store)
+        first = a.submit("ws", Trigger.WEBHOOK, None, False, "h1", "run-1")
+        joined = b.submit("ws", Trigger.MANUAL, None, False, "h1", "run-2")
+        assert first is not None and not first.coalesced
+        assert joined is not None and joined.coalesced and joined.run_id == "run-1"
+        pinned = b.submit("ws", Trigger.MANUAL, "abc", False, None, "run-3")
+        assert pinned is not None and not pinned.coalesced
+        assert await a.pending() == ["ws"]
+        assert await a.acquire("ws") is True
+        assert await b.acquire("ws") is False  # one holder at a time
+        claimed = await a.claim("ws")
+        assert claimed is not None and claimed.run_id == "run-1"
+        assert claimed.trigger is Trigger.MANUAL  # a manual request merged in applies
+        # The claimed request is in flight: a new one waits behind it, not merged into it.
+        after = b.submit("ws", Trigger.WEBHOOK, None, False, "h2", "run-4")
+        assert after is not None and not after.coalesced
+        # Four kinds waiting at most.
+        for i in range(2):
+            assert b.submit("ws", Trigger.MANUAL, f"r{i}", False, None, f"x{i}") is not None
+        assert b.submit("ws", Trigger.MANUAL, "r9", False, None, "x9") is None
+        await a.finish(claimed)
+        await a.release("ws")
+        assert await b.acquire("ws") is True
+        nxt = await b.claim("ws")
+        assert nxt is not None and nxt.run_id == "run-3" and nxt.revision == "abc"
+        await a.stop()
+        await b.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_holder_that_goes_is_taken_over(store: PostgresStore) -> None:
+    async def scenario() -> None:
+        a, b = coordinator(store), coordinator(store)
+        for c in (a, b):
+            await c.start(lambda: None, lambda run_id: None)
+        a.submit("ws", Trigger.WEBHOOK, None, False, None, "run-1")
+        assert await a.acquire("ws")
+        claimed = await a.claim("ws")
+        assert claimed is not None and not claimed.taken_over
+        await a.stop()  # its session ends, as when its process is killed
+        assert await b.acquire("ws")
+        again = await b.claim("ws")
+        assert again is not None and again.run_id == "run-1" and again.taken_over
+        listed = await b.replicas()
+        mine = [r for r in listed if r.this]
+        assert len(mine) == 1 and mine[0].holds == ("ws",)
+        assert [r.alive for r in listed if not r.this] == [False]
+        await b.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_remote_is_polled_by_one_replica_per_cycle(store: PostgresStore) -> None:
+    async def scenario() -> None:
+        a, b = coordinator(store), coordinator(store)
+        assert await a.poll_turn("remote", 0.5) is True
+        assert await b.poll_turn("remote", 0.5) is False
+        assert await a.poll_turn("remote", 0.5) is False
+        await asyncio.sleep(0.45)
+        turns = [await b.poll_turn("remote", 0.5), await a.poll_turn("remote", 0.5)]
+        assert turns == [True, False]
+        await a.stop()
+        await b.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_request_after_a_delay_is_not_due_before(store: PostgresStore) -> None:
+    async def scenario() -> None:
+        a = coordinator(store)
+        a.submit("ws", Trigger.DRIFT, None, False, None, "run-1", delay=0.4)
+        assert await a.pending() == []
+        await asyncio.sleep(0.5)
+        assert await a.pending() == ["ws"]
+        await a.stop()
+
+    asyncio.run(scenario())

@@ -524,6 +524,7 @@ OPERATION_IDS = {
     ("post", f"{WS}/resume"): "resumeWorkspace",
     ("get", f"{WS}/runs"): "listRuns",
     ("get", "/api/v1/runs/{run_id}"): "getRun",
+    ("get", "/api/v1/replicas"): "listReplicas",
     ("get", f"{WS}/steps"): "listSteps",
     ("get", f"{WS}/steps/{{name}}"): "getStep",
     ("put", f"{WS}/steps/{{name}}"): "putStep",

@@ -80,7 +80,9 @@ class Daemon:
         await self.app.scheduler.start(startup_sync=True)
         # 2. reload on SIGHUP and on config file changes; ping the watchdog; report status
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        # Off the main thread (the demo runs the daemon in a thread) there is no signal to
+        # take: asyncio says RuntimeError there, uvloop ValueError.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         self._tasks = [
             asyncio.create_task(self._watch_config(), name="config watch"),

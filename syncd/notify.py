@@ -30,7 +30,7 @@ from email.message import EmailMessage
 from syncd import retry
 from syncd.config import Config, SmtpConfig
 from syncd.digest import State, compose, counts, plan, watchers
-from syncd.logs import scrub
+from syncd.logs import fields, scrub
 from syncd.metrics import Metrics
 from syncd.model import Run
 from syncd.retry import Policy
@@ -147,7 +147,7 @@ class Digester:
             try:
                 delay = await asyncio.to_thread(self._first_delay)
             except Exception as e:  # a store error: the ticks will try again
-                log.error("digest state unreadable error=%s", e)
+                log.error("digest state unreadable", extra=fields(error=str(e)))
                 delay = self.config().notifications.interval
             while not stop.is_set():
                 try:
@@ -159,7 +159,7 @@ class Digester:
                 try:
                     await asyncio.to_thread(self.tick)
                 except Exception as e:  # a store error: try again at the next tick
-                    log.error("digest tick failed error=%s", e)
+                    log.error("digest tick failed", extra=fields(error=str(e)))
                 interval = self.config().notifications.interval
                 delay = max(0.0, interval - (time.monotonic() - started))
         finally:
@@ -222,11 +222,16 @@ class Digester:
                 sent += bool(accepted)
                 self._count("error" if error else "ok")
                 if error is None:
-                    log.info("digest sent to=%s workspaces=%d", ",".join(to), len(digest.reports))
+                    log.info(
+                        "digest sent",
+                        extra=fields(to=",".join(to), workspaces=len(digest.reports)),
+                    )
                     continue
-                log.error("digest not sent to=%s error=%s", ",".join(to), _describe(error))
+                log.error("digest not sent", extra=fields(to=",".join(to), error=_describe(error)))
                 if given_up:
-                    log.error("digest recipients refused for good to=%s", ",".join(given_up))
+                    log.error(
+                        "digest recipients refused for good", extra=fields(to=",".join(given_up))
+                    )
                 if _server_wide(error):
                     # The other e-mails would fail alike: count them, leave them pending.
                     for _ in range(len(todo.digests) - done - 1):
@@ -247,7 +252,9 @@ class Digester:
 
         def on_retry(attempt: int, error: BaseException | None) -> None:
             described = None if error is None else _describe(error)
-            log.warning("digest retry to=%s attempt=%d error=%s", ",".join(to), attempt, described)
+            log.warning(
+                "digest retry", extra=fields(to=",".join(to), attempt=attempt, error=described)
+            )
 
         attempts = retry.attempts(
             self.attempt_policy, lambda e: not _permanent(e), on_retry, sleep=self._sleep
@@ -296,7 +303,7 @@ class Digester:
             try:
                 return State.load(text)
             except (ValueError, KeyError, TypeError) as e:
-                log.error("digest state unreadable, starting afresh error=%s", e)
+                log.error("digest state unreadable, starting afresh", extra=fields(error=str(e)))
         # First start: look one interval back, and write it down at once, so that failures
         # between now and a crash before the first tick are still sent after the restart.
         state = State(watermark=now - self.config().notifications.interval)

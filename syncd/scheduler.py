@@ -23,6 +23,7 @@ from syncd.engine import Engine, Outcome
 from syncd.errors import GitError, NotFound, SyncdError
 from syncd.git import remote_key
 from syncd.health import HealthKeeper
+from syncd.logs import fields
 from syncd.model import Mode, RunResult, Status, SyncState, Trigger, automation_suspended
 from syncd.refs import short_branch
 from syncd.store import Store
@@ -288,7 +289,10 @@ class Scheduler:
             if not self.accepting:
                 # Queued behind the parallelism bound when the stop came: it never starts.
                 raise ShuttingDown("syncd is stopping; the run did not start")
-            log.info("sync start workspace=%s trigger=%s run=%s", ws_id, req.trigger, req.run_id)
+            log.info(
+                "sync start",
+                extra=fields(workspace=ws_id, trigger=str(req.trigger), run=req.run_id),
+            )
             outcome = await asyncio.to_thread(
                 self.engine.sync,
                 ws,
@@ -300,16 +304,22 @@ class Scheduler:
                 req.head,
             )
         run = outcome.run
-        log.info(
-            "sync end workspace=%s run=%s result=%s revision=%s created=%d updated=%d deleted=%d%s",
-            ws_id,
-            run.id,
-            run.result,
-            (run.revision or "-")[:12],
-            run.created,
-            run.updated,
-            run.deleted,
-            f" error={run.error!r}" if run.error else "",
+        # A failed sync is news for whoever watches the log: a warning, not an info line.
+        failed = run.result is RunResult.FAILED
+        log.log(
+            logging.WARNING if failed else logging.INFO,
+            "sync failed" if failed else "sync end",
+            extra=fields(
+                workspace=ws_id,
+                run=run.id,
+                trigger=str(run.trigger),
+                result=str(run.result),
+                revision=run.revision[:12] if run.revision else None,
+                created=run.created,
+                updated=run.updated,
+                deleted=run.deleted,
+                error=run.error,
+            ),
         )
         return outcome
 
@@ -334,14 +344,20 @@ class Scheduler:
         if trigger is Trigger.MANUAL:
             trigger = Trigger.POLL  # a retry is not a person asking again
         slot.retry = loop.call_later(delay, self._request_quietly, ws_id, trigger)
-        log.info("retry scheduled workspace=%s in=%.1fs failures=%d", ws_id, delay, slot.failures)
+        log.info(
+            "retry scheduled",
+            extra=fields(workspace=ws_id, delay_seconds=round(delay, 1), failures=slot.failures),
+        )
 
     def _request_quietly(self, ws_id: str, trigger: Trigger, head: str | None = None) -> None:
         """A request no one waits for (a timer, a poll): dropping it is logged, not raised."""
         try:
             self.request(ws_id, trigger, head=head)
         except (QueueFull, ShuttingDown, NotFound) as e:
-            log.info("request dropped workspace=%s trigger=%s reason=%s", ws_id, trigger, e)
+            log.info(
+                "request dropped",
+                extra=fields(workspace=ws_id, trigger=str(trigger), reason=str(e)),
+            )
 
     @staticmethod
     def _cancel_timers(slot: _Slot) -> None:
@@ -382,7 +398,8 @@ class Scheduler:
             except GitError as e:
                 failures += 1
                 log.warning(
-                    "poll failed remote=%s failures=%d error=%s", key.split("|")[0], failures, e
+                    "poll failed",
+                    extra=fields(remote=key.split("|")[0], failures=failures, error=str(e)),
                 )
                 await asyncio.to_thread(self._source_failed, self._remotes().get(key, []), e)
                 continue

@@ -21,8 +21,9 @@ import json
 import logging
 import sys
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any, TextIO
+
+from syncd.times import rfc3339
 
 FIELDS = "syncd_fields"  # the LogRecord attribute that carries an event's fields
 _BASE = ("ts", "level", "logger", "event")
@@ -45,11 +46,6 @@ def scrub(text: str) -> str:
 def fields(**values: object) -> dict[str, Any]:
     """The `extra=` of a log call: the event's fields, in the order given; None is left out."""
     return {FIELDS: {k: v for k, v in values.items() if v is not None}}
-
-
-def rfc3339(ts: float) -> str:
-    """A UTC time as RFC 3339 with milliseconds: 2026-11-29T23:30:00.123Z."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def _value(value: object) -> object:

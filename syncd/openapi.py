@@ -61,7 +61,8 @@ def fields(spec: str, **override: Schema) -> dict[str, Schema]:
     return out
 
 
-SECONDS = {**NUM, "description": "unix seconds"}
+TIME = {**STR, "format": "date-time", "description": "RFC 3339, UTC"}
+TIME_OR_NULL = nullable(TIME)
 SCHEMAS: dict[str, Schema] = {
     "Error": obj(
         fields("error:str detail", detail={"description": "any JSON value; often null"}),
@@ -94,7 +95,7 @@ SCHEMAS: dict[str, Schema] = {
         fields(
             "id:str name:str content:StepContent enabled:bool valid:bool version:int"
             " content_hash:str updated_at origin:Origin",
-            updated_at=SECONDS,
+            updated_at=TIME,
         ),
         description="A live step, as the workspace holds it. `content_hash` is the sha256 of "
         "the canonical JSON of `content`.",
@@ -118,10 +119,11 @@ SCHEMAS: dict[str, Schema] = {
     "Run": obj(
         fields(
             "id:str workspace:str trigger:Trigger revision:str? result:RunResult created:int"
-            " updated:int deleted:int started_at finished_at:num? error:str? dry_run:bool",
-            started_at=SECONDS,
+            " updated:int deleted:int started_at finished_at error:str? dry_run:bool",
+            started_at=TIME,
+            finished_at=TIME_OR_NULL,
         ),
-        description="One sync attempt; times are unix seconds. `created`, `updated` and "
+        description="One sync attempt; times are RFC 3339 in UTC. `created`, `updated` and "
         "`deleted` count the run's plan: applied (succeeded) or only planned (planned, dry run); "
         "0 for a failed run.",
     ),

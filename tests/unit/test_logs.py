@@ -13,6 +13,8 @@ import pytest
 
 from syncd import logs
 from syncd.logs import fields
+from syncd.model import Run, RunResult, Trigger
+from syncd.times import parse_time, rfc3339
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -46,7 +48,7 @@ def test_text_lines_are_logfmt_and_scrubbed(capture: io.StringIO) -> None:
     logs.setup_logging("text", stream=capture)
     logging.getLogger("syncd.test").warning(
         "sync failed",
-        extra=fields(workspace="prod", token="hunter2-secret", error="it's \"bad\"\nreally", n=3),
+        extra=fields(workspace="prod", token="hunter2-secret", error='it\'s "bad"\nreally', n=3),
     )
     line = capture.getvalue().rstrip("\n")
     assert "\n" not in line and "hunter2-secret" not in line
@@ -54,7 +56,7 @@ def test_text_lines_are_logfmt_and_scrubbed(capture: io.StringIO) -> None:
     assert RFC3339_UTC.match(doc["ts"])
     assert doc["level"] == "warning" and doc["logger"] == "syncd.test"
     assert doc["event"] == "sync failed" and doc["workspace"] == "prod"
-    assert doc["token"] == "***" and doc["error"] == "it's \"bad\"\nreally" and doc["n"] == "3"
+    assert doc["token"] == "***" and doc["error"] == 'it\'s "bad"\nreally' and doc["n"] == "3"
     # what shlex (a POSIX reading of quotes) makes of it agrees on plain values
     assert "workspace=prod" in shlex.split(line)
 
@@ -93,9 +95,25 @@ def test_foreign_loggers_format_too(capture: io.StringIO) -> None:
     assert doc["event"] == "Invalid HTTP request received." and doc["logger"] == "uvicorn.error"
 
 
-def test_rfc3339() -> None:
-    assert logs.rfc3339(0) == "1970-01-01T00:00:00.000Z"
-    assert logs.rfc3339(1.2345) == "1970-01-01T00:00:01.234Z"
+def test_times_are_rfc3339_utc_and_read_back() -> None:
+    assert rfc3339(0) == "1970-01-01T00:00:00.000Z"
+    assert rfc3339(1.2345) == "1970-01-01T00:00:01.234Z"
+    assert parse_time("1970-01-01T00:00:01.234Z") == pytest.approx(1.234)
+    assert parse_time("1970-01-01T01:00:00+01:00") == 0.0
+    assert parse_time(12.5) == 12.5  # what servers before RFC 3339 times sent
+    for bad in ("yesterday", "1970-01-01T00:00:00", True, None):
+        with pytest.raises(ValueError):
+            parse_time(bad)
+
+
+def test_api_objects_carry_rfc3339_times() -> None:
+    run = Run("r1", "ws", Trigger.MANUAL, None, RunResult.FAILED, 1.0, finished_at=2.5)
+    doc = run.to_dict()
+    assert doc["started_at"] == "1970-01-01T00:00:01.000Z"
+    assert doc["finished_at"] == "1970-01-01T00:00:02.500Z"
+    assert (
+        Run("r2", "ws", Trigger.POLL, None, RunResult.PLANNED, 1.0).to_dict()["finished_at"] is None
+    )
 
 
 def test_short_values_are_not_registered() -> None:

@@ -53,6 +53,7 @@ def config_secrets(config: Config) -> list[str]:
     smtp = config.notifications.smtp
     if smtp and smtp.password:
         values.append(smtp.password.reveal())
+    values += [t.url.reveal() for t in config.notifications.targets]
     return values
 
 

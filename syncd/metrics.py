@@ -108,7 +108,10 @@ class Metrics:
             "syncd_config_reloads", "Config reloads, by result.", ["result"], registry=r
         )
         self.notifications = Counter(
-            "syncd_notifications_sent", "Digest e-mails, by result.", ["result"], registry=r
+            "syncd_notifications_sent",
+            "Digest messages, by result and channel (email, target).",
+            ["result", "channel"],
+            registry=r,
         )
         build = Gauge("syncd_build_info", "syncd's version.", ["version"], registry=r)
         build.labels(__version__).set(1)
@@ -118,7 +121,8 @@ class Metrics:
                 self.git_ops.labels(op, result)
         for result in ("ok", "error"):
             self.config_reloads.labels(result)
-            self.notifications.labels(result)
+            for channel in ("email", "target"):
+                self.notifications.labels(result, channel)
 
     # -- workspaces ------------------------------------------------------------------------
 

@@ -120,9 +120,27 @@ class SmtpConfig:
 
 
 @dataclass(frozen=True)
+class TargetConfig:
+    """A chat or webhook target: its URL (apprise's form) is a secret, it often holds a token.
+    With no `workspaces` and no `tags` it watches every workspace; otherwise those named and
+    those with one of the tags."""
+
+    name: str
+    url: Secret
+    workspaces: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    def watches(self, ws: WorkspaceConfig) -> bool:
+        if not self.workspaces and not self.tags:
+            return True
+        return ws.id in self.workspaces or any(tag in self.tags for tag in ws.tags)
+
+
+@dataclass(frozen=True)
 class NotificationsConfig:
     interval: float = 900.0
     smtp: SmtpConfig | None = None
+    targets: tuple[TargetConfig, ...] = ()
 
 
 @dataclass(frozen=True)

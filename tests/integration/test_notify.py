@@ -185,7 +185,9 @@ def record(
 
 
 def sent(metrics: Metrics, result: str) -> float:
-    value = metrics.registry.get_sample_value("syncd_notifications_sent_total", {"result": result})
+    value = metrics.registry.get_sample_value(
+        "syncd_notifications_sent_total", {"result": result, "channel": "email"}
+    )
     return value or 0.0
 
 

@@ -176,10 +176,10 @@ SCHEMAS: dict[str, Schema] = {
             " source_reachable:bool? last_error:str? webhook_last_seen"
             " webhooks_unused:str[] invalid_steps:str[] disabled_steps:str[]"
             " changed_outside_git:str[]",
-            webhook_last_seen={"type": "object", "additionalProperties": nullable(NUM)},
+            webhook_last_seen={"type": "object", "additionalProperties": TIME_OR_NULL},
         ),
         description="`source_reachable` is null before the first run; `webhook_last_seen` "
-        "maps each configured provider to unix seconds, or null if never seen; "
+        "maps each configured provider to an RFC 3339 time, or null if never seen; "
         "`webhooks_unused` names each configured secret (`provider: env VAR` or "
         "`provider: file PATH`, never its value) that no delivery has used since start.",
     ),

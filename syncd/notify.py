@@ -1,4 +1,6 @@
-"""E-mail digests of failed syncs: one per recipient per `notifications.interval`.
+"""Digests of failed syncs: one e-mail per recipient, and one message per chat or webhook
+target (`syncd.targets`), per `notifications.interval`. A target is one more recipient, with
+its own cursor (key `target:NAME`); what is said below of recipients holds for targets too.
 
 The queue is the runs table itself, which each sync writes atomically, so a crash loses
 nothing. One meta row, `notify.state`, says how far each recipient has been told: its cursor (a

@@ -29,6 +29,7 @@ from syncd.errors import (
     SyncdError,
 )
 from syncd.git import FileChange, Remote, TreeEntry
+from syncd.logs import fields
 from syncd.model import (
     LiveStep,
     Mode,
@@ -101,7 +102,7 @@ class Observers:
             try:
                 observer.run_finished(ws, run, plan, state, seconds)
             except Exception:  # the run is recorded: one observer's failure must not undo that
-                log.exception("observer failed workspace=%s run=%s", ws.id, run.id)
+                log.exception("observer failed", extra=fields(workspace=ws.id, run=run.id))
 
 
 @dataclass(frozen=True, slots=True)

@@ -269,7 +269,7 @@ class HealthRecord:
     def to_dict(self) -> dict[str, Any]:
         return {
             "status": str(self.health),
-            "since": self.since,
+            "since": rfc3339_or_none(self.since),
             "error": self.error,
             "failures": self.failures,
         }

@@ -72,11 +72,11 @@ SCHEMAS: dict[str, Schema] = {
     "Status": enum("Synced", "OutOfSync", "Unknown"),
     "HealthStatus": enum("Healthy", "Degraded", "Suspended"),
     "WorkspaceHealth": obj(
-        fields("status:HealthStatus since:num? error:str? failures:int"),
+        fields("status:HealthStatus since error:str? failures:int", since=TIME_OR_NULL),
         description="Beside the sync status: `Degraded` when the source cannot be read (auth, "
         "TLS, DNS, 5xx, timeout) or the last run failed; `Suspended` when automation applies "
         "nothing by itself (suspended, or an automatic workspace pinned to a revision). "
-        "`since` (unix seconds) is when this health began, null if never assessed; `error` "
+        "`since` (RFC 3339, UTC) is when this health began, null if never assessed; `error` "
         "is what made it Degraded; `failures` counts failed runs and source reads in a row.",
     ),
     "Trigger": enum("webhook", "poll", "manual", "drift", "startup"),
@@ -137,9 +137,10 @@ SCHEMAS: dict[str, Schema] = {
     "SyncResult": obj(
         fields(
             "id:str workspace:str trigger:Trigger revision:str? result:RunResult created:int"
-            " updated:int deleted:int started_at finished_at:num? error:str? dry_run:bool"
+            " updated:int deleted:int started_at finished_at error:str? dry_run:bool"
             " suspended:bool pinned_revision:str?",
-            started_at=SECONDS,
+            started_at=TIME,
+            finished_at=TIME_OR_NULL,
         ),
         description="The finished run (as `Run`), and the workspace after it: `suspended` "
         "when its automation applies nothing by itself (a pinned sync of an automatic "

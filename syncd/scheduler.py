@@ -433,7 +433,7 @@ class Scheduler:
                 if self.health.source_failed(ws.id, str(error)):
                     self.engine.record_source_failure(ws, Trigger.POLL, error)
             except Exception:  # a store error: the next poll tries again
-                log.exception("recording a source failure failed workspace=%s", ws.id)
+                log.exception("recording a source failure failed", extra=fields(workspace=ws.id))
 
     async def _source_back(self, ws_id: str) -> bool:
         """A source that failed answers again: a sync ends the failure (and the digest tells

@@ -32,6 +32,8 @@ def exercise(d: Daemon) -> None:
         put = c.put("/api/v1/workspaces/auto/steps/edited", json={"if": "true", "do": "x()"})
         assert put.status_code == 200, put.text
         assert c.delete("/api/v1/workspaces/auto/steps/edited").status_code == 204
+        assert c.post("/api/v1/workspaces/manual/suspend").status_code == 200
+        assert c.post("/api/v1/workspaces/manual/resume").status_code in (200, 202)
         assert c.post("/api/v1/workspaces/nope/sync").status_code == 404
 
 
@@ -71,6 +73,8 @@ def test_json_log_lines_parse_and_carry_their_fields(
         ("sync", "manual", "ok", "ci"),
         ("step.put", "auto", "ok", "ci"),
         ("step.delete", "auto", "ok", "ci"),
+        ("suspend", "manual", "ok", "ci"),
+        ("resume", "manual", "ok", "ci"),
         ("sync", "nope", "refused", "ci"),
     ]
     assert audits(lines)[2]["step"] == "edited" and audits(lines)[-1]["status"] == 404
@@ -94,6 +98,8 @@ def test_text_log_lines_are_logfmt(
     assert [a["action"] for a in audits(lines)] == ["sync"] * 2 + [
         "step.put",
         "step.delete",
+        "suspend",
+        "resume",
         "sync",
     ]
     assert_no_secret(text, git_server)

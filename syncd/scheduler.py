@@ -270,7 +270,7 @@ class Scheduler:
                         if not w.done():
                             w.set_exception(e)
                     if not isinstance(e, ShuttingDown):
-                        log.exception("sync crashed workspace=%s run=%s", ws_id, req.run_id)
+                        log.exception("sync crashed", extra=fields(workspace=ws_id, run=req.run_id))
                         # Nothing was recorded (a locked store, say), so nothing else will
                         # ask again: retried as a transient failure is.
                         self._retry_later(ws_id, slot, req)
@@ -407,13 +407,15 @@ class Scheduler:
                 # Not the remote's fault (a full disk, the store): this cycle is lost, the
                 # remote's polling is not; an exception out of here would end it for good.
                 failures += 1
-                log.exception("poll crashed remote=%s failures=%d", key.split("|")[0], failures)
+                log.exception(
+                    "poll crashed", extra=fields(remote=key.split("|")[0], failures=failures)
+                )
                 continue
             failures = 0
             try:
                 await self._request_moved(key, heads)
             except Exception:
-                log.exception("poll crashed remote=%s", key.split("|")[0])
+                log.exception("poll crashed", extra=fields(remote=key.split("|")[0]))
 
     async def _request_moved(self, key: str, heads: dict[str, str]) -> None:
         """Request a sync of each workspace on the remote whose branch calls for one."""

@@ -248,10 +248,14 @@ class SectionParser(SecretReader):
                 self.error(item_at.key("name"), f"duplicate target name {quote(name)}")
             names.add(name)
             url = self.secret(item_at, section, "url", base_dir, required=True)
-            if url is not None and (problem := url_problem(url.reveal())) is not None:
-                # Named by the key that holds it: the URL itself is a secret.
-                key = "url_env" if section.get("url_env") is not None else "url_file"
-                self.error(item_at.key(key), f"{problem} (URL not shown)")
+            # A secret this process cannot read (a CLI without the daemon's secrets) is not
+            # checked here; the daemon, which reads it, checks it.
+            if url is not None and not isinstance(url, UnresolvedSecret):
+                problem = url_problem(url.reveal())
+                if problem is not None:
+                    # Named by the key that holds it: the URL itself is a secret.
+                    key = "url_env" if section.get("url_env") is not None else "url_file"
+                    self.error(item_at.key(key), f"{problem} (URL not shown)")
             workspaces = self.str_list(item_at.key("workspaces"), section.get("workspaces"))
             tags = self.str_list(item_at.key("tags"), section.get("tags"))
             if len(self.problems) == before and url is not None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncd.model import Plan, StepChange
+from syncd.times import parse_time
 from syncd.urls import commit_url
 
 MAX_CHANGES = 200  # changes shown on a workspace's page; the API's diff has them all
@@ -48,7 +49,8 @@ def row(view: dict[str, Any], now: float) -> dict[str, Any]:
     """One workspace as the table and the live events show it."""
     last = view.get("last_run") or None
     applied = view.get("last_applied_revision")
-    when = (last.get("finished_at") or last.get("started_at")) if last else None
+    stamp = (last.get("finished_at") or last.get("started_at")) if last else None
+    when = parse_time(stamp) if stamp is not None else None  # unix seconds, for the live ages
     return {
         "id": view["id"],
         "name": view["name"],

@@ -21,9 +21,14 @@ def short(sha: str | None) -> str:
     return sha[:10] if sha else ""
 
 
-def age(seconds: float | None, now: float) -> str:
-    """`12 s ago`, `5 min ago`, `3 h ago`, `2 d ago`; empty for no time."""
-    if seconds is None:
+def age(when: float | str | None, now: float) -> str:
+    """`12 s ago`, `5 min ago`, `3 h ago`, `2 d ago`; empty for no time. `when` is unix
+    seconds or an RFC 3339 time as the views give it."""
+    if when is None:
+        return ""
+    try:
+        seconds = parse_time(when)
+    except ValueError:
         return ""
     ago = max(0.0, now - seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):

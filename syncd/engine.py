@@ -200,7 +200,10 @@ class Engine:
                     except ApplyConflict as e:
                         if attempt == APPLY_ATTEMPTS:
                             raise
-                        log.info("apply conflict, planning again workspace=%s error=%s", ws.id, e)
+                        log.info(
+                            "apply conflict, planning again",
+                            extra=fields(workspace=ws.id, error=str(e)),
+                        )
                         state = self.store.state(ws.id)
             except SyncdError as e:
                 state = self._fail(run, reading, state, e)
@@ -504,7 +507,9 @@ class Engine:
         except StoreError as e:
             # The store cannot even record the failure: the run still reaches the observer
             # (metrics) and the scheduler's loop, which retries it.
-            log.error("run not recorded workspace=%s run=%s error=%s", run.workspace, run.id, e)
+            log.error(
+                "run not recorded", extra=fields(workspace=run.workspace, run=run.id, error=str(e))
+            )
         return new_state
 
     def _lock(self, ws_id: str) -> threading.Lock:

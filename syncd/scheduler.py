@@ -157,12 +157,15 @@ class Scheduler:
             except SyncdError as e:
                 # Each workspace's own run will try again and record the failure as before.
                 log.warning(
-                    "startup fetch failed remote=%s error=%s", redact_url(group[0].source.url), e
+                    "startup fetch failed",
+                    extra=fields(remote=redact_url(group[0].source.url), error=str(e)),
                 )
             except Exception:
                 # Not the remote's fault (a full disk): the runs meet it too and record it;
                 # an exception out of here would leave every other remote's workspaces out.
-                log.exception("startup fetch crashed remote=%s", redact_url(group[0].source.url))
+                log.exception(
+                    "startup fetch crashed", extra=fields(remote=redact_url(group[0].source.url))
+                )
         for ws in group:
             # A branch the remote lacks: the run resolves it itself and says so.
             self._request_quietly(ws.id, Trigger.STARTUP, heads.get(short_branch(ws.source.branch)))

@@ -41,27 +41,11 @@ STATUS_EVERY = 30.0
 EXIT_GRACE = 1.0  # after the stop deadline, for uvicorn to close and the log to flush
 
 
-def config_secrets(config: Config) -> list[str]:
-    values = [t.token.reveal() for t in config.tokens]
-    for hook in config.webhooks.values():
-        values += [s.reveal() for s in hook.secrets + hook.signing_secrets]
-    for ws in config.workspaces:
-        if ws.source.password:
-            values.append(ws.source.password.reveal())
-    if config.console.session_key:
-        values.append(config.console.session_key.reveal())
-    smtp = config.notifications.smtp
-    if smtp and smtp.password:
-        values.append(smtp.password.reveal())
-    values += [t.url.reveal() for t in config.notifications.targets]
-    return values
-
-
 class Daemon:
     """The app plus what keeps it alive: reloads, watchdog pings, staged shutdown."""
 
     def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
-        register_secrets(config_secrets(config))
+        register_secrets(config.secret_values())
         self.app: App = build(config)
         self.notifier = notifier or Notifier()
         self._tasks: list[asyncio.Task[None]] = []
@@ -142,7 +126,7 @@ class Daemon:
                 )
                 self.notifier.ready(status="config reload refused; running config kept")
                 return False
-            register_secrets(config_secrets(config))
+            register_secrets(config.secret_values())
             before = {ws.id: ws for ws in self.app.config.workspaces}
             self.app.swap_config(config)
             await asyncio.to_thread(self._publish_states)

@@ -211,3 +211,17 @@ class Config:
             if ws.id == ws_id:
                 return ws
         raise NotFound(f"workspace {ws_id!r} is not configured")
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process could read, for the log scrubber. Never logged itself;
+        a secret this process cannot read (lazy loading) has no value to hide."""
+        secrets: list[Secret | None] = [t.token for t in self.tokens]
+        for hook in self.webhooks.values():
+            secrets += [*hook.secrets, *hook.signing_secrets]
+        secrets += [ws.source.password for ws in self.workspaces]
+        secrets.append(self.console.session_key)
+        secrets.append(self.notifications.smtp.password if self.notifications.smtp else None)
+        secrets += [t.url for t in self.notifications.targets]
+        return [
+            s.reveal() for s in secrets if s is not None and not isinstance(s, UnresolvedSecret)
+        ]

@@ -8,6 +8,7 @@ import logging
 import re
 import shlex
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,23 @@ def test_api_objects_carry_rfc3339_times() -> None:
 def test_short_values_are_not_registered() -> None:
     logs.register_secrets(["ab", ""])
     assert logs.scrub("a b ab") == "a b ab"
+
+
+def test_the_cli_registers_the_secrets_it_can_read(
+    tmp_path: Path, capture: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncd.cli.local import load_lazy
+
+    logs.setup_logging("text", "info", capture)
+    path = tmp_path / "syncd.yaml"
+    path.write_text(
+        "tokens: [{name: ci, token_env: CLI_TOKEN, scopes: [read]},"
+        " {name: gone, token_env: UNSET_TOKEN, scopes: [read]}]\n"
+        "workspaces: [{id: a, name: a, source: {url: 'https://h/r'}}]\n"
+    )
+    monkeypatch.setenv("CLI_TOKEN", "cli-token-value-1234")
+    monkeypatch.delenv("UNSET_TOKEN", raising=False)
+    load_lazy(path)  # the unset secret is not needed for this, and not fatal
+    logging.getLogger("syncd.test").warning("saw cli-token-value-1234 in a message")
+    line = capture.getvalue()
+    assert "saw" in line and "cli-token-value-1234" not in line, line

@@ -30,6 +30,7 @@ from syncd.badge import render_badge
 from syncd.config import TokenConfig, WorkspaceConfig
 from syncd.errors import Conflict, GitError, NotFound, RevisionNotFound, SyncdError
 from syncd.export import parse_export_request
+from syncd.logs import fields
 from syncd.model import Mode, StepContent, Trigger
 from syncd.openapi import openapi_document
 from syncd.refs import is_revision
@@ -41,6 +42,8 @@ from syncd.views import diff_view, replica_view, sync_result_view
 from syncd.webhooks import BadSignature, Lowered, MalformedPayload, UnknownProvider
 
 log = logging.getLogger("syncd.api")
+# Who changed what: its own logger, so that it can be routed or kept apart.
+audit = logging.getLogger("syncd.audit")
 
 MAX_API_BODY = 4 * 1024 * 1024
 WAIT_TIMEOUT = 600.0
@@ -67,6 +70,23 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         async def endpoint(request: Request) -> Response:
             authorize(rt, request, scope)
             return await handler(request)
+
+        return endpoint
+
+    def audited(scope: str, action: str, handler: Handler) -> Handler:
+        """A mutating call: one audit line saying who (the token's name, never its value) did
+        what to which workspace, and how it ended."""
+
+        async def endpoint(request: Request) -> Response:
+            token = authorize(rt, request, scope)
+            workspace = request.path_params.get("id")
+            try:
+                response = await handler(request)
+            except Exception as e:
+                _audit(token.name, action, workspace, request, status_of(e), e)
+                raise
+            _audit(token.name, action, workspace, request, response.status_code, None)
+            return response
 
         return endpoint
 
@@ -207,23 +227,24 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
 
     ws_path = "/api/v1/workspaces/{id}"
     hook = WebhookEndpoint(rt)
+    step_path = f"{ws_path}/steps/{{name:path}}"
     routes = [
         Route("/hooks", hook, methods=["POST"]),
         Route("/hooks/{provider}", hook, methods=["POST"]),
         Route("/api/v1/workspaces", scoped("read", list_workspaces), methods=["GET"]),
         Route(ws_path, scoped("read", get_workspace), methods=["GET"]),
         Route(f"{ws_path}/diff", scoped("read", diff), methods=["GET"]),
-        Route(f"{ws_path}/sync", scoped("sync", sync), methods=["POST"]),
-        Route(f"{ws_path}/suspend", scoped("sync", suspend), methods=["POST"]),
-        Route(f"{ws_path}/resume", scoped("sync", resume), methods=["POST"]),
+        Route(f"{ws_path}/sync", audited("sync", "sync", sync), methods=["POST"]),
+        Route(f"{ws_path}/suspend", audited("sync", "suspend", suspend), methods=["POST"]),
+        Route(f"{ws_path}/resume", audited("sync", "resume", resume), methods=["POST"]),
         Route(f"{ws_path}/runs", scoped("read", runs), methods=["GET"]),
         Route("/api/v1/runs/{run_id}", scoped("read", run), methods=["GET"]),
         Route("/api/v1/replicas", scoped("read", replicas), methods=["GET"]),
         Route(f"{ws_path}/steps", scoped("read", steps), methods=["GET"]),
         Route(f"{ws_path}/steps/{{name:path}}", scoped("read", step), methods=["GET"]),
-        Route(f"{ws_path}/steps/{{name:path}}", scoped("write", put_step), methods=["PUT"]),
-        Route(f"{ws_path}/steps/{{name:path}}", scoped("write", delete_step), methods=["DELETE"]),
-        Route(f"{ws_path}/export", scoped("export", export), methods=["POST"]),
+        Route(step_path, audited("write", "step.put", put_step), methods=["PUT"]),
+        Route(step_path, audited("write", "step.delete", delete_step), methods=["DELETE"]),
+        Route(f"{ws_path}/export", audited("export", "export", export), methods=["POST"]),
         Route(f"{ws_path}/health", scoped("read", health), methods=["GET"]),
         Route(f"{ws_path}/badge.svg", badge, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -497,6 +518,51 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
 # -- errors to statuses -------------------------------------------------------------------------
 
 
+def status_of(exc: BaseException) -> int:
+    """The HTTP status an error becomes."""
+    if isinstance(exc, ApiError):
+        return exc.status
+    if isinstance(exc, HTTPException):
+        return exc.status_code
+    if isinstance(exc, Busy):
+        return 429
+    if isinstance(exc, QueueFull | ShuttingDown | StoreError):
+        return 503
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, GitError) and not isinstance(exc, RevisionNotFound):
+        return 502  # the git remote failed us, not the caller
+    if isinstance(exc, SyncdError):
+        return 422
+    return 500
+
+
+def _audit(
+    token: str,
+    action: str,
+    workspace: str | None,
+    request: Request,
+    status: int,
+    error: BaseException | None,
+) -> None:
+    result = "ok" if status < 400 else "refused" if status < 500 else "error"
+    audit.log(
+        logging.INFO if status < 400 else logging.WARNING,
+        "audit",
+        extra=fields(
+            token=token,
+            action=action,
+            workspace=workspace,
+            step=request.path_params.get("name"),
+            result=result,
+            status=status,
+            error=None if error is None else str(error),
+        ),
+    )
+
+
 def _handlers() -> dict[Any, Any]:
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -512,18 +578,10 @@ def _handlers() -> dict[Any, Any]:
             return error_response(429, str(exc), None, {"Retry-After": str(exc.retry_after)})
         if isinstance(exc, QueueFull | ShuttingDown | StoreError):  # StoreError: locked, full
             return error_response(503, str(exc), None, {"Retry-After": RETRY_AFTER_SECONDS})
-        if isinstance(exc, NotFound):
-            status = 404
-        elif isinstance(exc, Conflict):
-            status = 409
-        elif isinstance(exc, GitError) and not isinstance(exc, RevisionNotFound):
-            status = 502  # the git remote failed us, not the caller
-        else:
-            status = 422
-        return error_response(status, str(exc))
+        return error_response(status_of(exc), str(exc))
 
     async def crash(request: Request, exc: Exception) -> Response:
-        log.exception("request failed path=%s", request.url.path)
+        log.exception("request failed", extra=fields(path=request.url.path))
         return error_response(500, "internal error; see syncd's log")
 
     return {

@@ -24,6 +24,8 @@ from typing import Any
 from uvicorn.config import HTTP_PROTOCOLS
 from uvicorn.importer import import_from_string
 
+from syncd.logs import fields
+
 log = logging.getLogger("syncd.connections")
 
 SUMMARY_EVERY = 10.0
@@ -50,7 +52,7 @@ class Tally:
     def flush(self) -> None:
         self._flush = None
         if self._pending:
-            log.warning("%d %s in the last %.0f s", self._pending, self.what, self.every)
+            log.warning(self.what, extra=fields(count=self._pending, in_seconds=round(self.every)))
             self._pending = 0
 
 
@@ -155,17 +157,14 @@ def raise_descriptor_limit(max_connections: int) -> int:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
         except (ValueError, OSError) as e:
-            log.warning("cannot raise the open files limit from %d: %s", soft, e)
+            log.warning("cannot raise the open files limit", extra=fields(limit=soft, error=str(e)))
     if soft == resource.RLIM_INFINITY or soft >= wanted:
         return max_connections
     fits = max(16, soft - SPARE_DESCRIPTORS)
     log.warning(
-        "open files limit %d is too low for server.max_connections=%d; "
-        "taking at most %d connections (raise LimitNOFILE= or ulimit -n to %d)",
-        soft,
-        max_connections,
-        fits,
-        wanted,
+        "open files limit too low for server.max_connections, taking fewer connections"
+        " (raise LimitNOFILE= or ulimit -n)",
+        extra=fields(limit=soft, max_connections=max_connections, taking=fits, wanted=wanted),
     )
     return fits
 

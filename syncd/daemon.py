@@ -30,7 +30,7 @@ from syncd.connections import (
 )
 from syncd.console import mount_console
 from syncd.errors import ConfigError, StateUnusable, SyncdError
-from syncd.logs import register_secrets
+from syncd.logs import fields, register_secrets
 from syncd.model import Trigger
 from syncd.sdnotify import Notifier
 
@@ -41,28 +41,11 @@ STATUS_EVERY = 30.0
 EXIT_GRACE = 1.0  # after the stop deadline, for uvicorn to close and the log to flush
 
 
-def config_secrets(config: Config) -> list[str]:
-    values = [t.token.reveal() for t in config.tokens]
-    for hook in config.webhooks.values():
-        values += [s.reveal() for s in hook.secrets + hook.signing_secrets]
-    for ws in config.workspaces:
-        if ws.source.password:
-            values.append(ws.source.password.reveal())
-    if config.console.session_key:
-        values.append(config.console.session_key.reveal())
-    smtp = config.notifications.smtp
-    if smtp and smtp.password:
-        values.append(smtp.password.reveal())
-    if config.store.password:
-        values.append(config.store.password.reveal())
-    return values
-
-
 class Daemon:
     """The app plus what keeps it alive: reloads, watchdog pings, staged shutdown."""
 
     def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
-        register_secrets(config_secrets(config))
+        register_secrets(config.secret_values())
         self.app: App = build(config)
         self.notifier = notifier or Notifier()
         self._tasks: list[asyncio.Task[None]] = []
@@ -82,7 +65,9 @@ class Daemon:
         await self.app.scheduler.start(startup_sync=True)
         # 2. reload on SIGHUP and on config file changes; ping the watchdog; report status
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        # Off the main thread (the demo runs the daemon in a thread) there is no signal to
+        # take: asyncio says RuntimeError there, uvloop ValueError.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         self._tasks = [
             asyncio.create_task(self._watch_config(), name="config watch"),
@@ -91,10 +76,11 @@ class Daemon:
         ]
         self.app.ready = True
         log.info(
-            "started workspaces=%d listen=%s:%d",
-            len(self.app.config.workspaces),
-            self.app.config.server.host,
-            self.app.config.server.port,
+            "started",
+            extra=fields(
+                workspaces=len(self.app.config.workspaces),
+                listen=f"{self.app.config.server.host}:{self.app.config.server.port}",
+            ),
         )
         try:
             yield
@@ -113,7 +99,7 @@ class Daemon:
             # A run stuck past the deadline (a stalled remote) would hold the process: the
             # interpreter waits for worker threads at exit. Its store transaction has not
             # begun, or rolls back when the process ends, so ending it loses nothing.
-            log.warning("stopping with runs in flight; they are abandoned and roll back")
+            log.warning("stopping with runs in flight, they are abandoned and roll back")
             threading.Timer(EXIT_GRACE, os._exit, args=(0,)).start()
         # 3. end background tasks
         for task in self._tasks:
@@ -135,16 +121,17 @@ class Daemon:
             except ConfigError as e:
                 self.app.metrics.config_reloads.labels("error").inc()
                 log.error(
-                    "config reload refused file=%s error=%s", path, str(e).replace("\n", "; ")
+                    "config reload refused",
+                    extra=fields(file=str(path), error=str(e).replace("\n", "; ")),
                 )
                 self.notifier.ready(status="config reload refused; running config kept")
                 return False
-            register_secrets(config_secrets(config))
+            register_secrets(config.secret_values())
             before = {ws.id: ws for ws in self.app.config.workspaces}
             self.app.swap_config(config)
             await asyncio.to_thread(self._publish_states)
             self.app.metrics.config_reloads.labels("ok").inc()
-            log.info("config reloaded workspaces=%d", len(config.workspaces))
+            log.info("config reloaded", extra=fields(workspaces=len(config.workspaces)))
             # New and changed workspaces are compared at once; the others are left alone.
             for ws in config.workspaces:
                 if before.get(ws.id) != ws:
@@ -189,13 +176,13 @@ class Daemon:
                 ):
                     touched = {Path(p).resolve() for _, p in changes}
                     if touched & files or any(p.suffix in (".yaml", ".yml") for p in touched):
-                        log.info("config files changed; reloading")
+                        log.info("config files changed, reloading")
                         await self.reload()
                         break  # the set of files may have changed: watch anew
                 else:
                     return
             except (OSError, RuntimeError) as e:
-                log.warning("config watch failed error=%s; SIGHUP still reloads", e)
+                log.warning("config watch failed, SIGHUP still reloads", extra=fields(error=str(e)))
                 return
 
 
@@ -224,9 +211,9 @@ class Server(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.should_exit:
-            log.warning("second signal; exiting now (an unfinished apply rolls back)")
+            log.warning("second signal, exiting now (an unfinished apply rolls back)")
             os._exit(1)
-        log.info("signal %s; stopping", signal.Signals(sig).name)
+        log.info("stopping on signal", extra=fields(signal=signal.Signals(sig).name))
         self.daemon.app.closing = True
         self.should_exit = True
 

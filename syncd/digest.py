@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from syncd.config import WorkspaceConfig
+from syncd.config import TargetConfig, WorkspaceConfig
 from syncd.logs import scrub
 from syncd.model import Run, RunResult
 
@@ -97,6 +97,21 @@ def _failure(run: Run) -> Failure:
 def counts(run: Run) -> bool:
     """Dry runs and planned runs are not news."""
     return not run.dry_run and run.result in (RunResult.FAILED, RunResult.SUCCEEDED)
+
+
+TARGET_PREFIX = "target:"  # a target's cursor key; an e-mail address has no such prefix
+
+
+def target_watchers(
+    targets: Iterable[TargetConfig], workspaces: Sequence[WorkspaceConfig]
+) -> dict[str, list[tuple[str, WorkspaceConfig]]]:
+    """Chat and webhook targets, keyed `target:NAME`, each with the workspaces it watches."""
+    out: dict[str, list[tuple[str, WorkspaceConfig]]] = {}
+    for target in targets:
+        watched = [(target.name, ws) for ws in workspaces if target.watches(ws)]
+        if watched:
+            out[TARGET_PREFIX + target.name] = watched
+    return out
 
 
 def watchers(workspaces: Iterable[WorkspaceConfig]) -> dict[str, list[tuple[str, WorkspaceConfig]]]:
@@ -219,6 +234,19 @@ def compose(
     reports: Sequence[Report], *, from_addr: str, to: Sequence[str], now: float
 ) -> EmailMessage:
     """The digest e-mail: plain text, one section per workspace; never a secret."""
+    subject, body = text(reports, now)
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = from_addr
+    msg["To"] = ", ".join(to)
+    msg["Date"] = format_datetime(datetime.fromtimestamp(now, UTC))
+    msg["Message-ID"] = make_msgid("syncd", domain=from_addr.rpartition("@")[2] or None)
+    msg.set_content(body)
+    return msg
+
+
+def text(reports: Sequence[Report], now: float) -> tuple[str, str]:
+    """A digest's subject and plain-text body, for an e-mail or a chat or webhook target."""
     failing = [r for r in reports if r.failing]
     recovered = [r for r in reports if not r.failing]
     parts = []
@@ -230,14 +258,7 @@ def compose(
     lines = [f"syncd digest of {_iso(now)}: failed and recovered syncs since the last one.", ""]
     for report in reports:
         lines += _section(report)
-    msg = EmailMessage()
-    msg["Subject"] = "syncd: " + ", ".join(parts)
-    msg["From"] = from_addr
-    msg["To"] = ", ".join(to)
-    msg["Date"] = format_datetime(datetime.fromtimestamp(now, UTC))
-    msg["Message-ID"] = make_msgid("syncd", domain=from_addr.rpartition("@")[2] or None)
-    msg.set_content(scrub("\n".join(lines)) + "\n")
-    return msg
+    return scrub("syncd: " + ", ".join(parts)), scrub("\n".join(lines)) + "\n"
 
 
 def _section(report: Report) -> list[str]:

@@ -29,6 +29,7 @@ from syncd.errors import (
     SyncdError,
 )
 from syncd.git import FileChange, Remote, TreeEntry
+from syncd.logs import fields
 from syncd.model import (
     LiveStep,
     Mode,
@@ -101,7 +102,7 @@ class Observers:
             try:
                 observer.run_finished(ws, run, plan, state, seconds)
             except Exception:  # the run is recorded: one observer's failure must not undo that
-                log.exception("observer failed workspace=%s run=%s", ws.id, run.id)
+                log.exception("observer failed", extra=fields(workspace=ws.id, run=run.id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +200,10 @@ class Engine:
                     except ApplyConflict as e:
                         if attempt == APPLY_ATTEMPTS:
                             raise
-                        log.info("apply conflict, planning again workspace=%s error=%s", ws.id, e)
+                        log.info(
+                            "apply conflict, planning again",
+                            extra=fields(workspace=ws.id, error=str(e)),
+                        )
                         state = self.store.state(ws.id)
             except SyncdError as e:
                 state = self._fail(run, reading, state, e)
@@ -503,7 +507,9 @@ class Engine:
         except StoreError as e:
             # The store cannot even record the failure: the run still reaches the observer
             # (metrics) and the scheduler's loop, which retries it.
-            log.error("run not recorded workspace=%s run=%s error=%s", run.workspace, run.id, e)
+            log.error(
+                "run not recorded", extra=fields(workspace=run.workspace, run=run.id, error=str(e))
+            )
         return new_state
 
     def _lock(self, ws_id: str) -> threading.Lock:

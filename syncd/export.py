@@ -31,6 +31,7 @@ from syncd.layout import (
     left_out,
     plan_files,
 )
+from syncd.logs import fields
 from syncd.model import Mode
 from syncd.refs import MODE_SUBMODULE, MODE_SYMLINK, branch_problem, short_branch
 from syncd.steps import check_sizes
@@ -164,14 +165,16 @@ def export_workspace(
     if commit is not None or not exists:
         _push(git, remote, commit or base, order.branch, heads.get(order.branch))
     log.info(
-        "export workspace=%s branch=%s base=%s commit=%s files=%d changed=%s left_out=%d",
-        ws.id,
-        order.branch,
-        base[:12],
-        (commit or base)[:12],
-        len(desired),
-        commit is not None,
-        len(skipped),
+        "export pushed",
+        extra=fields(
+            workspace=ws.id,
+            branch=order.branch,
+            base=base[:12],
+            commit=(commit or base)[:12],
+            files=len(desired),
+            changed=commit is not None,
+            left_out=len(skipped),
+        ),
     )
     return ExportResult(commit or base, order.branch, len(desired), commit is not None, skipped)
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from syncd.config import WorkspaceConfig
+from syncd.logs import fields
 from syncd.model import (
     Health,
     HealthRecord,
@@ -160,12 +161,14 @@ class HealthKeeper:
         if new.health is not old.health:
             log.log(
                 logging.WARNING if new.health is Health.DEGRADED else logging.INFO,
-                "health workspace=%s health=%s was=%s failures=%d%s",
-                new.workspace,
-                new.health,
-                old.health,
-                new.failures,
-                f" error={new.error!r}" if new.error else "",
+                "health changed",
+                extra=fields(
+                    workspace=new.workspace,
+                    health=str(new.health),
+                    was=str(old.health),
+                    failures=new.failures,
+                    error=new.error,
+                ),
             )
         if self.on_change is not None:
             self.on_change(new.workspace, new.health)

@@ -109,7 +109,10 @@ class Metrics:
             "syncd_config_reloads", "Config reloads, by result.", ["result"], registry=r
         )
         self.notifications = Counter(
-            "syncd_notifications_sent", "Digest e-mails, by result.", ["result"], registry=r
+            "syncd_notifications_sent",
+            "Digest messages, by result and channel (email, target).",
+            ["result", "channel"],
+            registry=r,
         )
         # Replicas: one series each on this replica's own /metrics; a scrape of every replica
         # tells them apart by the `replica` label (host-pid-random, new at each start).
@@ -129,7 +132,8 @@ class Metrics:
                 self.git_ops.labels(op, result)
         for result in ("ok", "error"):
             self.config_reloads.labels(result)
-            self.notifications.labels(result)
+            for channel in ("email", "target"):
+                self.notifications.labels(result, channel)
 
     def set_replica(self, replica_id: str, held: Callable[[], int] | None = None) -> None:
         self.replica_info.labels(replica_id).set(1)

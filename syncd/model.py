@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
+from syncd.times import rfc3339, rfc3339_or_none
+
 # Stateless: encode() keeps nothing between calls.
 _CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 # What that encoder writes a str with (ensure_ascii=False): json's C function where it exists.
@@ -136,7 +138,7 @@ class LiveStep:
             "valid": self.content.valid,
             "version": self.version,
             "content_hash": self.content_hash,
-            "updated_at": self.updated_at,
+            "updated_at": rfc3339(self.updated_at),
             "origin": str(self.origin),
         }
 
@@ -217,8 +219,8 @@ class Run:
             "created": self.created,
             "updated": self.updated,
             "deleted": self.deleted,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
+            "started_at": rfc3339(self.started_at),
+            "finished_at": rfc3339_or_none(self.finished_at),
             "error": self.error,
             "dry_run": self.dry_run,
         }
@@ -267,7 +269,7 @@ class HealthRecord:
     def to_dict(self) -> dict[str, Any]:
         return {
             "status": str(self.health),
-            "since": self.since,
+            "since": rfc3339_or_none(self.since),
             "error": self.error,
             "failures": self.failures,
         }

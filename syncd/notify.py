@@ -1,4 +1,6 @@
-"""E-mail digests of failed syncs: one per recipient per `notifications.interval`.
+"""Digests of failed syncs: one e-mail per recipient, and one message per chat or webhook
+target (`syncd.targets`), per `notifications.interval`. A target is one more recipient, with
+its own cursor (key `target:NAME`); what is said below of recipients holds for targets too.
 
 The queue is the runs table itself, which each sync writes atomically, so a crash loses
 nothing. One meta row, `notify.state`, says how far each recipient has been told: its cursor (a
@@ -27,14 +29,27 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from email.message import EmailMessage
 
-from syncd import retry
-from syncd.config import Config, SmtpConfig
-from syncd.digest import State, compose, counts, plan, watchers
-from syncd.logs import scrub
+from syncd import retry, targets
+from syncd.config import Config, SmtpConfig, TargetConfig
+from syncd.digest import (
+    TARGET_PREFIX,
+    Addressee,
+    Digest,
+    Report,
+    State,
+    compose,
+    counts,
+    plan,
+    target_watchers,
+    text,
+    watchers,
+)
+from syncd.logs import fields, scrub
 from syncd.metrics import Metrics
 from syncd.model import Run
 from syncd.retry import Policy
 from syncd.store import Store
+from syncd.targets import TargetFailed
 
 log = logging.getLogger("syncd.notify")
 
@@ -131,12 +146,14 @@ class Digester:
         clock: Callable[[], float] = time.time,
         *,
         attempt_policy: Policy = retry.SMTP_ATTEMPT,
+        target_policy: Policy = retry.TARGET_ATTEMPT,
     ) -> None:
         self.store = store
         self.config = config
         self.metrics = metrics
         self.clock = clock
         self.attempt_policy = attempt_policy
+        self.target_policy = target_policy
         self._halt = threading.Event()
         self._lock = threading.Lock()
 
@@ -147,7 +164,7 @@ class Digester:
             try:
                 delay = await asyncio.to_thread(self._first_delay)
             except Exception as e:  # a store error: the ticks will try again
-                log.error("digest state unreadable error=%s", e)
+                log.error("digest state unreadable", extra=fields(error=str(e)))
                 delay = self.config().notifications.interval
             while not stop.is_set():
                 try:
@@ -159,7 +176,7 @@ class Digester:
                 try:
                     await asyncio.to_thread(self.tick)
                 except Exception as e:  # a store error: try again at the next tick
-                    log.error("digest tick failed error=%s", e)
+                    log.error("digest tick failed", extra=fields(error=str(e)))
                 interval = self.config().notifications.interval
                 delay = max(0.0, interval - (time.monotonic() - started))
         finally:
@@ -179,7 +196,7 @@ class Digester:
         return min(interval, max(0.0, state.ticked_at + interval - self.clock()))
 
     def tick(self) -> int:
-        """Send the digests due now; return how many e-mails the server accepted."""
+        """Send the digests due now; return how many e-mails and target messages went out."""
         with self._lock:
             return self._tick()
 
@@ -189,11 +206,15 @@ class Digester:
         now = self.clock()
         until = now - min(SETTLE, config.notifications.interval / 2)
         state = self._load(now)
-        # No SMTP, no addresses (the config refuses one without the other).
-        watched = watchers(config.workspaces) if smtp else {}
+        # No SMTP, no addresses (the config refuses one without the other). Targets' keys
+        # (`target:NAME`) cannot be addresses, so both kinds share the state.
+        watched = {
+            **(watchers(config.workspaces) if smtp else {}),
+            **target_watchers(config.notifications.targets, config.workspaces),
+        }
         state.follow(watched)
         cursors = [c.at for c in state.cursors.values()]
-        if smtp is None or not cursors or min(cursors) >= until:
+        if not cursors or min(cursors) >= until:
             state.watermark, state.ticked_at = max(state.watermark, until), now
             self._save(state)
             return 0
@@ -203,10 +224,19 @@ class Digester:
         # 2. what each recipient is told; the recipients with nothing to tell move on now
         todo = plan(watched, state.cursors, runs, until)
         state.cursors.update(todo.told)
-        # 3. send, moving each recipient's cursor as soon as the server has its e-mail
+        # 3. send, moving each recipient's cursor as soon as the server has its message
+        mail, posts = _split(todo.digests)
+        sent = self._mail(smtp, mail, state, now) if smtp is not None else 0
+        sent += self._post_all(config.notifications.targets, posts, state, now)
+        state.watermark, state.ticked_at = max(state.watermark, until), now
+        self._save(state)
+        return sent
+
+    def _mail(self, smtp: SmtpConfig, digests: Sequence[Digest], state: State, now: float) -> int:
+        """The e-mails, over one SMTP session; return how many the server accepted."""
         sent, session = 0, _Session(smtp)
         try:
-            for done, digest in enumerate(todo.digests):
+            for done, digest in enumerate(digests):
                 if self._halt.is_set():
                     break  # stopping: the rest stays pending and goes out after the restart
                 to = digest.to
@@ -220,23 +250,83 @@ class Digester:
                         state.cursors[addressee.key] = addressee.after
                 self._save(state)
                 sent += bool(accepted)
-                self._count("error" if error else "ok")
+                self._count("error" if error else "ok", "email")
                 if error is None:
-                    log.info("digest sent to=%s workspaces=%d", ",".join(to), len(digest.reports))
+                    log.info(
+                        "digest sent",
+                        extra=fields(to=",".join(to), workspaces=len(digest.reports)),
+                    )
                     continue
-                log.error("digest not sent to=%s error=%s", ",".join(to), _describe(error))
+                log.error("digest not sent", extra=fields(to=",".join(to), error=_describe(error)))
                 if given_up:
-                    log.error("digest recipients refused for good to=%s", ",".join(given_up))
+                    log.error(
+                        "digest recipients refused for good", extra=fields(to=",".join(given_up))
+                    )
                 if _server_wide(error):
                     # The other e-mails would fail alike: count them, leave them pending.
-                    for _ in range(len(todo.digests) - done - 1):
-                        self._count("error")
+                    for _ in range(len(digests) - done - 1):
+                        self._count("error", "email")
                     break
         finally:
             session.close()
-        state.watermark, state.ticked_at = max(state.watermark, until), now
-        self._save(state)
         return sent
+
+    def _post_all(
+        self,
+        configured: Sequence[TargetConfig],
+        posts: Sequence[tuple[Addressee, tuple[Report, ...]]],
+        state: State,
+        now: float,
+    ) -> int:
+        """One message per chat or webhook target; a target that fails keeps its cursor, so
+        its message goes out at a later tick. Return how many were taken."""
+        by_name = {t.name: t for t in configured}
+        sent = 0
+        for addressee, reports in posts:
+            if self._halt.is_set():
+                break
+            target = by_name[addressee.address]
+            subject, body = text(reports, now)
+            failing = any(r.failing for r in reports)
+            try:
+                self._post(target, subject, body, failing)
+            except _Halted:
+                break
+            except TargetFailed as e:
+                self._count("error", "target")
+                log.error(
+                    "notification not sent",
+                    extra=fields(target=target.name, workspaces=len(reports), error=str(e)),
+                )
+                continue
+            state.cursors[addressee.key] = addressee.after
+            self._save(state)
+            sent += 1
+            self._count("ok", "target")
+            log.info("notification sent", extra=fields(target=target.name, workspaces=len(reports)))
+        return sent
+
+    def _post(self, target: TargetConfig, subject: str, body: str, failing: bool) -> None:
+        """Post with retries under the target policy; raises TargetFailed."""
+
+        def on_retry(attempt: int, error: BaseException | None) -> None:
+            log.warning(
+                "notification retry",
+                extra=fields(target=target.name, attempt=attempt, error=str(error)),
+            )
+
+        def once() -> None:
+            try:
+                targets.send(target.url.reveal(), subject, body, failure=failing)
+            except TargetFailed:
+                raise
+            except Exception as e:  # its message may quote the URL: only its type is kept
+                raise TargetFailed(f"{type(e).__name__} while sending") from None
+
+        attempts = retry.attempts(
+            self.target_policy, lambda e: isinstance(e, TargetFailed), on_retry, sleep=self._sleep
+        )
+        attempts(once)
 
     def _deliver(
         self, session: _Session, msg: EmailMessage, to: Sequence[str]
@@ -247,7 +337,9 @@ class Digester:
 
         def on_retry(attempt: int, error: BaseException | None) -> None:
             described = None if error is None else _describe(error)
-            log.warning("digest retry to=%s attempt=%d error=%s", ",".join(to), attempt, described)
+            log.warning(
+                "digest retry", extra=fields(to=",".join(to), attempt=attempt, error=described)
+            )
 
         attempts = retry.attempts(
             self.attempt_policy, lambda e: not _permanent(e), on_retry, sleep=self._sleep
@@ -296,7 +388,7 @@ class Digester:
             try:
                 return State.load(text)
             except (ValueError, KeyError, TypeError) as e:
-                log.error("digest state unreadable, starting afresh error=%s", e)
+                log.error("digest state unreadable, starting afresh", extra=fields(error=str(e)))
         # First start: look one interval back, and write it down at once, so that failures
         # between now and a crash before the first tick are still sent after the restart.
         state = State(watermark=now - self.config().notifications.interval)
@@ -306,9 +398,23 @@ class Digester:
     def _save(self, state: State) -> None:
         self.store.set_meta(STATE_KEY, state.dump())
 
-    def _count(self, result: str) -> None:
+    def _count(self, result: str, channel: str) -> None:
         if self.metrics is not None:
-            self.metrics.notifications.labels(result).inc()
+            self.metrics.notifications.labels(result, channel).inc()
+
+
+def _split(
+    digests: Sequence[Digest],
+) -> tuple[list[Digest], list[tuple[Addressee, tuple[Report, ...]]]]:
+    """The e-mails (recipients told the same share one), and one message per target."""
+    mail: list[Digest] = []
+    posts: list[tuple[Addressee, tuple[Report, ...]]] = []
+    for digest in digests:
+        addresses = tuple(a for a in digest.addressees if not a.key.startswith(TARGET_PREFIX))
+        if addresses:
+            mail.append(Digest(digest.reports, addresses))
+        posts += [(a, digest.reports) for a in digest.addressees if a not in addresses]
+    return mail, posts
 
 
 def _describe(error: BaseException) -> str:

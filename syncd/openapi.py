@@ -61,7 +61,8 @@ def fields(spec: str, **override: Schema) -> dict[str, Schema]:
     return out
 
 
-SECONDS = {**NUM, "description": "unix seconds"}
+TIME = {**STR, "format": "date-time", "description": "RFC 3339, UTC"}
+TIME_OR_NULL = nullable(TIME)
 SCHEMAS: dict[str, Schema] = {
     "Error": obj(
         fields("error:str detail", detail={"description": "any JSON value; often null"}),
@@ -71,11 +72,11 @@ SCHEMAS: dict[str, Schema] = {
     "Status": enum("Synced", "OutOfSync", "Unknown"),
     "HealthStatus": enum("Healthy", "Degraded", "Suspended"),
     "WorkspaceHealth": obj(
-        fields("status:HealthStatus since:num? error:str? failures:int"),
+        fields("status:HealthStatus since error:str? failures:int", since=TIME_OR_NULL),
         description="Beside the sync status: `Degraded` when the source cannot be read (auth, "
         "TLS, DNS, 5xx, timeout) or the last run failed; `Suspended` when automation applies "
         "nothing by itself (suspended, or an automatic workspace pinned to a revision). "
-        "`since` (unix seconds) is when this health began, null if never assessed; `error` "
+        "`since` (RFC 3339, UTC) is when this health began, null if never assessed; `error` "
         "is what made it Degraded; `failures` counts failed runs and source reads in a row.",
     ),
     "Trigger": enum("webhook", "poll", "manual", "drift", "startup"),
@@ -94,7 +95,7 @@ SCHEMAS: dict[str, Schema] = {
         fields(
             "id:str name:str content:StepContent enabled:bool valid:bool version:int"
             " content_hash:str updated_at origin:Origin",
-            updated_at=SECONDS,
+            updated_at=TIME,
         ),
         description="A live step, as the workspace holds it. `content_hash` is the sha256 of "
         "the canonical JSON of `content`.",
@@ -118,10 +119,11 @@ SCHEMAS: dict[str, Schema] = {
     "Run": obj(
         fields(
             "id:str workspace:str trigger:Trigger revision:str? result:RunResult created:int"
-            " updated:int deleted:int started_at finished_at:num? error:str? dry_run:bool",
-            started_at=SECONDS,
+            " updated:int deleted:int started_at finished_at error:str? dry_run:bool",
+            started_at=TIME,
+            finished_at=TIME_OR_NULL,
         ),
-        description="One sync attempt; times are unix seconds. `created`, `updated` and "
+        description="One sync attempt; times are RFC 3339 in UTC. `created`, `updated` and "
         "`deleted` count the run's plan: applied (succeeded) or only planned (planned, dry run); "
         "0 for a failed run.",
     ),
@@ -135,9 +137,10 @@ SCHEMAS: dict[str, Schema] = {
     "SyncResult": obj(
         fields(
             "id:str workspace:str trigger:Trigger revision:str? result:RunResult created:int"
-            " updated:int deleted:int started_at finished_at:num? error:str? dry_run:bool"
+            " updated:int deleted:int started_at finished_at error:str? dry_run:bool"
             " suspended:bool pinned_revision:str?",
-            started_at=SECONDS,
+            started_at=TIME,
+            finished_at=TIME_OR_NULL,
         ),
         description="The finished run (as `Run`), and the workspace after it: `suspended` "
         "when its automation applies nothing by itself (a pinned sync of an automatic "
@@ -174,10 +177,10 @@ SCHEMAS: dict[str, Schema] = {
             " source_reachable:bool? last_error:str? webhook_last_seen"
             " webhooks_unused:str[] invalid_steps:str[] disabled_steps:str[]"
             " changed_outside_git:str[]",
-            webhook_last_seen={"type": "object", "additionalProperties": nullable(NUM)},
+            webhook_last_seen={"type": "object", "additionalProperties": TIME_OR_NULL},
         ),
         description="`source_reachable` is null before the first run; `webhook_last_seen` "
-        "maps each configured provider to unix seconds, or null if never seen; "
+        "maps each configured provider to an RFC 3339 time, or null if never seen; "
         "`webhooks_unused` names each configured secret (`provider: env VAR` or "
         "`provider: file PATH`, never its value) that no delivery has used since start.",
     ),
@@ -225,8 +228,8 @@ SCHEMAS: dict[str, Schema] = {
     "Replica": obj(
         {
             **fields("id:str host:str pid:int"),
-            "started_at": SECONDS,
-            "last_seen": SECONDS,
+            "started_at": TIME,
+            "last_seen": TIME,
             **fields("alive:bool holds:str[] this:bool"),
         },
         description="`alive`: its heartbeat (every 2 s) is under 6 s old; `holds`: the "

@@ -45,6 +45,7 @@ from syncd.layout import (
 )
 from syncd.model import StepContent
 from syncd.steps import SUFFIX, check_sizes
+from syncd.times import parse_time
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 ALOMA_FILE = ".aloma.yaml"
@@ -335,7 +336,7 @@ def _step(ws_id: str, doc: dict[str, Any]) -> PulledStep:
         name=doc["name"],
         content=StepContent.from_dict(content),
         version=int(doc.get("version", 0)),
-        updated_at=float(doc.get("updated_at", 0.0)),
+        updated_at=parse_time(doc.get("updated_at", 0.0)),
     )
 
 

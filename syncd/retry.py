@@ -10,8 +10,9 @@ Three layers retry, each for a reason the others cannot serve:
   from outside: a rotated password file or a restored account.
 - **Polling** stretches the interval of a remote that keeps failing (`POLL`), so a remote that
   is down is not asked every few seconds by every replica.
-- **One network attempt** (a git ls-remote, fetch or push; an SMTP send) is repeated a few
-  times within seconds (`GIT_ATTEMPT`, `SMTP_ATTEMPT`): a dropped connection or a greylisting
+- **One network attempt** (a git ls-remote, fetch or push; an SMTP send; a post to a chat or
+  webhook target) is repeated a few times within seconds (`GIT_ATTEMPT`, `SMTP_ATTEMPT`,
+  `TARGET_ATTEMPT`): a dropped connection or a greylisting
   server is common and short, and failing the whole run (or the whole digest) for it would
   make every blip a recorded failure and an e-mail. These attempts are bounded in count and
   time, so the loop above still sees every failure that lasts. A refused login, a TLS error
@@ -45,6 +46,9 @@ RUN = Policy(base=5.0, cap=300.0)
 POLL = Policy(base=0.0, cap=600.0)  # base: the workspace's own poll interval
 GIT_ATTEMPT = Policy(base=0.5, cap=10.0, attempts=4)
 SMTP_ATTEMPT = Policy(base=1.0, cap=30.0, attempts=4)
+# A chat or webhook target (Slack, Teams, a JSON webhook): a 429 or a 5xx is usually short.
+# A message still refused after these waits for the next digest tick, its cursor unmoved.
+TARGET_ATTEMPT = Policy(base=2.0, cap=30.0, attempts=3)
 
 
 def attempts(

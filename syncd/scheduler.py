@@ -29,6 +29,7 @@ from syncd.engine import Engine, Outcome
 from syncd.errors import GitError, NotFound, SyncdError
 from syncd.git import remote_key
 from syncd.health import HealthKeeper
+from syncd.logs import fields
 from syncd.model import Mode, RunResult, Status, SyncState, Trigger, automation_suspended
 from syncd.refs import short_branch
 from syncd.replicas import Claimed, Coordinator, LocalCoordinator
@@ -184,12 +185,15 @@ class Scheduler:
             except SyncdError as e:
                 # Each workspace's own run will try again and record the failure as before.
                 log.warning(
-                    "startup fetch failed remote=%s error=%s", redact_url(group[0].source.url), e
+                    "startup fetch failed",
+                    extra=fields(remote=redact_url(group[0].source.url), error=str(e)),
                 )
             except Exception:
                 # Not the remote's fault (a full disk): the runs meet it too and record it;
                 # an exception out of here would leave every other remote's workspaces out.
-                log.exception("startup fetch crashed remote=%s", redact_url(group[0].source.url))
+                log.exception(
+                    "startup fetch crashed", extra=fields(remote=redact_url(group[0].source.url))
+                )
         for ws in group:
             # A branch the remote lacks: the run resolves it itself and says so.
             self._request_quietly(ws.id, Trigger.STARTUP, heads.get(short_branch(ws.source.branch)))
@@ -458,7 +462,7 @@ class Scheduler:
                         if not w.done():
                             w.set_exception(e)
                     if not isinstance(e, ShuttingDown):
-                        log.exception("sync crashed workspace=%s run=%s", ws_id, req.run_id)
+                        log.exception("sync crashed", extra=fields(workspace=ws_id, run=req.run_id))
                         # Nothing was recorded (a locked store, say), so nothing else will
                         # ask again: retried as a transient failure is.
                         self._retry_later(ws_id, slot, req)
@@ -477,7 +481,10 @@ class Scheduler:
             if not self.accepting:
                 # Queued behind the parallelism bound when the stop came: it never starts.
                 raise ShuttingDown("syncd is stopping; the run did not start")
-            log.info("sync start workspace=%s trigger=%s run=%s", ws_id, req.trigger, req.run_id)
+            log.info(
+                "sync start",
+                extra=fields(workspace=ws_id, trigger=str(req.trigger), run=req.run_id),
+            )
             outcome = await asyncio.to_thread(
                 self.engine.sync,
                 ws,
@@ -489,16 +496,22 @@ class Scheduler:
                 req.head,
             )
         run = outcome.run
-        log.info(
-            "sync end workspace=%s run=%s result=%s revision=%s created=%d updated=%d deleted=%d%s",
-            ws_id,
-            run.id,
-            run.result,
-            (run.revision or "-")[:12],
-            run.created,
-            run.updated,
-            run.deleted,
-            f" error={run.error!r}" if run.error else "",
+        # A failed sync is news for whoever watches the log: a warning, not an info line.
+        failed = run.result is RunResult.FAILED
+        log.log(
+            logging.WARNING if failed else logging.INFO,
+            "sync failed" if failed else "sync end",
+            extra=fields(
+                workspace=ws_id,
+                run=run.id,
+                trigger=str(run.trigger),
+                result=str(run.result),
+                revision=run.revision[:12] if run.revision else None,
+                created=run.created,
+                updated=run.updated,
+                deleted=run.deleted,
+                error=run.error,
+            ),
         )
         return outcome
 
@@ -523,14 +536,20 @@ class Scheduler:
         if trigger is Trigger.MANUAL:
             trigger = Trigger.POLL  # a retry is not a person asking again
         slot.retry = loop.call_later(delay, self._request_quietly, ws_id, trigger)
-        log.info("retry scheduled workspace=%s in=%.1fs failures=%d", ws_id, delay, slot.failures)
+        log.info(
+            "retry scheduled",
+            extra=fields(workspace=ws_id, delay_seconds=round(delay, 1), failures=slot.failures),
+        )
 
     def _request_quietly(self, ws_id: str, trigger: Trigger, head: str | None = None) -> None:
         """A request no one waits for (a timer, a poll): dropping it is logged, not raised."""
         try:
             self.request(ws_id, trigger, head=head)
         except (QueueFull, ShuttingDown, NotFound) as e:
-            log.info("request dropped workspace=%s trigger=%s reason=%s", ws_id, trigger, e)
+            log.info(
+                "request dropped",
+                extra=fields(workspace=ws_id, trigger=str(trigger), reason=str(e)),
+            )
 
     @staticmethod
     def _cancel_timers(slot: _Slot) -> None:
@@ -580,7 +599,8 @@ class Scheduler:
             except GitError as e:
                 failures += 1
                 log.warning(
-                    "poll failed remote=%s failures=%d error=%s", key.split("|")[0], failures, e
+                    "poll failed",
+                    extra=fields(remote=key.split("|")[0], failures=failures, error=str(e)),
                 )
                 await asyncio.to_thread(self._source_failed, self._remotes().get(key, []), e)
                 continue
@@ -588,13 +608,15 @@ class Scheduler:
                 # Not the remote's fault (a full disk, the store): this cycle is lost, the
                 # remote's polling is not; an exception out of here would end it for good.
                 failures += 1
-                log.exception("poll crashed remote=%s failures=%d", key.split("|")[0], failures)
+                log.exception(
+                    "poll crashed", extra=fields(remote=key.split("|")[0], failures=failures)
+                )
                 continue
             failures = 0
             try:
                 await self._request_moved(key, heads)
             except Exception:
-                log.exception("poll crashed remote=%s", key.split("|")[0])
+                log.exception("poll crashed", extra=fields(remote=key.split("|")[0]))
 
     async def _request_moved(self, key: str, heads: dict[str, str]) -> None:
         """Request a sync of each workspace on the remote whose branch calls for one."""
@@ -614,7 +636,7 @@ class Scheduler:
                 if self.health.source_failed(ws.id, str(error)):
                     self.engine.record_source_failure(ws, Trigger.POLL, error)
             except Exception:  # a store error: the next poll tries again
-                log.exception("recording a source failure failed workspace=%s", ws.id)
+                log.exception("recording a source failure failed", extra=fields(workspace=ws.id))
 
     async def _source_back(self, ws_id: str) -> bool:
         """A source that failed answers again: a sync ends the failure (and the digest tells

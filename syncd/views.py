@@ -9,6 +9,7 @@ from syncd.engine import Outcome, Reading
 from syncd.health import derived
 from syncd.model import HealthRecord, Run, SyncState, automation_suspended
 from syncd.replicas import ReplicaInfo
+from syncd.times import rfc3339
 from syncd.urls import redact_url
 
 
@@ -56,8 +57,8 @@ def replica_view(replica: ReplicaInfo) -> dict[str, Any]:
         "id": replica.id,
         "host": replica.host,
         "pid": replica.pid,
-        "started_at": replica.started_at,
-        "last_seen": replica.last_seen,
+        "started_at": rfc3339(replica.started_at),
+        "last_seen": rfc3339(replica.last_seen),
         "alive": replica.alive,
         "holds": list(replica.holds),
         "this": replica.this,

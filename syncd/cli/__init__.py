@@ -24,6 +24,7 @@ from syncd.apiclient import (
 from syncd.cli.commands import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from syncd.cli.parser import build_parser
 from syncd.errors import ConfigError, NotFound, StateUnusable, SyncdError
+from syncd.logs import setup_logging
 
 # Client mode: why the server could not be used, each with a code of its own.
 EXIT_BAD_SERVER, EXIT_UNREACHABLE, EXIT_UNAUTHORIZED, EXIT_FORBIDDEN, EXIT_VERSION = 4, 5, 6, 7, 8
@@ -63,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     handler: Callable[..., int] = args.handler
+    if args.command not in ("serve", "demo"):  # those set up logging of their own
+        # Warnings of in-process work, on stderr as logfmt, through the secret scrubber.
+        setup_logging("text", "warning")
     try:
         return handler(args)
     except ConfigError as e:

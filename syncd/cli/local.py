@@ -13,11 +13,16 @@ from syncd.cli.backend import View
 from syncd.config import Config, WorkspaceConfig, load_config
 from syncd.engine import Progress
 from syncd.export import parse_export_request
+from syncd.logs import register_secrets
 from syncd.views import diff_view, sync_result_view
 
 
 def load_lazy(path: Path) -> Config:
-    return load_config(path, lazy_secrets=True)
+    config = load_config(path, lazy_secrets=True)
+    # A warning logged in-process (a mirror rebuilt, a source failing) is scrubbed like the
+    # daemon's: the secrets this command could read are registered before any work starts.
+    register_secrets(config.secret_values())
+    return config
 
 
 class LocalBackend:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from syncd.cli.backend import View
+from syncd.times import parse_time
 
 
 def print_json(obj: object) -> None:
@@ -118,10 +119,15 @@ def steps(found: list[View]) -> None:
     print(f"{len(found)} steps")
 
 
-def _when(stamp: float | None) -> str:
+def _when(stamp: object) -> str:
+    """A time of an answer (RFC 3339; unix seconds from an older server) in local time."""
     if not stamp:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+    try:
+        seconds = parse_time(stamp)
+    except ValueError:
+        return str(stamp)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
 
 def runs(found: list[View]) -> None:

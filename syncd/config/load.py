@@ -14,7 +14,7 @@ from typing import Any, NoReturn, cast
 
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
-from syncd.config.checks import MISSING, At, describe
+from syncd.config.checks import MISSING, At, describe, quote, suggest
 from syncd.config.sections import Defaults, SectionParser
 from syncd.config.types import DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, Config, WorkspaceConfig
 from syncd.errors import ConfigError
@@ -101,6 +101,19 @@ class _Loader(SectionParser):
                     self.error(
                         seen[ws.id].key("notify"),
                         "sending e-mail needs notifications.smtp, which is not configured",
+                    )
+        ids = {ws.id for ws in config.workspaces}
+        for i, target in enumerate(config.notifications.targets):
+            for j, ws_id in enumerate(target.workspaces):
+                if ws_id not in ids:
+                    where = (
+                        at.key("notifications")
+                        .key("targets")
+                        .item(i, f" (name {quote(target.name)})")
+                    )
+                    self.error(
+                        where.key("workspaces").item(j),
+                        f"no workspace {quote(ws_id)}{suggest(ws_id, sorted(ids))}",
                     )
         return config
 

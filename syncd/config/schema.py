@@ -142,6 +142,15 @@ def config_schema() -> Schema:
         },
         required=("host", "from"),
     )
+    target = section(
+        {
+            "name": TEXT,
+            **secret("url"),
+            "workspaces": {"type": "array", "items": TEXT},
+            "tags": {"type": "array", "items": TEXT},
+        },
+        required=("name",),
+    )
     top = section(
         {
             "server": section(
@@ -160,7 +169,13 @@ def config_schema() -> Schema:
             "include": one_or_many(TEXT),
             "tokens": {"type": "array", "items": ref("token")},
             "webhooks": section(hooks),
-            "notifications": section({"interval": DURATION, "smtp": ref("smtp")}),
+            "notifications": section(
+                {
+                    "interval": DURATION,
+                    "smtp": ref("smtp"),
+                    "targets": {"type": "array", "items": ref("target")},
+                }
+            ),
             "defaults": section(
                 {
                     "mode": MODE,
@@ -185,7 +200,13 @@ def config_schema() -> Schema:
         "description": "See docs/configuration.md. Secrets never sit in the file: each is named "
         "by X_env (an environment variable) or X_file (a file).",
         **top,
-        "$defs": {"source": source, "workspace": workspace, "token": token, "smtp": smtp},
+        "$defs": {
+            "source": source,
+            "workspace": workspace,
+            "token": token,
+            "smtp": smtp,
+            "target": target,
+        },
     }
 
 

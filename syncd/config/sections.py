@@ -29,6 +29,7 @@ from syncd.config.types import (
     SmtpConfig,
     SourceConfig,
     StoreConfig,
+    TargetConfig,
     TlsMode,
     TokenConfig,
     UnresolvedSecret,
@@ -36,6 +37,7 @@ from syncd.config.types import (
     WorkspaceConfig,
 )
 from syncd.model import WEBHOOK_PROVIDERS, Mode
+from syncd.targets import url_problem
 
 _WORKSPACE_KEYS = (
     "id",
@@ -51,6 +53,7 @@ _WORKSPACE_KEYS = (
 )
 _SOURCE_KEYS = ("url", "branch", "path", "username", "password_env", "password_file", "ca_file")
 _DEFAULTS_KEYS = ("mode", "branch", "path", "poll_interval", "max_deletes")
+_TARGET_KEYS = ("name", "url_env", "url_file", "workspaces", "tags")
 _SMTP_KEYS = ("host", "port", "tls", "from", "username", "password_env", "password_file", "timeout")
 _TLS_PORTS: Mapping[str, int] = MappingProxyType({"none": 25, "starttls": 587, "tls": 465})
 
@@ -252,14 +255,45 @@ class SectionParser(SecretReader):
         return MappingProxyType(hooks)
 
     def notifications(self, at: At, value: Any, base_dir: Path) -> NotificationsConfig:
-        section = self.mapping(at, value, ("interval", "smtp")) or {}
+        section = self.mapping(at, value, ("interval", "smtp", "targets")) or {}
         interval = self.duration(at.key("interval"), section.get("interval"), 900.0)
         if interval == 0:
             self.error(at.key("interval"), "must be more than 0")
         smtp = None
         if section.get("smtp") is not None:
             smtp = self.smtp(at.key("smtp"), section["smtp"], base_dir)
-        return NotificationsConfig(interval=interval, smtp=smtp)
+        targets = self.targets(at.key("targets"), section.get("targets"), base_dir)
+        return NotificationsConfig(interval=interval, smtp=smtp, targets=targets)
+
+    def targets(self, at: At, value: Any, base_dir: Path) -> tuple[TargetConfig, ...]:
+        targets: list[TargetConfig] = []
+        names: set[str] = set()
+        for i, item in enumerate(self.items(at, value)):
+            before = len(self.problems)
+            name_value = item.get("name") if isinstance(item, dict) else None
+            label = f" (name {quote(name_value)})" if isinstance(name_value, str) else ""
+            item_at = at.item(i, label)
+            section = self.mapping(item_at, item, _TARGET_KEYS, required=("name",))
+            if section is None:
+                continue
+            name = self.string(item_at.key("name"), section.get("name"))
+            if name in names:
+                self.error(item_at.key("name"), f"duplicate target name {quote(name)}")
+            names.add(name)
+            url = self.secret(item_at, section, "url", base_dir, required=True)
+            # A secret this process cannot read (a CLI without the daemon's secrets) is not
+            # checked here; the daemon, which reads it, checks it.
+            if url is not None and not isinstance(url, UnresolvedSecret):
+                problem = url_problem(url.reveal())
+                if problem is not None:
+                    # Named by the key that holds it: the URL itself is a secret.
+                    key = "url_env" if section.get("url_env") is not None else "url_file"
+                    self.error(item_at.key(key), f"{problem} (URL not shown)")
+            workspaces = self.str_list(item_at.key("workspaces"), section.get("workspaces"))
+            tags = self.str_list(item_at.key("tags"), section.get("tags"))
+            if len(self.problems) == before and url is not None:
+                targets.append(TargetConfig(name, url, tuple(workspaces), tuple(tags)))
+        return tuple(targets)
 
     def smtp(self, at: At, value: Any, base_dir: Path) -> SmtpConfig | None:
         section = self.mapping(at, value, _SMTP_KEYS, required=("host", "from"))

@@ -122,9 +122,27 @@ class SmtpConfig:
 
 
 @dataclass(frozen=True)
+class TargetConfig:
+    """A chat or webhook target: its URL (apprise's form) is a secret, it often holds a token.
+    With no `workspaces` and no `tags` it watches every workspace; otherwise those named and
+    those with one of the tags."""
+
+    name: str
+    url: Secret
+    workspaces: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    def watches(self, ws: WorkspaceConfig) -> bool:
+        if not self.workspaces and not self.tags:
+            return True
+        return ws.id in self.workspaces or any(tag in self.tags for tag in ws.tags)
+
+
+@dataclass(frozen=True)
 class NotificationsConfig:
     interval: float = 900.0
     smtp: SmtpConfig | None = None
+    targets: tuple[TargetConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -210,3 +228,18 @@ class Config:
             if ws.id == ws_id:
                 return ws
         raise NotFound(f"workspace {ws_id!r} is not configured")
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process could read, for the log scrubber. Never logged itself;
+        a secret this process cannot read (lazy loading) has no value to hide."""
+        secrets: list[Secret | None] = [t.token for t in self.tokens]
+        for hook in self.webhooks.values():
+            secrets += [*hook.secrets, *hook.signing_secrets]
+        secrets += [ws.source.password for ws in self.workspaces]
+        secrets.append(self.console.session_key)
+        secrets.append(self.notifications.smtp.password if self.notifications.smtp else None)
+        secrets += [t.url for t in self.notifications.targets]
+        secrets.append(self.store.password)
+        return [
+            s.reveal() for s in secrets if s is not None and not isinstance(s, UnresolvedSecret)
+        ]

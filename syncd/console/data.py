@@ -14,6 +14,7 @@ from syncd.app import App
 from syncd.config import WorkspaceConfig
 from syncd.console import pages
 from syncd.errors import SyncdError
+from syncd.times import parse_time
 
 EVENT_INTERVAL = 1.0  # seconds between looks at the store for a live page
 STREAM_SECONDS = 300.0  # a stream ends after this; the browser reconnects on its own
@@ -67,5 +68,10 @@ async def stream(rt: App, token_name: str, only: str | None) -> AsyncIterator[st
         await asyncio.sleep(EVENT_INTERVAL)
 
 
-def datetime_text(seconds: float) -> str:
+def datetime_text(when: object) -> str:
+    """A time of a view (RFC 3339, or unix seconds) as the pages show it."""
+    try:
+        seconds = parse_time(when)
+    except ValueError:
+        return str(when)
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncd.model import Plan, StepChange
+from syncd.times import parse_time
 from syncd.urls import commit_url
 
 MAX_CHANGES = 200  # changes shown on a workspace's page; the API's diff has them all
@@ -20,9 +21,14 @@ def short(sha: str | None) -> str:
     return sha[:10] if sha else ""
 
 
-def age(seconds: float | None, now: float) -> str:
-    """`12 s ago`, `5 min ago`, `3 h ago`, `2 d ago`; empty for no time."""
-    if seconds is None:
+def age(when: float | str | None, now: float) -> str:
+    """`12 s ago`, `5 min ago`, `3 h ago`, `2 d ago`; empty for no time. `when` is unix
+    seconds or an RFC 3339 time as the views give it."""
+    if when is None:
+        return ""
+    try:
+        seconds = parse_time(when)
+    except ValueError:
         return ""
     ago = max(0.0, now - seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
@@ -48,7 +54,8 @@ def row(view: dict[str, Any], now: float) -> dict[str, Any]:
     """One workspace as the table and the live events show it."""
     last = view.get("last_run") or None
     applied = view.get("last_applied_revision")
-    when = (last.get("finished_at") or last.get("started_at")) if last else None
+    stamp = (last.get("finished_at") or last.get("started_at")) if last else None
+    when = parse_time(stamp) if stamp is not None else None  # unix seconds, for the live ages
     return {
         "id": view["id"],
         "name": view["name"],

@@ -29,6 +29,7 @@ from syncd.demo.http_backend import (
     git_exec_path,
     run_git,
 )
+from syncd.logs import fields
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class GitServer:
             target=self._httpd.serve_forever, name=f"gitserver-{self.port}", daemon=True
         )
         self._thread.start()
-        log.debug("gitserver started url=%s root=%s", self.base_url, self.root)
+        log.debug("gitserver started", extra=fields(url=self.base_url, root=str(self.root)))
 
     def stop(self) -> None:
         # Stop accepting, close the listening socket.

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import unquote
 
+from syncd.logs import fields
+
 log = logging.getLogger("syncd.demo.gitserver")
 
 REALM = "syncd-test-git"
@@ -65,7 +67,7 @@ class TLSServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients that drop connections or refuse our certificate are nothing to report.
-        log.debug("gitserver connection error client=%s", client_address, exc_info=True)
+        log.debug("gitserver connection error", extra=fields(client=client_address), exc_info=True)
 
 
 class GitRequestHandler(BaseHTTPRequestHandler):
@@ -82,7 +84,7 @@ class GitRequestHandler(BaseHTTPRequestHandler):
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("gitserver %s", format % args)
+        log.debug("gitserver request", extra=fields(line=format % args))
 
     def do_GET(self) -> None:
         self._serve()
@@ -165,7 +167,7 @@ class GitRequestHandler(BaseHTTPRequestHandler):
             self._stream_response(status, headers, proc.stdout)
         except (OSError, ValueError):
             self.close_connection = True
-            log.debug("gitserver backend exchange failed path=%s", path, exc_info=True)
+            log.debug("gitserver backend exchange failed", extra=fields(path=path), exc_info=True)
         finally:
             if proc.poll() is None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -284,7 +286,9 @@ def _read_cgi_headers(out: IO[bytes]) -> tuple[int, list[tuple[str, str]]]:
 
 def _log_stderr(err: IO[bytes]) -> None:
     for line in err:
-        log.debug("git-http-backend: %s", line.decode("utf-8", "replace").rstrip())
+        log.debug(
+            "git-http-backend said", extra=fields(line=line.decode("utf-8", "replace").rstrip())
+        )
     err.close()
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pygit2
 
+from syncd.logs import fields
+
 log = logging.getLogger(__name__)
 
 MAX_MIRROR_PACKS = 16  # each fetch adds a pack; past this many the mirror is repacked into one
@@ -32,7 +34,7 @@ def open_mirror(path: Path) -> pygit2.Repository:
             reason = "not a bare repository"
         except pygit2.GitError as e:
             reason = str(e)
-        log.warning("mirror unreadable, rebuilding path=%s error=%s", path, reason)
+        log.warning("mirror unreadable, rebuilding", extra=fields(path=str(path), error=reason))
         wipe(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return pygit2.init_repository(str(path), bare=True)
@@ -54,7 +56,7 @@ def compact(repo: pygit2.Repository, path: Path) -> None:
     for pack in packs:
         for suffix in (".pack", ".idx", ".rev", ".keep", ".mtimes"):
             pack.with_suffix(suffix).unlink(missing_ok=True)
-    log.info("mirror repacked path=%s packs=%d", path, len(packs))
+    log.info("mirror repacked", extra=fields(path=str(path), packs=len(packs)))
 
 
 def check_refs(repo: pygit2.Repository) -> None:

@@ -49,6 +49,7 @@ from syncd.git.mirrors import (
 )
 from syncd.git.tls import Trust, diagnose_tls
 from syncd.git.trees import FileChange, TreeEntry
+from syncd.logs import fields
 from syncd.refs import HEADS, head_ref, is_full_sha
 from syncd.steps import MAX_FILE_BYTES
 from syncd.urls import normalize_repo_url, redact_url
@@ -134,7 +135,9 @@ class GitSource:
                         raise GitError(
                             f"fetch {redact_url(remote.url)}: mirror unusable: {e}"
                         ) from e
-                    log.warning("mirror corrupt, rebuilding path=%s error=%s", path, e)
+                    log.warning(
+                        "mirror corrupt, rebuilding", extra=fields(path=str(path), error=str(e))
+                    )
                     wipe(path)
         raise AssertionError("unreachable")
 
@@ -336,7 +339,9 @@ class GitSource:
             path = self.mirror_path(remote)
             with self._guard:
                 self._suspect.add(path)
-            log.warning("mirror read failed, will rebuild path=%s error=%s", path, e)
+            log.warning(
+                "mirror read failed, will rebuild", extra=fields(path=str(path), error=str(e))
+            )
             raise GitError(
                 f"read mirror of {redact_url(remote.url)}: {_scrub(str(e), remote)}"
             ) from e
@@ -349,11 +354,8 @@ class GitSource:
 
         def on_retry(attempt: int, error: BaseException | None) -> None:
             log.info(
-                "git retry op=%s url=%s attempt=%d error=%s",
-                op,
-                redact_url(remote.url),
-                attempt,
-                error,
+                "git retry",
+                extra=fields(op=op, url=redact_url(remote.url), attempt=attempt, error=error),
             )
 
         retrying = retry.attempts(
@@ -398,7 +400,7 @@ class GitSource:
         try:
             self._observer(op, result, time.monotonic() - started)
         except Exception:
-            log.exception("git observer failed op=%s", op)
+            log.exception("git observer failed", extra=fields(op=op))
 
 
 class _Callbacks(pygit2.RemoteCallbacks):

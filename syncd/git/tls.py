@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import pygit2
 
 from syncd.errors import GitError
+from syncd.logs import fields
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,9 @@ class Trust:
         tmp = self._bundle.with_suffix(f".tmp{os.getpid()}")
         tmp.write_bytes(b"\n".join(p.rstrip(b"\n") + b"\n" for p in parts))
         os.replace(tmp, self._bundle)
-        log.info("ca bundle written path=%s extra_cas=%d", self._bundle, len(self._extra))
+        log.info(
+            "ca bundle written", extra=fields(path=str(self._bundle), extra_cas=len(self._extra))
+        )
 
 
 # libgit2 keeps every pack file it has read open, process-wide, without limit by default: a

@@ -20,6 +20,7 @@ from typing import Protocol
 from syncd import webhooks
 from syncd.config import Config
 from syncd.errors import SyncdError
+from syncd.logs import fields
 from syncd.model import Trigger
 from syncd.scheduler import QueueFull, ShuttingDown, Ticket
 from syncd.urls import normalize_repo_url
@@ -225,10 +226,12 @@ class Intake:
         outcome = Outcome.ACCEPTED if matched else Outcome.UNMATCHED
         # Pushes that match nothing are most of a busy host's webhooks: not worth a log line each.
         (log.info if matched else log.debug)(
-            "webhook provider=%s delivery=%s matched=%s",
-            provider,
-            (event.delivery or "-")[:64],
-            ",".join(matched) or "-",
+            "webhook",
+            extra=fields(
+                provider=provider,
+                delivery=(event.delivery or "-")[:64],
+                matched=",".join(matched) or "-",
+            ),
         )
         return self._counted(Receipt(provider, outcome, matched, queued, event.delivery))
 

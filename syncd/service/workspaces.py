@@ -29,6 +29,7 @@ from syncd.model import (
 )
 from syncd.scheduler import Scheduler, Ticket
 from syncd.store import Store
+from syncd.times import rfc3339_or_none
 from syncd.views import workspace_view
 
 
@@ -178,7 +179,7 @@ class Workspaces:
         live = self.store.live_steps(ws.id)
         hooks = self.config.webhooks
         seen = self.activity
-        provider_seen = {p: seen.webhook_last_seen.get(p) for p in hooks}
+        provider_seen = {p: rfc3339_or_none(seen.webhook_last_seen.get(p)) for p in hooks}
         # Each configured secret, named by where it comes from (never its value), and whether a
         # delivery ever used it: an unused one after a rotation can be removed.
         unused = [

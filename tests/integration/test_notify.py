@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from syncd.config import Config, load_config
 from syncd.digest import Report, compose, summarize
-from syncd.logs import register_secrets
+from syncd.logs import FIELDS, register_secrets
 from syncd.metrics import Metrics
 from syncd.model import Run, RunResult, SyncState, Trigger
 from syncd.notify import STATE_KEY, Digester
@@ -185,7 +185,9 @@ def record(
 
 
 def sent(metrics: Metrics, result: str) -> float:
-    value = metrics.registry.get_sample_value("syncd_notifications_sent_total", {"result": result})
+    value = metrics.registry.get_sample_value(
+        "syncd_notifications_sent_total", {"result": result, "channel": "email"}
+    )
     return value or 0.0
 
 
@@ -360,10 +362,10 @@ def test_a_partly_failed_tick_does_not_send_twice(
     assert [m.rcpt_tos for m in inbox.mails] == [[ALICE]]
     assert sent(metrics, "ok") == 1 and sent(metrics, "error") == 1
     # A 4xx is tried again within the tick, under the SMTP attempt policy, and logged.
-    retries = [r.getMessage() for r in caplog.records if "digest retry" in r.getMessage()]
+    retries = [getattr(r, FIELDS) for r in caplog.records if r.getMessage() == "digest retry"]
     [retried] = retries  # two attempts in this test's policy: one retry
-    assert retried.startswith(f"digest retry to={OPS} attempt=1 error=SMTPRecipientsRefused: ")
-    assert "451" in retried
+    assert retried["to"] == OPS and retried["attempt"] == 1
+    assert retried["error"].startswith("SMTPRecipientsRefused: ") and "451" in retried["error"]
 
     del inbox.refuse[OPS]
     clock.now += 900

@@ -34,6 +34,7 @@ import pytest
 from syncd.config import load_config
 from syncd.model import RunResult
 from syncd.store import SqliteStore
+from syncd.times import parse_time
 from tests.integration import test_crash as crash
 from tests.integration.test_crash import Steps, build_commits, write_lock_held
 from tests.support import GitServer, WorkTree, daemon_env, workspace
@@ -96,7 +97,8 @@ class Harness:
         d = start_daemon(self.tmp, self.server, self.tree, self.url, ws)
         wait_for(
             lambda: any(
-                r["trigger"] == "startup" and r["started_at"] >= since for r in runs(d, WS)
+                r["trigger"] == "startup" and parse_time(r["started_at"]) >= since
+                for r in runs(d, WS)
             ),
             60,
             "the startup comparison",

@@ -73,8 +73,8 @@ CAUSE = {
     "cert": r"certificate.*(mismatch|not valid)",
 }
 
-RETRY = re.compile(r"retry scheduled workspace=auto in=([0-9.]+)s failures=(\d+)")
-POLL_FAILED = re.compile(r"poll failed remote=\S+ failures=(\d+)")
+RETRY = re.compile(r'event="retry scheduled" workspace=auto delay_seconds=([0-9.]+) failures=(\d+)')
+POLL_FAILED = re.compile(r'event="poll failed" remote=\S+ failures=(\d+)')
 
 
 @dataclass

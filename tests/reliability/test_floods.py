@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 from syncd.steps import step_file_name
+from syncd.times import parse_time
 from tests.support import workspace, write_step
 from tests.support.daemon import (
     STEPS_DIR,
@@ -233,11 +234,11 @@ def test_pushes_manual_syncs_and_outside_edits_are_serialized(
     settled = time.monotonic()
     wait_for(lambda: converged(d, "auto", rm.tree), 60, "the workspace to settle on the head")
     settle = time.monotonic() - settled
-    history = sorted(runs(d, "auto"), key=lambda r: r["started_at"])
+    history = sorted(runs(d, "auto"), key=lambda r: parse_time(r["started_at"]))
     overlaps = [
         (a["id"], b["id"])
         for a, b in itertools.pairwise(history)
-        if b["started_at"] < a["finished_at"]
+        if parse_time(b["started_at"]) < parse_time(a["finished_at"])
     ]
     failed = [r for r in history if r["result"] == "failed"]
     report(

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from syncd.times import parse_time
 from tests.support import GitServer, WorkTree, postgres, write_step
 from tests.support.configs import workspace
 from tests.support.daemon import (
@@ -120,7 +121,16 @@ def settled(d: Daemon, ws: str, quiet: float = 2.0) -> int:
 
 
 def all_runs(d: Daemon, ws: str) -> list[dict[str, Any]]:
-    return sorted(runs(d, ws), key=lambda r: r["started_at"])
+    """The runs of `ws`, oldest first, with their times as unix seconds."""
+    found = [
+        {
+            **r,
+            "started_at": parse_time(r["started_at"]),
+            "finished_at": None if r["finished_at"] is None else parse_time(r["finished_at"]),
+        }
+        for r in runs(d, ws)
+    ]
+    return sorted(found, key=lambda r: r["started_at"])
 
 
 def assert_no_overlap(d: Daemon, ws: str) -> list[dict[str, Any]]:

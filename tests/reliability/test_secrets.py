@@ -17,11 +17,13 @@ import copy
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ GIT_PASSWORD = "git-pass-Hq7x2Vb91"
 WRONG_GIT_PASSWORD = "wrong-git-pass-5521zz"
 SMTP_USER, SMTP_PASSWORD = "syncd-mailer", "smtp-pass-77abQ"
 INLINE_PASSWORD = "inline-secret-value-314Z"  # pasted into the config file, where it is refused
+TARGET_TOKEN = "target-token-9Kd3pQw"  # in a chat target's URL, as Slack's and Discord's are
 OPS = "ops@example.com"
 ENV = {
     "SYNCD_TEST_WRONG_GIT_PASSWORD": WRONG_GIT_PASSWORD,
@@ -68,6 +71,7 @@ SECRETS = {
     "read-only API token": READ_TOKEN,
     "webhook secret": WEBHOOK_SECRET,
     "SMTP password": SMTP_PASSWORD,
+    "chat target token": TARGET_TOKEN,
     "password written in the config": INLINE_PASSWORD,
     # The forms in which credentials travel.
     "git Basic auth": b64(f"bot:{GIT_PASSWORD}"),
@@ -117,6 +121,42 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
         controller.stop()
 
 
+class Receiver:
+    """A chat target's HTTP endpoint on loopback: refuses the first posts (500), then takes them."""
+
+    def __init__(self, refuse: int) -> None:
+        self.bodies: list[bytes] = []
+        self.refuse = refuse
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if receiver.refuse > 0:
+                    receiver.refuse -= 1
+                    self.send_response(500)
+                else:
+                    receiver.bodies.append(body)
+                    self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/hooks/{TARGET_TOKEN}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def target() -> Iterator[Receiver]:
+    receiver = Receiver(refuse=3)  # one tick's attempts fail: the error path is walked too
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()
+
+
 @dataclass
 class Transcript:
     """Everything syncd said, each text with where it came from."""
@@ -156,7 +196,7 @@ def run_cli(d: Daemon, said: Transcript, env: dict[str, str], *args: str) -> int
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_no_secret_reaches_logs_metrics_answers_cli_or_email(
-    tmp_path: Path, smtp: tuple[Inbox, int]
+    tmp_path: Path, smtp: tuple[Inbox, int], target: Receiver
 ) -> None:
     inbox, smtp_port = smtp
     said = Transcript()
@@ -176,6 +216,7 @@ def test_no_secret_reaches_logs_metrics_answers_cli_or_email(
                 "username": SMTP_USER,
                 "password_env": "SYNCD_TEST_SMTP_PASSWORD",
             },
+            "targets": [{"name": "chat", "url_env": "SYNCD_TEST_TARGET_URL"}],
         }
         d = start_daemon(
             tmp_path,
@@ -183,10 +224,11 @@ def test_no_secret_reaches_logs_metrics_answers_cli_or_email(
             rm.tree,
             rm.url,
             workspaces,
-            env_extra=ENV,
+            env_extra=ENV | {"SYNCD_TEST_TARGET_URL": target.url},
             notifications=notifications,
         )
-        env = daemon_env(rm.server) | ENV  # what the daemon was given, for the CLI
+        # what the daemon was given, for the CLI
+        env = daemon_env(rm.server) | ENV | {"SYNCD_TEST_TARGET_URL": target.url}
         try:
             wait_for(lambda: converged(d, "auto", rm.tree), 30, "the startup sync")
             wait_for(lambda: view(d, "failing")["last_run"], 30, "the failing workspace's run")
@@ -194,6 +236,8 @@ def test_no_secret_reaches_logs_metrics_answers_cli_or_email(
             exercise_cli(d, said, env)
             # The digest of the failing workspace, sent after logging in with the password.
             wait_for(lambda: inbox.messages, 60, "the e-mail digest", every=0.5)
+            wait_for(lambda: target.bodies, 90, "the chat target's message", every=0.5)
+            assert "notification not sent" in d.log()
             exercise_reload_of_a_plain_password(d, said, env)
         finally:
             stop_daemon(d)
@@ -204,6 +248,9 @@ def test_no_secret_reaches_logs_metrics_answers_cli_or_email(
             payload = part.get_payload(decode=True)
             if isinstance(payload, bytes):
                 said.add(f"e-mail {i}, decoded", payload)
+
+    for i, body in enumerate(target.bodies):
+        said.add(f"chat message {i}", body)
 
     failing = [t for w, t in said.texts if w.startswith("GET failing workspace")]
     volume = sum(len(t) for _, t in said.texts)

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,7 @@ def start_daemon(
     repo_url: str,
     workspaces: list[dict[str, Any]] | None = None,
     env_extra: dict[str, str] | None = None,
+    serve_args: Sequence[str] = (),
     **top: Any,
 ) -> Daemon:
     port = free_port()
@@ -97,7 +98,7 @@ def start_daemon(
     log_path = tmp_path / "daemon.log"
     env = daemon_env(server) | (env_extra or {})
     process = subprocess.Popen(
-        [sys.executable, "-m", "syncd", "serve", "--config", str(config)],
+        [sys.executable, "-m", "syncd", "serve", "--config", str(config), *serve_args],
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
         env=env,

@@ -82,6 +82,10 @@ def _parser_keys(home: Home, path: tuple[Any, ...]) -> list[str]:
     doc = valid_doc(home)
     doc["webhooks"] = {p: {"secrets_env": ["SYNCD_T_HOOK"]} for p in WEBHOOK_PROVIDERS}
     doc["console"] = {"session_lifetime": "1h"}
+    url_file = home.main.parent / "target.url"
+    url_file.write_text("json://127.0.0.1:9/hook")
+    notifications = doc.get("notifications") or {}
+    doc["notifications"] = notifications | {"targets": [{"name": "t", "url_file": str(url_file)}]}
     _at(doc, path)["__probe__"] = 1
     home.main.write_text(yaml.safe_dump(doc))
     with pytest.raises(ConfigError) as refused:
@@ -114,6 +118,7 @@ SECTIONS: list[tuple[Any, ...]] = [
     *(("webhooks", p) for p in WEBHOOK_PROVIDERS),
     ("notifications",),
     ("notifications", "smtp"),
+    ("notifications", "targets", 0),
     ("defaults",),
     ("git",),
     ("git", "author"),
@@ -156,6 +161,9 @@ BAD: dict[str, Any] = {
         "workspaces": [{"id": "a", "name": "a", "source": {"url": "https://h/x", "password": "p"}}]
     },
     "smtp without a host": {"notifications": {"smtp": {"from": "a@example.com"}}},
+    "a target URL in the file": {
+        "notifications": {"targets": [{"name": "chat", "url": "slack://a/b/c"}]}
+    },
     "an empty name": {"workspaces": [{"id": "a", "name": " ", "source": {"url": "https://h/x"}}]},
     "a control character": {"state_dir": "/var/lib/\x1b[31m"},
 }

@@ -1,15 +1,23 @@
-"""Log lines: key=value text or JSON lines, with registered secrets scrubbed."""
+"""Log lines: logfmt text or JSON lines, one key per field, with registered secrets scrubbed."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import re
+import shlex
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from syncd import logs
+from syncd.logs import fields
+from syncd.model import Run, RunResult, Trigger
+from syncd.times import parse_time, rfc3339
+
+RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 @pytest.fixture
@@ -21,29 +29,114 @@ def capture() -> Iterator[io.StringIO]:
     root.setLevel(level)
 
 
-def test_text_lines_are_key_value_and_scrubbed(capture: io.StringIO) -> None:
+def parse_logfmt(line: str) -> dict[str, str]:
+    """A strict reading of logfmt: key=value, a value with spaces or quotes in double quotes
+    with backslash escapes. JSON-quoted strings are what logfmt parsers unescape."""
+    out: dict[str, str] = {}
+    pattern = re.compile(r'([A-Za-z_][\w.]*)=("(?:[^"\\]|\\.)*"|[^\s"=]+)(?:\s|$)')
+    pos = 0
+    while pos < len(line):
+        m = pattern.match(line, pos)
+        assert m, f"not logfmt at {line[pos:]!r}"
+        key, raw = m.group(1), m.group(2)
+        out[key] = json.loads(raw) if raw.startswith('"') else raw
+        pos = m.end()
+    return out
+
+
+def test_text_lines_are_logfmt_and_scrubbed(capture: io.StringIO) -> None:
     logs.register_secrets(["hunter2-secret"])
     logs.setup_logging("text", stream=capture)
-    logging.getLogger("syncd.test").info(
-        "sync start workspace=%s token=%s", "prod", "hunter2-secret"
+    logging.getLogger("syncd.test").warning(
+        "sync failed",
+        extra=fields(workspace="prod", token="hunter2-secret", error='it\'s "bad"\nreally', n=3),
     )
-    line = capture.getvalue().strip()
-    assert "level=info logger=syncd.test sync start workspace=prod token=***" in line
-    assert "hunter2-secret" not in line
+    line = capture.getvalue().rstrip("\n")
+    assert "\n" not in line and "hunter2-secret" not in line
+    doc = parse_logfmt(line)
+    assert RFC3339_UTC.match(doc["ts"])
+    assert doc["level"] == "warning" and doc["logger"] == "syncd.test"
+    assert doc["event"] == "sync failed" and doc["workspace"] == "prod"
+    assert doc["token"] == "***" and doc["error"] == 'it\'s "bad"\nreally' and doc["n"] == "3"
+    # what shlex (a POSIX reading of quotes) makes of it agrees on plain values
+    assert "workspace=prod" in shlex.split(line)
 
 
-def test_json_lines_are_json_and_scrubbed(capture: io.StringIO) -> None:
+def test_json_lines_carry_fields_as_keys_and_are_scrubbed(capture: io.StringIO) -> None:
     logs.register_secrets(["hunter3-secret"])
     logs.setup_logging("json", stream=capture)
     try:
         raise ValueError("boom hunter3-secret")
     except ValueError:
-        logging.getLogger("syncd.test").exception("failed")
+        logging.getLogger("syncd.test").exception(
+            "sync crashed", extra=fields(workspace="prod", run="r1", error=None, created=2)
+        )
     doc = json.loads(capture.getvalue().strip().splitlines()[0])
-    assert doc["level"] == "error" and doc["msg"] == "failed"
+    assert list(doc)[:4] == ["ts", "level", "logger", "event"]
+    assert RFC3339_UTC.match(doc["ts"])
+    assert doc["level"] == "error" and doc["event"] == "sync crashed"
+    assert doc["workspace"] == "prod" and doc["run"] == "r1" and doc["created"] == 2
+    assert "error" not in doc  # None is left out
+    assert "ValueError" in doc["exc"]
     assert "hunter3-secret" not in capture.getvalue()
+
+
+def test_fields_never_overwrite_the_base_keys(capture: io.StringIO) -> None:
+    logs.setup_logging("json", stream=capture)
+    logging.getLogger("syncd.test").info("x", extra=fields(level="nope", event="e"))
+    doc = json.loads(capture.getvalue())
+    assert doc["level"] == "info" and doc["event"] == "x"
+    assert doc["field_level"] == "nope" and doc["field_event"] == "e"
+
+
+def test_foreign_loggers_format_too(capture: io.StringIO) -> None:
+    logs.setup_logging("text", stream=capture)
+    logging.getLogger("uvicorn.error").warning("Invalid HTTP request received.")
+    doc = parse_logfmt(capture.getvalue().rstrip("\n"))
+    assert doc["event"] == "Invalid HTTP request received." and doc["logger"] == "uvicorn.error"
+
+
+def test_times_are_rfc3339_utc_and_read_back() -> None:
+    assert rfc3339(0) == "1970-01-01T00:00:00.000Z"
+    assert rfc3339(1.2345) == "1970-01-01T00:00:01.234Z"
+    assert parse_time("1970-01-01T00:00:01.234Z") == pytest.approx(1.234)
+    assert parse_time("1970-01-01T01:00:00+01:00") == 0.0
+    assert parse_time(12.5) == 12.5  # what servers before RFC 3339 times sent
+    for bad in ("yesterday", "1970-01-01T00:00:00", True, None):
+        with pytest.raises(ValueError):
+            parse_time(bad)
+
+
+def test_api_objects_carry_rfc3339_times() -> None:
+    run = Run("r1", "ws", Trigger.MANUAL, None, RunResult.FAILED, 1.0, finished_at=2.5)
+    doc = run.to_dict()
+    assert doc["started_at"] == "1970-01-01T00:00:01.000Z"
+    assert doc["finished_at"] == "1970-01-01T00:00:02.500Z"
+    assert (
+        Run("r2", "ws", Trigger.POLL, None, RunResult.PLANNED, 1.0).to_dict()["finished_at"] is None
+    )
 
 
 def test_short_values_are_not_registered() -> None:
     logs.register_secrets(["ab", ""])
     assert logs.scrub("a b ab") == "a b ab"
+
+
+def test_the_cli_registers_the_secrets_it_can_read(
+    tmp_path: Path, capture: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncd.cli.local import load_lazy
+
+    logs.setup_logging("text", "info", capture)
+    path = tmp_path / "syncd.yaml"
+    path.write_text(
+        "tokens: [{name: ci, token_env: CLI_TOKEN, scopes: [read]},"
+        " {name: gone, token_env: UNSET_TOKEN, scopes: [read]}]\n"
+        "workspaces: [{id: a, name: a, source: {url: 'https://h/r'}}]\n"
+    )
+    monkeypatch.setenv("CLI_TOKEN", "cli-token-value-1234")
+    monkeypatch.delenv("UNSET_TOKEN", raising=False)
+    load_lazy(path)  # the unset secret is not needed for this, and not fatal
+    logging.getLogger("syncd.test").warning("saw cli-token-value-1234 in a message")
+    line = capture.getvalue()
+    assert "saw" in line and "cli-token-value-1234" not in line, line

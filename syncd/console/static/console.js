@@ -12,7 +12,9 @@ function age(seconds) {
 
 function tick() {
   document.querySelectorAll("time[data-age]").forEach((el) => {
-    const t = parseFloat(el.dataset.age);
+    // unix seconds, or an RFC 3339 time as the API gives it
+    let t = Number(el.dataset.age);
+    if (isNaN(t)) t = Date.parse(el.dataset.age) / 1000;
     if (!isNaN(t)) el.textContent = age(t);
   });
 }

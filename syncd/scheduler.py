@@ -144,6 +144,7 @@ class Scheduler:
         self._waiters: dict[str, tuple[float, list[asyncio.Future[Outcome]]]] = {}
         self._wake = asyncio.Event()
         self._claimer: asyncio.Task[None] | None = None
+        self._fetches: set[asyncio.Task[None]] = set()
 
     @property
     def shared(self) -> bool:
@@ -289,7 +290,9 @@ class Scheduler:
             try:
                 self._submit(ws_id, Trigger.DRIFT, None, False, None, delay=self.drift_debounce)
             except (QueueFull, ShuttingDown, NotFound) as e:
-                log.info("request dropped workspace=%s trigger=drift reason=%s", ws_id, e)
+                log.info(
+                    "request dropped", extra=fields(workspace=ws_id, trigger="drift", reason=str(e))
+                )
             return
         slot = self._slots.setdefault(ws_id, _Slot())
         if slot.drift_timer is not None:
@@ -354,7 +357,7 @@ class Scheduler:
             try:
                 await self._claim_round()
             except StoreError as e:  # the database is away: the next round tries again
-                log.warning("claiming requests failed error=%s", e)
+                log.warning("claiming requests failed", extra=fields(error=str(e)))
                 await asyncio.sleep(CLAIM_EVERY)
             except Exception:  # never end the loop: this replica would stop taking work
                 log.exception("claiming requests crashed")
@@ -382,16 +385,18 @@ class Scheduler:
                 if claimed is None:
                     break
                 if claimed.taken_over:
-                    log.info("request taken over workspace=%s run=%s", ws_id, claimed.run_id)
+                    log.info(
+                        "request taken over", extra=fields(workspace=ws_id, run=claimed.run_id)
+                    )
                     if await asyncio.to_thread(self.store.run, claimed.run_id) is not None:
                         # Its run was recorded before its replica went: served already.
                         await self.coordinator.finish(claimed)
                         continue
                 await self._serve_one(ws_id, slot, claimed)
         except StoreError as e:
-            log.warning("serving requests stopped workspace=%s error=%s", ws_id, e)
+            log.warning("serving requests stopped", extra=fields(workspace=ws_id, error=str(e)))
         except Exception:
-            log.exception("serving requests crashed workspace=%s", ws_id)
+            log.exception("serving requests crashed", extra=fields(workspace=ws_id))
         finally:
             del self._held[ws_id]
             await self.coordinator.release(ws_id)
@@ -406,7 +411,7 @@ class Scheduler:
         except ShuttingDown:
             return  # the row stays: another replica runs it
         except Exception as e:
-            log.exception("sync crashed workspace=%s run=%s", ws_id, req.run_id)
+            log.exception("sync crashed", extra=fields(workspace=ws_id, run=req.run_id))
             await self.coordinator.finish(claimed)
             self._resolve(claimed.run_id, error=e)
             return
@@ -429,7 +434,10 @@ class Scheduler:
     def _finished_elsewhere(self, run_id: str) -> None:
         """Another replica finished a run: its callers waiting here hear how it ended."""
         if run_id in self._waiters:
-            asyncio.get_running_loop().create_task(self._fetch_outcome(run_id))
+            task = asyncio.get_running_loop().create_task(self._fetch_outcome(run_id))
+            # Held until done: the loop keeps only a weak reference to a task.
+            self._fetches.add(task)
+            task.add_done_callback(self._fetches.discard)
 
     async def _fetch_outcome(self, run_id: str) -> None:
         try:
@@ -438,7 +446,7 @@ class Scheduler:
                 return  # not recorded (its replica went first): the next holder runs it
             state = await asyncio.to_thread(self.store.state, run.workspace)
         except StoreError as e:
-            log.warning("reading a finished run failed run=%s error=%s", run_id, e)
+            log.warning("reading a finished run failed", extra=fields(run=run_id, error=str(e)))
             return
         self._resolve(run_id, outcome=Outcome(run, None, state))
 
@@ -592,7 +600,9 @@ class Scheduler:
                     ):
                         continue  # another replica polls this remote this cycle
                 except StoreError as e:
-                    log.warning("poll turn unknown remote=%s error=%s", key.split("|")[0], e)
+                    log.warning(
+                        "poll turn unknown", extra=fields(remote=key.split("|")[0], error=str(e))
+                    )
                     continue
             try:
                 heads = await asyncio.to_thread(self.engine.branch_heads, group[0])

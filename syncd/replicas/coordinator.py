@@ -38,7 +38,9 @@ class Claimed:
     dry_run: bool
     head: str | None
     run_id: str
-    taken_over: bool  # claimed before by a replica that has gone
+    # Claimed before: by a replica that has gone, or by this one before its session was lost;
+    # its run may have been recorded already.
+    taken_over: bool
 
 
 @dataclass(frozen=True, slots=True)

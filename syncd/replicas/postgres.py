@@ -29,6 +29,7 @@ from typing import Any
 
 import psycopg
 
+from syncd.logs import fields
 from syncd.model import Trigger
 from syncd.replicas.coordinator import Claimed, ReplicaInfo, Submitted, new_replica_id
 from syncd.store import StoreError
@@ -87,7 +88,7 @@ class PostgresCoordinator:
             asyncio.create_task(self._listen(), name="replica listen"),
             asyncio.create_task(self._heartbeat(), name="replica heartbeat"),
         ]
-        log.info("replica started id=%s store=%s", self.replica_id, self.where)
+        log.info("replica started", extra=fields(replica=self.replica_id, store=self.where))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -200,7 +201,7 @@ class PostgresCoordinator:
         if not rows:
             return None
         r = rows[0]
-        taken_over = r[6] is not None and r[6] != self.replica_id
+        taken_over = r[6] is not None
         return Claimed(int(r[0]), ws, Trigger(r[1]), r[2], bool(r[3]), r[4], str(r[5]), taken_over)
 
     async def finish(self, claimed: Claimed) -> None:
@@ -269,7 +270,9 @@ class PostgresCoordinator:
                         f"DELETE FROM replicas WHERE last_seen < {NOW} - %s", (FORGET_AFTER,)
                     )
             except StoreError as e:
-                log.warning("replica heartbeat failed id=%s error=%s", self.replica_id, e)
+                log.warning(
+                    "replica heartbeat failed", extra=fields(replica=self.replica_id, error=str(e))
+                )
 
     async def _listen(self) -> None:
         """Wake the scheduler on NOTIFY; reconnect while the database is away."""
@@ -277,7 +280,7 @@ class PostgresCoordinator:
             try:
                 conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
             except psycopg.Error as e:
-                log.debug("listen connect failed error=%s", self._clean(e))
+                log.debug("listen connect failed", extra=fields(error=self._clean(e)))
                 await asyncio.sleep(RETRY_CONNECT)
                 continue
             try:
@@ -293,7 +296,7 @@ class PostgresCoordinator:
                         else:
                             self._wake()
             except psycopg.Error as e:
-                log.warning("listen connection lost error=%s", self._clean(e))
+                log.warning("listen connection lost", extra=fields(error=self._clean(e)))
                 await asyncio.sleep(RETRY_CONNECT)
 
     # -- the lock connection -----------------------------------------------------------------
@@ -322,7 +325,7 @@ class PostgresCoordinator:
             raise StoreError(f"store {self.where}: {self._clean(e)}") from e
         self._lock_conn = conn
         if self._lost is not None:
-            log.info("replica reconnected id=%s", self.replica_id)
+            log.info("replica reconnected", extra=fields(replica=self.replica_id))
         self._lost = None
         # A new session holds nothing: take back what runs here still, where no one else has.
         for ws in sorted(self._held):
@@ -331,12 +334,15 @@ class PostgresCoordinator:
             )
             row = await cur.fetchone()
             if not (row and row[0]):
-                log.warning("workspace taken over while disconnected workspace=%s", ws)
+                log.warning("workspace taken over while disconnected", extra=fields(workspace=ws))
         return conn
 
     def _lose(self, conn: psycopg.AsyncConnection[Any], error: BaseException) -> None:
         self._lost = f"replica {self.replica_id}: database connection lost: {self._clean(error)}"
-        log.warning("%s", self._lost)
+        log.warning(
+            "replica lost its database connection",
+            extra=fields(replica=self.replica_id, error=self._clean(error)),
+        )
         if self._lock_conn is conn:
             self._lock_conn = None
 

@@ -114,7 +114,7 @@ class FakeCoordinator:
         for r in self.db.rows:
             if r.ws == ws:
                 before, r.claimed_by = r.claimed_by, self.replica_id
-                taken = before is not None and before != self.replica_id
+                taken = before is not None
                 return Claimed(r.id, ws, r.trigger, r.revision, r.dry_run, None, r.run_id, taken)
         return None
 

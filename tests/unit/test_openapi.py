@@ -236,6 +236,19 @@ def test_sync_result_and_health_schemas_match_the_views(doc: dict[str, Any]) -> 
     assert schema(doc, "HealthStatus")["enum"] == [h.value for h in Health]
 
 
+def test_replica_schema_matches_the_view(doc: dict[str, Any]) -> None:
+    import asyncio
+
+    from syncd.replicas import LocalCoordinator
+    from syncd.views import replica_view
+
+    (replica,) = asyncio.run(LocalCoordinator(holds=lambda: ["ws"]).replicas())
+    answer = replica_view(replica)
+    assert_shape(doc, "Replica", answer)
+    assert answer["holds"] == ["ws"] and answer["this"] is True and answer["alive"] is True
+    assert set(schema(doc, "ReplicaList")["properties"]) == {"shared", "replicas"}
+
+
 def test_health_schema_matches_the_api(doc: dict[str, Any], tmp_path: Path) -> None:
     from syncd.config import WebhookConfig
     from syncd.engine import Engine

@@ -54,6 +54,8 @@ def config_secrets(config: Config) -> list[str]:
     if smtp and smtp.password:
         values.append(smtp.password.reveal())
     values += [t.url.reveal() for t in config.notifications.targets]
+    if config.store.password:
+        values.append(config.store.password.reveal())
     return values
 
 

@@ -509,7 +509,7 @@ def test_store_url(tmp_path: Path, url: str, path: str) -> None:
     assert config.store.url.startswith("sqlite:////")
 
 
-@pytest.mark.parametrize("url", ["postgres://db/syncd", "sqlite://host/x.db", "sqlite:", "x.db"])
+@pytest.mark.parametrize("url", ["mysql://db/syncd", "sqlite://host/x.db", "sqlite:", "x.db"])
 def test_store_url_refused(tmp_path: Path, url: str) -> None:
     message = one_problem(tmp_path, f'store: {{url: "{url}"}}\n')
     assert message.startswith(f"{tmp_path}/syncd.yaml: store.url: expected sqlite:///ABSOLUTE/PATH")

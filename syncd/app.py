@@ -23,7 +23,7 @@ from syncd.metrics import Metrics
 from syncd.model import Health
 from syncd.notify import Digester
 from syncd.scheduler import Scheduler
-from syncd.service.intake import Intake
+from syncd.service.intake import DeliveryLog, Intake
 from syncd.service.remote_reads import RemoteReads
 from syncd.service.workspaces import Workspaces
 from syncd.store import Store, open_store
@@ -124,7 +124,8 @@ def build(config: Config, registry: CollectorRegistry | None = None) -> App:
         health=core.health,
     )
     digests = Digester(core.store, lambda: core.config, metrics)
-    intake = Intake(lambda: core.config, scheduler, metrics)
+    # Delivery ids are kept in the store, so that a redelivery after a restart starts nothing.
+    intake = Intake(lambda: core.config, scheduler, metrics, DeliveryLog(core.store))
     remote_reads = RemoteReads(config.server.max_remote_reads)
     app = App(
         core=core,

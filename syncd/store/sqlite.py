@@ -62,7 +62,7 @@ class SqliteStore:
             self._identity = _identity(path)
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"store {path}: cannot open: {e}") from e
-        self._migrate()
+        self.migrated_from = self._migrate()
         # Webhook deliveries have a connection of their own, so that the intake never waits on
         # the lock a long sync holds, and NORMAL sync: in WAL mode a commit then survives a
         # crash of syncd, not a power loss, which for a dedupe record costs a fsync per webhook
@@ -89,7 +89,8 @@ class SqliteStore:
         with self._reading():
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
-    def _migrate(self) -> None:
+    def _migrate(self) -> int:
+        """Bring the schema up to date, in one transaction; return the version found."""
         with self._tx():
             version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
             if version > len(MIGRATIONS):
@@ -101,6 +102,7 @@ class SqliteStore:
                 for statement in _statements(script):
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {number}")
+        return version
 
     def problem(self) -> str | None:
         """Why the store cannot take writes now, or None: its file deleted or replaced under

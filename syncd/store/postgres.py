@@ -80,11 +80,26 @@ class PostgresStore:
         except PoolTimeout as e:
             self._pool.close()
             raise StoreError(f"cannot connect to PostgreSQL store {self.where}: timed out") from e
+        # Webhook deliveries have a small pool of their own with asynchronous commit: the
+        # intake answers from the event loop, and a fsync per webhook would cost milliseconds
+        # for a record whose loss (a server crash within a fraction of a second) means one
+        # redundant, coalesced run at worst. The daemon's own crash loses nothing.
+        self._hooks_pool = ConnectionPool(
+            self._conninfo,
+            min_size=1,
+            max_size=2,
+            kwargs={"autocommit": True},
+            configure=_asynchronous_commit,
+            open=False,
+            name="syncd-deliveries",
+        )
+        self._hooks_pool.open(wait=False)
         self._pruned_at = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
+        self._hooks_pool.close()
         self._pool.close()
 
     def schema_version(self) -> int:
@@ -350,7 +365,7 @@ class PostgresStore:
         self, provider: str, delivery: str, now: float, ttl: float = DELIVERY_TTL
     ) -> bool:
         """Record a delivery; False when it was already taken within `ttl` (one statement)."""
-        with self._pool.connection() as conn:
+        with self._hooks_pool.connection() as conn:
             if now - self._pruned_at >= DELIVERY_PRUNE_EVERY:
                 self._pruned_at = now
                 conn.execute("DELETE FROM deliveries WHERE seen_at <= %s", (now - ttl,))
@@ -363,10 +378,14 @@ class PostgresStore:
             return cur.rowcount > 0
 
     def forget_delivery(self, provider: str, delivery: str) -> None:
-        with self._pool.connection() as conn:
+        with self._hooks_pool.connection() as conn:
             conn.execute(
                 "DELETE FROM deliveries WHERE provider = %s AND id = %s", (provider, delivery)
             )
+
+
+def _asynchronous_commit(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SET synchronous_commit TO off")
 
 
 def describe(url: str) -> str:

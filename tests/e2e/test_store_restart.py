@@ -57,7 +57,7 @@ def restarted(d: Daemon, env: dict[str, str]) -> Daemon:
         except httpx.HTTPError:
             return False
 
-    again.wait_until(ready, 30, "the restarted daemon to be ready")
+    again.wait_until(ready, 60, "the restarted daemon to be ready")
     return again
 
 
@@ -71,16 +71,18 @@ def test_a_redelivery_after_a_restart_starts_nothing(
     workspaces = [workspace("auto", url, git_server, "automatic")]
     d = start_daemon(tmp_path, git_server, tree, url, workspaces, **store_top)
     try:
-        d.wait_until(lambda: runs_of(d, "auto"), what="the startup run")
+        d.wait_until(lambda: runs_of(d, "auto"), what="the startup run", timeout=60)
         path = write_step(tree, "greet")
         tree.commit("a step")
         tree.push()
         headers, body = build("github", url, "main", [path], tree.head(), "delivery-restart-1")
         with d.client(token=None) as c:
             assert c.post("/hooks/github", content=body, headers=headers).status_code == 202
-        d.wait_until(lambda: len(runs_of(d, "auto")) == 2, what="the webhook's run")
+        d.wait_until(lambda: len(runs_of(d, "auto")) == 2, what="the webhook's run", timeout=60)
         d = restarted(d, daemon_env(git_server))
-        d.wait_until(lambda: len(runs_of(d, "auto")) == 3, what="the restart's startup run")
+        d.wait_until(
+            lambda: len(runs_of(d, "auto")) == 3, what="the restart's startup run", timeout=60
+        )
         with d.client(token=None) as c:
             again = c.post("/hooks/github", content=body, headers=headers)
         assert again.status_code == 200 and again.json()["duplicate"] is True, again.text

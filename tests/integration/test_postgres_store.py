@@ -17,13 +17,12 @@ from syncd.cli import main
 from syncd.store import StoreError
 from tests.support import postgres
 
-pytestmark = pytest.mark.skipif(not postgres.reachable(), reason=postgres.UNREACHABLE)
-
 SECRET = "pg-pass-7c41e9"
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
+    postgres.require()
     with postgres.fresh_database() as url:
         yield url
 

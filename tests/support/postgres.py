@@ -8,6 +8,7 @@ one line saying so.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ SERVER = os.environ.get("SYNCD_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 UNREACHABLE = f"PostgreSQL not reachable at {SERVER.rpartition('@')[2]}"
 
 
+@functools.cache  # asked once per test run: a server that is down costs a timeout each time
 def reachable() -> bool:
     try:
         import psycopg
@@ -49,3 +51,9 @@ def require() -> None:
     """Skip the calling test where no PostgreSQL server answers."""
     if not reachable():
         pytest.skip(UNREACHABLE)
+
+
+def skipped_line(skipped: list[object]) -> str | None:
+    """The one line a test run prints for its PostgreSQL tests skipped, if any were."""
+    count = sum(1 for report in skipped if UNREACHABLE in str(getattr(report, "longrepr", "")))
+    return f"{UNREACHABLE}: {count} PostgreSQL tests skipped" if count else None

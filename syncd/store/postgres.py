@@ -25,6 +25,8 @@ from psycopg import conninfo as pg_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from syncd.model import (
+    Health,
+    HealthRecord,
     LiveStep,
     Origin,
     Plan,
@@ -168,16 +170,65 @@ class PostgresStore:
         with self._pool.connection() as conn:
             row = conn.execute(
                 "SELECT status, last_applied_revision, last_seen_revision, last_run_id,"
-                " failed_revision, drift, source_key FROM workspaces WHERE id = %s",
+                " failed_revision, drift, source_key, pinned_revision, suspended"
+                " FROM workspaces WHERE id = %s",
                 (ws,),
             ).fetchone()
         if row is None:
             return SyncState(workspace=ws)
-        return SyncState(ws, Status(row[0]), row[1], row[2], row[3], row[4], row[5], row[6])
+        return SyncState(
+            ws, Status(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], row[7], bool(row[8])
+        )
 
     def save_state(self, state: SyncState) -> None:
         with self._tx(state.workspace) as db:
             _save_state(db, state)
+
+    def set_suspended(self, ws: str, suspended: bool) -> None:
+        with self._tx(ws) as db:
+            db.execute(
+                "INSERT INTO workspaces (id, suspended, updated_at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (id) DO UPDATE SET suspended = excluded.suspended,"
+                " updated_at = excluded.updated_at",
+                (ws, suspended, time.time()),
+            )
+
+    # -- health ----------------------------------------------------------------------------
+
+    def health(self, ws: str) -> HealthRecord | None:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT health, since, error, failures, source_failing FROM health"
+                " WHERE workspace = %s",
+                (ws,),
+            ).fetchone()
+        if row is None:
+            return None
+        return HealthRecord(
+            ws,
+            Health(row[0]),
+            None if row[1] is None else float(row[1]),
+            row[2] if isinstance(row[2], str) else None,
+            int(row[3]),
+            bool(row[4]),
+        )
+
+    def save_health(self, record: HealthRecord) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO health (workspace, health, since, error, failures, source_failing)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (workspace) DO UPDATE SET"
+                " health = excluded.health, since = excluded.since, error = excluded.error,"
+                " failures = excluded.failures, source_failing = excluded.source_failing",
+                (
+                    record.workspace,
+                    record.health.value,
+                    record.since,
+                    record.error,
+                    record.failures,
+                    record.source_failing,
+                ),
+            )
 
     # -- live steps ------------------------------------------------------------------------
 
@@ -458,13 +509,14 @@ def _run(r: Sequence[Any]) -> Run:
 def _save_state(db: psycopg.Connection[Any], s: SyncState) -> None:
     db.execute(
         "INSERT INTO workspaces (id, status, last_applied_revision, last_seen_revision,"
-        " last_run_id, failed_revision, drift, source_key, updated_at)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+        " last_run_id, failed_revision, drift, source_key, pinned_revision, updated_at)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
         " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
         " last_applied_revision = excluded.last_applied_revision,"
         " last_seen_revision = excluded.last_seen_revision, last_run_id = excluded.last_run_id,"
         " failed_revision = excluded.failed_revision, drift = excluded.drift,"
-        " source_key = excluded.source_key, updated_at = excluded.updated_at",
+        " source_key = excluded.source_key, pinned_revision = excluded.pinned_revision,"
+        " updated_at = excluded.updated_at",
         (
             s.workspace,
             s.status.value,
@@ -474,6 +526,7 @@ def _save_state(db: psycopg.Connection[Any], s: SyncState) -> None:
             s.failed_revision,
             s.drift,
             s.source_key,
+            s.pinned_revision,
             time.time(),
         ),
     )

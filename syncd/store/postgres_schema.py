@@ -23,7 +23,20 @@ MIGRATIONS: tuple[str, ...] = (
         failed_revision TEXT,
         drift INTEGER NOT NULL DEFAULT 0,
         source_key TEXT,
+        -- The revision a sync was pinned to, and a person's suspension of automation (written
+        -- apart from the rest of the state, see SyncState.suspended).
+        pinned_revision TEXT,
+        suspended BOOLEAN NOT NULL DEFAULT FALSE,
         updated_at DOUBLE PRECISION
+    );
+    -- Each workspace's health as last assessed: since when, why, how many failures in a row.
+    CREATE TABLE health (
+        workspace TEXT PRIMARY KEY,
+        health TEXT NOT NULL,
+        since DOUBLE PRECISION,
+        error TEXT,
+        failures INTEGER NOT NULL DEFAULT 0,
+        source_failing BOOLEAN NOT NULL DEFAULT FALSE
     );
     -- Live steps. A row with deleted is a tombstone: a step deleted outside git, kept so that an
     -- incremental sync knows to bring it back without scanning every step.

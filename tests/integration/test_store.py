@@ -245,11 +245,11 @@ def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
 
 
 def test_suspension_pin_and_health_persist_and_a_saved_state_keeps_the_suspension(
-    tmp_path: Path,
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     from syncd.model import Health, HealthRecord
 
-    s = SqliteStore(tmp_path / "h.db")
+    s = open_store(kind, tmp_path, request)
     before = s.state(WS)  # what a run in flight read before the suspend
     s.set_suspended(WS, True)
     s.save_state(SyncState(WS, Status.OUT_OF_SYNC, "abc", "def", pinned_revision="abc"))
@@ -258,7 +258,7 @@ def test_suspension_pin_and_health_persist_and_a_saved_state_keeps_the_suspensio
     record = HealthRecord(WS, Health.DEGRADED, 5.0, "401", 2, source_failing=True)
     s.save_health(record)
     s.close()
-    s2 = SqliteStore(tmp_path / "h.db")
+    s2 = open_store(kind, tmp_path, request)
     state = s2.state(WS)
     assert state.suspended and state.pinned_revision == "abc"
     assert s2.health(WS) == record and s2.health("other") is None

@@ -45,6 +45,8 @@ from syncd.store.protocol import DELIVERY_PRUNE_EVERY, DELIVERY_TTL, IndexUpdate
 # Any value does, as long as it is syncd's own; these spell "syncd".
 MIGRATION_LOCK = 0x73796E6364
 WRITE_LOCK_NAMESPACE = 0x73796E63
+POOL_WAIT = 30.0  # seconds a call waits for a free connection (all busy, or reconnecting)
+PROBE_WAIT = 2.0  # seconds `problem` waits: /readyz must answer quickly
 
 
 class PostgresStore:
@@ -97,6 +99,8 @@ class PostgresStore:
         )
         self._hooks_pool.open(wait=False)
         self._pruned_at = 0.0
+        # Why the last write failed, until a write succeeds: /readyz.
+        self._write_failure: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -105,7 +109,7 @@ class PostgresStore:
         self._pool.close()
 
     def schema_version(self) -> int:
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             row = conn.execute("SELECT version FROM schema_version").fetchone()
         return int(row[0]) if row else 0
 
@@ -153,21 +157,56 @@ class PostgresStore:
             ) from e
         return found
 
+    def problem(self) -> str | None:
+        """Why the store cannot take writes now, or None: the database does not answer, or
+        the last write failed and none has succeeded since. One round trip; for /readyz."""
+        try:
+            with self._pool.connection(timeout=PROBE_WAIT) as conn:
+                conn.execute("SELECT 1")
+        except (psycopg.Error, PoolTimeout) as e:
+            return f"store {self.where}: the database does not answer: {self._clean(e)}"
+        return self._write_failure
+
     @contextmanager
-    def _tx(self, ws: str | None = None) -> Iterator[psycopg.Connection[Any]]:
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection from the pool; the driver's errors become StoreError naming the store
+        (host:port/database), so that a sync fails as with any store and is retried."""
+        try:
+            with self._pool.connection(timeout=POOL_WAIT) as conn:
+                yield conn
+        except PoolTimeout as e:
+            raise StoreError(
+                f"store {self.where}: no database connection within {POOL_WAIT:.0f} s"
+            ) from e
+        except psycopg.Error as e:
+            raise StoreError(f"store {self.where}: {self._clean(e)}") from e
+
+    @contextmanager
+    def _tx(
+        self, ws: str | None = None, clears_failure: bool = True
+    ) -> Iterator[psycopg.Connection[Any]]:
         """One write transaction: committed on success, rolled back on any exception. With a
-        workspace, writers of that workspace wait for each other, as SQLite's writers do."""
-        with self._pool.connection() as conn, conn.transaction():
-            if ws is not None:
-                conn.execute(
-                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (WRITE_LOCK_NAMESPACE, ws)
-                )
-            yield conn
+        workspace, writers of that workspace wait for each other, as SQLite's writers do. A
+        failed write is remembered for `problem` until a write that `clears_failure` succeeds."""
+        with self._conn() as conn:
+            try:
+                with conn.transaction():
+                    if ws is not None:
+                        conn.execute(
+                            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                            (WRITE_LOCK_NAMESPACE, ws),
+                        )
+                    yield conn
+            except psycopg.Error as e:
+                self._write_failure = f"store {self.where}: the last write failed: {self._clean(e)}"
+                raise
+        if clears_failure:
+            self._write_failure = None
 
     # -- sync state ------------------------------------------------------------------------
 
     def state(self, ws: str) -> SyncState:
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             row = conn.execute(
                 "SELECT status, last_applied_revision, last_seen_revision, last_run_id,"
                 " failed_revision, drift, source_key, pinned_revision, suspended"
@@ -196,7 +235,7 @@ class PostgresStore:
     # -- health ----------------------------------------------------------------------------
 
     def health(self, ws: str) -> HealthRecord | None:
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             row = conn.execute(
                 "SELECT health, since, error, failures, source_failing FROM health"
                 " WHERE workspace = %s",
@@ -214,7 +253,7 @@ class PostgresStore:
         )
 
     def save_health(self, record: HealthRecord) -> None:
-        with self._pool.connection() as conn:
+        with self._tx() as conn:
             conn.execute(
                 "INSERT INTO health (workspace, health, since, error, failures, source_failing)"
                 " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (workspace) DO UPDATE SET"
@@ -237,7 +276,7 @@ class PostgresStore:
             "SELECT id, name, content, version, content_hash, updated_at, origin FROM steps"
             " WHERE workspace = %s AND NOT deleted"
         )
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             if names is None:
                 rows = conn.execute(sql + " ORDER BY name", (ws,)).fetchall()
             else:
@@ -245,14 +284,14 @@ class PostgresStore:
         return {r[1]: _live_step(r) for r in rows}
 
     def live_count(self, ws: str) -> int:
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             row = conn.execute(
                 "SELECT count(*) FROM steps WHERE workspace = %s AND NOT deleted", (ws,)
             ).fetchone()
         return int(row[0]) if row else 0
 
     def drifted_names(self, ws: str) -> set[str]:
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             rows = conn.execute(
                 "SELECT name FROM steps WHERE workspace = %s AND origin = 'outside'", (ws,)
             ).fetchall()
@@ -299,7 +338,7 @@ class PostgresStore:
 
     def index_files(self, ws: str, paths: Collection[str] | None = None) -> dict[str, Step]:
         sql = "SELECT path, name, blob, content FROM git_files WHERE workspace = %s"
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             if paths is None:
                 rows = conn.execute(sql, (ws,)).fetchall()
             else:
@@ -308,7 +347,7 @@ class PostgresStore:
 
     def index_by_name(self, ws: str, names: Collection[str]) -> dict[str, list[Step]]:
         out: dict[str, list[Step]] = {}
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             rows = conn.execute(
                 "SELECT path, name, blob, content FROM git_files"
                 " WHERE workspace = %s AND name = ANY(%s)",
@@ -319,7 +358,7 @@ class PostgresStore:
         return out
 
     def index_count(self, ws: str) -> int:
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             row = conn.execute(
                 "SELECT count(*) FROM git_files WHERE workspace = %s", (ws,)
             ).fetchone()
@@ -367,12 +406,13 @@ class PostgresStore:
             _save_state(db, state)
 
     def record_run(self, run: Run, state: SyncState) -> None:
-        with self._tx(state.workspace) as db:
+        # A failed run's record is small: it may be written where an apply was not.
+        with self._tx(state.workspace, clears_failure=False) as db:
             _insert_run(db, run)
             _save_state(db, state)
 
     def runs(self, ws: str, limit: int = 50) -> list[Run]:
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             rows = conn.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE workspace = %s"
                 " ORDER BY started_at DESC, seq DESC LIMIT %s",
@@ -382,7 +422,7 @@ class PostgresStore:
 
     def runs_finished_since(self, since: float, until: float, limit: int = 10_000) -> list[Run]:
         """Runs of every workspace that finished in (since, until], oldest first."""
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             rows = conn.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE finished_at > %s AND finished_at <= %s"
                 " ORDER BY finished_at, seq LIMIT %s",
@@ -391,19 +431,19 @@ class PostgresStore:
         return [_run(r) for r in rows]
 
     def run(self, run_id: str) -> Run | None:
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             row = conn.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = %s", (run_id,)
             ).fetchone()
         return _run(row) if row else None
 
     def get_meta(self, key: str) -> str | None:
-        with self._pool.connection() as conn:
+        with self._conn() as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._pool.connection() as conn:
+        with self._tx() as conn:
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES (%s, %s)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -228,3 +228,35 @@ def test_migrate_command_fails_with_one_line(
     assert main(["migrate", "--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{server}/syncd_nope" in err and SECRET not in err
+
+
+def test_lost_connections_are_replaced_and_reported_meanwhile(pg_url: str) -> None:
+    import psycopg
+
+    from syncd.model import Status, SyncState
+
+    store = store_at(pg_url)
+    try:
+        store.save_state(SyncState("ws1", Status.SYNCED, "abc"))
+        assert store.problem() is None
+        # As a database restart does: every connection of syncd's is cut.
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        seen: list[str] = []
+        for _ in range(10):
+            try:
+                assert store.state("ws1").last_applied_revision == "abc"
+                break
+            except StoreError as e:  # a cut connection fails one call, naming the store
+                seen.append(str(e))
+        else:
+            raise AssertionError(f"the store did not reconnect: {seen}")
+        assert all(m.startswith(f"store {where(pg_url)}: ") for m in seen), seen
+        assert store.problem() is None or where(pg_url) in str(store.problem())
+        store.save_state(SyncState("ws1", Status.SYNCED, "def"))
+        assert store.problem() is None
+    finally:
+        store.close()

@@ -107,7 +107,7 @@ def test_failed_apply_rolls_back_everything(store: Store, monkeypatch) -> None:
     bad_state = SyncState(WS, Status.SYNCED, "def", "def", "r2")
     # A run row that collides with a NOT NULL constraint fails the transaction mid-way.
     broken = Run("r2", WS, Trigger.MANUAL, "def", RunResult.SUCCEEDED, None)  # type: ignore[arg-type]
-    with pytest.raises(StoreError, match="(?i)not.null"):  # SQLite: NOT NULL, PostgreSQL: not-null
+    with pytest.raises(StoreError, match=r"(?i)not.null"):  # SQLite: NOT NULL, PostgreSQL: not-null
         store.apply(plan, IndexUpdate(replace_all=True), broken, bad_state, base_of(store, {"a"}))
     assert store.live_steps(WS) == before
     assert store.state(WS).last_applied_revision == "abc"

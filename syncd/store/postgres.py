@@ -420,6 +420,15 @@ class PostgresStore:
             ).fetchall()
         return [_run(r) for r in rows]
 
+    def last_success_at(self, ws: str) -> float | None:
+        """When the workspace's last succeeded run finished; None before the first."""
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT MAX(finished_at) FROM runs WHERE workspace = %s AND result = %s",
+                (ws, RunResult.SUCCEEDED.value),
+            ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     def runs_finished_since(self, since: float, until: float, limit: int = 10_000) -> list[Run]:
         """Runs of every workspace that finished in (since, until], oldest first."""
         with self._conn() as conn:

@@ -19,6 +19,9 @@ from tests.support.configs import daemon_env, workspace, write_config
 from tests.support.daemon import Daemon, kill_daemon, start_daemon, stop_daemon
 from tests.support.payloads import build
 
+STORE_PASSWORD_ENV, STORE_PASSWORD = "SYNCD_TEST_STORE_PASSWORD", "store-pass-3d9a61"
+ENV = {STORE_PASSWORD_ENV: STORE_PASSWORD}
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_top(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
@@ -28,7 +31,8 @@ def store_top(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
         return
     postgres.require()
     with postgres.fresh_database() as url:
-        yield {"store": {"url": url}}
+        # The test server trusts everyone, but syncd sends the password all the same.
+        yield {"store": {"url": url, "password_env": STORE_PASSWORD_ENV}}
 
 
 def runs_of(d: Daemon, ws: str) -> list[dict[str, Any]]:
@@ -69,7 +73,7 @@ def test_a_redelivery_after_a_restart_starts_nothing(
 ) -> None:
     url, tree = repo
     workspaces = [workspace("auto", url, git_server, "automatic")]
-    d = start_daemon(tmp_path, git_server, tree, url, workspaces, **store_top)
+    d = start_daemon(tmp_path, git_server, tree, url, workspaces, ENV, **store_top)
     try:
         d.wait_until(lambda: runs_of(d, "auto"), what="the startup run", timeout=60)
         path = write_step(tree, "greet")
@@ -79,7 +83,7 @@ def test_a_redelivery_after_a_restart_starts_nothing(
         with d.client(token=None) as c:
             assert c.post("/hooks/github", content=body, headers=headers).status_code == 202
         d.wait_until(lambda: len(runs_of(d, "auto")) == 2, what="the webhook's run", timeout=60)
-        d = restarted(d, daemon_env(git_server))
+        d = restarted(d, daemon_env(git_server) | ENV)
         d.wait_until(
             lambda: len(runs_of(d, "auto")) == 3, what="the restart's startup run", timeout=60
         )
@@ -88,9 +92,13 @@ def test_a_redelivery_after_a_restart_starts_nothing(
         assert again.status_code == 200 and again.json()["duplicate"] is True, again.text
         time.sleep(1.5)
         assert len(runs_of(d, "auto")) == 3
+        with d.client() as c:
+            said = c.get("/metrics").text + c.get("/api/v1/workspaces/auto/health").text
     finally:
         stop_daemon(d)
         kill_daemon(d)
+    logs = d.log() + d.log_path.with_name("daemon.log").read_text(errors="replace")
+    assert STORE_PASSWORD not in logs + said
 
 
 def test_a_store_that_cannot_be_opened_stops_the_start_with_one_line(

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,7 +40,14 @@ from syncd.model import (
     Trigger,
 )
 from syncd.store.postgres_schema import MIGRATIONS, VERSION_TABLE
-from syncd.store.protocol import DELIVERY_PRUNE_EVERY, DELIVERY_TTL, IndexUpdate, StoreError
+from syncd.store.protocol import (
+    DELIVERY_PRUNE_EVERY,
+    DELIVERY_TTL,
+    ApplyBase,
+    ApplyConflict,
+    IndexUpdate,
+    StoreError,
+)
 
 # Advisory lock keys: one (bigint) for migrations, one namespace (int4) for per-workspace writes.
 # Any value does, as long as it is syncd's own; these spell "syncd".
@@ -183,11 +191,13 @@ class PostgresStore:
 
     @contextmanager
     def _tx(
-        self, ws: str | None = None, clears_failure: bool = True
+        self, ws: str | None = None, clears_failure: bool = False
     ) -> Iterator[psycopg.Connection[Any]]:
         """One write transaction: committed on success, rolled back on any exception. With a
         workspace, writers of that workspace wait for each other, as SQLite's writers do. A
-        failed write is remembered for `problem` until a write that `clears_failure` succeeds."""
+        failed write is remembered for `problem` until a write that `clears_failure` (an apply)
+        succeeds: a run's record or a health record is small, and may fit where an apply does
+        not."""
         with self._conn() as conn:
             try:
                 with conn.transaction():
@@ -366,10 +376,19 @@ class PostgresStore:
 
     # -- applying and recording ------------------------------------------------------------
 
-    def apply(self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState) -> None:
-        """Apply a plan, the new git index, the run and the state: all or nothing."""
+    def apply(
+        self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState, base: ApplyBase
+    ) -> SyncState:
+        """Apply a plan, the new git index, the run and the state: all or nothing.
+
+        Optimistic: ApplyConflict, writing nothing, unless the store still holds the base the
+        plan was read from (checked under the workspace's write lock, so no writer slips in
+        between). Only the steps of the base change; a step edited outside git that the plan
+        did not cover keeps its mark, and the workspace stays OutOfSync for it. Returns the
+        state saved."""
         ws, now = state.workspace, time.time()
-        with self._tx(ws) as db:
+        with self._tx(ws, clears_failure=True) as db:
+            _check_base(db, ws, base)
             upserts = plan.creates + plan.updates
             old: dict[str, tuple[str, int]] = {}
             if upserts:
@@ -395,19 +414,31 @@ class PostgresStore:
                         "DELETE FROM steps WHERE workspace = %s AND name = ANY(%s)",
                         (ws, [c.name for c in plan.deletes]),
                     )
-            # Every step edited outside git was in the plan's scope, so none is left drifting.
-            db.execute("DELETE FROM steps WHERE workspace = %s AND deleted", (ws,))
-            db.execute(
-                "UPDATE steps SET origin = 'git' WHERE workspace = %s AND origin = 'outside'",
-                (ws,),
-            )
+            # The steps the plan covered are now as git has them: tombstones go, marks clear.
+            covered = list(base.versions)
+            if covered:
+                db.execute(
+                    "DELETE FROM steps WHERE workspace = %s AND deleted AND name = ANY(%s)",
+                    (ws, covered),
+                )
+                db.execute(
+                    "UPDATE steps SET origin = 'git' WHERE workspace = %s"
+                    " AND origin = 'outside' AND name = ANY(%s)",
+                    (ws, covered),
+                )
             _update_index(db, ws, index, texts)
             _insert_run(db, run)
+            row = db.execute(
+                "SELECT count(*) FROM steps WHERE workspace = %s AND origin = 'outside'", (ws,)
+            ).fetchone()
+            left = int(row[0]) if row else 0
+            if left:  # edited outside git while this sync ran: not synced yet
+                state = replace(state, status=Status.OUT_OF_SYNC, drift=left)
             _save_state(db, state)
+        return state
 
     def record_run(self, run: Run, state: SyncState) -> None:
-        # A failed run's record is small: it may be written where an apply was not.
-        with self._tx(state.workspace, clears_failure=False) as db:
+        with self._tx(state.workspace) as db:
             _insert_run(db, run)
             _save_state(db, state)
 
@@ -579,6 +610,33 @@ def _save_state(db: psycopg.Connection[Any], s: SyncState) -> None:
             time.time(),
         ),
     )
+
+
+def _check_base(db: psycopg.Connection[Any], ws: str, base: ApplyBase) -> None:
+    row = db.execute("SELECT last_applied_revision FROM workspaces WHERE id = %s", (ws,)).fetchone()
+    applied = row[0] if row else None
+    if applied != base.revision:
+        raise ApplyConflict(
+            f"workspace {ws}: applied revision moved from {_short(base.revision)} to"
+            f" {_short(applied)} since the plan was read"
+        )
+    names = list(base.versions)
+    now: dict[str, int] = {}
+    if names:
+        for r in db.execute(
+            "SELECT name, version FROM steps WHERE workspace = %s AND NOT deleted"
+            " AND name = ANY(%s)",
+            (ws, names),
+        ):
+            now[r[0]] = int(r[1])
+    moved = sorted(n for n in names if now.get(n) != base.versions[n])
+    if moved:
+        shown = ", ".join(repr(n) for n in moved[:5]) + (" ..." if len(moved) > 5 else "")
+        raise ApplyConflict(f"workspace {ws}: steps changed since the plan was read: {shown}")
+
+
+def _short(revision: str | None) -> str:
+    return revision[:12] if revision else "none"
 
 
 def _mark_out_of_sync(db: psycopg.Connection[Any], ws: str) -> None:

@@ -38,7 +38,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve_config(directory: Path, workspaces: list[dict[str, Any]], port: int) -> Path:
+def serve_config(
+    directory: Path,
+    workspaces: list[dict[str, Any]],
+    port: int,
+    store: dict[str, Any] | None = None,
+) -> Path:
     """A `syncd serve` config under `directory`: its own state, an API token, a GitHub secret.
 
     The file gets a folder of its own: syncd watches the config's folder for changes, and
@@ -51,6 +56,8 @@ def serve_config(directory: Path, workspaces: list[dict[str, Any]], port: int) -
         "webhooks": {"github": {"secrets_env": [WEBHOOK_SECRET_ENV]}},
         "workspaces": workspaces,
     }
+    if store is not None:
+        doc["store"] = store
     path = directory / "config" / "syncd.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -125,9 +132,10 @@ class ServeProcess:
         workspaces: list[dict[str, Any]],
         server: GitServer | None,
         extra_args: tuple[str, ...] = (),
+        store: dict[str, Any] | None = None,
     ) -> ServeProcess:
         port = free_port()
-        config = serve_config(directory, workspaces, port)
+        config = serve_config(directory, workspaces, port, store)
         notify = NotifySocket(directory / "notify.sock")
         env = serve_env(server) | {"NOTIFY_SOCKET": str(notify.path)}
         log_path = directory / "daemon.log"

@@ -23,10 +23,10 @@ from syncd.metrics import Metrics
 from syncd.model import Health
 from syncd.notify import Digester
 from syncd.scheduler import Scheduler
-from syncd.service.intake import Intake
+from syncd.service.intake import DeliveryLog, Intake
 from syncd.service.remote_reads import RemoteReads
 from syncd.service.workspaces import Workspaces
-from syncd.store import SqliteStore
+from syncd.store import Store, open_store
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Core:
     either the old config or the new one."""
 
     config: Config
-    store: SqliteStore
+    store: Store
     git: GitSource
     engine: Engine
     health: HealthKeeper
@@ -56,7 +56,8 @@ def build_core(
     git_observer: GitObserver | None = None,
     health_observer: Callable[[str, Health], None] | None = None,
 ) -> Core:
-    store = SqliteStore(config.store.sqlite_path)
+    # Syncs in parallel, API reads and the webhook intake each take a connection at most.
+    store = open_store(config.store, pool_size=config.server.max_parallel_syncs + 4)
     git = GitSource(config.state_dir, timeout=config.git.timeout, observer=git_observer)
     # Every run, in the daemon or the CLI, tells the workspace's health first.
     health = HealthKeeper(store, on_change=health_observer)
@@ -123,7 +124,8 @@ def build(config: Config, registry: CollectorRegistry | None = None) -> App:
         health=core.health,
     )
     digests = Digester(core.store, lambda: core.config, metrics)
-    intake = Intake(lambda: core.config, scheduler, metrics)
+    # Delivery ids are kept in the store, so that a redelivery after a restart starts nothing.
+    intake = Intake(lambda: core.config, scheduler, metrics, DeliveryLog(core.store))
     remote_reads = RemoteReads(config.server.max_remote_reads)
     app = App(
         core=core,

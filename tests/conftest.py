@@ -32,3 +32,12 @@ def repo(git_server: GitServer, tmp_path: Path) -> Iterator[tuple[str, WorkTree]
     yield url, tree
     # A test that injected a fault must not leak it into the next one.
     git_server.set_fault(None)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Where no PostgreSQL answers, its tests skip: say so once, not once per test."""
+    from tests.support.postgres import skipped_line
+
+    line = skipped_line(terminalreporter.stats.get("skipped", []))
+    if line:
+        terminalreporter.write_line(line)

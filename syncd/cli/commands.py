@@ -290,6 +290,21 @@ def _print_lines(lines: list[str]) -> int:
     return EXIT_OK
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from syncd.store import open_store
+
+    config = load_config(config_path(args))
+    # Opening a store migrates it (under a lock on PostgreSQL, in a transaction on SQLite).
+    store = open_store(config.store, pool_size=1)
+    try:
+        before, after = store.migrated_from, store.schema_version()
+    finally:
+        store.close()
+    done = f"migrated from {before}" if before != after else "already up to date"
+    print(f"store {config.store.where}: schema version {after} ({done})")
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from syncd.daemon import serve
     from syncd.logs import setup_logging

@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a branch an automatic workspace tracks",
     )
+    add("migrate", c.cmd_migrate, "bring the store's schema up to this syncd's version")
     cmd = add("serve", c.cmd_serve, "run the daemon: webhooks, polling, API, metrics")
     cmd.add_argument("--listen", metavar="HOST:PORT", help="override server.listen")
     cmd.add_argument("--log-format", choices=("text", "json"), default="text")

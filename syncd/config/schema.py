@@ -165,7 +165,7 @@ def config_schema() -> Schema:
                 }
             ),
             "state_dir": TEXT,
-            "store": section({"url": TEXT}),
+            "store": section({"url": TEXT, **secret("password")}),
             "include": one_or_many(TEXT),
             "tokens": {"type": "array", "items": ref("token")},
             "webhooks": section(hooks),

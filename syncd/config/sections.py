@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
+from urllib.parse import parse_qs, urlsplit
 
 from syncd import urls
 from syncd.config.checks import At, describe, quote, suggest
 from syncd.config.credentials import SecretReader
 from syncd.config.types import (
+    POSTGRES_SCHEMES,
     SCOPES,
     ConsoleConfig,
     DeleteLimit,
@@ -144,10 +146,20 @@ class SectionParser(SecretReader):
         )
 
     def store(self, at: At, value: Any, base_dir: Path, state_dir: Path) -> StoreConfig:
-        section = self.mapping(at, value, ("url",)) or {}
+        keys = ("url", "password_env", "password_file")
+        section = self.mapping(at, value, keys) or {}
         if section.get("url") is None:
+            for key in ("password_env", "password_file"):
+                if key in section:
+                    self.error(at.key(key), "a password needs a postgresql:// url")
             return StoreConfig(url=f"sqlite:///{state_dir / 'syncd.db'}")
         url = self.string(at.key("url"), section["url"])
+        if url.startswith(POSTGRES_SCHEMES):
+            self.postgres_url(at.key("url"), url)
+            return StoreConfig(url=url, password=self.secret(at, section, "password", base_dir))
+        for key in ("password_env", "password_file"):
+            if key in section:
+                self.error(at.key(key), "a password needs a postgresql:// url")
         if url.startswith("sqlite:///"):
             path = Path(StoreConfig(url).sqlite_path)
             if path == Path("/"):
@@ -158,11 +170,32 @@ class SectionParser(SecretReader):
             if url:
                 self.error(
                     at.key("url"),
-                    "expected sqlite:///ABSOLUTE/PATH or sqlite:RELATIVE/PATH (only SQLite "
-                    f"is supported), got {describe(urls.redact_url(url))}",
+                    "expected sqlite:///ABSOLUTE/PATH, sqlite:RELATIVE/PATH or postgresql://"
+                    f"[USER@]HOST[:PORT]/DATABASE, got {describe(urls.redact_url(url))}",
                 )
             path = state_dir / "syncd.db"
         return StoreConfig(url=f"sqlite:///{Path(os.path.normpath(path))}")
+
+    def postgres_url(self, at: At, url: str) -> None:
+        """A PostgreSQL URL names a host and a database, and holds no password."""
+        # Without user info and query: either may hold the password.
+        shown = describe(urls.redact_url(url).split("?", 1)[0])
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+        except ValueError:
+            self.error(at, f"expected postgresql://[USER@]HOST[:PORT]/DATABASE, got {shown}")
+            return
+        query = parse_qs(parts.query)
+        if parts.password is not None or "password" in query:
+            # The value is not shown: it is the secret.
+            self.error(
+                at,
+                f"holds a password: give it with store.password_env or store.password_file"
+                f" instead, got {shown}",
+            )
+        elif not parts.hostname or not parts.path.strip("/"):
+            self.error(at, f"expected postgresql://[USER@]HOST[:PORT]/DATABASE, got {shown}")
 
     def tokens(self, at: At, value: Any, base_dir: Path) -> tuple[TokenConfig, ...]:
         tokens: list[TokenConfig] = []

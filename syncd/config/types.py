@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from syncd.errors import ConfigError, NotFound
 from syncd.model import Mode
@@ -18,6 +19,7 @@ DEFAULT_STATE_DIR = Path("/var/lib/syncd")
 # What an API token may be allowed to do, in the contract's order; one home for the API and config.
 SCOPES: tuple[str, ...] = ("read", "sync", "write", "export")
 TlsMode = Literal["none", "starttls", "tls"]
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 @dataclass(frozen=True, repr=False)
@@ -163,8 +165,23 @@ class ServerConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     # load_config writes `sqlite:///` + an absolute path, i.e. `sqlite:////var/lib/syncd/syncd.db`,
-    # which SQLAlchemy reads the same way.
+    # which SQLAlchemy reads the same way; a PostgreSQL URL is kept as written (never with a
+    # password: that comes from `password`).
     url: str
+    password: Secret | None = None
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url.startswith(POSTGRES_SCHEMES)
+
+    @property
+    def where(self) -> str:
+        """The store as messages name it: the file, or host:port/database (no user info)."""
+        if not self.is_postgres:
+            return str(self.sqlite_path)
+        parts = urlsplit(self.url)
+        host = parts.hostname or "localhost"
+        return f"{host}:{parts.port or 5432}/{parts.path.lstrip('/')}"
 
     @property
     def sqlite_path(self) -> Path:
@@ -222,6 +239,7 @@ class Config:
         secrets.append(self.console.session_key)
         secrets.append(self.notifications.smtp.password if self.notifications.smtp else None)
         secrets += [t.url for t in self.notifications.targets]
+        secrets.append(self.store.password)
         return [
             s.reveal() for s in secrets if s is not None and not isinstance(s, UnresolvedSecret)
         ]

@@ -74,24 +74,62 @@ class Overloaded(SyncdError):
         self.matched, self.queued = matched, queued
 
 
-class DeliveryLog:
-    """Delivery ids seen lately, so a redelivered webhook starts nothing new. Bounded."""
+class DeliveryStore(Protocol):
+    """The store, as far as delivery dedupe needs it."""
 
-    def __init__(self, capacity: int = 10_000, ttl: float = 24 * 3600) -> None:
-        self.capacity, self.ttl = capacity, ttl
+    def remember_delivery(self, provider: str, delivery: str, now: float) -> bool: ...
+    def forget_delivery(self, provider: str, delivery: str) -> None: ...
+
+
+class DeliveryLog:
+    """Delivery ids taken lately, so a redelivered webhook starts nothing new.
+
+    With a store, the ids are kept there (one INSERT per new delivery), so that a redelivery
+    after a restart is known too; a bounded memory in front answers a redelivery to this
+    process without asking the store.
+    """
+
+    def __init__(
+        self,
+        store: DeliveryStore | None = None,
+        capacity: int = 10_000,
+        ttl: float = 24 * 3600,
+    ) -> None:
+        self.store, self.capacity, self.ttl = store, capacity, ttl
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
 
-    def seen(self, provider: str, delivery: str | None, now: float | None = None) -> bool:
+    def claim(self, provider: str, delivery: str | None, now: float | None = None) -> bool:
+        """Take a delivery: True when it is new, False for a redelivery within the ttl."""
         if not delivery:
-            return False
+            return True
         now = time.time() if now is None else now
         at = self._seen.get((provider, delivery))
-        return at is not None and now - at < self.ttl
+        if at is not None and now - at < self.ttl:
+            return False
+        new = True
+        if self.store is not None:
+            try:
+                new = self.store.remember_delivery(provider, delivery, now)
+            except Exception as e:
+                # A store that cannot be reached must not refuse webhooks: dedupe falls back to
+                # memory, and a redelivery is at worst one more (coalesced) run.
+                log.warning("webhook dedupe: the store failed, using memory only: %s", e)
+        self._remember(provider, delivery, now)
+        return new
 
-    def add(self, provider: str, delivery: str | None, now: float | None = None) -> None:
+    def release(self, provider: str, delivery: str | None) -> None:
+        """Forget a delivery that was refused, so that its redelivery is taken."""
         if not delivery:
             return
-        self._seen[(provider, delivery)] = time.time() if now is None else now
+        self._seen.pop((provider, delivery), None)
+        if self.store is not None:
+            try:
+                self.store.forget_delivery(provider, delivery)
+            except Exception as e:
+                log.warning("webhook dedupe: the store failed to forget a delivery: %s", e)
+
+    def _remember(self, provider: str, delivery: str, now: float) -> None:
+        self._seen[(provider, delivery)] = now
         self._seen.move_to_end((provider, delivery))
         while len(self._seen) > self.capacity:
             self._seen.popitem(last=False)
@@ -176,12 +214,15 @@ class Intake:
             return self._counted(Receipt(provider, Outcome.IGNORED))
         if isinstance(event, Ping):
             return self._counted(Receipt(provider, Outcome.PING, delivery=event.delivery))
-        if self._deliveries.seen(provider, event.delivery):
+        if not self._deliveries.claim(provider, event.delivery, self._clock()):
             return self._counted(Receipt(provider, Outcome.DUPLICATE, delivery=event.delivery))
         matched = tuple(self._prepare().matcher.match(event))
-        queued = self._request_syncs(provider, matched)
-        # Only a delivery whose syncs were all requested is taken: a refused one may be resent.
-        self._deliveries.add(provider, event.delivery)
+        try:
+            queued = self._request_syncs(provider, matched)
+        except Overloaded:
+            # Only a delivery whose syncs were all requested is taken: a refused one may be resent.
+            self._deliveries.release(provider, event.delivery)
+            raise
         outcome = Outcome.ACCEPTED if matched else Outcome.UNMATCHED
         # Pushes that match nothing are most of a busy host's webhooks: not worth a log line each.
         (log.info if matched else log.debug)(

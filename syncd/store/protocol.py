@@ -14,6 +14,11 @@ from typing import Protocol
 from syncd.errors import SyncdError
 from syncd.model import HealthRecord, LiveStep, Plan, Run, Step, StepContent, SyncState
 
+# How long a webhook delivery id is remembered: providers redeliver within hours, not days.
+DELIVERY_TTL = 24 * 3600.0
+# Expired deliveries are pruned at most this often, so that the common insert stays one statement.
+DELIVERY_PRUNE_EVERY = 3600.0
+
 
 class StoreError(SyncdError):
     """The store cannot be opened, read or written (locked past the busy timeout, disk full,
@@ -46,6 +51,10 @@ class IndexUpdate:
 
 
 class Store(Protocol):
+    """`remember_delivery` records a webhook delivery id and says whether it is new (False for
+    one seen within `ttl`); `forget_delivery` undoes it for a delivery that was refused, so that
+    its redelivery is taken."""
+
     def close(self) -> None: ...
     def state(self, ws: str) -> SyncState: ...
     def save_state(self, state: SyncState) -> None: ...
@@ -73,3 +82,7 @@ class Store(Protocol):
     def set_meta(self, key: str, value: str) -> None: ...
     # Why the store cannot take writes now (its file is gone, the last write failed), or None.
     def problem(self) -> str | None: ...
+    def remember_delivery(
+        self, provider: str, delivery: str, now: float, ttl: float = DELIVERY_TTL
+    ) -> bool: ...
+    def forget_delivery(self, provider: str, delivery: str) -> None: ...

@@ -32,7 +32,14 @@ from syncd.model import (
     SyncState,
     Trigger,
 )
-from syncd.store.protocol import ApplyBase, ApplyConflict, IndexUpdate, StoreError
+from syncd.store.protocol import (
+    DELIVERY_PRUNE_EVERY,
+    DELIVERY_TTL,
+    ApplyBase,
+    ApplyConflict,
+    IndexUpdate,
+    StoreError,
+)
 from syncd.store.sqlite_schema import MIGRATIONS
 
 
@@ -55,11 +62,22 @@ class SqliteStore:
             self._identity = _identity(path)
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"store {path}: cannot open: {e}") from e
-        self._migrate()
+        self.migrated_from = self._migrate()
+        # Webhook deliveries have a connection of their own, so that the intake never waits on
+        # the lock a long sync holds, and NORMAL sync: in WAL mode a commit then survives a
+        # crash of syncd, not a power loss, which for a dedupe record costs a fsync per webhook
+        # for no good reason (a lost record means one redundant, coalesced run at worst).
+        self._hooks = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._hooks_lock = threading.Lock()
+        self._hooks.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        self._hooks.execute("PRAGMA synchronous = NORMAL")
+        self._pruned_at = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
+        with self._hooks_lock:
+            self._hooks.close()
         with self._lock:
             self._db.close()
 
@@ -71,7 +89,8 @@ class SqliteStore:
         with self._reading():
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
-    def _migrate(self) -> None:
+    def _migrate(self) -> int:
+        """Bring the schema up to date, in one transaction; return the version found."""
         with self._tx():
             version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
             if version > len(MIGRATIONS):
@@ -83,6 +102,7 @@ class SqliteStore:
                 for statement in _statements(script):
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {number}")
+        return version
 
     def problem(self) -> str | None:
         """Why the store cannot take writes now, or None: its file deleted or replaced under
@@ -408,6 +428,30 @@ class SqliteStore:
     def set_meta(self, key: str, value: str) -> None:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- webhook deliveries ----------------------------------------------------------------
+
+    def remember_delivery(
+        self, provider: str, delivery: str, now: float, ttl: float = DELIVERY_TTL
+    ) -> bool:
+        """Record a delivery; False when it was already taken within `ttl` (one statement)."""
+        with self._hooks_lock:
+            if now - self._pruned_at >= DELIVERY_PRUNE_EVERY:
+                self._hooks.execute("DELETE FROM deliveries WHERE seen_at <= ?", (now - ttl,))
+                self._pruned_at = now
+            cur = self._hooks.execute(
+                "INSERT INTO deliveries (provider, id, seen_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (provider, id) DO UPDATE SET seen_at = excluded.seen_at"
+                " WHERE deliveries.seen_at <= ?",
+                (provider, delivery, now, now - ttl),
+            )
+            return cur.rowcount > 0
+
+    def forget_delivery(self, provider: str, delivery: str) -> None:
+        with self._hooks_lock:
+            self._hooks.execute(
+                "DELETE FROM deliveries WHERE provider = ? AND id = ?", (provider, delivery)
+            )
 
     def run(self, run_id: str) -> Run | None:
         with self._reading():

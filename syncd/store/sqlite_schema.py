@@ -78,4 +78,15 @@ MIGRATIONS: tuple[str, ...] = (
         source_failing INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     """,
+    """
+    -- Webhook deliveries taken lately, so that a redelivery starts nothing, even after a
+    -- restart. Rows older than a day are pruned.
+    CREATE TABLE deliveries (
+        provider TEXT NOT NULL,
+        id TEXT NOT NULL,
+        seen_at REAL NOT NULL,
+        PRIMARY KEY (provider, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_seen ON deliveries (seen_at);
+    """,
 )

@@ -1,17 +1,21 @@
-"""The SQLite store on a real file: one-transaction apply, rollback, outside edits, schema."""
+"""The stores on a real database, SQLite (a file) and PostgreSQL (a fresh database): one-transaction
+apply, rollback, outside edits, webhook deliveries, schema."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from syncd.model import Origin, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
 from syncd.plan import compute_plan
-from syncd.store import ApplyBase, ApplyConflict, IndexUpdate, SqliteStore, StoreError
+from syncd.store import ApplyBase, ApplyConflict, IndexUpdate, SqliteStore, Store, StoreError
+from tests.support import postgres
 
 WS = "ws1"
+DAY = 24 * 3600.0
 
 
 def content(do: str) -> StepContent:
@@ -22,7 +26,7 @@ def run(rid: str = "r1") -> Run:
     return Run(rid, WS, Trigger.MANUAL, "abc", RunResult.SUCCEEDED, 1.0, 2.0)
 
 
-def base_of(store: SqliteStore, names: set[str]) -> ApplyBase:
+def base_of(store: Store, names: set[str]) -> ApplyBase:
     """The base a plan over `names` (and every drifted step) was read from: the store now."""
     live = store.live_steps(WS)
     covered = names | store.drifted_names(WS)
@@ -30,7 +34,7 @@ def base_of(store: SqliteStore, names: set[str]) -> ApplyBase:
     return ApplyBase(store.state(WS).last_applied_revision, versions)
 
 
-def apply(store: SqliteStore, desired: dict[str, StepContent], rid: str = "r1") -> None:
+def apply(store: Store, desired: dict[str, StepContent], rid: str = "r1") -> None:
     live = {n: s.content for n, s in store.live_steps(WS).items()}
     plan = compute_plan(desired, live)
     steps = tuple(Step(n, c, f"p/{n}.step.json", "blob") for n, c in desired.items())
@@ -39,14 +43,38 @@ def apply(store: SqliteStore, desired: dict[str, StepContent], rid: str = "r1") 
     store.apply(plan, IndexUpdate(replace_all=True, upserts=steps), run(rid), state, base)
 
 
+@pytest.fixture(scope="module")
+def pg_server() -> None:
+    postgres.require()
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "syncd.db")
+def pg_url(pg_server: None) -> Iterator[str]:
+    with postgres.fresh_database() as url:
+        yield url
+
+
+def open_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Store:
+    if kind == "sqlite":
+        return SqliteStore(tmp_path / "syncd.db")
+    from syncd.store.postgres import PostgresStore
+
+    return PostgresStore(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    s = open_store(kind, tmp_path, request)
     yield s
     s.close()
 
 
-def test_apply_creates_updates_deletes_and_bumps_versions(store: SqliteStore) -> None:
+def test_apply_creates_updates_deletes_and_bumps_versions(store: Store) -> None:
     apply(store, {"a": content("1"), "b": content("1")})
     apply(store, {"a": content("2"), "c": content("1")}, "r2")
     live = store.live_steps(WS)
@@ -58,7 +86,7 @@ def test_apply_creates_updates_deletes_and_bumps_versions(store: SqliteStore) ->
     assert store.index_count(WS) == 2
 
 
-def test_last_success_is_the_last_succeeded_run(store: SqliteStore) -> None:
+def test_last_success_is_the_last_succeeded_run(store: Store) -> None:
     assert store.last_success_at(WS) is None
     state = SyncState(WS, Status.SYNCED)
     for rid, result, finished in [
@@ -72,14 +100,14 @@ def test_last_success_is_the_last_succeeded_run(store: SqliteStore) -> None:
     assert store.last_success_at("other") is None
 
 
-def test_failed_apply_rolls_back_everything(store: SqliteStore, monkeypatch) -> None:
+def test_failed_apply_rolls_back_everything(store: Store, monkeypatch) -> None:
     apply(store, {"a": content("1")})
     before = store.live_steps(WS)
     plan = compute_plan({"a": content("2"), "b": content("1")}, {"a": content("1")})
     bad_state = SyncState(WS, Status.SYNCED, "def", "def", "r2")
     # A run row that collides with a NOT NULL constraint fails the transaction mid-way.
     broken = Run("r2", WS, Trigger.MANUAL, "def", RunResult.SUCCEEDED, None)  # type: ignore[arg-type]
-    with pytest.raises(StoreError, match="NOT NULL"):
+    with pytest.raises(StoreError, match=r"(?i)not.null"):  # SQLite: NOT NULL, PostgreSQL: not-null
         store.apply(plan, IndexUpdate(replace_all=True), broken, bad_state, base_of(store, {"a"}))
     assert store.live_steps(WS) == before
     assert store.state(WS).last_applied_revision == "abc"
@@ -87,7 +115,7 @@ def test_failed_apply_rolls_back_everything(store: SqliteStore, monkeypatch) -> 
     assert store.index_count(WS) == 1
 
 
-def test_an_apply_over_a_moved_base_writes_nothing(store: SqliteStore) -> None:
+def test_an_apply_over_a_moved_base_writes_nothing(store: Store) -> None:
     apply(store, {"a": content("1"), "b": content("1")})
     plan = compute_plan({"a": content("2")}, {"a": content("1")})
     stale = base_of(store, {"a"})
@@ -102,7 +130,7 @@ def test_an_apply_over_a_moved_base_writes_nothing(store: SqliteStore) -> None:
         store.apply(plan, IndexUpdate(), run("r2"), state, moved)
 
 
-def test_outside_edits_are_marked_and_cleared_by_apply(store: SqliteStore) -> None:
+def test_outside_edits_are_marked_and_cleared_by_apply(store: Store) -> None:
     apply(store, {"a": content("1"), "b": content("1")})
     edited = store.put_outside(WS, "a", content("hand"))
     assert edited.origin is Origin.OUTSIDE and edited.version == 2
@@ -117,15 +145,66 @@ def test_outside_edits_are_marked_and_cleared_by_apply(store: SqliteStore) -> No
     assert "b" in live and store.drifted_names(WS) == set()
 
 
-def test_store_survives_reopen_and_checks_integrity(tmp_path: Path) -> None:
+def test_store_survives_reopen(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    s = open_store(kind, tmp_path, request)
+    apply(s, {"a": content("1")})
+    s.put_outside(WS, "b", content("hand"))
+    s.set_meta("digest", "42")
+    s.close()
+    s2 = open_store(kind, tmp_path, request)
+    assert set(s2.live_steps(WS)) == {"a", "b"}
+    assert s2.drifted_names(WS) == {"b"}
+    assert s2.get_meta("digest") == "42"
+    assert [r.id for r in s2.runs(WS)] == ["r1"]
+    s2.close()
+
+
+def test_sqlite_store_checks_integrity(tmp_path: Path) -> None:
     s = SqliteStore(tmp_path / "x.db")
     apply(s, {"a": content("1")})
+    assert s.integrity_ok()
+    assert s.schema_version() >= 1
     s.close()
-    s2 = SqliteStore(tmp_path / "x.db")
-    assert set(s2.live_steps(WS)) == {"a"}
-    assert s2.integrity_ok()
-    assert s2.schema_version() >= 1
-    s2.close()
+
+
+def test_runs_list_newest_first_and_by_finish(store: Store) -> None:
+    for i, started in enumerate([5.0, 7.0, 7.0, 6.0]):
+        r = Run(f"r{i}", WS, Trigger.WEBHOOK, None, RunResult.SUCCEEDED, started, started + 10)
+        store.record_run(r, SyncState(WS, Status.SYNCED, last_run_id=r.id))
+    # Equal start times: the one recorded last comes first, as it does on either store.
+    assert [r.id for r in store.runs(WS)] == ["r2", "r1", "r3", "r0"]
+    assert [r.id for r in store.runs(WS, limit=2)] == ["r2", "r1"]
+    assert [r.id for r in store.runs_finished_since(15.0, 17.0)] == ["r3", "r1", "r2"]
+    assert store.run("r3") == Run("r3", WS, Trigger.WEBHOOK, None, RunResult.SUCCEEDED, 6.0, 16.0)
+    assert store.run("nope") is None
+
+
+def test_deliveries_are_remembered_for_a_day(store: Store) -> None:
+    assert store.remember_delivery("github", "d1", 1000.0)
+    assert not store.remember_delivery("github", "d1", 1001.0)
+    assert store.remember_delivery("gitlab", "d1", 1001.0)  # another provider's id space
+    assert not store.remember_delivery("github", "d1", 1000.0 + DAY - 1)
+    # A day later the id is new again, and counts from then.
+    assert store.remember_delivery("github", "d1", 1000.0 + DAY)
+    assert not store.remember_delivery("github", "d1", 1000.0 + DAY + 1)
+    store.forget_delivery("github", "d1")
+    assert store.remember_delivery("github", "d1", 1000.0 + DAY + 2)
+
+
+def test_old_deliveries_are_pruned(store: Store) -> None:
+    for i in range(5):
+        assert store.remember_delivery("github", f"old-{i}", 1000.0)
+    # The next delivery a day later prunes the old ones (pruning runs at most once an hour).
+    assert store.remember_delivery("github", "new", 1000.0 + 2 * DAY)
+    assert count_deliveries(store) == 1
+
+
+def count_deliveries(store: Store) -> int:
+    if isinstance(store, SqliteStore):
+        return int(store._db.execute("SELECT count(*) FROM deliveries").fetchone()[0])
+    with store._pool.connection() as conn:  # type: ignore[attr-defined]
+        row = conn.execute("SELECT count(*) FROM deliveries").fetchone()
+    return int(row[0])
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -136,9 +215,11 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         SqliteStore(tmp_path / "new.db")
 
 
-def test_two_connections_share_the_file(tmp_path: Path) -> None:
-    daemon = SqliteStore(tmp_path / "s.db")
-    cli = SqliteStore(tmp_path / "s.db")
+def test_two_stores_share_one_database(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    daemon = open_store(kind, tmp_path, request)
+    cli = open_store(kind, tmp_path, request)
     apply(cli, {"a": content("1")})
     assert set(daemon.live_steps(WS)) == {"a"}
     daemon.close()
@@ -164,11 +245,11 @@ def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
 
 
 def test_suspension_pin_and_health_persist_and_a_saved_state_keeps_the_suspension(
-    tmp_path: Path,
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     from syncd.model import Health, HealthRecord
 
-    s = SqliteStore(tmp_path / "h.db")
+    s = open_store(kind, tmp_path, request)
     before = s.state(WS)  # what a run in flight read before the suspend
     s.set_suspended(WS, True)
     s.save_state(SyncState(WS, Status.OUT_OF_SYNC, "abc", "def", pinned_revision="abc"))
@@ -177,7 +258,7 @@ def test_suspension_pin_and_health_persist_and_a_saved_state_keeps_the_suspensio
     record = HealthRecord(WS, Health.DEGRADED, 5.0, "401", 2, source_failing=True)
     s.save_health(record)
     s.close()
-    s2 = SqliteStore(tmp_path / "h.db")
+    s2 = open_store(kind, tmp_path, request)
     state = s2.state(WS)
     assert state.suspended and state.pinned_revision == "abc"
     assert s2.health(WS) == record and s2.health("other") is None

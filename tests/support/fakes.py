@@ -46,6 +46,7 @@ from syncd.model import (
 )
 from syncd.steps import SUFFIX, render_step_file, step_file_name
 from syncd.store import ApplyBase, ApplyConflict, IndexUpdate, Store
+from syncd.store.protocol import DELIVERY_TTL
 
 # -- the store -------------------------------------------------------------------------------
 
@@ -69,6 +70,7 @@ class Tables:
     runs: dict[str, Run] = field(default_factory=dict)
     meta: dict[str, str] = field(default_factory=dict)
     health: dict[str, HealthRecord] = field(default_factory=dict)
+    deliveries: dict[tuple[str, str], float] = field(default_factory=dict)  # -> seen at
 
     def copy(self) -> Tables:
         """A copy that shares nothing mutable with this one (Run and SyncState are mutable)."""
@@ -79,6 +81,7 @@ class Tables:
             runs={k: replace(v) for k, v in self.runs.items()},
             meta=dict(self.meta),
             health=dict(self.health),
+            deliveries=dict(self.deliveries),
         )
 
 
@@ -332,6 +335,22 @@ class FakeStore:
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
             self._tables.meta[key] = value
+
+    def remember_delivery(
+        self, provider: str, delivery: str, now: float, ttl: float = DELIVERY_TTL
+    ) -> bool:
+        with self._lock:
+            seen = self._tables.deliveries
+            for key in [k for k, at in seen.items() if at <= now - ttl]:
+                del seen[key]
+            if (provider, delivery) in seen:
+                return False
+            seen[(provider, delivery)] = now
+            return True
+
+    def forget_delivery(self, provider: str, delivery: str) -> None:
+        with self._lock:
+            self._tables.deliveries.pop((provider, delivery), None)
 
 
 def _insert_run(tables: Tables, run: Run) -> None:

@@ -509,7 +509,7 @@ def test_store_url(tmp_path: Path, url: str, path: str) -> None:
     assert config.store.url.startswith("sqlite:////")
 
 
-@pytest.mark.parametrize("url", ["postgres://db/syncd", "sqlite://host/x.db", "sqlite:", "x.db"])
+@pytest.mark.parametrize("url", ["mysql://db/syncd", "sqlite://host/x.db", "sqlite:", "x.db"])
 def test_store_url_refused(tmp_path: Path, url: str) -> None:
     message = one_problem(tmp_path, f'store: {{url: "{url}"}}\n')
     assert message.startswith(f"{tmp_path}/syncd.yaml: store.url: expected sqlite:///ABSOLUTE/PATH")
@@ -519,6 +519,52 @@ def test_store_url_refused(tmp_path: Path, url: str) -> None:
 def test_store_url_refusal_hides_credentials(tmp_path: Path) -> None:
     message = one_problem(tmp_path, 'store: {url: "postgres://u:git-secret-1f3a@db/syncd"}\n')
     assert 'got str "postgres://db/syncd"' in message
+
+
+def test_store_postgresql_url_with_password_from_env_or_file(tmp_path: Path) -> None:
+    url = "postgresql://syncd@db.example.com:5433/syncd?sslmode=require"
+    text = f'store: {{url: "{url}", password_env: PG_PASSWORD}}\n'
+    config = load(tmp_path, text, {"PG_PASSWORD": "pg-secret-9a"})
+    assert config.store.is_postgres and config.store.url == url
+    assert config.store.password is not None and config.store.password.reveal() == "pg-secret-9a"
+    assert "pg-secret-9a" not in repr(config.store)
+    assert config.store.where == "db.example.com:5433/syncd"
+    (tmp_path / "pg.pass").write_text("from-file\n")
+    text = 'store: {url: "postgres://db/syncd", password_file: pg.pass}\n'
+    config = load(tmp_path, text)
+    assert config.store.password is not None and config.store.password.reveal() == "from-file"
+    assert config.store.where == "db:5432/syncd"
+    # No password at all: trust, peer or a client certificate.
+    assert load(tmp_path, 'store: {url: "postgresql://db/syncd"}\n').store.password is None
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "postgresql://u:pg-secret-1@db/syncd",
+            "holds a password: give it with store.password_env",
+        ),
+        ("postgresql://db/syncd?password=pg-secret-1", "holds a password"),
+        ("postgresql://db", "expected postgresql://[USER@]HOST[:PORT]/DATABASE"),
+        ("postgresql:///syncd", "expected postgresql://[USER@]HOST[:PORT]/DATABASE"),
+        ("postgresql://db:99999/syncd", "expected postgresql://[USER@]HOST[:PORT]/DATABASE"),
+    ],
+)
+def test_store_postgresql_url_refused(tmp_path: Path, url: str, expected: str) -> None:
+    message = one_problem(tmp_path, f'store: {{url: "{url}"}}\n')
+    assert message.startswith(f"{tmp_path}/syncd.yaml: store.url: {expected}")
+    assert "pg-secret-1" not in message
+
+
+def test_store_password_needs_a_postgresql_url(tmp_path: Path) -> None:
+    message = one_problem(tmp_path, "store: {password_env: PG_PASSWORD}\n", {"PG_PASSWORD": "x"})
+    assert (
+        message
+        == f"{tmp_path}/syncd.yaml: store.password_env: a password needs a postgresql:// url"
+    )
+    text = 'store: {url: "postgresql://db/s", password_env: NOT_SET}\n'
+    assert "environment variable NOT_SET is not set" in one_problem(tmp_path, text, {})
 
 
 def test_store_config_sqlite_path_property() -> None:

@@ -15,8 +15,9 @@ import pytest
 from syncd.config import Config, load_config
 from syncd.model import Trigger
 from syncd.scheduler import QueueFull
-from syncd.service.intake import Intake, Outcome, Overloaded
+from syncd.service.intake import DeliveryLog, Intake, Outcome, Overloaded
 from syncd.webhooks import BadSignature, MalformedPayload, ProviderNotDetected, UnknownProvider
+from tests.support.fakes import FakeStore
 
 SECRET = "intake-secret"
 URL = "https://git.example.com/team/steps.git"
@@ -173,3 +174,56 @@ def test_targets_are_worked_out_once_per_config(setup: Setup, tmp_path: Path) ->
     assert setup.intake.targets() is not first
     headers, body = generic(delivery="d-2")
     assert setup.intake.receive_push("generic", headers, body).matched == ("a", "b")
+
+
+def test_a_redelivery_after_a_restart_is_known_from_the_store(setup: Setup) -> None:
+    store = FakeStore(clock=lambda: NOW)
+
+    def started() -> Intake:  # a new process: nothing in memory, the same store
+        return Intake(lambda: setup.config[0], setup.scheduler, setup.metrics, DeliveryLog(store))
+
+    headers, body = generic(delivery="d-9")
+    assert started().receive_push("generic", headers, body).outcome is Outcome.ACCEPTED
+    assert started().receive_push("generic", headers, body).outcome is Outcome.DUPLICATE
+    assert len(setup.scheduler.requested) == 1
+
+
+def test_a_refused_delivery_is_forgotten_by_the_store_too(setup: Setup) -> None:
+    store = FakeStore(clock=lambda: NOW)
+    log = DeliveryLog(store)
+    intake = Intake(lambda: setup.config[0], setup.scheduler, setup.metrics, log, lambda: NOW)
+    setup.scheduler.room = 0
+    headers, body = generic(delivery="d-10")
+    with pytest.raises(Overloaded):
+        intake.receive_push("generic", headers, body)
+    assert store.snapshot().deliveries == {}
+    setup.scheduler.room = 1
+    assert intake.receive_push("generic", headers, body).outcome is Outcome.ACCEPTED
+    assert set(store.snapshot().deliveries) == {("generic", "d-10")}
+
+
+def test_dedupe_falls_back_to_memory_when_the_store_fails(setup: Setup) -> None:
+    class Down:
+        def remember_delivery(self, provider: str, delivery: str, now: float) -> bool:
+            raise OSError("connection refused")
+
+        def forget_delivery(self, provider: str, delivery: str) -> None:
+            raise OSError("connection refused")
+
+    log = DeliveryLog(Down())
+    intake = Intake(lambda: setup.config[0], setup.scheduler, setup.metrics, log, lambda: NOW)
+    headers, body = generic(delivery="d-11")
+    assert intake.receive_push("generic", headers, body).outcome is Outcome.ACCEPTED
+    assert intake.receive_push("generic", headers, body).outcome is Outcome.DUPLICATE
+
+
+def test_memory_answers_a_redelivery_without_asking_the_store() -> None:
+    store = FakeStore()
+    log = DeliveryLog(store, capacity=2)
+    assert log.claim("github", "a", NOW) and not log.claim("github", "a", NOW + 1)
+    store.forget_delivery("github", "a")  # memory alone still knows it
+    assert not log.claim("github", "a", NOW + 2)
+    assert log.claim("github", "b", NOW) and log.claim("github", "c", NOW)
+    # "a" fell out of the bounded memory; the store (where it was forgotten) takes it anew.
+    assert log.claim("github", "a", NOW + 3)
+    assert log.claim("github", None, NOW) and log.claim("github", None, NOW)

@@ -40,6 +40,7 @@ from tests.support import (
     GitServer,
     WorkTree,
     daemon_env,
+    postgres,
     workspace,
     write_config,
     write_step,
@@ -98,19 +99,46 @@ class Setup:
 BASE = {"x": "x0()", "y": "y0()", "z": "z0()"}
 
 
-@pytest.fixture
-def setup(repo: tuple[str, WorkTree], git_server: GitServer, tmp_path: Path) -> Iterator[Setup]:
+def make_setup(
+    repo: tuple[str, WorkTree], git_server: GitServer, tmp_path: Path, **top: Any
+) -> Setup:
     url, tree = repo
     extra = [workspace("other", url, git_server, source={"branch": "feature"})]
-    config_path = write_config(tmp_path, [workspace("w", url, git_server), *extra])
+    config_path = write_config(tmp_path, [workspace("w", url, git_server), *extra], **top)
     env = daemon_env(git_server)
     core = build_core(load_config(config_path, env))
     s = Setup(url, tree, config_path, env, core, tmp_path)
     s.push(BASE, "base")
     first = s.sync()
     assert first.run.result is RunResult.SUCCEEDED, first.run.error
+    return s
+
+
+@pytest.fixture
+def setup(repo: tuple[str, WorkTree], git_server: GitServer, tmp_path: Path) -> Iterator[Setup]:
+    s = make_setup(repo, git_server, tmp_path)
     yield s
-    core.close()
+    s.core.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_setup(
+    request: pytest.FixtureRequest,
+    repo: tuple[str, WorkTree],
+    git_server: GitServer,
+    tmp_path: Path,
+) -> Iterator[Setup]:
+    """`setup` on either store: the cases of two writers hold on PostgreSQL as on SQLite."""
+    if request.param == "sqlite":
+        s = make_setup(repo, git_server, tmp_path)
+        yield s
+        s.core.close()
+        return
+    postgres.require()
+    with postgres.fresh_database() as url:
+        s = make_setup(repo, git_server, tmp_path, store={"url": url})
+        yield s
+        s.core.close()
 
 
 def wait_file(path: Path, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
@@ -130,7 +158,8 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
 # -- 1. two writers: optimistic concurrency on apply ------------------------------------------
 
 
-def test_a_slow_apply_never_writes_over_a_newer_state(setup: Setup) -> None:
+def test_a_slow_apply_never_writes_over_a_newer_state(any_setup: Setup) -> None:
+    setup = any_setup
     """A daemon-like sync of head C plans, then waits; another process applies a pinned older
     revision B meanwhile. C's apply must see that its base moved, re-plan, and leave the
     workspace consistent: every step as the commit it reports applied."""
@@ -150,7 +179,8 @@ def test_a_slow_apply_never_writes_over_a_newer_state(setup: Setup) -> None:
     assert setup.live() == {"x": "x0()", "y": "yC()", "z": "z0()"}
 
 
-def test_the_slow_writer_can_be_the_pinned_one(setup: Setup) -> None:
+def test_the_slow_writer_can_be_the_pinned_one(any_setup: Setup) -> None:
+    setup = any_setup
     rev_b = setup.push({"x": "xB()"}, "B: x changes")
     rev_c = setup.push({"x": "x0()", "y": "yC()"}, "C")
     gate = setup.tmp / "gate"
@@ -171,7 +201,8 @@ def test_the_slow_writer_can_be_the_pinned_one(setup: Setup) -> None:
 # -- 2. an outside edit between plan and apply keeps its mark ----------------------------------
 
 
-def test_an_outside_edit_during_a_sync_keeps_its_outside_mark(setup: Setup) -> None:
+def test_an_outside_edit_during_a_sync_keeps_its_outside_mark(any_setup: Setup) -> None:
+    setup = any_setup
     setup.push({"y": "yC()"}, "C: y changes")
     gate = setup.tmp / "gate"
     slow = setup.cli("sync", "w", gate=gate)

@@ -23,21 +23,27 @@ WAIT_SECONDS = 120.0
 
 
 def hold_first_apply(gate: Path) -> None:
-    original = SqliteStore.apply
+    from syncd.store.postgres import PostgresStore
+
     calls: list[None] = []
 
-    def gated(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
-        if not calls:
-            calls.append(None)
-            gate.with_suffix(".planned").touch()
-            deadline = time.monotonic() + WAIT_SECONDS
-            while not gate.with_suffix(".go").exists():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{gate}.go never appeared")
-                time.sleep(0.02)
-        return original(self, *args, **kwargs)
+    def gate_of(original: Any) -> Any:
+        def gated(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if not calls:
+                calls.append(None)
+                gate.with_suffix(".planned").touch()
+                deadline = time.monotonic() + WAIT_SECONDS
+                while not gate.with_suffix(".go").exists():
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{gate}.go never appeared")
+                    time.sleep(0.02)
+            return original(self, *args, **kwargs)
 
-    SqliteStore.apply = gated  # type: ignore[method-assign]
+        return gated
+
+    # Either store: the config names one.
+    SqliteStore.apply = gate_of(SqliteStore.apply)  # type: ignore[method-assign]
+    PostgresStore.apply = gate_of(PostgresStore.apply)  # type: ignore[method-assign]
 
 
 def main(argv: list[str]) -> int:

@@ -345,10 +345,11 @@ def bomb_commit(tree: WorkTree, path: str, size: int) -> str:
     proc = subprocess.Popen(
         [*tree.server.git_args(), "fast-import", "--quiet"],
         stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         cwd=tree.path,
         env=tree.server.git_env(),
     )
-    assert proc.stdin is not None
+    assert proc.stdin is not None and proc.stderr is not None
     proc.stdin.write(b"blob\nmark :1\ndata %d\n" % size + head)
     left, chunk = size - len(head), b" " * MIB
     while left > 0:
@@ -359,7 +360,8 @@ def bomb_commit(tree: WorkTree, path: str, size: int) -> str:
         b"from %s\nM 100644 :1 %s\n" % (tree.branch.encode(), tree.head().encode(), path.encode())
     )
     proc.stdin.close()
-    assert proc.wait(timeout=300) == 0
+    # A blob past core.bigFileThreshold (512 MiB) would be streamed; this one is held whole.
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode(errors="replace")[-2000:]
     tree.git("reset", "--quiet", "--hard")
     tree.push()
     return tree.head()

@@ -1,5 +1,6 @@
 """The HTTP API: routes only. Each parses its request, calls the workspace use cases in
-`syncd.service`, and shapes the answer. The only place errors become statuses.
+`syncd.service`, and shapes the answer. This module and its `api_*.py` are the only place
+errors become statuses.
 
 Every request a stranger can send is checked: bearer tokens with scopes (`api_auth`), body size
 before the body is read and JSON shape before use (`api_requests`), signatures before parsing

@@ -5,7 +5,7 @@ run. The engine never retries (see `syncd.retry` for who does). A failed run app
 the apply phase is one store transaction.
 
 The engine sees git and the store only through the `GitReader` and `Store` protocols, so its
-unit tests run against stateful fakes.
+unit tests run against stateful fakes. The read and plan phases are in `syncd.reading`.
 """
 
 from __future__ import annotations
@@ -15,46 +15,46 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from syncd.config import WorkspaceConfig
 from syncd.errors import (
-    PathNotFound,
     PlanRefused,
     RevisionNotFound,
     RevisionNotOnBranch,
     StepFileError,
     SyncdError,
 )
-from syncd.git import FileChange, Remote, TreeEntry
+from syncd.git import Remote
 from syncd.logs import fields
 from syncd.model import (
-    LiveStep,
     Mode,
     Plan,
     Run,
     RunResult,
     Status,
-    Step,
-    StepContent,
     SyncState,
     Trigger,
     automation_suspended,
 )
-from syncd.plan import compute_plan, empty_refused, guard_plan
-from syncd.steps import (
-    MAX_STEPS,
-    FileEntry,
-    Problems,
-    check_count,
-    duplicate_problem,
-    duplicate_problems,
-    entry_problem,
-)
-from syncd.store import ApplyBase, ApplyConflict, IndexUpdate, Store, StoreError
-from syncd.urls import normalize_repo_url
+from syncd.plan import guard_plan
+from syncd.reading import Progress, Reader, Reading, TreeReader, source_key
+from syncd.store import ApplyConflict, Store, StoreError
+
+__all__ = [
+    "APPLY_ATTEMPTS",
+    "PERMANENT_ERRORS",
+    "Engine",
+    "GitReader",
+    "Observers",
+    "Outcome",
+    "Progress",
+    "Reading",
+    "SyncObserver",
+    "remote_for",
+    "source_key",
+]
 
 log = logging.getLogger("syncd.engine")
 
@@ -63,21 +63,14 @@ PERMANENT_ERRORS = (StepFileError, PlanRefused, RevisionNotFound)
 # A plan whose base moved before its apply is read and planned again, this many times in all.
 APPLY_ATTEMPTS = 3
 
-Progress = Callable[[str], None]
 
-
-class GitReader(Protocol):
+class GitReader(TreeReader, Protocol):
     """What a sync needs of git: heads, fetches, and reading trees and blobs of a mirror."""
 
     def heads(self, remote: Remote) -> dict[str, str]: ...
     def resolve(self, remote: Remote, branch: str) -> str: ...
     def fetch(self, remote: Remote, branch: str, want: str | None = None) -> str: ...
     def resolve_commit(self, remote: Remote, rev: str) -> str: ...
-    def list_files(self, remote: Remote, commit: str, path: str) -> list[TreeEntry]: ...
-    def changed_files(
-        self, remote: Remote, base: str, head: str, path: str
-    ) -> list[FileChange] | None: ...
-    def blob_reader(self, remote: Remote) -> AbstractContextManager[Callable[[str], bytes]]: ...
     def branches_containing(self, remote: Remote, commit: str) -> list[str]: ...
 
 
@@ -106,19 +99,6 @@ class Observers:
 
 
 @dataclass(frozen=True, slots=True)
-class Reading:
-    """What the read and plan phases found at one commit."""
-
-    revision: str
-    plan: Plan
-    index: IndexUpdate
-    live_total: int
-    incremental: bool
-    blobs_read: int
-    base: ApplyBase  # what the plan was read from: an apply writes only over exactly that
-
-
-@dataclass(frozen=True, slots=True)
 class Outcome:
     run: Run
     plan: Plan | None
@@ -129,10 +109,6 @@ def remote_for(ws: WorkspaceConfig) -> Remote:
     src = ws.source
     password = src.password.reveal() if src.password else None
     return Remote(url=src.url, username=src.username, password=password, ca_file=src.ca_file)
-
-
-def source_key(ws: WorkspaceConfig) -> str:
-    return f"{normalize_repo_url(ws.source.url)}|{ws.source.path.strip('/')}"
 
 
 class Engine:
@@ -264,15 +240,8 @@ class Engine:
         self, ws: WorkspaceConfig, commit: str, progress: Progress | None = None
     ) -> Reading:
         """Read the steps at a commit and plan against the live ones, changing nothing."""
-        remote = remote_for(ws)
         say = progress or (lambda _msg: None)
-        state = self.store.state(ws.id)
-        base = state.last_applied_revision
-        if base is not None and base != commit and state.source_key == source_key(ws):
-            reading = self._read_incremental(ws, remote, base, commit, say)
-            if reading is not None:
-                return reading
-        return self._read_full(ws, remote, base, commit, say)
+        return Reader(self.store, self.git).read(ws, remote_for(ws), commit, say)
 
     def record_source_failure(
         self, ws: WorkspaceConfig, trigger: Trigger, error: SyncdError
@@ -310,121 +279,6 @@ class Engine:
         except SyncdError:
             return False
         return True
-
-    # -- reading -----------------------------------------------------------------------------
-
-    def _read_full(
-        self, ws: WorkspaceConfig, remote: Remote, base: str | None, commit: str, say: Progress
-    ) -> Reading:
-        try:
-            entries = self.git.list_files(remote, commit, ws.source.path)
-        except PathNotFound as e:
-            # A folder that held every step and is gone is an empty result: the guard's rule
-            # (refused unless allow_empty; max_deletes still applies to the plan).
-            live_total = self.store.live_count(ws.id)
-            if not (ws.allow_empty or live_total):
-                raise
-            if not ws.allow_empty:
-                raise empty_refused(live_total, f"{e}: that") from e
-            entries = []
-        check_count(len(entries))
-        # A file whose blob the store already holds parsed needs no reading. A bad file does
-        # not stop the reading: the run names every bad file at once.
-        known = self.store.index_files(ws.id)
-        problems = Problems()
-        steps: list[Step] = []
-        read = 0
-        with self.git.blob_reader(remote) as read_blob:
-            for entry in entries:
-                if problems.add(entry_problem(FileEntry(entry.path, entry.mode, entry.size))):
-                    continue
-                cached = known.get(entry.path)
-                if cached is not None and cached.blob == entry.blob:
-                    steps.append(cached)
-                    continue
-                step = problems.parse(entry.path, entry.blob, read_blob)
-                if step is not None:
-                    steps.append(step)
-                read += 1
-                if read % 1000 == 0:
-                    say(f"read {read} of {len(entries)} step files")
-        for problem in duplicate_problems(steps):
-            problems.add(problem)
-        problems.raise_if_any()
-        # Drifted names first: one edited after this read is left to the next sync, marked.
-        drifted = self.store.drifted_names(ws.id)
-        live = self.store.live_steps(ws.id)
-        plan = compute_plan(
-            {s.name: s.content for s in steps}, {n: s.content for n, s in live.items()}
-        )
-        index = IndexUpdate(replace_all=True, upserts=tuple(steps))
-        base_of = _base(base, plan, drifted, live)
-        return Reading(commit, plan, index, len(live), False, read, base_of)
-
-    def _read_incremental(
-        self, ws: WorkspaceConfig, remote: Remote, base: str, commit: str, say: Progress
-    ) -> Reading | None:
-        """Read only the files that changed since the last applied commit; None to read all."""
-        changes = self.git.changed_files(remote, base, commit, ws.source.path)
-        if changes is None:  # the base commit is gone (force-push, rebuilt mirror)
-            return None
-        present = [c for c in changes if c.status != "deleted"]
-        check_count(len(present))
-        touched = {c.path for c in changes}
-        say(f"reading {len(present)} changed step files")
-        problems = Problems()
-        new_steps: list[Step] = []
-        with self.git.blob_reader(remote) as read_blob:
-            for c in present:
-                # The size from the object header: a huge blob is never inflated.
-                if problems.add(entry_problem(FileEntry(c.path, c.mode, c.size))):
-                    continue
-                step = problems.parse(c.path, c.blob or "", read_blob)
-                if step is not None:
-                    new_steps.append(step)
-        for problem in duplicate_problems(new_steps):
-            problems.add(problem)
-        for problem in self._duplicates_in_index(ws, new_steps, touched):
-            problems.add(problem)
-        problems.raise_if_any()
-        # Only now: a path that is not UTF-8 (a problem above) cannot be looked up in the store.
-        before = self.store.index_files(ws.id, touched)
-        total = self.store.index_count(ws.id) - len(before) + len(new_steps)
-        if total == 0:
-            return None  # let the full read name a missing path, or plan the empty export
-        if total > MAX_STEPS:
-            raise StepFileError(f"{total} step files, over the limit of {MAX_STEPS}")
-        # The plan's scope: every name the commit touched, and every step edited outside git.
-        new_by_name = {s.name: s.content for s in new_steps}
-        scope = set(new_by_name) | {s.name for s in before.values()}
-        drifted = self.store.drifted_names(ws.id)
-        scope |= drifted
-        desired: dict[str, StepContent] = dict(new_by_name)
-        for name, steps in self.store.index_by_name(ws.id, scope - set(new_by_name)).items():
-            for s in steps:
-                if s.path not in touched:
-                    desired[name] = s.content
-        live_steps = self.store.live_steps(ws.id, scope)
-        live = {n: s.content for n, s in live_steps.items()}
-        outside_scope = total - len(desired)
-        plan = compute_plan(desired, live, unchanged_elsewhere=outside_scope)
-        removes = tuple(c.path for c in changes if c.status == "deleted")
-        index = IndexUpdate(upserts=tuple(new_steps), removes=removes)
-        live_total = self.store.live_count(ws.id)
-        base_of = _base(base, plan, drifted, live_steps)
-        return Reading(commit, plan, index, live_total, True, len(new_steps), base_of)
-
-    def _duplicates_in_index(
-        self, ws: WorkspaceConfig, new_steps: list[Step], touched: set[str]
-    ) -> list[str]:
-        """The new steps whose names a file the commit did not touch already defines."""
-        others = self.store.index_by_name(ws.id, {s.name for s in new_steps})
-        return [
-            duplicate_problem(other.path, s)
-            for s in new_steps
-            for other in others.get(s.name, [])
-            if other.path not in touched
-        ]
 
     # -- recording -----------------------------------------------------------------------------
 
@@ -515,15 +369,6 @@ class Engine:
     def _lock(self, ws_id: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(ws_id, threading.Lock())
-
-
-def _base(
-    revision: str | None, plan: Plan, drifted: set[str], live: dict[str, LiveStep]
-) -> ApplyBase:
-    """The base of a plan: the applied revision, and the live version of every step the plan
-    covers (its changes, and the steps marked as edited outside git it saw)."""
-    names = {c.name for c in plan.changes} | drifted
-    return ApplyBase(revision, {n: live[n].version if n in live else None for n in names})
 
 
 def _os_error(e: OSError) -> str:

@@ -7,7 +7,8 @@ One bare mirror per remote key (repository URL and username) lives under
 a URL with credentials: every network call goes through an in-memory anonymous remote, and the
 password reaches libgit2 only through the credentials callback. Transient failures (refused,
 reset, timeout, 5xx) are retried under `retry.GIT_ATTEMPT`; authentication, TLS and not-found
-failures are not.
+failures are not (`network.py` holds one network operation, `remote.py` a remote's key and
+credentials).
 """
 
 from __future__ import annotations
@@ -16,28 +17,17 @@ import contextlib
 import hashlib
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
-from urllib.parse import urlsplit
 
 import pygit2
 from pygit2.enums import FetchPrune
 
 from syncd import retry
-from syncd.errors import (
-    AuthError,
-    Conflict,
-    GitError,
-    RevisionNotFound,
-    StepFileError,
-    TransientGitError,
-)
+from syncd.errors import Conflict, GitError, RevisionNotFound, StepFileError
 from syncd.git import commits, trees
-from syncd.git.failures import NOT_FAST_FORWARD, classify, is_local
+from syncd.git.failures import NOT_FAST_FORWARD
 from syncd.git.mirrors import (
     CorruptMirror,
     check_commit,
@@ -47,39 +37,18 @@ from syncd.git.mirrors import (
     open_mirror,
     wipe,
 )
-from syncd.git.tls import Trust, diagnose_tls
+from syncd.git.network import GitObserver, Network
+from syncd.git.remote import Remote, fetch_url, remote_key, scrub
+from syncd.git.tls import Trust
 from syncd.git.trees import FileChange, TreeEntry
 from syncd.logs import fields
 from syncd.refs import HEADS, head_ref, is_full_sha
 from syncd.steps import MAX_FILE_BYTES
-from syncd.urls import normalize_repo_url, redact_url
+from syncd.urls import redact_url
+
+__all__ = ["GitObserver", "GitSource", "Remote", "remote_key"]
 
 log = logging.getLogger(__name__)
-
-GitObserver = Callable[[str, str, float], None]
-"""Called once per network attempt: (op: ls_remote|fetch|push, result: ok|error, seconds)."""
-
-T = TypeVar("T")
-
-
-def remote_key(url: str, username: str | None) -> str:
-    """Which remote a workspace's source is: one mirror, one fetch and one poll per key.
-
-    The same repository spelled differently (trailing slash, .git, host case, default port)
-    has one key; another user on it has another, since it may see other branches."""
-    return f"{normalize_repo_url(url) or redact_url(url)}|{username or ''}"
-
-
-@dataclass(frozen=True)
-class Remote:
-    url: str
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    ca_file: Path | None = None
-
-    @property
-    def key(self) -> str:
-        return remote_key(self.url, _credentials(self)[0])
 
 
 class GitSource:
@@ -91,9 +60,7 @@ class GitSource:
         attempt_policy: retry.Policy = retry.GIT_ATTEMPT,
     ) -> None:
         self._mirrors = Path(state_dir) / "mirrors"
-        self._trust = Trust(Path(state_dir), timeout)
-        self._observer = observer
-        self._policy = attempt_policy
+        self._network = Network(Trust(Path(state_dir), timeout), observer, attempt_policy)
         self._guard = threading.Lock()
         self._locks: dict[Path, threading.Lock] = {}
         self._suspect: set[Path] = set()  # mirrors a read found unreadable: rebuild on next fetch
@@ -105,8 +72,10 @@ class GitSource:
         path = self.mirror_path(remote)
         with self._lock(path):
             repo = open_mirror(path)  # created on first use: ls-remote needs a repository
-        anon = repo.remotes.create_anonymous(_fetch_url(remote))
-        advertised = self._network("ls_remote", remote, lambda cb: anon.list_heads(callbacks=cb))
+        anon = repo.remotes.create_anonymous(fetch_url(remote))
+        advertised = self._network.run(
+            "ls_remote", remote, lambda cb: anon.list_heads(callbacks=cb)
+        )
         return {
             h.name.removeprefix(HEADS): str(h.oid)
             for h in advertised
@@ -153,9 +122,9 @@ class GitSource:
             return found  # already here: no network at all
         ref = head_ref(branch)
         refspec = f"+{ref}:{ref}"
-        anon = repo.remotes.create_anonymous(_fetch_url(remote))
+        anon = repo.remotes.create_anonymous(fetch_url(remote))
         # PRUNE drops the local branch when the remote no longer has it.
-        self._network(
+        self._network.run(
             "fetch", remote, lambda cb: anon.fetch([refspec], callbacks=cb, prune=FetchPrune.PRUNE)
         )
         compact(repo, path)
@@ -280,7 +249,7 @@ class GitSource:
             repo.references.create(source, sha)
         target = head_ref(branch)
         try:
-            anon = repo.remotes.create_anonymous(_fetch_url(remote))
+            anon = repo.remotes.create_anonymous(fetch_url(remote))
 
             def call(cb: pygit2.RemoteCallbacks) -> None:
                 anon.push([f"{source}:{target}"], callbacks=cb)
@@ -288,7 +257,7 @@ class GitSource:
                 if refused is not None:  # the server said no: a hook, or it moved meanwhile
                     raise pygit2.GitError(f"the remote refused to update {target}: {refused}")
 
-            self._network("push", remote, call)
+            self._network.run("push", remote, call)
         except GitError as e:
             if NOT_FAST_FORWARD.search(str(e)):
                 raise Conflict(
@@ -343,110 +312,5 @@ class GitSource:
                 "mirror read failed, will rebuild", extra=fields(path=str(path), error=str(e))
             )
             raise GitError(
-                f"read mirror of {redact_url(remote.url)}: {_scrub(str(e), remote)}"
+                f"read mirror of {redact_url(remote.url)}: {scrub(str(e), remote)}"
             ) from e
-
-    # -- one network operation, with trust, timeouts, credentials, retries -----------------
-
-    def _network(self, op: str, remote: Remote, call: Callable[[pygit2.RemoteCallbacks], T]) -> T:
-        if urlsplit(remote.url).scheme.lower() != "https":
-            raise GitError(f"{op} {redact_url(remote.url)}: only https remotes are supported")
-
-        def on_retry(attempt: int, error: BaseException | None) -> None:
-            log.info(
-                "git retry",
-                extra=fields(op=op, url=redact_url(remote.url), attempt=attempt, error=error),
-            )
-
-        retrying = retry.attempts(
-            self._policy, lambda e: isinstance(e, TransientGitError), on_retry
-        )
-        try:
-            result: T = retrying(self._attempt, op, remote, call)
-        except TransientGitError as e:
-            tries = max(1, self._policy.attempts)
-            raise TransientGitError(f"{e} (gave up after {tries} attempts)") from e
-        return result
-
-    def _attempt(self, op: str, remote: Remote, call: Callable[[pygit2.RemoteCallbacks], T]) -> T:
-        bundle = self._trust.prepare(remote.ca_file)
-        callbacks = _Callbacks(op, remote)
-        started = time.monotonic()
-        try:
-            result = call(callbacks)
-        except AuthError:
-            self._observe(op, "error", started)
-            raise
-        except (pygit2.GitError, ValueError) as e:
-            elapsed = time.monotonic() - started
-            self._observe(op, "error", started)
-            if op == "fetch" and is_local(e):
-                raise CorruptMirror(str(e)) from e
-            timeout = self._trust.timeout
-            raise classify(
-                f"{op} {redact_url(remote.url)}",
-                e,
-                _scrub(str(e).strip().strip("'\""), remote),
-                lambda: diagnose_tls(remote.url, bundle, timeout),
-                timeout,
-                elapsed,
-            ) from e
-        self._observe(op, "ok", started)
-        return result
-
-    def _observe(self, op: str, result: str, started: float) -> None:
-        if self._observer is None:
-            return
-        try:
-            self._observer(op, result, time.monotonic() - started)
-        except Exception:
-            log.exception("git observer failed", extra=fields(op=op))
-
-
-class _Callbacks(pygit2.RemoteCallbacks):
-    def __init__(self, op: str, remote: Remote) -> None:
-        super().__init__()
-        self._op = op
-        self._remote = remote
-        self._calls = 0
-        self.refused: dict[str, str] = {}  # ref -> the remote's reason, from a push
-
-    def credentials(
-        self, url: str, username_from_url: str | None, allowed_types: pygit2.enums.CredentialType
-    ) -> pygit2.UserPass:
-        # libgit2 asks again, for ever, each time the server answers 401: a second call within
-        # one operation means the remote rejected what we sent.
-        self._calls += 1
-        where = f"{self._op} {redact_url(self._remote.url)}"
-        user, password = _credentials(self._remote)
-        if user is None or password is None:
-            raise AuthError(f"{where}: the remote requires credentials and none are configured")
-        if self._calls > 1:
-            raise AuthError(f"{where}: the remote rejected the credentials of user {user!r}")
-        return pygit2.UserPass(user, password)
-
-    def push_update_reference(self, refname: str, message: str | None) -> None:
-        # libgit2 reports success only through a missing message: keep the refusals.
-        if message:
-            self.refused[refname] = _scrub(message, self._remote)
-
-
-def _credentials(remote: Remote) -> tuple[str | None, str | None]:
-    """The configured credentials; user info in the URL only as a fallback (config refuses it,
-    but a URL that carries it must still not reach the mirror or a message)."""
-    try:
-        parts = urlsplit(remote.url)
-        in_url = parts.username, parts.password
-    except ValueError:
-        in_url = None, None
-    return remote.username or in_url[0], remote.password or in_url[1]
-
-
-def _fetch_url(remote: Remote) -> str:
-    """The URL libgit2 talks to: the configured one without user info."""
-    return redact_url(remote.url)
-
-
-def _scrub(text: str, remote: Remote) -> str:
-    _, password = _credentials(remote)
-    return text.replace(password, "***") if password else text

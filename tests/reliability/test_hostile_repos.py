@@ -32,7 +32,7 @@ import pygit2
 import pytest
 from pygit2.enums import FileMode
 
-from syncd import engine, steps
+from syncd import reading, steps
 from syncd.app import Core, build_core
 from syncd.config import load_config
 from syncd.export import ExportRequest, export_workspace
@@ -276,7 +276,7 @@ def test_more_than_max_steps_files_are_refused_fast(
 ) -> None:
     assert steps.MAX_STEPS == 50_000  # the real limit, which the slow case meets
     monkeypatch.setattr(steps, "MAX_STEPS", limit)
-    monkeypatch.setattr(engine, "MAX_STEPS", limit)
+    monkeypatch.setattr(reading, "MAX_STEPS", limit)
     count = limit + 1
     files = ((f"export/steps/many/s{i:05d}{SUFFIX}", step_json(f"s{i:05d}")) for i in range(count))
     sha = fast_import(setup.tree, files, f"{count} step files")
@@ -299,7 +299,7 @@ def test_the_step_limit_counts_every_file_of_the_commit(
 ) -> None:
     # The same count path as at 50,000, at a size that applies in a blink: 2 + 3 is the limit.
     monkeypatch.setattr(steps, "MAX_STEPS", 5)
-    monkeypatch.setattr(engine, "MAX_STEPS", 5)
+    monkeypatch.setattr(reading, "MAX_STEPS", 5)
     for i in range(added):
         write_step(setup.tree, f"more {i}", f"more({i})")
     sha = push(setup.tree)

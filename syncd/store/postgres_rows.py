@@ -17,6 +17,7 @@ from syncd.store.rows import (
     index_params,
     run_params,
     state_params,
+    upsert_state_sql,
 )
 
 UPSERT_STEP = (
@@ -26,6 +27,8 @@ UPSERT_STEP = (
     " content_hash = excluded.content_hash, version = excluded.version,"
     " updated_at = excluded.updated_at, origin = excluded.origin, deleted = FALSE"
 )
+
+_UPSERT_STATE = upsert_state_sql("%s")
 
 
 def insert_run(db: psycopg.Connection[Any], run: Run) -> None:
@@ -42,18 +45,7 @@ def insert_run(db: psycopg.Connection[Any], run: Run) -> None:
 
 
 def upsert_state(db: psycopg.Connection[Any], s: SyncState) -> None:
-    db.execute(
-        "INSERT INTO workspaces (id, status, last_applied_revision, last_seen_revision,"
-        " last_run_id, failed_revision, drift, source_key, pinned_revision, updated_at)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-        " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
-        " last_applied_revision = excluded.last_applied_revision,"
-        " last_seen_revision = excluded.last_seen_revision, last_run_id = excluded.last_run_id,"
-        " failed_revision = excluded.failed_revision, drift = excluded.drift,"
-        " source_key = excluded.source_key, pinned_revision = excluded.pinned_revision,"
-        " updated_at = excluded.updated_at",
-        state_params(s),
-    )
+    db.execute(_UPSERT_STATE, state_params(s))
 
 
 def check_base(db: psycopg.Connection[Any], ws: str, base: ApplyBase) -> None:

@@ -95,6 +95,22 @@ def state_params(s: SyncState) -> tuple[Any, ...]:
     )
 
 
+def upsert_state_sql(mark: str) -> str:
+    """The statement that saves a state from `state_params`, both stores' SQL but for the
+    parameter mark (? or %s); `suspended` is not a state's to change, and stays."""
+    return (
+        "INSERT INTO workspaces (id, status, last_applied_revision, last_seen_revision,"
+        " last_run_id, failed_revision, drift, source_key, pinned_revision, updated_at)"
+        f" VALUES ({','.join([mark] * 10)})"
+        " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+        " last_applied_revision = excluded.last_applied_revision,"
+        " last_seen_revision = excluded.last_seen_revision, last_run_id = excluded.last_run_id,"
+        " failed_revision = excluded.failed_revision, drift = excluded.drift,"
+        " source_key = excluded.source_key, pinned_revision = excluded.pinned_revision,"
+        " updated_at = excluded.updated_at"
+    )
+
+
 def health_from_row(ws: str, row: Sequence[Any] | None) -> HealthRecord | None:
     """From (health, since, error, failures, source_failing); None when never recorded."""
     if row is None:

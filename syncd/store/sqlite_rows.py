@@ -19,7 +19,10 @@ from syncd.store.rows import (
     index_params,
     run_params,
     state_params,
+    upsert_state_sql,
 )
+
+_UPSERT_STATE = upsert_state_sql("?")
 
 
 def insert_run(db: sqlite3.Connection, run: Run) -> None:
@@ -30,18 +33,7 @@ def insert_run(db: sqlite3.Connection, run: Run) -> None:
 
 
 def upsert_state(db: sqlite3.Connection, s: SyncState) -> None:
-    db.execute(
-        "INSERT INTO workspaces (id, status, last_applied_revision, last_seen_revision,"
-        " last_run_id, failed_revision, drift, source_key, pinned_revision, updated_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?)"
-        " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
-        " last_applied_revision = excluded.last_applied_revision,"
-        " last_seen_revision = excluded.last_seen_revision, last_run_id = excluded.last_run_id,"
-        " failed_revision = excluded.failed_revision, drift = excluded.drift,"
-        " source_key = excluded.source_key, pinned_revision = excluded.pinned_revision,"
-        " updated_at = excluded.updated_at",
-        state_params(s),
-    )
+    db.execute(_UPSERT_STATE, state_params(s))
 
 
 def check_base(db: sqlite3.Connection, ws: str, base: ApplyBase) -> None:

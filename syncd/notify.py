@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import smtplib
-import ssl
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -44,10 +43,11 @@ from syncd.digest import (
     text,
     watchers,
 )
-from syncd.logs import fields, scrub
+from syncd.logs import fields
 from syncd.metrics import Metrics
 from syncd.model import Run
 from syncd.retry import Policy
+from syncd.smtp import Session, describe_error, permanent, refused_for_good, server_wide
 from syncd.store import Store
 from syncd.targets import TargetFailed
 
@@ -61,78 +61,11 @@ PAGE = 10_000  # runs per read
 MAX_SCAN = 100_000  # runs per tick; a longer backlog is worked off over several ticks
 
 
-# --- Sending -----------------------------------------------------------------------------------
+# --- The digester ------------------------------------------------------------------------------
 
 
 class _Halted(Exception):
     """The daemon is stopping: no more retries or e-mails in this tick."""
-
-
-def _permanent(error: BaseException) -> bool:
-    """Errors that the same attempt a few seconds later would meet again."""
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        return all(code >= 500 for code, _ in error.recipients.values())
-    if isinstance(error, smtplib.SMTPResponseException):
-        return error.smtp_code >= 500
-    return isinstance(error, smtplib.SMTPNotSupportedError | ssl.SSLCertVerificationError)
-
-
-def _refused_for_good(refused: dict[str, tuple[int, bytes]]) -> set[str]:
-    return {address for address, (code, _) in refused.items() if code >= 500}
-
-
-def _server_wide(error: BaseException) -> bool:
-    """Errors that every other e-mail of this tick would meet too (server down, bad login)."""
-    return not isinstance(error, smtplib.SMTPRecipientsRefused | smtplib.SMTPDataError)
-
-
-class _Session:
-    """One SMTP connection for a tick's e-mails, opened on first use and after an error."""
-
-    def __init__(self, smtp: SmtpConfig) -> None:
-        self.smtp = smtp
-        self._client: smtplib.SMTP | None = None
-
-    def send(self, msg: EmailMessage, to: Sequence[str]) -> dict[str, tuple[int, bytes]]:
-        """Send; return the recipients the server refused while accepting others."""
-        try:
-            client = self._client or self._connect()
-            self._client = client
-            refused = client.send_message(msg, from_addr=self.smtp.from_addr, to_addrs=list(to))
-        except BaseException:
-            self.close()
-            raise
-        return dict(refused)
-
-    def _connect(self) -> smtplib.SMTP:
-        s = self.smtp
-        client: smtplib.SMTP
-        if s.tls == "tls":
-            context = ssl.create_default_context()
-            client = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
-        else:
-            client = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
-        try:
-            if s.tls == "starttls":
-                client.starttls(context=ssl.create_default_context())
-            if s.username and s.password:
-                client.login(s.username, s.password.reveal())
-        except BaseException:
-            client.close()
-            raise
-        return client
-
-    def close(self) -> None:
-        client, self._client = self._client, None
-        if client is None:
-            return
-        try:
-            client.quit()
-        except (OSError, smtplib.SMTPException):
-            client.close()
-
-
-# --- The digester ------------------------------------------------------------------------------
 
 
 class Digester:
@@ -234,7 +167,7 @@ class Digester:
 
     def _mail(self, smtp: SmtpConfig, digests: Sequence[Digest], state: State, now: float) -> int:
         """The e-mails, over one SMTP session; return how many the server accepted."""
-        sent, session = 0, _Session(smtp)
+        sent, session = 0, Session(smtp)
         try:
             for done, digest in enumerate(digests):
                 if self._halt.is_set():
@@ -257,12 +190,14 @@ class Digester:
                         extra=fields(to=",".join(to), workspaces=len(digest.reports)),
                     )
                     continue
-                log.error("digest not sent", extra=fields(to=",".join(to), error=_describe(error)))
+                log.error(
+                    "digest not sent", extra=fields(to=",".join(to), error=describe_error(error))
+                )
                 if given_up:
                     log.error(
                         "digest recipients refused for good", extra=fields(to=",".join(given_up))
                     )
-                if _server_wide(error):
+                if server_wide(error):
                     # The other e-mails would fail alike: count them, leave them pending.
                     for _ in range(len(digests) - done - 1):
                         self._count("error", "email")
@@ -329,31 +264,31 @@ class Digester:
         attempts(once)
 
     def _deliver(
-        self, session: _Session, msg: EmailMessage, to: Sequence[str]
+        self, session: Session, msg: EmailMessage, to: Sequence[str]
     ) -> tuple[set[str], set[str], BaseException | None]:
         """Send with retries. Return who has the e-mail, who was refused for good (5xx:
         asking again each interval would not help, and their backlog would grow for ever),
         and the error, if not everyone has it."""
 
         def on_retry(attempt: int, error: BaseException | None) -> None:
-            described = None if error is None else _describe(error)
+            described = None if error is None else describe_error(error)
             log.warning(
                 "digest retry", extra=fields(to=",".join(to), attempt=attempt, error=described)
             )
 
         attempts = retry.attempts(
-            self.attempt_policy, lambda e: not _permanent(e), on_retry, sleep=self._sleep
+            self.attempt_policy, lambda e: not permanent(e), on_retry, sleep=self._sleep
         )
         try:
             refused = attempts(session.send, msg, to)
         except smtplib.SMTPRecipientsRefused as e:
-            return set(), _refused_for_good(e.recipients), e
+            return set(), refused_for_good(e.recipients), e
         except OSError as e:  # smtplib's errors are OSErrors, as are socket and TLS errors
             return set(), set(), e
         if not refused:
             return set(to), set(), None
         accepted = {a for a in to if a not in refused}
-        return accepted, _refused_for_good(refused), smtplib.SMTPRecipientsRefused(refused)
+        return accepted, refused_for_good(refused), smtplib.SMTPRecipientsRefused(refused)
 
     def _sleep(self, seconds: float) -> None:
         if self._halt.wait(seconds):
@@ -415,7 +350,3 @@ def _split(
             mail.append(Digest(digest.reports, addresses))
         posts += [(a, digest.reports) for a in digest.addressees if a not in addresses]
     return mail, posts
-
-
-def _describe(error: BaseException) -> str:
-    return scrub(f"{type(error).__name__}: {error}").replace("\n", " ")

@@ -12,21 +12,18 @@ transaction. Messages name the host and the database, never the password.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
 from syncd.model import (
-    Health,
     HealthRecord,
     LiveStep,
     Origin,
@@ -37,24 +34,44 @@ from syncd.model import (
     Step,
     StepContent,
     SyncState,
-    Trigger,
 )
-from syncd.store.postgres_schema import MIGRATIONS, VERSION_TABLE
+from syncd.store.postgres_connect import (
+    HOOKS_BACKOFF,
+    HOOKS_WAIT,
+    POOL_WAIT,
+    PROBE_WAIT,
+    WRITE_LOCK_NAMESPACE,
+    clean_error,
+    describe,
+    migrate,
+    open_hooks_pool,
+    open_pool,
+)
+from syncd.store.postgres_rows import (
+    UPSERT_STEP,
+    check_base,
+    insert_run,
+    mark_out_of_sync,
+    update_index,
+    upsert_state,
+)
+from syncd.store.postgres_schema import MIGRATIONS
 from syncd.store.protocol import (
     DELIVERY_PRUNE_EVERY,
     DELIVERY_TTL,
     ApplyBase,
-    ApplyConflict,
     IndexUpdate,
     StoreError,
 )
-
-# Advisory lock keys: one (bigint) for migrations, one namespace (int4) for per-workspace writes.
-# Any value does, as long as it is syncd's own; these spell "syncd".
-MIGRATION_LOCK = 0x73796E6364
-WRITE_LOCK_NAMESPACE = 0x73796E63
-POOL_WAIT = 30.0  # seconds a call waits for a free connection (all busy, or reconnecting)
-PROBE_WAIT = 2.0  # seconds `problem` waits: /readyz must answer quickly
+from syncd.store.rows import (
+    RUN_COLUMNS,
+    health_from_row,
+    health_params,
+    index_step_from_row,
+    live_step_from_row,
+    run_from_row,
+    state_from_row,
+)
 
 
 class PostgresStore:
@@ -79,33 +96,9 @@ class PostgresStore:
         # Connect once directly first: the pool retries in the background and would only say
         # "timed out"; this gives the server's reason (refused, no such database, bad password).
         self.migrated_from = self._migrate()
-        self._pool = ConnectionPool(
-            self._conninfo,
-            min_size=min(2, pool_size),
-            max_size=pool_size,
-            kwargs={"autocommit": True},
-            open=False,
-            name="syncd-store",
-        )
-        try:
-            self._pool.open(wait=True, timeout=connect_timeout * 2)
-        except PoolTimeout as e:
-            self._pool.close()
-            raise StoreError(f"cannot connect to PostgreSQL store {self.where}: timed out") from e
-        # Webhook deliveries have a small pool of their own with asynchronous commit: the
-        # intake answers from the event loop, and a fsync per webhook would cost milliseconds
-        # for a record whose loss (a server crash within a fraction of a second) means one
-        # redundant, coalesced run at worst. The daemon's own crash loses nothing.
-        self._hooks_pool = ConnectionPool(
-            self._conninfo,
-            min_size=1,
-            max_size=2,
-            kwargs={"autocommit": True},
-            configure=_asynchronous_commit,
-            open=False,
-            name="syncd-deliveries",
-        )
-        self._hooks_pool.open(wait=False)
+        self._pool = open_pool(self._conninfo, self.where, pool_size, connect_timeout)
+        # Webhook deliveries have a small pool of their own: see open_hooks_pool.
+        self._hooks_pool = open_hooks_pool(self._conninfo)
         self._pruned_at = 0.0
         # Until when webhooks skip the store after it failed: while the database is away each
         # would otherwise wait on the event loop for a connection.
@@ -135,47 +128,11 @@ class PostgresStore:
 
     def _clean(self, error: BaseException) -> str:
         """The server's or libpq's message on one line, without the password."""
-        text = " ".join(str(error).split())
-        if self._password:
-            text = text.replace(self._password, "***")
-        return text or type(error).__name__
+        return clean_error(error, self._password)
 
     def _migrate(self) -> int:
-        """Bring the schema up to date; return the version found. Under an advisory lock, so
-        that replicas or a `syncd migrate` started at the same time migrate once."""
-        try:
-            conn = psycopg.connect(self._conninfo, autocommit=True)
-        except psycopg.Error as e:
-            raise StoreError(
-                f"cannot connect to PostgreSQL store {self.where}: {self._clean(e)}"
-            ) from e
-        try:
-            with conn:
-                conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
-                conn.execute(VERSION_TABLE)
-                row = conn.execute("SELECT version FROM schema_version").fetchone()
-                found = int(row[0]) if row else 0
-                if found > len(MIGRATIONS):
-                    raise StoreError(
-                        f"store {self.where} has schema version {found}; this syncd knows up "
-                        f"to {len(MIGRATIONS)}: upgrade syncd"
-                    )
-                for number, script in enumerate(MIGRATIONS[found:], start=found + 1):
-                    # Transactional DDL: a migration that fails leaves the previous version.
-                    with conn.transaction():
-                        conn.execute(script.encode("utf-8"))
-                        conn.execute(
-                            "INSERT INTO schema_version (one, version) VALUES (TRUE, %s)"
-                            " ON CONFLICT (one) DO UPDATE SET version = excluded.version",
-                            (number,),
-                        )
-                # The session lock would also go with the connection; say so explicitly.
-                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
-        except psycopg.Error as e:
-            raise StoreError(
-                f"cannot migrate PostgreSQL store {self.where}: {self._clean(e)}"
-            ) from e
-        return found
+        """Bring the schema up to date; return the version found (see `migrate`)."""
+        return migrate(self._conninfo, self.where, MIGRATIONS, self._clean)
 
     def problem(self) -> str | None:
         """Why the store cannot take writes now, or None: the database does not answer, or
@@ -235,15 +192,11 @@ class PostgresStore:
                 " FROM workspaces WHERE id = %s",
                 (ws,),
             ).fetchone()
-        if row is None:
-            return SyncState(workspace=ws)
-        return SyncState(
-            ws, Status(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], row[7], bool(row[8])
-        )
+        return state_from_row(ws, row)
 
     def save_state(self, state: SyncState) -> None:
         with self._tx(state.workspace) as db:
-            _save_state(db, state)
+            upsert_state(db, state)
 
     def set_suspended(self, ws: str, suspended: bool) -> None:
         with self._tx(ws) as db:
@@ -263,16 +216,7 @@ class PostgresStore:
                 " WHERE workspace = %s",
                 (ws,),
             ).fetchone()
-        if row is None:
-            return None
-        return HealthRecord(
-            ws,
-            Health(row[0]),
-            None if row[1] is None else float(row[1]),
-            row[2] if isinstance(row[2], str) else None,
-            int(row[3]),
-            bool(row[4]),
-        )
+        return health_from_row(ws, row)
 
     def save_health(self, record: HealthRecord) -> None:
         with self._tx() as conn:
@@ -281,14 +225,7 @@ class PostgresStore:
                 " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (workspace) DO UPDATE SET"
                 " health = excluded.health, since = excluded.since, error = excluded.error,"
                 " failures = excluded.failures, source_failing = excluded.source_failing",
-                (
-                    record.workspace,
-                    record.health.value,
-                    record.since,
-                    record.error,
-                    record.failures,
-                    record.source_failing,
-                ),
+                health_params(record),
             )
 
     # -- live steps ------------------------------------------------------------------------
@@ -303,7 +240,7 @@ class PostgresStore:
                 rows = conn.execute(sql + " ORDER BY name", (ws,)).fetchall()
             else:
                 rows = conn.execute(sql + " AND name = ANY(%s)", (ws, list(names))).fetchall()
-        return {r[1]: _live_step(r) for r in rows}
+        return {r[1]: live_step_from_row(r) for r in rows}
 
     def live_count(self, ws: str) -> int:
         with self._conn() as conn:
@@ -328,7 +265,7 @@ class PostgresStore:
             ).fetchone()
             step_id, version = (old[0], old[1] + 1) if old else (uuid.uuid4().hex, 1)
             db.execute(
-                _UPSERT_STEP,
+                UPSERT_STEP,
                 (
                     ws,
                     name,
@@ -340,7 +277,7 @@ class PostgresStore:
                     Origin.OUTSIDE.value,
                 ),
             )
-            _mark_out_of_sync(db, ws)
+            mark_out_of_sync(db, ws)
         return LiveStep(
             step_id, name, content, version, content.content_hash(), now, Origin.OUTSIDE
         )
@@ -353,7 +290,7 @@ class PostgresStore:
                 (time.time(), ws, name),
             )
             if cur.rowcount:
-                _mark_out_of_sync(db, ws)
+                mark_out_of_sync(db, ws)
             return cur.rowcount > 0
 
     # -- git's files as of the last applied commit -----------------------------------------
@@ -365,7 +302,7 @@ class PostgresStore:
                 rows = conn.execute(sql, (ws,)).fetchall()
             else:
                 rows = conn.execute(sql + " AND path = ANY(%s)", (ws, list(paths))).fetchall()
-        return {r[0]: _index_step(r) for r in rows}
+        return {r[0]: index_step_from_row(r) for r in rows}
 
     def index_by_name(self, ws: str, names: Collection[str]) -> dict[str, list[Step]]:
         out: dict[str, list[Step]] = {}
@@ -376,7 +313,7 @@ class PostgresStore:
                 (ws, list(names)),
             ).fetchall()
         for r in rows:
-            out.setdefault(r[1], []).append(_index_step(r))
+            out.setdefault(r[1], []).append(index_step_from_row(r))
         return out
 
     def index_count(self, ws: str) -> int:
@@ -400,7 +337,7 @@ class PostgresStore:
         state saved."""
         ws, now = state.workspace, time.time()
         with self._tx(ws, clears_failure=True) as db:
-            _check_base(db, ws, base)
+            check_base(db, ws, base)
             upserts = plan.creates + plan.updates
             old: dict[str, tuple[str, int]] = {}
             if upserts:
@@ -420,7 +357,7 @@ class PostgresStore:
                 rows.append((ws, change.name, step_id, text, digest, version + 1, now, "git"))
             with db.cursor() as cur:
                 if rows:
-                    cur.executemany(_UPSERT_STEP, rows)
+                    cur.executemany(UPSERT_STEP, rows)
                 if plan.deletes:
                     cur.execute(
                         "DELETE FROM steps WHERE workspace = %s AND name = ANY(%s)",
@@ -438,30 +375,30 @@ class PostgresStore:
                     " AND origin = 'outside' AND name = ANY(%s)",
                     (ws, covered),
                 )
-            _update_index(db, ws, index, texts)
-            _insert_run(db, run)
+            update_index(db, ws, index, texts)
+            insert_run(db, run)
             row = db.execute(
                 "SELECT count(*) FROM steps WHERE workspace = %s AND origin = 'outside'", (ws,)
             ).fetchone()
             left = int(row[0]) if row else 0
             if left:  # edited outside git while this sync ran: not synced yet
                 state = replace(state, status=Status.OUT_OF_SYNC, drift=left)
-            _save_state(db, state)
+            upsert_state(db, state)
         return state
 
     def record_run(self, run: Run, state: SyncState) -> None:
         with self._tx(state.workspace) as db:
-            _insert_run(db, run)
-            _save_state(db, state)
+            insert_run(db, run)
+            upsert_state(db, state)
 
     def runs(self, ws: str, limit: int = 50) -> list[Run]:
         with self._conn() as conn:
             rows = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE workspace = %s"
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE workspace = %s"
                 " ORDER BY started_at DESC, seq DESC LIMIT %s",
                 (ws, limit),
             ).fetchall()
-        return [_run(r) for r in rows]
+        return [run_from_row(r) for r in rows]
 
     def last_success_at(self, ws: str) -> float | None:
         """When the workspace's last succeeded run finished; None before the first."""
@@ -476,18 +413,18 @@ class PostgresStore:
         """Runs of every workspace that finished in (since, until], oldest first."""
         with self._conn() as conn:
             rows = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE finished_at > %s AND finished_at <= %s"
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE finished_at > %s AND finished_at <= %s"
                 " ORDER BY finished_at, seq LIMIT %s",
                 (since, until, limit),
             ).fetchall()
-        return [_run(r) for r in rows]
+        return [run_from_row(r) for r in rows]
 
     def run(self, run_id: str) -> Run | None:
         with self._conn() as conn:
             row = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = %s", (run_id,)
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %s", (run_id,)
             ).fetchone()
-        return _run(row) if row else None
+        return run_from_row(row) if row else None
 
     def get_meta(self, key: str) -> str | None:
         with self._conn() as conn:
@@ -537,181 +474,3 @@ class PostgresStore:
             conn.execute(
                 "DELETE FROM deliveries WHERE provider = %s AND id = %s", (provider, delivery)
             )
-
-
-HOOKS_WAIT = 1.0  # seconds a webhook waits for a dedupe connection: it is answered on the loop
-HOOKS_BACKOFF = 2.0  # after a failure, webhooks skip the store (memory dedupe) this long
-
-
-def _asynchronous_commit(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("SET synchronous_commit TO off")
-
-
-def describe(url: str) -> str:
-    """host:port/database of a PostgreSQL URL, for messages: no user, no password, no query."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port or 5432
-    except ValueError:
-        return "(unreadable URL)"
-    return f"{parts.hostname or 'localhost'}:{port}/{parts.path.lstrip('/') or '?'}"
-
-
-_UPSERT_STEP = (
-    "INSERT INTO steps (workspace, name, id, content, content_hash, version, updated_at, origin,"
-    " deleted) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, FALSE)"
-    " ON CONFLICT (workspace, name) DO UPDATE SET id = excluded.id, content = excluded.content,"
-    " content_hash = excluded.content_hash, version = excluded.version,"
-    " updated_at = excluded.updated_at, origin = excluded.origin, deleted = FALSE"
-)
-
-_RUN_COLUMNS = (
-    "id, workspace, trigger, revision, result, created, updated, deleted, started_at,"
-    " finished_at, error, dry_run"
-)
-
-
-def _insert_run(db: psycopg.Connection[Any], run: Run) -> None:
-    # A run recorded again moves to the end of its instant, as SQLite's INSERT OR REPLACE does.
-    db.execute(
-        f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-        " ON CONFLICT (id) DO UPDATE SET seq = DEFAULT, workspace = excluded.workspace,"
-        " trigger = excluded.trigger, revision = excluded.revision, result = excluded.result,"
-        " created = excluded.created, updated = excluded.updated, deleted = excluded.deleted,"
-        " started_at = excluded.started_at, finished_at = excluded.finished_at,"
-        " error = excluded.error, dry_run = excluded.dry_run",
-        (
-            run.id,
-            run.workspace,
-            run.trigger.value,
-            run.revision,
-            run.result.value,
-            run.created,
-            run.updated,
-            run.deleted,
-            run.started_at,
-            run.finished_at,
-            run.error,
-            bool(run.dry_run),
-        ),
-    )
-
-
-def _run(r: Sequence[Any]) -> Run:
-    return Run(
-        id=str(r[0]),
-        workspace=str(r[1]),
-        trigger=Trigger(r[2]),
-        revision=r[3] if isinstance(r[3], str) else None,
-        result=RunResult(r[4]),
-        created=int(r[5]),
-        updated=int(r[6]),
-        deleted=int(r[7]),
-        started_at=float(r[8]),
-        finished_at=None if r[9] is None else float(r[9]),
-        error=r[10] if isinstance(r[10], str) else None,
-        dry_run=bool(r[11]),
-    )
-
-
-def _save_state(db: psycopg.Connection[Any], s: SyncState) -> None:
-    db.execute(
-        "INSERT INTO workspaces (id, status, last_applied_revision, last_seen_revision,"
-        " last_run_id, failed_revision, drift, source_key, pinned_revision, updated_at)"
-        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-        " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
-        " last_applied_revision = excluded.last_applied_revision,"
-        " last_seen_revision = excluded.last_seen_revision, last_run_id = excluded.last_run_id,"
-        " failed_revision = excluded.failed_revision, drift = excluded.drift,"
-        " source_key = excluded.source_key, pinned_revision = excluded.pinned_revision,"
-        " updated_at = excluded.updated_at",
-        (
-            s.workspace,
-            s.status.value,
-            s.last_applied_revision,
-            s.last_seen_revision,
-            s.last_run_id,
-            s.failed_revision,
-            s.drift,
-            s.source_key,
-            s.pinned_revision,
-            time.time(),
-        ),
-    )
-
-
-def _check_base(db: psycopg.Connection[Any], ws: str, base: ApplyBase) -> None:
-    row = db.execute("SELECT last_applied_revision FROM workspaces WHERE id = %s", (ws,)).fetchone()
-    applied = row[0] if row else None
-    if applied != base.revision:
-        raise ApplyConflict(
-            f"workspace {ws}: applied revision moved from {_short(base.revision)} to"
-            f" {_short(applied)} since the plan was read"
-        )
-    names = list(base.versions)
-    now: dict[str, int] = {}
-    if names:
-        for r in db.execute(
-            "SELECT name, version FROM steps WHERE workspace = %s AND NOT deleted"
-            " AND name = ANY(%s)",
-            (ws, names),
-        ):
-            now[r[0]] = int(r[1])
-    moved = sorted(n for n in names if now.get(n) != base.versions[n])
-    if moved:
-        shown = ", ".join(repr(n) for n in moved[:5]) + (" ..." if len(moved) > 5 else "")
-        raise ApplyConflict(f"workspace {ws}: steps changed since the plan was read: {shown}")
-
-
-def _short(revision: str | None) -> str:
-    return revision[:12] if revision else "none"
-
-
-def _mark_out_of_sync(db: psycopg.Connection[Any], ws: str) -> None:
-    db.execute(
-        "INSERT INTO workspaces (id, status, drift, updated_at) VALUES (%s, 'OutOfSync', 1, %s)"
-        " ON CONFLICT (id) DO UPDATE SET status = 'OutOfSync', drift = workspaces.drift + 1,"
-        " updated_at = excluded.updated_at",
-        (ws, time.time()),
-    )
-
-
-def _update_index(
-    db: psycopg.Connection[Any], ws: str, index: IndexUpdate, texts: dict[StepContent, str]
-) -> None:
-    with db.cursor() as cur:
-        if index.replace_all:
-            cur.execute("DELETE FROM git_files WHERE workspace = %s", (ws,))
-        elif index.removes:
-            cur.execute(
-                "DELETE FROM git_files WHERE workspace = %s AND path = ANY(%s)",
-                (ws, list(index.removes)),
-            )
-        if index.upserts:
-            cur.executemany(
-                "INSERT INTO git_files (workspace, path, name, blob, content)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (workspace, path) DO UPDATE SET"
-                " name = excluded.name, blob = excluded.blob, content = excluded.content",
-                [
-                    (ws, s.path, s.name, s.blob, texts.get(s.content) or s.content.canonical_json())
-                    for s in index.upserts
-                ],
-            )
-
-
-def _live_step(r: Sequence[Any]) -> LiveStep:
-    content = StepContent.from_dict(json.loads(str(r[2])))
-    return LiveStep(
-        id=str(r[0]),
-        name=str(r[1]),
-        content=content,
-        version=int(r[3]),
-        content_hash=str(r[4]),
-        updated_at=float(r[5]),
-        origin=Origin(r[6]),
-    )
-
-
-def _index_step(r: Sequence[Any]) -> Step:
-    content = StepContent.from_dict(json.loads(str(r[3])))
-    return Step(name=str(r[1]), content=content, path=str(r[0]), blob=str(r[2]))

@@ -7,19 +7,15 @@ The only module with SQL for SQLite. Writes are `BEGIN IMMEDIATE` transactions w
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from syncd.model import (
-    Health,
     HealthRecord,
     LiveStep,
     Origin,
@@ -30,15 +26,33 @@ from syncd.model import (
     Step,
     StepContent,
     SyncState,
-    Trigger,
 )
 from syncd.store.protocol import (
     DELIVERY_PRUNE_EVERY,
     DELIVERY_TTL,
     ApplyBase,
-    ApplyConflict,
     IndexUpdate,
     StoreError,
+)
+from syncd.store.rows import (
+    RUN_COLUMNS,
+    health_from_row,
+    health_params,
+    index_step_from_row,
+    live_step_from_row,
+    run_from_row,
+    state_from_row,
+)
+from syncd.store.sqlite_rows import (
+    check_base,
+    chunks,
+    fresh_ids,
+    identity,
+    insert_run,
+    is_busy,
+    mark_out_of_sync,
+    update_index,
+    upsert_state,
 )
 from syncd.store.sqlite_schema import MIGRATIONS
 
@@ -59,7 +73,7 @@ class SqliteStore:
             # FULL: a committed sync survives power loss, not only a process crash.
             self._db.execute("PRAGMA synchronous = FULL")
             # The file this connection writes: if it is deleted or replaced, writes go nowhere.
-            self._identity = _identity(path)
+            self._identity = identity(path)
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"store {path}: cannot open: {e}") from e
         self.migrated_from = self._migrate()
@@ -109,7 +123,7 @@ class SqliteStore:
         this process, or the last write failed (disk full, I/O error) and no apply has
         succeeded since."""
         try:
-            if _identity(self.path) != self._identity:
+            if identity(self.path) != self._identity:
                 return f"store {self.path}: the database file was replaced"
         except FileNotFoundError:
             return f"store {self.path}: the database file is gone"
@@ -136,7 +150,7 @@ class SqliteStore:
                         self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as e:
-                if not _is_busy(e):
+                if not is_busy(e):
                     self._write_failure = f"store {self.path}: the last write failed: {e}"
                 raise
             if clears_failure:
@@ -161,15 +175,11 @@ class SqliteStore:
                 " FROM workspaces WHERE id = ?",
                 (ws,),
             ).fetchone()
-        if row is None:
-            return SyncState(workspace=ws)
-        return SyncState(
-            ws, Status(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], row[7], bool(row[8])
-        )
+        return state_from_row(ws, row)
 
     def save_state(self, state: SyncState) -> None:
         with self._tx() as db:
-            _save_state(db, state)
+            upsert_state(db, state)
 
     def set_suspended(self, ws: str, suspended: bool) -> None:
         with self._tx() as db:
@@ -189,30 +199,14 @@ class SqliteStore:
                 " WHERE workspace = ?",
                 (ws,),
             ).fetchone()
-        if row is None:
-            return None
-        return HealthRecord(
-            ws,
-            Health(row[0]),
-            None if row[1] is None else float(row[1]),
-            row[2] if isinstance(row[2], str) else None,
-            int(row[3]),
-            bool(row[4]),
-        )
+        return health_from_row(ws, row)
 
     def save_health(self, record: HealthRecord) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO health (workspace, health, since, error, failures,"
                 " source_failing) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    record.workspace,
-                    record.health.value,
-                    record.since,
-                    record.error,
-                    record.failures,
-                    int(record.source_failing),
-                ),
+                health_params(record),
             )
 
     # -- live steps ------------------------------------------------------------------------
@@ -227,10 +221,10 @@ class SqliteStore:
                 rows = self._db.execute(sql + " ORDER BY name", (ws,)).fetchall()
             else:
                 rows = []
-                for chunk in _chunks(list(names)):
+                for chunk in chunks(list(names)):
                     marks = ",".join("?" * len(chunk))
                     rows += self._db.execute(f"{sql} AND name IN ({marks})", (ws, *chunk))
-        return {r[1]: _live_step(r) for r in rows}
+        return {r[1]: live_step_from_row(r) for r in rows}
 
     def live_count(self, ws: str) -> int:
         with self._reading():
@@ -253,7 +247,7 @@ class SqliteStore:
             old = db.execute(
                 "SELECT id, version FROM steps WHERE workspace = ? AND name = ?", (ws, name)
             ).fetchone()
-            step_id, version = (old[0], old[1] + 1) if old else (next(_new_ids(1)), 1)
+            step_id, version = (old[0], old[1] + 1) if old else (next(fresh_ids(1)), 1)
             db.execute(
                 "INSERT OR REPLACE INTO steps (workspace, name, id, content, content_hash,"
                 " version, updated_at, origin, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
@@ -268,7 +262,7 @@ class SqliteStore:
                     Origin.OUTSIDE.value,
                 ),
             )
-            _mark_out_of_sync(db, ws)
+            mark_out_of_sync(db, ws)
         return LiveStep(
             step_id, name, content, version, content.content_hash(), now, Origin.OUTSIDE
         )
@@ -281,7 +275,7 @@ class SqliteStore:
                 (time.time(), ws, name),
             )
             if cur.rowcount:
-                _mark_out_of_sync(db, ws)
+                mark_out_of_sync(db, ws)
             return cur.rowcount > 0
 
     # -- git's files as of the last applied commit -----------------------------------------
@@ -293,19 +287,19 @@ class SqliteStore:
                 rows = self._db.execute(sql, (ws,)).fetchall()
             else:
                 rows = []
-                for chunk in _chunks(list(paths)):
+                for chunk in chunks(list(paths)):
                     marks = ",".join("?" * len(chunk))
                     rows += self._db.execute(f"{sql} AND path IN ({marks})", (ws, *chunk))
-        return {r[0]: _index_step(r) for r in rows}
+        return {r[0]: index_step_from_row(r) for r in rows}
 
     def index_by_name(self, ws: str, names: Collection[str]) -> dict[str, list[Step]]:
         out: dict[str, list[Step]] = {}
         sql = "SELECT path, name, blob, content FROM git_files WHERE workspace = ?"
         with self._reading():
-            for chunk in _chunks(list(names)):
+            for chunk in chunks(list(names)):
                 marks = ",".join("?" * len(chunk))
                 for r in self._db.execute(f"{sql} AND name IN ({marks})", (ws, *chunk)):
-                    out.setdefault(r[1], []).append(_index_step(r))
+                    out.setdefault(r[1], []).append(index_step_from_row(r))
         return out
 
     def index_count(self, ws: str) -> int:
@@ -328,7 +322,7 @@ class SqliteStore:
         Returns the state saved."""
         ws, now = state.workspace, time.time()
         with self._tx(clears_failure=True) as db:
-            _check_base(db, ws, base)
+            check_base(db, ws, base)
             upserts = plan.creates + plan.updates
             # A workspace's first apply has no rows to look up (one probe instead of a
             # lookup per 500 names).
@@ -337,14 +331,14 @@ class SqliteStore:
             ).fetchone()
             old = {
                 r[0]: (r[1], r[2])
-                for chunk in (_chunks([c.name for c in upserts]) if has_steps else ())
+                for chunk in (chunks([c.name for c in upserts]) if has_steps else ())
                 for r in db.execute(
                     "SELECT name, id, version FROM steps WHERE workspace = ? AND name IN"
                     f" ({','.join('?' * len(chunk))})",
                     (ws, *chunk),
                 )
             }
-            new_ids = _new_ids(sum(1 for c in upserts if c.name not in old))
+            new_ids = fresh_ids(sum(1 for c in upserts if c.name not in old))
             rows = []
             # Each content is serialized once: for the row, its hash and the git index.
             texts: dict[StepContent, str] = {}
@@ -377,29 +371,29 @@ class SqliteStore:
                 "DELETE FROM steps WHERE workspace = ? AND name = ?",
                 [(ws, c.name) for c in plan.deletes],
             )
-            _update_index(db, ws, index, texts)
-            _insert_run(db, run)
+            update_index(db, ws, index, texts)
+            insert_run(db, run)
             left = db.execute(
                 "SELECT count(*) FROM steps WHERE workspace = ? AND origin = 'outside'", (ws,)
             ).fetchone()[0]
             if left:  # edited outside git while this sync ran: not synced yet
                 state = replace(state, status=Status.OUT_OF_SYNC, drift=int(left))
-            _save_state(db, state)
+            upsert_state(db, state)
         return state
 
     def record_run(self, run: Run, state: SyncState) -> None:
         with self._tx() as db:
-            _insert_run(db, run)
-            _save_state(db, state)
+            insert_run(db, run)
+            upsert_state(db, state)
 
     def runs(self, ws: str, limit: int = 50) -> list[Run]:
         with self._reading():
             rows = self._db.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE workspace = ?"
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE workspace = ?"
                 " ORDER BY started_at DESC, rowid DESC LIMIT ?",
                 (ws, limit),
             ).fetchall()
-        return [_run(r) for r in rows]
+        return [run_from_row(r) for r in rows]
 
     def last_success_at(self, ws: str) -> float | None:
         """When the workspace's last succeeded run finished; None before the first."""
@@ -414,11 +408,11 @@ class SqliteStore:
         """Runs of every workspace that finished in (since, until], oldest first."""
         with self._reading():
             rows = self._db.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE finished_at > ? AND finished_at <= ?"
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE finished_at > ? AND finished_at <= ?"
                 " ORDER BY finished_at, rowid LIMIT ?",
                 (since, until, limit),
             ).fetchall()
-        return [_run(r) for r in rows]
+        return [run_from_row(r) for r in rows]
 
     def get_meta(self, key: str) -> str | None:
         with self._reading():
@@ -456,181 +450,9 @@ class SqliteStore:
     def run(self, run_id: str) -> Run | None:
         with self._reading():
             row = self._db.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
             ).fetchone()
-        return _run(row) if row else None
-
-
-_RUN_COLUMNS = (
-    "id, workspace, trigger, revision, result, created, updated, deleted, started_at,"
-    " finished_at, error, dry_run"
-)
-
-
-def _insert_run(db: sqlite3.Connection, run: Run) -> None:
-    db.execute(
-        f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            run.id,
-            run.workspace,
-            run.trigger.value,
-            run.revision,
-            run.result.value,
-            run.created,
-            run.updated,
-            run.deleted,
-            run.started_at,
-            run.finished_at,
-            run.error,
-            int(run.dry_run),
-        ),
-    )
-
-
-def _run(r: Sequence[Any]) -> Run:
-    return Run(
-        id=str(r[0]),
-        workspace=str(r[1]),
-        trigger=Trigger(r[2]),
-        revision=r[3] if isinstance(r[3], str) else None,
-        result=RunResult(r[4]),
-        created=int(r[5]),
-        updated=int(r[6]),
-        deleted=int(r[7]),
-        started_at=float(r[8]),
-        finished_at=None if r[9] is None else float(r[9]),
-        error=r[10] if isinstance(r[10], str) else None,
-        dry_run=bool(r[11]),
-    )
-
-
-def _save_state(db: sqlite3.Connection, s: SyncState) -> None:
-    db.execute(
-        "INSERT INTO workspaces (id, status, last_applied_revision, last_seen_revision,"
-        " last_run_id, failed_revision, drift, source_key, pinned_revision, updated_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?)"
-        " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
-        " last_applied_revision = excluded.last_applied_revision,"
-        " last_seen_revision = excluded.last_seen_revision, last_run_id = excluded.last_run_id,"
-        " failed_revision = excluded.failed_revision, drift = excluded.drift,"
-        " source_key = excluded.source_key, pinned_revision = excluded.pinned_revision,"
-        " updated_at = excluded.updated_at",
-        (
-            s.workspace,
-            s.status.value,
-            s.last_applied_revision,
-            s.last_seen_revision,
-            s.last_run_id,
-            s.failed_revision,
-            s.drift,
-            s.source_key,
-            s.pinned_revision,
-            time.time(),
-        ),
-    )
-
-
-def _check_base(db: sqlite3.Connection, ws: str, base: ApplyBase) -> None:
-    row = db.execute("SELECT last_applied_revision FROM workspaces WHERE id = ?", (ws,)).fetchone()
-    applied = row[0] if row else None
-    if applied != base.revision:
-        raise ApplyConflict(
-            f"workspace {ws}: applied revision moved from {_short(base.revision)} to"
-            f" {_short(applied)} since the plan was read"
-        )
-    names = list(base.versions)
-    now: dict[str, int] = {}
-    for chunk in _chunks(names):
-        marks = ",".join("?" * len(chunk))
-        for r in db.execute(
-            f"SELECT name, version FROM steps WHERE workspace = ? AND deleted = 0"
-            f" AND name IN ({marks})",
-            (ws, *chunk),
-        ):
-            now[r[0]] = int(r[1])
-    moved = sorted(n for n in names if now.get(n) != base.versions[n])
-    if moved:
-        shown = ", ".join(repr(n) for n in moved[:5]) + (" ..." if len(moved) > 5 else "")
-        raise ApplyConflict(f"workspace {ws}: steps changed since the plan was read: {shown}")
-
-
-def _short(revision: str | None) -> str:
-    return revision[:12] if revision else "none"
-
-
-def _mark_out_of_sync(db: sqlite3.Connection, ws: str) -> None:
-    db.execute(
-        "INSERT INTO workspaces (id, status, drift, updated_at) VALUES (?, 'OutOfSync', 1, ?)"
-        " ON CONFLICT (id) DO UPDATE SET status = 'OutOfSync', drift = drift + 1,"
-        " updated_at = excluded.updated_at",
-        (ws, time.time()),
-    )
-
-
-def _update_index(
-    db: sqlite3.Connection, ws: str, index: IndexUpdate, texts: dict[StepContent, str]
-) -> None:
-    if index.replace_all:
-        db.execute("DELETE FROM git_files WHERE workspace = ?", (ws,))
-    else:
-        db.executemany(
-            "DELETE FROM git_files WHERE workspace = ? AND path = ?",
-            [(ws, p) for p in index.removes],
-        )
-    db.executemany(
-        "INSERT OR REPLACE INTO git_files (workspace, path, name, blob, content)"
-        " VALUES (?, ?, ?, ?, ?)",
-        [
-            (ws, s.path, s.name, s.blob, texts.get(s.content) or s.content.canonical_json())
-            for s in index.upserts
-        ],
-    )
-
-
-def _live_step(r: Sequence[Any]) -> LiveStep:
-    content = StepContent.from_dict(json.loads(str(r[2])))
-    return LiveStep(
-        id=str(r[0]),
-        name=str(r[1]),
-        content=content,
-        version=int(r[3]),
-        content_hash=str(r[4]),
-        updated_at=float(r[5]),
-        origin=Origin(r[6]),
-    )
-
-
-def _index_step(r: Sequence[Any]) -> Step:
-    content = StepContent.from_dict(json.loads(str(r[3])))
-    return Step(name=str(r[1]), content=content, path=str(r[0]), blob=str(r[2]))
-
-
-def _new_ids(count: int) -> Iterator[str]:
-    """`count` fresh step ids, each what uuid.uuid4().hex gives, from one read of the random
-    source: building a UUID object per step was a fifth of an initial apply's time."""
-    raw = os.urandom(16 * count)
-    for i in range(0, 16 * count, 16):
-        n = int.from_bytes(raw[i : i + 16], "big")
-        # RFC 4122 variant and version 4, as uuid.UUID(bytes=..., version=4) sets them.
-        n = (n & ~(0xC000 << 48)) | (0x8000 << 48)
-        n = (n & ~(0xF000 << 64)) | (4 << 76)
-        yield f"{n:032x}"
-
-
-def _identity(path: Path) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
-
-
-def _is_busy(e: sqlite3.Error) -> bool:
-    # Another process holds the write lock: the store itself is fine.
-    return isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
-
-
-def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
-    # SQLite caps the number of bound parameters per statement.
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+        return run_from_row(row) if row else None
 
 
 def _statements(script: str) -> list[str]:

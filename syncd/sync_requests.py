@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from syncd.engine import Outcome
 from syncd.errors import SyncdError
 from syncd.model import Trigger
+from syncd.replicas import MAX_QUEUED_PER_WORKSPACE
 
-# A workspace's queue holds ordinary requests in one entry; pinned revisions and dry runs
-# that differ from each other need entries of their own, up to this many.
-MAX_QUEUED_PER_WORKSPACE = 4
+__all__ = ["MAX_QUEUED_PER_WORKSPACE", "QueueFull", "Request", "ShuttingDown", "Slot", "Ticket"]
 
 
 class QueueFull(SyncdError):

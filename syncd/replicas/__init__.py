@@ -3,6 +3,7 @@ interface the scheduler uses (`Coordinator`). With SQLite there is one process a
 in-process `LocalCoordinator`; with PostgreSQL, `PostgresCoordinator`."""
 
 from syncd.replicas.coordinator import (
+    MAX_QUEUED_PER_WORKSPACE,
     Claimed,
     Coordinator,
     LocalCoordinator,
@@ -10,4 +11,11 @@ from syncd.replicas.coordinator import (
     Submitted,
 )
 
-__all__ = ["Claimed", "Coordinator", "LocalCoordinator", "ReplicaInfo", "Submitted"]
+__all__ = [
+    "MAX_QUEUED_PER_WORKSPACE",
+    "Claimed",
+    "Coordinator",
+    "LocalCoordinator",
+    "ReplicaInfo",
+    "Submitted",
+]

@@ -18,6 +18,11 @@ from typing import Protocol
 
 from syncd.model import Trigger
 
+# A workspace's queue holds ordinary requests in one entry; pinned revisions and dry runs
+# that differ from each other need entries of their own, up to this many. One bound for the
+# in-process queue and the shared one.
+MAX_QUEUED_PER_WORKSPACE = 4
+
 
 @dataclass(frozen=True, slots=True)
 class Submitted:
@@ -85,7 +90,7 @@ class Coordinator(Protocol):
         head: str | None,
         run_id: str,
         delay: float = 0.0,
-        max_waiting: int = 4,
+        max_waiting: int = MAX_QUEUED_PER_WORKSPACE,
     ) -> Submitted | None:
         """Record a request durably (blocking, one short transaction); None when the
         workspace already has `max_waiting` requests waiting. StoreError when it cannot."""
@@ -146,7 +151,7 @@ class LocalCoordinator:
         head: str | None,
         run_id: str,
         delay: float = 0.0,
-        max_waiting: int = 4,
+        max_waiting: int = MAX_QUEUED_PER_WORKSPACE,
     ) -> Submitted | None:
         raise NotImplementedError("the in-process scheduler queues requests itself")
 

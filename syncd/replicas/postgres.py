@@ -31,7 +31,13 @@ import psycopg
 
 from syncd.logs import fields
 from syncd.model import Trigger
-from syncd.replicas.coordinator import Claimed, ReplicaInfo, Submitted, new_replica_id
+from syncd.replicas.coordinator import (
+    MAX_QUEUED_PER_WORKSPACE,
+    Claimed,
+    ReplicaInfo,
+    Submitted,
+    new_replica_id,
+)
 from syncd.store import StoreError
 
 log = logging.getLogger("syncd.replicas")
@@ -131,7 +137,7 @@ class PostgresCoordinator:
         head: str | None,
         run_id: str,
         delay: float = 0.0,
-        max_waiting: int = 4,
+        max_waiting: int = MAX_QUEUED_PER_WORKSPACE,
     ) -> Submitted | None:
         """Record a request, or join the one of the same kind waiting: committed on return.
 

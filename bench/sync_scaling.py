@@ -44,7 +44,7 @@ from common import (
 from syncd.model import Run, RunResult, Status, Step, SyncState, Trigger
 from syncd.plan import compute_plan
 from syncd.steps import step_file_name
-from syncd.store import IndexUpdate, SqliteStore
+from syncd.store import ApplyBase, IndexUpdate, SqliteStore
 
 WS = "bench"
 SMALL = 100
@@ -89,10 +89,12 @@ def time_store_apply(steps: int, db: Path) -> float:
     revision = "ab" * 20
     run = Run(uuid.uuid4().hex, WS, Trigger.MANUAL, revision, RunResult.SUCCEEDED, time.time())
     state = SyncState(WS, Status.SYNCED, revision, revision, run.id)
+    # An empty store: no applied revision, and no live step by any of the plan's names.
+    base = ApplyBase(None, {c.name: None for c in plan.changes})
     store = SqliteStore(db)
     try:
         started = time.perf_counter()
-        store.apply(plan, index, run, state)
+        store.apply(plan, index, run, state, base)
         return time.perf_counter() - started
     finally:
         store.close()

@@ -214,9 +214,11 @@ class Intake:
             return self._counted(Receipt(provider, Outcome.IGNORED))
         if isinstance(event, Ping):
             return self._counted(Receipt(provider, Outcome.PING, delivery=event.delivery))
-        if not self._deliveries.claim(provider, event.delivery, self._clock()):
-            return self._counted(Receipt(provider, Outcome.DUPLICATE, delivery=event.delivery))
         matched = tuple(self._prepare().matcher.match(event))
+        # Only a push that concerns a workspace is remembered (a write to the store): one that
+        # matches nothing starts nothing however often it comes, and is most of a busy host's.
+        if matched and not self._deliveries.claim(provider, event.delivery, self._clock()):
+            return self._counted(Receipt(provider, Outcome.DUPLICATE, delivery=event.delivery))
         try:
             queued = self._request_syncs(provider, matched)
         except Overloaded:

@@ -44,6 +44,8 @@ from common import (
 )
 from daemon import ServeProcess
 
+from syncd.logs import FIELDS
+
 STEPS = 100
 GOAL_REQUESTS_A_CYCLE = 100
 GOAL_CPU_PERCENT = 5.0
@@ -70,7 +72,9 @@ class LsRemoteLog(logging.Handler):
         self._lock_times = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
-        m = self.LINE.search(record.getMessage())
+        # The server logs each request as an event whose `line` field is the request line.
+        line = getattr(record, FIELDS, {}).get("line") or record.getMessage()
+        m = self.LINE.search(str(line))
         if m:
             with self._lock_times:
                 self.times[m.group("repo")].append(time.monotonic())

@@ -10,8 +10,8 @@ Starts its own https git server on loopback with 100 remotes (one history of 100
   the last one's end;
 - syncd: the installed `syncd serve` in a fresh state directory with the workspaces dealt
   round-robin over the remotes (automatic, no polling), timed from the spawn to the moment
-  its log shows the last workspace's startup sync succeeded (its "sync end ... result=
-  succeeded" lines, counted as they come; the API then confirms every workspace applied the
+  its log shows the last workspace's startup sync succeeded (its `event="sync end" ... result=
+  succeeded` lines, counted as they come; the API then confirms every workspace applied the
   head).
 A cold start is what a new host or a wiped state directory goes through: every workspace
 has its steps to create, and syncd has every mirror to make. Rounds alternate (3; --quick: 1)
@@ -68,7 +68,8 @@ def clone_all(server: GitServer, urls: list[str], into: Path) -> float:
 
 def succeeded_syncs(log: Path) -> int:
     lines = log.read_text(errors="replace").splitlines()
-    return sum(1 for line in lines if "sync end " in line and "result=succeeded" in line)
+    # logfmt: event="sync end" ... result=succeeded
+    return sum(1 for line in lines if 'event="sync end"' in line and "result=succeeded" in line)
 
 
 def cold_start(

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,3 +287,35 @@ def spread_workspaces(
         ws["poll_interval"] = poll_interval
         out.append(ws)
     return out
+
+
+# -- a scratch PostgreSQL database, for the benches that compare stores or run replicas --------
+
+SERVER = os.environ.get("SYNCD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+def postgres_reachable() -> bool:
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    try:
+        psycopg.connect(f"{SERVER}/postgres", connect_timeout=3).close()
+    except psycopg.Error:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new database on SERVER for one measurement, dropped afterwards."""
+    import psycopg
+
+    name = f"syncd_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{SERVER}/{name}"
+    finally:
+        with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

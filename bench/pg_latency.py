@@ -17,23 +17,22 @@ Where no PostgreSQL answers, prints one row saying so. Always exits 0.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 import traceback
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from common import (
+    SERVER,
     STEPS_PATH,
     Figure,
     change_step,
     failed_row,
     figures_table,
+    fresh_database,
     make_repo,
     markdown_table,
     percentile,
+    postgres_reachable,
     spread,
     step_name,
     temp_git_server,
@@ -48,34 +47,7 @@ STEPS = 100
 WARMUP = 2
 GOAL_RATIO = 1.5
 WS = "latency"  # the workspace id time_webhook expects
-SERVER = os.environ.get("SYNCD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 SCENARIO = "push to applied on PostgreSQL (baseline: SQLite)"
-
-
-def postgres_reachable() -> bool:
-    try:
-        import psycopg
-    except ImportError:
-        return False
-    try:
-        psycopg.connect(f"{SERVER}/postgres", connect_timeout=3).close()
-    except psycopg.Error:
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
-    import psycopg
-
-    name = f"syncd_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass(frozen=True)

@@ -20,27 +20,27 @@ answers, prints one row saying so. Always exits 0.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import signal
 import sys
 import time
 import traceback
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 from common import (
+    SERVER,
     STEPS_PATH,
     Figure,
     change_step,
     failed_row,
     figures_table,
+    fresh_database,
     make_repo,
     markdown_table,
+    postgres_reachable,
     step_name,
     temp_git_server,
     workspace,
@@ -52,36 +52,9 @@ from syncd.demo.webhook import github_push
 from syncd.steps import step_file_name
 
 STEPS = 20
-SERVER = os.environ.get("SYNCD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 SCENARIO = "webhook-triggered syncs, 3 replicas on PostgreSQL (baseline: 1)"
 TAKEOVER = "takeover after a SIGKILL, kill to every workspace applied"
 APPLY_TIMEOUT = 300.0
-
-
-def postgres_reachable() -> bool:
-    try:
-        import psycopg
-    except ImportError:
-        return False
-    try:
-        psycopg.connect(f"{SERVER}/postgres", connect_timeout=3).close()
-    except psycopg.Error:
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
-    import psycopg
-
-    name = f"syncd_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass

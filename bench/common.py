@@ -306,6 +306,13 @@ def postgres_reachable() -> bool:
     return True
 
 
+def postgres_skipped(scenario: str) -> str:
+    """The table a PostgreSQL bench prints where no server answers: one row saying so."""
+    where = SERVER.rpartition("@")[2]
+    row = f"| {scenario} | skipped: PostgreSQL not reachable at {where} | - | - | - | - |"
+    return f"{markdown_table([])}\n{row}"
+
+
 @contextlib.contextmanager
 def fresh_database() -> Iterator[str]:
     """A new database on SERVER for one measurement, dropped afterwards."""

@@ -22,7 +22,6 @@ import traceback
 from dataclasses import dataclass
 
 from common import (
-    SERVER,
     STEPS_PATH,
     Figure,
     change_step,
@@ -33,6 +32,7 @@ from common import (
     markdown_table,
     percentile,
     postgres_reachable,
+    postgres_skipped,
     spread,
     step_name,
     temp_git_server,
@@ -92,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         f" {pushes} pushes to a repository of {STEPS} steps, the same commit to both\n"
     )
     if not postgres_reachable():
-        where = SERVER.rpartition("@")[2]
-        print(markdown_table([]))
-        print(f"| {SCENARIO} | skipped: PostgreSQL not reachable at {where} | - | - | - | - |")
+        print(postgres_skipped(SCENARIO))
         return 0
     try:
         m = measure(pushes)

@@ -31,7 +31,6 @@ from typing import Any
 
 import httpx
 from common import (
-    SERVER,
     STEPS_PATH,
     Figure,
     change_step,
@@ -41,6 +40,7 @@ from common import (
     make_repo,
     markdown_table,
     postgres_reachable,
+    postgres_skipped,
     step_name,
     temp_git_server,
     workspace,
@@ -166,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         f" {n_remotes} remotes, {n_spaces} workspaces: {rounds * n_spaces} syncs\n"
     )
     if not postgres_reachable():
-        where = SERVER.rpartition("@")[2]
-        print(markdown_table([]))
-        print(f"| {SCENARIO} | skipped: PostgreSQL not reachable at {where} | - | - | - | - |")
+        print(postgres_skipped(SCENARIO))
         return 0
     try:
         one, _ = measure(1, rounds, n_remotes, n_spaces)

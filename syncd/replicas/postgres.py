@@ -110,7 +110,12 @@ class PostgresCoordinator:
             )
         async with self._lock_mutex:
             if self._lock_conn is not None:
-                # Closing the session frees every workspace it still holds.
+                # Unlock before closing: the server ends a closed session's backend (and so frees
+                # its locks) a moment after the close returns, and the other replicas should find
+                # the workspaces free as soon as this one says it has stopped.
+                with contextlib.suppress(Exception):
+                    await self._lock_conn.execute("SELECT pg_advisory_unlock_all()")
+                self._held.clear()
                 with contextlib.suppress(Exception):
                     await self._lock_conn.close()
                 self._lock_conn = None

@@ -4,6 +4,7 @@ workspace; takeover when a holder's session ends; one poller per remote per cycl
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -69,7 +70,7 @@ def test_a_holder_that_goes_is_taken_over(store: PostgresStore) -> None:
         assert await a.acquire("ws")
         claimed = await a.claim("ws")
         assert claimed is not None and not claimed.taken_over
-        await a.stop()  # its session ends, as when its process is killed
+        await a.stop()  # a replica that stops frees what it holds before stop returns
         assert await b.acquire("ws")
         again = await b.claim("ws")
         assert again is not None and again.run_id == "run-1" and again.taken_over
@@ -77,6 +78,29 @@ def test_a_holder_that_goes_is_taken_over(store: PostgresStore) -> None:
         mine = [r for r in listed if r.this]
         assert len(mine) == 1 and mine[0].holds == ("ws",)
         assert [r.alive for r in listed if not r.this] == [False]
+        await b.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_holder_whose_session_ends_is_taken_over(store: PostgresStore) -> None:
+    """As when its process is killed: the server ends the session, and with it the lock."""
+
+    async def scenario() -> None:
+        a, b = coordinator(store), coordinator(store)
+        a.submit("ws", Trigger.WEBHOOK, None, False, None, "run-1")
+        assert await a.acquire("ws")
+        assert await a.claim("ws") is not None
+        pid = (await a._query("SELECT pg_backend_pid()"))[0][0]
+        await b._query("SELECT pg_terminate_backend(%s)", (pid,))
+        # The server frees the lock when the backend has gone, a moment after it was told to.
+        deadline = time.monotonic() + 10
+        while not await b.acquire("ws"):
+            assert time.monotonic() < deadline, "the ended session's lock was never freed"
+            await asyncio.sleep(0.05)
+        again = await b.claim("ws")
+        assert again is not None and again.run_id == "run-1" and again.taken_over
+        await a.stop()
         await b.stop()
 
     asyncio.run(scenario())

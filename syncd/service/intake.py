@@ -63,6 +63,21 @@ class Receipt:
     delivery: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """A verified delivery, parsed and matched: answered already (`receipt`), or a push
+    that matched workspaces and is still to be taken."""
+
+    provider: str
+    event: webhooks.Event
+    matched: tuple[str, ...]
+    receipt: Receipt | None
+
+
+def _shown(delivery: str | None) -> str:
+    return (delivery or "-")[:64]
+
+
 class Overloaded(SyncdError):
     """The scheduler refused a sync the push asked for; the delivery may be sent again.
 
@@ -202,6 +217,14 @@ class Intake:
     def receive_lowered(self, provider: str, headers: Mapping[str, str], body: bytes) -> Receipt:
         """`receive_push` for a known provider's request whose header names are lower-case
         already (as ASGI servers hand them over): the HTTP layer's path, one copy fewer."""
+        screened = self.screen(provider, headers, body)
+        return screened.receipt if screened.receipt is not None else self.take(screened)
+
+    def screen(self, provider: str, headers: Mapping[str, str], body: bytes) -> Screened:
+        """What needs no store and no scheduler: verify, parse, match. A delivery that asks
+        for nothing (an ignored event, a ping, a push no workspace follows) is answered and
+        counted here; one that matched is left to `take`. An intake process in front of the
+        daemon (`syncd.intake_front`) screens, and hands only matched pushes on."""
         try:
             event = self._verified_event(provider, headers, body)
         except BadSignature:
@@ -211,13 +234,27 @@ class Intake:
             self._metrics.webhook(provider, "malformed")
             raise
         if event is None:
-            return self._counted(Receipt(provider, Outcome.IGNORED))
+            return Screened(provider, event, (), self._counted(Receipt(provider, Outcome.IGNORED)))
         if isinstance(event, Ping):
-            return self._counted(Receipt(provider, Outcome.PING, delivery=event.delivery))
+            receipt = Receipt(provider, Outcome.PING, delivery=event.delivery)
+            return Screened(provider, event, (), self._counted(receipt))
         matched = tuple(self._prepare().matcher.match(event))
-        # Only a push that concerns a workspace is remembered (a write to the store): one that
-        # matches nothing starts nothing however often it comes, and is most of a busy host's.
-        if matched and not self._deliveries.claim(provider, event.delivery, self._clock()):
+        if matched:
+            return Screened(provider, event, matched, None)
+        # Pushes that match nothing are most of a busy host's webhooks: not worth a log line
+        # each, nor a write to the store (one that matches nothing starts nothing however
+        # often it comes).
+        if log.isEnabledFor(logging.DEBUG):
+            shown = _shown(event.delivery)
+            log.debug("webhook", extra=fields(provider=provider, delivery=shown, matched="-"))
+        receipt = Receipt(provider, Outcome.UNMATCHED, delivery=event.delivery)
+        return Screened(provider, event, (), self._counted(receipt))
+
+    def take(self, screened: Screened) -> Receipt:
+        """A matched push: drop a redelivery, request a sync of each workspace, count."""
+        provider, event, matched = screened.provider, screened.event, screened.matched
+        assert isinstance(event, webhooks.Push) and matched
+        if not self._deliveries.claim(provider, event.delivery, self._clock()):
             return self._counted(Receipt(provider, Outcome.DUPLICATE, delivery=event.delivery))
         try:
             queued = self._request_syncs(provider, matched)
@@ -225,17 +262,21 @@ class Intake:
             # Only a delivery whose syncs were all requested is taken: a refused one may be resent.
             self._deliveries.release(provider, event.delivery)
             raise
-        outcome = Outcome.ACCEPTED if matched else Outcome.UNMATCHED
-        # Pushes that match nothing are most of a busy host's webhooks: not worth a log line each.
-        (log.info if matched else log.debug)(
+        log.info(
             "webhook",
             extra=fields(
-                provider=provider,
-                delivery=(event.delivery or "-")[:64],
-                matched=",".join(matched) or "-",
+                provider=provider, delivery=_shown(event.delivery), matched=",".join(matched)
             ),
         )
-        return self._counted(Receipt(provider, outcome, matched, queued, event.delivery))
+        receipt = Receipt(provider, Outcome.ACCEPTED, matched, queued, event.delivery)
+        return self._counted(receipt)
+
+    def seen(self, provider: str, signed_by: int, at: float) -> None:
+        """A correctly signed request that another process (an intake process) took."""
+        if at > self._webhook_last_seen.get(provider, 0.0):
+            self._webhook_last_seen[provider] = at
+        if at > self._secret_last_seen.get((provider, signed_by), 0.0):
+            self._secret_last_seen[(provider, signed_by)] = at
 
     def targets(self) -> list[Target]:
         """What each workspace follows, worked out once per config, not once per webhook."""

@@ -43,6 +43,7 @@ def serve_config(
     workspaces: list[dict[str, Any]],
     port: int,
     store: dict[str, Any] | None = None,
+    server: dict[str, Any] | None = None,
 ) -> Path:
     """A `syncd serve` config under `directory`: its own state, an API token, a GitHub secret.
 
@@ -50,7 +51,7 @@ def serve_config(
     the daemon's log and notify socket, beside it, would wake the watcher on every line."""
     (directory / "config").mkdir(parents=True, exist_ok=True)
     doc = {
-        "server": {"listen": f"{HOST}:{port}"},
+        "server": {"listen": f"{HOST}:{port}", **(server or {})},
         "state_dir": str(directory / "state"),
         "tokens": [{"name": "bench", "token_env": API_TOKEN_ENV, "scopes": ["read", "sync"]}],
         "webhooks": {"github": {"secrets_env": [WEBHOOK_SECRET_ENV]}},
@@ -133,9 +134,10 @@ class ServeProcess:
         server: GitServer | None,
         extra_args: tuple[str, ...] = (),
         store: dict[str, Any] | None = None,
+        server_options: dict[str, Any] | None = None,
     ) -> ServeProcess:
         port = free_port()
-        config = serve_config(directory, workspaces, port, store)
+        config = serve_config(directory, workspaces, port, store, server_options)
         notify = NotifySocket(directory / "notify.sock")
         env = serve_env(server) | {"NOTIFY_SOCKET": str(notify.path)}
         log_path = directory / "daemon.log"

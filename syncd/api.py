@@ -30,7 +30,7 @@ from syncd.api_errors import (
     exception_handlers,
     status_of,
 )
-from syncd.api_hooks import HooksFirst, WebhookEndpoint
+from syncd.api_hooks import DaemonWebhooks, HooksFirst, WebhookEndpoint
 from syncd.api_requests import MAX_API_BODY, int_param, json_body, step_content, step_name
 from syncd.app import App
 from syncd.badge import render_badge
@@ -225,7 +225,7 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         return JSONResponse(openapi_document())
 
     ws_path = "/api/v1/workspaces/{id}"
-    hook = WebhookEndpoint(rt)
+    hook = DaemonWebhooks(rt)
     step_path = f"{ws_path}/steps/{{name:path}}"
     routes = [
         Route("/hooks", hook, methods=["POST"]),

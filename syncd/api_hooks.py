@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from syncd.api_errors import RETRY_AFTER_SECONDS, ApiError
 from syncd.api_requests import check_length
 from syncd.app import App
-from syncd.service.intake import Outcome, Overloaded, Receipt
+from syncd.service.intake import Intake, Outcome, Overloaded, Receipt
 from syncd.webhooks import BadSignature, Lowered, MalformedPayload, UnknownProvider
 
 
@@ -23,30 +23,51 @@ class WebhookEndpoint:
     Request and Response objects (a fifth of a webhook's time went to them). Same checks in
     the same order as the other routes would do them: provider, stopping, the body's size
     (by Content-Length before reading, then while reading), then Intake (signature before
-    parsing); each error type becomes its status here."""
+    parsing); each error type becomes its status here.
 
-    def __init__(self, rt: App) -> None:
-        self.rt = rt
+    The daemon's endpoint takes a delivery whole; an intake process's (`syncd.intake_front`)
+    screens it and hands a matched push on to the daemon: `take` is where they differ."""
+
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+
+    def accepting(self) -> bool:
+        return True
+
+    def max_body_bytes(self) -> int:
+        raise NotImplementedError
+
+    async def take(
+        self,
+        provider: str,
+        headers: Lowered,
+        body: bytes,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> Receipt | None:
+        """The receipt to answer with, or None when the request was answered already."""
+        raise NotImplementedError
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        rt, intake = self.rt, self.rt.intake
+        intake = self.intake
         # ASGI servers send lower-case names already; lower() keeps any other caller right.
         headers = Lowered(
             (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]
         )
         try:
             provider = intake.provider_of(scope.get("path_params", {}).get("provider"), headers)
-            if rt.stopping or not rt.scheduler.accepting:
+            if not self.accepting():
                 intake.refused(provider, "unavailable")
                 raise ApiError(503, "syncd is stopping", None, {"Retry-After": RETRY_AFTER_SECONDS})
             try:
                 body = await _read_asgi_body(
-                    headers.get("content-length"), receive, rt.config.server.max_body_bytes
+                    headers.get("content-length"), receive, self.max_body_bytes()
                 )
             except ApiError as e:
                 intake.refused(provider, "too_large" if e.status == 413 else "malformed")
                 raise
-            receipt = intake.receive_lowered(provider, headers, body)
+            receipt = await self.take(provider, headers, body, scope, receive, send)
         except ApiError as e:
             return await _send_json(send, e.status, _error(e.error, e.detail), e.headers)
         except UnknownProvider as e:
@@ -61,7 +82,33 @@ class WebhookEndpoint:
             detail = {"matched": list(e.matched), "queued": list(e.queued)}
             retry = {"Retry-After": RETRY_AFTER_SECONDS}
             return await _send_json(send, 503, _error(str(e), detail), retry)
-        await _send_receipt(send, receipt)
+        if receipt is not None:
+            await _send_receipt(send, receipt)
+
+
+class DaemonWebhooks(WebhookEndpoint):
+    """The daemon's own endpoint: every delivery is taken here."""
+
+    def __init__(self, rt: App) -> None:
+        super().__init__(rt.intake)
+        self.rt = rt
+
+    def accepting(self) -> bool:
+        return not self.rt.stopping and self.rt.scheduler.accepting
+
+    def max_body_bytes(self) -> int:
+        return self.rt.config.server.max_body_bytes
+
+    async def take(
+        self,
+        provider: str,
+        headers: Lowered,
+        body: bytes,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> Receipt | None:
+        return self.intake.receive_lowered(provider, headers, body)
 
 
 class HooksFirst:

@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -30,7 +32,8 @@ from syncd.connections import (
 )
 from syncd.console import mount_console
 from syncd.errors import ConfigError, StateUnusable, SyncdError
-from syncd.logs import fields, register_secrets
+from syncd.intake_workers import IntakeWorkers, front_settings
+from syncd.logs import JsonFormatter, fields, register_secrets
 from syncd.model import Trigger
 from syncd.sdnotify import Notifier
 
@@ -51,6 +54,8 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self.workers: IntakeWorkers | None = None
+        self._front: tuple[int, str] | None = None  # the listening socket, the daemon's socket
 
     def asgi(self) -> Starlette:
         app = create_app(self.app, lifespan=self.lifespan)
@@ -63,6 +68,19 @@ class Daemon:
         #    and a startup comparison of every workspace (a background task, remote by remote)
         await asyncio.to_thread(self._publish_states)
         await self.app.scheduler.start(startup_sync=True)
+        if self._front is not None:
+            listen_fd, socket_path = self._front
+            count = self.app.config.server.intake_workers
+            self.workers = IntakeWorkers(
+                count,
+                listen_fd,
+                socket_path,
+                self._front_settings,
+                self.app.intake,
+                self.app.metrics,
+                _log_options(),
+            )
+            await self.workers.start()
         # 2. reload on SIGHUP and on config file changes; ping the watchdog; report status
         loop = asyncio.get_running_loop()
         # Off the main thread (the demo runs the daemon in a thread) there is no signal to
@@ -93,6 +111,7 @@ class Daemon:
         self.app.ready = False
         self.notifier.stopping()
         self._stop.set()
+        await self.stop_intake_processes()
         # 2. let runs in flight finish (each rolls back on its own if it cannot)
         finished = await self.app.scheduler.stop(deadline=STOP_DEADLINE)
         if not finished:
@@ -109,7 +128,33 @@ class Daemon:
         if finished:
             self.app.close()
         self.notifier.close()
+        if self._front is not None:
+            shutil.rmtree(os.path.dirname(self._front[1]), ignore_errors=True)
         log.info("stopped")
+
+    async def stop_intake_processes(self) -> None:
+        if self.workers is not None:
+            await self.workers.stop()
+
+    def open_sockets(self, config: uvicorn.Config) -> list[socket.socket] | None:
+        """With intake processes, the daemon binds its port itself (they share the socket)
+        and listens on a Unix socket too, for what they hand on. Without, uvicorn binds."""
+        if not self.app.config.server.intake_workers:
+            return None
+        listening = config.bind_socket()
+        folder = tempfile.mkdtemp(prefix="syncd-")  # 0700: only this user reaches the daemon
+        path = os.path.join(folder, "daemon.sock")
+        local = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        local.bind(path)
+        local.listen(config.backlog)
+        self._front = (listening.fileno(), path)
+        return [listening, local]
+
+    def _front_settings(self) -> dict[str, Any]:
+        server = self.app.config.server
+        return front_settings(
+            self.app.intake, server, raise_descriptor_limit(server.max_connections)
+        )
 
     async def reload(self) -> bool:
         """Load the config again; a broken one is refused and the running one stays."""
@@ -129,6 +174,8 @@ class Daemon:
             register_secrets(config.secret_values())
             before = {ws.id: ws for ws in self.app.config.workspaces}
             self.app.swap_config(config)
+            if self.workers is not None:
+                self.workers.update()
             await asyncio.to_thread(self._publish_states)
             self.app.metrics.config_reloads.labels("ok").inc()
             log.info("config reloaded", extra=fields(workspaces=len(config.workspaces)))
@@ -217,6 +264,12 @@ class Server(uvicorn.Server):
         self.daemon.app.closing = True
         self.should_exit = True
 
+    async def shutdown(self, sockets: Any = None) -> None:
+        # Intake processes first: what they still hold goes on to this process, which is
+        # still listening; then this one stops as uvicorn does.
+        await self.daemon.stop_intake_processes()
+        await super().shutdown(sockets=sockets)
+
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets=sockets)
         if not self.should_exit:
@@ -278,5 +331,14 @@ def check_state_writable(config: Config) -> None:
 def serve(config: Config, host: str | None = None, port: int | None = None) -> int:
     check_state_writable(config)
     install_flood_filters()
-    make_server(Daemon(config), host, port).run()
+    daemon = Daemon(config)
+    server = make_server(daemon, host, port)
+    server.run(sockets=daemon.open_sockets(server.config))
     return 0
+
+
+def _log_options() -> tuple[str, str]:
+    """The log format and level this process runs with, for the intake processes."""
+    root = logging.getLogger()
+    json_logs = any(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
+    return ("json" if json_logs else "text", logging.getLevelName(root.level).lower())

@@ -190,14 +190,14 @@ class Metrics:
         self.git_ops.labels(op, result).inc()
         self.git_duration.labels(op).observe(seconds)
 
-    def webhook(self, provider: str, result: str) -> None:
+    def webhook(self, provider: str, result: str, count: int = 1) -> None:
         # The labelled child, looked up once: labels() takes a lock and builds a key each call.
         child = self._webhook_children.get((provider, result))
         if child is None:
             child = self._webhook_children[(provider, result)] = self.webhooks.labels(
                 provider, result
             )
-        child.inc()
+        child.inc(count)
 
     def forget_workspace(self, ws_id: str) -> None:
         """A workspace removed from the config takes its series with it."""

@@ -162,6 +162,7 @@ def config_schema() -> Schema:
                     "max_connections": {"type": "integer", "minimum": 16, "maximum": 65536},
                     "header_timeout": DURATION,
                     "max_remote_reads": {"type": "integer", "minimum": 1, "maximum": 64},
+                    "intake_workers": {"type": "integer", "minimum": 0, "maximum": 64},
                 }
             ),
             "state_dir": TEXT,

@@ -78,6 +78,7 @@ class SectionParser(NotificationSections):
                     "max_connections",
                     "header_timeout",
                     "max_remote_reads",
+                    "intake_workers",
                 ),
             )
             or {}
@@ -127,6 +128,13 @@ class SectionParser(NotificationSections):
             1,
             64,
         )
+        intake_workers = self.integer(
+            at.key("intake_workers"),
+            section.get("intake_workers"),
+            ServerConfig.intake_workers,
+            0,
+            64,
+        )
         return ServerConfig(
             host=host,
             port=port,
@@ -136,6 +144,7 @@ class SectionParser(NotificationSections):
             max_connections=connections,
             header_timeout=header_timeout,
             max_remote_reads=remote_reads,
+            intake_workers=intake_workers,
         )
 
     def store(self, at: At, value: Any, base_dir: Path, state_dir: Path) -> StoreConfig:

@@ -160,6 +160,9 @@ class ServerConfig:
     max_connections: int = 2048
     header_timeout: float = 10.0
     max_remote_reads: int = 4
+    # Processes besides the daemon's that take connections on its port and answer the webhooks
+    # that ask for nothing (see syncd.intake_front): webhooks answered on more than one core.
+    intake_workers: int = 0
 
 
 @dataclass(frozen=True)

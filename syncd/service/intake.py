@@ -150,12 +150,16 @@ class DeliveryLog:
             self._seen.popitem(last=False)
 
 
+# A provider's secrets and its signing secrets (GitLab's), revealed.
+Secrets = tuple[tuple[str, ...], tuple[str, ...]]
+
+
 @dataclass(frozen=True, slots=True)
 class _Prepared:
-    config: Config
+    config: Config | None  # None: handed in by the daemon (see `Intake.use`)
     targets: list[Target]
     matcher: webhooks.Matcher
-    secrets: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]  # (secrets, signing secrets)
+    secrets: dict[str, Secrets]
 
 
 class Intake:
@@ -173,6 +177,7 @@ class Intake:
         self._deliveries = DeliveryLog() if deliveries is None else deliveries
         self._clock = clock
         self._prepared: _Prepared | None = None
+        self._fixed: _Prepared | None = None
         self._webhook_last_seen: dict[str, float] = {}
         self._secret_last_seen: dict[tuple[str, int], float] = {}
 
@@ -282,10 +287,21 @@ class Intake:
         """What each workspace follows, worked out once per config, not once per webhook."""
         return self._prepare().targets
 
+    def use(self, targets: list[Target], secrets: Mapping[str, Secrets]) -> None:
+        """Screen with these targets and secrets from now on, not the config's: an intake
+        process gets them from the daemon, which has loaded (and checked) the config."""
+        self._fixed = _Prepared(None, targets, webhooks.Matcher(targets), dict(secrets))
+
+    def secrets(self) -> dict[str, Secrets]:
+        """Each provider's secrets and signing secrets, revealed: what `use` takes."""
+        return self._prepare().secrets
+
     def _prepare(self) -> _Prepared:
         """Everything a webhook needs of the config that does not depend on the request:
         the targets (indexed by URL) and each provider's secrets. Redone when a reload swaps
         the config object."""
+        if self._fixed is not None:
+            return self._fixed
         config = self._config()
         if self._prepared is None or self._prepared.config is not config:
             targets = [

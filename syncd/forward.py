@@ -1,0 +1,135 @@
+"""Pass one HTTP request on to the daemon over its local socket, and its answer back.
+
+An intake process (`syncd.intake_front`) answers most webhooks itself; every other request that
+reaches it (the API, the console, a push that matched a workspace) is the daemon's. It goes on
+unchanged over a Unix socket only the daemon's user can open, framed by h11 (uvicorn's own
+HTTP/1.1 parser), one connection a request. Bodies stream both ways, so a console's event
+stream flows as it is written, and a client that goes away ends the request upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import h11
+from starlette.types import Receive, Scope, Send
+
+from syncd.logs import fields
+
+log = logging.getLogger("syncd.forward")
+
+READ_CHUNK = 65536
+# Headers about one connection, not the request: each hop sets its own.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+UNAVAILABLE = b'{"error":"syncd is not reachable from this intake process","detail":null}'
+
+
+async def forward(scope: Scope, receive: Receive, send: Send, socket_path: str) -> None:
+    """The daemon's answer to this request, streamed; 502 when the daemon cannot be reached
+    before anything was answered."""
+    try:
+        reader, writer = await asyncio.open_unix_connection(socket_path)
+    except OSError as e:
+        log.warning("daemon socket unreachable", extra=fields(error=str(e)))
+        await _unavailable(send)
+        return
+    answer = _Answer(send)
+    try:
+        conn = h11.Connection(h11.CLIENT)
+        if not await _send_request(conn, writer, scope, receive):
+            return  # the client went away while sending its body
+        # The body is read: from now on `receive` says only that the client went away, and
+        # an event stream that never ends on its own ends then.
+        relay = asyncio.ensure_future(answer.relay(conn, reader))
+        gone = asyncio.ensure_future(receive())
+        try:
+            await asyncio.wait({relay, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (relay, gone):
+                task.cancel()
+        if relay.done() and not relay.cancelled():
+            relay.result()
+    except (OSError, h11.ProtocolError, ConnectionError) as e:
+        log.warning("request to the daemon failed", extra=fields(error=str(e)))
+        if not answer.started:
+            await _unavailable(send)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+class _Answer:
+    """The daemon's answer, relayed event by event."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def relay(self, conn: h11.Connection, reader: asyncio.StreamReader) -> None:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await reader.read(READ_CHUNK))
+            elif isinstance(event, h11.Response):
+                headers = [(k, v) for k, v in event.headers if k not in HOP_BY_HOP]
+                self.started = True
+                status = event.status_code
+                await self.send(
+                    {"type": "http.response.start", "status": status, "headers": headers}
+                )
+            elif isinstance(event, h11.Data):
+                body = bytes(event.data)
+                await self.send({"type": "http.response.body", "body": body, "more_body": True})
+            elif isinstance(event, h11.EndOfMessage):
+                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ConnectionError("the daemon closed the connection before it answered")
+
+
+async def _send_request(
+    conn: h11.Connection, writer: asyncio.StreamWriter, scope: Scope, receive: Receive
+) -> bool:
+    """Send the request line, headers and body; False when the client went away meanwhile."""
+    headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
+    if not any(k == b"content-length" for k, _ in headers):
+        headers.append((b"transfer-encoding", b"chunked"))
+    target = scope.get("raw_path") or scope["path"].encode("utf-8")
+    if scope.get("query_string"):
+        target += b"?" + scope["query_string"]
+    writer.write(conn.send(h11.Request(method=scope["method"], target=target, headers=headers)))
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return False
+        body = message.get("body", b"")
+        if body:
+            writer.write(conn.send(h11.Data(data=body)))
+        more = message.get("more_body", False)
+        await writer.drain()
+    writer.write(conn.send(h11.EndOfMessage()))
+    await writer.drain()
+    return True
+
+
+async def _unavailable(send: Send) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(UNAVAILABLE)),
+    ]
+    await send({"type": "http.response.start", "status": 502, "headers": headers})
+    await send({"type": "http.response.body", "body": UNAVAILABLE})

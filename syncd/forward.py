@@ -16,6 +16,7 @@ import logging
 import h11
 from starlette.types import Receive, Scope, Send
 
+from syncd.api_errors import RETRY_AFTER_SECONDS
 from syncd.logs import fields
 
 log = logging.getLogger("syncd.forward")
@@ -33,12 +34,14 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-UNAVAILABLE = b'{"error":"syncd is not reachable from this intake process","detail":null}'
+# The daemon's socket refuses only while it stops (or if it has died): try again shortly.
+UNAVAILABLE = b'{"error":"syncd is stopping","detail":null}'
+RETRY_AFTER = RETRY_AFTER_SECONDS.encode()
 
 
 async def forward(scope: Scope, receive: Receive, send: Send, socket_path: str) -> None:
-    """The daemon's answer to this request, streamed; 502 when the daemon cannot be reached
-    before anything was answered."""
+    """The daemon's answer to this request, streamed; 503 (with Retry-After) when the daemon
+    cannot be reached before anything was answered."""
     try:
         reader, writer = await asyncio.open_unix_connection(socket_path)
     except OSError as e:
@@ -130,6 +133,7 @@ async def _unavailable(send: Send) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", b"%d" % len(UNAVAILABLE)),
+        (b"retry-after", RETRY_AFTER),
     ]
-    await send({"type": "http.response.start", "status": 502, "headers": headers})
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": UNAVAILABLE})

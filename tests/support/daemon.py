@@ -84,6 +84,7 @@ def start_daemon(
     workspaces: list[dict[str, Any]] | None = None,
     env_extra: dict[str, str] | None = None,
     serve_args: Sequence[str] = (),
+    server_options: dict[str, Any] | None = None,
     **top: Any,
 ) -> Daemon:
     port = free_port()
@@ -93,7 +94,10 @@ def start_daemon(
             workspace("manual", repo_url, server, "manual"),
         ]
     config = write_config(
-        tmp_path, workspaces, server={"listen": f"127.0.0.1:{port}", "self_heal_delay": "1s"}, **top
+        tmp_path,
+        workspaces,
+        server={"listen": f"127.0.0.1:{port}", "self_heal_delay": "1s", **(server_options or {})},
+        **top,
     )
     log_path = tmp_path / "daemon.log"
     env = daemon_env(server) | (env_extra or {})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 
 import h11
 from starlette.types import Receive, Scope, Send
@@ -34,6 +35,8 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
+# The front server writes its own: the daemon's would make two.
+FRONT_SETS = frozenset({b"date", b"server"})
 # The daemon's socket refuses only while it stops (or if it has died): try again shortly.
 UNAVAILABLE = b'{"error":"syncd is stopping","detail":null}'
 RETRY_AFTER = RETRY_AFTER_SECONDS.encode()
@@ -87,7 +90,8 @@ class _Answer:
             if event is h11.NEED_DATA:
                 conn.receive_data(await reader.read(READ_CHUNK))
             elif isinstance(event, h11.Response):
-                headers = [(k, v) for k, v in event.headers if k not in HOP_BY_HOP]
+                dropped = HOP_BY_HOP | FRONT_SETS | _named(event.headers)
+                headers = [(k, v) for k, v in event.headers if k not in dropped]
                 self.started = True
                 status = event.status_code
                 await self.send(
@@ -107,9 +111,15 @@ async def _send_request(
     conn: h11.Connection, writer: asyncio.StreamWriter, scope: Scope, receive: Receive
 ) -> bool:
     """Send the request line, headers and body; False when the client went away meanwhile."""
-    headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
-    if not any(k == b"content-length" for k, _ in headers):
+    sent: list[tuple[bytes, bytes]] = scope["headers"]
+    named = _named(sent)
+    headers = [(k, v) for k, v in sent if k not in HOP_BY_HOP and k not in named]
+    if any(k == b"transfer-encoding" for k, _ in sent):
+        # uvicorn has taken the chunks apart; they are framed again for the daemon.
         headers.append((b"transfer-encoding", b"chunked"))
+    if not any(k == b"host" for k, _ in sent):
+        # An HTTP/1.0 request may come without one; HTTP/1.1, which goes on, must have it.
+        headers.append((b"host", b"localhost"))
     target = scope.get("raw_path") or scope["path"].encode("utf-8")
     if scope.get("query_string"):
         target += b"?" + scope["query_string"]
@@ -137,3 +147,11 @@ async def _unavailable(send: Send) -> None:
     ]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": UNAVAILABLE})
+
+
+def _named(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """Headers the Connection header names: like it, about this hop only (RFC 9110 7.6.1)."""
+    names = [v for k, v in headers if k == b"connection"]
+    if not names:
+        return frozenset()
+    return frozenset(n.strip().lower() for v in names for n in v.split(b",") if n.strip())

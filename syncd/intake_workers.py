@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from prometheus_client import Counter, Gauge
+
 from syncd.config import ServerConfig
 from syncd.logs import fields
 from syncd.service.intake import Intake
@@ -33,8 +35,11 @@ STOP_WAIT = 5.0
 REPORT_MAX = 1 << 20  # one report line at most; more is not the intake process talking
 
 
-class WebhookCounts(Protocol):
-    """The metrics, as far as the reports need them."""
+class IntakeMetrics(Protocol):
+    """The metrics, as far as intake processes need them."""
+
+    intake_processes: Gauge
+    intake_exits: Counter
 
     def webhook(self, provider: str, result: str, count: int = 1) -> None: ...
 
@@ -58,7 +63,7 @@ class IntakeWorkers:
         socket_path: str,
         settings: Callable[[], dict[str, Any]],
         intake: Intake,
-        metrics: WebhookCounts,
+        metrics: IntakeMetrics,
         log_options: tuple[str, str] = ("text", "info"),
     ) -> None:
         self.count, self.listen_fd, self.socket_path = count, listen_fd, socket_path
@@ -115,11 +120,14 @@ class IntakeWorkers:
             started = time.monotonic()
             process = await self._spawn()
             self._processes[slot] = process
+            self._metrics.intake_processes.set(self.running)
             log.info("intake process started", extra=fields(slot=slot, pid=process.pid))
             await self._read_reports(process)
             code = await process.wait()
+            self._metrics.intake_processes.set(self.running)
             if self._stopping:
                 return
+            self._metrics.intake_exits.inc()
             log.warning(
                 "intake process exited, starting it again",
                 extra=fields(slot=slot, pid=process.pid, exit_code=code),

@@ -124,6 +124,16 @@ class Metrics:
             "Workspaces this replica holds (runs or is about to run).",
             registry=r,
         )
+        # Intake processes (server.intake_workers): how many run, and how often one exited
+        # without being asked to (each is started again; the log says why it went).
+        self.intake_processes = Gauge(
+            "syncd_intake_processes", "Intake processes running beside the daemon.", registry=r
+        )
+        self.intake_exits = Counter(
+            "syncd_intake_process_exits",
+            "Intake processes that exited without being asked to.",
+            registry=r,
+        )
         build = Gauge("syncd_build_info", "syncd's version.", ["version"], registry=r)
         build.labels(__version__).set(1)
         for op in GIT_OPS:

@@ -176,6 +176,9 @@ def test_a_killed_intake_process_is_started_again_and_all_stop_with_the_daemon(
     )
     assert before[1] in after
     assert "intake process exited, starting it again" in d.log()
+    text = metrics_text(d)
+    assert metric(text, "syncd_intake_process_exits_total") == 1
+    assert metric(text, "syncd_intake_processes") == WORKERS
     assert d.stop() == 0
     wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in after), 10, "all gone")
 

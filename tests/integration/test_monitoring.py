@@ -32,6 +32,7 @@ CONTRACT_METRICS = {
     "syncd_notifications_sent_total",
     "syncd_build_info",
     "syncd_workspace_health",  # beyond the contract: Healthy, Degraded, Suspended
+    "syncd_intake_process_exits_total",  # beyond the contract: server.intake_workers
 }
 needs_promtool = pytest.mark.skipif(
     shutil.which("promtool") is None,

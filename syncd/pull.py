@@ -28,7 +28,7 @@ import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from syncd import apiclient
 from syncd.apiclient import DEFAULT_SERVER
-from syncd.errors import SyncdError
+from syncd.errors import ConfigError, SyncdError
 from syncd.layout import (
     DISABLED,
     MTS,
@@ -56,8 +56,9 @@ ALOMA_EXAMPLE = """pull:
   workspaces:
     - a-workspace-id
 """
-TOKEN_HELP = """no API token: set SYNCD_TOKEN (or ALOMA_KEY) to a syncd API token with the
-`read` scope. To create one, add it to syncd's config (syncd.yaml) and reload syncd:
+TOKEN_HELP = """no API token: give --token-file, or set SYNCD_TOKEN (or ALOMA_KEY), with a syncd
+API token with the `read` scope. To create one, add it to syncd's config (syncd.yaml) and
+reload syncd:
 
   tokens:
     - {name: pull, token_env: SYNCD_PULL_TOKEN, scopes: [read]}
@@ -65,7 +66,7 @@ TOKEN_HELP = """no API token: set SYNCD_TOKEN (or ALOMA_KEY) to a syncd API toke
 start syncd with SYNCD_PULL_TOKEN set to a long random value (for example from
 `openssl rand -hex 32`; or use token_file with a systemd credential), then here:
 
-  export SYNCD_TOKEN=<that value>
+  export SYNCD_TOKEN=<that value>     (or write it to a file only you can read: --token-file)
 """
 
 
@@ -94,11 +95,21 @@ def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
+    from syncd.cli.commands import token_of  # the other commands' --token-file and variables
+
     try:
-        # --server is a global option (syncd.cli.parser); pull's default: $SYNCD_SERVER, else
-        # DEFAULT_SERVER
-        return pull(args.workspaces, args.server, args.dir, os.environ, args.include_disabled)
-    except UsageError as e:
+        # --server, --token-file and --ca-file are global options (syncd.cli.parser); pull's
+        # server by default: $SYNCD_SERVER, else DEFAULT_SERVER
+        return pull(
+            args.workspaces,
+            args.server,
+            args.dir,
+            os.environ,
+            args.include_disabled,
+            token=token_of(args),
+            ca_file=getattr(args, "ca_file", None),
+        )
+    except (UsageError, ConfigError) as e:
         print(f"syncd pull: {e}", file=sys.stderr)
         return EXIT_USAGE
     except (ServerError, LayoutError, OSError) as e:
@@ -112,6 +123,8 @@ def pull(
     target: Path,
     environ: Mapping[str, str] = os.environ,
     include_disabled: bool = False,
+    token: str | None = None,
+    ca_file: Path | None = None,
 ) -> int:
     # 1. where: the target folder, which must lie in a git checkout
     root = target.resolve()
@@ -120,14 +133,14 @@ def pull(
     ids = list(workspaces) or aloma_workspaces(root, top)
     # 3. from where: the server and the token
     base = server_url(server or environ.get("SYNCD_SERVER") or DEFAULT_SERVER)
-    token = environ.get("SYNCD_TOKEN") or environ.get("ALOMA_KEY")
+    token = token or environ.get("SYNCD_TOKEN") or environ.get("ALOMA_KEY")
     if not token:
         raise UsageError(TOKEN_HELP)
     # 4. read every workspace's live steps, then lay them out together
     steps: list[PulledStep] = []
     skipped: list[LeftOut] = []
     for ws_id in ids:
-        name, found = fetch_workspace(base, token, ws_id)
+        name, found = fetch_workspace(base, token, ws_id, ca_file)
         kept = sum(is_pulled(s, include_disabled) for s in found)
         print(f"Pulling workspace {name} (id: {ws_id}): {kept} steps")
         mine = left_out(found, include_disabled)
@@ -312,11 +325,14 @@ def server_url(text: str) -> str:
         raise UsageError(str(e)) from None
 
 
-def fetch_workspace(base: str, token: str, ws_id: str) -> tuple[str, list[PulledStep]]:
+def fetch_workspace(
+    base: str, token: str, ws_id: str, ca_file: Path | None = None
+) -> tuple[str, list[PulledStep]]:
     """The workspace's name and its live steps."""
     path = f"/api/v1/workspaces/{urllib.parse.quote(ws_id, safe='')}"
-    info = _get(base, token, path, ws_id)
-    answer = _get(base, token, f"{path}/steps", ws_id)
+    client = apiclient.ApiClient(base, token, ca_file, timeout=TIMEOUT)
+    info = _get(client, path, ws_id)
+    answer = _get(client, f"{path}/steps", ws_id)
     try:
         name = str(info.get("name") or ws_id)
         return name, [_step(ws_id, s) for s in answer["steps"]]
@@ -340,11 +356,11 @@ def _step(ws_id: str, doc: dict[str, Any]) -> PulledStep:
     )
 
 
-def _get(base: str, token: str, path: str, ws_id: str) -> dict[str, Any]:
+def _get(client: apiclient.ApiClient, path: str, ws_id: str) -> dict[str, Any]:
     try:
-        return apiclient.ApiClient(base, token, timeout=TIMEOUT).get(path)
+        return client.get(path)
     except apiclient.ApiNotFound as e:
-        raise UsageError(f"{base}: no workspace {ws_id!r} ({e})") from None
+        raise UsageError(f"{client.base}: no workspace {ws_id!r} ({e})") from None
     except apiclient.Unauthorized as e:
         raise ServerError(str(e)) from None
     except apiclient.Forbidden as e:

@@ -121,6 +121,16 @@ def files_of(root: Path) -> dict[str, bytes]:
     }
 
 
+def test_pull_takes_its_token_from_a_file(pd: Daemon, tmp_path: Path) -> None:
+    seed(pd, {"greet": ("true", "hello()")})
+    work = checkout(pd, tmp_path / "work")
+    token = tmp_path / "token"
+    token.write_text(READ_TOKEN + "\n")
+    out = pull(pd, work, "dev", "--token-file", str(token), env={})
+    assert out.returncode == 0, out.stderr
+    assert any(p.endswith(".step.json") for p in files_of(work))
+
+
 def test_pull_by_id_and_by_aloma_yaml(pd: Daemon, tmp_path: Path) -> None:
     seed(pd, {"greet": ("true", "hello()"), "and-done/greeting done": ("x", "bye()")})
     one = checkout(pd, tmp_path / "one")
@@ -225,6 +235,8 @@ def test_pull_refuses_with_clear_messages(pd: Daemon, tmp_path: Path) -> None:
     assert "SYNCD_TOKEN" in out.stderr and "scopes: [read]" in out.stderr
     out = pull(pd, work, "nope")
     assert out.returncode == 2 and "no workspace 'nope'" in out.stderr
+    out = pull(pd, work, "dev", "--token-file", str(tmp_path / "missing"), env={})
+    assert out.returncode == 2 and "--token-file" in out.stderr and "cannot be read" in out.stderr
     out = pull(pd, work, "dev", env={"SYNCD_TOKEN": "wrong-token"})
     assert out.returncode == 1 and "401" in out.stderr and "wrong-token" not in out.stderr
     down = subprocess.run(

@@ -49,6 +49,9 @@ class Report:
     more: int = 0  # older failures left out
     recovered_at: float | None = None  # the succeeded run that ended the failures
     recovered_revision: str | None = None
+    # Ended by a planned run: a manual workspace's source reads and plans again, and its
+    # changes wait for someone to sync.
+    waiting: bool = False
 
     @property
     def failing(self) -> bool:
@@ -81,8 +84,9 @@ def summarize(
         if failed and is_failing:
             reports.append(Report(ws.id, ws.name, tuple(shown), more))
         elif latest is not None and not is_failing and (failed or was_failing):
+            waiting = latest.result is RunResult.PLANNED
             recovered = Report(
-                ws.id, ws.name, tuple(shown), more, latest.finished_at, latest.revision
+                ws.id, ws.name, tuple(shown), more, latest.finished_at, latest.revision, waiting
             )
             reports.append(recovered)
     # The failing first, then the recovered, each in config order.
@@ -95,8 +99,10 @@ def _failure(run: Run) -> Failure:
 
 
 def counts(run: Run) -> bool:
-    """Dry runs and planned runs are not news."""
-    return not run.dry_run and run.result in (RunResult.FAILED, RunResult.SUCCEEDED)
+    """Dry runs are not news. A planned run (a manual workspace's, which applies nothing by
+    itself) is news only when it ends failures: `summarize` tells it as a recovery then, and
+    says nothing of it otherwise."""
+    return not run.dry_run
 
 
 TARGET_PREFIX = "target:"  # a target's cursor key; an e-mail address has no such prefix
@@ -271,7 +277,15 @@ def _section(report: Report) -> list[str]:
     else:
         assert report.recovered_at is not None
         revision = _short(report.recovered_revision)
-        lines.append(f"{title}: recovered, succeeded at {_iso(report.recovered_at)} ({revision})")
+        if report.waiting:
+            at = _iso(report.recovered_at)
+            lines.append(
+                f"{title}: recovered, planned at {at} ({revision}); its changes wait for a"
+                " manual sync"
+            )
+        else:
+            at = _iso(report.recovered_at)
+            lines.append(f"{title}: recovered, succeeded at {at} ({revision})")
         if report.failures:
             total = len(report.failures) + report.more
             lines.append(f"  before that: {_count(total, 'failed run')}")

@@ -234,9 +234,9 @@ def test_failures_become_one_digest_per_recipient(
     )
     record(store, DEV, RunResult.FAILED, T0 + 20, "fetch failed: timeout", Trigger.POLL)
     record(store, DEV, RunResult.FAILED, T0 + 30, "fetch failed again", Trigger.MANUAL)
-    # Not news: a dry run, a planned run, and a workspace nobody watches.
+    # Not news: a dry run, a planned run before the failures, and a workspace nobody watches.
     record(store, PROD, RunResult.FAILED, T0 + 40, "dry-run-only failure", dry_run=True)
-    record(store, DEV, RunResult.PLANNED, T0 + 50)
+    record(store, DEV, RunResult.PLANNED, T0 + 5)
     record(store, QUIET, RunResult.FAILED, T0 + 60, "nobody watches quiet")
 
     clock.now += 900

@@ -79,10 +79,10 @@ def test_watchers_key_on_the_lower_cased_address_in_config_order() -> None:
     assert [w.id for _, w in out[ALICE]] == ["1"]
 
 
-def test_only_real_failures_and_successes_count() -> None:
+def test_dry_runs_do_not_count() -> None:
     assert counts(run("1", RunResult.FAILED, T0))
     assert counts(run("1", RunResult.SUCCEEDED, T0))
-    assert not counts(run("1", RunResult.PLANNED, T0))
+    assert counts(run("1", RunResult.PLANNED, T0))  # news only when it ends failures
     assert not counts(run("1", RunResult.FAILED, T0, dry_run=True))
 
 
@@ -208,6 +208,26 @@ def test_failed_and_recovered_in_one_interval_is_told_as_recovered() -> None:
     body = compose([report], from_addr="syncd@example.com", to=[OPS], now=T0).get_content()
     assert "dev (workspace 2): recovered, succeeded at 2023-11-14T22:13:40Z (0123456789ab)" in body
     assert "before that: 1 failed run" in body and "dev broke briefly" in body
+
+
+def test_a_manual_workspace_whose_source_reads_again_is_told_as_recovered_and_waiting() -> None:
+    """Its run after the failures plans and applies nothing: the changes wait for a person."""
+    runs = {
+        DEV.id: [
+            run(DEV.id, RunResult.FAILED, T0 + 10, "remote unreachable"),
+            run(DEV.id, RunResult.PLANNED, T0 + 20),
+        ]
+    }
+    [report], failing = summarize([DEV], runs, T0, set())
+    assert failing == frozenset() and report.waiting and not report.failing
+    body = compose([report], from_addr="syncd@example.com", to=[OPS], now=T0).get_content()
+    assert "dev (workspace 2): recovered, planned at 2023-11-14T22:13:40Z (0123456789ab);" in body
+    assert "its changes wait for a manual sync" in body
+
+
+def test_a_planned_run_of_a_healthy_workspace_is_not_news() -> None:
+    runs = {DEV.id: [run(DEV.id, RunResult.PLANNED, T0 + 10)]}
+    assert summarize([DEV], runs, T0, set()) == ((), frozenset())
 
 
 def test_a_success_of_a_healthy_workspace_is_not_news() -> None:

@@ -115,7 +115,9 @@ class Front:
 
     def __init__(self, socket_path: str, report: IO[str]) -> None:
         self.counts = Counts()
-        self.intake = Intake(lambda: None, _NoScheduler(), self.counts)  # type: ignore[arg-type,return-value]
+        # No config here: `settle` hands the intake its targets and secrets (Intake.use).
+        no_config: Any = lambda: None  # noqa: E731
+        self.intake = Intake(no_config, _NoScheduler(), self.counts)
         self.webhooks = FrontWebhooks(self.intake, socket_path)
         self.socket_path = socket_path
         self.report = report

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -118,20 +117,25 @@ class IntakeWorkers:
         delay = RESTART_FIRST
         while not self._stopping:
             started = time.monotonic()
-            process = await self._spawn()
-            self._processes[slot] = process
-            self._metrics.intake_processes.set(self.running)
-            log.info("intake process started", extra=fields(slot=slot, pid=process.pid))
-            await self._read_reports(process)
-            code = await process.wait()
-            self._metrics.intake_processes.set(self.running)
-            if self._stopping:
-                return
-            self._metrics.intake_exits.inc()
-            log.warning(
-                "intake process exited, starting it again",
-                extra=fields(slot=slot, pid=process.pid, exit_code=code),
-            )
+            try:
+                process = await self._spawn()
+            except OSError as e:
+                log.error("intake process cannot start", extra=fields(slot=slot, error=str(e)))
+                self._metrics.intake_exits.inc()
+            else:
+                self._processes[slot] = process
+                self._metrics.intake_processes.set(self.running)
+                log.info("intake process started", extra=fields(slot=slot, pid=process.pid))
+                await self._read_reports(process)
+                code = await process.wait()
+                self._metrics.intake_processes.set(self.running)
+                if self._stopping:
+                    return
+                self._metrics.intake_exits.inc()
+                log.warning(
+                    "intake process exited, starting it again",
+                    extra=fields(slot=slot, pid=process.pid, exit_code=code),
+                )
             delay = RESTART_FIRST if time.monotonic() - started > STEADY_AFTER else delay
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_MAX)
@@ -154,7 +158,6 @@ class IntakeWorkers:
             stdout=asyncio.subprocess.PIPE,
             pass_fds=(self.listen_fd,),
             limit=REPORT_MAX,
-            env=os.environ.copy(),
         )
         assert process.stdin is not None
         process.stdin.write(self._settings_line())

@@ -261,6 +261,8 @@ class Server(uvicorn.Server):
             log.warning("second signal, exiting now (an unfinished apply rolls back)")
             os._exit(1)
         log.info("stopping on signal", extra=fields(signal=signal.Signals(sig).name))
+        if self.daemon.workers is not None:
+            self.daemon.workers.stopping()
         self.daemon.app.closing = True
         self.should_exit = True
 

@@ -88,6 +88,11 @@ class IntakeWorkers:
                 with contextlib.suppress(OSError, RuntimeError):
                     process.stdin.write(line)
 
+    def stopping(self) -> None:
+        """The daemon is stopping: an intake process that exits now is not started again (a
+        signal to the whole process group reaches them too)."""
+        self._stopping = True
+
     async def stop(self) -> None:
         """SIGTERM each (it finishes the requests it has), then wait; kill what is left."""
         self._stopping = True

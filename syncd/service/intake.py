@@ -230,8 +230,9 @@ class Intake:
         for nothing (an ignored event, a ping, a push no workspace follows) is answered and
         counted here; one that matched is left to `take`. An intake process in front of the
         daemon (`syncd.intake_front`) screens, and hands only matched pushes on."""
+        prepared = self._prepare()
         try:
-            event = self._verified_event(provider, headers, body)
+            event = self._verified_event(prepared, provider, headers, body)
         except BadSignature:
             self._metrics.webhook(provider, "unauthorized")
             raise
@@ -243,7 +244,7 @@ class Intake:
         if isinstance(event, Ping):
             receipt = Receipt(provider, Outcome.PING, delivery=event.delivery)
             return Screened(provider, event, (), self._counted(receipt))
-        matched = tuple(self._prepare().matcher.match(event))
+        matched = tuple(prepared.matcher.match(event))
         if matched:
             return Screened(provider, event, matched, None)
         # Pushes that match nothing are most of a busy host's webhooks: not worth a log line
@@ -319,14 +320,15 @@ class Intake:
         return self._prepared
 
     def _verified_event(
-        self, provider: str, headers: Mapping[str, str], body: bytes
+        self, prepared: _Prepared, provider: str, headers: Mapping[str, str], body: bytes
     ) -> webhooks.Event:
-        secrets, signing = self._prepare().secrets.get(provider, ((), ()))
+        secrets, signing = prepared.secrets.get(provider, ((), ()))
         # Verify before parsing: nothing unsigned is ever looked at.
         signed_by = webhooks.verify(provider, headers, body, secrets, signing, now=self._clock())
         self._webhook_last_seen[provider] = self._clock()
         self._secret_last_seen[(provider, signed_by)] = self._webhook_last_seen[provider]
-        return webhooks.parse(provider, headers, body)
+        # A push's changed files only for a repository whose workspaces look at them.
+        return webhooks.parse(provider, headers, body, prepared.matcher.files_wanted)
 
     def _request_syncs(self, provider: str, matched: tuple[str, ...]) -> tuple[str, ...]:
         queued: list[str] = []

@@ -51,10 +51,19 @@ class Matcher:
     memo_size: int = 4096
     _by_key: dict[str, list[tuple[int, Target]]] = field(default_factory=dict, init=False)
     _keys: dict[str, str] = field(default_factory=dict, init=False)
+    # URL keys of the repositories some target follows a folder of.
+    _in_folders: set[str] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         for index, target in enumerate(self.targets):
             self._by_key.setdefault(target.url_key, []).append((index, target))
+            if _components(target.path):
+                self._in_folders.add(target.url_key)
+
+    def files_wanted(self, repo_urls: tuple[str, ...]) -> bool:
+        """Whether a push to this repository could match differently by its changed files:
+        only when a target follows a folder of it (see `parse`'s files_wanted)."""
+        return any(self._key(url) in self._in_folders for url in repo_urls)
 
     def match(self, push: Push) -> list[str]:
         found: list[tuple[int, Target]] = []

@@ -39,7 +39,8 @@ class Push:
     provider: str
     repo_urls: tuple[str, ...]  # every URL form the payload gave (clone, ssh, web), as given
     branches: tuple[str, ...]  # "refs/heads/main" -> "main"; deleted branches are left out
-    paths: frozenset[str] | None  # changed files when the payload lists them all, else None
+    # Changed files when the payload lists them all (and parse was asked for them), else None.
+    paths: frozenset[str] | None
     delivery: str | None = None
     after: str | None = None  # the new head commit, when one branch moved
 
@@ -53,14 +54,32 @@ class Ping:
 
 
 Event = Push | Ping | None
-Reader = Callable[[Mapping[str, str], bytes, str | None], Event]
+# Whether the changed files of a push to the repository with these URLs are wanted.
+FilesWanted = Callable[[tuple[str, ...]], bool]
+Reader = Callable[[Mapping[str, str], bytes, str | None, FilesWanted], Event]
 
 
-def parse(provider_name: str, headers: Mapping[str, str], body: bytes) -> Event:
-    """What a verified request says: a Push, a Ping, or None for an event syncd ignores."""
+def _always(repo_urls: tuple[str, ...]) -> bool:
+    return True
+
+
+def parse(
+    provider_name: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    files_wanted: FilesWanted = _always,
+) -> Event:
+    """What a verified request says: a Push, a Ping, or None for an event syncd ignores.
+
+    Listing a push's changed files walks every commit, and only a workspace that follows a
+    folder of the pushed repository looks at them: when `files_wanted(repo_urls)` is False the
+    Push's paths are None ("unknown"), which matches a workspace without a folder just as the
+    list would. Every check that can refuse a payload is made either way, so the answer (a
+    value or MalformedPayload) does not depend on it.
+    """
     name = provider(provider_name).name
     headers = lowered(headers)
-    return _READERS[name](headers, body, delivery_id(name, headers))
+    return _READERS[name](headers, body, delivery_id(name, headers), files_wanted)
 
 
 def _event(name: str, headers: Mapping[str, str]) -> str:
@@ -136,7 +155,9 @@ def _commit_list_paths(
 # --- the providers ----------------------------------------------------------------------------
 
 
-def read_github(headers: Mapping[str, str], body: bytes, delivery: str | None) -> Event:
+def read_github(
+    headers: Mapping[str, str], body: bytes, delivery: str | None, files_wanted: FilesWanted
+) -> Event:
     facts = BY_NAME["github"]
     event = _event(facts.name, headers).lower()
     if not event:
@@ -169,12 +190,15 @@ def read_github(headers: Mapping[str, str], body: bytes, delivery: str | None) -
         # A created branch or a force push changes more than its new commits show.
         and field(payload, "created") is False
         and field(payload, "forced") is False
+        and files_wanted(repo)
     ):
         paths = listed_files(commits)
     return single_push(facts.name, repo, ref, after, paths, delivery)
 
 
-def read_gitlab(headers: Mapping[str, str], body: bytes, delivery: str | None) -> Event:
+def read_gitlab(
+    headers: Mapping[str, str], body: bytes, delivery: str | None, files_wanted: FilesWanted
+) -> Event:
     facts = BY_NAME["gitlab"]
     event = _event(facts.name, headers)
     if not event:
@@ -201,11 +225,15 @@ def read_gitlab(headers: Mapping[str, str], body: bytes, delivery: str | None) -
         required="project.git_http_url",
     )
     ref, after = required_str(payload, "ref"), optional_str(payload, "after")
-    paths = _commit_list_paths(payload, "total_commits_count", total_required=True)
+    paths = None
+    if files_wanted(repo):
+        paths = _commit_list_paths(payload, "total_commits_count", total_required=True)
     return single_push(facts.name, repo, ref, after, paths, delivery)
 
 
-def read_gitea(headers: Mapping[str, str], body: bytes, delivery: str | None) -> Event:
+def read_gitea(
+    headers: Mapping[str, str], body: bytes, delivery: str | None, files_wanted: FilesWanted
+) -> Event:
     """Gitea, Forgejo and Gogs, which share one payload."""
     facts = BY_NAME["gitea"]
     event = _event(facts.name, headers).lower()
@@ -222,11 +250,15 @@ def read_gitea(headers: Mapping[str, str], body: bytes, delivery: str | None) ->
         required="repository.clone_url",
     )
     ref, after = required_str(payload, "ref"), optional_str(payload, "after")
-    paths = _commit_list_paths(payload, "total_commits", total_required=False)
+    paths = None
+    if files_wanted(repo):
+        paths = _commit_list_paths(payload, "total_commits", total_required=False)
     return single_push(facts.name, repo, ref, after, paths, delivery)
 
 
-def read_bitbucket(headers: Mapping[str, str], body: bytes, delivery: str | None) -> Event:
+def read_bitbucket(
+    headers: Mapping[str, str], body: bytes, delivery: str | None, files_wanted: FilesWanted
+) -> Event:
     """Bitbucket Cloud. Its push lists commits but never files, so paths are unknown."""
     facts = BY_NAME["bitbucket"]
     event = _event(facts.name, headers)
@@ -254,7 +286,9 @@ def read_bitbucket(headers: Mapping[str, str], body: bytes, delivery: str | None
     return multi_push(facts.name, repo, moved, delivery)
 
 
-def read_bitbucket_server(headers: Mapping[str, str], body: bytes, delivery: str | None) -> Event:
+def read_bitbucket_server(
+    headers: Mapping[str, str], body: bytes, delivery: str | None, files_wanted: FilesWanted
+) -> Event:
     """Bitbucket Server and Data Center. Its refs_changed lists no files either."""
     facts = BY_NAME["bitbucket-server"]
     event = _event(facts.name, headers)
@@ -283,7 +317,9 @@ def read_bitbucket_server(headers: Mapping[str, str], body: bytes, delivery: str
     return multi_push(facts.name, repo, moved, delivery)
 
 
-def read_azure_devops(headers: Mapping[str, str], body: bytes, delivery: str | None) -> Event:
+def read_azure_devops(
+    headers: Mapping[str, str], body: bytes, delivery: str | None, files_wanted: FilesWanted
+) -> Event:
     """Azure DevOps service hook. Its commits carry no file lists."""
     facts = BY_NAME["azure-devops"]
     payload = load_payload(headers, body)
@@ -308,7 +344,9 @@ def read_azure_devops(headers: Mapping[str, str], body: bytes, delivery: str | N
     return multi_push(facts.name, repo, moved, delivery)
 
 
-def read_generic(headers: Mapping[str, str], body: bytes, delivery: str | None) -> Event:
+def read_generic(
+    headers: Mapping[str, str], body: bytes, delivery: str | None, files_wanted: FilesWanted
+) -> Event:
     """syncd's own format: {"repository": URL, "ref": REF, "paths": [...], "after": SHA}."""
     payload = load_payload(headers, body)
     repo = urls_at(payload, ("repository",), required="repository")

@@ -227,3 +227,100 @@ def test_memory_answers_a_redelivery_without_asking_the_store() -> None:
     # "a" fell out of the bounded memory; the store (where it was forgotten) takes it anew.
     assert log.claim("github", "a", NOW + 3)
     assert log.claim("github", None, NOW) and log.claim("github", None, NOW)
+
+
+# --- a push's changed files, listed only for a repository some workspace follows a folder of ---
+
+OTHER = "https://git.example.com/team/other.git"  # followed whole, by workspace "c"
+NOBODY = "https://git.example.com/team/nobody.git"  # followed by no workspace
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> Setup:
+    """CONFIG's two workspaces on export/steps of URL, and "c" on all of OTHER."""
+    path = tmp_path / "folders.yaml"
+    whole = f"  - {{id: c, name: c, source: {{url: {OTHER}, branch: main, path: .}}}}\n"
+    path.write_text(CONFIG + whole)
+    config = [load_config(path, environ={"HOOK_SECRET": SECRET, "OLD_SECRET": "old"})]
+    scheduler, metrics = FakeScheduler(), FakeMetrics()
+    intake = Intake(lambda: config[0], scheduler, metrics, clock=lambda: NOW)
+    return Setup(intake, scheduler, metrics, config)
+
+
+def github(url: str, commits: Any, delivery: str = "g-1") -> tuple[dict[str, str], bytes]:
+    """GitHub's push of main in `url`, one branch already there, listing `commits`."""
+    payload = {
+        "ref": "refs/heads/main",
+        "before": "1" * 40,
+        "after": "2" * 40,
+        "created": False,
+        "deleted": False,
+        "forced": False,
+        "commits": commits,
+        "repository": {"clone_url": url},
+    }
+    body = json.dumps(payload).encode()
+    signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers = {
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": f"sha256={signature}",
+        "Content-Type": "application/json",
+    }
+    return headers, body
+
+
+def touching(*files: str) -> list[dict[str, Any]]:
+    return [{"added": list(files), "modified": [], "removed": []}]
+
+
+def test_a_workspace_on_a_folder_is_matched_by_the_files_a_push_changed(folders: Setup) -> None:
+    inside = folders.intake.receive_push("github", *github(URL, touching("export/steps/x.json")))
+    assert inside.outcome is Outcome.ACCEPTED and inside.matched == ("a",)
+    outside = folders.intake.receive_push("github", *github(URL, touching("README.md"), "g-2"))
+    assert outside.outcome is Outcome.UNMATCHED
+    # Files not all listed (here: a commit without its lists) might touch the folder.
+    unknown = [{"id": "3" * 40}]
+    assert folders.intake.receive_push("github", *github(URL, unknown, "g-3")).matched == ("a",)
+    # A workspace on the whole repository takes a push whatever it changed.
+    whole = folders.intake.receive_push("github", *github(OTHER, touching("README.md"), "g-4"))
+    assert whole.matched == ("c",)
+
+
+@pytest.mark.parametrize("commits", ["not a list", [1], [{"added": "x"}], [{"added": [2]}]])
+def test_commits_github_cannot_list_are_answered_alike_wherever_the_push_goes(
+    folders: Setup, commits: Any
+) -> None:
+    # GitHub's commit list only ever narrows a match: one that cannot be read means unknown
+    # files, for a repository with a folder followed (listed), or without (not listed).
+    receive = folders.intake.receive_push
+    assert receive("github", *github(URL, commits, "g-1")).matched == ("a",)
+    assert receive("github", *github(OTHER, commits, "g-2")).matched == ("c",)
+    assert receive("github", *github(NOBODY, commits, "g-3")).outcome is Outcome.UNMATCHED
+
+
+@pytest.mark.parametrize("url", [URL, OTHER, NOBODY])
+def test_a_malformed_paths_list_is_400_for_matched_and_unmatched_repositories(
+    folders: Setup, url: str
+) -> None:
+    body = json.dumps({"repository": url, "ref": "main", "paths": ["ok", 3]}).encode()
+    signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    with pytest.raises(MalformedPayload, match="paths"):
+        folders.intake.receive_push("generic", {"x-signature": f"sha256={signature}"}, body)
+    assert folders.metrics.counts == {("generic", "malformed"): 1}
+    assert folders.scheduler.requested == []
+
+
+@pytest.mark.parametrize("url", [URL, OTHER, NOBODY])
+def test_a_malformed_github_push_is_400_for_matched_and_unmatched_repositories(
+    folders: Setup, url: str
+) -> None:
+    headers, body = github(url, touching("export/steps/x.json"))
+    payload = json.loads(body)
+    payload["ref"] = 7
+    body = json.dumps(payload).encode()
+    signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers["X-Hub-Signature-256"] = f"sha256={signature}"
+    with pytest.raises(MalformedPayload, match="ref"):
+        folders.intake.receive_push("github", headers, body)
+    assert folders.metrics.counts == {("github", "malformed"): 1}

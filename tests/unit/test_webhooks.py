@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -24,6 +25,7 @@ from syncd.webhooks import (
     PROVIDERS,
     BadSignature,
     MalformedPayload,
+    Matcher,
     Ping,
     ProviderNotDetected,
     Push,
@@ -1042,3 +1044,62 @@ def test_match_never_raises(
     p = Push("generic", tuple(urls), tuple(branches), files)
     targets = [Target("w", normalize_repo_url(u), b, target_path) for u in urls for b in branches]
     assert match(p, targets) in ([], ["w"])
+
+
+# --- changed files listed only when a workspace follows a folder of the pushed repository ------
+
+FOLDERS_AND_WHOLES = [
+    Target("gh", STEPS_KEY, "main", "export/steps"),
+    Target("gh-all", STEPS_KEY, "main", "."),
+    Target("gl", normalize_repo_url("https://gitlab.example.com/acme/steps"), "main", ""),
+    Target("gt", normalize_repo_url("https://gitea.example.com/acme/steps"), "main", "docs"),
+    Target("bb", normalize_repo_url("https://bitbucket.org/acme/steps.git"), "main", "x"),
+]
+
+
+@pytest.mark.parametrize("provider", ["github", "gitlab", "gitea"])
+def test_a_push_whose_files_nobody_wants_is_read_without_them(provider: str) -> None:
+    headers, body = request(provider)
+    asked: list[tuple[str, ...]] = []
+
+    def unwanted(repo_urls: tuple[str, ...]) -> bool:
+        asked.append(repo_urls)
+        return False
+
+    listed, unlisted = parse(provider, headers, body), parse(provider, headers, body, unwanted)
+    assert isinstance(listed, Push) and isinstance(unlisted, Push)
+    assert listed.paths and unlisted.paths is None
+    assert unlisted == dataclasses.replace(listed, paths=None)
+    assert asked == [listed.repo_urls]
+
+
+def test_the_matcher_wants_files_only_for_a_repository_with_a_folder_followed() -> None:
+    matcher = Matcher(FOLDERS_AND_WHOLES)
+    assert matcher.files_wanted(("git@github.com:acme/steps.git",))
+    assert matcher.files_wanted(("https://example.com/x", "https://gitea.example.com/acme/steps"))
+    assert not matcher.files_wanted(("https://gitlab.example.com/acme/steps.git",))
+    assert not matcher.files_wanted(("https://example.com/nobody", "not a url"))
+    assert not matcher.files_wanted(())
+    assert not Matcher([Target("gl", STEPS_KEY, "main", "./")]).files_wanted((STEPS_KEY,))
+
+
+@ROBUST
+@given(provider=st.sampled_from(PROVIDERS), body=bodies)
+def test_reading_files_on_demand_answers_as_reading_them_always(provider: str, body: bytes) -> None:
+    headers, body = request(provider, body)
+    matcher = Matcher(FOLDERS_AND_WHOLES)
+    try:
+        listed = parse(provider, headers, body)
+    except WebhookRejected as e:
+        with pytest.raises(type(e)) as again:
+            parse(provider, headers, body, matcher.files_wanted)
+        assert again.value.message == e.message
+        return
+    on_demand = parse(provider, headers, body, matcher.files_wanted)
+    if not isinstance(listed, Push):
+        assert on_demand == listed
+        return
+    assert isinstance(on_demand, Push)
+    assert matcher.match(on_demand) == match(listed, FOLDERS_AND_WHOLES)
+    if matcher.files_wanted(listed.repo_urls):
+        assert on_demand == listed

@@ -166,3 +166,9 @@ def urls(values: list[Any], *, required: str) -> tuple[str, ...]:
 
 def urls_at(obj: Any, paths: tuple[str, ...], *, required: str) -> tuple[str, ...]:
     return urls([field(obj, p) for p in paths], required=required)
+
+
+def urls_in(obj: Any, parent: str, keys: tuple[str, ...], *, required: str) -> tuple[str, ...]:
+    """`urls_at` for fields of one object: parent is looked up once, not once a key."""
+    found = field(obj, parent)
+    return urls([found.get(k) for k in keys] if isinstance(found, dict) else [], required=required)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -24,6 +25,7 @@ from syncd.webhooks.message import (
     required_str,
     urls,
     urls_at,
+    urls_in,
 )
 from syncd.webhooks.providers import BY_NAME, provider
 
@@ -84,8 +86,11 @@ def parse(
 
 def _event(name: str, headers: Mapping[str, str]) -> str:
     """The event header's value, from the first of the provider's event headers sent."""
-    sent = (headers.get(h, "").strip() for h in BY_NAME[name].event_headers)
-    return next((value for value in sent if value), "")
+    for event_header in BY_NAME[name].event_headers:
+        value = headers.get(event_header, "").strip()
+        if value:
+            return value
+    return ""
 
 
 # --- refs and commits -------------------------------------------------------------------------
@@ -116,9 +121,14 @@ def single_push(
     """A push of one ref: nothing for tags and other refs, nor for a deleted branch."""
     if not ref.startswith(HEADS) or is_zero(after):
         return None
-    branch = branch_of(ref)
+    branch = _branch_of(ref)
     # A branch name git would refuse is still a push, of a branch that nothing tracks.
     return Push(name, repo, (branch,) if branch else (), paths, delivery, after)
+
+
+# A busy host's pushes name the same few refs over and over; checking a ref name against
+# git's rules was a tenth of reading a GitHub push. Pure, so a bounded memo answers the same.
+_branch_of = lru_cache(maxsize=1024)(branch_of)
 
 
 def multi_push(
@@ -131,7 +141,7 @@ def multi_push(
     kept = [(ref, after) for ref, after in moved if ref.startswith(HEADS) and not is_zero(after)]
     if not kept:
         return None
-    branches = tuple(dict.fromkeys(b for ref, _ in kept if (b := branch_of(ref))))
+    branches = tuple(dict.fromkeys(b for ref, _ in kept if (b := _branch_of(ref))))
     after = kept[0][1] if len(kept) == 1 else None
     return Push(name, repo, branches, None, delivery, after)
 
@@ -171,15 +181,10 @@ def read_github(
     after = optional_str(payload, "after")
     if field(payload, "deleted") is True:
         return None
-    repo = urls_at(
+    repo = urls_in(
         payload,
-        (
-            "repository.clone_url",
-            "repository.html_url",
-            "repository.ssh_url",
-            "repository.git_url",
-            "repository.url",
-        ),
+        "repository",
+        ("clone_url", "html_url", "ssh_url", "git_url", "url"),
         required="repository.clone_url",
     )
     commits = field(payload, "commits")
@@ -244,9 +249,10 @@ def read_gitea(
     if event not in facts.push_events:
         return None
     payload = load_payload(headers, body)
-    repo = urls_at(
+    repo = urls_in(
         payload,
-        ("repository.clone_url", "repository.ssh_url", "repository.html_url"),
+        "repository",
+        ("clone_url", "ssh_url", "html_url"),
         required="repository.clone_url",
     )
     ref, after = required_str(payload, "ref"), optional_str(payload, "after")

@@ -38,6 +38,7 @@ from syncd.webhooks import (
     parse,
     verify,
 )
+from syncd.webhooks.message import urls_at, urls_in
 from syncd.webhooks.providers import BY_NAME, Scheme
 
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -1103,3 +1104,27 @@ def test_reading_files_on_demand_answers_as_reading_them_always(provider: str, b
     assert matcher.match(on_demand) == match(listed, FOLDERS_AND_WHOLES)
     if matcher.files_wanted(listed.repo_urls):
         assert on_demand == listed
+
+
+@pytest.mark.parametrize(
+    "payload_",
+    [
+        {"repository": {"clone_url": "https://a/x.git", "html_url": "https://a/x"}},
+        {"repository": {"clone_url": 3, "html_url": " ", "ssh_url": "git@a:x.git"}},
+        {"repository": {"html_url": "https://a/x", "clone_url": "https://a/x"}},
+        {"repository": "https://a/x.git"},
+        {"repository": None},
+        {},
+    ],
+)
+def test_urls_in_one_object_are_the_urls_at_its_fields(payload_: dict[str, Any]) -> None:
+    keys = ("clone_url", "html_url", "ssh_url")
+
+    def answer(read: Any) -> Any:
+        try:
+            return read()
+        except MalformedPayload as e:
+            return e.message
+
+    at = answer(lambda: urls_at(payload_, tuple(f"repository.{k}" for k in keys), required="r"))
+    assert answer(lambda: urls_in(payload_, "repository", keys, required="r")) == at

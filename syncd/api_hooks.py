@@ -6,6 +6,7 @@ queue) is `syncd.service.intake`'s; here are the HTTP sides of it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import ClientDisconnect
@@ -51,10 +52,7 @@ class WebhookEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         intake = self.intake
-        # ASGI servers send lower-case names already; lower() keeps any other caller right.
-        headers = Lowered(
-            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]
-        )
+        headers = _lowered(scope["headers"])
         try:
             provider = intake.provider_of(scope.get("path_params", {}).get("provider"), headers)
             if not self.accepting():
@@ -133,6 +131,28 @@ class HooksFirst:
         await self.app(scope, receive, send)
 
 
+# Header names as str, lower-cased, by their bytes: every request of a sender repeats the same
+# dozen names, and decoding each anew was a tenth of the endpoint's own time. Bounded: a sender
+# making up names costs the decoding again, not memory.
+_NAMES: dict[bytes, str] = {}
+_NAMES_KEPT = 512
+
+
+def _lowered(raw: Iterable[tuple[bytes, bytes]]) -> Lowered:
+    """An ASGI scope's headers as the str mapping the webhook code reads (latin-1, as Starlette
+    decodes them). ASGI servers send lower-case names already; lower() keeps any other caller
+    right."""
+    headers = Lowered()
+    for name, value in raw:
+        key = _NAMES.get(name)
+        if key is None:
+            if len(_NAMES) >= _NAMES_KEPT:
+                _NAMES.clear()
+            key = _NAMES[name] = name.decode("latin-1").lower()
+        headers[key] = value.decode("latin-1")
+    return headers
+
+
 def _error(error: str, detail: Any = None) -> dict[str, Any]:
     return {"error": error, "detail": detail}
 
@@ -167,25 +187,40 @@ async def _send_body(
     send: Send, status: int, body: bytes, headers: dict[str, str] | None = None
 ) -> None:
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
-    raw += [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await _send_raw(send, status, body, raw + _json_headers(body))
+
+
+async def _send_raw(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-# The answers to nearly every webhook, rendered once.
+def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
+    return [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+
+
+# The answers to nearly every webhook, rendered once, headers and all (each answer gets a copy
+# of the list: a server or middleware may add to a message's headers).
 _UNMATCHED = b'{"matched":[],"queued":[]}'
+_UNMATCHED_HEADERS = _json_headers(_UNMATCHED)
 _FIXED = {
-    Outcome.PING: (200, b'{"ping":"ok"}'),
-    Outcome.IGNORED: (200, b'{"ignored":true,"matched":[],"queued":[]}'),
-    Outcome.DUPLICATE: (200, b'{"duplicate":true,"matched":[],"queued":[]}'),
+    outcome: (status, body, _json_headers(body))
+    for outcome, status, body in (
+        (Outcome.PING, 200, b'{"ping":"ok"}'),
+        (Outcome.IGNORED, 200, b'{"ignored":true,"matched":[],"queued":[]}'),
+        (Outcome.DUPLICATE, 200, b'{"duplicate":true,"matched":[],"queued":[]}'),
+    )
 }
 
 
 async def _send_receipt(send: Send, receipt: Receipt) -> None:
     fixed = _FIXED.get(receipt.outcome)
     if fixed is not None:
-        return await _send_body(send, *fixed)
+        status, body, headers = fixed
+        return await _send_raw(send, status, body, list(headers))
     if not receipt.matched and not receipt.queued:
-        return await _send_body(send, 202, _UNMATCHED)
+        return await _send_raw(send, 202, _UNMATCHED, list(_UNMATCHED_HEADERS))
     content = {"matched": list(receipt.matched), "queued": list(receipt.queued)}
     await _send_json(send, 202, content)

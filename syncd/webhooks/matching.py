@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from syncd.refs import short_branch
 from syncd.urls import normalize_repo_url
@@ -39,52 +40,60 @@ def match(push: Push, targets: Sequence[Target]) -> list[str]:
     return list(hits)
 
 
+class _Named(NamedTuple):
+    """The targets a push's URLs name, in the order of the config, and whether any of them
+    follows a folder (so that the push's changed files matter)."""
+
+    targets: tuple[Target, ...]
+    in_folders: bool
+
+
 @dataclass
 class Matcher:
     """`match` for one config's targets, worked out once: targets indexed by URL key, and
-    the URL forms payloads sent lately, normalized (a busy host's pushes name the same few
-    repositories over and over; normalizing was a tenth of the intake's time).
+    the targets that the URL forms payloads sent lately name (a busy host's pushes name the
+    same few repositories over and over, in the same forms; normalizing was a tenth of the
+    intake's time).
 
     Same answers as `match(push, targets)`."""
 
     targets: Sequence[Target]
     memo_size: int = 4096
     _by_key: dict[str, list[tuple[int, Target]]] = field(default_factory=dict, init=False)
-    _keys: dict[str, str] = field(default_factory=dict, init=False)
-    # URL keys of the repositories some target follows a folder of.
-    _in_folders: set[str] = field(default_factory=set, init=False)
+    _named: dict[tuple[str, ...], _Named] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         for index, target in enumerate(self.targets):
             self._by_key.setdefault(target.url_key, []).append((index, target))
-            if _components(target.path):
-                self._in_folders.add(target.url_key)
 
     def files_wanted(self, repo_urls: tuple[str, ...]) -> bool:
         """Whether a push to this repository could match differently by its changed files:
         only when a target follows a folder of it (see `parse`'s files_wanted)."""
-        return any(self._key(url) in self._in_folders for url in repo_urls)
+        return self._named_by(repo_urls).in_folders
 
     def match(self, push: Push) -> list[str]:
+        named = self._named_by(push.repo_urls).targets
+        return match(push, named) if named else []
+
+    def _named_by(self, repo_urls: tuple[str, ...]) -> _Named:
+        named = self._named.get(repo_urls)
+        if named is None:
+            if len(self._named) >= self.memo_size:
+                self._named.clear()  # bounded: a flood of made-up URLs costs time, not memory
+            named = self._named[repo_urls] = self._look_up(repo_urls)
+        return named
+
+    def _look_up(self, repo_urls: tuple[str, ...]) -> _Named:
         found: list[tuple[int, Target]] = []
         seen: set[str] = set()
-        for url in push.repo_urls:
-            key = self._key(url)
+        for url in repo_urls:
+            key = normalize_repo_url(url)
             if key and key not in seen:
                 seen.add(key)
                 found += self._by_key.get(key, ())
-        if not found:
-            return []
         found.sort(key=lambda pair: pair[0])
-        return match(push, [target for _, target in found])
-
-    def _key(self, url: str) -> str:
-        key = self._keys.get(url)
-        if key is None:
-            if len(self._keys) >= self.memo_size:
-                self._keys.clear()  # bounded: a flood of made-up URLs costs time, not memory
-            key = self._keys[url] = normalize_repo_url(url)
-        return key
+        targets = tuple(target for _, target in found)
+        return _Named(targets, any(_components(target.path) for target in targets))
 
 
 def _concerns(files: frozenset[str] | None, folder: str) -> bool:

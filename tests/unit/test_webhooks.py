@@ -1128,3 +1128,32 @@ def test_urls_in_one_object_are_the_urls_at_its_fields(payload_: dict[str, Any])
 
     at = answer(lambda: urls_at(payload_, tuple(f"repository.{k}" for k in keys), required="r"))
     assert answer(lambda: urls_in(payload_, "repository", keys, required="r")) == at
+
+
+@ROBUST
+@given(
+    urls=st.lists(
+        st.sampled_from(
+            [
+                "https://github.com/acme/steps.git",
+                "git@github.com:acme/steps.git",
+                "https://gitlab.example.com/acme/steps",
+                "https://example.com/nobody",
+                "not a url",
+                "",
+            ]
+        ),
+        max_size=4,
+    ),
+    branches=st.lists(st.sampled_from(["main", "dev"]), max_size=2),
+    files=st.none() | st.frozensets(st.sampled_from(["export/steps/a", "docs/b", "c"])),
+)
+def test_the_matcher_answers_as_match(
+    urls: list[str], branches: list[str], files: frozenset[str] | None
+) -> None:
+    p = Push("github", tuple(urls), tuple(branches), files)
+    matcher = Matcher(FOLDERS_AND_WHOLES, memo_size=2)
+    for _ in range(3):  # from the memo, and after it was cleared, the same
+        assert matcher.match(p) == match(p, FOLDERS_AND_WHOLES)
+        matcher.match(Push("github", ("https://example.com/other",), (), None))
+    assert len(matcher._named) <= 2

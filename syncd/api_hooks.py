@@ -30,7 +30,11 @@ class WebhookEndpoint:
     screens it and hands a matched push on to the daemon: `take` is where they differ."""
 
     def __init__(self, intake: Intake) -> None:
-        self.intake = intake
+        self._intake = intake
+
+    @property
+    def intake(self) -> Intake:
+        return self._intake
 
     def accepting(self) -> bool:
         return True
@@ -88,8 +92,13 @@ class DaemonWebhooks(WebhookEndpoint):
     """The daemon's own endpoint: every delivery is taken here."""
 
     def __init__(self, rt: App) -> None:
-        super().__init__(rt.intake)
+        # Nothing of the runtime is read until a request comes: the routes (and with them the
+        # OpenAPI document) are built without one, `create_app(None)`.
         self.rt = rt
+
+    @property
+    def intake(self) -> Intake:
+        return self.rt.intake
 
     def accepting(self) -> bool:
         return not self.rt.stopping and self.rt.scheduler.accepting

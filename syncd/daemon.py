@@ -32,7 +32,8 @@ from syncd.connections import (
 )
 from syncd.console import mount_console
 from syncd.errors import ConfigError, StateUnusable, SyncdError
-from syncd.intake_workers import IntakeWorkers, front_settings
+from syncd.forward import HandedOn
+from syncd.intake_workers import IntakeWorkers, front_settings, shared_port
 from syncd.logs import JsonFormatter, fields, register_secrets
 from syncd.model import Trigger
 from syncd.sdnotify import Notifier
@@ -60,6 +61,8 @@ class Daemon:
     def asgi(self) -> Starlette:
         app = create_app(self.app, lifespan=self.lifespan)
         mount_console(app, self.app)
+        if self.app.config.server.intake_workers:
+            app.add_middleware(HandedOn)
         return app
 
     @contextlib.asynccontextmanager
@@ -137,11 +140,12 @@ class Daemon:
             await self.workers.stop()
 
     def open_sockets(self, config: uvicorn.Config) -> list[socket.socket] | None:
-        """With intake processes, the daemon binds its port itself (they share the socket)
-        and listens on a Unix socket too, for what they hand on. Without, uvicorn binds."""
+        """With intake processes, the daemon binds its port itself, with SO_REUSEPORT so that
+        each of them can bind it too, and listens on a Unix socket for what they hand on.
+        Without, uvicorn binds."""
         if not self.app.config.server.intake_workers:
             return None
-        listening = config.bind_socket()
+        listening = shared_port(config.host, config.port, config.backlog)
         folder = tempfile.mkdtemp(prefix="syncd-")  # 0700: only this user reaches the daemon
         path = os.path.join(folder, "daemon.sock")
         local = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable
 
 import h11
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from syncd.api_errors import RETRY_AFTER_SECONDS
 from syncd.logs import fields
@@ -35,6 +35,7 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
+SCHEME_HEADER = b"x-forwarded-proto"
 # The front server writes its own: the daemon's would make two.
 FRONT_SETS = frozenset({b"date", b"server"})
 # The daemon's socket refuses only while it stops (or if it has died): try again shortly.
@@ -113,7 +114,12 @@ async def _send_request(
     """Send the request line, headers and body; False when the client went away meanwhile."""
     sent: list[tuple[bytes, bytes]] = scope["headers"]
     named = _named(sent)
-    headers = [(k, v) for k, v in sent if k not in HOP_BY_HOP and k not in named]
+    headers = [
+        (k, v) for k, v in sent if k not in HOP_BY_HOP and k not in named and k != SCHEME_HEADER
+    ]
+    # The scheme as this process worked it out (uvicorn trusts X-Forwarded-Proto from a proxy
+    # on this host only): the daemon takes it from requests on its Unix socket (HandedOn).
+    headers.append((SCHEME_HEADER, scope.get("scheme", "http").encode("latin-1")))
     if any(k == b"transfer-encoding" for k, _ in sent):
         # uvicorn has taken the chunks apart; they are framed again for the daemon.
         headers.append((b"transfer-encoding", b"chunked"))
@@ -155,3 +161,20 @@ def _named(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
     if not names:
         return frozenset()
     return frozenset(n.strip().lower() for v in names for n in v.split(b",") if n.strip())
+
+
+class HandedOn:
+    """The daemon's side: a request handed on by an intake process comes over the daemon's
+    Unix socket (no client address), with the scheme the intake process saw in
+    X-Forwarded-Proto; so the console's cookies are Secure behind a TLS proxy however the
+    request arrived. Requests over TCP are left to uvicorn's own rules."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("client") is None:
+            for name, value in scope["headers"]:
+                if name == SCHEME_HEADER and value in (b"http", b"https"):
+                    scope["scheme"] = value.decode("latin-1")
+        await self.app(scope, receive, send)

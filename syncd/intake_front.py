@@ -1,7 +1,8 @@
 """An intake process: one more process taking connections on the daemon's port, so that
 webhooks are answered on more than one core (`server.intake_workers`).
 
-The daemon starts it (`python -m syncd.intake_front`) with the listening socket inherited,
+The daemon starts it (`python -m syncd.intake_front`) with its listening socket inherited
+(it binds the same address again with SO_REUSEPORT where it can, see `own_socket`),
 and hands it, one JSON line on stdin, what screening needs: each workspace's target (URL,
 branch, folder), each provider's secrets, and the server's limits; a new line after every
 reload. It accepts connections as the daemon does, with the same bounds, and:
@@ -38,7 +39,8 @@ from starlette.types import Receive, Scope, Send
 from syncd.api_hooks import HooksFirst, WebhookEndpoint
 from syncd.connections import ConnectionGuard, install_flood_filters, protocol_class
 from syncd.forward import forward
-from syncd.logs import register_secrets, setup_logging
+from syncd.intake_workers import shared_port
+from syncd.logs import fields, register_secrets, setup_logging
 from syncd.service.intake import Intake, Receipt
 from syncd.webhooks import Lowered, Target
 
@@ -202,6 +204,18 @@ def _settings_reader(front: Front, loop: asyncio.AbstractEventLoop) -> None:
     loop.call_soon_threadsafe(front.stop)
 
 
+def own_socket(inherited: socket.socket) -> socket.socket:
+    """A socket of its own on the daemon's address (SO_REUSEPORT), so that the kernel spreads
+    connections evenly; the inherited one, shared with the daemon, where that cannot be."""
+    try:
+        mine = shared_port("", inherited.getsockname(), 2048)
+    except OSError as e:
+        log.info("sharing the daemon's socket", extra=fields(error=str(e)))
+        return inherited
+    inherited.close()  # this process's copy only: the daemon's stays open
+    return mine
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m syncd.intake_front")
     parser.add_argument("--fd", type=int, required=True, help="the listening socket")
@@ -220,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = sys.stderr
     front = Front(args.socket, report)
     front.settle(settings)
-    listening = socket.socket(fileno=args.fd)
+    listening = own_socket(socket.socket(fileno=args.fd))
     guard = ConnectionGuard(settings["max_connections"], settings["header_timeout"])
     server = uvicorn.Server(
         uvicorn.Config(
@@ -237,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
 
     front.stop = lambda: setattr(server, "should_exit", True)
     server.run(sockets=[listening])
-    log.debug("intake process stopped", extra={"pid": os.getpid()})
+    log.debug("intake process stopped", extra=fields(pid=os.getpid()))
     return 0
 
 

@@ -3,8 +3,9 @@ start them on the daemon's listening socket, hand them the settings after each r
 what they counted to the daemon's metrics, start again one that exits, stop them first.
 
 One Python process answers webhooks on one core; these let a host's other cores answer them
-too. Each shares the daemon's listening socket (the kernel hands each connection to one of
-them) and reaches the daemon over a Unix socket in a folder only the daemon's user can open.
+too. Each binds the daemon's port again (SO_REUSEPORT: the kernel spreads connections over the
+processes), or, where it cannot, accepts on the daemon's own socket, inherited; and reaches the
+daemon over a Unix socket in a folder only the daemon's user can open.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import json
 import logging
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +43,25 @@ class IntakeMetrics(Protocol):
     intake_exits: Counter
 
     def webhook(self, provider: str, result: str, count: int = 1) -> None: ...
+
+
+def shared_port(host: str, port: int | tuple[Any, ...], backlog: int) -> socket.socket:
+    """A listening TCP socket that other processes of this user may bind too (SO_REUSEPORT):
+    the kernel then spreads new connections evenly over their sockets. (One socket shared by
+    all leaves it to whichever process wakes first, and one took most of the connections.)
+    `port` is a port number, or a bound socket's address to bind again."""
+    address = port if isinstance(port, tuple) else (host, port)
+    family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def front_settings(intake: Intake, server: ServerConfig, max_connections: int) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from syncd.forward import forward
+from syncd.forward import HandedOn, forward
 
 WAIT = 5.0  # seconds: the bound on every wait in this module
 STREAM_CHUNKS = [b"chunk %d\n" % i for i in range(5)]
@@ -100,13 +100,18 @@ def upstream_app(seen: Seen) -> Starlette:
 
         return StreamingResponse(endless(), media_type="text/event-stream")
 
+    async def scheme(request: Request) -> Response:
+        seen.requests.append(request.scope)
+        return Response(request.url.scheme.encode(), media_type="text/plain")
+
     async def status(request: Request) -> Response:
         code = request.path_params["code"]
         body = b'{"error":"answered %d upstream","detail":{"code":%d}}' % (code, code)
         return Response(body, code, media_type="application/json")
 
-    return Starlette(
+    app = Starlette(
         routes=[
+            Route("/scheme", scheme),
             Route("/a/{rest:path}", path),
             Route("/echo", echo, methods=["POST"]),
             Route("/headers", headers),
@@ -115,6 +120,8 @@ def upstream_app(seen: Seen) -> Starlette:
             Route("/status/{code:int}", status),
         ]
     )
+    app.add_middleware(HandedOn)  # as the daemon does with intake processes
+    return app
 
 
 def front_app(socket_path: str) -> ASGIApp:
@@ -352,3 +359,11 @@ def test_upstream_errors_pass_through_unchanged(client: httpx.Client, code: int)
     assert answer.status_code == code
     assert answer.headers["content-type"] == "application/json"
     assert answer.content == b'{"error":"answered %d upstream","detail":{"code":%d}}' % (code, code)
+
+
+def test_the_scheme_the_front_saw_reaches_the_daemon(client: httpx.Client) -> None:
+    """uvicorn trusts X-Forwarded-Proto from a proxy on this host; the daemon, behind its Unix
+    socket, takes the scheme the front worked out (the console's Secure cookies need it)."""
+    assert client.get("/scheme").text == "http"
+    assert client.get("/scheme", headers={"x-forwarded-proto": "https"}).text == "https"
+    assert client.get("/scheme", headers={"x-forwarded-proto": "gopher"}).text == "http"

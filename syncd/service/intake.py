@@ -3,8 +3,9 @@
 The use case behind `POST /hooks[/{provider}]`, without HTTP: the API reads the body (and
 refuses an oversize one before reading), calls `Intake.receive_push`, and turns the error
 types into statuses. Everything else happens here, in this order: verify the signature before
-parsing anything, parse, drop a redelivery, match the push against the workspaces, request a
-sync of each, count the result.
+parsing anything, parse, match the push against the workspaces (`screen`: no store, no
+scheduler, so an intake process can do it too), then drop a redelivery and request a sync of
+each matched workspace (`take`); each result is counted.
 """
 
 from __future__ import annotations

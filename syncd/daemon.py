@@ -145,7 +145,10 @@ class Daemon:
         Without, uvicorn binds."""
         if not self.app.config.server.intake_workers:
             return None
-        listening = shared_port(config.host, config.port, config.backlog)
+        try:
+            listening = shared_port(config.host, config.port, config.backlog)
+        except OSError as e:
+            raise SyncdError(f"cannot listen on {config.host}:{config.port}: {e.strerror}") from e
         folder = tempfile.mkdtemp(prefix="syncd-")  # 0700: only this user reaches the daemon
         path = os.path.join(folder, "daemon.sock")
         local = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -52,6 +52,12 @@ def shared_port(host: str, port: int | tuple[Any, ...], backlog: int) -> socket.
     `port` is a port number, or a bound socket's address to bind again."""
     address = port if isinstance(port, tuple) else (host, port)
     family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
+    if not isinstance(port, tuple):
+        # The daemon's own bind: the port must be free, as it must without intake processes.
+        # A socket with SO_REUSEPORT would share it with another syncd started by mistake.
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

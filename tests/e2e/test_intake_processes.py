@@ -9,6 +9,8 @@ import hashlib
 import hmac
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 import yaml
 
 from tests.e2e.test_daemon import github_push
-from tests.support import API_TOKEN, GitServer, WorkTree, write_step
+from tests.support import API_TOKEN, GitServer, WorkTree, daemon_env, write_step
 from tests.support.daemon import (
     Daemon,
     kill_daemon,
@@ -190,3 +192,25 @@ def test_intake_processes_go_when_the_daemon_is_killed(fronted: Daemon) -> None:
     d.process.wait(10)
     # Their stdin (the daemon's pipe) ends: each stops, no orphan keeps the port.
     wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), 15, "orphans gone")
+
+
+def test_a_second_daemon_on_the_same_port_is_refused(
+    fronted: Daemon, git_server: GitServer, tmp_path: Path
+) -> None:
+    """SO_REUSEPORT lets the intake processes share the port; not another syncd."""
+    d = fronted
+    second = tmp_path / "second"
+    second.mkdir()
+    config = yaml.safe_load(d.config_path.read_text())
+    config["state_dir"] = str(second / "state")
+    path = second / "syncd.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [sys.executable, "-m", "syncd", "serve", "--config", str(path)],
+        env=daemon_env(git_server),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "cannot listen on 127.0.0.1:" in done.stderr and "in use" in done.stderr

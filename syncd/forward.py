@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Iterable
 
 import h11
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from syncd.api_errors import RETRY_AFTER_SECONDS
-from syncd.logs import fields
-
-log = logging.getLogger("syncd.forward")
+from syncd.connections import Tally
 
 READ_CHUNK = 65536
 # Headers about one connection, not the request: each hop sets its own.
@@ -48,8 +45,9 @@ async def forward(scope: Scope, receive: Receive, send: Send, socket_path: str) 
     cannot be reached before anything was answered."""
     try:
         reader, writer = await asyncio.open_unix_connection(socket_path)
-    except OSError as e:
-        log.warning("daemon socket unreachable", extra=fields(error=str(e)))
+    except OSError:
+        # While the daemon stops, every request would say so: one line per window instead.
+        _tally("unreachable", "requests answered 503: the daemon's socket is not accepting").add()
         await _unavailable(send)
         return
     answer = _Answer(send)
@@ -68,14 +66,24 @@ async def forward(scope: Scope, receive: Receive, send: Send, socket_path: str) 
                 task.cancel()
         if relay.done() and not relay.cancelled():
             relay.result()
-    except (OSError, h11.ProtocolError, ConnectionError) as e:
-        log.warning("request to the daemon failed", extra=fields(error=str(e)))
+    except (OSError, h11.ProtocolError, ConnectionError):
+        _tally("failed", "requests to the daemon that failed before its answer ended").add()
         if not answer.started:
             await _unavailable(send)
     finally:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+_TALLIES: dict[str, Tally] = {}
+
+
+def _tally(key: str, what: str) -> Tally:
+    tally = _TALLIES.get(key)
+    if tally is None:
+        tally = _TALLIES[key] = Tally(what)
+    return tally
 
 
 class _Answer:

@@ -14,9 +14,9 @@ from starlette.responses import JSONResponse, Response
 
 from syncd.errors import Conflict, GitError, NotFound, RevisionNotFound, SyncdError
 from syncd.logs import fields
-from syncd.scheduler import QueueFull, ShuttingDown
 from syncd.service.remote_reads import Busy
-from syncd.store import StoreError
+from syncd.store.protocol import StoreError
+from syncd.sync_requests import QueueFull, ShuttingDown
 
 # The API's logger, whichever of its modules writes.
 log = logging.getLogger("syncd.api")

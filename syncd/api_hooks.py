@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from syncd.api_errors import RETRY_AFTER_SECONDS, ApiError
 from syncd.api_requests import check_length
-from syncd.app import App
 from syncd.service.intake import Intake, Outcome, Overloaded, Receipt
 from syncd.webhooks import BadSignature, Lowered, MalformedPayload, UnknownProvider
+
+if TYPE_CHECKING:  # the daemon's parts only for the annotations
+    from syncd.app import App
 
 
 class WebhookEndpoint:

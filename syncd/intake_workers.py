@@ -19,13 +19,15 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from prometheus_client import Counter, Gauge
-
-from syncd.config import ServerConfig
 from syncd.logs import fields
 from syncd.service.intake import Intake
+
+if TYPE_CHECKING:  # for the annotations only: an intake process imports this module
+    from prometheus_client import Counter, Gauge
+
+    from syncd.config import ServerConfig
 
 log = logging.getLogger("syncd.intake_workers")
 

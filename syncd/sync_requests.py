@@ -7,11 +7,14 @@ import asyncio
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from syncd.engine import Outcome
 from syncd.errors import SyncdError
 from syncd.model import Trigger
 from syncd.replicas import MAX_QUEUED_PER_WORKSPACE
+
+if TYPE_CHECKING:  # the engine (and git) only for the annotations
+    from syncd.engine import Outcome
 
 __all__ = ["MAX_QUEUED_PER_WORKSPACE", "QueueFull", "Request", "ShuttingDown", "Slot", "Ticket"]
 

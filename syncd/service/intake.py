@@ -16,16 +16,18 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from syncd import webhooks
-from syncd.config import Config
 from syncd.errors import SyncdError
 from syncd.logs import fields
 from syncd.model import Trigger
-from syncd.scheduler import QueueFull, ShuttingDown, Ticket
+from syncd.sync_requests import QueueFull, ShuttingDown, Ticket
 from syncd.urls import normalize_repo_url
 from syncd.webhooks import BadSignature, Ping, Target, WebhookRejected
+
+if TYPE_CHECKING:  # the config (and with it pygit2) only for the annotations
+    from syncd.config import Config
 
 log = logging.getLogger("syncd.intake")
 

@@ -56,7 +56,9 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self.workers: IntakeWorkers | None = None
-        self._front: tuple[int, str] | None = None  # the listening socket, the daemon's socket
+        # The listening socket, the daemon's Unix socket, and the connections each process may
+        # hold (as make_server worked it out from the open files limit).
+        self._front: tuple[int, str, int] | None = None
 
     def asgi(self) -> Starlette:
         app = create_app(self.app, lifespan=self.lifespan)
@@ -72,7 +74,7 @@ class Daemon:
         await asyncio.to_thread(self._publish_states)
         await self.app.scheduler.start(startup_sync=True)
         if self._front is not None:
-            listen_fd, socket_path = self._front
+            listen_fd, socket_path, _ = self._front
             count = self.app.config.server.intake_workers
             self.workers = IntakeWorkers(
                 count,
@@ -154,14 +156,14 @@ class Daemon:
         local = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         local.bind(path)
         local.listen(config.backlog)
-        self._front = (listening.fileno(), path)
+        # uvicorn's cap is one past the connection cap (see make_server).
+        max_connections = (config.limit_concurrency or 1) - 1
+        self._front = (listening.fileno(), path, max_connections)
         return [listening, local]
 
     def _front_settings(self) -> dict[str, Any]:
-        server = self.app.config.server
-        return front_settings(
-            self.app.intake, server, raise_descriptor_limit(server.max_connections)
-        )
+        assert self._front is not None
+        return front_settings(self.app.intake, self.app.config.server, self._front[2])
 
     async def reload(self) -> bool:
         """Load the config again; a broken one is refused and the running one stays."""

@@ -177,10 +177,11 @@ class Front:
 
     def write_report(self) -> None:
         counts = self.counts.take()
-        seen = self.intake.webhook_last_seen
-        signed = self.intake.secret_last_seen
-        if not counts and not seen:
+        # A signed request this process answered was counted; one it handed on, the daemon
+        # saw itself: with nothing counted there is nothing new to tell.
+        if not counts:
             return
+        signed = self.intake.secret_last_seen
         report = {
             "counts": counts,
             "signed": [[p, i, at] for (p, i), at in signed.items()],

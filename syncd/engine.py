@@ -38,6 +38,7 @@ from syncd.model import (
     Trigger,
     automation_suspended,
 )
+from syncd.parsed_steps import ParsedSteps
 from syncd.plan import guard_plan
 from syncd.reading import Progress, Reader, Reading, TreeReader, source_key
 from syncd.store import ApplyConflict, Store, StoreError
@@ -123,6 +124,7 @@ class Engine:
         self.git = git
         self.observer = observer
         self.clock = clock
+        self.parsed = ParsedSteps()  # step files by blob, shared by the workspaces of a remote
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -241,7 +243,7 @@ class Engine:
     ) -> Reading:
         """Read the steps at a commit and plan against the live ones, changing nothing."""
         say = progress or (lambda _msg: None)
-        return Reader(self.store, self.git).read(ws, remote_for(ws), commit, say)
+        return Reader(self.store, self.git, self.parsed).read(ws, remote_for(ws), commit, say)
 
     def record_source_failure(
         self, ws: WorkspaceConfig, trigger: Trigger, error: SyncdError

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from syncd.config import WorkspaceConfig
 from syncd.errors import PathNotFound, StepFileError
 from syncd.git import FileChange, Remote, TreeEntry
 from syncd.model import LiveStep, Plan, Step, StepContent
+from syncd.parsed_steps import ParsedSteps
 from syncd.plan import compute_plan, empty_refused
 from syncd.steps import (
     MAX_STEPS,
@@ -66,6 +68,8 @@ def source_key(ws: WorkspaceConfig) -> str:
 class Reader:
     store: Store
     git: TreeReader
+    # Shared by the readings of every workspace (the Engine keeps one); a fresh one otherwise.
+    parsed: ParsedSteps = field(default_factory=ParsedSteps)
 
     def read(self, ws: WorkspaceConfig, remote: Remote, commit: str, say: Progress) -> Reading:
         """Read the steps at a commit and plan against the live ones, changing nothing."""
@@ -96,6 +100,7 @@ class Reader:
         # not stop the reading: the run names every bad file at once.
         known = self.store.index_files(ws.id)
         problems = Problems()
+        parse = partial(self.parsed.parse, remote.key)
         steps: list[Step] = []
         read = 0
         with self.git.blob_reader(remote) as read_blob:
@@ -106,7 +111,7 @@ class Reader:
                 if cached is not None and cached.blob == entry.blob:
                     steps.append(cached)
                     continue
-                step = problems.parse(entry.path, entry.blob, read_blob)
+                step = problems.parse(entry.path, entry.blob, read_blob, parse)
                 if step is not None:
                     steps.append(step)
                 read += 1
@@ -137,13 +142,14 @@ class Reader:
         touched = {c.path for c in changes}
         say(f"reading {len(present)} changed step files")
         problems = Problems()
+        parse = partial(self.parsed.parse, remote.key)
         new_steps: list[Step] = []
         with self.git.blob_reader(remote) as read_blob:
             for c in present:
                 # The size from the object header: a huge blob is never inflated.
                 if problems.add(entry_problem(FileEntry(c.path, c.mode, c.size))):
                     continue
-                step = problems.parse(c.path, c.blob or "", read_blob)
+                step = problems.parse(c.path, c.blob or "", read_blob, parse)
                 if step is not None:
                     new_steps.append(step)
         for problem in duplicate_problems(new_steps):

@@ -134,6 +134,15 @@ def parse_step(path: str, blob: str, data: bytes) -> Step:
     return Step(name=name, content=content, path=path, blob=blob)
 
 
+# How a reading turns a file into a step: (path, blob, read) -> Step, StepFileError if bad.
+StepParser = Callable[[str, str, Callable[[str], bytes]], Step]
+
+
+def read_step(path: str, blob: str, read: Callable[[str], bytes]) -> Step:
+    """Read a blob and parse it (ParsedSteps.parse does the same through its cache)."""
+    return parse_step(path, blob, read(blob))
+
+
 def check_unique(steps: Iterable[Step]) -> None:
     """Two files with the same step name fail the sync; the error names both files."""
     problems = duplicate_problems(steps)
@@ -170,9 +179,11 @@ class Problems:
             self.found.append(problem)
         return problem is not None
 
-    def parse(self, path: str, blob: str, read: Callable[[str], bytes]) -> Step | None:
+    def parse(
+        self, path: str, blob: str, read: Callable[[str], bytes], parse: StepParser = read_step
+    ) -> Step | None:
         try:
-            return parse_step(path, blob, read(blob))
+            return parse(path, blob, read)
         except StepFileError as e:
             self.found.append(str(e))
             return None

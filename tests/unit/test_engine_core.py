@@ -386,3 +386,16 @@ def test_an_apply_that_keeps_conflicting_fails_transiently_and_writes_nothing() 
     assert out.run.result is RunResult.FAILED and "changed since the plan" in (out.run.error or "")
     assert out.state.failed_revision is None  # transient: the scheduler retries
     assert store.live_steps("ws")["a"].origin is Origin.OUTSIDE
+
+
+def test_workspaces_on_one_remote_read_each_blob_once(world: World) -> None:
+    """The parsed-steps cache: a second workspace on the same remote needs no blob read, and
+    still gets every step, its own run and its own index."""
+    world.git.commit(step_files({"greet": "hello()", "other": "o()"}))
+    first = world.engine.sync(workspace("dev"), Trigger.STARTUP)
+    reads = world.git.blobs_read
+    second = world.engine.sync(workspace("prod"), Trigger.STARTUP)
+    assert first.run.result is second.run.result is RunResult.SUCCEEDED
+    assert world.git.blobs_read == reads == 2
+    assert world.live("prod") == world.live("dev") == {"greet": "hello()", "other": "o()"}
+    assert world.store.index_count("prod") == 2

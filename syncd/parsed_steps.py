@@ -1,0 +1,60 @@
+"""Parsed step files by git blob id, shared by every workspace that follows the same remote.
+
+Ten workspaces on one repository (dev, staging, prod, a branch each, or one per team) read
+mostly the same blobs: a blob id names its bytes exactly, so one parse serves them all. Only
+files that parse are kept; a bad file is read and refused again on every sync, naming its own
+path. Entries are keyed by the remote as well as the blob, so one remote's files never stand in
+for another's. The cache is bounded by the bytes of the files it holds (least recently used
+go first), and is safe to use from the scheduler's threads at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+from syncd.model import Step, StepContent
+from syncd.steps import parse_step_file
+
+# About 100,000 steps of a few hundred bytes; a few times that in memory once parsed.
+DEFAULT_MAX_BYTES = 32 * 1024 * 1024
+
+
+class ParsedSteps:
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[str, str], tuple[str, StepContent, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def parse(self, scope: str, path: str, blob: str, read: Callable[[str], bytes]) -> Step:
+        """The step in file `path`, blob `blob` of remote `scope`; `read` fetches the bytes of
+        a blob not seen before. Raises StepFileError for a bad file (and keeps nothing)."""
+        key = (scope, blob)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+        if hit is not None:
+            return Step(name=hit[0], content=hit[1], path=path, blob=blob)
+        data = read(blob)
+        name, content = parse_step_file(path, data)
+        self._keep(key, (name, content, len(data)))
+        return Step(name=name, content=content, path=path, blob=blob)
+
+    def _keep(self, key: tuple[str, str], entry: tuple[str, StepContent, int]) -> None:
+        if entry[2] > self.max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old[2]
+            self._entries[key] = entry
+            self._bytes += entry[2]
+            while self._bytes > self.max_bytes:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= dropped[2]
+
+    def __len__(self) -> int:
+        return len(self._entries)

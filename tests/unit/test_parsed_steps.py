@@ -1,0 +1,98 @@
+"""The parsed-steps cache: one read and parse per blob of a remote, bounded, never wrong."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from syncd.errors import StepFileError
+from syncd.parsed_steps import ParsedSteps
+
+
+def step_file(name: str, do: str = "x()") -> bytes:
+    return json.dumps({"name": name, "content": {"if": "true", "do": do}}).encode()
+
+
+class Blobs:
+    """Blobs by id, counting reads."""
+
+    def __init__(self, **blobs: bytes) -> None:
+        self.blobs = blobs
+        self.reads: list[str] = []
+
+    def __call__(self, blob: str) -> bytes:
+        self.reads.append(blob)
+        return self.blobs[blob]
+
+
+def test_a_blob_is_read_and_parsed_once_per_remote() -> None:
+    cache, read = ParsedSteps(), Blobs(b1=step_file("greet"))
+    first = cache.parse("remote-a", "steps/greet.step.json", "b1", read)
+    again = cache.parse("remote-a", "other/place.step.json", "b1", read)
+    assert read.reads == ["b1"]
+    assert (first.name, first.content.do, first.path, first.blob) == (
+        "greet",
+        "x()",
+        "steps/greet.step.json",
+        "b1",
+    )
+    # The same bytes under another path: the step carries the path it was found at.
+    assert again.path == "other/place.step.json" and again.content == first.content
+
+
+def test_another_remote_reads_its_own_blob() -> None:
+    cache, read = ParsedSteps(), Blobs(b1=step_file("greet"))
+    cache.parse("remote-a", "a.step.json", "b1", read)
+    cache.parse("remote-b", "a.step.json", "b1", read)
+    assert read.reads == ["b1", "b1"]
+
+
+def test_a_bad_file_is_refused_every_time_with_its_own_path() -> None:
+    cache, read = ParsedSteps(), Blobs(bad=b"{not json")
+    for path in ("one.step.json", "two.step.json"):
+        with pytest.raises(StepFileError, match=path):
+            cache.parse("remote-a", path, "bad", read)
+    assert read.reads == ["bad", "bad"] and len(cache) == 0
+
+
+def test_the_least_recently_used_go_first_past_the_byte_bound() -> None:
+    files = {f"b{i}": step_file(f"s{i}") for i in range(4)}
+    size = len(files["b0"])
+    cache, read = ParsedSteps(max_bytes=3 * size), Blobs(**files)
+    for blob in ("b0", "b1", "b2"):
+        cache.parse("r", "p", blob, read)
+    cache.parse("r", "p", "b0", read)  # b0 is now the most recently used
+    cache.parse("r", "p", "b3", read)  # over the bound: b1 goes
+    read.reads.clear()
+    for blob in ("b0", "b2", "b3", "b1"):
+        cache.parse("r", "p", blob, read)
+    assert read.reads == ["b1"] and len(cache) == 3
+
+
+def test_a_file_larger_than_the_whole_bound_is_parsed_but_not_kept() -> None:
+    cache, read = ParsedSteps(max_bytes=10), Blobs(b=step_file("big"))
+    assert cache.parse("r", "p", "b", read).name == "big"
+    assert len(cache) == 0
+
+
+def test_threads_at_once_get_the_same_steps() -> None:
+    files = {f"b{i}": step_file(f"s{i}", do=f"do({i})") for i in range(200)}
+    cache, read = ParsedSteps(max_bytes=50 * len(files["b0"])), Blobs(**files)
+    wrong: list[str] = []
+
+    def reader(offset: int) -> None:
+        for k in range(1_000):
+            i = (k * 7 + offset) % 200
+            step = cache.parse("r", f"p{i}", f"b{i}", read)
+            if (step.name, step.content.do, step.path) != (f"s{i}", f"do({i})", f"p{i}"):
+                wrong.append(step.name)
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not wrong and not any(t.is_alive() for t in threads)
+    assert len(cache) <= 50

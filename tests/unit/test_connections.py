@@ -82,6 +82,38 @@ def test_an_unfinished_head_is_closed_and_a_finished_one_answered(http: str) -> 
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_the_wait_for_a_head_starts_again_at_each_response(http: str) -> None:
+    """The deadline counts from the last response, not from the connection's start: the one
+    timer a connection has, firing early, waits for the rest; then an unfinished head is
+    closed."""
+    if http == "httptools":
+        pytest.importorskip("httptools")
+
+    async def main() -> None:
+        guard = ConnectionGuard(max_connections=16, header_timeout=1.0)
+        server, task = await _serve(guard, http)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", _port(server))
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"hello" in await reader.read(1000)
+            await asyncio.sleep(0.7)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"hello" in await reader.read(1000)
+            writer.write(b"GET / HTTP/1.1\r\n")  # then nothing more
+            await asyncio.sleep(0.5)  # past the first second: the timer set at the start fired
+            assert not await _closed_within(reader, 0.05)
+            assert guard.slow.total == 0
+            assert await _closed_within(reader, 3.0)
+            assert guard.slow.total == 1
+            writer.close()
+        finally:
+            server.should_exit = True
+            await task
+
+    asyncio.run(main())
+
+
 def test_connections_past_the_cap_are_closed_at_once() -> None:
     async def main() -> None:
         guard = ConnectionGuard(max_connections=2, header_timeout=30)

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from syncd.errors import StepFileError
-from syncd.parsed_steps import ParsedSteps
+from syncd.parsed_steps import ENTRY_BYTES, ParsedSteps
 
 
 def step_file(name: str, do: str = "x()") -> bytes:
@@ -59,7 +59,7 @@ def test_a_bad_file_is_refused_every_time_with_its_own_path() -> None:
 
 def test_the_least_recently_used_go_first_past_the_byte_bound() -> None:
     files = {f"b{i}": step_file(f"s{i}") for i in range(4)}
-    size = len(files["b0"])
+    size = len(files["b0"]) + ENTRY_BYTES
     cache, read = ParsedSteps(max_bytes=3 * size), Blobs(**files)
     for blob in ("b0", "b1", "b2"):
         cache.parse("r", "p", blob, read)
@@ -79,7 +79,7 @@ def test_a_file_larger_than_the_whole_bound_is_parsed_but_not_kept() -> None:
 
 def test_threads_at_once_get_the_same_steps() -> None:
     files = {f"b{i}": step_file(f"s{i}", do=f"do({i})") for i in range(200)}
-    cache, read = ParsedSteps(max_bytes=50 * len(files["b0"])), Blobs(**files)
+    cache, read = ParsedSteps(max_bytes=50 * (len(files["b0"]) + ENTRY_BYTES)), Blobs(**files)
     wrong: list[str] = []
 
     def reader(offset: int) -> None:

@@ -27,7 +27,10 @@ wrk runs with max(1, nproc - 1) threads (up to 4; wrk and the servers share the 
 32 connections, after a 1 s warm-up, for 5 s (--quick: 2 s); the servers take turns, 5 rounds
 each (--quick: 2), so that a neighbour's load falls on all of them, and the median counts.
 Goals: syncd (with intake processes) at least 1.0 times adnanh/webhook's rate; syncd in one
-process at least 0.7 times the bare endpoint's.
+process at least 0.7 times the bare endpoint's. Each server's CPU a request (user and system
+time of its processes, from /proc, over its rounds, divided by the requests wrk completed) is
+printed too: steadier than a rate on a shared machine, and what a rate follows when every
+server is CPU-bound.
 Prints a markdown table; always exits 0 (benches do not fail CI).
 
     python bench/webhook_throughput.py --bare-server PORT
@@ -273,9 +276,33 @@ def webhook_counts(client: httpx.Client) -> dict[str, float]:
 @dataclass(frozen=True)
 class Measured:
     rates: dict[str, list[float]]  # requests a second a round: syncd, single, bare, peer
+    cpu_per_request: dict[str, float]  # µs of CPU a request, over all rounds, by server
     syncd_total: int  # requests wrk completed against syncd
     bad: int  # non-2xx answers, all servers
     results: dict[str, int]  # syncd's own count of the webhooks, by result
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of these processes so far (/proc/PID/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone (an intake process restarted): its time is lost, not guessed
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its children (a daemon's intake processes)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [pid, *(int(c) for c in f.read().split())]
+    except OSError:
+        return [pid]
 
 
 def stop_process(process: subprocess.Popen[bytes] | None) -> None:
@@ -315,19 +342,27 @@ def measure(seconds: int, rounds: int, threads: int) -> Measured:
                     d.wait_all_applied(1, tree.head(), timeout=60)
                 wait_listening(bare_url, bare)
                 targets = [("bare", bare_url), ("syncd", daemon.url), ("single", single.url)]
+                pids = {"bare": bare.pid, "syncd": daemon.process.pid, "single": single.process.pid}
                 if peer is not None:
                     wait_listening(peer_url, peer)
                     targets.insert(1, ("peer", peer_url))
+                    pids["peer"] = peer.pid
                 for name, target in targets:
                     check_answer(target, unmatched, peer=name == "peer")
                     wrk(target, script, 1, threads)  # warm-up, not counted
                 metrics = daemon.client()
                 before = webhook_counts(metrics)
                 rates: dict[str, list[float]] = {name: [] for name, _ in targets}
+                cpu = dict.fromkeys(pids, 0.0)
+                requests = dict.fromkeys(pids, 0)
                 syncd_total, bad = 0, 0
                 for _ in range(rounds):
                     for name, target in targets:
+                        tree = process_tree(pids[name])
+                        before_cpu = cpu_seconds(tree)
                         rate, n, nbad = wrk(target, script, seconds, threads)
+                        cpu[name] += cpu_seconds(tree) - before_cpu
+                        requests[name] += n
                         rates[name].append(rate)
                         bad += nbad
                         syncd_total += n if name == "syncd" else 0
@@ -338,7 +373,8 @@ def measure(seconds: int, rounds: int, threads: int) -> Measured:
             stop_process(peer)
         results = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
         counted = {k: int(v) for k, v in sorted(results.items()) if v}
-        return Measured(rates, syncd_total, bad, counted)
+        per_request = {k: cpu[k] / requests[k] * 1e6 for k in cpu if requests[k]}
+        return Measured(rates, per_request, syncd_total, bad, counted)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -403,6 +439,11 @@ def main(argv: list[str] | None = None) -> int:
         f" {', '.join(f'{r:,.0f}' for r in single_rates)} req/s; non-2xx answers {m.bad};"
         f" syncd's own count of these webhooks by result: {m.results}"
         f" (wrk completed {m.syncd_total:,})"
+    )
+    names = {"syncd": fronted, "peer": PEER, "bare": "bare", "single": "syncd in one process"}
+    print(
+        "CPU a request: "
+        + "; ".join(f"{names[k]} {v:.1f} µs" for k, v in m.cpu_per_request.items())
     )
     return 0
 

@@ -40,6 +40,7 @@ from syncd.webhooks import (
 )
 from syncd.webhooks.message import urls_at, urls_in
 from syncd.webhooks.providers import BY_NAME, Scheme
+from syncd.webhooks.signatures import hmac_sha256_hex
 
 PAYLOADS = Path(__file__).parent / "payloads"
 SECRET = "It's a Secret to Everybody"
@@ -232,6 +233,16 @@ def test_the_provider_table_lists_every_provider_config_knows() -> None:
         assert facts.name == name and facts.path == f"/hooks/{name}"
         if facts.scheme is Scheme.HMAC_SHA256:
             assert facts.signature_headers, name
+
+
+@given(
+    secret=st.text(max_size=100) | st.sampled_from(["", "x" * 64, "x" * 65, "é" * 40]),
+    body=st.binary(max_size=3000),
+)
+def test_hmac_from_keyed_states_is_hmacs(secret: str, body: bytes) -> None:
+    """The same bytes as the standard library's HMAC, for keys under, at and over the block."""
+    key = secret.encode("utf-8", "surrogatepass")
+    assert hmac_sha256_hex(secret, body) == hmac.new(key, body, hashlib.sha256).hexdigest().encode()
 
 
 def test_github_sha1_signature_alone_is_not_enough() -> None:

@@ -177,9 +177,14 @@ def read_github(
     if event not in facts.push_events:
         return None
     payload = load_payload(headers, body)
-    ref = required_str(payload, "ref")
-    after = optional_str(payload, "after")
-    if field(payload, "deleted") is True:
+    # Top-level fields straight from the dict: the busiest reader, and `field` walks paths.
+    ref = payload.get("ref")
+    if not isinstance(ref, str):
+        ref = required_str(payload, "ref")  # raises, naming the field
+    after = payload.get("after")
+    if not isinstance(after, str):
+        after = None
+    if payload.get("deleted") is True:
         return None
     repo = urls_in(
         payload,
@@ -187,14 +192,14 @@ def read_github(
         ("clone_url", "html_url", "ssh_url", "git_url", "url"),
         required="repository.clone_url",
     )
-    commits = field(payload, "commits")
+    commits = payload.get("commits")
     paths = None
     if (
         isinstance(commits, list)
         and 0 < len(commits) < GITHUB_MAX_LISTED_COMMITS
         # A created branch or a force push changes more than its new commits show.
-        and field(payload, "created") is False
-        and field(payload, "forced") is False
+        and payload.get("created") is False
+        and payload.get("forced") is False
         and files_wanted(repo)
     ):
         paths = listed_files(commits)

@@ -10,6 +10,7 @@ recently used go first), and is safe to use from the scheduler's threads at once
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -17,11 +18,18 @@ from collections.abc import Callable
 from syncd.model import Step, StepContent
 from syncd.steps import parse_step_file
 
-# An entry's cost: its file's bytes (the parsed strings take about as much) and what Python
-# keeps around them (measured: about 450 bytes for a 100-byte step file).
-ENTRY_BYTES = 400
+# An entry's cost: the memory of its three strings (a character above U+FFFF makes Python keep
+# four bytes for each character of its string, so a file's length alone can be a quarter of
+# it) and what Python keeps around them (measured: about 300 bytes).
+ENTRY_BYTES = 300
 # About 30,000 typical steps.
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+
+
+def entry_cost(name: str, content: StepContent) -> int:
+    """Bytes a kept step takes, about (sys.getsizeof of a str is O(1))."""
+    size = sys.getsizeof
+    return size(name) + size(content.if_) + size(content.do) + ENTRY_BYTES
 
 
 class ParsedSteps:
@@ -43,7 +51,7 @@ class ParsedSteps:
             return Step(name=hit[0], content=hit[1], path=path, blob=blob)
         data = read(blob)
         name, content = parse_step_file(path, data)
-        self._keep(key, (name, content, len(data) + ENTRY_BYTES))
+        self._keep(key, (name, content, entry_cost(name, content)))
         return Step(name=name, content=content, path=path, blob=blob)
 
     def _keep(self, key: tuple[str, str], entry: tuple[str, StepContent, int]) -> None:

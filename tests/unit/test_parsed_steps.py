@@ -8,11 +8,16 @@ import threading
 import pytest
 
 from syncd.errors import StepFileError
-from syncd.parsed_steps import ENTRY_BYTES, ParsedSteps
+from syncd.model import StepContent
+from syncd.parsed_steps import ParsedSteps, entry_cost
 
 
 def step_file(name: str, do: str = "x()") -> bytes:
     return json.dumps({"name": name, "content": {"if": "true", "do": do}}).encode()
+
+
+def cost(name: str, do: str = "x()") -> int:
+    return entry_cost(name, StepContent(if_="true", do=do))
 
 
 class Blobs:
@@ -59,7 +64,7 @@ def test_a_bad_file_is_refused_every_time_with_its_own_path() -> None:
 
 def test_the_least_recently_used_go_first_past_the_byte_bound() -> None:
     files = {f"b{i}": step_file(f"s{i}") for i in range(4)}
-    size = len(files["b0"]) + ENTRY_BYTES
+    size = cost("s0")
     cache, read = ParsedSteps(max_bytes=3 * size), Blobs(**files)
     for blob in ("b0", "b1", "b2"):
         cache.parse("r", "p", blob, read)
@@ -77,9 +82,15 @@ def test_a_file_larger_than_the_whole_bound_is_parsed_but_not_kept() -> None:
     assert len(cache) == 0
 
 
+def test_wide_characters_count_as_python_keeps_them() -> None:
+    """A step whose text holds an emoji costs four bytes a character, not its UTF-8 length."""
+    wide = "x" * 10_000 + "\U0001f600"
+    assert cost("s", wide) > 4 * len(wide) > 3 * len(step_file("s", wide))
+
+
 def test_threads_at_once_get_the_same_steps() -> None:
     files = {f"b{i}": step_file(f"s{i}", do=f"do({i})") for i in range(200)}
-    cache, read = ParsedSteps(max_bytes=50 * (len(files["b0"]) + ENTRY_BYTES)), Blobs(**files)
+    cache, read = ParsedSteps(max_bytes=50 * cost("s0", "do(0)")), Blobs(**files)
     wrong: list[str] = []
 
     def reader(offset: int) -> None:

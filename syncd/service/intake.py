@@ -295,6 +295,7 @@ class Intake:
         """Screen with these targets and secrets from now on, not the config's: an intake
         process gets them from the daemon, which has loaded (and checked) the config."""
         self._fixed = _Prepared(None, targets, webhooks.Matcher(targets), dict(secrets))
+        webhooks.forget_keyed_secrets()
 
     def secrets(self) -> dict[str, Secrets]:
         """Each provider's secrets and signing secrets, revealed: what `use` takes."""
@@ -320,6 +321,7 @@ class Intake:
                 for name, hook in config.webhooks.items()
             }
             self._prepared = _Prepared(config, targets, webhooks.Matcher(targets), secrets)
+            webhooks.forget_keyed_secrets()  # a rotated-out secret's keyed state goes too
         return self._prepared
 
     def _verified_event(

@@ -85,13 +85,20 @@ _OUTER = bytes(b ^ 0x5C for b in range(256))
 
 @functools.lru_cache(maxsize=64)
 def _keyed(secret: str) -> tuple[Any, Any]:
-    """SHA-256 states that have taken the inner and the outer padded key. Bounded: a reload
-    that rotates secrets leaves the old ones to age out (they were in memory already)."""
+    """SHA-256 states that have taken the inner and the outer padded key (as good as the key
+    for signing: `forget_keyed_secrets` drops them when the secrets change). Past 64 secrets
+    in use, a request pays for the key's setup again; nothing else changes."""
     key = utf8(secret)
     if len(key) > 64:
         key = hashlib.sha256(key).digest()
     key = key.ljust(64, b"\0")
     return hashlib.sha256(key.translate(_INNER)), hashlib.sha256(key.translate(_OUTER))
+
+
+def forget_keyed_secrets() -> None:
+    """Drop every keyed state: the secrets in use have changed (a reload), and one rotated
+    out must not stay in memory for the life of the process."""
+    _keyed.cache_clear()
 
 
 def _verify_gitlab(

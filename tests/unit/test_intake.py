@@ -17,6 +17,7 @@ from syncd.model import Trigger
 from syncd.scheduler import QueueFull
 from syncd.service.intake import DeliveryLog, Intake, Outcome, Overloaded
 from syncd.webhooks import BadSignature, MalformedPayload, ProviderNotDetected, UnknownProvider
+from syncd.webhooks.signatures import _keyed
 from tests.support.fakes import FakeStore
 
 SECRET = "intake-secret"
@@ -174,6 +175,18 @@ def test_targets_are_worked_out_once_per_config(setup: Setup, tmp_path: Path) ->
     assert setup.intake.targets() is not first
     headers, body = generic(delivery="d-2")
     assert setup.intake.receive_push("generic", headers, body).matched == ("a", "b")
+
+
+def test_a_rotated_out_secret_leaves_no_keyed_state_behind(setup: Setup, tmp_path: Path) -> None:
+    """The HMAC states keyed per secret are dropped when a reload brings other secrets."""
+    headers, body = generic(delivery="d-3")
+    assert setup.intake.receive_push("generic", headers, body).outcome is Outcome.ACCEPTED
+    assert _keyed.cache_info().currsize > 0
+    path = tmp_path / "rotated.yaml"
+    path.write_text(CONFIG)
+    setup.config[0] = load_config(path, environ={"HOOK_SECRET": "new-secret", "OLD_SECRET": "o"})
+    setup.intake.targets()  # the next request prepares the new config
+    assert _keyed.cache_info().currsize == 0
 
 
 def test_a_redelivery_after_a_restart_is_known_from_the_store(setup: Setup) -> None:

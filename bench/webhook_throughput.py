@@ -282,18 +282,24 @@ class Measured:
     results: dict[str, int]  # syncd's own count of the webhooks, by result
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU time of these processes so far (/proc/PID/stat)."""
+def cpu_times(pids: list[int]) -> dict[int, float]:
+    """User and system CPU seconds of each of these processes so far (/proc/PID/stat)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    times = {}
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
-            continue  # gone (an intake process restarted): its time is lost, not guessed
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
+            continue  # gone
+        times[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return times
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds between two readings, of the processes in both (an intake process that
+    exited in between is left out, not counted as negative time)."""
+    return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
 
 
 def process_tree(pid: int) -> list[int]:
@@ -359,9 +365,9 @@ def measure(seconds: int, rounds: int, threads: int) -> Measured:
                 for _ in range(rounds):
                     for name, target in targets:
                         tree = process_tree(pids[name])
-                        before_cpu = cpu_seconds(tree)
+                        before_cpu = cpu_times(tree)
                         rate, n, nbad = wrk(target, script, seconds, threads)
-                        cpu[name] += cpu_seconds(tree) - before_cpu
+                        cpu[name] += cpu_used(before_cpu, cpu_times(tree))
                         requests[name] += n
                         rates[name].append(rate)
                         bad += nbad

@@ -163,6 +163,16 @@ class _Prepared:
     targets: list[Target]
     matcher: webhooks.Matcher
     secrets: dict[str, Secrets]
+    # Every provider's signature check, its keys set up: dropped with the config, so a
+    # secret a reload rotated out goes with it.
+    verifiers: dict[str, webhooks.Verifier]
+
+
+def _prepared(
+    config: Config | None, targets: list[Target], secrets: dict[str, Secrets]
+) -> _Prepared:
+    verifiers = {p: webhooks.Verifier(p, *secrets.get(p, ((), ()))) for p in webhooks.PROVIDERS}
+    return _Prepared(config, targets, webhooks.Matcher(targets), secrets, verifiers)
 
 
 class Intake:
@@ -294,8 +304,7 @@ class Intake:
     def use(self, targets: list[Target], secrets: Mapping[str, Secrets]) -> None:
         """Screen with these targets and secrets from now on, not the config's: an intake
         process gets them from the daemon, which has loaded (and checked) the config."""
-        self._fixed = _Prepared(None, targets, webhooks.Matcher(targets), dict(secrets))
-        webhooks.forget_keyed_secrets()
+        self._fixed = _prepared(None, targets, dict(secrets))
 
     def secrets(self) -> dict[str, Secrets]:
         """Each provider's secrets and signing secrets, revealed: what `use` takes."""
@@ -320,18 +329,18 @@ class Intake:
                 )
                 for name, hook in config.webhooks.items()
             }
-            self._prepared = _Prepared(config, targets, webhooks.Matcher(targets), secrets)
-            webhooks.forget_keyed_secrets()  # a rotated-out secret's keyed state goes too
+            self._prepared = _prepared(config, targets, secrets)
         return self._prepared
 
     def _verified_event(
         self, prepared: _Prepared, provider: str, headers: Mapping[str, str], body: bytes
     ) -> webhooks.Event:
-        secrets, signing = prepared.secrets.get(provider, ((), ()))
+        now = self._clock()
         # Verify before parsing: nothing unsigned is ever looked at.
-        signed_by = webhooks.verify(provider, headers, body, secrets, signing, now=self._clock())
-        self._webhook_last_seen[provider] = self._clock()
-        self._secret_last_seen[(provider, signed_by)] = self._webhook_last_seen[provider]
+        verifier = prepared.verifiers.get(provider) or webhooks.Verifier(provider, ())
+        signed_by = verifier.verify(headers, body, now)
+        self._webhook_last_seen[provider] = now
+        self._secret_last_seen[(provider, signed_by)] = now
         # A push's changed files only for a repository whose workspaces look at them.
         return webhooks.parse(provider, headers, body, prepared.matcher.files_wanted)
 

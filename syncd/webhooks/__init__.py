@@ -24,7 +24,7 @@ from syncd.webhooks.matching import Matcher, Target, match
 from syncd.webhooks.message import Lowered, lowered
 from syncd.webhooks.payloads import Event, Ping, Push, parse
 from syncd.webhooks.providers import PROVIDERS, Provider, Scheme, provider
-from syncd.webhooks.signatures import forget_keyed_secrets, verify
+from syncd.webhooks.signatures import Verifier, verify
 
 __all__ = [
     "PROVIDERS",
@@ -40,10 +40,10 @@ __all__ = [
     "Scheme",
     "Target",
     "UnknownProvider",
+    "Verifier",
     "WebhookRejected",
     "delivery_id",
     "detect_provider",
-    "forget_keyed_secrets",
     "lowered",
     "match",
     "parse",

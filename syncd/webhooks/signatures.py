@@ -8,19 +8,70 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import hmac
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from syncd.webhooks.errors import BadSignature
 from syncd.webhooks.message import header, lowered, raw, utf8
-from syncd.webhooks.providers import Provider, Scheme, provider
+from syncd.webhooks.providers import Scheme, provider
 
 # Standard Webhooks (GitLab's signing token): how far webhook-timestamp may be from now.
 SIGNATURE_TOLERANCE_SECONDS = 300
+
+
+class Verifier:
+    """One provider's signature check with its secrets set up once (per config, not per
+    request): an HMAC key is keyed once, an empty secret is left out, header names lowered.
+
+    `verify` raises BadSignature unless one of the secrets signed the request. The answer is
+    the index of the secret that signed, in `secrets` followed by `signing_secrets`, so that a
+    secret no delivery ever used can be shown as unused. `signing_secrets` are GitLab's
+    signing tokens (Standard Webhooks, "whsec_...")."""
+
+    def __init__(
+        self, provider_name: str, secrets: Sequence[str], signing_secrets: Sequence[str] = ()
+    ) -> None:
+        self.sender = sender = provider(provider_name)
+        self.secrets = tuple(secrets)
+        self.signing = tuple(signing_secrets) if sender.scheme is Scheme.GITLAB_TOKEN else ()
+        # An empty secret would let anyone sign: it is never tried.
+        self.configured = any(self.secrets) or any(self.signing)
+        self._wanted = tuple(
+            (name, name.lower(), prefix) for name, prefix in sender.signature_headers
+        )
+        self._keys: tuple[tuple[int, HmacSha256], ...] = ()
+        if sender.scheme is Scheme.HMAC_SHA256:
+            self._keys = tuple((i, HmacSha256(s)) for i, s in enumerate(self.secrets) if s)
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> int:
+        if not self.configured:
+            raise BadSignature(f"webhooks for {self.sender.name} are not configured")
+        headers = lowered(headers)
+        scheme = self.sender.scheme
+        if scheme is Scheme.GITLAB_TOKEN:
+            return _verify_gitlab(headers, body, self.secrets, self.signing, now)
+        if scheme is Scheme.BASIC_AUTH:
+            return _verify_basic_auth(headers, self.secrets)
+        return self._verify_hmac(headers, body)
+
+    def _verify_hmac(self, headers: Mapping[str, str], body: bytes) -> int:
+        sent = [
+            (name, v)
+            for name, low, prefix in self._wanted
+            if (v := _signature(headers, low, prefix))
+        ]
+        if not sent:
+            names = " or ".join(name for name, _, _ in self._wanted)
+            raise BadSignature(
+                f"missing {names} header: the {self.sender.name} webhook is not signed"
+            )
+        for index, key in self._keys:
+            digest = key.hexdigest(body)
+            if any(_equal(digest, v) for _, v in sent):
+                return index
+        raise BadSignature(f"{sent[0][0]} does not match the body under any configured secret")
 
 
 def verify(
@@ -31,74 +82,39 @@ def verify(
     signing_secrets: Sequence[str] = (),
     now: float | None = None,
 ) -> int:
-    """Raise BadSignature unless one of the configured secrets signed this request.
-
-    The answer is the index of the secret that signed, in `secrets` followed by
-    `signing_secrets`, so that a secret no delivery ever used can be shown as unused.
-    `signing_secrets` are GitLab's signing tokens (Standard Webhooks, "whsec_...").
-    """
-    sender = provider(provider_name)
-    signing_secrets = signing_secrets if sender.scheme is Scheme.GITLAB_TOKEN else []
-    # An empty secret would let anyone sign: it is never tried.
-    if not any(secrets) and not any(signing_secrets):
-        raise BadSignature(f"webhooks for {sender.name} are not configured")
-    headers = lowered(headers)
-    if sender.scheme is Scheme.GITLAB_TOKEN:
-        return _verify_gitlab(headers, body, secrets, signing_secrets, now)
-    if sender.scheme is Scheme.BASIC_AUTH:
-        return _verify_basic_auth(headers, secrets)
-    return _verify_hmac(sender, headers, body, secrets)
+    """`Verifier(...).verify(...)` in one call, for a caller with no prepared Verifier."""
+    return Verifier(provider_name, secrets, signing_secrets).verify(headers, body, now)
 
 
-def _verify_hmac(
-    sender: Provider, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]
-) -> int:
-    wanted = sender.signature_headers
-    sent = [(name, v) for name, prefix in wanted if (v := _signature(headers, name, prefix))]
-    if not sent:
-        names = " or ".join(name for name, _ in wanted)
-        raise BadSignature(f"missing {names} header: the {sender.name} webhook is not signed")
-    for index, secret in enumerate(secrets):
-        digest = hmac_sha256_hex(secret, body)
-        if secret and any(_equal(digest, v) for _, v in sent):
-            return index
-    raise BadSignature(f"{sent[0][0]} does not match the body under any configured secret")
+class HmacSha256:
+    """HMAC-SHA256 under one key, keyed once (RFC 2104): what hmac.digest gives, from SHA-256
+    states that have taken the padded key. OpenSSL's one-shot HMAC sets its key up on every
+    call, which cost a webhook about as much as hashing its body. The states sign as well as
+    the key: they live as long as the config that holds them."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, secret: str) -> None:
+        key = utf8(secret)
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(key.translate(_INNER))
+        self._outer = hashlib.sha256(key.translate(_OUTER))
+
+    def hexdigest(self, body: bytes) -> bytes:
+        """The HMAC of body, as lower-case hex bytes (as the signature headers carry it)."""
+        digest = self._inner.copy()
+        digest.update(body)
+        wrapped = self._outer.copy()
+        wrapped.update(digest.digest())
+        hex_text: str = wrapped.hexdigest()
+        return hex_text.encode()
 
 
-def hmac_sha256_hex(secret: str, body: bytes) -> bytes:
-    """HMAC-SHA256 of body under secret, as lower-case hex: what hmac.digest gives, from
-    hash states keyed once per secret. OpenSSL's one-shot HMAC sets its key up anew on every
-    call, which cost a webhook about as much as hashing its body."""
-    inner, outer = _keyed(secret)
-    digest = inner.copy()
-    digest.update(body)
-    wrapped = outer.copy()
-    wrapped.update(digest.digest())
-    hex_text: str = wrapped.hexdigest()
-    return hex_text.encode()
-
-
-# RFC 2104: the key, padded to SHA-256's 64-byte block, XORed with 0x36 (inner), 0x5c (outer).
+# The key, padded to SHA-256's 64-byte block, XORed with 0x36 (inner) and 0x5c (outer).
 _INNER = bytes(b ^ 0x36 for b in range(256))
 _OUTER = bytes(b ^ 0x5C for b in range(256))
-
-
-@functools.lru_cache(maxsize=64)
-def _keyed(secret: str) -> tuple[Any, Any]:
-    """SHA-256 states that have taken the inner and the outer padded key (as good as the key
-    for signing: `forget_keyed_secrets` drops them when the secrets change). Past 64 secrets
-    in use, a request pays for the key's setup again; nothing else changes."""
-    key = utf8(secret)
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(64, b"\0")
-    return hashlib.sha256(key.translate(_INNER)), hashlib.sha256(key.translate(_OUTER))
-
-
-def forget_keyed_secrets() -> None:
-    """Drop every keyed state: the secrets in use have changed (a reload), and one rotated
-    out must not stay in memory for the life of the process."""
-    _keyed.cache_clear()
 
 
 def _verify_gitlab(

@@ -40,7 +40,7 @@ from syncd.webhooks import (
 )
 from syncd.webhooks.message import urls_at, urls_in
 from syncd.webhooks.providers import BY_NAME, Scheme
-from syncd.webhooks.signatures import hmac_sha256_hex
+from syncd.webhooks.signatures import HmacSha256
 
 PAYLOADS = Path(__file__).parent / "payloads"
 SECRET = "It's a Secret to Everybody"
@@ -242,7 +242,10 @@ def test_the_provider_table_lists_every_provider_config_knows() -> None:
 def test_hmac_from_keyed_states_is_hmacs(secret: str, body: bytes) -> None:
     """The same bytes as the standard library's HMAC, for keys under, at and over the block."""
     key = secret.encode("utf-8", "surrogatepass")
-    assert hmac_sha256_hex(secret, body) == hmac.new(key, body, hashlib.sha256).hexdigest().encode()
+    assert (
+        HmacSha256(secret).hexdigest(body)
+        == hmac.new(key, body, hashlib.sha256).hexdigest().encode()
+    )
 
 
 def test_github_sha1_signature_alone_is_not_enough() -> None:

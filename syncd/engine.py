@@ -73,6 +73,7 @@ class GitReader(TreeReader, Protocol):
     def fetch(self, remote: Remote, branch: str, want: str | None = None) -> str: ...
     def resolve_commit(self, remote: Remote, rev: str) -> str: ...
     def branches_containing(self, remote: Remote, commit: str) -> list[str]: ...
+    def is_ancestor(self, remote: Remote, ancestor: str, descendant: str) -> bool: ...
 
 
 class SyncObserver(Protocol):
@@ -159,6 +160,8 @@ class Engine:
             try:
                 state = self.store.state(ws.id)
                 # 1-2. resolve the commit (branch head or pinned revision) and fetch it
+                if head is not None and self._behind(ws, head, state.last_applied_revision):
+                    head = None  # a stale hint: ask the remote again (see _behind)
                 run.revision = self.resolve(ws, revision, progress, head=head)
                 # 6. apply (automatic mode not suspended, or a manual trigger) or only record
                 #    the plan
@@ -226,6 +229,13 @@ class Engine:
             if not self._on_branch(remote, ws.source.branch, commit):
                 raise self._not_on_branch(remote, ws.source.branch, commit)
         return commit
+
+    def _behind(self, ws: WorkspaceConfig, head: str, applied: str | None) -> bool:
+        """A head learned earlier (a poll's or the startup comparison's ls-remote) that the
+        applied commit already contains: another run (a webhook's, on this replica or
+        another) has applied a newer commit since. Applying the hint would take the workspace
+        back to an older commit until the next trigger."""
+        return applied is not None and self.git.is_ancestor(remote_for(ws), head, applied)
 
     def _on_branch(self, remote: Remote, branch: str, commit: str) -> bool:
         return branch in self.git.branches_containing(remote, commit)

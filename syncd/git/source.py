@@ -151,6 +151,16 @@ class GitSource:
         """The full sha of a commit in the mirror, given a full or abbreviated sha."""
         return self._commit(remote, rev)[1]
 
+    def is_ancestor(self, remote: Remote, ancestor: str, descendant: str) -> bool:
+        """True when both commits are in the mirror and `descendant` descends from `ancestor`
+        (a different commit that contains it)."""
+        repo = self._repo(remote)
+        old, new = find_commit(repo, ancestor), find_commit(repo, descendant)
+        if repo is None or old is None or new is None or old == new:
+            return False
+        with self._reading(remote):
+            return bool(repo.descendant_of(pygit2.Oid(hex=new), pygit2.Oid(hex=old)))
+
     def branches_containing(self, remote: Remote, commit: str) -> list[str]:
         """The mirror's branches whose head is `commit` or descends from it (as last fetched)."""
         repo, sha = self._commit(remote, commit)

@@ -463,6 +463,13 @@ class FakeGit:
         with self._lock:
             return sorted(b for b, head in self.branches.items() if sha in self._ancestry(head))
 
+    def is_ancestor(self, remote: Remote, ancestor: str, descendant: str) -> bool:
+        old, new = self._find(ancestor), self._find(descendant)
+        if old is None or new is None or old == new:
+            return False
+        with self._lock:
+            return old in self._ancestry(new)
+
     def _ancestry(self, sha: str | None) -> Iterator[str]:
         while sha is not None:
             yield sha

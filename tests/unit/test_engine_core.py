@@ -399,3 +399,28 @@ def test_workspaces_on_one_remote_read_each_blob_once(world: World) -> None:
     assert world.git.blobs_read == reads == 2
     assert world.live("prod") == world.live("dev") == {"greet": "hello()", "other": "o()"}
     assert world.store.index_count("prod") == 2
+
+
+def test_a_head_hint_older_than_the_applied_commit_is_asked_again(world: World) -> None:
+    """A poll or the startup comparison learned a head; a webhook's run applied a newer commit
+    before the hinted run started. The hint is stale: the run asks the remote again and keeps
+    the newer commit, instead of taking the workspace back."""
+    old = world.git.commit(step_files({"greet": "hello()"}))
+    world.engine.sync(WS, Trigger.STARTUP)
+    new = world.git.commit(step_files({"greet": "hello(2)", "more": "m()"}))
+    assert world.engine.sync(WS, Trigger.WEBHOOK).run.revision == new
+    out = world.engine.sync(WS, Trigger.STARTUP, head=old)
+    assert out.run.result is RunResult.SUCCEEDED, out.run.error
+    assert out.run.revision == new and (out.run.created, out.run.deleted) == (0, 0)
+    assert world.live() == {"greet": "hello(2)", "more": "m()"}
+
+
+def test_a_head_hint_that_moved_back_is_applied_when_the_remote_says_so(world: World) -> None:
+    """A force-push back to an older commit: the remote itself says the older commit is the
+    head, so it is applied, hint or not."""
+    old = world.git.commit(step_files({"greet": "hello()"}))
+    world.git.commit(step_files({"greet": "hello(2)"}))
+    world.engine.sync(WS, Trigger.WEBHOOK)
+    world.git.branches["main"] = old  # the branch was reset to the older commit
+    out = world.engine.sync(WS, Trigger.POLL, head=old)
+    assert out.run.revision == old and world.live() == {"greet": "hello()"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
@@ -68,8 +68,7 @@ def source_key(ws: WorkspaceConfig) -> str:
 class Reader:
     store: Store
     git: TreeReader
-    # Shared by the readings of every workspace (the Engine keeps one); a fresh one otherwise.
-    parsed: ParsedSteps = field(default_factory=ParsedSteps)
+    parsed: ParsedSteps  # shared by the readings of every workspace (the Engine keeps one)
 
     def read(self, ws: WorkspaceConfig, remote: Remote, commit: str, say: Progress) -> Reading:
         """Read the steps at a commit and plan against the live ones, changing nothing."""

@@ -41,7 +41,8 @@ from syncd.model import (
 from syncd.parsed_steps import ParsedSteps
 from syncd.plan import guard_plan
 from syncd.reading import Progress, Reader, Reading, TreeReader, source_key
-from syncd.store import ApplyConflict, Store, StoreError
+from syncd.store import ApplyConflict, Fenced, Lease, Store, StoreError
+from syncd.writer_leases import WriterLeases, new_holder
 
 __all__ = [
     "APPLY_ATTEMPTS",
@@ -105,6 +106,9 @@ class Outcome:
     run: Run
     plan: Plan | None
     state: SyncState
+    # The run lost the workspace to another writer and recorded nothing; that writer serves
+    # the request (a caller may wait for its record of the same run id).
+    fenced: bool = False
 
 
 def remote_for(ws: WorkspaceConfig) -> Remote:
@@ -120,11 +124,14 @@ class Engine:
         git: GitReader,
         observer: SyncObserver | None = None,
         clock: Callable[[], float] = time.time,
+        holder: str | None = None,
     ) -> None:
         self.store = store
         self.git = git
         self.observer = observer
         self.clock = clock
+        # This process's leases on the workspaces it syncs (the store is read at each use).
+        self.leases = WriterLeases(lambda: self.store, holder or new_holder("syncd"))
         self.parsed = ParsedSteps()  # step files by blob, shared by the workspaces of a remote
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -143,6 +150,10 @@ class Engine:
 
         `head` is the branch head when the caller has just learned it (a poll), which saves
         an ls-remote; `run_id` lets a scheduler hand out the id before the run starts.
+
+        The run holds the workspace's lease from before it resolves the commit until it has
+        recorded itself, and every write checks it (see `syncd.store.leases`): no other writer
+        applies in between, and a writer that lost the lease writes nothing.
         """
         with self._lock(ws.id):
             started = self.clock()
@@ -157,44 +168,82 @@ class Engine:
             )
             state = SyncState(ws.id)
             reading: Reading | None = None
+            fenced = False
             try:
-                state = self.store.state(ws.id)
-                # 1-2. resolve the commit (branch head or pinned revision) and fetch it
-                if head is not None and self._behind(ws, head, state.last_applied_revision):
-                    head = None  # a stale hint: ask the remote again (see _behind)
-                run.revision = self.resolve(ws, revision, progress, head=head)
-                # 6. apply (automatic mode not suspended, or a manual trigger) or only record
-                #    the plan
-                automatic = ws.mode is Mode.AUTOMATIC and not automation_suspended(ws.mode, state)
-                apply = not dry_run and (automatic or trigger is Trigger.MANUAL)
-                pinned = revision is not None
-                for attempt in range(1, APPLY_ATTEMPTS + 1):
-                    # 3-4. read the steps at that commit and plan against the live ones
-                    reading = self.read_at(ws, run.revision, progress)
-                    # 5. guard: refuse an empty result unless allowed, and mass deletes over a
-                    #    limit
-                    guard_plan(reading.plan, reading.live_total, ws.allow_empty, ws.max_deletes)
-                    # 6. another writer got there first: read and plan again over its state
-                    try:
-                        state = self._finish(ws, run, reading, state, apply, progress, pinned)
-                        break
-                    except ApplyConflict as e:
-                        if attempt == APPLY_ATTEMPTS:
-                            raise
-                        log.info(
-                            "apply conflict, planning again",
-                            extra=fields(workspace=ws.id, error=str(e)),
-                        )
-                        state = self.store.state(ws.id)
+                with self.leases.hold(ws.id) as lease:
+                    if run_id is not None and (done := self.store.run(run_id)) is not None:
+                        # Taken over from a writer that had recorded it already: served.
+                        return Outcome(done, None, self.store.state(ws.id))
+                    state, reading = self._run(ws, run, state, revision, progress, head, lease)
+            except Fenced as e:
+                # Another writer holds the workspace now: this run may record nothing at all.
+                fenced = True
+                run.result, run.error, run.finished_at = RunResult.FAILED, str(e), self.clock()
+                log.warning("sync fenced", extra=fields(workspace=ws.id, run=run.id, error=str(e)))
             except SyncdError as e:
-                state = self._fail(run, reading, state, e)
-            except OSError as e:  # a local file: the disk is full, a folder is not writable
-                state = self._fail(run, reading, state, StoreError(_os_error(e)))
+                # No lease (another writer kept the workspace, or the store failed): nothing
+                # can be recorded; the scheduler retries.
+                run.result, run.error, run.finished_at = RunResult.FAILED, str(e), self.clock()
             # 7. tell metrics and notifications
             if self.observer is not None:
                 plan = reading.plan if reading else None
                 self.observer.run_finished(ws, run, plan, state, self.clock() - started)
-            return Outcome(run, reading.plan if reading else None, state)
+            return Outcome(run, reading.plan if reading else None, state, fenced)
+
+    def _run(
+        self,
+        ws: WorkspaceConfig,
+        run: Run,
+        state: SyncState,
+        revision: str | None,
+        progress: Progress | None,
+        head: str | None,
+        lease: Lease,
+    ) -> tuple[SyncState, Reading | None]:
+        """The phases, under the workspace's lease. A failure is recorded here, with the lease
+        (Fenced goes up: a writer that lost the workspace records nothing)."""
+        reading: Reading | None = None
+        try:
+            state = self.store.state(ws.id)
+            # 1-2. resolve the commit (branch head or pinned revision) and fetch it
+            if head is not None and self._behind(ws, head, state.last_applied_revision):
+                head = None  # a stale hint: ask the remote again (see _behind)
+            run.revision = self.resolve(ws, revision, progress, head=head)
+            # 6. apply (automatic mode not suspended, or a manual trigger) or only record
+            #    the plan
+            automatic = ws.mode is Mode.AUTOMATIC and not automation_suspended(ws.mode, state)
+            apply = not run.dry_run and (automatic or run.trigger is Trigger.MANUAL)
+            pinned = revision is not None
+            for attempt in range(1, APPLY_ATTEMPTS + 1):
+                # 3-4. read the steps at that commit and plan against the live ones
+                reading = self.read_at(ws, run.revision, progress)
+                # 5. guard: refuse an empty result unless allowed, and mass deletes over a
+                #    limit
+                guard_plan(reading.plan, reading.live_total, ws.allow_empty, ws.max_deletes)
+                try:
+                    state = self._finish(ws, run, reading, state, apply, progress, pinned, lease)
+                    return state, reading
+                except ApplyConflict as e:
+                    # The workspace moved (an edit outside git, or a writer whose lease this
+                    # one outlived): plan again over its state, and at the branch head as it is
+                    # now, never at the commit resolved before (it may be older than what was
+                    # applied meanwhile). A pin is planned again at the pin.
+                    if attempt == APPLY_ATTEMPTS:
+                        raise
+                    log.info(
+                        "apply conflict, planning again",
+                        extra=fields(workspace=ws.id, error=str(e)),
+                    )
+                    state = self.store.state(ws.id)
+                    if not pinned:
+                        run.revision = self.resolve(ws, None, progress)
+            raise AssertionError("unreachable: the last attempt returns or raises")
+        except Fenced:
+            raise
+        except SyncdError as e:
+            return self._fail(run, reading, state, e, lease), reading
+        except OSError as e:
+            return self._fail(run, reading, state, StoreError(_os_error(e)), lease), reading
 
     def resolve(
         self,
@@ -259,11 +308,20 @@ class Engine:
         self, ws: WorkspaceConfig, trigger: Trigger, error: SyncdError
     ) -> Outcome:
         """Record a source that cannot be read (a poll's ls-remote failed) as the failed run
-        that a sync would have recorded at its first phase, and tell the observers."""
+        that a sync would have recorded at its first phase, and tell the observers. Not
+        recorded while another writer holds the workspace (its run records the source)."""
         with self._lock(ws.id):
             started = self.clock()
             run = Run(uuid.uuid4().hex, ws.id, trigger, None, RunResult.FAILED, started)
-            state = self._fail(run, None, self.store.state(ws.id), error)
+            run.error, run.finished_at = str(error), self.clock()
+            state = SyncState(ws.id)
+            try:
+                with self.leases.hold(ws.id, wait=0.0) as lease:
+                    state = self._fail(run, None, self.store.state(ws.id), error, lease)
+            except StoreError as e:
+                log.error(
+                    "run not recorded", extra=fields(workspace=ws.id, run=run.id, error=str(e))
+                )
             if self.observer is not None:
                 self.observer.run_finished(ws, run, None, state, self.clock() - started)
             return Outcome(run, None, state)
@@ -302,7 +360,8 @@ class Engine:
         state: SyncState,
         apply: bool,
         say: Progress | None,
-        pinned: bool = False,
+        pinned: bool,
+        lease: Lease,
     ) -> SyncState:
         plan = reading.plan
         # A pinned sync is measured against the branch head, not against itself: a rollback
@@ -330,7 +389,7 @@ class Engine:
                 source_key=source_key(ws),
                 pinned_revision=reading.revision if pinned else None,
             )
-            return self.store.apply(plan, reading.index, run, new_state, reading.base)
+            return self.store.apply(plan, reading.index, run, new_state, reading.base, lease)
         run.result = RunResult.PLANNED
         new_state = replace(
             state,
@@ -340,7 +399,7 @@ class Engine:
             failed_revision=None,
             drift=len(plan.changes),
         )
-        self.store.record_run(run, new_state)
+        self.store.record_run(run, new_state, lease)
         return new_state
 
     def _branch_head(self, ws: WorkspaceConfig) -> str | None:
@@ -351,7 +410,12 @@ class Engine:
             return None
 
     def _fail(
-        self, run: Run, reading: Reading | None, state: SyncState, error: SyncdError
+        self,
+        run: Run,
+        reading: Reading | None,
+        state: SyncState,
+        error: SyncdError,
+        lease: Lease,
     ) -> SyncState:
         run.result = RunResult.FAILED
         run.error = str(error)
@@ -369,7 +433,9 @@ class Engine:
             failed_revision=run.revision if permanent and run.revision else None,
         )
         try:
-            self.store.record_run(run, new_state)
+            self.store.record_run(run, new_state, lease)
+        except Fenced:
+            raise
         except StoreError as e:
             # The store cannot even record the failure: the run still reaches the observer
             # (metrics) and the scheduler's loop, which retries it.

@@ -161,7 +161,8 @@ class SharedRuns:
                         # Its run was recorded before its replica went: served already.
                         await host.coordinator.finish(claimed)
                         continue
-                await self._serve_one(ws_id, slot, claimed)
+                if not await self._serve_one(ws_id, slot, claimed):
+                    break
         except StoreError as e:
             log.warning("serving requests stopped", extra=fields(workspace=ws_id, error=str(e)))
         except Exception:
@@ -171,22 +172,30 @@ class SharedRuns:
             await host.coordinator.release(ws_id)
             self.wake.set()  # requests may have come while this replica held it
 
-    async def _serve_one(self, ws_id: str, slot: Slot, claimed: Claimed) -> None:
+    async def _serve_one(self, ws_id: str, slot: Slot, claimed: Claimed) -> bool:
+        """Run one claimed request; False when this replica must stop serving the workspace
+        (it is stopping, or another writer took the workspace over)."""
         req = Request(
             claimed.trigger, claimed.revision, claimed.dry_run, claimed.head, claimed.run_id
         )
         try:
             outcome = await self.host.run_one(ws_id, req)
         except ShuttingDown:
-            return  # the row stays: another replica runs it
+            return False  # the row stays: another replica runs it
         except Exception as e:
             log.exception("sync crashed", extra=fields(workspace=ws_id, run=req.run_id))
             await self.host.coordinator.finish(claimed)
             self._resolve(claimed.run_id, error=e)
-            return
+            return True
+        if outcome.fenced:
+            # Another writer holds the workspace (this replica was frozen or cut off): the
+            # row stays for it, and this replica's callers hear from it when it finishes.
+            log.warning("workspace taken over: serving stops", extra=fields(workspace=ws_id))
+            return False
         await self.host.coordinator.finish(claimed)
         self._resolve(claimed.run_id, outcome=outcome)
         self.host.after_run(ws_id, slot, req, outcome)
+        return True
 
     def _resolve(
         self, run_id: str, outcome: Outcome | None = None, error: Exception | None = None

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from syncd.store.protocol import ApplyBase, ApplyConflict, IndexUpdate, Store, StoreError
+from syncd.store.protocol import (
+    ApplyBase,
+    ApplyConflict,
+    Fenced,
+    IndexUpdate,
+    Lease,
+    Store,
+    StoreError,
+)
 from syncd.store.sqlite import SqliteStore
 from syncd.store.sqlite_schema import MIGRATIONS
 
@@ -16,7 +24,9 @@ __all__ = [
     "MIGRATIONS",
     "ApplyBase",
     "ApplyConflict",
+    "Fenced",
     "IndexUpdate",
+    "Lease",
     "SqliteStore",
     "Store",
     "StoreError",

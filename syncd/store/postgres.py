@@ -35,6 +35,7 @@ from syncd.model import (
     StepContent,
     SyncState,
 )
+from syncd.store import leases
 from syncd.store.postgres_connect import (
     HOOKS_BACKOFF,
     HOOKS_WAIT,
@@ -59,8 +60,10 @@ from syncd.store.postgres_schema import MIGRATIONS
 from syncd.store.protocol import (
     DELIVERY_PRUNE_EVERY,
     DELIVERY_TTL,
+    LEASE_TTL,
     ApplyBase,
     IndexUpdate,
+    Lease,
     StoreError,
 )
 from syncd.store.rows import (
@@ -72,6 +75,10 @@ from syncd.store.rows import (
     run_from_row,
     state_from_row,
 )
+
+# The database's clock: one clock for the leases of replicas on several hosts. An apply locks
+# its lease row, so that a take waits for the apply that checked the lease to commit.
+_LEASES = leases.lease_sql("%s", "extract(epoch from clock_timestamp())", lock_row=" FOR UPDATE")
 
 
 class PostgresStore:
@@ -325,8 +332,30 @@ class PostgresStore:
 
     # -- applying and recording ------------------------------------------------------------
 
+    # -- writers' leases (see syncd.store.leases) ------------------------------------------
+
+    def take_lease(
+        self, ws: str, holder: str, ttl: float = LEASE_TTL, force: bool = False
+    ) -> Lease | None:
+        with self._tx() as db:
+            return leases.take(db, _LEASES, ws, holder, ttl, force)
+
+    def renew_leases(self, held: Collection[Lease], ttl: float = LEASE_TTL) -> list[Lease]:
+        with self._tx() as db:
+            return leases.renew(db, _LEASES, held, ttl)
+
+    def release_lease(self, lease: Lease) -> None:
+        with self._tx() as db:
+            leases.release(db, _LEASES, lease)
+
     def apply(
-        self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState, base: ApplyBase
+        self,
+        plan: Plan,
+        index: IndexUpdate,
+        run: Run,
+        state: SyncState,
+        base: ApplyBase,
+        lease: Lease | None = None,
     ) -> SyncState:
         """Apply a plan, the new git index, the run and the state: all or nothing.
 
@@ -337,6 +366,7 @@ class PostgresStore:
         state saved."""
         ws, now = state.workspace, time.time()
         with self._tx(ws, clears_failure=True) as db:
+            leases.check_write(db, _LEASES, lease, run.id, ws)
             check_base(db, ws, base)
             upserts = plan.creates + plan.updates
             old: dict[str, tuple[str, int]] = {}
@@ -386,8 +416,9 @@ class PostgresStore:
             upsert_state(db, state)
         return state
 
-    def record_run(self, run: Run, state: SyncState) -> None:
+    def record_run(self, run: Run, state: SyncState, lease: Lease | None = None) -> None:
         with self._tx(state.workspace) as db:
+            leases.check_write(db, _LEASES, lease, run.id, state.workspace)
             insert_run(db, run)
             upsert_state(db, state)
 

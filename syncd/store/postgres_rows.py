@@ -32,14 +32,9 @@ _UPSERT_STATE = upsert_state_sql("%s")
 
 
 def insert_run(db: psycopg.Connection[Any], run: Run) -> None:
-    # A run recorded again moves to the end of its instant, as SQLite's INSERT OR REPLACE does.
+    # Inserted, never upserted: a run id is one writer's (syncd.store.leases checks first).
     db.execute(
-        f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-        " ON CONFLICT (id) DO UPDATE SET seq = DEFAULT, workspace = excluded.workspace,"
-        " trigger = excluded.trigger, revision = excluded.revision, result = excluded.result,"
-        " created = excluded.created, updated = excluded.updated, deleted = excluded.deleted,"
-        " started_at = excluded.started_at, finished_at = excluded.finished_at,"
-        " error = excluded.error, dry_run = excluded.dry_run",
+        f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
         run_params(run),
     )
 

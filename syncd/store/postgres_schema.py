@@ -126,4 +126,14 @@ MIGRATIONS: tuple[str, ...] = (
         holds TEXT NOT NULL DEFAULT '[]'
     );
     """,
+    """
+    -- Writers' leases on workspaces: who may write a workspace now, until when (the
+    -- database's clock), and the fence that rises at every take (see syncd.store.leases).
+    CREATE TABLE leases (
+        workspace TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        fence BIGINT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    );
+    """,
 )

@@ -28,7 +28,28 @@ class StoreError(SyncdError):
 
 class ApplyConflict(StoreError):
     """The workspace moved on since the plan was read (another process applied, or a step
-    of the plan was edited outside git): nothing was written; read and plan again."""
+    of the plan was edited outside git): nothing was written; resolve, read and plan again."""
+
+
+class Fenced(StoreError):
+    """This writer no longer holds the workspace (its lease expired or was taken over by
+    another writer, or another writer already recorded this run): nothing was written, and
+    this writer must not try again with what it has."""
+
+
+# How long a writer's hold on a workspace lasts unless renewed; writers renew every third of it.
+LEASE_TTL = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A writer's hold on a workspace. `fence` rises at every take (a fencing token): a write
+    commits only while the store's lease row still carries this holder and this fence and has
+    not expired, so a writer that was cut off, frozen or overtaken cannot commit late."""
+
+    workspace: str
+    holder: str
+    fence: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +91,26 @@ class Store(Protocol):
     def index_files(self, ws: str, paths: Collection[str] | None = None) -> dict[str, Step]: ...
     def index_by_name(self, ws: str, names: Collection[str]) -> dict[str, list[Step]]: ...
     def index_count(self, ws: str) -> int: ...
+    # A writer's hold on a workspace (see Lease): None when another holder's lease is live,
+    # unless `force` (the caller has proof that holder is gone). `renew_leases` returns the
+    # leases that were lost.
+    def take_lease(
+        self, ws: str, holder: str, ttl: float = LEASE_TTL, force: bool = False
+    ) -> Lease | None: ...
+    def renew_leases(self, leases: Collection[Lease], ttl: float = LEASE_TTL) -> list[Lease]: ...
+    def release_lease(self, lease: Lease) -> None: ...
+    # With a lease, Fenced (writing nothing) unless the lease still holds; a run id is
+    # recorded once (Fenced for a second record of it).
     def apply(
-        self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState, base: ApplyBase
+        self,
+        plan: Plan,
+        index: IndexUpdate,
+        run: Run,
+        state: SyncState,
+        base: ApplyBase,
+        lease: Lease | None = None,
     ) -> SyncState: ...
-    def record_run(self, run: Run, state: SyncState) -> None: ...
+    def record_run(self, run: Run, state: SyncState, lease: Lease | None = None) -> None: ...
     def runs(self, ws: str, limit: int = 50) -> list[Run]: ...
     def run(self, run_id: str) -> Run | None: ...
     def last_success_at(self, ws: str) -> float | None: ...

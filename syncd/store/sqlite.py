@@ -27,11 +27,14 @@ from syncd.model import (
     StepContent,
     SyncState,
 )
+from syncd.store import leases
 from syncd.store.protocol import (
     DELIVERY_PRUNE_EVERY,
     DELIVERY_TTL,
+    LEASE_TTL,
     ApplyBase,
     IndexUpdate,
+    Lease,
     StoreError,
 )
 from syncd.store.rows import (
@@ -55,6 +58,10 @@ from syncd.store.sqlite_rows import (
     upsert_state,
 )
 from syncd.store.sqlite_schema import MIGRATIONS
+
+# The host's clock in seconds since the epoch, as SQLite reads it (the CLI and the daemon that
+# share a file share a host).
+_LEASES = leases.lease_sql("?", "((julianday('now') - 2440587.5) * 86400.0)")
 
 
 class SqliteStore:
@@ -132,13 +139,20 @@ class SqliteStore:
         return self._write_failure
 
     @contextmanager
-    def _tx(self, clears_failure: bool = False) -> Iterator[sqlite3.Connection]:
+    def _tx(
+        self, clears_failure: bool = False, durable: bool = True
+    ) -> Iterator[sqlite3.Connection]:
         """One write transaction: committed on success, rolled back on any exception.
 
         SQLite's own errors become StoreError naming the store's path. A failed write is
         remembered for `problem` until a write that `clears_failure` (an apply) succeeds: a
-        run's record or a health record is small, and may fit where an apply does not."""
+        run's record or a health record is small, and may fit where an apply does not.
+
+        Not `durable`: committed without its own fsync (a lease: after a power loss no writer
+        that held it lives on; the next durable commit makes it durable, in order)."""
         with self._reading():
+            if not durable:
+                self._db.execute("PRAGMA synchronous = NORMAL")
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -153,6 +167,9 @@ class SqliteStore:
                 if not is_busy(e):
                     self._write_failure = f"store {self.path}: the last write failed: {e}"
                 raise
+            finally:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous = FULL")
             if clears_failure:
                 self._write_failure = None
 
@@ -311,8 +328,30 @@ class SqliteStore:
 
     # -- applying and recording ------------------------------------------------------------
 
+    # -- writers' leases (see syncd.store.leases) ------------------------------------------
+
+    def take_lease(
+        self, ws: str, holder: str, ttl: float = LEASE_TTL, force: bool = False
+    ) -> Lease | None:
+        with self._tx(durable=False) as db:
+            return leases.take(db, _LEASES, ws, holder, ttl, force)
+
+    def renew_leases(self, held: Collection[Lease], ttl: float = LEASE_TTL) -> list[Lease]:
+        with self._tx(durable=False) as db:
+            return leases.renew(db, _LEASES, held, ttl)
+
+    def release_lease(self, lease: Lease) -> None:
+        with self._tx(durable=False) as db:
+            leases.release(db, _LEASES, lease)
+
     def apply(
-        self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState, base: ApplyBase
+        self,
+        plan: Plan,
+        index: IndexUpdate,
+        run: Run,
+        state: SyncState,
+        base: ApplyBase,
+        lease: Lease | None = None,
     ) -> SyncState:
         """Apply a plan, the new git index, the run and the state: all or nothing.
 
@@ -322,6 +361,7 @@ class SqliteStore:
         Returns the state saved."""
         ws, now = state.workspace, time.time()
         with self._tx(clears_failure=True) as db:
+            leases.check_write(db, _LEASES, lease, run.id, ws)
             check_base(db, ws, base)
             upserts = plan.creates + plan.updates
             # A workspace's first apply has no rows to look up (one probe instead of a
@@ -381,8 +421,9 @@ class SqliteStore:
             upsert_state(db, state)
         return state
 
-    def record_run(self, run: Run, state: SyncState) -> None:
+    def record_run(self, run: Run, state: SyncState, lease: Lease | None = None) -> None:
         with self._tx() as db:
+            leases.check_write(db, _LEASES, lease, run.id, state.workspace)
             insert_run(db, run)
             upsert_state(db, state)
 

@@ -27,7 +27,7 @@ _UPSERT_STATE = upsert_state_sql("?")
 
 def insert_run(db: sqlite3.Connection, run: Run) -> None:
     db.execute(
-        f"INSERT OR REPLACE INTO runs ({RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         run_params(run),
     )
 

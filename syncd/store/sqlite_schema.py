@@ -89,4 +89,14 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX deliveries_seen ON deliveries (seen_at);
     """,
+    """
+    -- Writers' leases on workspaces: who may write a workspace now, until when, and the fence
+    -- that rises at every take (see syncd.store.leases). A released lease keeps its fence.
+    CREATE TABLE leases (
+        workspace TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        fence INTEGER NOT NULL,
+        expires_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )

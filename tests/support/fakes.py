@@ -46,7 +46,8 @@ from syncd.model import (
 )
 from syncd.steps import SUFFIX, render_step_file, step_file_name
 from syncd.store import ApplyBase, ApplyConflict, IndexUpdate, Store
-from syncd.store.protocol import DELIVERY_TTL
+from syncd.store.leases import check_lease, check_new_run
+from syncd.store.protocol import DELIVERY_TTL, LEASE_TTL, Lease
 
 # -- the store -------------------------------------------------------------------------------
 
@@ -71,6 +72,7 @@ class Tables:
     meta: dict[str, str] = field(default_factory=dict)
     health: dict[str, HealthRecord] = field(default_factory=dict)
     deliveries: dict[tuple[str, str], float] = field(default_factory=dict)  # -> seen at
+    leases: dict[str, tuple[str, int, float]] = field(default_factory=dict)  # holder, fence, until
 
     def copy(self) -> Tables:
         """A copy that shares nothing mutable with this one (Run and SyncState are mutable)."""
@@ -82,6 +84,7 @@ class Tables:
             meta=dict(self.meta),
             health=dict(self.health),
             deliveries=dict(self.deliveries),
+            leases=dict(self.leases),
         )
 
 
@@ -223,11 +226,54 @@ class FakeStore:
 
     # -- applying and recording --------------------------------------------------------------
 
+    # -- writers' leases (as syncd.store.leases) --------------------------------------------
+
+    def take_lease(
+        self, ws: str, holder: str, ttl: float = LEASE_TTL, force: bool = False
+    ) -> Lease | None:
+        with self._lock:
+            now = self.clock()
+            held, fence, until = self._tables.leases.get(ws, ("", 0, 0.0))
+            if not (force or not held or held == holder or until <= now):
+                return None
+            self._tables.leases[ws] = (holder, fence + 1, now + ttl)
+            return Lease(ws, holder, fence + 1)
+
+    def renew_leases(self, leases: Collection[Lease], ttl: float = LEASE_TTL) -> list[Lease]:
+        with self._lock:
+            lost = []
+            for lease in leases:
+                held, fence, _until = self._tables.leases.get(lease.workspace, ("", 0, 0.0))
+                if (held, fence) == (lease.holder, lease.fence):
+                    self._tables.leases[lease.workspace] = (held, fence, self.clock() + ttl)
+                else:
+                    lost.append(lease)
+            return lost
+
+    def release_lease(self, lease: Lease) -> None:
+        with self._lock:
+            held, fence, _until = self._tables.leases.get(lease.workspace, ("", 0, 0.0))
+            if (held, fence) == (lease.holder, lease.fence):
+                self._tables.leases[lease.workspace] = ("", fence, 0.0)
+
+    def _check_write(self, lease: Lease | None, run: Run) -> None:
+        if lease is not None:
+            row = self._tables.leases.get(lease.workspace)
+            check_lease(lease, None if row is None else (row[0], row[1], row[2] > self.clock()))
+        check_new_run(run.id, run.workspace, run.id in self._tables.runs)
+
     def apply(
-        self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState, base: ApplyBase
+        self,
+        plan: Plan,
+        index: IndexUpdate,
+        run: Run,
+        state: SyncState,
+        base: ApplyBase,
+        lease: Lease | None = None,
     ) -> SyncState:
         ws, now = state.workspace, self.clock()
         with self._lock:
+            self._check_write(lease, run)
             self._check_base(ws, base)
             new = self._tables.copy()
             rows = new.steps.setdefault(ws, {})
@@ -290,8 +336,9 @@ class FakeStore:
     def problem(self) -> str | None:
         return "the fake store is closed" if self.closed else None
 
-    def record_run(self, run: Run, state: SyncState) -> None:
+    def record_run(self, run: Run, state: SyncState, lease: Lease | None = None) -> None:
         with self._lock:
+            self._check_write(lease, run)
             _insert_run(self._tables, run)
             _save_state(self._tables, state)
 
@@ -354,8 +401,6 @@ class FakeStore:
 
 
 def _insert_run(tables: Tables, run: Run) -> None:
-    # INSERT OR REPLACE gives the replaced row a new rowid: it moves to the end.
-    tables.runs.pop(run.id, None)
     tables.runs[run.id] = replace(run)
 
 

@@ -24,7 +24,7 @@ from syncd.scheduler import (
     ShuttingDown,
     should_sync,
 )
-from syncd.store import ApplyBase, IndexUpdate
+from syncd.store import ApplyBase, IndexUpdate, Lease
 from tests.support.fakes import FakeGit, FakeStore, GatedGit, config, step_files, workspace
 
 pytestmark = pytest.mark.anyio
@@ -235,12 +235,18 @@ class LockedOnce(FakeStore):
         self.locked = True
 
     def apply(
-        self, plan: Plan, index: IndexUpdate, run: Run, state: SyncState, base: ApplyBase
+        self,
+        plan: Plan,
+        index: IndexUpdate,
+        run: Run,
+        state: SyncState,
+        base: ApplyBase,
+        lease: Lease | None = None,
     ) -> SyncState:
         if self.locked:
             self.locked = False
             raise sqlite3.OperationalError("database is locked")
-        return super().apply(plan, index, run, state, base)
+        return super().apply(plan, index, run, state, base, lease)
 
 
 async def test_a_crashed_run_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:

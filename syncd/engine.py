@@ -145,11 +145,15 @@ class Engine:
         progress: Progress | None = None,
         run_id: str | None = None,
         head: str | None = None,
+        take_over: bool = False,
     ) -> Outcome:
         """Run one sync and record it. Never raises for a failed sync: the run says why.
 
         `head` is the branch head when the caller has just learned it (a poll), which saves
-        an ls-remote; `run_id` lets a scheduler hand out the id before the run starts.
+        an ls-remote; `run_id` lets a scheduler hand out the id before the run starts;
+        `take_over` takes the workspace's lease at once from a writer known to be gone (a
+        replica's request claimed by one that died, was cut off or froze): that writer is
+        fenced.
 
         The run holds the workspace's lease from before it resolves the commit until it has
         recorded itself, and every write checks it (see `syncd.store.leases`): no other writer
@@ -170,7 +174,7 @@ class Engine:
             reading: Reading | None = None
             fenced = False
             try:
-                with self.leases.hold(ws.id) as lease:
+                with self.leases.hold(ws.id, force=take_over) as lease:
                     if run_id is not None and (done := self.store.run(run_id)) is not None:
                         # Taken over from a writer that had recorded it already: served.
                         return Outcome(done, None, self.store.state(ws.id))

@@ -249,6 +249,7 @@ class Scheduler:
                 None,
                 req.run_id,
                 req.head,
+                req.take_over,
             )
         run = outcome.run
         # A failed sync is news for whoever watches the log: a warning, not an info line.

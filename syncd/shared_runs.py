@@ -176,7 +176,12 @@ class SharedRuns:
         """Run one claimed request; False when this replica must stop serving the workspace
         (it is stopping, or another writer took the workspace over)."""
         req = Request(
-            claimed.trigger, claimed.revision, claimed.dry_run, claimed.head, claimed.run_id
+            claimed.trigger,
+            claimed.revision,
+            claimed.dry_run,
+            claimed.head,
+            claimed.run_id,
+            take_over=claimed.taken_over,
         )
         try:
             outcome = await self.host.run_one(ws_id, req)

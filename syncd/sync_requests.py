@@ -35,6 +35,9 @@ class Request:
     head: str | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     waiters: list[asyncio.Future[Outcome]] = field(default_factory=list)
+    # Claimed before by a replica that has gone or was cut off (or froze): its run takes the
+    # workspace's lease over at once instead of waiting for it to expire.
+    take_over: bool = False
 
     @property
     def ordinary(self) -> bool:

@@ -65,10 +65,11 @@ class WriterLeases:
         self._stop = threading.Event()
 
     @contextmanager
-    def hold(self, ws: str, wait: float | None = None) -> Iterator[Lease]:
+    def hold(self, ws: str, wait: float | None = None, force: bool = False) -> Iterator[Lease]:
         """The workspace's lease while the block runs; WorkspaceBusy when another writer
-        keeps it longer than `wait` (its lease renewed all along: it is alive and working)."""
-        lease = self._take(ws, self.wait if wait is None else wait)
+        keeps it longer than `wait` (its lease renewed all along: it is alive and working).
+        `force` takes it at once from a holder the caller knows to be gone."""
+        lease = self._take(ws, self.wait if wait is None else wait, force)
         with self._guard:
             self._held[ws] = lease
             self._start_renewer()
@@ -82,10 +83,10 @@ class WriterLeases:
             except StoreError as e:  # it expires by itself; the fence stays valid until then
                 log.warning("lease not released", extra=fields(workspace=ws, error=str(e)))
 
-    def _take(self, ws: str, wait: float) -> Lease:
+    def _take(self, ws: str, wait: float, force: bool) -> Lease:
         deadline = time.monotonic() + wait
         for _attempt in range(int(wait / RETRY_EVERY) + 2):
-            lease = self._store().take_lease(ws, self.holder, self.ttl)
+            lease = self._store().take_lease(ws, self.holder, self.ttl, force)
             if lease is not None:
                 return lease
             if time.monotonic() >= deadline:

@@ -5,10 +5,13 @@ Nothing here is syncd's own coordination protocol; each guarantee is PostgreSQL'
   of one workspace serialize on a transaction-level advisory lock, so coalescing (one run in
   flight, one queued per kind) holds whichever replica took each request.
 - A replica runs a workspace's requests only while it holds the workspace's session-level
-  advisory lock on its own "lock" connection. The lock goes with the session: a replica killed
-  (SIGKILL) frees its workspaces at once, one cut off from the database when the server's TCP
-  keepalive gives up (about ten seconds, set per session below). Its claimed row stays; the
-  next holder runs it again unless its run was already recorded.
+  advisory lock on its own "lock" connection, or while the replica that holds that lock has
+  stopped its heartbeat (frozen: its session lives on, and so does its lock). The lock goes
+  with the session: a replica killed (SIGKILL) frees its workspaces at once, one cut off from
+  the database when the server's TCP keepalive gives up (about ten seconds, set per session
+  below). Its claimed row stays; the next holder runs it again unless its run was already
+  recorded. Who may *write* a workspace is decided apart from this, by the store's leases
+  and their fences (`syncd.store.leases`): holding here only says who serves the requests.
 - A remote is polled by the replica that moves its `polls` row's due time, one per cycle.
 - NOTIFY on `syncd_requests` wakes the other replicas for a new request, on `syncd_done` tells
   them a run finished (for a caller waiting on a run another replica served).
@@ -74,6 +77,8 @@ class PostgresCoordinator:
         self._clean = clean
         self.started_at = time.time()
         self._held: set[str] = set()
+        # Held without the session lock, from a replica that stopped its heartbeat.
+        self._unlocked: set[str] = set()
         self._lock_conn: psycopg.AsyncConnection[Any] | None = None
         self._lock_mutex = asyncio.Lock()
         self._submit_conn: psycopg.Connection[Any] | None = None
@@ -186,16 +191,36 @@ class PostgresCoordinator:
         return [str(r[0]) for r in rows]
 
     async def acquire(self, ws: str) -> bool:
+        """Hold the workspace: by its session lock, or, when a frozen replica keeps that
+        lock (its session alive, its heartbeat stopped), by the heartbeats alone. A frozen
+        holder's writes then fail on the workspace's lease (see syncd.store.leases), and it
+        stops serving the workspace when it wakes."""
         rows = await self._query(
             "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (HOLD_NAMESPACE, ws)
         )
         if rows and rows[0][0]:
             self._held.add(ws)
             return True
+        rows = await self._query(
+            "SELECT bool_or(last_seen > " + NOW + " - %s), bool_or(true) FROM replicas"
+            " WHERE id <> %s AND holds::jsonb ? %s",
+            (ALIVE_WITHIN, self.replica_id, ws),
+        )
+        if rows and rows[0][1] and not rows[0][0]:
+            log.warning(
+                "workspace taken from a replica that stopped its heartbeat",
+                extra=fields(workspace=ws, replica=self.replica_id),
+            )
+            self._held.add(ws)
+            self._unlocked.add(ws)
+            return True
         return False
 
     async def release(self, ws: str) -> None:
         self._held.discard(ws)
+        if ws in self._unlocked:  # held without the session lock: nothing to unlock
+            self._unlocked.discard(ws)
+            return
         with contextlib.suppress(StoreError):  # a lost session has freed it already
             await self._query("SELECT pg_advisory_unlock(%s, hashtext(%s))", (HOLD_NAMESPACE, ws))
 
@@ -339,7 +364,7 @@ class PostgresCoordinator:
             log.info("replica reconnected", extra=fields(replica=self.replica_id))
         self._lost = None
         # A new session holds nothing: take back what runs here still, where no one else has.
-        for ws in sorted(self._held):
+        for ws in sorted(self._held - self._unlocked):
             cur = await conn.execute(
                 "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (HOLD_NAMESPACE, ws)
             )

@@ -201,10 +201,13 @@ class PostgresCoordinator:
         if rows and rows[0][0]:
             self._held.add(ws)
             return True
+        # The replicas that say they hold it, or have claimed one of its requests (a holder
+        # frozen right after its claim has not said so in a heartbeat yet): all gone?
         rows = await self._query(
             "SELECT bool_or(last_seen > " + NOW + " - %s), bool_or(true) FROM replicas"
-            " WHERE id <> %s AND holds::jsonb ? %s",
-            (ALIVE_WITHIN, self.replica_id, ws),
+            " WHERE id <> %s AND (holds::jsonb ? %s OR id IN (SELECT claimed_by FROM"
+            " sync_requests WHERE workspace = %s AND claimed_by IS NOT NULL))",
+            (ALIVE_WITHIN, self.replica_id, ws, ws),
         )
         if rows and rows[0][1] and not rows[0][0]:
             log.warning(

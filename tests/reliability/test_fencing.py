@@ -9,12 +9,19 @@ commit, and no older commit is applied after a newer one.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from tests.support import write_step
+import psycopg
+import pytest
+
+from tests.support import postgres, write_step
 from tests.support.configs import daemon_env, workspace
 from tests.support.daemon import (
     Daemon,
@@ -93,3 +100,144 @@ def test_a_slow_local_sync_never_applies_an_older_commit_over_the_daemons(
             assert order[-2:] == [x, y], order
         finally:
             stop_daemon(d)
+
+
+# -- two replicas on PostgreSQL ----------------------------------------------------------------
+
+HOLD_NAMESPACE = 0x73795257  # syncd.replicas.postgres: the workspaces' session locks
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    postgres.require()
+    with postgres.fresh_database() as url:
+        yield url
+
+
+def replica_id(d: Daemon) -> str:
+    with d.client() as c:
+        found = c.get("/api/v1/replicas").json()["replicas"]
+    return str(next(r["id"] for r in found if r["this"]))
+
+
+def claimed_by(database: str) -> str | None:
+    with psycopg.connect(database, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT claimed_by FROM sync_requests WHERE claimed_by IS NOT NULL ORDER BY id"
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def cut_lock_session(database: str) -> int:
+    """End the session holding the workspaces' locks, as a network cut or a failover does."""
+    with psycopg.connect(f"{postgres.SERVER}/postgres", autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+            " AND classid = %s AND granted",
+            (HOLD_NAMESPACE,),
+        ).fetchall()
+    return len(rows)
+
+
+def two_replicas(tmp_path: Path, r: Any, database: str) -> tuple[list[Daemon], str]:
+    configs = [workspace(WS, r.url, r.server)]
+    replicas = []
+    for i in range(2):
+        home = tmp_path / f"replica{i}"
+        home.mkdir()
+        replicas.append(
+            start_daemon(home, r.server, r.tree, r.url, configs, store={"url": database})
+        )
+    first = r.tree.head()
+    replicas[0].wait_until(lambda: applied(replicas[0], WS) == first, what="the first apply")
+    return replicas, first
+
+
+def holder_and_other(replicas: list[Daemon], database: str) -> tuple[Daemon, Daemon]:
+    holder = replicas[0].wait_until(lambda: claimed_by(database), what="a replica to claim")
+    ids = [replica_id(d) for d in replicas]
+    a = replicas[ids.index(holder)]
+    return a, replicas[1 - ids.index(holder)]
+
+
+def assert_never_back(d: Daemon, order: list[str]) -> None:
+    applies = succeeded_revisions(d)
+    positions = [order.index(rev) for rev in applies if rev in order]
+    assert positions == sorted(positions), (
+        f"an older commit was applied after a newer one: {applies}"
+    )
+
+
+def test_a_replica_cut_off_from_the_database_cannot_apply_its_older_commit(
+    tmp_path: Path, database: str
+) -> None:
+    """Replica A resolves X and its fetch is held; Y is pushed; A's lock session is ended;
+    replica B takes the request over and applies Y. On the landed release A then applied X
+    over Y (and overwrote B's run record); now A's late apply is fenced."""
+    with remote(tmp_path) as r:
+        replicas, first = two_replicas(tmp_path, r, database)
+        try:
+            write_step(r.tree, "step 0", "changed_in_x()")
+            x = r.commit_and_push("X")
+            hold = r.server.hold_next_fetch()
+            try:
+                sync_requested(replicas[0])
+                hold.wait_arrived()
+                a, b = holder_and_other(replicas, database)
+                write_step(r.tree, "step 0", "changed_in_y()")
+                write_step(r.tree, "new in y", "new()")
+                y = r.commit_and_push("Y")
+                assert cut_lock_session(database) >= 1
+                sync_requested(b)  # its NOTIFY wakes B at once: B takes the workspace over
+                b.wait_until(lambda: applied(b, WS) == y, 30, "B to apply Y")
+            finally:
+                hold.release()
+            b.wait_until(lambda: "sync fenced" in a.log(), 30, "A's late apply to be fenced")
+            time.sleep(1.0)  # A's fenced run would have been written by now
+            assert settled_at(b, y)
+            assert live_steps(b, WS) == tree_steps(r.tree)
+            assert_never_back(b, [first, x, y])
+        finally:
+            for d in replicas:
+                stop_daemon(d)
+
+
+def test_a_frozen_replica_loses_its_workspace_and_cannot_apply_when_it_wakes(
+    tmp_path: Path, database: str
+) -> None:
+    """Replica A is frozen (SIGSTOP) with its fetch held: its session, and so its lock, lives
+    on. On the landed release nobody took the workspace over for as long as A stayed frozen;
+    now B takes it once A's heartbeat is stale, applies Y, and A's apply after SIGCONT is
+    fenced."""
+    with remote(tmp_path) as r:
+        replicas, first = two_replicas(tmp_path, r, database)
+        a = None
+        try:
+            write_step(r.tree, "step 0", "changed_in_x()")
+            x = r.commit_and_push("X")
+            hold = r.server.hold_next_fetch()
+            try:
+                sync_requested(replicas[0])
+                hold.wait_arrived()
+                a, b = holder_and_other(replicas, database)
+                os.kill(a.process.pid, signal.SIGSTOP)
+                frozen_at = time.monotonic()
+                write_step(r.tree, "step 0", "changed_in_y()")
+                write_step(r.tree, "new in y", "new()")
+                y = r.commit_and_push("Y")
+                sync_requested(b)
+                b.wait_until(lambda: applied(b, WS) == y, 40, "B to apply Y while A is frozen")
+                took = time.monotonic() - frozen_at
+            finally:
+                hold.release()
+                if a is not None:
+                    os.kill(a.process.pid, signal.SIGCONT)
+            b.wait_until(lambda: "sync fenced" in a.log(), 30, "A's late apply to be fenced")
+            time.sleep(1.0)
+            assert settled_at(b, y)
+            assert live_steps(b, WS) == tree_steps(r.tree)
+            assert_never_back(b, [first, x, y])
+            print(f"\ntakeover after SIGSTOP: Y applied by B {took:.2f} s after A froze")
+        finally:
+            for d in replicas:
+                stop_daemon(d)

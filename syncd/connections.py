@@ -9,6 +9,9 @@ the client cares to send it (its keep-alive timeout only runs between requests).
   `header_timeout` of opening (or of its last response) is closed. It wraps uvicorn's protocol
   class, whichever it is (h11 or httptools): both keep the request in flight as `cycle`, and both
   call `on_response_complete` when a response is done;
+- a limit on a request head's size (`MAX_HEAD_BYTES`): a head that has not ended within it is
+  answered 431 and its connection closed, before uvicorn's parser (httptools has no limit of
+  its own) keeps it in memory;
 - the soft limit on descriptors raised to what the cap needs, where the hard limit allows;
 - a log filter that summarises floods of one message (accept errors, bad requests).
 """
@@ -29,6 +32,15 @@ from syncd.logs import fields
 log = logging.getLogger("syncd.connections")
 
 SUMMARY_EVERY = 10.0
+# A request head (request line and headers) larger than this is refused: 431.
+MAX_HEAD_BYTES = 64 * 1024
+HEAD_END = b"\r\n\r\n"
+REFUSED_LINGER = 1.0  # seconds a refused connection is drained before it is closed
+TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8"
+    b"\r\nconnection: close\r\ncontent-length: 46\r\n\r\n"
+    b"the request head is over 65536 bytes: refused\n"
+)
 # Descriptors beyond the connections: the store, git subprocesses and their pipes, threads' files.
 SPARE_DESCRIPTORS = 512
 
@@ -65,6 +77,7 @@ class ConnectionGuard:
         self.open = 0
         self.refused = Tally(f"connections refused (over the limit of {max_connections} open)")
         self.slow = Tally(f"connections closed (no request head within {header_timeout:g} s)")
+        self.large = Tally(f"request heads refused (over {MAX_HEAD_BYTES} bytes): 431")
 
     def admit(self) -> bool:
         if self.open >= self.max_connections:
@@ -88,6 +101,11 @@ class _Guarded(asyncio.Protocol):
     _refused = False
     _deadline: asyncio.TimerHandle | None = None
     _waiting_since = 0.0  # loop time at which the connection began to wait for a head
+    # Bytes of the head being read, and the last 3 bytes seen (a head's end may span reads);
+    # None once the head has ended, until the response to it is complete.
+    _head_bytes: int | None = 0
+    _head_tail = b""
+    _head_refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not self.guard.admit():
@@ -111,12 +129,43 @@ class _Guarded(asyncio.Protocol):
             self._deadline = None
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        if self._head_bytes is not None:
+            if self._head_refused:
+                return  # what the client still sends after the 431: dropped, kept nowhere
+            seen = self._head_tail + data
+            end = seen.find(HEAD_END)
+            size = self._head_bytes + (len(data) if end < 0 else end + 4 - len(self._head_tail))
+            if size > MAX_HEAD_BYTES:
+                self._refuse_head()
+                return
+            if end < 0:
+                self._head_bytes, self._head_tail = size, seen[-3:]
+            else:
+                self._head_bytes, self._head_tail = None, b""
+        super().data_received(data)
+
+    def _refuse_head(self) -> None:
+        """Answer 431 and end the connection. What the client is still sending is read and
+        dropped for a moment first: closing with unread data would reset the connection, and
+        the client might never see the answer."""
+        self.guard.large.add()
+        self._head_refused = True
+        transport: Any = getattr(self, "transport", None)
+        if transport is None or transport.is_closing():
+            return
+        transport.write(TOO_LARGE)
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._guard_loop.call_later(REFUSED_LINGER, transport.close)
+
     def on_response_complete(self) -> None:
         super().on_response_complete()  # type: ignore[misc]  # uvicorn's protocol has it
         self._wait_for_head()  # the next request's head gets the same time
 
     def _wait_for_head(self) -> None:
         self._waiting_since = self._guard_loop.time()
+        self._head_bytes, self._head_tail = 0, b""
         if self._deadline is None:
             self._deadline = self._guard_loop.call_later(self.guard.header_timeout, self._check)
 

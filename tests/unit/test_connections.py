@@ -9,20 +9,22 @@ import socket
 import pytest
 import uvicorn
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from syncd.connections import ConnectionGuard, FloodFilter, protocol_class
+from syncd.connections import MAX_HEAD_BYTES, ConnectionGuard, FloodFilter, protocol_class
 
 
 async def _hello(request: object) -> PlainTextResponse:
     return PlainTextResponse("hello")
 
 
-async def _serve(guard: ConnectionGuard, http: str) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    app = Starlette(routes=[Route("/", _hello)])
+async def _serve(
+    guard: ConnectionGuard, http: str, app: Starlette | None = None
+) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     config = uvicorn.Config(
-        app,
+        app or Starlette(routes=[Route("/", _hello)]),
         host="127.0.0.1",
         port=0,
         http=protocol_class(guard, http),
@@ -158,3 +160,66 @@ def test_a_flood_of_one_message_is_summarised(caplog: pytest.LogCaptureFixture) 
     assert len(accepts) == 1 and accepts[0].exc_info is None
     assert "\n" not in accepts[0].getMessage()
     assert sum(r.getMessage() == "something else" for r in caplog.records) == 1000
+
+
+async def _read_until(reader: asyncio.StreamReader, text: bytes) -> bytes:
+    """What the server sends, up to `text` (an answer's head and body may come apart)."""
+    seen = b""
+    for _ in range(20):
+        seen += await asyncio.wait_for(reader.read(1000), 5)
+        if text in seen:
+            break
+    return seen
+
+
+async def _echo_length(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(f"got {len(await request.body())}")
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_a_request_head_over_the_limit_is_refused_and_a_large_body_is_not(http: str) -> None:
+    """A head past MAX_HEAD_BYTES (in one read or dripped in many) is answered 431 and closed;
+    a small head followed by a large body in the same read, and the next request on the same
+    connection, are served."""
+    if http == "httptools":
+        pytest.importorskip("httptools")
+
+    async def main() -> None:
+        guard = ConnectionGuard(max_connections=16, header_timeout=5.0)
+        app = Starlette(routes=[Route("/", _hello), Route("/body", _echo_length, methods=["POST"])])
+        server, task = await _serve(guard, http, app)
+        port = _port(server)
+        try:
+            big = b"X-Big: " + b"a" * (MAX_HEAD_BYTES + 10) + b"\r\n"
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n")
+            answer = await asyncio.wait_for(reader.read(), 5)
+            assert answer.startswith(b"HTTP/1.1 431 ")
+            writer.close()
+            # dripped: many small header lines, each read apart (h11 refuses a head past 16 KiB
+            # itself: httptools has no limit of its own)
+            if http == "httptools":
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+                for i in range(MAX_HEAD_BYTES // 1000 + 2):
+                    writer.write(b"X-%d: " % i + b"b" * 990 + b"\r\n")
+                    await writer.drain()
+                answer = await asyncio.wait_for(reader.read(), 5)
+                assert answer.startswith(b"HTTP/1.1 431 ")
+                writer.close()
+            # a large body is no head: served, and the next head on the connection too
+            body = b"z" * (4 * MAX_HEAD_BYTES)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+            )
+            assert b"got %d" % len(body) in await _read_until(reader, b"got %d" % len(body))
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"hello" in await _read_until(reader, b"hello")
+            writer.close()
+            assert guard.large.total == (2 if http == "httptools" else 1)
+        finally:
+            server.should_exit = True
+            await task
+
+    asyncio.run(main())

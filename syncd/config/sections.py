@@ -62,6 +62,10 @@ class Defaults:
     max_deletes: DeleteLimit | None = None
 
 
+# An API token shorter than this is refused: one that can be guessed is no token.
+MIN_TOKEN_LENGTH = 16
+
+
 class SectionParser(NotificationSections):
     """Checks each section; a section (or list item) that added problems is left out."""
 
@@ -216,6 +220,16 @@ class SectionParser(NotificationSections):
                 self.error(item_at.key("name"), f"duplicate token name {quote(name)}")
             names.add(name)
             token = self.secret(item_at, section, "token", base_dir, required=True)
+            # An UnresolvedSecret (lazy loading) is judged when revealed, by the one using it.
+            short = token is not None and not isinstance(token, UnresolvedSecret)
+            if short and token is not None and len(token.reveal()) < MIN_TOKEN_LENGTH:
+                where = "token_file" if "token_file" in section else "token_env"
+                self.error(
+                    item_at.key(where),
+                    f"the token from {token.source} is {len(token.reveal())} characters long;"
+                    f" an API token needs at least {MIN_TOKEN_LENGTH}, so that it cannot be"
+                    " guessed (e.g. `openssl rand -hex 32`)",
+                )
             scopes = self.str_list(item_at.key("scopes"), section.get("scopes"))
             for j, scope in enumerate(scopes):
                 if scope not in SCOPES:

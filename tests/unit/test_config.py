@@ -31,7 +31,7 @@ from syncd.model import WEBHOOK_PROVIDERS, Mode
 # Secret values: no message and no repr may ever contain them.
 ENV = {
     "GIT_TOKEN": "git-secret-1f3a",
-    "SYNCD_TOKEN": "api-secret-77c2",
+    "SYNCD_TOKEN": "api-secret-77c2-0123456789",
     "GITHUB_WEBHOOK_SECRET": "gh-secret-0b9e",
     "GITLAB_WEBHOOK_TOKEN": "gl-secret-c4d1",
     "SMTP_PASSWORD": "smtp-secret-5e60",
@@ -290,10 +290,10 @@ def test_yaml_merge_keys_allow_overrides(tmp_path: Path) -> None:
 def test_load_config_accepts_a_str_path_and_reads_os_environ(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SYNCD_TEST_TOKEN", "from-os-environ")
+    monkeypatch.setenv("SYNCD_TEST_TOKEN", "from-os-environ-0123")
     path = write(tmp_path, "tokens: [{name: t, token_env: SYNCD_TEST_TOKEN, scopes: [read]}]\n")
     config = load_config(str(path))
-    assert config.tokens[0].token.reveal() == "from-os-environ"
+    assert config.tokens[0].token.reveal() == "from-os-environ-0123"
 
 
 def test_relative_config_path_is_made_absolute(
@@ -923,7 +923,7 @@ def test_config_is_frozen(tmp_path: Path) -> None:
 def test_env_and_file_secrets(tmp_path: Path) -> None:
     (tmp_path / "creds").mkdir()
     (tmp_path / "creds" / "git").write_text("from-file\n\n")
-    (tmp_path / "creds" / "crlf").write_text("crlf-secret\r\n")
+    (tmp_path / "creds" / "crlf").write_text("crlf-secret-0123456\r\n")
     text = """\
         tokens:
           - {name: a, token_env: SYNCD_TOKEN, scopes: [read]}
@@ -936,7 +936,7 @@ def test_env_and_file_secrets(tmp_path: Path) -> None:
     config = load(tmp_path, text)
     a, b = config.tokens
     assert a.token == Secret(ENV["SYNCD_TOKEN"], "env SYNCD_TOKEN")
-    assert b.token.reveal() == "crlf-secret"
+    assert b.token.reveal() == "crlf-secret-0123456"
     assert b.token.source == f"file {tmp_path}/creds/crlf"
     password = config.workspaces[0].source.password
     assert password is not None
@@ -946,9 +946,9 @@ def test_env_and_file_secrets(tmp_path: Path) -> None:
 
 def test_secret_file_with_absolute_path(tmp_path: Path) -> None:
     secret = tmp_path / "abs-secret"
-    secret.write_text("abs")
+    secret.write_text("absolute-0123456789")
     config = load(tmp_path, f"tokens: [{{name: a, token_file: '{secret}', scopes: [read]}}]\n")
-    assert config.tokens[0].token.reveal() == "abs"
+    assert config.tokens[0].token.reveal() == "absolute-0123456789"
 
 
 @pytest.mark.parametrize(
@@ -1070,7 +1070,7 @@ def test_token_names_are_unique(tmp_path: Path) -> None:
     text = """\
         tokens:
           - {name: ci, token_env: SYNCD_TOKEN, scopes: [read]}
-          - {name: ci, token_env: GIT_TOKEN, scopes: [sync]}
+          - {name: ci, token_env: SYNCD_TOKEN, scopes: [sync]}
     """
     assert one_problem(tmp_path, text) == (
         f'{tmp_path}/syncd.yaml: tokens[1] (name "ci").name: duplicate token name "ci"'
@@ -1366,3 +1366,13 @@ def test_file_paths_are_absolute(tmp_path: Path) -> None:
     config = load(tmp_path, "state_dir: ../state\n")
     assert config.state_dir == tmp_path.parent / "state"
     assert os.path.isabs(config.state_dir)
+
+
+def test_a_short_api_token_is_refused_by_name_never_shown(tmp_path: Path) -> None:
+    text = "tokens: [{name: ci, token_env: SYNCD_SHORT_TOKEN, scopes: [read, sync]}]\n"
+    problem = one_problem(tmp_path, text, ENV | {"SYNCD_SHORT_TOKEN": "ab"})
+    assert problem == (
+        f'{tmp_path}/syncd.yaml: tokens[0] (name "ci").token_env: the token from env'
+        " SYNCD_SHORT_TOKEN is 2 characters long; an API token needs at least 16, so that it"
+        " cannot be guessed (e.g. `openssl rand -hex 32`)"
+    )

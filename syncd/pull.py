@@ -95,7 +95,8 @@ def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from syncd.cli.commands import token_of  # the other commands' --token-file and variables
+    # the other commands' --token-file and variables, --deadline and --max-answer
+    from syncd.cli.commands import client_limits, token_of
 
     try:
         # --server, --token-file and --ca-file are global options (syncd.cli.parser); pull's
@@ -108,6 +109,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
             args.include_disabled,
             token=token_of(args),
             ca_file=getattr(args, "ca_file", None),
+            limits=client_limits(args),
         )
     except (UsageError, ConfigError) as e:
         print(f"syncd pull: {e}", file=sys.stderr)
@@ -125,6 +127,7 @@ def pull(
     include_disabled: bool = False,
     token: str | None = None,
     ca_file: Path | None = None,
+    limits: Mapping[str, Any] | None = None,
 ) -> int:
     # 1. where: the target folder, which must lie in a git checkout
     root = target.resolve()
@@ -133,14 +136,16 @@ def pull(
     ids = list(workspaces) or aloma_workspaces(root, top)
     # 3. from where: the server and the token
     base = server_url(server or environ.get("SYNCD_SERVER") or DEFAULT_SERVER)
-    token = token or environ.get("SYNCD_TOKEN") or environ.get("ALOMA_KEY")
+    token = token or apiclient.token_from(None, environ)
     if not token:
         raise UsageError(TOKEN_HELP)
+    # one client for the whole pull: --deadline holds for all its requests together
+    client = apiclient.ApiClient(base, token, ca_file, timeout=TIMEOUT, **(limits or {}))
     # 4. read every workspace's live steps, then lay them out together
     steps: list[PulledStep] = []
     skipped: list[LeftOut] = []
     for ws_id in ids:
-        name, found = fetch_workspace(base, token, ws_id, ca_file)
+        name, found = fetch_workspace(client, ws_id)
         kept = sum(is_pulled(s, include_disabled) for s in found)
         print(f"Pulling workspace {name} (id: {ws_id}): {kept} steps")
         mine = left_out(found, include_disabled)
@@ -325,19 +330,17 @@ def server_url(text: str) -> str:
         raise UsageError(str(e)) from None
 
 
-def fetch_workspace(
-    base: str, token: str, ws_id: str, ca_file: Path | None = None
-) -> tuple[str, list[PulledStep]]:
+def fetch_workspace(client: apiclient.ApiClient, ws_id: str) -> tuple[str, list[PulledStep]]:
     """The workspace's name and its live steps."""
     path = f"/api/v1/workspaces/{urllib.parse.quote(ws_id, safe='')}"
-    client = apiclient.ApiClient(base, token, ca_file, timeout=TIMEOUT)
     info = _get(client, path, ws_id)
     answer = _get(client, f"{path}/steps", ws_id)
     try:
         name = str(info.get("name") or ws_id)
         return name, [_step(ws_id, s) for s in answer["steps"]]
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise ServerError(f"{base}{path}/steps: unexpected answer ({e!r})") from e
+        said = client.clean(repr(e))
+        raise ServerError(f"{client.base}{path}/steps: unexpected answer ({said})") from e
 
 
 def _step(ws_id: str, doc: dict[str, Any]) -> PulledStep:

@@ -17,6 +17,7 @@ from syncd.apiclient import (
     BadServer,
     ClientError,
     Forbidden,
+    TokenRefused,
     Unauthorized,
     Unreachable,
     VersionMismatch,
@@ -69,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging("text", "warning")
     try:
         return handler(args)
+    except TokenRefused as e:  # one line: where the token came from and what is wrong with it
+        print(f"syncd: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except ConfigError as e:
         print(f"syncd: config refused:\n{e}", file=sys.stderr)
         return EXIT_USAGE

@@ -41,4 +41,9 @@ class Backend(Protocol):
 
     def workspace_ids(self) -> list[str]: ...
 
+    def next_round(self) -> None:
+        """A new round of a command that waits by design (`wait`, `status --watch`): in client
+        mode, the server's answers get a whole new deadline (--deadline)."""
+        ...
+
     def close(self) -> None: ...

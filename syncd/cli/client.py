@@ -7,7 +7,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 
-from syncd.apiclient import ApiClient, ApiNotFound
+from syncd.apiclient import ApiClient, ApiNotFound, BadServer
 from syncd.cli.backend import FINISHED, View
 from syncd.errors import NotFound
 
@@ -54,28 +54,34 @@ class RemoteBackend:
         known = ", ".join(f"{v['id']} ({v['name']})" for v in listed) or "none"
         raise NotFound(f"no workspace {key!r} at {api.base}; known: {known}")
 
+    def _listed(self, path: str, key: str, **query: str) -> list[View]:
+        """The list of objects under `key` of the answer: refused before anything is printed
+        when the server sends something else."""
+        found = self._api().get(path, **query).get(key)
+        if not isinstance(found, list) or not all(isinstance(v, dict) for v in found):
+            raise BadServer(f"{self.client.base}{path}: `{key}` is not a list of objects")
+        return found
+
     def views(self, key: str | None) -> list[View]:
         if key:
             return [self.find(key)]
-        workspaces: list[View] = self._api().get("/api/v1/workspaces")["workspaces"]
-        return workspaces
+        return self._listed("/api/v1/workspaces", "workspaces")
 
     def diff(self, ws: View) -> View:
         return self._api().get(self._path(ws, "/diff"))
 
     def sync(self, ws: View, revision: str | None, dry_run: bool, wait: bool) -> View:
         body = {"dry_run": dry_run, "revision": revision}
-        if wait:
-            return self._api().post(self._path(ws, "/sync"), body, wait="true")
+        if wait:  # the server holds the request until the run ends (up to its 600 s)
+            path = self._path(ws, "/sync")
+            return self._api().post(path, body, holds=WAIT_RUN_SECONDS, wait="true")
         return self._api().post(self._path(ws, "/sync"), body)
 
     def steps(self, ws: View) -> list[View]:
-        steps: list[View] = self._api().get(self._path(ws, "/steps"))["steps"]
-        return steps
+        return self._listed(self._path(ws, "/steps"), "steps")
 
     def runs(self, ws: View, limit: int) -> list[View]:
-        runs: list[View] = self._api().get(self._path(ws, "/runs"), limit=str(limit))["runs"]
-        return runs
+        return self._listed(self._path(ws, "/runs"), "runs", limit=str(limit))
 
     def run(self, run_id: str) -> View:
         try:
@@ -99,6 +105,7 @@ class RemoteBackend:
         """A queued run, once finished: the server records a run only when it ends."""
         deadline = self.clock() + timeout
         while True:
+            self.next_round()  # each poll gets the whole deadline; the loop has its own
             try:
                 run = self._api().get(f"/api/v1/runs/{_q(run_id)}")
                 if run.get("result") in FINISHED:
@@ -114,6 +121,9 @@ class RemoteBackend:
 
     def workspace_ids(self) -> list[str]:
         return [v["id"] for v in self.views(None)]
+
+    def next_round(self) -> None:
+        self.client.restart_deadline()
 
     def close(self) -> None:
         pass

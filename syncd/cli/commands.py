@@ -9,9 +9,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from syncd import __version__
-from syncd.apiclient import ApiClient, ApiFailed, ClientError
+from syncd.apiclient import ApiClient, ApiFailed, BadServer, ClientError, token_from
 from syncd.cli import output as out
 from syncd.cli.backend import Backend, View
 from syncd.cli.client import RemoteBackend
@@ -35,24 +36,27 @@ def server_of(args: argparse.Namespace) -> str | None:
 
 
 def token_of(args: argparse.Namespace) -> str | None:
-    """--token-file, else $SYNCD_TOKEN, else $ALOMA_KEY (the workspace SDK's name)."""
-    if getattr(args, "token_file", None):
-        try:
-            text = args.token_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"--token-file {args.token_file}: cannot be read: {e}") from None
-        token: str = text.strip()
-        if not token:
-            raise ConfigError(f"--token-file {args.token_file} is empty")
-        return token
-    found = os.environ.get("SYNCD_TOKEN") or os.environ.get("ALOMA_KEY")
-    return found or None
+    """--token-file, else $SYNCD_TOKEN, else $ALOMA_KEY (the workspace SDK's name). A token that
+    cannot go into a header (two lines, a carriage return, a space...) is refused, by where it
+    came from, never quoted."""
+    return token_from(getattr(args, "token_file", None), os.environ)
+
+
+def client_limits(args: argparse.Namespace) -> dict[str, Any]:
+    """--deadline and --max-answer, as ApiClient's keywords (its defaults when not given)."""
+    limits: dict[str, Any] = {}
+    if getattr(args, "deadline", None) is not None:
+        limits["deadline"] = args.deadline
+    if getattr(args, "max_answer", None) is not None:
+        limits["max_answer"] = args.max_answer
+    return limits
 
 
 def backend_for(args: argparse.Namespace) -> Backend:
     server = server_of(args)
     if server:
-        client = ApiClient(server, token_of(args), getattr(args, "ca_file", None))
+        token = token_of(args)
+        client = ApiClient(server, token, getattr(args, "ca_file", None), **client_limits(args))
         return RemoteBackend(client)
     return LocalBackend(config_path(args), out.progress_printer())
 
@@ -61,6 +65,15 @@ def with_backend(args: argparse.Namespace, body: Callable[[Backend], int]) -> in
     backend = backend_for(args)
     try:
         return body(backend)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        if not isinstance(backend, RemoteBackend):
+            raise
+        # The server answered JSON, but not in the shapes syncd's views have: one line, no
+        # traceback (the printing code trusts the views it is given).
+        api = backend.client
+        raise BadServer(
+            f"{api.base}: an answer syncd would not give ({api.clean(f'{type(e).__name__}: {e}')})"
+        ) from None
     finally:
         backend.close()
 
@@ -145,6 +158,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         for i in range(max(1, args.count)):
             if i:
                 time.sleep(interval)
+                backend.next_round()
             if sys.stdout.isatty():
                 sys.stdout.write("\033[H\033[2J")  # home, clear: a redraw, not a scroll
             print(f"every {interval:g}s: syncd status   {time.strftime('%H:%M:%S')}")
@@ -263,6 +277,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
                 )
                 return EXIT_TIMEOUT
             time.sleep(min(1.0, left))
+            backend.next_round()
 
     return with_backend(args, body)
 

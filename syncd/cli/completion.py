@@ -7,7 +7,14 @@ from __future__ import annotations
 import argparse
 import shlex
 
-GLOBAL_WITH_VALUE = ("--config", "--server", "--token-file", "--ca-file")
+GLOBAL_WITH_VALUE = (
+    "--config",
+    "--server",
+    "--token-file",
+    "--ca-file",
+    "--deadline",
+    "--max-answer",
+)
 FILE_OPTIONS = ("--config", "--token-file", "--ca-file", "--dir")
 
 

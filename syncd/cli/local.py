@@ -94,6 +94,9 @@ class LocalBackend:
         # Only the config: completion must not open the store.
         return [ws.id for ws in load_lazy(self.config_path).workspaces]
 
+    def next_round(self) -> None:
+        pass  # no deadline here: in-process work
+
     def close(self) -> None:
         if self._core is not None:
             self._core.close()

@@ -1,8 +1,9 @@
 """The command line: every command, its options and its help, in one parser.
 
-The global options (--config, --server, --token-file, --ca-file) may come before the command
-(`syncd --server URL status`) or after it: the command's copies default to SUPPRESS, so that a
-value given before the command is not overwritten by the command's own default.
+The global options (--config, --server, --token-file, --ca-file, --deadline, --max-answer) may
+come before the command (`syncd --server URL status`) or after it: the command's copies default
+to SUPPRESS, so that a value given before the command is not overwritten by the command's own
+default.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from syncd.apiclient import DEADLINE, MAX_ANSWER
 from syncd.cli import commands as c
+from syncd.config.checks import parse_duration
 
 # The commands that read or steer a workspace: local mode, or client mode with --server.
 CLIENT_HELP = (
@@ -47,6 +50,38 @@ def global_options(parser: argparse.ArgumentParser, default: object) -> None:
         default=default,
         help="CA bundle to verify the server's certificate (default: the system's)",
     )
+    parser.add_argument(
+        "--deadline",
+        type=_duration,
+        metavar="D",
+        default=default,
+        help="with --server, give up when the server has not answered within D, all the "
+        f"command's requests together: 90, 30s, 5m (default: {DEADLINE:g}s; `wait`, "
+        "`status --watch` and a run's polls start it again at each round)",
+    )
+    parser.add_argument(
+        "--max-answer",
+        type=_mebibytes,
+        metavar="MIB",
+        default=default,
+        help=f"with --server, refuse an answer larger than MIB MiB (default: {MAX_ANSWER >> 20})",
+    )
+
+
+def _duration(text: str) -> float:
+    try:
+        seconds = parse_duration(int(text) if text.strip().isdigit() else text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
+    return seconds
+
+
+def _mebibytes(text: str) -> int:
+    if not text.strip().isdigit() or not 0 < int(text) <= 1 << 20:
+        raise argparse.ArgumentTypeError(f"expected a number of MiB (1 or more), got {text!r}")
+    return int(text) << 20
 
 
 def build_parser() -> argparse.ArgumentParser:

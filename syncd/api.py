@@ -41,6 +41,7 @@ from syncd.model import Mode, Trigger
 from syncd.openapi import openapi_document
 from syncd.refs import is_revision
 from syncd.scheduler import QueueFull, ShuttingDown, Ticket
+from syncd.store import StoreError
 from syncd.views import diff_view, replica_view, sync_result_view
 
 # The names other code imports from here, wherever they are defined.
@@ -61,6 +62,7 @@ __all__ = [
 audit = logging.getLogger("syncd.audit")
 
 WAIT_TIMEOUT = 600.0
+PROBE_DEADLINE = 2.0  # seconds /readyz waits for the store: a load balancer's probe is short
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -112,7 +114,7 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
             raise ApiError(422, "`revision` must be a commit sha (4 to 40 hex digits) or null")
         if revision is not None:  # 422 now for a commit that is not on the workspace's branch
             await asyncio.to_thread(rt.workspaces.check_revision, ws, revision)
-        ticket = rt.workspaces.request_sync(ws, Trigger.MANUAL, revision, dry_run)
+        ticket = await rt.workspaces.request_sync(ws, Trigger.MANUAL, revision, dry_run)
         if request.query_params.get("wait", "").lower() not in ("1", "true", "yes"):
             # A pinned sync of an automatic workspace suspends its automation once applied.
             pins = revision is not None and not dry_run and ws.mode is Mode.AUTOMATIC
@@ -134,7 +136,7 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         await asyncio.to_thread(rt.workspaces.resume, ws)
         # Back to the branch head: a manual sync, which also ends a pin.
         try:
-            ticket = rt.workspaces.request_sync(ws, Trigger.MANUAL, None, False)
+            ticket = await rt.workspaces.request_sync(ws, Trigger.MANUAL, None, False)
         except (QueueFull, ShuttingDown) as e:
             # The resume itself is stored: say so, or a client would resume again for nothing.
             raise ApiError(
@@ -169,13 +171,13 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         ws, name = _workspace(rt, request), step_name(request)
         content = step_content(await json_body(request))
         saved = await asyncio.to_thread(rt.workspaces.put_step, ws, name, content)
-        rt.workspaces.note_edit(ws)
+        await rt.workspaces.note_edit(ws)
         return JSONResponse(saved.to_dict())
 
     async def delete_step(request: Request) -> Response:
         ws, name = _workspace(rt, request), step_name(request)
         await asyncio.to_thread(rt.workspaces.delete_step, ws, name)
-        rt.workspaces.note_edit(ws)
+        await rt.workspaces.note_edit(ws)
         return Response(status_code=204)
 
     async def export(request: Request) -> Response:
@@ -213,10 +215,14 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         )
 
     async def readyz(request: Request) -> Response:
-        # A replica cut off from the database says so at once, before its store call times out.
-        problem = rt.scheduler.coordinator.problem() or await asyncio.to_thread(
-            rt.core.store.problem
-        )
+        # A replica cut off from the database says so at once, before its store call times out;
+        # a store that does not answer (locked, frozen) within the probe's deadline is a problem.
+        problem = rt.scheduler.coordinator.problem()
+        if problem is None:
+            try:
+                problem = await rt.scheduler.offloop.within(PROBE_DEADLINE, rt.core.store.problem)
+            except StoreError as e:
+                problem = str(e)
         if rt.ready and not rt.stopping and problem is None:
             return JSONResponse({"status": "ready"})
         return error_response(503, "not ready", {"stopping": rt.stopping, "store": problem})

@@ -117,7 +117,7 @@ class DaemonWebhooks(WebhookEndpoint):
         receive: Receive,
         send: Send,
     ) -> Receipt | None:
-        return self.intake.receive_lowered(provider, headers, body)
+        return await self.intake.receive_lowered(provider, headers, body)
 
 
 class HooksFirst:

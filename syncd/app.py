@@ -116,6 +116,7 @@ class App:
 
     def close(self) -> None:
         self.remote_reads.close()
+        self.scheduler.offloop.close()
         self.core.close()
 
 
@@ -141,7 +142,12 @@ def build(config: Config, registry: CollectorRegistry | None = None) -> App:
     metrics.set_replica(scheduler.coordinator.replica_id, lambda: len(scheduler.busy()))
     digests = Digester(core.store, lambda: core.config, metrics)
     # Delivery ids are kept in the store, so that a redelivery after a restart starts nothing.
-    intake = Intake(lambda: core.config, scheduler, metrics, DeliveryLog(core.store))
+    intake = Intake(
+        lambda: core.config,
+        scheduler,
+        metrics,
+        DeliveryLog(core.store, offloop=scheduler.offloop),
+    )
     remote_reads = RemoteReads(config.server.max_remote_reads)
     app = App(
         core=core,

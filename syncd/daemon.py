@@ -192,7 +192,7 @@ class Daemon:
             for ws in config.workspaces:
                 if before.get(ws.id) != ws:
                     with contextlib.suppress(SyncdError):
-                        self.app.scheduler.request(ws.id, Trigger.STARTUP)
+                        await self.app.scheduler.request(ws.id, Trigger.STARTUP)
             self.notifier.ready(status=self.status_line())
             return True
 

@@ -31,6 +31,7 @@ from syncd.polling import Polling, should_sync
 from syncd.replicas import Coordinator, LocalCoordinator
 from syncd.shared_runs import SharedRuns
 from syncd.store import Store
+from syncd.store.offloop import OffLoop
 from syncd.sync_requests import (
     MAX_QUEUED_PER_WORKSPACE,
     QueueFull,
@@ -80,6 +81,9 @@ class Scheduler:
         self.accepting = False
         self._polling = Polling(self, max_parallel)
         self._shared = SharedRuns(self)
+        # Store calls made for the event loop (a request recorded in the database).
+        self.offloop = OffLoop()
+        self._quiet: set[asyncio.Task[None]] = set()
         # The event that wakes the claim loop (a NOTIFY, a request recorded here).
         self._wake = self._shared.wake
 
@@ -136,7 +140,7 @@ class Scheduler:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def request(
+    async def request(
         self,
         ws_id: str,
         trigger: Trigger,
@@ -144,11 +148,19 @@ class Scheduler:
         dry_run: bool = False,
         head: str | None = None,
     ) -> Ticket:
+        """Queue a sync; with replicas, recorded in the database before this returns (off
+        the event loop, with a deadline: QueueFull when the database does not answer)."""
         if not self.accepting:
             raise ShuttingDown("syncd is stopping and takes no new runs")
         self.config().workspace(ws_id)  # NotFound for an unknown workspace
         if self.shared:
-            return self._shared.submit(ws_id, trigger, revision, dry_run, head)
+            return await self._shared.submit(ws_id, trigger, revision, dry_run, head)
+        return self._request_here(ws_id, trigger, revision, dry_run, head)
+
+    def _request_here(
+        self, ws_id: str, trigger: Trigger, revision: str | None, dry_run: bool, head: str | None
+    ) -> Ticket:
+        """Queue a sync in this process's memory (one process, no replicas)."""
         slot = self.slot(ws_id)
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         new = Request(trigger, revision, dry_run, head)
@@ -169,13 +181,13 @@ class Scheduler:
             slot.task = asyncio.create_task(self._work(ws_id, slot), name=f"sync {ws_id}")
         return Ticket(ws_id, new.run_id, False, future)
 
-    def note_outside_edit(self, ws_id: str) -> None:
+    async def note_outside_edit(self, ws_id: str) -> None:
         """An edit outside git: reconcile after a quiet moment (debounced, like self-heal)."""
         if self.shared:
             # A request row due after the quiet moment: any replica heals it, even if this one
             # is gone by then.
             try:
-                self._shared.submit(
+                await self._shared.submit(
                     ws_id, Trigger.DRIFT, None, False, None, delay=self.drift_debounce
                 )
             except (QueueFull, ShuttingDown, NotFound) as e:
@@ -298,14 +310,35 @@ class Scheduler:
         )
 
     def request_quietly(self, ws_id: str, trigger: Trigger, head: str | None = None) -> None:
-        """A request no one waits for (a timer, a poll): dropping it is logged, not raised."""
-        try:
-            self.request(ws_id, trigger, head=head)
-        except (QueueFull, ShuttingDown, NotFound) as e:
-            log.info(
-                "request dropped",
-                extra=fields(workspace=ws_id, trigger=str(trigger), reason=str(e)),
+        """A request no one waits for (a timer, a poll): dropping it is logged, not raised.
+        With replicas it is recorded in the background: a lost one is asked again by the
+        next poll or timer."""
+        if self.shared:
+            task = asyncio.get_running_loop().create_task(
+                self._request_logged(ws_id, trigger, head)
             )
+            self._quiet.add(task)  # held until done: the loop keeps only a weak reference
+            task.add_done_callback(self._quiet.discard)
+            return
+        try:
+            if not self.accepting:
+                raise ShuttingDown("syncd is stopping and takes no new runs")
+            self.config().workspace(ws_id)
+            self._request_here(ws_id, trigger, None, False, head)
+        except (QueueFull, ShuttingDown, NotFound) as e:
+            self._dropped(ws_id, trigger, e)
+
+    async def _request_logged(self, ws_id: str, trigger: Trigger, head: str | None) -> None:
+        try:
+            await self.request(ws_id, trigger, head=head)
+        except (QueueFull, ShuttingDown, NotFound) as e:
+            self._dropped(ws_id, trigger, e)
+
+    @staticmethod
+    def _dropped(ws_id: str, trigger: Trigger, e: Exception) -> None:
+        log.info(
+            "request dropped", extra=fields(workspace=ws_id, trigger=str(trigger), reason=str(e))
+        )
 
     @staticmethod
     def _cancel_timers(slot: Slot) -> None:

@@ -22,6 +22,7 @@ from syncd.logs import fields
 from syncd.model import Trigger
 from syncd.replicas import Claimed, Coordinator
 from syncd.store import Store, StoreError
+from syncd.store.offloop import OffLoop
 from syncd.sync_requests import (
     MAX_QUEUED_PER_WORKSPACE,
     QueueFull,
@@ -46,6 +47,7 @@ class SharedHost(Protocol):
 
     store: Store
     coordinator: Coordinator
+    offloop: OffLoop
     accepting: bool
     max_parallel: int
     config: Callable[[], Config]
@@ -79,7 +81,7 @@ class SharedRuns:
             self._claimer.cancel()
             self._claimer = None
 
-    def submit(
+    async def submit(
         self,
         ws_id: str,
         trigger: Trigger,
@@ -89,11 +91,14 @@ class SharedRuns:
         delay: float = 0.0,
     ) -> Ticket:
         """Record the request durably (committed before the caller answers), or join the one
-        of its kind waiting, whichever replica took it."""
+        of its kind waiting, whichever replica took it. Off the event loop, with a deadline:
+        a database that does not answer is QueueFull (503) for the caller, never a wait for
+        every other request."""
         if not self.host.accepting:
             raise ShuttingDown("syncd is stopping and takes no new runs")
         try:
-            submitted = self.host.coordinator.submit(
+            submitted = await self.host.offloop.run(
+                self.host.coordinator.submit,
                 ws_id,
                 trigger,
                 revision,

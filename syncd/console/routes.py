@@ -291,7 +291,7 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
                 raise Refused(422, "Pick a revision to roll back to. Nothing was changed.")
             revision = picked
         try:
-            rt.workspaces.request_sync(ws, Trigger.MANUAL, revision, kind == "dry-run")
+            await rt.workspaces.request_sync(ws, Trigger.MANUAL, revision, kind == "dry-run")
         except (QueueFull, ShuttingDown) as e:
             raise Refused(503, f"{e} Try again in a few seconds.") from e
         notice = {"sync": "queued", "dry-run": "dry-run", "rollback": "rollback"}[str(kind)]
@@ -325,7 +325,7 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
             if verb == "resume":
                 # As the API does: back to the branch head, which also ends a pin.
                 try:
-                    rt.workspaces.request_sync(ws, Trigger.MANUAL, None, False)
+                    await rt.workspaces.request_sync(ws, Trigger.MANUAL, None, False)
                 except (QueueFull, ShuttingDown) as e:
                     raise Refused(503, f"Resumed, but no sync to the head was queued: {e}") from e
             return finish(request, seen, redirect(f"/workspaces/{ws.id}", notice=DONE[verb]))

@@ -22,6 +22,7 @@ from syncd import webhooks
 from syncd.errors import SyncdError
 from syncd.logs import fields
 from syncd.model import Trigger
+from syncd.store.offloop import OffLoop
 from syncd.sync_requests import QueueFull, ShuttingDown, Ticket
 from syncd.urls import normalize_repo_url
 from syncd.webhooks import BadSignature, Ping, Target, WebhookRejected
@@ -38,7 +39,7 @@ UNKNOWN = "unknown"
 class SyncRequests(Protocol):
     """The scheduler, as far as webhooks need it."""
 
-    def request(self, ws_id: str, trigger: Trigger) -> Ticket: ...
+    async def request(self, ws_id: str, trigger: Trigger) -> Ticket: ...
 
 
 class WebhookCounter(Protocol):
@@ -112,11 +113,14 @@ class DeliveryLog:
         store: DeliveryStore | None = None,
         capacity: int = 10_000,
         ttl: float = 24 * 3600,
+        offloop: OffLoop | None = None,
     ) -> None:
         self.store, self.capacity, self.ttl = store, capacity, ttl
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+        # The store is asked off the event loop, with a deadline (see syncd.store.offloop).
+        self._offloop = offloop or OffLoop(threads=2)
 
-    def claim(self, provider: str, delivery: str | None, now: float | None = None) -> bool:
+    async def claim(self, provider: str, delivery: str | None, now: float | None = None) -> bool:
         """Take a delivery: True when it is new, False for a redelivery within the ttl."""
         if not delivery:
             return True
@@ -127,7 +131,7 @@ class DeliveryLog:
         new = True
         if self.store is not None:
             try:
-                new = self.store.remember_delivery(provider, delivery, now)
+                new = await self._offloop.run(self.store.remember_delivery, provider, delivery, now)
             except Exception as e:
                 # A store that cannot be reached must not refuse webhooks: dedupe falls back to
                 # memory, and a redelivery is at worst one more (coalesced) run.
@@ -135,14 +139,14 @@ class DeliveryLog:
         self._remember(provider, delivery, now)
         return new
 
-    def release(self, provider: str, delivery: str | None) -> None:
+    async def release(self, provider: str, delivery: str | None) -> None:
         """Forget a delivery that was refused, so that its redelivery is taken."""
         if not delivery:
             return
         self._seen.pop((provider, delivery), None)
         if self.store is not None:
             try:
-                self.store.forget_delivery(provider, delivery)
+                await self._offloop.run(self.store.forget_delivery, provider, delivery)
             except Exception as e:
                 log.warning("webhook dedupe: the store failed to forget a delivery: %s", e)
 
@@ -221,7 +225,7 @@ class Intake:
         """Count a request the HTTP layer refused itself (too large, stopping, bad length)."""
         self._metrics.webhook(provider if provider in webhooks.PROVIDERS else UNKNOWN, result)
 
-    def receive_push(
+    async def receive_push(
         self, provider: str | None, headers: Mapping[str, str], body: bytes
     ) -> Receipt:
         """Verify, parse, deduplicate, match and request syncs; count the result.
@@ -230,13 +234,15 @@ class Intake:
         Overloaded when the scheduler refuses a sync; each is counted before it is raised.
         """
         provider = self.provider_of(provider, headers)
-        return self.receive_lowered(provider, webhooks.lowered(headers), body)
+        return await self.receive_lowered(provider, webhooks.lowered(headers), body)
 
-    def receive_lowered(self, provider: str, headers: Mapping[str, str], body: bytes) -> Receipt:
+    async def receive_lowered(
+        self, provider: str, headers: Mapping[str, str], body: bytes
+    ) -> Receipt:
         """`receive_push` for a known provider's request whose header names are lower-case
         already (as ASGI servers hand them over): the HTTP layer's path, one copy fewer."""
         screened = self.screen(provider, headers, body)
-        return screened.receipt if screened.receipt is not None else self.take(screened)
+        return screened.receipt if screened.receipt is not None else await self.take(screened)
 
     def screen(self, provider: str, headers: Mapping[str, str], body: bytes) -> Screened:
         """What needs no store and no scheduler: verify, parse, match. A delivery that asks
@@ -269,17 +275,17 @@ class Intake:
         receipt = Receipt(provider, Outcome.UNMATCHED, delivery=event.delivery)
         return Screened(provider, event, (), self._counted(receipt))
 
-    def take(self, screened: Screened) -> Receipt:
+    async def take(self, screened: Screened) -> Receipt:
         """A matched push: drop a redelivery, request a sync of each workspace, count."""
         provider, event, matched = screened.provider, screened.event, screened.matched
         assert isinstance(event, webhooks.Push) and matched
-        if not self._deliveries.claim(provider, event.delivery, self._clock()):
+        if not await self._deliveries.claim(provider, event.delivery, self._clock()):
             return self._counted(Receipt(provider, Outcome.DUPLICATE, delivery=event.delivery))
         try:
-            queued = self._request_syncs(provider, matched)
+            queued = await self._request_syncs(provider, matched)
         except Overloaded:
             # Only a delivery whose syncs were all requested is taken: a refused one may be resent.
-            self._deliveries.release(provider, event.delivery)
+            await self._deliveries.release(provider, event.delivery)
             raise
         log.info(
             "webhook",
@@ -344,11 +350,11 @@ class Intake:
         # A push's changed files only for a repository whose workspaces look at them.
         return webhooks.parse(provider, headers, body, prepared.matcher.files_wanted)
 
-    def _request_syncs(self, provider: str, matched: tuple[str, ...]) -> tuple[str, ...]:
+    async def _request_syncs(self, provider: str, matched: tuple[str, ...]) -> tuple[str, ...]:
         queued: list[str] = []
         for ws_id in matched:
             try:
-                queued.append(self._scheduler.request(ws_id, Trigger.WEBHOOK).workspace)
+                queued.append((await self._scheduler.request(ws_id, Trigger.WEBHOOK)).workspace)
             except (QueueFull, ShuttingDown) as e:
                 self._metrics.webhook(provider, "overloaded")
                 raise Overloaded(str(e), matched, tuple(queued)) from e

@@ -205,13 +205,13 @@ class Workspaces:
 
     # -- steering ------------------------------------------------------------------------------
 
-    def request_sync(
+    async def request_sync(
         self, ws: WorkspaceConfig, trigger: Trigger, revision: str | None, dry_run: bool
     ) -> Ticket:
         """Queue a sync on the daemon's scheduler (on the event loop)."""
         if self.scheduler is None:
             raise RuntimeError("request_sync needs the daemon's scheduler")
-        return self.scheduler.request(ws.id, trigger, revision=revision, dry_run=dry_run)
+        return await self.scheduler.request(ws.id, trigger, revision=revision, dry_run=dry_run)
 
     def check_revision(self, ws: WorkspaceConfig, revision: str) -> str:
         """The full sha of a pinned revision, fetched; RevisionNotOnBranch when it is not on
@@ -252,10 +252,10 @@ class Workspaces:
         if not self.store.delete_outside(ws.id, name):
             raise NotFound(f"no step {name!r} in workspace {ws.id}")
 
-    def note_edit(self, ws: WorkspaceConfig) -> None:
+    async def note_edit(self, ws: WorkspaceConfig) -> None:
         """Tell the scheduler of an outside edit, so automatic mode heals it (on the loop)."""
         if self.scheduler is not None:
-            self.scheduler.note_outside_edit(ws.id)
+            await self.scheduler.note_outside_edit(ws.id)
 
     def export(self, ws: WorkspaceConfig, order: ExportRequest) -> ExportResult:
         return export_workspace(self.git, self.store, self.config, ws, order)

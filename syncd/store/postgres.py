@@ -81,6 +81,13 @@ from syncd.store.rows import (
 _LEASES = leases.lease_sql("%s", "extract(epoch from clock_timestamp())", lock_row=" FOR UPDATE")
 
 
+# The write a readiness probe tries after a write failed.
+WRITE_PROBE = (
+    "INSERT INTO meta (key, value) VALUES ('write_probe', %s)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+
+
 class PostgresStore:
     def __init__(
         self,
@@ -149,6 +156,14 @@ class PostgresStore:
                 conn.execute("SELECT 1")
         except (psycopg.Error, PoolTimeout) as e:
             return f"store {self.where}: the database does not answer: {self._clean(e)}"
+        if self._write_failure is not None:
+            # It answers again: a write tried now says whether the failure is over (so /readyz
+            # turns ready as soon as writes work, not at the next apply).
+            try:
+                with self._tx(clears_failure=True) as db:
+                    db.execute(WRITE_PROBE, (str(time.time()),))
+            except (psycopg.Error, StoreError):
+                pass
         return self._write_failure
 
     @contextmanager

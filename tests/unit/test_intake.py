@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from asyncio import run
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from syncd.config import Config, load_config
 from syncd.model import Trigger
 from syncd.scheduler import QueueFull
-from syncd.service.intake import DeliveryLog, Intake, Outcome, Overloaded
+from syncd.service.intake import DeliveryLog, Intake, Outcome, Overloaded, Receipt
 from syncd.webhooks import BadSignature, MalformedPayload, ProviderNotDetected, UnknownProvider
 from tests.support.fakes import FakeStore
 
@@ -41,7 +42,7 @@ class FakeScheduler:
     room: int = 100
     requested: list[tuple[str, Trigger]] = field(default_factory=list)
 
-    def request(self, ws_id: str, trigger: Trigger) -> Any:
+    async def request(self, ws_id: str, trigger: Trigger) -> Any:
         if len(self.requested) >= self.room:
             raise QueueFull(f"too many sync requests are waiting (workspace {ws_id})")
         self.requested.append((ws_id, trigger))
@@ -87,7 +88,7 @@ def generic(ref: str = "main", delivery: str = "d-1", **extra: Any) -> tuple[dic
 
 def test_a_signed_push_requests_a_sync_of_each_matched_workspace(setup: Setup) -> None:
     headers, body = generic(paths=["export/steps/a.step"])
-    receipt = setup.intake.receive_push("generic", headers, body)
+    receipt = run(setup.intake.receive_push("generic", headers, body))
     assert receipt.outcome is Outcome.ACCEPTED
     assert receipt.matched == receipt.queued == ("a",)
     assert setup.scheduler.requested == [("a", Trigger.WEBHOOK)]
@@ -99,16 +100,16 @@ def test_a_signed_push_requests_a_sync_of_each_matched_workspace(setup: Setup) -
 
 def test_the_provider_is_detected_when_the_path_names_none(setup: Setup) -> None:
     headers, body = generic()
-    assert setup.intake.receive_push(None, headers, body).provider == "generic"
+    assert run(setup.intake.receive_push(None, headers, body)).provider == "generic"
     with pytest.raises(ProviderNotDetected):
-        setup.intake.receive_push(None, {}, body)
+        run(setup.intake.receive_push(None, {}, body))
     assert setup.metrics.counts[("unknown", "malformed")] == 1
 
 
 def test_a_redelivery_starts_nothing_new(setup: Setup) -> None:
     headers, body = generic()
-    setup.intake.receive_push("generic", headers, body)
-    again = setup.intake.receive_push("generic", headers, body)
+    run(setup.intake.receive_push("generic", headers, body))
+    again = run(setup.intake.receive_push("generic", headers, body))
     assert again.outcome is Outcome.DUPLICATE and again.matched == ()
     assert len(setup.scheduler.requested) == 1
     assert setup.metrics.counts[("generic", "duplicate")] == 1
@@ -117,7 +118,7 @@ def test_a_redelivery_starts_nothing_new(setup: Setup) -> None:
 def test_an_unsigned_request_is_refused_before_it_is_read(setup: Setup) -> None:
     headers, _ = generic()
     with pytest.raises(BadSignature):
-        setup.intake.receive_push("generic", {**headers, "X-Signature": "sha256=00"}, b"{")
+        run(setup.intake.receive_push("generic", {**headers, "X-Signature": "sha256=00"}, b"{"))
     assert setup.metrics.counts == {("generic", "unauthorized"): 1}
     assert setup.scheduler.requested == [] and setup.intake.webhook_last_seen == {}
 
@@ -126,13 +127,13 @@ def test_a_signed_but_malformed_payload(setup: Setup) -> None:
     body = b'{"ref": "main"}'
     signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     with pytest.raises(MalformedPayload, match="repository"):
-        setup.intake.receive_push("generic", {"x-signature": f"sha256={signature}"}, body)
+        run(setup.intake.receive_push("generic", {"x-signature": f"sha256={signature}"}, body))
     assert setup.metrics.counts == {("generic", "malformed"): 1}
 
 
 def test_an_unknown_provider(setup: Setup) -> None:
     with pytest.raises(UnknownProvider):
-        setup.intake.receive_push("svn", {}, b"")
+        run(setup.intake.receive_push("svn", {}, b""))
     assert setup.metrics.counts == {("unknown", "malformed"): 1}
 
 
@@ -141,9 +142,9 @@ def test_ping_ignored_and_unmatched(setup: Setup) -> None:
     signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     for event, outcome in (("ping", Outcome.PING), ("issues", Outcome.IGNORED)):
         headers = {"x-github-event": event, "x-hub-signature-256": signature}
-        assert setup.intake.receive_push("github", headers, body).outcome is outcome
+        assert run(setup.intake.receive_push("github", headers, body)).outcome is outcome
     headers, body = generic(ref="feature")
-    assert setup.intake.receive_push("generic", headers, body).outcome is Outcome.UNMATCHED
+    assert run(setup.intake.receive_push("generic", headers, body)).outcome is Outcome.UNMATCHED
     assert setup.scheduler.requested == []
     assert setup.metrics.counts == {
         ("github", "ping"): 1,
@@ -156,12 +157,12 @@ def test_a_full_queue_refuses_and_the_delivery_may_be_sent_again(setup: Setup) -
     setup.scheduler.room = 0
     headers, body = generic()
     with pytest.raises(Overloaded) as e:
-        setup.intake.receive_push("generic", headers, body)
+        run(setup.intake.receive_push("generic", headers, body))
     assert (e.value.matched, e.value.queued) == (("a",), ())
     assert "too many sync requests" in str(e.value)
     assert setup.metrics.counts == {("generic", "overloaded"): 1}
     setup.scheduler.room = 1
-    assert setup.intake.receive_push("generic", headers, body).outcome is Outcome.ACCEPTED
+    assert run(setup.intake.receive_push("generic", headers, body)).outcome is Outcome.ACCEPTED
 
 
 def test_targets_are_worked_out_once_per_config(setup: Setup, tmp_path: Path) -> None:
@@ -173,19 +174,19 @@ def test_targets_are_worked_out_once_per_config(setup: Setup, tmp_path: Path) ->
     setup.config[0] = load_config(path, environ={"HOOK_SECRET": SECRET, "OLD_SECRET": "old"})
     assert setup.intake.targets() is not first
     headers, body = generic(delivery="d-2")
-    assert setup.intake.receive_push("generic", headers, body).matched == ("a", "b")
+    assert run(setup.intake.receive_push("generic", headers, body)).matched == ("a", "b")
 
 
 def test_a_secret_rotated_out_by_a_reload_signs_nothing_more(setup: Setup, tmp_path: Path) -> None:
     """The signature checks are set up per config: the next config's secrets replace them."""
     headers, body = generic(delivery="d-3")
-    assert setup.intake.receive_push("generic", headers, body).outcome is Outcome.ACCEPTED
+    assert run(setup.intake.receive_push("generic", headers, body)).outcome is Outcome.ACCEPTED
     path = tmp_path / "rotated.yaml"
     path.write_text(CONFIG)
     setup.config[0] = load_config(path, environ={"HOOK_SECRET": "new-secret", "OLD_SECRET": "o"})
     headers, body = generic(delivery="d-4")  # signed with the secret that was rotated out
     with pytest.raises(BadSignature):
-        setup.intake.receive_push("generic", headers, body)
+        run(setup.intake.receive_push("generic", headers, body))
     assert setup.metrics.counts[("generic", "unauthorized")] == 1
 
 
@@ -196,8 +197,8 @@ def test_a_redelivery_after_a_restart_is_known_from_the_store(setup: Setup) -> N
         return Intake(lambda: setup.config[0], setup.scheduler, setup.metrics, DeliveryLog(store))
 
     headers, body = generic(delivery="d-9")
-    assert started().receive_push("generic", headers, body).outcome is Outcome.ACCEPTED
-    assert started().receive_push("generic", headers, body).outcome is Outcome.DUPLICATE
+    assert run(started().receive_push("generic", headers, body)).outcome is Outcome.ACCEPTED
+    assert run(started().receive_push("generic", headers, body)).outcome is Outcome.DUPLICATE
     assert len(setup.scheduler.requested) == 1
 
 
@@ -208,10 +209,10 @@ def test_a_refused_delivery_is_forgotten_by_the_store_too(setup: Setup) -> None:
     setup.scheduler.room = 0
     headers, body = generic(delivery="d-10")
     with pytest.raises(Overloaded):
-        intake.receive_push("generic", headers, body)
+        run(intake.receive_push("generic", headers, body))
     assert store.snapshot().deliveries == {}
     setup.scheduler.room = 1
-    assert intake.receive_push("generic", headers, body).outcome is Outcome.ACCEPTED
+    assert run(intake.receive_push("generic", headers, body)).outcome is Outcome.ACCEPTED
     assert set(store.snapshot().deliveries) == {("generic", "d-10")}
 
 
@@ -226,20 +227,20 @@ def test_dedupe_falls_back_to_memory_when_the_store_fails(setup: Setup) -> None:
     log = DeliveryLog(Down())
     intake = Intake(lambda: setup.config[0], setup.scheduler, setup.metrics, log, lambda: NOW)
     headers, body = generic(delivery="d-11")
-    assert intake.receive_push("generic", headers, body).outcome is Outcome.ACCEPTED
-    assert intake.receive_push("generic", headers, body).outcome is Outcome.DUPLICATE
+    assert run(intake.receive_push("generic", headers, body)).outcome is Outcome.ACCEPTED
+    assert run(intake.receive_push("generic", headers, body)).outcome is Outcome.DUPLICATE
 
 
 def test_memory_answers_a_redelivery_without_asking_the_store() -> None:
     store = FakeStore()
     log = DeliveryLog(store, capacity=2)
-    assert log.claim("github", "a", NOW) and not log.claim("github", "a", NOW + 1)
+    assert run(log.claim("github", "a", NOW)) and not run(log.claim("github", "a", NOW + 1))
     store.forget_delivery("github", "a")  # memory alone still knows it
-    assert not log.claim("github", "a", NOW + 2)
-    assert log.claim("github", "b", NOW) and log.claim("github", "c", NOW)
+    assert not run(log.claim("github", "a", NOW + 2))
+    assert run(log.claim("github", "b", NOW)) and run(log.claim("github", "c", NOW))
     # "a" fell out of the bounded memory; the store (where it was forgotten) takes it anew.
-    assert log.claim("github", "a", NOW + 3)
-    assert log.claim("github", None, NOW) and log.claim("github", None, NOW)
+    assert run(log.claim("github", "a", NOW + 3))
+    assert run(log.claim("github", None, NOW)) and run(log.claim("github", None, NOW))
 
 
 # --- a push's changed files, listed only for a repository some workspace follows a folder of ---
@@ -288,15 +289,19 @@ def touching(*files: str) -> list[dict[str, Any]]:
 
 
 def test_a_workspace_on_a_folder_is_matched_by_the_files_a_push_changed(folders: Setup) -> None:
-    inside = folders.intake.receive_push("github", *github(URL, touching("export/steps/x.json")))
+    inside = run(
+        folders.intake.receive_push("github", *github(URL, touching("export/steps/x.json")))
+    )
     assert inside.outcome is Outcome.ACCEPTED and inside.matched == ("a",)
-    outside = folders.intake.receive_push("github", *github(URL, touching("README.md"), "g-2"))
+    outside = run(folders.intake.receive_push("github", *github(URL, touching("README.md"), "g-2")))
     assert outside.outcome is Outcome.UNMATCHED
     # Files not all listed (here: a commit without its lists) might touch the folder.
     unknown = [{"id": "3" * 40}]
-    assert folders.intake.receive_push("github", *github(URL, unknown, "g-3")).matched == ("a",)
+    assert run(folders.intake.receive_push("github", *github(URL, unknown, "g-3"))).matched == (
+        "a",
+    )
     # A workspace on the whole repository takes a push whatever it changed.
-    whole = folders.intake.receive_push("github", *github(OTHER, touching("README.md"), "g-4"))
+    whole = run(folders.intake.receive_push("github", *github(OTHER, touching("README.md"), "g-4")))
     assert whole.matched == ("c",)
 
 
@@ -306,7 +311,9 @@ def test_commits_github_cannot_list_are_answered_alike_wherever_the_push_goes(
 ) -> None:
     # GitHub's commit list only ever narrows a match: one that cannot be read means unknown
     # files, for a repository with a folder followed (listed), or without (not listed).
-    receive = folders.intake.receive_push
+    def receive(*args: Any) -> Receipt:
+        return run(folders.intake.receive_push(*args))
+
     assert receive("github", *github(URL, commits, "g-1")).matched == ("a",)
     assert receive("github", *github(OTHER, commits, "g-2")).matched == ("c",)
     assert receive("github", *github(NOBODY, commits, "g-3")).outcome is Outcome.UNMATCHED
@@ -319,7 +326,7 @@ def test_a_malformed_paths_list_is_400_for_matched_and_unmatched_repositories(
     body = json.dumps({"repository": url, "ref": "main", "paths": ["ok", 3]}).encode()
     signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     with pytest.raises(MalformedPayload, match="paths"):
-        folders.intake.receive_push("generic", {"x-signature": f"sha256={signature}"}, body)
+        run(folders.intake.receive_push("generic", {"x-signature": f"sha256={signature}"}, body))
     assert folders.metrics.counts == {("generic", "malformed"): 1}
     assert folders.scheduler.requested == []
 
@@ -335,5 +342,5 @@ def test_a_malformed_github_push_is_400_for_matched_and_unmatched_repositories(
     signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     headers["X-Hub-Signature-256"] = f"sha256={signature}"
     with pytest.raises(MalformedPayload, match="ref"):
-        folders.intake.receive_push("github", headers, body)
+        run(folders.intake.receive_push("github", headers, body))
     assert folders.metrics.counts == {("github", "malformed"): 1}

@@ -70,9 +70,9 @@ async def test_many_requests_coalesce_into_one_queued_run() -> None:
     w = world("a")
     s = w.scheduler
     await s.start(startup_sync=False)
-    first = s.request("a", Trigger.WEBHOOK)
+    first = await s.request("a", Trigger.WEBHOOK)
     await until(lambda: w.git.active == 1)
-    tickets = [s.request("a", Trigger.WEBHOOK) for _ in range(100)]
+    tickets = [(await s.request("a", Trigger.WEBHOOK)) for _ in range(100)]
     assert all(t.coalesced for t in tickets[1:])
     assert len({t.run_id for t in tickets}) == 1
     w.git.gate.set()
@@ -84,10 +84,10 @@ async def test_manual_request_upgrades_a_queued_automatic_one() -> None:
     w = world("a")
     s = w.scheduler
     await s.start(startup_sync=False)
-    s.request("a", Trigger.POLL)
+    (await s.request("a", Trigger.POLL))
     await until(lambda: w.git.active == 1)
-    s.request("a", Trigger.WEBHOOK)
-    manual = s.request("a", Trigger.MANUAL)
+    (await s.request("a", Trigger.WEBHOOK))
+    manual = await s.request("a", Trigger.MANUAL)
     w.git.gate.set()
     outcome = await manual.future
     assert outcome.run.trigger is Trigger.MANUAL
@@ -98,12 +98,12 @@ async def test_distinct_pinned_requests_queue_up_to_a_bound() -> None:
     w = world("a")
     s = w.scheduler
     await s.start(startup_sync=False)
-    s.request("a", Trigger.MANUAL)
+    (await s.request("a", Trigger.MANUAL))
     await until(lambda: w.git.active == 1)
     for i in range(MAX_QUEUED_PER_WORKSPACE):
-        s.request("a", Trigger.MANUAL, revision=f"{i:040x}")
+        (await s.request("a", Trigger.MANUAL, revision=f"{i:040x}"))
     with pytest.raises(QueueFull):
-        s.request("a", Trigger.MANUAL, revision="f" * 40)
+        (await s.request("a", Trigger.MANUAL, revision="f" * 40))
     w.git.gate.set()
     await until(lambda: len(w.runs("a")) == 1 + MAX_QUEUED_PER_WORKSPACE)
     # The pinned commits are not on the remote: each queued request ran, and failed.
@@ -114,7 +114,7 @@ async def test_parallelism_across_workspaces_is_bounded() -> None:
     w = world(*"abcdef", parallel=2)
     s = w.scheduler
     await s.start(startup_sync=False)
-    tickets = [s.request(i, Trigger.POLL) for i in "abcdef"]
+    tickets = [(await s.request(i, Trigger.POLL)) for i in "abcdef"]
     await until(lambda: w.git.active == 2)
     await asyncio.sleep(0.05)
     assert w.git.active == 2
@@ -129,21 +129,21 @@ async def test_unknown_workspace_and_stopping_are_refused() -> None:
     s = w.scheduler
     await s.start(startup_sync=False)
     with pytest.raises(NotFound):
-        s.request("zzz", Trigger.MANUAL)
+        (await s.request("zzz", Trigger.MANUAL))
     w.git.gate.set()
-    await s.request("a", Trigger.MANUAL).future
+    await (await s.request("a", Trigger.MANUAL)).future
     assert await s.stop(deadline=1)
     with pytest.raises(ShuttingDown):
-        s.request("a", Trigger.MANUAL)
+        (await s.request("a", Trigger.MANUAL))
 
 
 async def test_stop_waits_for_the_run_in_flight_and_drops_the_queued() -> None:
     w = world("a")
     s = w.scheduler
     await s.start(startup_sync=False)
-    running = s.request("a", Trigger.MANUAL)
+    running = await s.request("a", Trigger.MANUAL)
     await until(lambda: w.git.active == 1)
-    queued = s.request("a", Trigger.MANUAL, revision="a" * 40)
+    queued = await s.request("a", Trigger.MANUAL, revision="a" * 40)
     stopping = asyncio.create_task(s.stop(deadline=5))
     await asyncio.sleep(0.05)
     w.git.gate.set()
@@ -186,7 +186,7 @@ async def test_runs_waiting_for_a_slot_never_start_after_stop() -> None:
     w = world("a", "b", "c", parallel=1)
     s = w.scheduler
     await s.start(startup_sync=False)
-    tickets = [s.request(i, Trigger.STARTUP) for i in "abc"]
+    tickets = [(await s.request(i, Trigger.STARTUP)) for i in "abc"]
     await until(lambda: w.git.active == 1)
     stopping = asyncio.create_task(s.stop(deadline=5))
     await asyncio.sleep(0.05)
@@ -259,7 +259,7 @@ async def test_a_crashed_run_is_retried(monkeypatch: pytest.MonkeyPatch) -> None
     s = Scheduler(Engine(store, git), store, config=lambda: cfg, rng=lambda: 0.5)
     await s.start(startup_sync=False)
     try:
-        ticket = s.request("a", Trigger.WEBHOOK)
+        ticket = await s.request("a", Trigger.WEBHOOK)
         with pytest.raises(sqlite3.OperationalError):
             await ticket.future
         await until(lambda: store.state("a").status is Status.SYNCED)

@@ -57,7 +57,9 @@ class FakeCoordinator:
     shared: bool = True
 
     async def start(self, wake: Callable[[], None], finished: Callable[[str], None]) -> None:
-        self.db.wakers.append(wake)
+        # Like a NOTIFY, heard on the replica's loop: `submit` runs on a store thread.
+        loop = asyncio.get_running_loop()
+        self.db.wakers.append(lambda: loop.call_soon_threadsafe(wake))
         self.db.finishers.append(finished)
 
     async def stop(self) -> None:
@@ -180,9 +182,9 @@ async def test_requests_to_either_replica_coalesce_and_run_once_at_a_time() -> N
     a, b = w.replicas
     for s in w.replicas:
         await s.start(startup_sync=False)
-    first = a.request("a", Trigger.WEBHOOK)
+    first = await a.request("a", Trigger.WEBHOOK)
     await until(lambda: w.git.active == 1)
-    tickets = [s.request("a", Trigger.WEBHOOK) for s in (a, b) * 20]
+    tickets = [(await s.request("a", Trigger.WEBHOOK)) for s in (a, b) * 20]
     assert all(t.coalesced for t in tickets[1:]) and not tickets[0].coalesced
     assert len({t.run_id for t in tickets}) == 1
     w.git.gate.set()
@@ -201,7 +203,7 @@ async def test_workspaces_spread_over_replicas_up_to_their_parallelism() -> None
     for s in w.replicas:
         await s.start(startup_sync=False)
     for ws in ("a", "b", "c", "d"):
-        w.replicas[0].request(ws, Trigger.WEBHOOK)
+        (await w.replicas[0].request(ws, Trigger.WEBHOOK))
     await until(lambda: w.git.active == 4)
     assert sorted(w.db.holders.values()) == ["r0", "r0", "r1", "r1"]
     assert len(w.replicas[0].busy()) == 2 and len(w.replicas[1].busy()) == 2
@@ -216,7 +218,7 @@ async def test_a_dead_replicas_workspace_is_taken_over_and_its_request_run() -> 
     a, b = w.replicas
     await b.start(startup_sync=False)
     # Replica r0 claimed the request, then died before recording a run.
-    ticket = b.request("a", Trigger.MANUAL)
+    ticket = await b.request("a", Trigger.MANUAL)
     w.db.holders.pop("a", None)
     w.db.rows[0].claimed_by = "r0-gone"
     w.git.gate.set()
@@ -234,12 +236,14 @@ async def test_a_request_that_cannot_be_recorded_is_refused() -> None:
     await s.start(startup_sync=False)
     w.db.down = True
     with pytest.raises(QueueFull, match="cannot be recorded"):
-        s.request("a", Trigger.WEBHOOK)
+        (await s.request("a", Trigger.WEBHOOK))
     w.db.down = False
-    for rev in ("a1", "a2", "a3", "a4"):
-        s.request("a", Trigger.MANUAL, revision=rev)
+    # Pinned requests that differ queue up to the bound of waiting ones (a claimed one, held
+    # at the git gate, is in flight and not waiting).
     with pytest.raises(QueueFull, match="too many"):
-        s.request("a", Trigger.MANUAL, revision="a5")
+        for rev in ("a1", "a2", "a3", "a4", "a5", "a6"):
+            await s.request("a", Trigger.MANUAL, revision=rev)
+    assert len([r for r in w.db.rows if r.claimed_by is None]) == 4
     w.git.gate.set()
     await s.stop()
 
@@ -249,7 +253,7 @@ async def test_an_outside_edit_becomes_a_request_any_replica_runs() -> None:
     a, b = w.replicas
     await b.start(startup_sync=False)
     a.accepting = True  # took the edit, never ran anything
-    a.note_outside_edit("a")
+    (await a.note_outside_edit("a"))
     assert [r.trigger for r in w.db.rows] == [Trigger.DRIFT]
     w.git.gate.set()
     await until(lambda: [r.trigger for r in w.runs("a")] == [Trigger.DRIFT])

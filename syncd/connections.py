@@ -3,8 +3,12 @@
 Each open connection costs a file descriptor, and uvicorn reads a request's head for as long as
 the client cares to send it (its keep-alive timeout only runs between requests). So:
 
-- a cap on open connections: one past it is closed at once, before it holds a descriptor for
-  long; the count of those is logged as one summary line per window, never one line each;
+- a cap on open connections that keeps room for new clients: at the cap, the connection that
+  has waited longest for a request head (a slow client, or an idle keep-alive) is closed to
+  make room for the new one, so that slow clients cannot shut out a probe, an API call or a
+  webhook, which send their heads at once; only when every connection has a request in flight
+  is the new one closed at once. Counts are logged as one summary line per window, never one
+  line each;
 - a deadline for a request's head: a connection that has not sent a whole head within
   `header_timeout` of opening (or of its last response) is closed. It wraps uvicorn's protocol
   class, whichever it is (h11 or httptools): both keep the request in flight as `cycle`, and both
@@ -75,16 +79,30 @@ class ConnectionGuard:
         self.max_connections = max_connections
         self.header_timeout = header_timeout
         self.open = 0
+        # The connections waiting for a request head, the longest-waiting first.
+        self.waiting: dict[_Guarded, None] = {}
         self.refused = Tally(f"connections refused (over the limit of {max_connections} open)")
+        self.evicted = Tally(
+            f"connections closed to make room (at the limit of {max_connections} open, the"
+            " longest waiting for a request head)"
+        )
         self.slow = Tally(f"connections closed (no request head within {header_timeout:g} s)")
         self.large = Tally(f"request heads refused (over {MAX_HEAD_BYTES} bytes): 431")
 
     def admit(self) -> bool:
-        if self.open >= self.max_connections:
+        if self.open >= self.max_connections and not self._make_room():
             self.refused.add()
             return False
         self.open += 1
         return True
+
+    def _make_room(self) -> bool:
+        for oldest in self.waiting:
+            del self.waiting[oldest]
+            oldest.evict()
+            self.evicted.add()
+            return True
+        return False
 
     def release(self) -> None:
         self.open -= 1
@@ -106,6 +124,7 @@ class _Guarded(asyncio.Protocol):
     _head_bytes: int | None = 0
     _head_tail = b""
     _head_refused = False
+    _evicted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not self.guard.admit():
@@ -123,7 +142,9 @@ class _Guarded(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._refused:
             return
-        self.guard.release()
+        self.guard.waiting.pop(self, None)
+        if not self._evicted:  # an evicted connection gave its place up already
+            self.guard.release()
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
@@ -143,6 +164,7 @@ class _Guarded(asyncio.Protocol):
                 self._head_bytes, self._head_tail = size, seen[-3:]
             else:
                 self._head_bytes, self._head_tail = None, b""
+                self.guard.waiting.pop(self, None)  # a request in flight: not evicted
         super().data_received(data)
 
     def _refuse_head(self) -> None:
@@ -166,8 +188,18 @@ class _Guarded(asyncio.Protocol):
     def _wait_for_head(self) -> None:
         self._waiting_since = self._guard_loop.time()
         self._head_bytes, self._head_tail = 0, b""
+        self.guard.waiting.pop(self, None)
+        self.guard.waiting[self] = None  # the newest waiter: the last to be evicted
         if self._deadline is None:
             self._deadline = self._guard_loop.call_later(self.guard.header_timeout, self._check)
+
+    def evict(self) -> None:
+        """Close this connection (waiting for a head) to make room: its place is free now."""
+        self._evicted = True
+        self.guard.release()
+        transport: Any = getattr(self, "transport", None)
+        if transport is not None and not transport.is_closing():
+            transport.abort()
 
     def _check(self) -> None:
         self._deadline = None

@@ -116,22 +116,68 @@ def test_the_wait_for_a_head_starts_again_at_each_response(http: str) -> None:
     asyncio.run(main())
 
 
-def test_connections_past_the_cap_are_closed_at_once() -> None:
+async def _closed(reader: asyncio.StreamReader) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(), 2.0) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_at_the_cap_the_longest_waiting_for_a_head_makes_room() -> None:
+    """Slow clients cannot shut out a new one: at the cap, the connection that has waited
+    longest for its request head is closed and the new one served."""
+
     async def main() -> None:
-        guard = ConnectionGuard(max_connections=2, header_timeout=30)
+        guard = ConnectionGuard(max_connections=3, header_timeout=30)
         server, task = await _serve(guard, "h11")
         port = _port(server)
         try:
-            held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+            slow = []
+            for _ in range(3):
+                slow.append(await asyncio.open_connection("127.0.0.1", port))
+                slow[-1][1].write(b"GET / HTTP/1.1\r\n")  # a head begun, never finished
+                await asyncio.sleep(0.05)
+            probe_r, probe_w = await asyncio.open_connection("127.0.0.1", port)
+            probe_w.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"hello" in await _read_until(probe_r, b"hello")
+            assert await _closed(slow[0][0])  # the oldest made room
+            assert guard.evicted.total == 1 and guard.refused.total == 0
+            assert guard.open == 3
+            for _, w in [*slow, (probe_r, probe_w)]:
+                w.close()
             await asyncio.sleep(0.1)
-            extra_r, _ = await asyncio.open_connection("127.0.0.1", port)
-            try:
-                closed = await asyncio.wait_for(extra_r.read(), 2.0) == b""
-            except ConnectionResetError:
-                closed = True
-            assert closed
-            assert guard.refused.total == 1 and guard.open == 2
+            assert guard.open == 0 and not guard.waiting
+        finally:
+            server.should_exit = True
+            await task
+
+    asyncio.run(main())
+
+
+def test_connections_past_the_cap_are_closed_at_once_when_all_are_busy() -> None:
+    """Only when every connection has a request in flight is a new one refused."""
+    release = asyncio.Event()
+
+    async def slow(request: Request) -> PlainTextResponse:
+        await release.wait()
+        return PlainTextResponse("done")
+
+    async def main() -> None:
+        guard = ConnectionGuard(max_connections=2, header_timeout=30)
+        app = Starlette(routes=[Route("/", _hello), Route("/slow", slow)])
+        server, task = await _serve(guard, "h11", app)
+        port = _port(server)
+        try:
+            held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
             for _, w in held:
+                w.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            await asyncio.sleep(0.2)
+            extra_r, _ = await asyncio.open_connection("127.0.0.1", port)
+            assert await _closed(extra_r)
+            assert guard.refused.total == 1 and guard.evicted.total == 0 and guard.open == 2
+            release.set()
+            for r, w in held:
+                assert b"done" in await _read_until(r, b"done")
                 w.close()
             await asyncio.sleep(0.1)
             assert guard.open == 0

@@ -69,7 +69,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 def create_app(rt: App, lifespan: Any = None) -> Starlette:
     def scoped(scope: str, handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
-            authorize(rt.config.tokens, request, scope)
+            authorize(rt.config.tokens, request, scope, rt.guesses)
             return await handler(request)
 
         return endpoint
@@ -79,7 +79,7 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         what to which workspace, and how it ended."""
 
         async def endpoint(request: Request) -> Response:
-            token = authorize(rt.config.tokens, request, scope)
+            token = authorize(rt.config.tokens, request, scope, rt.guesses)
             workspace = request.path_params.get("id")
             try:
                 response = await handler(request)

@@ -1,4 +1,8 @@
-"""Who is asking: the bearer token of an API request, and whether its scopes allow the call."""
+"""Who is asking: the bearer token of an API request, and whether its scopes allow the call.
+
+Wrong tokens are counted per client address (`syncd.throttle`): past the limit, a request that
+presents a token is answered 429 with Retry-After before its token is checked.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,34 @@ from starlette.requests import Request
 
 from syncd.api_errors import ApiError
 from syncd.config import TokenConfig
+from syncd.throttle import Throttle, client_address
 
 
-def authorize(tokens: tuple[TokenConfig, ...], request: Request, scope: str) -> TokenConfig:
+def authorize(
+    tokens: tuple[TokenConfig, ...],
+    request: Request,
+    scope: str,
+    throttle: Throttle | None = None,
+) -> TokenConfig:
     header = request.headers.get("authorization", "")
     kind, _, presented = header.partition(" ")
     if kind.lower() != "bearer" or not presented.strip():
         raise ApiError(
             401, "a bearer token is required", None, {"WWW-Authenticate": 'Bearer realm="syncd"'}
         )
+    address = client_address(request.client)
+    wait = throttle.retry_after(address) if throttle is not None else None
+    if wait is not None:
+        raise ApiError(
+            429,
+            f"too many wrong tokens from this address: no token is checked for {wait} s",
+            None,
+            {"Retry-After": str(wait)},
+        )
     token = find_token(tokens, presented.strip())
     if token is None:
+        if throttle is not None:
+            throttle.failed(address)
         raise ApiError(
             401,
             "the bearer token is not valid",

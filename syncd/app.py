@@ -28,6 +28,7 @@ from syncd.service.intake import DeliveryLog, Intake
 from syncd.service.remote_reads import RemoteReads
 from syncd.service.workspaces import Workspaces
 from syncd.store import Store, open_store
+from syncd.throttle import Throttle
 
 
 @dataclass
@@ -98,6 +99,8 @@ class App:
     started_at: float = field(default_factory=time.time)
     # Signs the console's sessions unless the config names a key (console.session_key_*).
     session_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    # Wrong API tokens and failed console sign-ins, per client address (429 past the limit).
+    guesses: Throttle = field(default_factory=Throttle)
 
     @property
     def config(self) -> Config:

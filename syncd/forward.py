@@ -33,6 +33,10 @@ HOP_BY_HOP = frozenset(
     }
 )
 SCHEME_HEADER = b"x-forwarded-proto"
+# The client's address as the intake process saw it (after uvicorn's proxy rules): the daemon
+# counts failed tokens per address (syncd.throttle). Whatever a client sends under this name
+# is dropped at the front.
+CLIENT_HEADER = b"x-syncd-client"
 # The front server writes its own: the daemon's would make two.
 FRONT_SETS = frozenset({b"date", b"server"})
 # The daemon's socket refuses only while it stops (or if it has died): try again shortly.
@@ -123,11 +127,16 @@ async def _send_request(
     sent: list[tuple[bytes, bytes]] = scope["headers"]
     named = _named(sent)
     headers = [
-        (k, v) for k, v in sent if k not in HOP_BY_HOP and k not in named and k != SCHEME_HEADER
+        (k, v)
+        for k, v in sent
+        if k not in HOP_BY_HOP and k not in named and k not in (SCHEME_HEADER, CLIENT_HEADER)
     ]
     # The scheme as this process worked it out (uvicorn trusts X-Forwarded-Proto from a proxy
     # on this host only): the daemon takes it from requests on its Unix socket (HandedOn).
     headers.append((SCHEME_HEADER, scope.get("scheme", "http").encode("latin-1")))
+    client = scope.get("client")
+    if client and client[0]:
+        headers.append((CLIENT_HEADER, str(client[0]).encode("latin-1")))
     if any(k == b"transfer-encoding" for k, _ in sent):
         # uvicorn has taken the chunks apart; they are framed again for the daemon.
         headers.append((b"transfer-encoding", b"chunked"))
@@ -173,9 +182,10 @@ def _named(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
 
 class HandedOn:
     """The daemon's side: a request handed on by an intake process comes over the daemon's
-    Unix socket (no client address), with the scheme the intake process saw in
-    X-Forwarded-Proto; so the console's cookies are Secure behind a TLS proxy however the
-    request arrived. Requests over TCP are left to uvicorn's own rules."""
+    Unix socket (no client address), with the scheme and the client's address the intake
+    process saw; so the console's cookies are Secure behind a TLS proxy however the request
+    arrived, and wrong tokens are counted per client, not all as one. Requests over TCP are
+    left to uvicorn's own rules."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -185,4 +195,6 @@ class HandedOn:
             for name, value in scope["headers"]:
                 if name == SCHEME_HEADER and value in (b"http", b"https"):
                     scope["scheme"] = value.decode("latin-1")
+                elif name == CLIENT_HEADER and 0 < len(value) <= 64:
+                    scope["client"] = (value.decode("latin-1"), 0)
         await self.app(scope, receive, send)

@@ -267,7 +267,9 @@ RESPONSES = {
     "413": error("The body is over the size limit."),
     "422": error("Well formed, but a value is not acceptable."),
     "429": error(
-        "Too many reads from git remotes at once (`server.max_remote_reads`); try again later.",
+        "Too many reads from git remotes at once (`server.max_remote_reads`), or too many "
+        "wrong tokens from this client address (no token is checked until `Retry-After` "
+        "has passed); try again later.",
         RETRY_AFTER,
     ),
     "500": error("Internal error; see syncd's log."),
@@ -328,7 +330,7 @@ def op(
     text: str = "",
 ) -> dict[str, Any]:
     """One operation: `errors` names shared error responses; a `scope` needs a bearer token."""
-    codes = errors.split() + (["401", "403"] if scope else []) + ["500"]
+    codes = errors.split() + (["401", "403", "429"] if scope else []) + ["500"]
     shared = {c: {"$ref": f"#/components/responses/{c}"} for c in codes}
     auth = f"Requires a bearer token with the `{scope}` scope. " if scope else ""
     out: dict[str, Any] = {

@@ -1,12 +1,8 @@
-"""What the console's pages show, read through the workspace use cases: a workspace's data,
-its drift (on the bounded remote-read threads), and the live stream of table rows."""
+"""What the console's pages show, read through the workspace use cases: a workspace's data
+and its drift (on the bounded remote-read threads). The live stream of rows is in streams.py."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,9 +11,6 @@ from syncd.config import WorkspaceConfig
 from syncd.console import pages
 from syncd.errors import SyncdError
 from syncd.times import parse_time
-
-EVENT_INTERVAL = 1.0  # seconds between looks at the store for a live page
-STREAM_SECONDS = 300.0  # a stream ends after this; the browser reconnects on its own
 
 
 def workspace_data(rt: App, ws: WorkspaceConfig) -> dict[str, Any]:
@@ -46,26 +39,6 @@ async def drift(rt: App, ws: WorkspaceConfig) -> dict[str, Any]:
         "plan_revision": reading.revision,
         "drift_error": None,
     }
-
-
-async def stream(rt: App, token_name: str, only: str | None) -> AsyncIterator[str]:
-    """One `workspace` event per workspace whose row changed, looked at every second."""
-    yield "retry: 2000\n\n"
-    sent: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + STREAM_SECONDS
-    while not (rt.closing or rt.stopping) and time.monotonic() < deadline:
-        if not any(t.name == token_name and t.allows("read") for t in rt.config.tokens):
-            return  # the token was removed or lost `read`: its sessions end, streams too
-        chosen = [ws for ws in rt.config.workspaces if only in (None, ws.id)]
-        views = await asyncio.to_thread(rt.workspaces.overviews, chosen)
-        now = time.time()
-        for view in views:
-            row = pages.row(view, now)
-            compare = {k: v for k, v in row.items() if k != "last_run_age"}
-            if sent.get(row["id"]) != compare:
-                sent[row["id"]] = compare
-                yield f"event: workspace\ndata: {json.dumps(row)}\n\n"
-        await asyncio.sleep(EVENT_INTERVAL)
 
 
 def datetime_text(when: object) -> str:

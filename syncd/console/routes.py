@@ -17,8 +17,9 @@ from urllib.parse import parse_qsl, urlencode
 import jinja2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -26,13 +27,17 @@ from syncd.api import find_token
 from syncd.app import App
 from syncd.config import TokenConfig, WorkspaceConfig
 from syncd.console import pages
-from syncd.console.data import datetime_text, drift, stream, workspace_data
-from syncd.console.sessions import COOKIE, Session, Sessions
+from syncd.console.data import datetime_text, drift, workspace_data
+from syncd.console.ended import KEY as ENDED_KEY
+from syncd.console.ended import RefreshFirst, SharedEnded
+from syncd.console.sessions import Session, Sessions, cookie_names
+from syncd.console.streams import LiveUpdates, SessionFull, TooManyStreams
 from syncd.errors import Conflict, GitError, NotFound, SyncdError
 from syncd.export import parse_export_request
 from syncd.model import Trigger
 from syncd.refs import is_revision
 from syncd.scheduler import QueueFull, ShuttingDown
+from syncd.throttle import client_address
 
 HERE = Path(__file__).parent
 Form = dict[str, str]
@@ -56,7 +61,8 @@ NOTICES = {
     "suspended": "Suspended: automatic syncs stop until you resume.",
     "resumed": "Resumed: a sync to the branch head is queued.",
     "signed-out": "You have signed out.",
-    "ended": "Your session has ended (it expired, or its token was removed). Sign in again.",
+    "ended": "Your session has ended (it expired, was signed out, or its token was changed or "
+    "removed). Sign in again.",
 }
 
 
@@ -66,9 +72,9 @@ DONE = {"suspend": "suspended", "resume": "resumed"}
 class Refused(Exception):
     """An answer other than the page asked for: a status and a plain sentence."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers
 
 
 class SignInFirst(Exception):
@@ -77,10 +83,10 @@ class SignInFirst(Exception):
 
 @dataclass
 class Visit:
-    session: Session
+    session: Session  # the signed-in session, or else the visitor's pre-session
     token: TokenConfig | None
     csrf: str
-    fresh: bool  # the cookie must be (re)set on the answer
+    fresh: bool  # a new pre-session: the sign-in form sets its cookie
     ended: bool = False  # a session was sent that has expired or ended
 
 
@@ -98,21 +104,61 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         key = console.session_key.reveal().encode() if console.session_key else rt.session_key
         return Sessions(key, console.session_lifetime)
 
+    # Sessions signed out: refused here at once, and (with a configured key) by every replica.
+    async def read_ended() -> str | None:
+        return await rt.scheduler.offloop.run(rt.core.store.get_meta, ENDED_KEY)
+
+    async def write_ended(text: str) -> None:
+        await rt.scheduler.offloop.run(rt.core.store.set_meta, ENDED_KEY, text)
+
+    signed_out = SharedEnded(
+        read_ended, write_ended, lambda: rt.config.console.session_key is not None
+    )
+
     def visit(request: Request) -> Visit:
         now, signer = time.time(), sessions()
-        cookie = request.cookies.get(COOKIE)
+        names = cookie_names(request.url.scheme == "https")
+        cookie = request.cookies.get(names.session)
         session = signer.decode(cookie, now)
         # A cookie sent but no longer good: expired, signed with an old key, or forged.
         ended = bool(cookie) and session is None
         token = None
-        if session is not None and session.token_name is not None:
+        if session is not None:
             token = next((t for t in rt.config.tokens if t.name == session.token_name), None)
-            if token is None:  # the token was removed: its sessions end
-                session, ended = None, True
-        fresh = session is None
-        if session is None:
-            session = signer.new(now)
-        return Visit(session, token, signer.csrf_token(session), fresh, ended)
+            # Its token removed or given a new value (a reload), or signed out: it has ended.
+            if (
+                token is None
+                or not signer.made_with(session, token)
+                or signed_out.ended(session.sid)
+            ):
+                session, token, ended = None, None, True
+        if session is not None:
+            return Visit(session, token, signer.csrf_token(session), False)
+        # Not signed in: the pre-session of the sign-in form, in a cookie of its own, so that
+        # making one never replaces a signed-in session's cookie.
+        pre = signer.decode_pre(request.cookies.get(names.pre), now)
+        fresh = pre is None
+        if pre is None:
+            pre = signer.new(now)
+        return Visit(pre, None, signer.csrf_token(pre), fresh, ended)
+
+    def from_this_console(request: Request) -> None:
+        """A form must come from the console's own pages. Browsers say where a request comes
+        from (Fetch Metadata): a page on another port of this host is `same-site`, not
+        `same-origin`, and may have planted a cookie of its choosing (cookies ignore ports).
+        Clients that send no such header (scripts) are judged by the CSRF token alone."""
+        site = request.headers.get("sec-fetch-site")
+        if site is not None and site != "same-origin":
+            raise Refused(
+                403,
+                "This form was sent from another site or another port of this host, not from "
+                "this console's own page. Nothing was changed: open the console and try again.",
+            )
+
+    def cross_site_navigation(request: Request) -> bool:
+        """A link from another site: the browser did not send the session cookie with it
+        (SameSite=Strict), so a missing session says nothing about the visitor."""
+        return request.headers.get("sec-fetch-site") == "cross-site"
 
     def signed_in(request: Request) -> Visit:
         seen = visit(request)
@@ -123,7 +169,12 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         return seen
 
     def page(
-        request: Request, seen: Visit, template: str, status: int = 200, **context: Any
+        request: Request,
+        seen: Visit,
+        template: str,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        **context: Any,
     ) -> Response:
         scopes = seen.token.scopes if seen.token else frozenset()
         context.setdefault("notice", None)
@@ -134,23 +185,37 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
             csrf=seen.csrf,
             **context,
         )
-        return finish(request, seen, HTMLResponse(html, status_code=status))
-
-    def finish(request: Request, seen: Visit, response: Response) -> Response:
-        response.headers.update(SECURITY_HEADERS)
-        if seen.fresh:
+        response = finish(request, seen, HTMLResponse(html, status_code=status, headers=headers))
+        if seen.fresh and template == "login.html":  # the form's CSRF token needs its cookie
             set_cookie(request, response, seen.session)
         return response
 
+    def finish(request: Request, seen: Visit, response: Response) -> Response:
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
     def set_cookie(request: Request, response: Response, session: Session) -> None:
+        """The session's cookie, or the pre-session's: `__Host-` ones (Secure, Path=/) over
+        https, else limited to the console's path."""
+        names = cookie_names(request.url.scheme == "https")
         response.set_cookie(
-            COOKIE,
+            names.session if session.signed_in else names.pre,
             sessions().encode(session),
             max_age=max(1, int(session.expires - time.time())),
-            path=prefix + "/",
+            path="/" if names.secure else prefix + "/",
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=names.secure,
+        )
+
+    def clear_cookie(request: Request, response: Response, pre: bool) -> None:
+        names = cookie_names(request.url.scheme == "https")
+        response.delete_cookie(
+            names.pre if pre else names.session,
+            path="/" if names.secure else prefix + "/",
+            httponly=True,
+            samesite="strict",
+            secure=names.secure,
         )
 
     def redirect(path: str, **query: str) -> RedirectResponse:
@@ -191,6 +256,7 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
 
     async def action(request: Request, scope: str) -> tuple[Visit, WorkspaceConfig, Form]:
         """The checks every action passes before anything changes, in this order."""
+        from_this_console(request)
         seen = visit(request)
         if seen.token is None:
             raise Refused(401, "Your session has expired or ended. Nothing was changed: sign in.")
@@ -251,6 +317,16 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         return page(request, seen, "login.html", notice=notice, error=None)
 
     async def login(request: Request) -> Response:
+        # Only from the console's own form, with the CSRF token of a pre-session syncd made.
+        from_this_console(request)
+        address = client_address(request.client)
+        wait = rt.guesses.retry_after(address)
+        if wait is not None:  # too many failed sign-ins or API tokens from this address
+            raise Refused(
+                429,
+                f"Too many wrong tokens from your address: try again in {wait} s.",
+                {"Retry-After": str(wait)},
+            )
         seen = visit(request)
         form = await read_form(request)
         check_csrf(seen, form)
@@ -259,6 +335,7 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         if presented and presented.strip():
             token = find_token(rt.config.tokens, presented.strip())
         if token is None:
+            rt.guesses.failed(address)
             error = "That token is not valid."
             return page(request, seen, "login.html", 401, notice=None, error=error)
         if not token.allows("read"):
@@ -267,15 +344,20 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         # A new session id at sign-in: a session id planted before it is worth nothing after.
         response = redirect("/")
         response.headers.update(SECURITY_HEADERS)
-        set_cookie(request, response, sessions().new(time.time(), token.name))
+        set_cookie(request, response, sessions().new(time.time(), token))
+        clear_cookie(request, response, pre=True)
         return response
 
     async def logout(request: Request) -> Response:
+        from_this_console(request)
         seen = visit(request)
         check_csrf(seen, await read_form(request))
+        if seen.token is not None:
+            # Ended server-side: the cookie, replayed, is refused from now on.
+            await signed_out.end(seen.session.sid, seen.session.expires)
         response = redirect("/login", notice="signed-out")
         response.headers.update(SECURITY_HEADERS)
-        set_cookie(request, response, sessions().new(time.time()))
+        clear_cookie(request, response, pre=False)
         return response
 
     # -- actions -------------------------------------------------------------------------------
@@ -334,28 +416,47 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
 
     # -- live updates --------------------------------------------------------------------------
 
+    live = LiveUpdates(rt)  # the open streams, within their limits, and their shared feed
+
     async def events(request: Request) -> Response:
         seen = visit(request)
         if seen.token is None or not seen.token.allows("read"):
             return Response("sign in first\n", status_code=401, media_type="text/plain")
         only = request.query_params.get("ws")
-        name = seen.token.name
-        return StreamingResponse(
-            stream(rt, name, only), media_type="text/event-stream", headers=SECURITY_HEADERS
-        )
+        # EventSource sends Last-Event-ID when it reconnects: such a stream never ends another.
+        returning = "last-event-id" in request.headers
+
+        def still_signed_in() -> bool:  # as each page asks: signed out, token changed, no `read`
+            again = visit(request)
+            return again.token is not None and again.token.allows("read")
+
+        try:
+            return live.open(seen.session.sid, still_signed_in, only, returning, SECURITY_HEADERS)
+        except SessionFull:  # 204: the browser's EventSource stops reconnecting
+            return Response(status_code=204, headers=SECURITY_HEADERS)
+        except TooManyStreams as e:
+            retry = {**SECURITY_HEADERS, "Retry-After": str(e.retry_after)}
+            return Response(f"{e}\n", status_code=429, media_type="text/plain", headers=retry)
 
     # -- errors --------------------------------------------------------------------------------
 
-    def error_page(request: Request, status: int, message: str) -> Response:
+    def error_page(
+        request: Request, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> Response:
         seen = visit(request)
-        return page(request, seen, "error.html", status, message=message, code=status)
+        return page(request, seen, "error.html", status, headers, message=message, code=status)
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refused)
-        return error_page(request, exc.status, exc.message)
+        return error_page(request, exc.status, exc.message, exc.headers)
 
     async def sign_in_first(request: Request, exc: Exception) -> Response:
         seen = visit(request)
+        if cross_site_navigation(request) and not seen.ended:
+            # Maybe signed in, maybe not: a link followed from here (same-origin) will tell.
+            # Nothing is set: the visitor's session, if any, stays as it is.
+            here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return page(request, seen, "continue.html", target=here)
         target = redirect("/login", notice="ended") if seen.ended else redirect("/login")
         return finish(request, seen, target)
 
@@ -386,4 +487,8 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         NotFound: not_found,
         HTTPException: http_error,
     }
-    return Starlette(routes=routes, exception_handlers=handlers)
+    return Starlette(
+        routes=routes,
+        exception_handlers=handlers,
+        middleware=[Middleware(RefreshFirst, ended=signed_out)],
+    )

@@ -141,7 +141,7 @@ def test_forged_or_missing_csrf_changes_nothing(client: TestClient, rt: App) -> 
 
 def test_csrf_token_of_another_session_is_refused(client: TestClient, rt: App) -> None:
     other = Sessions(rt.session_key, 3600)
-    stolen = other.csrf_token(other.new(time.time(), "ci"))
+    stolen = other.csrf_token(other.new(time.time(), rt.config.tokens[0]))
     sign_in(client)
     answer = client.post("/ui/workspaces/man/sync", data={"kind": "sync", "csrf": stolen})
     assert answer.status_code == 403

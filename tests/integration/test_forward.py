@@ -367,3 +367,15 @@ def test_the_scheme_the_front_saw_reaches_the_daemon(client: httpx.Client) -> No
     assert client.get("/scheme").text == "http"
     assert client.get("/scheme", headers={"x-forwarded-proto": "https"}).text == "https"
     assert client.get("/scheme", headers={"x-forwarded-proto": "gopher"}).text == "http"
+
+
+def test_the_clients_address_goes_on_and_one_a_client_sends_does_not(
+    upstream: Upstream, client: httpx.Client
+) -> None:
+    """The daemon counts wrong tokens per client address (syncd.throttle): it must see the
+    client's, as the front saw it, and never one the client made up."""
+    assert client.get("/headers", headers={"x-syncd-client": "203.0.113.66"}).status_code == 200
+    assert upstream.seen.requests[-1]["client"][0] == "127.0.0.1"
+    # A proxy on loopback names the client (uvicorn's rules, in the front): that one goes on.
+    assert client.get("/headers", headers={"x-forwarded-for": "198.51.100.1"}).status_code == 200
+    assert upstream.seen.requests[-1]["client"][0] == "198.51.100.1"

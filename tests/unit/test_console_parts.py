@@ -4,6 +4,7 @@ readable size), the badge image, commit links, and the config keys behind them."
 from __future__ import annotations
 
 import asyncio
+import base64
 import textwrap
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,24 +16,37 @@ from syncd.app import App
 from syncd.badge import render_badge
 from syncd.config import Config, Secret, TokenConfig, load_config
 from syncd.console import pages
-from syncd.console.data import stream as _stream
 from syncd.console.sessions import Session, Sessions
+from syncd.console.streams import Feed, Streams
+from syncd.console.streams import stream as _stream
 from syncd.errors import ConfigError
 from syncd.model import Plan, StepChange, StepContent
 from syncd.urls import commit_url
 from tests.support.fakes import config
 
 NOW = 1_800_000_000.0
+CI = TokenConfig("ci", Secret("the-value-of-ci-0123456789", "env CI"), frozenset({"read"}))
+VIEWER = TokenConfig("viewer", Secret("the-value-of-viewer-0123", "env V"), frozenset({"read"}))
 
 
 def test_a_session_round_trips_and_holds_no_token_value() -> None:
     signer = Sessions(b"k" * 32, 3600)
-    session = signer.new(NOW, "ci")
+    session = signer.new(NOW, CI)
     cookie = signer.encode(session)
-    assert signer.decode(cookie, NOW + 10) == Session(session.sid, "ci", int(NOW + 3600))
+    expected = Session(session.sid, "ci", int(NOW + 3600), session.token_digest)
+    assert signer.decode(cookie, NOW + 10) == expected
+    assert CI.token.reveal() not in cookie
+    payload = cookie.split(".")[0]
+    assert CI.token.reveal().encode() not in base64.urlsafe_b64decode(payload + "==")
     assert signer.decode(cookie, NOW + 3601) is None  # expired
+    # Bound to the token's value: the same name with another value is not the same token.
+    rotated = TokenConfig("ci", Secret("a-new-value-of-ci-0123456789", "env CI"), CI.scopes)
+    assert signer.made_with(session, CI) and not signer.made_with(session, rotated)
+    # A pre-session is in a cookie of its own kind: neither is taken for the other.
     anonymous = signer.new(NOW)
-    assert not anonymous.signed_in and signer.decode(signer.encode(anonymous), NOW) is not None
+    pre_cookie = signer.encode(anonymous)
+    assert not anonymous.signed_in and signer.decode_pre(pre_cookie, NOW) == anonymous
+    assert signer.decode(pre_cookie, NOW) is None and signer.decode_pre(cookie, NOW) is None
 
 
 @pytest.mark.parametrize(
@@ -45,7 +59,7 @@ def test_malformed_cookies_are_nobodys(cookie: str | None) -> None:
 
 def test_a_tampered_or_foreign_cookie_is_refused() -> None:
     signer = Sessions(b"key one", 3600)
-    cookie = signer.encode(signer.new(NOW, "viewer"))
+    cookie = signer.encode(signer.new(NOW, VIEWER))
     _, signature = cookie.split(".")
     forged = pages_b64('{"s":"x","n":"ci","e":9999999999}')
     assert signer.decode(f"{forged}.{signature}", NOW) is None
@@ -60,7 +74,7 @@ def pages_b64(text: str) -> str:
 
 def test_csrf_tokens_are_tied_to_the_session() -> None:
     signer = Sessions(b"k", 3600)
-    one, two = signer.new(NOW, "ci"), signer.new(NOW, "ci")
+    one, two = signer.new(NOW, CI), signer.new(NOW, CI)
     token = signer.csrf_token(one)
     assert signer.csrf_valid(one, token)
     assert not signer.csrf_valid(two, token)
@@ -204,7 +218,12 @@ def test_a_stream_ends_when_its_token_loses_the_read_scope() -> None:
     token = TokenConfig("ci", Secret("t" * 20, "env SYNCD_TOKEN"), frozenset({"sync"}))
     world = _StreamWorld(replace(config(), tokens=(token,)))
 
-    async def read_all() -> list[str]:
-        return [event async for event in _stream(cast(App, world), "ci", None)]
+    def signed_in() -> bool:  # as the console asks of the session, at every look
+        return any(t.name == "ci" and t.allows("read") for t in world.config.tokens)
 
-    assert asyncio.run(asyncio.wait_for(read_all(), 5)) == ["retry: 2000\n\n"]
+    async def read_all() -> list[str]:
+        rt = cast(App, world)
+        ticket = Streams(4, 10).open("session", returning=False)
+        return [event async for event in _stream(rt, Feed(rt), ticket, signed_in, None)]
+
+    assert asyncio.run(asyncio.wait_for(read_all(), 5)) == ["retry: 2000\nid: 1\n\n"]

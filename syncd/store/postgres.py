@@ -43,6 +43,7 @@ from syncd.store.postgres_connect import (
     PROBE_WAIT,
     WRITE_LOCK_NAMESPACE,
     clean_error,
+    connection_lost,
     describe,
     migrate,
     open_hooks_pool,
@@ -81,13 +82,6 @@ from syncd.store.rows import (
 _LEASES = leases.lease_sql("%s", "extract(epoch from clock_timestamp())", lock_row=" FOR UPDATE")
 
 
-# The write a readiness probe tries after a write failed.
-WRITE_PROBE = (
-    "INSERT INTO meta (key, value) VALUES ('write_probe', %s)"
-    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-)
-
-
 class PostgresStore:
     def __init__(
         self,
@@ -117,8 +111,10 @@ class PostgresStore:
         # Until when webhooks skip the store after it failed: while the database is away each
         # would otherwise wait on the event loop for a connection.
         self._hooks_down_until = 0.0
-        # Why the last write failed, until a write succeeds: /readyz.
+        # Why the last write failed, until a write succeeds: /readyz. A failure because the
+        # connection was lost ends when the database answers again.
         self._write_failure: str | None = None
+        self._failure_was_connection = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -156,14 +152,11 @@ class PostgresStore:
                 conn.execute("SELECT 1")
         except (psycopg.Error, PoolTimeout) as e:
             return f"store {self.where}: the database does not answer: {self._clean(e)}"
-        if self._write_failure is not None:
-            # It answers again: a write tried now says whether the failure is over (so /readyz
-            # turns ready as soon as writes work, not at the next apply).
-            try:
-                with self._tx(clears_failure=True) as db:
-                    db.execute(WRITE_PROBE, (str(time.time()),))
-            except (psycopg.Error, StoreError):
-                pass
+        if self._failure_was_connection:
+            # The last write failed because the database was away, and it answers again: that
+            # failure is over (/readyz turns ready now, not at the next apply). A failure of
+            # the database itself (a full disk) stays until a write succeeds.
+            self._write_failure, self._failure_was_connection = None, False
         return self._write_failure
 
     @contextmanager
@@ -200,6 +193,7 @@ class PostgresStore:
                     yield conn
             except psycopg.Error as e:
                 self._write_failure = f"store {self.where}: the last write failed: {self._clean(e)}"
+                self._failure_was_connection = connection_lost(e)
                 raise
         if clears_failure:
             self._write_failure = None

@@ -120,3 +120,14 @@ def open_hooks_pool(conninfo: str) -> ConnectionPool[psycopg.Connection[Any]]:
 
 def _asynchronous_commit(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SET synchronous_commit TO off")
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether a write failed because the connection to the database failed (the server is
+    away, restarting, or was cut off), not because the database refused it (a full disk, a
+    constraint): SQLSTATE class 08 (connection exception) or 57P (shutdown), or none at all
+    (libpq's own connection errors carry no SQLSTATE)."""
+    if not isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+        return False
+    state = getattr(error, "sqlstate", None)
+    return state is None or state.startswith(("08", "57P"))

@@ -61,11 +61,6 @@ from syncd.store.sqlite_schema import MIGRATIONS
 
 # The host's clock in seconds since the epoch, as SQLite reads it (the CLI and the daemon that
 # share a file share a host).
-# The write a readiness probe tries after a write failed.
-WRITE_PROBE = (
-    "INSERT INTO meta (key, value) VALUES ('write_probe', ?)"
-    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-)
 _LEASES = leases.lease_sql("?", "((julianday('now') - 2440587.5) * 86400.0)")
 
 
@@ -132,9 +127,8 @@ class SqliteStore:
 
     def problem(self) -> str | None:
         """Why the store cannot take writes now, or None: its file deleted or replaced under
-        this process, or the last write failed (disk full, I/O error) and a write tried now
-        fails too (so /readyz turns ready again as soon as writes work, not at the next
-        apply)."""
+        this process, or the last write failed (disk full, I/O error) and no apply has
+        succeeded since. (Another process holding the write lock is no failure: busy.)"""
         try:
             if identity(self.path) != self._identity:
                 return f"store {self.path}: the database file was replaced"
@@ -142,12 +136,6 @@ class SqliteStore:
             return f"store {self.path}: the database file is gone"
         except OSError as e:
             return f"store {self.path}: {e}"
-        if self._write_failure is not None:
-            try:
-                with self._tx(clears_failure=True) as db:
-                    db.execute(WRITE_PROBE, (time.time(),))
-            except (sqlite3.Error, StoreError):
-                pass
         return self._write_failure
 
     @contextmanager

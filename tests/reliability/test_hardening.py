@@ -158,47 +158,60 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
 # -- 1. two writers: optimistic concurrency on apply ------------------------------------------
 
 
-def test_a_slow_apply_never_writes_over_a_newer_state(any_setup: Setup) -> None:
+def still_running(proc: subprocess.Popen[str], seconds: float = 1.0) -> bool:
+    """True when `proc` has not ended within `seconds` (it waits on another writer)."""
+    try:
+        proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        return True
+    return False
+
+
+def test_a_second_writer_waits_for_the_first_and_never_interleaves(any_setup: Setup) -> None:
+    """A sync of head C has planned and waits before its apply; a pinned sync of the older B
+    starts meanwhile. It waits for the first writer's lease instead of applying between C's
+    plan and C's apply (which once made C plan again and apply over B, or B apply under C's
+    plan); then it applies B after C, as asked: the pin is the one that goes back."""
     setup = any_setup
-    """A daemon-like sync of head C plans, then waits; another process applies a pinned older
-    revision B meanwhile. C's apply must see that its base moved, re-plan, and leave the
-    workspace consistent: every step as the commit it reports applied."""
     rev_b = setup.push({"x": "xB()"}, "B: x changes")
     rev_c = setup.push({"x": "x0()", "y": "yC()"}, "C: x back, y changes")
     gate = setup.tmp / "gate"
     slow = setup.cli("sync", "w", gate=gate)  # head C, held before its apply
     wait_file(gate.with_suffix(".planned"), slow)
     pinned = setup.cli("sync", "w", "--revision", rev_b)
-    rc, _out, err = finish(pinned)
-    assert rc == 0, err
+    assert still_running(pinned), finish(pinned)
+    assert setup.core.store.state("w").last_applied_revision != rev_b
     gate.with_suffix(".go").touch()
     rc, _out, err = finish(slow)
     assert rc == 0, err
+    rc, _out, err = finish(pinned)
+    assert rc == 0, err
     state = setup.core.store.state("w")
-    assert state.last_applied_revision == rev_c and state.status is Status.SYNCED
-    assert setup.live() == {"x": "x0()", "y": "yC()", "z": "z0()"}
+    assert state.last_applied_revision == rev_b and state.pinned_revision == rev_b
+    assert setup.live() == {"x": "xB()", "y": "y0()", "z": "z0()"}
+    runs = [r for r in setup.core.store.runs("w") if r.result is RunResult.SUCCEEDED]
+    assert [r.revision for r in runs[:2]] == [rev_b, rev_c]  # newest first: C, then B
 
 
 def test_the_slow_writer_can_be_the_pinned_one(any_setup: Setup) -> None:
+    """The other way round: the pinned sync of B holds the workspace; the sync of the head
+    waits, resolves the head after B's apply, and applies C."""
     setup = any_setup
     rev_b = setup.push({"x": "xB()"}, "B: x changes")
     rev_c = setup.push({"x": "x0()", "y": "yC()"}, "C")
     gate = setup.tmp / "gate"
     slow = setup.cli("sync", "w", "--revision", rev_b, gate=gate)
     wait_file(gate.with_suffix(".planned"), slow)
-    rc, _out, err = finish(setup.cli("sync", "w"))
-    assert rc == 0, err
-    assert setup.core.store.state("w").last_applied_revision == rev_c
+    head = setup.cli("sync", "w")
+    assert still_running(head), finish(head)
     gate.with_suffix(".go").touch()
     rc, _out, err = finish(slow)
     assert rc == 0, err
-    # The pinned revision applied last, whole: the workspace is B, and says so.
+    rc, _out, err = finish(head)
+    assert rc == 0, err
     state = setup.core.store.state("w")
-    assert state.last_applied_revision == rev_b
-    assert setup.live() == {"x": "xB()", "y": "y0()", "z": "z0()"}
-
-
-# -- 2. an outside edit between plan and apply keeps its mark ----------------------------------
+    assert state.last_applied_revision == rev_c and state.status is Status.SYNCED
+    assert setup.live() == {"x": "x0()", "y": "yC()", "z": "z0()"}
 
 
 def test_an_outside_edit_during_a_sync_keeps_its_outside_mark(any_setup: Setup) -> None:
@@ -298,7 +311,7 @@ def test_the_scheduler_retries_a_run_the_store_could_not_record(setup: Setup) ->
         await app.scheduler.start(startup_sync=False)
         holder = hold_write_lock(store_path(setup))
         try:
-            ticket = app.scheduler.request("w", Trigger.WEBHOOK)
+            ticket = await app.scheduler.request("w", Trigger.WEBHOOK)
             first = await asyncio.wait_for(ticket.future, 30)
         finally:
             holder.rollback()

@@ -138,7 +138,7 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
     creds = tmp_path / "creds"
     creds.mkdir()
     for name in ("api-token", "webhook-secret", "git-token"):
-        (creds / name).write_text(f"{name}-value\n")
+        (creds / name).write_text(f"{name}-value-0123456789\n")
 
     def localize(text: str) -> str:
         text = text.replace("/run/credentials/syncd.service", str(creds))

@@ -93,11 +93,11 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
 
     async def list_workspaces(request: Request) -> Response:
         chosen = rt.workspaces.tagged(request.query_params.get("tag"))
-        return JSONResponse({"workspaces": await asyncio.to_thread(rt.workspaces.views, chosen)})
+        return JSONResponse({"workspaces": await rt.store_calls.run(rt.workspaces.views, chosen)})
 
     async def get_workspace(request: Request) -> Response:
         ws = _workspace(rt, request)
-        return JSONResponse(await asyncio.to_thread(rt.workspaces.view, ws))
+        return JSONResponse(await rt.store_calls.run(rt.workspaces.view, ws))
 
     async def diff(request: Request) -> Response:
         ws = _workspace(rt, request)
@@ -129,11 +129,11 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
 
     async def suspend(request: Request) -> Response:
         ws = _workspace(rt, request)
-        return JSONResponse(await asyncio.to_thread(rt.workspaces.suspend, ws))
+        return JSONResponse(await rt.store_calls.run(rt.workspaces.suspend, ws))
 
     async def resume(request: Request) -> Response:
         ws = _workspace(rt, request)
-        await asyncio.to_thread(rt.workspaces.resume, ws)
+        await rt.store_calls.run(rt.workspaces.resume, ws)
         # Back to the branch head: a manual sync, which also ends a pin.
         try:
             ticket = await rt.workspaces.request_sync(ws, Trigger.MANUAL, None, False)
@@ -151,32 +151,32 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
     async def runs(request: Request) -> Response:
         ws = _workspace(rt, request)
         limit = int_param(request, "limit", 50, 1, 1000)
-        found = await asyncio.to_thread(rt.workspaces.runs, ws, limit)
+        found = await rt.store_calls.run(rt.workspaces.runs, ws, limit)
         return JSONResponse({"runs": [r.to_dict() for r in found]})
 
     async def run(request: Request) -> Response:
-        found = await asyncio.to_thread(rt.workspaces.run, request.path_params["run_id"])
+        found = await rt.store_calls.run(rt.workspaces.run, request.path_params["run_id"])
         return JSONResponse(found.to_dict())
 
     async def steps(request: Request) -> Response:
         ws = _workspace(rt, request)
-        live = await asyncio.to_thread(rt.workspaces.steps, ws)
+        live = await rt.store_calls.run(rt.workspaces.steps, ws)
         return JSONResponse({"steps": [s.to_dict() for s in live]})
 
     async def step(request: Request) -> Response:
         ws, name = _workspace(rt, request), step_name(request)
-        return JSONResponse((await asyncio.to_thread(rt.workspaces.step, ws, name)).to_dict())
+        return JSONResponse((await rt.store_calls.run(rt.workspaces.step, ws, name)).to_dict())
 
     async def put_step(request: Request) -> Response:
         ws, name = _workspace(rt, request), step_name(request)
         content = step_content(await json_body(request))
-        saved = await asyncio.to_thread(rt.workspaces.put_step, ws, name, content)
+        saved = await rt.store_calls.run(rt.workspaces.put_step, ws, name, content)
         await rt.workspaces.note_edit(ws)
         return JSONResponse(saved.to_dict())
 
     async def delete_step(request: Request) -> Response:
         ws, name = _workspace(rt, request), step_name(request)
-        await asyncio.to_thread(rt.workspaces.delete_step, ws, name)
+        await rt.store_calls.run(rt.workspaces.delete_step, ws, name)
         await rt.workspaces.note_edit(ws)
         return Response(status_code=204)
 
@@ -188,12 +188,12 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
 
     async def health(request: Request) -> Response:
         ws = _workspace(rt, request)
-        return JSONResponse(await asyncio.to_thread(rt.workspaces.health, ws))
+        return JSONResponse(await rt.store_calls.run(rt.workspaces.health, ws))
 
     async def badge(request: Request) -> Response:
         # No token: a badge is shown in READMEs; only workspaces with `badge: true` have one.
         ws_id = request.path_params["id"]
-        status, health = await asyncio.to_thread(rt.workspaces.badge, ws_id)
+        status, health = await rt.store_calls.run(rt.workspaces.badge, ws_id)
         label = rt.workspaces.get(ws_id).name
         return Response(
             render_badge(label, status, health),

@@ -28,6 +28,7 @@ from syncd.service.intake import DeliveryLog, Intake
 from syncd.service.remote_reads import RemoteReads
 from syncd.service.workspaces import Workspaces
 from syncd.store import Store, open_store
+from syncd.store.offloop import OffLoop
 from syncd.throttle import Throttle
 
 
@@ -97,6 +98,9 @@ class App:
     # `stopping`): long-lived answers, the console's event streams, end so as not to hold it up.
     closing: bool = False
     started_at: float = field(default_factory=time.time)
+    # The store reads and writes of API and console requests: threads of their own, each call
+    # with a deadline (a frozen store is a 503, and leaves the default threads to git).
+    store_calls: OffLoop = field(default_factory=lambda: OffLoop(threads=8, timeout=30.0))
     # Signs the console's sessions unless the config names a key (console.session_key_*).
     session_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     # Wrong API tokens and failed console sign-ins, per client address (429 past the limit).
@@ -120,6 +124,7 @@ class App:
     def close(self) -> None:
         self.remote_reads.close()
         self.scheduler.offloop.close()
+        self.store_calls.close()
         self.core.close()
 
 

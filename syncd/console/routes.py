@@ -274,7 +274,7 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         seen = signed_in(request)
         tag = request.query_params.get("tag") or None
         chosen = rt.workspaces.tagged(tag)
-        views = await asyncio.to_thread(rt.workspaces.overviews, chosen)
+        views = await rt.store_calls.run(rt.workspaces.overviews, chosen)
         now = time.time()
         all_tags = sorted({t for ws in rt.config.workspaces for t in ws.tags})
         return page(
@@ -290,7 +290,7 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
     async def workspace(request: Request) -> Response:
         seen = signed_in(request)
         ws = rt.workspaces.get(request.path_params["id"])
-        data = await asyncio.to_thread(workspace_data, rt, ws)
+        data = await rt.store_calls.run(workspace_data, rt, ws)
         data.update(await drift(rt, ws))
         q = request.query_params
         notice = NOTICES.get(q.get("notice", ""))
@@ -403,7 +403,7 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         async def handler(request: Request) -> Response:
             seen, ws, _ = await action(request, "sync")
             use_case = rt.workspaces.suspend if verb == "suspend" else rt.workspaces.resume
-            await asyncio.to_thread(use_case, ws)
+            await rt.store_calls.run(use_case, ws)
             if verb == "resume":
                 # As the API does: back to the branch head, which also ends a pin.
                 try:

@@ -161,7 +161,7 @@ class Feed:
     async def _look(self) -> None:
         rt = self._rt
         try:
-            views = await asyncio.to_thread(rt.workspaces.overviews, list(rt.config.workspaces))
+            views = await rt.store_calls.run(rt.workspaces.overviews, list(rt.config.workspaces))
         except Exception as e:  # the store locked or down: keep the rows and look again
             if not self._failing:
                 error = str(e) or type(e).__name__

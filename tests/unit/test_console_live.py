@@ -14,6 +14,7 @@ from syncd.app import App
 from syncd.config import Config
 from syncd.console import streams
 from syncd.console.streams import Feed, SessionFull, Streams, TooManyStreams, stream
+from syncd.store.offloop import OffLoop
 from tests.support.fakes import config
 
 WAIT = 10.0
@@ -75,6 +76,7 @@ class World:
     stopping: bool = False
     reads: int = 0
     seen_by: list[int] = field(default_factory=list)
+    store_calls: OffLoop = field(default_factory=OffLoop)
 
     @property
     def workspaces(self) -> World:

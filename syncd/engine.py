@@ -42,7 +42,7 @@ from syncd.parsed_steps import ParsedSteps
 from syncd.plan import guard_plan
 from syncd.reading import Progress, Reader, Reading, TreeReader, source_key
 from syncd.store import ApplyConflict, Fenced, Lease, Store, StoreError
-from syncd.writer_leases import WriterLeases, new_holder
+from syncd.writer_leases import WorkspaceBusy, WriterLeases, new_holder
 
 __all__ = [
     "APPLY_ATTEMPTS",
@@ -172,7 +172,7 @@ class Engine:
             )
             state = SyncState(ws.id)
             reading: Reading | None = None
-            fenced = False
+            fenced = False  # another writer has (or had) the workspace: not this run's news
             try:
                 with self.leases.hold(ws.id, force=take_over) as lease:
                     if run_id is not None and (done := self.store.run(run_id)) is not None:
@@ -187,9 +187,12 @@ class Engine:
             except SyncdError as e:
                 # No lease (another writer kept the workspace, or the store failed): nothing
                 # can be recorded; the scheduler retries.
+                fenced = isinstance(e, WorkspaceBusy)
                 run.result, run.error, run.finished_at = RunResult.FAILED, str(e), self.clock()
-            # 7. tell metrics and notifications
-            if self.observer is not None:
+                log.warning("sync not started", extra=fields(workspace=ws.id, error=str(e)))
+            # 7. tell metrics and notifications, unless another writer's run is the one that
+            #    counts (its health and counts are the workspace's, not this run's)
+            if self.observer is not None and not fenced:
                 plan = reading.plan if reading else None
                 self.observer.run_finished(ws, run, plan, state, self.clock() - started)
             return Outcome(run, reading.plan if reading else None, state, fenced)

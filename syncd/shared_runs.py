@@ -198,9 +198,13 @@ class SharedRuns:
             self._resolve(claimed.run_id, error=e)
             return True
         if outcome.fenced:
-            # Another writer holds the workspace (this replica was frozen or cut off): the
-            # row stays for it, and this replica's callers hear from it when it finishes.
-            log.warning("workspace taken over: serving stops", extra=fields(workspace=ws_id))
+            # Another writer holds the workspace (it took it over from this replica, frozen or
+            # cut off; or `syncd sync` kept it past the wait): the row stays, for that writer
+            # or for the next holder here, and the callers hear when it is served.
+            log.warning(
+                "workspace held by another writer: serving stops",
+                extra=fields(workspace=ws_id, run=claimed.run_id),
+            )
             return False
         await self.host.coordinator.finish(claimed)
         self._resolve(claimed.run_id, outcome=outcome)

@@ -43,8 +43,8 @@ class Claimed:
     dry_run: bool
     head: str | None
     run_id: str
-    # Claimed before: by a replica that has gone, or by this one before its session was lost;
-    # its run may have been recorded already.
+    # Claimed before by another replica, which has gone, was cut off or froze; its run may
+    # have been recorded already, and its lease is taken over at once.
     taken_over: bool
 
 

@@ -240,7 +240,9 @@ class PostgresCoordinator:
         if not rows:
             return None
         r = rows[0]
-        taken_over = r[6] is not None
+        # Claimed before by another replica (one of this replica's own, claimed again after
+        # its run ended unrecorded, is no takeover: its lease went with that run).
+        taken_over = r[6] is not None and r[6] != self.replica_id
         return Claimed(int(r[0]), ws, Trigger(r[1]), r[2], bool(r[3]), r[4], str(r[5]), taken_over)
 
     async def finish(self, claimed: Claimed) -> None:

@@ -98,6 +98,7 @@ class WriterLeases:
         )
 
     def _start_renewer(self) -> None:
+        # Under the guard, as the loop's decision to end is.
         if self._renewer is None or not self._renewer.is_alive():
             self._renewer = threading.Thread(
                 target=self._renew_loop, name="renew leases", daemon=True
@@ -106,12 +107,14 @@ class WriterLeases:
 
     def _renew_loop(self) -> None:
         """Renew every held lease each third of the time to live; a lost one is logged (its
-        run then fails at its next write, Fenced)."""
+        run then fails at its next write, Fenced). Ends when nothing is held (the next hold
+        starts another), so an idle process keeps no thread for it."""
         while not self._stop.wait(self.ttl / 3):
             with self._guard:
                 held = list(self._held.values())
-            if not held:
-                continue
+                if not held:
+                    self._renewer = None
+                    return
             try:
                 lost = self._store().renew_leases(held, self.ttl)
             except StoreError as e:
@@ -122,6 +125,12 @@ class WriterLeases:
                     "lease lost: another writer took the workspace over",
                     extra=fields(workspace=lease.workspace, fence=lease.fence),
                 )
+
+    @property
+    def renewing(self) -> bool:
+        """Whether a thread renews this writer's leases now."""
+        with self._guard:
+            return self._renewer is not None and self._renewer.is_alive()
 
     def close(self) -> None:
         self._stop.set()

@@ -1,0 +1,67 @@
+"""A writer's leases: renewed while held, so a long run keeps its workspace; waited for, then
+refused by name, while another writer holds one; no thread kept while nothing is held."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from syncd.writer_leases import WorkspaceBusy, WriterLeases
+from tests.support.fakes import FakeStore
+
+TTL = 0.3
+
+
+def test_a_lease_held_past_its_time_to_live_is_renewed_and_still_fences_no_one() -> None:
+    store = FakeStore()
+    writer = WriterLeases(lambda: store, "a", ttl=TTL, wait=0.0)
+    other = WriterLeases(lambda: store, "b", ttl=TTL, wait=0.0)
+    with writer.hold("w") as lease:
+        time.sleep(TTL * 4)  # a slow fetch: four times the time to live
+        with (
+            pytest.raises(WorkspaceBusy, match="being synced by another writer"),
+            other.hold("w"),
+        ):
+            pass
+        assert store.renew_leases([lease], TTL) == []  # still this writer's
+    with other.hold("w") as taken:  # released: the next writer takes it at once
+        assert taken.fence == lease.fence + 1
+
+
+def test_a_waiting_writer_takes_the_lease_once_it_is_released() -> None:
+    store = FakeStore()
+    first = WriterLeases(lambda: store, "a", ttl=TTL)
+    second = WriterLeases(lambda: store, "b", ttl=TTL, wait=5.0)
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold_a_while() -> None:
+        with first.hold("w"):
+            held.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=hold_a_while)
+    thread.start()
+    held.wait(5)
+    threading.Timer(0.3, release.set).start()
+    with second.hold("w") as lease:
+        assert lease.holder == "b" and lease.fence == 2
+    thread.join(5)
+
+
+def test_no_renewing_thread_is_kept_while_nothing_is_held() -> None:
+    store = FakeStore()
+    writer = WriterLeases(lambda: store, "a", ttl=TTL)
+    assert not writer.renewing
+    with writer.hold("w"):
+        assert writer.renewing
+    for _ in range(50):  # it ends at its next wake-up, a third of the time to live
+        if not writer.renewing:
+            break
+        time.sleep(0.05)
+    assert not writer.renewing
+    with writer.hold("w"):  # and the next hold starts one again
+        assert writer.renewing
+    writer.close()

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -23,6 +24,7 @@ from syncd.errors import SyncdError
 from syncd.logs import fields
 from syncd.model import Trigger
 from syncd.store.offloop import OffLoop
+from syncd.store.protocol import StoreError
 from syncd.sync_requests import QueueFull, ShuttingDown, Ticket
 from syncd.urls import normalize_repo_url
 from syncd.webhooks import BadSignature, Ping, Target, WebhookRejected
@@ -117,6 +119,9 @@ class DeliveryLog:
     ) -> None:
         self.store, self.capacity, self.ttl = store, capacity, ttl
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+        # A delivery's record in the store that outlived its deadline: a forget of it waits
+        # for it, or the late record would drop the provider's resend of a refused delivery.
+        self._late: dict[tuple[str, str], Future[bool]] = {}
         # The store is asked off the event loop, with a deadline (see syncd.store.offloop).
         self._offloop = offloop or OffLoop(threads=2)
 
@@ -131,7 +136,13 @@ class DeliveryLog:
         new = True
         if self.store is not None:
             try:
-                new = await self._offloop.run(self.store.remember_delivery, provider, delivery, now)
+                record = self._offloop.start(self.store.remember_delivery, provider, delivery, now)
+                try:
+                    new = await self._offloop.wait(record)
+                except StoreError:
+                    self._late[(provider, delivery)] = record
+                    record.add_done_callback(lambda _: self._late.pop((provider, delivery), None))
+                    raise
             except Exception as e:
                 # A store that cannot be reached must not refuse webhooks: dedupe falls back to
                 # memory, and a redelivery is at worst one more (coalesced) run.
@@ -146,6 +157,14 @@ class DeliveryLog:
         self._seen.pop((provider, delivery), None)
         if self.store is not None:
             try:
+                late = self._late.get((provider, delivery))
+                if late is not None and not late.done():
+                    # Forgotten once the late record is in, however late that is.
+                    forget = self.store.forget_delivery
+                    late.add_done_callback(
+                        lambda _: self._offloop.start(forget, provider, delivery)
+                    )
+                    return
                 await self._offloop.run(self.store.forget_delivery, provider, delivery)
             except Exception as e:
                 log.warning("webhook dedupe: the store failed to forget a delivery: %s", e)

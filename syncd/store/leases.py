@@ -4,9 +4,13 @@ for both stores, whose SQL differs only in its parameter mark and its clock.
 A writer (the daemon's engine, a replica's, the CLI's in local mode) takes a workspace's lease
 before it resolves the commit to sync to, renews it while it works, and releases it at the end.
 Every take raises the workspace's fence by one. An apply or a run record commits only while the
-lease row still names that holder and that fence and has not expired: a writer whose lease
-expired (frozen, cut off from the database) or was taken over cannot commit anything late,
-whatever it planned. The row stays after a release, so the fence never goes back.
+lease row still names that holder and that fence: a writer whose lease was taken over (after
+it expired: the writer froze or was cut off from the database; or by force, from a writer
+known to be gone) or released cannot commit anything late, whatever it planned. Expiry itself
+is no reason to refuse a write: a lease nobody took since still says no other writer wrote
+(a take would have raised the fence), and one slow renewal (a long apply elsewhere holding the
+renewer up) must not fail a run that nobody overtook. The row stays after a release, so the
+fence never goes back.
 
 Times are the database's clock (one clock for every replica's host); SQLite's is the host's.
 """
@@ -27,7 +31,7 @@ class LeaseSql:
     take: str  # (ws, holder, ttl, force): RETURNING fence, or no row when held by another
     renew: str  # (ttl, ws, holder, fence): rowcount 0 when lost
     release: str  # (ws, holder, fence)
-    check: str  # (ws,): holder, fence, live (the lease row, locked where the store can)
+    check: str  # (ws,): holder, fence (the lease row, locked where the store can)
     run_exists: str  # (run id,)
 
 
@@ -49,9 +53,7 @@ def lease_sql(mark: str, now: str, lock_row: str = "") -> LeaseSql:
             "UPDATE leases SET holder = '', expires_at = 0"
             f" WHERE workspace = {m} AND holder = {m} AND fence = {m}"
         ),
-        check=(
-            f"SELECT holder, fence, expires_at > {now} FROM leases WHERE workspace = {m}{lock_row}"
-        ),
+        check=f"SELECT holder, fence FROM leases WHERE workspace = {m}{lock_row}",
         run_exists=f"SELECT 1 FROM runs WHERE id = {m}",
     )
 
@@ -63,17 +65,12 @@ def take_params(ws: str, holder: str, ttl: float, force: bool) -> tuple[Any, ...
 
 
 def check_lease(lease: Lease, row: Sequence[Any] | None) -> None:
-    """Fenced unless the lease row (holder, fence, live) is still `lease`'s, unexpired."""
+    """Fenced unless the lease row (holder, fence) is still `lease`'s."""
     if row is None or (str(row[0]), int(row[1])) != (lease.holder, lease.fence):
         now = f"held by {row[0]} (fence {row[1]})" if row and row[0] else "released"
         raise Fenced(
             f"workspace {lease.workspace}: this writer ({lease.holder}, fence {lease.fence})"
             f" no longer holds it; it is {now}: nothing was written"
-        )
-    if not row[2]:
-        raise Fenced(
-            f"workspace {lease.workspace}: this writer's lease (fence {lease.fence}) expired"
-            " before it could write: nothing was written"
         )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from syncd.store.protocol import StoreError
@@ -45,6 +45,11 @@ class OffLoop:
         self, timeout: float, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """`run` with a deadline of its own (a probe answers sooner than a write)."""
+        return await self.wait(self.start(fn, *args, **kwargs), timeout)
+
+    def start(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """`fn(*args, **kwargs)` on a store thread, not waited for: for a caller that must
+        order a later call after this one even when it stopped waiting for it."""
         with self._guard:
             if self._in_flight >= self.max_waiting:
                 raise StoreError(
@@ -53,10 +58,15 @@ class OffLoop:
             self._in_flight += 1
         future = self._pool.submit(fn, *args, **kwargs)
         future.add_done_callback(self._done)
+        return future
+
+    async def wait(self, future: Future[T], timeout: float | None = None) -> T:
+        """The result of a started call; StoreError past the deadline (the call goes on)."""
+        deadline = self.timeout if timeout is None else timeout
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), deadline)
         except TimeoutError as e:
-            raise StoreError(f"the store did not answer within {timeout:g} s") from e
+            raise StoreError(f"the store did not answer within {deadline:g} s") from e
 
     def _done(self, _future: object) -> None:
         with self._guard:

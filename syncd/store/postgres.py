@@ -82,6 +82,9 @@ from syncd.store.rows import (
 _LEASES = leases.lease_sql("%s", "extract(epoch from clock_timestamp())", lock_row=" FOR UPDATE")
 
 
+TAKE_LOCK_WAIT = "2s"
+
+
 class PostgresStore:
     def __init__(
         self,
@@ -347,7 +350,15 @@ class PostgresStore:
         self, ws: str, holder: str, ttl: float = LEASE_TTL, force: bool = False
     ) -> Lease | None:
         with self._tx() as db:
-            return leases.take(db, _LEASES, ws, holder, ttl, force)
+            # The lease row is locked while its holder applies: a take waits a moment, then
+            # counts the lease as held (a holder frozen inside its apply is ended by the
+            # server's idle-in-transaction timeout, see postgres_connect).
+            db.execute(f"SET LOCAL lock_timeout = '{TAKE_LOCK_WAIT}'")
+            try:
+                with db.transaction():
+                    return leases.take(db, _LEASES, ws, holder, ttl, force)
+            except psycopg.errors.LockNotAvailable:
+                return None
 
     def renew_leases(self, held: Collection[Lease], ttl: float = LEASE_TTL) -> list[Lease]:
         with self._tx() as db:

@@ -89,6 +89,7 @@ def open_pool(
         min_size=min(2, pool_size),
         max_size=pool_size,
         kwargs={"autocommit": True},
+        configure=_bounded_sessions,
         open=False,
         name="syncd-store",
     )
@@ -98,6 +99,24 @@ def open_pool(
         pool.close()
         raise StoreError(f"cannot connect to PostgreSQL store {where}: timed out") from e
     return pool
+
+
+# A writer frozen (SIGSTOP) or cut off inside a transaction must not hold its locks (the lease
+# row an apply locks, the workspace's write lock) for ever: the server ends a session idle in
+# a transaction past this, or one whose client stopped answering its keepalives. Above any
+# pause an apply makes between two statements, below what a takeover may wait.
+IDLE_IN_TRANSACTION = "20s"
+SESSION_BOUNDS = (
+    f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'",
+    "SET tcp_keepalives_idle = 3",
+    "SET tcp_keepalives_interval = 2",
+    "SET tcp_keepalives_count = 3",
+)
+
+
+def _bounded_sessions(conn: psycopg.Connection[Any]) -> None:
+    for statement in SESSION_BOUNDS:
+        conn.execute(statement)
 
 
 def open_hooks_pool(conninfo: str) -> ConnectionPool[psycopg.Connection[Any]]:

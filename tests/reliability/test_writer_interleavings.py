@@ -164,7 +164,7 @@ class Interleavings(RuleBasedStateMachine):
         """Whether a write by `w` must be Fenced: its lease is not the live one, or its run
         was recorded."""
         assert w.lease is not None and w.run_id is not None
-        return not (self.row.names(w.lease) and self.row.live) or w.run_id in self.recorded
+        return not self.row.names(w.lease) or w.run_id in self.recorded
 
     def _pick(self, pick: int, ready: Callable[[Writer], bool]) -> Writer:
         candidates = [w for w in self.writers if ready(w)]

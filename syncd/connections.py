@@ -154,14 +154,24 @@ class _Guarded(asyncio.Protocol):
         if self._head_bytes is not None:
             if self._head_refused:
                 return  # what the client still sends after the 431: dropped, kept nowhere
-            seen = self._head_tail + data
-            end = seen.find(HEAD_END)
-            size = self._head_bytes + (len(data) if end < 0 else end + 4 - len(self._head_tail))
+            # How many bytes of `data` end the head (-1: it goes on). No copy of `data`: a
+            # webhook's body comes in the same read as its head.
+            tail, end = self._head_tail, -1
+            if tail:  # the end may span two reads
+                seam = (tail + data[:3]).find(HEAD_END)
+                if seam >= 0:
+                    end = seam + 4 - len(tail)
+            if end < 0:
+                found = data.find(HEAD_END, 0, MAX_HEAD_BYTES + 4)
+                if found >= 0:
+                    end = found + 4
+            size = self._head_bytes + (len(data) if end < 0 else end)
             if size > MAX_HEAD_BYTES:
                 self._refuse_head()
                 return
             if end < 0:
-                self._head_bytes, self._head_tail = size, seen[-3:]
+                self._head_bytes = size
+                self._head_tail = data[-3:] if len(data) >= 3 else (tail + data)[-3:]
             else:
                 self._head_bytes, self._head_tail = None, b""
                 self.guard.waiting.pop(self, None)  # a request in flight: not evicted

@@ -269,3 +269,28 @@ def test_a_request_head_over_the_limit_is_refused_and_a_large_body_is_not(http: 
             await task
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("split", [1, 2, 3, 4])
+def test_a_head_whose_end_spans_two_reads_is_seen_to_end(split: int) -> None:
+    """The blank line that ends a head may arrive split over two reads: the request is served,
+    and its connection no longer counts as waiting for a head (it is not the one evicted)."""
+
+    async def main() -> None:
+        guard = ConnectionGuard(max_connections=16, header_timeout=5.0)
+        server, task = await _serve(guard, "h11")
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", _port(server))
+            head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+            writer.write(head[:-split])
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.write(head[-split:])
+            assert b"hello" in await _read_until(reader, b"hello")
+            writer.close()
+            assert guard.large.total == 0
+        finally:
+            server.should_exit = True
+            await task
+
+    asyncio.run(main())

@@ -39,11 +39,32 @@ class LeaseStore(Protocol):
     ) -> Lease | None: ...
     def renew_leases(self, leases: list[Lease], ttl: float = LEASE_TTL) -> list[Lease]: ...
     def release_lease(self, lease: Lease) -> None: ...
+    def lease_holder(self, ws: str) -> str | None: ...
 
 
 def new_holder(kind: str) -> str:
     """kind-host-pid-random: readable in a Fenced message, unique across restarts."""
     return f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def gone_from_this_host(holder: str | None) -> bool:
+    """A holder (see new_holder) on this host whose process has ended: a daemon or a
+    `syncd sync` that was killed in the middle of a run. Its lease is taken at once instead
+    of waiting for it to expire; were this wrong (another PID namespace behind the same host
+    name), the writer so overtaken is fenced, never overwritten."""
+    if not holder:
+        return False
+    head = holder.rpartition("-")[0]  # without its random part
+    head, _, pid = head.rpartition("-")
+    if not head.endswith(f"-{socket.gethostname()}") or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists (another user's process): alive
+        return False
+    return False
 
 
 class WriterLeases:
@@ -85,10 +106,14 @@ class WriterLeases:
 
     def _take(self, ws: str, wait: float, force: bool) -> Lease:
         deadline = time.monotonic() + wait
-        for _attempt in range(int(wait / RETRY_EVERY) + 2):
+        for attempt in range(int(wait / RETRY_EVERY) + 2):
             lease = self._store().take_lease(ws, self.holder, self.ttl, force)
             if lease is not None:
                 return lease
+            if attempt == 0 and gone_from_this_host(self._store().lease_holder(ws)):
+                log.info("lease of a writer that has ended taken over", extra=fields(workspace=ws))
+                force = True
+                continue
             if time.monotonic() >= deadline:
                 break
             time.sleep(RETRY_EVERY)

@@ -33,6 +33,7 @@ class LeaseSql:
     release: str  # (ws, holder, fence)
     check: str  # (ws,): holder, fence (the lease row, locked where the store can)
     run_exists: str  # (run id,)
+    holder: str  # (ws,): the holder of a lease not released and not expired
 
 
 def lease_sql(mark: str, now: str, lock_row: str = "") -> LeaseSql:
@@ -55,6 +56,10 @@ def lease_sql(mark: str, now: str, lock_row: str = "") -> LeaseSql:
         ),
         check=f"SELECT holder, fence FROM leases WHERE workspace = {m}{lock_row}",
         run_exists=f"SELECT 1 FROM runs WHERE id = {m}",
+        holder=(
+            f"SELECT holder FROM leases WHERE workspace = {m} AND holder <> ''"
+            f" AND expires_at > {now}"
+        ),
     )
 
 
@@ -108,6 +113,11 @@ def renew(db: Connection, sql: LeaseSql, leases: Collection[Lease], ttl: float) 
         if cur.rowcount == 0:
             lost.append(lease)
     return lost
+
+
+def holder(db: Connection, sql: LeaseSql, ws: str) -> str | None:
+    row = db.execute(sql.holder, (ws,)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def release(db: Connection, sql: LeaseSql, lease: Lease) -> None:

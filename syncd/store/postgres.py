@@ -364,6 +364,10 @@ class PostgresStore:
         with self._tx() as db:
             return leases.renew(db, _LEASES, held, ttl)
 
+    def lease_holder(self, ws: str) -> str | None:
+        with self._conn() as db:
+            return leases.holder(db, _LEASES, ws)
+
     def release_lease(self, lease: Lease) -> None:
         with self._tx() as db:
             leases.release(db, _LEASES, lease)

@@ -340,6 +340,10 @@ class SqliteStore:
         with self._tx(durable=False) as db:
             return leases.renew(db, _LEASES, held, ttl)
 
+    def lease_holder(self, ws: str) -> str | None:
+        with self._reading():
+            return leases.holder(self._db, _LEASES, ws)
+
     def release_lease(self, lease: Lease) -> None:
         with self._tx(durable=False) as db:
             leases.release(db, _LEASES, lease)

@@ -250,6 +250,11 @@ class FakeStore:
                     lost.append(lease)
             return lost
 
+    def lease_holder(self, ws: str) -> str | None:
+        with self._lock:
+            held, _fence, until = self._tables.leases.get(ws, ("", 0, 0.0))
+            return held if held and until > self.clock() else None
+
     def release_lease(self, lease: Lease) -> None:
         with self._lock:
             held, fence, _until = self._tables.leases.get(lease.workspace, ("", 0, 0.0))

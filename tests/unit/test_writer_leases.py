@@ -3,12 +3,14 @@ refused by name, while another writer holds one; no thread kept while nothing is
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
-from syncd.writer_leases import WorkspaceBusy, WriterLeases
+from syncd.writer_leases import WorkspaceBusy, WriterLeases, gone_from_this_host, new_holder
 from tests.support.fakes import FakeStore
 
 TTL = 0.3
@@ -65,3 +67,19 @@ def test_no_renewing_thread_is_kept_while_nothing_is_held() -> None:
     with writer.hold("w"):  # and the next hold starts one again
         assert writer.renewing
     writer.close()
+
+
+def test_the_lease_of_a_writer_that_ended_on_this_host_is_taken_at_once() -> None:
+    """A `syncd sync` or a daemon killed in the middle of a run leaves its lease behind: a
+    writer on the same host sees that its process is gone and takes it without waiting."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # a process that has ended: its pid names no process now
+    dead = f"syncd-{socket.gethostname()}-{ended.pid}-abcdef"
+    assert gone_from_this_host(dead)
+    assert not gone_from_this_host(new_holder("syncd"))  # this process: alive
+    assert not gone_from_this_host("syncd-elsewhere.example.com-1-abcdef")
+    store = FakeStore()
+    assert store.take_lease("w", dead, 3600.0) is not None
+    writer = WriterLeases(lambda: store, "a", ttl=TTL, wait=0.0)
+    with writer.hold("w") as lease:
+        assert lease.holder == "a" and lease.fence == 2

@@ -117,7 +117,12 @@ class DaemonWebhooks(WebhookEndpoint):
         receive: Receive,
         send: Send,
     ) -> Receipt | None:
-        return await self.intake.receive_lowered(provider, headers, body)
+        # Most webhooks are answered by the screen alone (ignored, pings, pushes no workspace
+        # follows): no coroutine for them; only a matched push awaits its dedupe and request.
+        screened = self.intake.screen(provider, headers, body)
+        if screened.receipt is not None:
+            return screened.receipt
+        return await self.intake.take(screened)
 
 
 class HooksFirst:

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import time
 from pathlib import Path
@@ -23,32 +22,22 @@ import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from syncd.console.sessions import COOKIE
 from tests.support import API_TOKEN, READ_TOKEN, GitServer, WorkTree, workspace
+from tests.support.console import SAME_ORIGIN, csrf_of
+from tests.support.console import sign_in as sign_in_with
 from tests.support.daemon import Daemon, kill_daemon, rewrite_config, start_daemon, stop_daemon
 
 NEXT_TOKEN = "next-api-token-0123456789"
 SESSION_KEY = "a-console-session-key-of-enough-length-0123"
-SAME_ORIGIN = {"sec-fetch-site": "same-origin"}
 SUMMARY = "failed sign-ins and bad API tokens"
 
 
 def sign_in(
     d: Daemon, token: str = API_TOKEN, headers: dict[str, str] | None = None
 ) -> httpx.Client:
+    """A client of its own (with `headers` on every request), signed in with `token`."""
     client = httpx.Client(base_url=d.url, timeout=10, headers=headers or {})
-    form = client.get("/ui/login").text
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
-    assert csrf, form
-    answer = client.post(
-        "/ui/login", data={"token": token, "csrf": csrf.group(1)}, headers=SAME_ORIGIN
-    )
-    assert answer.status_code == 303, answer.text
+    sign_in_with(client, token)
     return client
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, html
-    return match.group(1)
 
 
 def ended(answer: httpx.Response) -> bool:

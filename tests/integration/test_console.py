@@ -4,7 +4,6 @@ sessions, CSRF, scopes, escaping, and the status badge. Every refused action cha
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests.support import (
     write_config,
     write_step,
 )
+from tests.support.console import csrf_of, sign_in
 
 EVIL_NAME = 'evil <script>alert("name")</script>'
 EVIL_DO = '<img src=x onerror="alert(1)"> & done()'
@@ -64,23 +64,6 @@ def client(rt: App) -> Iterator[TestClient]:
     mount_console(app, rt)
     with TestClient(app, follow_redirects=False) as c:
         yield c
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, html
-    return match.group(1)
-
-
-def sign_in(client: TestClient, token: str = API_TOKEN) -> str:
-    """Signs in; returns the CSRF token of the session."""
-    form = client.get("/ui/login")
-    assert form.status_code == 200
-    answer = client.post("/ui/login", data={"token": token, "csrf": csrf_of(form.text)})
-    assert answer.status_code == 303, answer.text
-    page = client.get("/ui/")
-    assert page.status_code == 200
-    return csrf_of(page.text)
 
 
 def runs(rt: App, ws: str = "man") -> list[Any]:

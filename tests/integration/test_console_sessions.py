@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -41,13 +40,13 @@ from tests.support import (
     write_config,
     write_step,
 )
+from tests.support.console import SAME_ORIGIN, csrf_of, sign_in
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 NEW_TOKEN = "rotated-api-token-0123456789"
 CROSS_SITE = {"sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate"}
 OTHER_PORT = {"sec-fetch-site": "same-site", "origin": "http://testserver:9999"}
-SAME_ORIGIN = {"sec-fetch-site": "same-origin"}
 
 
 @pytest.fixture
@@ -82,25 +81,6 @@ def serve(rt: App, base_url: str = "http://testserver") -> TestClient:
 def client(rt: App) -> Iterator[TestClient]:
     with serve(rt) as c:
         yield c
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, html
-    return match.group(1)
-
-
-def sign_in(client: TestClient, token: str = API_TOKEN) -> str:
-    """Signs in as a browser does (Fetch Metadata included); the session's CSRF token."""
-    form = client.get("/ui/login")
-    assert form.status_code == 200, form.text
-    answer = client.post(
-        "/ui/login", data={"token": token, "csrf": csrf_of(form.text)}, headers=SAME_ORIGIN
-    )
-    assert answer.status_code == 303, answer.text
-    page = client.get("/ui/")
-    assert page.status_code == 200
-    return csrf_of(page.text)
 
 
 def set_cookies(answer: Any) -> list[str]:

@@ -13,6 +13,7 @@ from syncd.model import Origin, Run, RunResult, Status, Step, StepContent, SyncS
 from syncd.plan import compute_plan
 from syncd.store import ApplyBase, ApplyConflict, IndexUpdate, SqliteStore, Store, StoreError
 from tests.support import postgres
+from tests.support.fakes import base_of
 
 WS = "ws1"
 DAY = 24 * 3600.0
@@ -26,20 +27,12 @@ def run(rid: str = "r1") -> Run:
     return Run(rid, WS, Trigger.MANUAL, "abc", RunResult.SUCCEEDED, 1.0, 2.0)
 
 
-def base_of(store: Store, names: set[str]) -> ApplyBase:
-    """The base a plan over `names` (and every drifted step) was read from: the store now."""
-    live = store.live_steps(WS)
-    covered = names | store.drifted_names(WS)
-    versions = {n: live[n].version if n in live else None for n in covered}
-    return ApplyBase(store.state(WS).last_applied_revision, versions)
-
-
 def apply(store: Store, desired: dict[str, StepContent], rid: str = "r1") -> None:
     live = {n: s.content for n, s in store.live_steps(WS).items()}
     plan = compute_plan(desired, live)
     steps = tuple(Step(n, c, f"p/{n}.step.json", "blob") for n, c in desired.items())
     state = SyncState(WS, Status.SYNCED, "abc", "abc", rid)
-    base = base_of(store, {c.name for c in plan.changes})
+    base = base_of(store, WS, {c.name for c in plan.changes})
     store.apply(plan, IndexUpdate(replace_all=True, upserts=steps), run(rid), state, base)
 
 
@@ -108,7 +101,9 @@ def test_failed_apply_rolls_back_everything(store: Store, monkeypatch) -> None:
     # A run row that collides with a NOT NULL constraint fails the transaction mid-way.
     broken = Run("r2", WS, Trigger.MANUAL, "def", RunResult.SUCCEEDED, None)  # type: ignore[arg-type]
     with pytest.raises(StoreError, match=r"(?i)not.null"):  # SQLite: NOT NULL, PostgreSQL: not-null
-        store.apply(plan, IndexUpdate(replace_all=True), broken, bad_state, base_of(store, {"a"}))
+        store.apply(
+            plan, IndexUpdate(replace_all=True), broken, bad_state, base_of(store, WS, {"a"})
+        )
     assert store.live_steps(WS) == before
     assert store.state(WS).last_applied_revision == "abc"
     assert store.run("r2") is None
@@ -118,7 +113,7 @@ def test_failed_apply_rolls_back_everything(store: Store, monkeypatch) -> None:
 def test_an_apply_over_a_moved_base_writes_nothing(store: Store) -> None:
     apply(store, {"a": content("1"), "b": content("1")})
     plan = compute_plan({"a": content("2")}, {"a": content("1")})
-    stale = base_of(store, {"a"})
+    stale = base_of(store, WS, {"a"})
     store.put_outside(WS, "a", content("hand"))  # lands between the plan and its apply
     before = (store.live_steps(WS), store.state(WS), store.runs(WS))
     state = SyncState(WS, Status.SYNCED, "def", "def", "r2")

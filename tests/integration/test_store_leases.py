@@ -16,9 +16,9 @@ import pytest
 
 from syncd.model import LiveStep, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
 from syncd.plan import compute_plan
-from syncd.store import ApplyBase, Fenced, IndexUpdate, Lease, SqliteStore, Store
+from syncd.store import Fenced, IndexUpdate, Lease, SqliteStore, Store
 from tests.support import postgres
-from tests.support.fakes import FakeStore
+from tests.support.fakes import FakeStore, base_of
 
 WS = "ws1"
 OTHER_WS = "ws2"
@@ -44,14 +44,6 @@ def run(rid: str) -> Run:
     return Run(rid, WS, Trigger.MANUAL, "abc", RunResult.SUCCEEDED, 1.0, 2.0)
 
 
-def base_of(store: Store, names: set[str]) -> ApplyBase:
-    """The base a plan over `names` (and every drifted step) was read from: the store now."""
-    live = store.live_steps(WS)
-    covered = names | store.drifted_names(WS)
-    versions = {n: live[n].version if n in live else None for n in covered}
-    return ApplyBase(store.state(WS).last_applied_revision, versions)
-
-
 def apply(
     store: Store,
     desired: dict[str, StepContent],
@@ -64,7 +56,7 @@ def apply(
     plan = compute_plan(desired, live)
     steps = tuple(Step(n, c, f"p/{n}.step.json", "blob") for n, c in desired.items())
     state = SyncState(WS, Status.SYNCED, revision, revision, rid)
-    base = base_of(store, {c.name for c in plan.changes})
+    base = base_of(store, WS, {c.name for c in plan.changes})
     index = IndexUpdate(replace_all=True, upserts=steps)
     store.apply(plan, index, run(rid), state, base, lease)
 

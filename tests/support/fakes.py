@@ -405,6 +405,15 @@ class FakeStore:
             self._tables.deliveries.pop((provider, delivery), None)
 
 
+def base_of(store: Store, ws: str, names: set[str]) -> ApplyBase:
+    """The base a plan over `names` (and every drifted step) of `ws` was read from: the store
+    now, as the engine's read phase takes it."""
+    live = store.live_steps(ws)
+    covered = names | store.drifted_names(ws)
+    versions = {n: live[n].version if n in live else None for n in covered}
+    return ApplyBase(store.state(ws).last_applied_revision, versions)
+
+
 def _insert_run(tables: Tables, run: Run) -> None:
     tables.runs[run.id] = replace(run)
 

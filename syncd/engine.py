@@ -179,17 +179,14 @@ class Engine:
                         # Taken over from a writer that had recorded it already: served.
                         return Outcome(done, None, self.store.state(ws.id))
                     state, reading = self._run(ws, run, state, revision, progress, head, lease)
-            except Fenced as e:
-                # Another writer holds the workspace now: this run may record nothing at all.
-                fenced = True
-                run.result, run.error, run.finished_at = RunResult.FAILED, str(e), self.clock()
-                log.warning("sync fenced", extra=fields(workspace=ws.id, run=run.id, error=str(e)))
             except SyncdError as e:
-                # No lease (another writer kept the workspace, or the store failed): nothing
-                # can be recorded; the scheduler retries.
-                fenced = isinstance(e, WorkspaceBusy)
-                run.result, run.error, run.finished_at = RunResult.FAILED, str(e), self.clock()
-                log.warning("sync not started", extra=fields(workspace=ws.id, error=str(e)))
+                # Nothing can be recorded: another writer took the workspace over (Fenced) or
+                # kept it past the wait (WorkspaceBusy), or the store failed before the lease
+                # was taken. The scheduler, or the writer that holds it, runs the request.
+                fenced = isinstance(e, Fenced | WorkspaceBusy)
+                self._mark_failed(run, e)
+                event = "sync fenced" if isinstance(e, Fenced) else "sync not started"
+                log.warning(event, extra=fields(workspace=ws.id, run=run.id, error=str(e)))
             # 7. tell metrics and notifications, unless another writer's run is the one that
             #    counts (its health and counts are the workspace's, not this run's)
             if self.observer is not None and not fenced:
@@ -320,7 +317,7 @@ class Engine:
         with self._lock(ws.id):
             started = self.clock()
             run = Run(uuid.uuid4().hex, ws.id, trigger, None, RunResult.FAILED, started)
-            run.error, run.finished_at = str(error), self.clock()
+            self._mark_failed(run, error)  # as told, even if it cannot be recorded
             state = SyncState(ws.id)
             try:
                 with self.leases.hold(ws.id, wait=0.0) as lease:
@@ -424,9 +421,7 @@ class Engine:
         error: SyncdError,
         lease: Lease,
     ) -> SyncState:
-        run.result = RunResult.FAILED
-        run.error = str(error)
-        run.finished_at = self.clock()
+        self._mark_failed(run, error)
         permanent = isinstance(error, PERMANENT_ERRORS)
         seen = run.revision or state.last_seen_revision
         status = state.status
@@ -450,6 +445,9 @@ class Engine:
                 "run not recorded", extra=fields(workspace=run.workspace, run=run.id, error=str(e))
             )
         return new_state
+
+    def _mark_failed(self, run: Run, error: SyncdError) -> None:
+        run.result, run.error, run.finished_at = RunResult.FAILED, str(error), self.clock()
 
     def _lock(self, ws_id: str) -> threading.Lock:
         with self._locks_guard:

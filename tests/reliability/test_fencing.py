@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -25,6 +24,7 @@ from tests.support import postgres, write_step
 from tests.support.configs import daemon_env, workspace
 from tests.support.daemon import (
     Daemon,
+    Remote,
     applied,
     live_steps,
     remote,
@@ -36,6 +36,19 @@ from tests.support.daemon import (
 )
 
 WS = "auto"
+
+
+def push_x(r: Remote) -> str:
+    """The first commit of a race: one step changed."""
+    write_step(r.tree, "step 0", "changed_in_x()")
+    return r.commit_and_push("X")
+
+
+def push_y(r: Remote) -> str:
+    """The newer commit: the same step changed again, and a step added."""
+    write_step(r.tree, "step 0", "changed_in_y()")
+    write_step(r.tree, "new in y", "new()")
+    return r.commit_and_push("Y")
 
 
 def sync_requested(d: Daemon, ws: str = WS) -> None:
@@ -71,8 +84,7 @@ def test_a_slow_local_sync_never_applies_an_older_commit_over_the_daemons(
         try:
             first = r.tree.head()
             d.wait_until(lambda: applied(d, WS) == first, what="the first apply")
-            write_step(r.tree, "step 0", "changed_in_x()")
-            x = r.commit_and_push("X")
+            x = push_x(r)
             hold = r.server.hold_next_fetch()
             cli = subprocess.Popen(
                 [sys.executable, "-m", "syncd", "sync", WS, "--config", str(d.config_path)],
@@ -82,9 +94,7 @@ def test_a_slow_local_sync_never_applies_an_older_commit_over_the_daemons(
             )
             try:
                 hold.wait_arrived()
-                write_step(r.tree, "step 0", "changed_in_y()")
-                write_step(r.tree, "new in y", "new()")
-                y = r.commit_and_push("Y")
+                y = push_y(r)
                 starts = log_count(d, '"sync start"')
                 sync_requested(d)
                 d.wait_until(lambda: log_count(d, '"sync start"') > starts, what="its run")
@@ -139,7 +149,7 @@ def cut_lock_session(database: str) -> int:
     return len(rows)
 
 
-def two_replicas(tmp_path: Path, r: Any, database: str) -> tuple[list[Daemon], str]:
+def two_replicas(tmp_path: Path, r: Remote, database: str) -> tuple[list[Daemon], str]:
     configs = [workspace(WS, r.url, r.server)]
     replicas = []
     for i in range(2):
@@ -168,6 +178,15 @@ def assert_never_back(d: Daemon, order: list[str]) -> None:
     )
 
 
+def assert_fenced_and_at_y(a: Daemon, b: Daemon, r: Remote, order: list[str]) -> None:
+    """A's late apply was fenced; B's workspace sits at Y, whole, and never went back."""
+    b.wait_until(lambda: "sync fenced" in a.log(), 30, "A's late apply to be fenced")
+    time.sleep(1.0)  # A's fenced run would have been written by now
+    assert settled_at(b, order[-1])
+    assert live_steps(b, WS) == tree_steps(r.tree)
+    assert_never_back(b, order)
+
+
 def test_a_replica_cut_off_from_the_database_cannot_apply_its_older_commit(
     tmp_path: Path, database: str
 ) -> None:
@@ -177,26 +196,19 @@ def test_a_replica_cut_off_from_the_database_cannot_apply_its_older_commit(
     with remote(tmp_path) as r:
         replicas, first = two_replicas(tmp_path, r, database)
         try:
-            write_step(r.tree, "step 0", "changed_in_x()")
-            x = r.commit_and_push("X")
+            x = push_x(r)
             hold = r.server.hold_next_fetch()
             try:
                 sync_requested(replicas[0])
                 hold.wait_arrived()
                 a, b = holder_and_other(replicas, database)
-                write_step(r.tree, "step 0", "changed_in_y()")
-                write_step(r.tree, "new in y", "new()")
-                y = r.commit_and_push("Y")
+                y = push_y(r)
                 assert cut_lock_session(database) >= 1
                 sync_requested(b)  # its NOTIFY wakes B at once: B takes the workspace over
                 b.wait_until(lambda: applied(b, WS) == y, 30, "B to apply Y")
             finally:
                 hold.release()
-            b.wait_until(lambda: "sync fenced" in a.log(), 30, "A's late apply to be fenced")
-            time.sleep(1.0)  # A's fenced run would have been written by now
-            assert settled_at(b, y)
-            assert live_steps(b, WS) == tree_steps(r.tree)
-            assert_never_back(b, [first, x, y])
+            assert_fenced_and_at_y(a, b, r, [first, x, y])
         finally:
             for d in replicas:
                 stop_daemon(d)
@@ -213,8 +225,7 @@ def test_a_frozen_replica_loses_its_workspace_and_cannot_apply_when_it_wakes(
         replicas, first = two_replicas(tmp_path, r, database)
         a = None
         try:
-            write_step(r.tree, "step 0", "changed_in_x()")
-            x = r.commit_and_push("X")
+            x = push_x(r)
             hold = r.server.hold_next_fetch()
             try:
                 sync_requested(replicas[0])
@@ -222,9 +233,7 @@ def test_a_frozen_replica_loses_its_workspace_and_cannot_apply_when_it_wakes(
                 a, b = holder_and_other(replicas, database)
                 os.kill(a.process.pid, signal.SIGSTOP)
                 frozen_at = time.monotonic()
-                write_step(r.tree, "step 0", "changed_in_y()")
-                write_step(r.tree, "new in y", "new()")
-                y = r.commit_and_push("Y")
+                y = push_y(r)
                 sync_requested(b)
                 b.wait_until(lambda: applied(b, WS) == y, 40, "B to apply Y while A is frozen")
                 took = time.monotonic() - frozen_at
@@ -232,11 +241,7 @@ def test_a_frozen_replica_loses_its_workspace_and_cannot_apply_when_it_wakes(
                 hold.release()
                 if a is not None:
                     os.kill(a.process.pid, signal.SIGCONT)
-            b.wait_until(lambda: "sync fenced" in a.log(), 30, "A's late apply to be fenced")
-            time.sleep(1.0)
-            assert settled_at(b, y)
-            assert live_steps(b, WS) == tree_steps(r.tree)
-            assert_never_back(b, [first, x, y])
+            assert_fenced_and_at_y(a, b, r, [first, x, y])
             print(f"\ntakeover after SIGSTOP: Y applied by B {took:.2f} s after A froze")
         finally:
             for d in replicas:

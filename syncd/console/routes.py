@@ -106,10 +106,10 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
 
     # Sessions signed out: refused here at once, and (with a configured key) by every replica.
     async def read_ended() -> str | None:
-        return await rt.scheduler.offloop.run(rt.core.store.get_meta, ENDED_KEY)
+        return await rt.store_calls.run(rt.core.store.get_meta, ENDED_KEY)
 
     async def write_ended(text: str) -> None:
-        await rt.scheduler.offloop.run(rt.core.store.set_meta, ENDED_KEY, text)
+        await rt.store_calls.run(rt.core.store.set_meta, ENDED_KEY, text)
 
     signed_out = SharedEnded(
         read_ended, write_ended, lambda: rt.config.console.session_key is not None

@@ -150,12 +150,16 @@ class Scheduler:
     ) -> Ticket:
         """Queue a sync; with replicas, recorded in the database before this returns (off
         the event loop, with a deadline: QueueFull when the database does not answer)."""
-        if not self.accepting:
-            raise ShuttingDown("syncd is stopping and takes no new runs")
-        self.config().workspace(ws_id)  # NotFound for an unknown workspace
+        self._admit(ws_id)
         if self.shared:
             return await self._shared.submit(ws_id, trigger, revision, dry_run, head)
         return self._request_here(ws_id, trigger, revision, dry_run, head)
+
+    def _admit(self, ws_id: str) -> None:
+        """ShuttingDown while stopping, NotFound for a workspace the config does not name."""
+        if not self.accepting:
+            raise ShuttingDown("syncd is stopping and takes no new runs")
+        self.config().workspace(ws_id)
 
     def _request_here(
         self, ws_id: str, trigger: Trigger, revision: str | None, dry_run: bool, head: str | None
@@ -321,9 +325,7 @@ class Scheduler:
             task.add_done_callback(self._quiet.discard)
             return
         try:
-            if not self.accepting:
-                raise ShuttingDown("syncd is stopping and takes no new runs")
-            self.config().workspace(ws_id)
+            self._admit(ws_id)
             self._request_here(ws_id, trigger, None, False, head)
         except (QueueFull, ShuttingDown, NotFound) as e:
             self._dropped(ws_id, trigger, e)

@@ -17,10 +17,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Protocol
 
 from syncd.logs import fields
-from syncd.store import StoreError
+from syncd.store import Store, StoreError
 from syncd.store.protocol import LEASE_TTL, Lease
 
 log = logging.getLogger("syncd.engine")
@@ -31,15 +30,6 @@ RETRY_EVERY = 0.1
 
 class WorkspaceBusy(StoreError):
     """Another writer holds the workspace and kept it past the wait: transient, retried."""
-
-
-class LeaseStore(Protocol):
-    def take_lease(
-        self, ws: str, holder: str, ttl: float = LEASE_TTL, force: bool = False
-    ) -> Lease | None: ...
-    def renew_leases(self, leases: list[Lease], ttl: float = LEASE_TTL) -> list[Lease]: ...
-    def release_lease(self, lease: Lease) -> None: ...
-    def lease_holder(self, ws: str) -> str | None: ...
 
 
 def new_holder(kind: str) -> str:
@@ -70,7 +60,7 @@ def gone_from_this_host(holder: str | None) -> bool:
 class WriterLeases:
     def __init__(
         self,
-        store: Callable[[], LeaseStore],
+        store: Callable[[], Store],
         holder: str,
         ttl: float = LEASE_TTL,
         wait: float = LEASE_TTL + 5.0,

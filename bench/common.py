@@ -24,9 +24,9 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
+from syncd.core.model import StepContent
+from syncd.core.steps import render_step_file, step_file_name
 from syncd.demo.gitserver import GitServer, WorkTree
-from syncd.model import StepContent
-from syncd.steps import render_step_file, step_file_name
 
 PASSWORD_ENV = "SYNCD_BENCH_GIT_TOKEN"
 STEPS_PATH = "export/steps"

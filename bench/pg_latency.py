@@ -41,7 +41,7 @@ from common import (
 from daemon import ServeProcess
 from webhook_latency import time_webhook
 
-from syncd.steps import step_file_name
+from syncd.core.steps import step_file_name
 
 STEPS = 100
 WARMUP = 2

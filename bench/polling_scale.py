@@ -44,7 +44,7 @@ from common import (
 )
 from daemon import ServeProcess
 
-from syncd.logs import FIELDS
+from syncd.ops.logs import FIELDS
 
 STEPS = 100
 GOAL_REQUESTS_A_CYCLE = 100

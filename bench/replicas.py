@@ -47,9 +47,9 @@ from common import (
 )
 from daemon import WEBHOOK_SECRET, ServeProcess
 
+from syncd.core.steps import step_file_name
 from syncd.demo.gitserver import GitServer, WorkTree
 from syncd.demo.webhook import github_push
-from syncd.steps import step_file_name
 
 STEPS = 20
 SCENARIO = "webhook-triggered syncs, 3 replicas on PostgreSQL (baseline: 1)"

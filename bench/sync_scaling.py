@@ -41,9 +41,9 @@ from common import (
     write_config,
 )
 
-from syncd.model import Run, RunResult, Status, Step, SyncState, Trigger
-from syncd.plan import compute_plan
-from syncd.steps import step_file_name
+from syncd.core.model import Run, RunResult, Status, Step, SyncState, Trigger
+from syncd.core.plan import compute_plan
+from syncd.core.steps import step_file_name
 from syncd.store import ApplyBase, IndexUpdate, SqliteStore
 
 WS = "bench"

@@ -49,9 +49,9 @@ from common import (
 )
 from daemon import WEBHOOK_SECRET, ServeProcess
 
+from syncd.core.steps import step_file_name
 from syncd.demo.gitserver import GitServer
 from syncd.demo.webhook import github_push
-from syncd.steps import step_file_name
 
 STEPS = 100
 WARMUP = 2

@@ -16,20 +16,20 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 
 from syncd.config import Config
-from syncd.engine import Engine, Observers, SyncObserver
+from syncd.core.model import Health
 from syncd.git import GitObserver, GitSource
-from syncd.health import HealthKeeper
-from syncd.metrics import Metrics
-from syncd.model import Health
-from syncd.notify import Digester
-from syncd.replicas import Coordinator
-from syncd.scheduler import Scheduler
+from syncd.http.throttle import Throttle
+from syncd.notify.digester import Digester
+from syncd.ops.metrics import Metrics
+from syncd.runs.replicas import Coordinator
+from syncd.runs.scheduler import Scheduler
 from syncd.service.intake import DeliveryLog, Intake
 from syncd.service.remote_reads import RemoteReads
 from syncd.service.workspaces import Workspaces
 from syncd.store import Store, open_store
 from syncd.store.offloop import OffLoop
-from syncd.throttle import Throttle
+from syncd.sync.engine import Engine, Observers, SyncObserver
+from syncd.sync.health import HealthKeeper
 
 
 @dataclass
@@ -75,7 +75,7 @@ def coordinator_for(config: Config, store: Store) -> Coordinator | None:
     if not config.store.is_postgres:
         return None
     # Imported here: a SQLite deployment never loads the PostgreSQL driver.
-    from syncd.replicas.postgres import PostgresCoordinator
+    from syncd.runs.replicas.postgres import PostgresCoordinator
     from syncd.store.postgres import PostgresStore
 
     assert isinstance(store, PostgresStore)

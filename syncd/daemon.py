@@ -21,22 +21,22 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from syncd.api import create_app
 from syncd.app import App, build
 from syncd.config import Config, load_config
-from syncd.connections import (
+from syncd.core.errors import ConfigError, StateUnusable, SyncdError
+from syncd.core.model import Trigger
+from syncd.http.connections import (
     ConnectionGuard,
     install_flood_filters,
     protocol_class,
     raise_descriptor_limit,
 )
-from syncd.console import mount_console
-from syncd.errors import ConfigError, StateUnusable, SyncdError
-from syncd.forward import HandedOn
-from syncd.intake_workers import IntakeWorkers, front_settings, shared_port
-from syncd.logs import JsonFormatter, fields, register_secrets
-from syncd.model import Trigger
-from syncd.sdnotify import Notifier
+from syncd.http.console import mount_console
+from syncd.http.intake.forward import HandedOn
+from syncd.http.intake.workers import IntakeWorkers, front_settings, shared_port
+from syncd.http.routes import create_app
+from syncd.ops.logs import JsonFormatter, fields, register_secrets
+from syncd.ops.sdnotify import Notifier
 
 log = logging.getLogger("syncd.serve")
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from syncd.apiclient import (
+from syncd.cli.apiclient import (
     ApiFailed,
     ApiNotFound,
     BadServer,
@@ -24,8 +24,8 @@ from syncd.apiclient import (
 )
 from syncd.cli.commands import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from syncd.cli.parser import build_parser
-from syncd.errors import ConfigError, NotFound, StateUnusable, SyncdError
-from syncd.logs import setup_logging
+from syncd.core.errors import ConfigError, NotFound, StateUnusable, SyncdError
+from syncd.ops.logs import setup_logging
 
 # Client mode: why the server could not be used, each with a code of its own.
 EXIT_BAD_SERVER, EXIT_UNREACHABLE, EXIT_UNAUTHORIZED, EXIT_FORBIDDEN, EXIT_VERSION = 4, 5, 6, 7, 8

@@ -7,9 +7,9 @@ import time
 import urllib.parse
 from collections.abc import Callable
 
-from syncd.apiclient import ApiClient, ApiNotFound, BadServer
+from syncd.cli.apiclient import ApiClient, ApiNotFound, BadServer
 from syncd.cli.backend import FINISHED, View
-from syncd.errors import NotFound
+from syncd.core.errors import NotFound
 
 WAIT_RUN_SECONDS = 600.0  # as long as the server waits on `POST .../sync?wait=true`
 POLL_SECONDS = 0.5

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from syncd import __version__
-from syncd.apiclient import ApiClient, ApiFailed, BadServer, ClientError, token_from
 from syncd.cli import output as out
+from syncd.cli.apiclient import ApiClient, ApiFailed, BadServer, ClientError, token_from
 from syncd.cli.backend import Backend, View
 from syncd.cli.client import RemoteBackend
 from syncd.cli.local import LocalBackend
 from syncd.config import default_config_path, load_config
 from syncd.config.checks import parse_duration
-from syncd.errors import ConfigError, SyncdError
+from syncd.core.errors import ConfigError, SyncdError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
 
@@ -322,7 +322,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from syncd.daemon import serve
-    from syncd.logs import setup_logging
+    from syncd.ops.logs import setup_logging
 
     setup_logging(args.log_format, args.log_level)
     config = load_config(config_path(args))

@@ -11,10 +11,10 @@ from pathlib import Path
 from syncd.app import Core, build_core
 from syncd.cli.backend import View
 from syncd.config import Config, WorkspaceConfig, load_config
-from syncd.engine import Progress
-from syncd.export import parse_export_request
-from syncd.logs import register_secrets
-from syncd.views import diff_view, sync_result_view
+from syncd.ops.logs import register_secrets
+from syncd.service.views import diff_view, sync_result_view
+from syncd.sync.engine import Progress
+from syncd.sync.export import parse_export_request
 
 
 def load_lazy(path: Path) -> Config:

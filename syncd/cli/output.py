@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from syncd.cli.backend import View
-from syncd.times import parse_time
+from syncd.core.times import parse_time
 
 
 def print_json(obj: object) -> None:

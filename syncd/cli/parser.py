@@ -12,8 +12,8 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from syncd.apiclient import DEADLINE, MAX_ANSWER
 from syncd.cli import commands as c
+from syncd.cli.apiclient import DEADLINE, MAX_ANSWER
 from syncd.config.checks import parse_duration
 
 # The commands that read or steer a workspace: local mode, or client mode with --server.
@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     from syncd import demo  # demo imports its heavy parts only when it runs
 
     demo.add_command(sub, common)
-    from syncd.pull import add_command as add_pull  # pull reads a server's API, not the config
+    from syncd.cli.pull import add_command as add_pull  # pull reads a server's API, not the config
 
     add_pull(sub, common)
     cmd = add("completion", c.cmd_completion, "print a shell completion script")

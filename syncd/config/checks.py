@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from syncd.config.types import DeleteLimit
-from syncd.model import Mode
-from syncd.refs import branch_problem, short_branch
+from syncd.core.model import Mode
+from syncd.core.refs import branch_problem, short_branch
 
 MAX_STRING = 4096  # longer strings where a name, URL or path is expected are refused
 MAX_PROBLEMS = 100  # a runaway file (a list of a million bad tags) still gives a readable report

@@ -17,7 +17,7 @@ import yaml  # type: ignore[import-untyped,unused-ignore]
 from syncd.config.checks import MISSING, At, describe, quote, suggest
 from syncd.config.sections import Defaults, SectionParser
 from syncd.config.types import DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, Config, WorkspaceConfig
-from syncd.errors import ConfigError
+from syncd.core.errors import ConfigError
 
 _TOP_KEYS = (
     "server",

@@ -12,7 +12,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
-from syncd import urls
 from syncd.config.checks import At, quote
 from syncd.config.credentials import SecretReader
 from syncd.config.types import (
@@ -22,7 +21,8 @@ from syncd.config.types import (
     TlsMode,
     UnresolvedSecret,
 )
-from syncd.targets import url_problem
+from syncd.core import urls
+from syncd.notify.chat import url_problem
 
 _TARGET_KEYS = ("name", "url_env", "url_file", "workspaces", "tags")
 _SMTP_KEYS = ("host", "port", "tls", "from", "username", "password_env", "password_file", "timeout")

@@ -14,7 +14,7 @@ from typing import Any
 
 from syncd.config.checks import MAX_STRING
 from syncd.config.types import SCOPES
-from syncd.model import WEBHOOK_PROVIDERS
+from syncd.core.model import WEBHOOK_PROVIDERS
 
 Schema = dict[str, Any]
 SCHEMA_ID = "https://syncd.invalid/config/syncd.schema.json"

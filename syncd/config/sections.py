@@ -16,7 +16,6 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from syncd import urls
 from syncd.config.checks import At, describe, quote, suggest
 from syncd.config.notifications import NotificationSections
 from syncd.config.types import (
@@ -33,7 +32,8 @@ from syncd.config.types import (
     WebhookConfig,
     WorkspaceConfig,
 )
-from syncd.model import WEBHOOK_PROVIDERS, Mode
+from syncd.core import urls
+from syncd.core.model import WEBHOOK_PROVIDERS, Mode
 
 _WORKSPACE_KEYS = (
     "id",

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from syncd.errors import ConfigError, NotFound
-from syncd.model import Mode
+from syncd.core.errors import ConfigError, NotFound
+from syncd.core.model import Mode
 
 DEFAULT_CONFIG_PATH = Path("/etc/syncd/syncd.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/syncd")

@@ -29,7 +29,7 @@ from syncd.demo.http_backend import (
     git_exec_path,
     run_git,
 )
-from syncd.logs import fields
+from syncd.ops.logs import fields
 
 log = logging.getLogger(__name__)
 

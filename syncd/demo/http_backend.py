@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import unquote
 
-from syncd.logs import fields
+from syncd.ops.logs import fields
 
 log = logging.getLogger("syncd.demo.gitserver")
 

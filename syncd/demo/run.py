@@ -246,8 +246,8 @@ class Demo:
 
     def start_daemon(self, config: Any) -> None:
         from syncd.daemon import Daemon, make_server
-        from syncd.logs import setup_logging
-        from syncd.sdnotify import Notifier
+        from syncd.ops.logs import setup_logging
+        from syncd.ops.sdnotify import Notifier
 
         with contextlib.redirect_stderr(self.log_stream):  # the daemon logs to its own file
             setup_logging("text", "info")
@@ -292,8 +292,8 @@ class Demo:
         print(f"      {text}", flush=True)
 
     def write_step(self, name: str, condition: str, body: str) -> str:
-        from syncd.model import StepContent
-        from syncd.steps import render_step_file, step_file_name
+        from syncd.core.model import StepContent
+        from syncd.core.steps import render_step_file, step_file_name
 
         path = f"export/steps/{step_file_name(name)}"
         self.tree.write(path, render_step_file(name, StepContent(condition, body)))

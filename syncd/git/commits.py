@@ -8,8 +8,8 @@ from collections.abc import Mapping
 import pygit2
 from pygit2.enums import FileMode
 
-from syncd.errors import GitError, StepFileError
-from syncd.refs import MODE_TREE
+from syncd.core.errors import GitError, StepFileError
+from syncd.core.refs import MODE_TREE
 
 _Edits = dict[str, "bytes | _Edits | None"]
 

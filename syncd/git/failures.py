@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pygit2
 
-from syncd.errors import AuthError, GitError, TransientGitError
+from syncd.core.errors import AuthError, GitError, TransientGitError
 
 _TRANSIENT = (
     "failed to connect",

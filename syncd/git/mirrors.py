@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pygit2
 
-from syncd.logs import fields
+from syncd.ops.logs import fields
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,14 @@ from urllib.parse import urlsplit
 
 import pygit2
 
-from syncd import retry
-from syncd.errors import AuthError, GitError, TransientGitError
+from syncd.core import retry
+from syncd.core.errors import AuthError, GitError, TransientGitError
+from syncd.core.urls import redact_url
 from syncd.git.failures import classify, is_local
 from syncd.git.mirrors import CorruptMirror
 from syncd.git.remote import Remote, credentials, scrub
 from syncd.git.tls import Trust, diagnose_tls
-from syncd.logs import fields
-from syncd.urls import redact_url
+from syncd.ops.logs import fields
 
 # The git source's logger, as before this module was split from it.
 log = logging.getLogger("syncd.git.source")

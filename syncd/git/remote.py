@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from syncd.urls import normalize_repo_url, redact_url
+from syncd.core.urls import normalize_repo_url, redact_url
 
 
 def remote_key(url: str, username: str | None) -> str:

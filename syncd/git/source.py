@@ -24,8 +24,11 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FetchPrune
 
-from syncd import retry
-from syncd.errors import Conflict, GitError, RevisionNotFound, StepFileError
+from syncd.core import retry
+from syncd.core.errors import Conflict, GitError, RevisionNotFound, StepFileError
+from syncd.core.refs import HEADS, head_ref, is_full_sha
+from syncd.core.steps import MAX_FILE_BYTES
+from syncd.core.urls import redact_url
 from syncd.git import commits, trees
 from syncd.git.failures import NOT_FAST_FORWARD
 from syncd.git.mirrors import (
@@ -41,10 +44,7 @@ from syncd.git.network import GitObserver, Network
 from syncd.git.remote import Remote, fetch_url, remote_key, scrub
 from syncd.git.tls import Trust
 from syncd.git.trees import FileChange, TreeEntry
-from syncd.logs import fields
-from syncd.refs import HEADS, head_ref, is_full_sha
-from syncd.steps import MAX_FILE_BYTES
-from syncd.urls import redact_url
+from syncd.ops.logs import fields
 
 __all__ = ["GitObserver", "GitSource", "Remote", "remote_key"]
 

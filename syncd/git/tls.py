@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import pygit2
 
-from syncd.errors import GitError
-from syncd.logs import fields
+from syncd.core.errors import GitError
+from syncd.ops.logs import fields
 
 log = logging.getLogger(__name__)
 

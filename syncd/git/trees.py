@@ -14,8 +14,8 @@ from typing import Literal
 import pygit2
 from pygit2.enums import DeltaStatus
 
-from syncd.errors import PathNotFound, StepFileError
-from syncd.refs import MODE_FILE, MODE_SUBMODULE, MODE_SYMLINK, MODE_TREE
+from syncd.core.errors import PathNotFound, StepFileError
+from syncd.core.refs import MODE_FILE, MODE_SUBMODULE, MODE_SYMLINK, MODE_TREE
 
 
 @dataclass(frozen=True)

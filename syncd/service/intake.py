@@ -20,13 +20,13 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from syncd import webhooks
-from syncd.errors import SyncdError
-from syncd.logs import fields
-from syncd.model import Trigger
+from syncd.core.errors import SyncdError
+from syncd.core.model import Trigger
+from syncd.core.urls import normalize_repo_url
+from syncd.ops.logs import fields
+from syncd.runs.requests import QueueFull, ShuttingDown, Ticket
 from syncd.store.offloop import OffLoop
 from syncd.store.protocol import StoreError
-from syncd.sync_requests import QueueFull, ShuttingDown, Ticket
-from syncd.urls import normalize_repo_url
 from syncd.webhooks import BadSignature, Ping, Target, WebhookRejected
 
 if TYPE_CHECKING:  # the config (and with it pygit2) only for the annotations

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-from syncd.errors import SyncdError
+from syncd.core.errors import SyncdError
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -11,12 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from syncd.config import Config, WorkspaceConfig
-from syncd.engine import Engine, Outcome, Progress, Reading
-from syncd.errors import NotFound
-from syncd.export import ExportRequest, ExportResult, export_workspace
-from syncd.git import GitSource
-from syncd.health import HealthKeeper
-from syncd.model import (
+from syncd.core.errors import NotFound
+from syncd.core.model import (
     Health,
     LiveStep,
     Run,
@@ -27,10 +23,14 @@ from syncd.model import (
     Trigger,
     automation_suspended,
 )
-from syncd.scheduler import Scheduler, Ticket
+from syncd.core.times import rfc3339_or_none
+from syncd.git import GitSource
+from syncd.runs.scheduler import Scheduler, Ticket
+from syncd.service.views import workspace_view
 from syncd.store import Store
-from syncd.times import rfc3339_or_none
-from syncd.views import workspace_view
+from syncd.sync.engine import Engine, Outcome, Progress, Reading
+from syncd.sync.export import ExportRequest, ExportResult, export_workspace
+from syncd.sync.health import HealthKeeper
 
 
 class WebhookActivity(Protocol):

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 from psycopg_pool import PoolTimeout
 
-from syncd.model import (
+from syncd.core.model import (
     HealthRecord,
     LiveStep,
     Origin,

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from syncd.model import Run, StepContent, SyncState
+from syncd.core.model import Run, StepContent, SyncState
 from syncd.store.protocol import ApplyBase, IndexUpdate
 from syncd.store.rows import (
     RUN_COLUMNS,

@@ -11,8 +11,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from syncd.errors import SyncdError
-from syncd.model import HealthRecord, LiveStep, Plan, Run, Step, StepContent, SyncState
+from syncd.core.errors import SyncdError
+from syncd.core.model import HealthRecord, LiveStep, Plan, Run, Step, StepContent, SyncState
 
 # How long a webhook delivery id is remembered: providers redeliver within hours, not days.
 DELIVERY_TTL = 24 * 3600.0

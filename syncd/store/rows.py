@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from syncd.model import (
+from syncd.core.model import (
     Health,
     HealthRecord,
     LiveStep,

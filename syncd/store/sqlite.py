@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from syncd.model import (
+from syncd.core.model import (
     HealthRecord,
     LiveStep,
     Origin,

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from syncd.model import Run, StepContent, SyncState
+from syncd.core.model import Run, StepContent, SyncState
 from syncd.store.protocol import ApplyBase, IndexUpdate
 from syncd.store.rows import (
     RUN_COLUMNS,

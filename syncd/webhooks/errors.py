@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from syncd.errors import SyncdError
+from syncd.core.errors import SyncdError
 
 
 class WebhookRejected(SyncdError):

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from syncd.refs import short_branch
-from syncd.urls import normalize_repo_url
+from syncd.core.refs import short_branch
+from syncd.core.urls import normalize_repo_url
 from syncd.webhooks.payloads import Push
 
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
-from syncd.refs import HEADS, branch_of, is_zero
+from syncd.core.refs import HEADS, branch_of, is_zero
 from syncd.webhooks.detect import delivery_id
 from syncd.webhooks.message import (
     bad,

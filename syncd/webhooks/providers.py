@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 
-from syncd.model import WEBHOOK_PROVIDERS
+from syncd.core.model import WEBHOOK_PROVIDERS
 from syncd.webhooks.errors import UnknownProvider
 
 __all__ = ["PROVIDERS", "Provider", "Scheme", "provider"]

@@ -61,7 +61,7 @@ def intake_pids(d: Daemon) -> list[int]:
             stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if b"syncd.intake_front" in cmdline and int(stat[1]) == d.process.pid:
+        if b"syncd.http.intake.front" in cmdline and int(stat[1]) == d.process.pid:
             pids.append(int(entry.name))
     return sorted(pids)
 

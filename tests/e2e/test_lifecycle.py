@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syncd.sdnotify import Notifier
+from syncd.ops.sdnotify import Notifier
 from tests.support import GitServer, WorkTree, workspace, write_step
 from tests.support.daemon import Daemon, start_daemon
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from syncd.model import StepContent
-from syncd.steps import render_step_file, step_file_name
+from syncd.core.model import StepContent
+from syncd.core.steps import render_step_file, step_file_name
 from tests.support import READ_TOKEN, GitServer, WorkTree, workspace
 from tests.support.daemon import Daemon, free_port, start_daemon
 

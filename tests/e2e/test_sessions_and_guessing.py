@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
-from syncd.console.sessions import COOKIE
+from syncd.http.console.sessions import COOKIE
 from tests.support import API_TOKEN, READ_TOKEN, GitServer, WorkTree, workspace
 from tests.support.console import SAME_ORIGIN, csrf_of
 from tests.support.console import sign_in as sign_in_with

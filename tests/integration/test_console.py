@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from syncd.api import create_app
 from syncd.app import App, build
 from syncd.config import load_config
-from syncd.console import mount_console
-from syncd.console.sessions import COOKIE, Session, Sessions
+from syncd.http.console import mount_console
+from syncd.http.console.sessions import COOKIE, Session, Sessions
+from syncd.http.routes import create_app
 from tests.support import (
     API_TOKEN,
     READ_TOKEN,

@@ -24,12 +24,12 @@ import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
 from starlette.testclient import TestClient
 
-from syncd.api import create_app
 from syncd.app import App, build
 from syncd.config import load_config
-from syncd.console import mount_console
-from syncd.console.sessions import COOKIE, PRE_COOKIE, Session, Sessions
-from syncd.throttle import Throttle
+from syncd.http.console import mount_console
+from syncd.http.console.sessions import COOKIE, PRE_COOKIE, Session, Sessions
+from syncd.http.routes import create_app
+from syncd.http.throttle import Throttle
 from tests.support import (
     API_TOKEN,
     READ_TOKEN,

@@ -19,10 +19,10 @@ import httpx
 import pytest
 import uvicorn
 
-from syncd.api import create_app
 from syncd.app import App, build
 from syncd.config import load_config
-from syncd.console import mount_console, streams
+from syncd.http.console import mount_console, streams
+from syncd.http.routes import create_app
 from tests.support import (
     API_TOKEN,
     READ_TOKEN,

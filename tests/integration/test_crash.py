@@ -38,7 +38,7 @@ import pytest
 
 from syncd.app import build_core
 from syncd.config import load_config
-from syncd.model import RunResult, StepContent, Trigger
+from syncd.core.model import RunResult, StepContent, Trigger
 from syncd.store import SqliteStore
 from tests.support import GitServer, WorkTree, daemon_env, workspace, write_config, write_step
 

@@ -9,7 +9,7 @@ import pytest
 
 from syncd.app import Core, build_core
 from syncd.config import WorkspaceConfig, load_config
-from syncd.model import Origin, RunResult, Status, StepContent, Trigger
+from syncd.core.model import Origin, RunResult, Status, StepContent, Trigger
 from tests.support import GitServer, WorkTree, daemon_env, workspace, write_config, write_step
 
 

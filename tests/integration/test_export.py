@@ -9,8 +9,12 @@ import pytest
 
 from syncd.app import Core, build_core
 from syncd.config import WorkspaceConfig, load_config
-from syncd.errors import Conflict
-from syncd.export import (
+from syncd.core.errors import Conflict
+from syncd.core.layout import LayoutError
+from syncd.core.model import RunResult, StepContent, Trigger
+from syncd.core.steps import render_step_file
+from syncd.git import GitSource
+from syncd.sync.export import (
     ExportRefused,
     ExportRequest,
     ExportResult,
@@ -18,10 +22,6 @@ from syncd.export import (
     export_workspace,
     parse_export_request,
 )
-from syncd.git import GitSource
-from syncd.layout import LayoutError
-from syncd.model import RunResult, StepContent, Trigger
-from syncd.steps import render_step_file
 from tests.support import GitServer, WorkTree, daemon_env, workspace, write_config
 
 pytestmark = pytest.mark.timeout(120)

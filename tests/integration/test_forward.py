@@ -28,7 +28,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from syncd.forward import HandedOn, forward
+from syncd.http.intake.forward import HandedOn, forward
 
 WAIT = 5.0  # seconds: the bound on every wait in this module
 STREAM_CHUNKS = [b"chunk %d\n" % i for i in range(5)]

@@ -14,9 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from syncd.errors import AuthError, GitError, RevisionNotFound, StepFileError, TransientGitError
+from syncd.core.errors import (
+    AuthError,
+    GitError,
+    RevisionNotFound,
+    StepFileError,
+    TransientGitError,
+)
+from syncd.core.retry import Policy
 from syncd.git import FileChange, GitSource, Remote, TreeEntry, remote_key
-from syncd.retry import Policy
 from tests.support import GitServer, WorkTree
 
 pytestmark = pytest.mark.timeout(60)

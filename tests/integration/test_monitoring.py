@@ -14,8 +14,8 @@ import yaml
 from prometheus_client import generate_latest
 
 from syncd.config import parse_duration
-from syncd.metrics import Metrics
-from syncd.model import Run, RunResult, Status, SyncState, Trigger
+from syncd.core.model import Run, RunResult, Status, SyncState, Trigger
+from syncd.ops.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_METRICS = {

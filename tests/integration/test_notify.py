@@ -23,12 +23,12 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from prometheus_client import CollectorRegistry
 
 from syncd.config import Config, load_config
-from syncd.digest import Report, compose, summarize
-from syncd.logs import FIELDS, register_secrets
-from syncd.metrics import Metrics
-from syncd.model import Run, RunResult, SyncState, Trigger
-from syncd.notify import STATE_KEY, Digester
-from syncd.retry import Policy
+from syncd.core.model import Run, RunResult, SyncState, Trigger
+from syncd.core.retry import Policy
+from syncd.notify.digest import Report, compose, summarize
+from syncd.notify.digester import STATE_KEY, Digester
+from syncd.ops.logs import FIELDS, register_secrets
+from syncd.ops.metrics import Metrics
 from syncd.store import SqliteStore
 
 T0 = 1_700_000_000.0

@@ -233,7 +233,7 @@ def test_migrate_command_fails_with_one_line(
 def test_lost_connections_are_replaced_and_reported_meanwhile(pg_url: str) -> None:
     import psycopg
 
-    from syncd.model import Status, SyncState
+    from syncd.core.model import Status, SyncState
 
     store = store_at(pg_url)
     try:

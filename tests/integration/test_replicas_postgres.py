@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from syncd.model import Trigger
-from syncd.replicas.postgres import PostgresCoordinator
+from syncd.core.model import Trigger
+from syncd.runs.replicas.postgres import PostgresCoordinator
 from syncd.store.postgres import PostgresStore
 from tests.support import postgres
 

@@ -21,7 +21,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from syncd.config import load_config
 from syncd.daemon import Daemon, Server, make_server
-from syncd.sdnotify import Notifier
+from syncd.ops.sdnotify import Notifier
 from tests.support import API_TOKEN, READ_TOKEN, WEBHOOK_SECRET, payloads, write_config
 from tests.support.daemon import free_port
 
@@ -105,7 +105,7 @@ def test_serves_when_httptools_and_uvloop_cannot_be_imported(tmp_path: Path) -> 
         sys.modules["uvloop"] = None
         from syncd.config import load_config
         from syncd.daemon import Daemon, make_server
-        from syncd.sdnotify import Notifier
+        from syncd.ops.sdnotify import Notifier
         config = load_config({str(config)!r}, environ={ENV!r})
         server = make_server(Daemon(config, notifier=Notifier(environ={{}})), "127.0.0.1", {port})
         thread = threading.Thread(target=server.run, daemon=True)

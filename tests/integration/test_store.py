@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.model import Origin, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
-from syncd.plan import compute_plan
+from syncd.core.model import Origin, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
+from syncd.core.plan import compute_plan
 from syncd.store import ApplyBase, ApplyConflict, IndexUpdate, SqliteStore, Store, StoreError
 from tests.support import postgres
 from tests.support.fakes import base_of
@@ -242,7 +242,7 @@ def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
 def test_suspension_pin_and_health_persist_and_a_saved_state_keeps_the_suspension(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    from syncd.model import Health, HealthRecord
+    from syncd.core.model import Health, HealthRecord
 
     s = open_store(kind, tmp_path, request)
     before = s.state(WS)  # what a run in flight read before the suspend

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from syncd.model import LiveStep, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
-from syncd.plan import compute_plan
+from syncd.core.model import LiveStep, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
+from syncd.core.plan import compute_plan
 from syncd.store import Fenced, IndexUpdate, Lease, SqliteStore, Store
 from tests.support import postgres
 from tests.support.fakes import FakeStore, base_of

@@ -19,12 +19,12 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from syncd.config import Config, load_config
-from syncd.errors import ConfigError
-from syncd.logs import register_secrets
-from syncd.metrics import Metrics
-from syncd.model import Run, RunResult, SyncState, Trigger
-from syncd.notify import STATE_KEY, Digester
-from syncd.retry import Policy
+from syncd.core.errors import ConfigError
+from syncd.core.model import Run, RunResult, SyncState, Trigger
+from syncd.core.retry import Policy
+from syncd.notify.digester import STATE_KEY, Digester
+from syncd.ops.logs import register_secrets
+from syncd.ops.metrics import Metrics
 from syncd.store import SqliteStore
 
 T0 = 1_700_000_000.0

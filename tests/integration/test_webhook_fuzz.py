@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from syncd.config import load_config
 from syncd.daemon import Daemon
-from syncd.sdnotify import Notifier
+from syncd.ops.sdnotify import Notifier
 from syncd.webhooks import PROVIDERS
 from tests.support import API_TOKEN, READ_TOKEN, WEBHOOK_SECRET, payloads, write_config
 

@@ -45,12 +45,12 @@ from schemathesis.checks import (
 
 from syncd import app as app_module
 from syncd.config import load_config
+from syncd.core.model import StepContent
+from syncd.core.retry import Policy
 from syncd.daemon import Daemon
 from syncd.git import GitSource
-from syncd.model import StepContent
-from syncd.openapi import openapi_document
-from syncd.retry import Policy
-from syncd.sdnotify import Notifier
+from syncd.http.openapi import openapi_document
+from syncd.ops.sdnotify import Notifier
 from tests.support import API_TOKEN, READ_TOKEN, WEBHOOK_SECRET, write_config
 
 FAR_URL = "https://127.0.0.1:9/x.git"  # nothing listens on the discard port

@@ -32,9 +32,9 @@ from pathlib import Path
 import pytest
 
 from syncd.config import load_config
-from syncd.model import RunResult
+from syncd.core.model import RunResult
+from syncd.core.times import parse_time
 from syncd.store import SqliteStore
-from syncd.times import parse_time
 from tests.integration import test_crash as crash
 from tests.integration.test_crash import Steps, build_commits, write_lock_held
 from tests.support import GitServer, WorkTree, daemon_env, workspace

@@ -31,8 +31,8 @@ import httpx
 import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
-from syncd.retry import RUN
-from syncd.steps import step_file_name
+from syncd.core.retry import RUN
+from syncd.core.steps import step_file_name
 from tests.support import API_TOKEN, WEBHOOK_SECRET, GitServer, workspace, write_step
 from tests.support.daemon import (
     STEPS_DIR,

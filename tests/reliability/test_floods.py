@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
-from syncd.steps import step_file_name
-from syncd.times import parse_time
+from syncd.core.steps import step_file_name
+from syncd.core.times import parse_time
 from tests.support import workspace, write_step
 from tests.support.daemon import (
     STEPS_DIR,

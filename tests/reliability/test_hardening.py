@@ -24,17 +24,17 @@ import pytest
 from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
-from syncd.api import create_app
 from syncd.app import Core, build, build_core
 from syncd.config import Config, load_config
-from syncd.engine import Engine, Observers
-from syncd.errors import StepFileError
+from syncd.core.errors import StepFileError
+from syncd.core.layout import PulledStep, layout_files
+from syncd.core.model import Origin, RunResult, Status, StepContent, Trigger
+from syncd.core.steps import MAX_FILE_BYTES, parse_step_file, render_step_file, step_file_name
 from syncd.git import GitSource
-from syncd.health import HealthKeeper
-from syncd.layout import PulledStep, layout_files
-from syncd.model import Origin, RunResult, Status, StepContent, Trigger
-from syncd.steps import MAX_FILE_BYTES, parse_step_file, render_step_file, step_file_name
+from syncd.http.routes import create_app
 from syncd.store import SqliteStore
+from syncd.sync.engine import Engine, Observers
+from syncd.sync.health import HealthKeeper
 from tests.support import (
     API_TOKEN,
     GitServer,
@@ -244,7 +244,7 @@ def store_path(s: Setup) -> Path:
 
 def locked_core(s: Setup, registry: CollectorRegistry | None = None) -> tuple[Core, Any]:
     """A core over the same files whose store gives up on a lock after 0.2 s."""
-    from syncd.metrics import Metrics
+    from syncd.ops.metrics import Metrics
 
     metrics = Metrics(registry or CollectorRegistry())
     store = SqliteStore(store_path(s), busy_timeout_ms=200)
@@ -417,7 +417,7 @@ def test_a_400_mib_blob_bomb_is_refused_before_it_is_inflated(setup: Setup, read
 def test_an_export_refuses_a_huge_file_on_the_branch_by_its_header(setup: Setup) -> None:
     bomb_commit(setup.tree, "export/steps/bomb.step.json", 4 * MIB)
     remote_ws = setup.config.workspace("w")
-    from syncd.engine import remote_for
+    from syncd.sync.engine import remote_for
 
     remote = remote_for(remote_ws)
     setup.core.git.fetch(remote, "main")
@@ -428,7 +428,7 @@ def test_an_export_refuses_a_huge_file_on_the_branch_by_its_header(setup: Setup)
 
 
 def test_pull_refuses_a_huge_local_step_file_before_reading_it(tmp_path: Path) -> None:
-    from syncd.pull import read_existing
+    from syncd.cli.pull import read_existing
 
     folder = tmp_path / "export/steps"
     folder.mkdir(parents=True)

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 
 from syncd import cli
 from syncd.config import Config, load_config
-from syncd.errors import ConfigError
+from syncd.core.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN_SECRET = "tok-3f9a1c-secret-value"

@@ -32,14 +32,15 @@ import pygit2
 import pytest
 from pygit2.enums import FileMode
 
-from syncd import reading, steps
 from syncd.app import Core, build_core
+from syncd.cli.pull import apply_changes, read_existing
 from syncd.config import load_config
-from syncd.export import ExportRequest, export_workspace
-from syncd.layout import PulledStep, layout_files, plan_files
-from syncd.model import RunResult, Status, StepContent, Trigger
-from syncd.pull import apply_changes, read_existing
-from syncd.steps import SUFFIX, render_step_file, step_file_name
+from syncd.core import steps
+from syncd.core.layout import PulledStep, layout_files, plan_files
+from syncd.core.model import RunResult, Status, StepContent, Trigger
+from syncd.core.steps import SUFFIX, render_step_file, step_file_name
+from syncd.sync import reading
+from syncd.sync.export import ExportRequest, export_workspace
 from tests.support import GitServer, WorkTree, daemon_env, workspace, write_config, write_step
 
 WORKSPACES = ("auto", "fresh")

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 import syncd.store.postgres as pgmod
-from syncd.model import Trigger
+from syncd.core.model import Trigger
 from syncd.store import Fenced
-from syncd.writer_leases import WriterLeases
+from syncd.sync.writer_leases import WriterLeases
 from tests.integration.test_store_leases import OTHER_WS, WS, apply, content
 from tests.support import postgres
 
@@ -104,7 +104,7 @@ def test_a_long_apply_of_one_workspace_does_not_expire_anothers_lease(
             b_store = pgmod.PostgresStore(pg_url)
             try:
                 # apply() of the test module writes WS; write OTHER_WS via record_run instead
-                from syncd.model import Run, RunResult, SyncState
+                from syncd.core.model import Run, RunResult, SyncState
 
                 run = Run("rb", OTHER_WS, Trigger.MANUAL, "abc", RunResult.FAILED, 1.0, 2.0)
                 try:
@@ -126,7 +126,7 @@ def test_a_replica_reclaiming_its_own_row_does_not_count_as_a_takeover(pg_url: s
     writer that holds it now."""
     import asyncio
 
-    from syncd.replicas.postgres import PostgresCoordinator
+    from syncd.runs.replicas.postgres import PostgresCoordinator
     from syncd.store.postgres import PostgresStore
 
     store = PostgresStore(pg_url)  # migrates the schema

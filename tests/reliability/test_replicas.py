@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from syncd.times import parse_time
+from syncd.core.times import parse_time
 from tests.support import GitServer, WorkTree, postgres, write_step
 from tests.support.configs import workspace
 from tests.support.daemon import (

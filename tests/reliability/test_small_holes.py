@@ -27,11 +27,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from syncd.cli.pull import apply_changes, read_existing
 from syncd.config import load_config
-from syncd.errors import ConfigError
-from syncd.layout import SDK_DIR, STEPS_DIR, LayoutError, PulledStep, layout_files, plan_files
-from syncd.model import StepContent
-from syncd.pull import apply_changes, read_existing
+from syncd.core.errors import ConfigError
+from syncd.core.layout import SDK_DIR, STEPS_DIR, LayoutError, PulledStep, layout_files, plan_files
+from syncd.core.model import StepContent
 from tests.support import workspace
 from tests.support.configs import API_TOKEN
 from tests.support.daemon import Daemon, Remote, remote, start_daemon, stop_daemon, view

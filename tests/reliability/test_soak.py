@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
-from syncd.steps import step_file_name
+from syncd.core.steps import step_file_name
 from tests.support import workspace, write_step
 from tests.support.daemon import (
     STEPS_DIR,

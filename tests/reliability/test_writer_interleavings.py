@@ -42,8 +42,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from syncd.model import Plan, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
-from syncd.plan import compute_plan
+from syncd.core.model import Plan, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
+from syncd.core.plan import compute_plan
 from syncd.store import ApplyBase, ApplyConflict, Fenced, IndexUpdate, Lease, SqliteStore, Store
 from tests.support import postgres
 from tests.support.fakes import FakeStore

@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
+from syncd.core.model import WEBHOOK_PROVIDERS, StepContent
+from syncd.core.steps import render_step_file, step_file_name
 from syncd.demo.gitserver import GitServer, WorkTree
-from syncd.model import WEBHOOK_PROVIDERS, StepContent
-from syncd.steps import render_step_file, step_file_name
 
 GIT_PASSWORD_ENV = "SYNCD_TEST_GIT_TOKEN"
 API_TOKEN = "test-api-token-0123456789"

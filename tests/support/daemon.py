@@ -26,7 +26,7 @@ import httpx
 import yaml  # type: ignore[import-untyped,unused-ignore]
 from prometheus_client.parser import text_string_to_metric_families
 
-from syncd.steps import SUFFIX, parse_step_file
+from syncd.core.steps import SUFFIX, parse_step_file
 from tests.support.configs import API_TOKEN, daemon_env, workspace, write_config, write_step
 from tests.support.gitserver import GitServer, WorkTree
 

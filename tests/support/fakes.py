@@ -28,10 +28,8 @@ from syncd.config import (
     WebhookConfig,
     WorkspaceConfig,
 )
-from syncd.engine import GitReader
-from syncd.errors import GitError, PathNotFound, RevisionNotFound, StepFileError
-from syncd.git import FileChange, Remote, TreeEntry
-from syncd.model import (
+from syncd.core.errors import GitError, PathNotFound, RevisionNotFound, StepFileError
+from syncd.core.model import (
     HealthRecord,
     LiveStep,
     Mode,
@@ -44,10 +42,12 @@ from syncd.model import (
     StepContent,
     SyncState,
 )
-from syncd.steps import SUFFIX, render_step_file, step_file_name
+from syncd.core.steps import SUFFIX, render_step_file, step_file_name
+from syncd.git import FileChange, Remote, TreeEntry
 from syncd.store import ApplyBase, ApplyConflict, IndexUpdate, Store
 from syncd.store.leases import check_lease, check_new_run
 from syncd.store.protocol import DELIVERY_TTL, LEASE_TTL, Lease
+from syncd.sync.engine import GitReader
 
 # -- the store -------------------------------------------------------------------------------
 

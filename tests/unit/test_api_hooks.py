@@ -6,8 +6,8 @@ import asyncio
 import json
 from typing import Any
 
-from syncd import api_hooks
-from syncd.api_hooks import _lowered, _send_receipt
+from syncd.http import hooks
+from syncd.http.hooks import _lowered, _send_receipt
 from syncd.service.intake import Outcome, Receipt
 from syncd.webhooks import Lowered
 
@@ -22,9 +22,9 @@ def test_scope_headers_become_lower_case_latin_1_str() -> None:
 
 
 def test_the_remembered_header_names_stay_bounded() -> None:
-    for n in range(3 * api_hooks._NAMES_KEPT):
+    for n in range(3 * hooks._NAMES_KEPT):
         assert _lowered([(f"X-Made-Up-{n}".encode(), b"v")]) == {f"x-made-up-{n}": "v"}
-    assert len(api_hooks._NAMES) <= api_hooks._NAMES_KEPT
+    assert len(hooks._NAMES) <= hooks._NAMES_KEPT
 
 
 def sent(receipt: Receipt) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from syncd.apiclient import (
+from syncd.cli.apiclient import (
     MAX_DEPTH,
     ApiClient,
     ApiFailed,

@@ -25,8 +25,8 @@ from syncd.config import (
     load_config,
     parse_duration,
 )
-from syncd.errors import ConfigError, NotFound
-from syncd.model import WEBHOOK_PROVIDERS, Mode
+from syncd.core.errors import ConfigError, NotFound
+from syncd.core.model import WEBHOOK_PROVIDERS, Mode
 
 # Secret values: no message and no repr may ever contain them.
 ENV = {

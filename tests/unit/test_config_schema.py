@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from syncd.config import Config, load_config
 from syncd.config.schema import config_schema, schema_text
-from syncd.errors import ConfigError
-from syncd.model import WEBHOOK_PROVIDERS
+from syncd.core.errors import ConfigError
+from syncd.core.model import WEBHOOK_PROVIDERS
 from tests.reliability.test_hostile_configs import ENV, HUGE, Home, damaged, huge, valid_doc
 
 jsonschema_rs = pytest.importorskip("jsonschema_rs")

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from syncd.connections import MAX_HEAD_BYTES, ConnectionGuard, FloodFilter, protocol_class
+from syncd.http.connections import MAX_HEAD_BYTES, ConnectionGuard, FloodFilter, protocol_class
 
 
 async def _hello(request: object) -> PlainTextResponse:

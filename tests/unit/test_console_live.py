@@ -12,8 +12,8 @@ import pytest
 
 from syncd.app import App
 from syncd.config import Config
-from syncd.console import streams
-from syncd.console.streams import Feed, SessionFull, Streams, TooManyStreams, stream
+from syncd.http.console import streams
+from syncd.http.console.streams import Feed, SessionFull, Streams, TooManyStreams, stream
 from syncd.store.offloop import OffLoop
 from tests.support.fakes import config
 

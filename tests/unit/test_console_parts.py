@@ -13,15 +13,15 @@ from typing import cast
 import pytest
 
 from syncd.app import App
-from syncd.badge import render_badge
 from syncd.config import Config, Secret, TokenConfig, load_config
-from syncd.console import pages
-from syncd.console.sessions import Session, Sessions
-from syncd.console.streams import Feed, Streams
-from syncd.console.streams import stream as _stream
-from syncd.errors import ConfigError
-from syncd.model import Plan, StepChange, StepContent
-from syncd.urls import commit_url
+from syncd.core.errors import ConfigError
+from syncd.core.model import Plan, StepChange, StepContent
+from syncd.core.urls import commit_url
+from syncd.http.badge import render_badge
+from syncd.http.console import pages
+from syncd.http.console.sessions import Session, Sessions
+from syncd.http.console.streams import Feed, Streams
+from syncd.http.console.streams import stream as _stream
 from tests.support.fakes import config
 
 NOW = 1_800_000_000.0

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from syncd.config import SourceConfig, WorkspaceConfig
-from syncd.digest import (
+from syncd.core.model import Mode, Run, RunResult, Trigger
+from syncd.notify.digest import (
     MAX_ERROR_CHARS,
     MAX_FAILURES,
     Cursor,
@@ -21,8 +22,7 @@ from syncd.digest import (
     summarize,
     watchers,
 )
-from syncd.logs import register_secrets
-from syncd.model import Mode, Run, RunResult, Trigger
+from syncd.ops.logs import register_secrets
 
 T0 = 1_700_000_000.0
 REV = "0123456789abcdef0123456789abcdef01234567"

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from syncd.cli import _parser
-from syncd.metrics import Metrics
-from syncd.openapi import openapi_document
-from syncd.steps import SUFFIX, parse_step_file, step_file_name
+from syncd.core.steps import SUFFIX, parse_step_file, step_file_name
+from syncd.http.openapi import openapi_document
+from syncd.ops.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

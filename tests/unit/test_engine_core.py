@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from syncd.config import DeleteLimit
-from syncd.engine import Engine
-from syncd.errors import GitError
-from syncd.model import Mode, Origin, RunResult, Status, StepContent, Trigger
-from syncd.scheduler import should_sync
+from syncd.core.errors import GitError
+from syncd.core.model import Mode, Origin, RunResult, Status, StepContent, Trigger
+from syncd.runs.scheduler import should_sync
 from syncd.store import StoreError
+from syncd.sync.engine import Engine
 from tests.support.fakes import STEPS_PATH, FakeGit, FakeStore, step_files, workspace
 
 WS = workspace("ws")

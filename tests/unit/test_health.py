@@ -11,11 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.engine import Engine, Observers
-from syncd.errors import GitError
-from syncd.git import GitSource
-from syncd.health import HealthKeeper, after_run, after_source_failure, after_suspension
-from syncd.model import (
+from syncd.core.errors import GitError
+from syncd.core.model import (
     Health,
     HealthRecord,
     Mode,
@@ -25,8 +22,11 @@ from syncd.model import (
     Trigger,
     automation_suspended,
 )
-from syncd.scheduler import Scheduler, should_sync
+from syncd.git import GitSource
+from syncd.runs.scheduler import Scheduler, should_sync
 from syncd.service.workspaces import Workspaces
+from syncd.sync.engine import Engine, Observers
+from syncd.sync.health import HealthKeeper, after_run, after_source_failure, after_suspension
 from tests.support.fakes import FakeGit, FakeStore, config, step_files, workspace
 
 AUTO = workspace("ws")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.layout import (
+from syncd.core.layout import (
     DISABLED,
     MAX_FILE_NAME_BYTES,
     NO_NAME,
@@ -20,9 +20,9 @@ from syncd.layout import (
     name_parts,
     plan_files,
 )
-from syncd.model import StepContent
-from syncd.refs import branch_problem
-from syncd.steps import parse_step_file, render_step_file
+from syncd.core.model import StepContent
+from syncd.core.refs import branch_problem
+from syncd.core.steps import parse_step_file, render_step_file
 
 
 def step(

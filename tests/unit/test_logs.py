@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from syncd import logs
-from syncd.logs import fields
-from syncd.model import Run, RunResult, Trigger
-from syncd.times import parse_time, rfc3339
+from syncd.core.model import Run, RunResult, Trigger
+from syncd.core.times import parse_time, rfc3339
+from syncd.ops import logs
+from syncd.ops.logs import fields
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

@@ -11,9 +11,18 @@ from typing import Any
 import pytest
 
 import syncd
-from syncd.layout import LeftOut
-from syncd.model import LiveStep, Origin, Plan, Run, RunResult, StepChange, StepContent, Trigger
-from syncd.openapi import openapi_document
+from syncd.core.layout import LeftOut
+from syncd.core.model import (
+    LiveStep,
+    Origin,
+    Plan,
+    Run,
+    RunResult,
+    StepChange,
+    StepContent,
+    Trigger,
+)
+from syncd.http.openapi import openapi_document
 
 WS = "/api/v1/workspaces/{id}"
 # (method, path, bearer scope or None), as syncd/api.py routes them.
@@ -76,7 +85,7 @@ def test_every_route_and_only_those(doc: dict[str, Any]) -> None:
 
 
 def test_the_app_routes_what_the_document_lists() -> None:
-    api = pytest.importorskip("syncd.api")
+    api = pytest.importorskip("syncd.http.routes")
     app = api.create_app(None)  # the routes are built without touching the runtime
     served = {
         (method.lower(), re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path))
@@ -90,7 +99,7 @@ def test_the_app_routes_what_the_document_lists() -> None:
 @pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 def test_the_app_serves_the_document() -> None:
     pytest.importorskip("httpx")
-    api = pytest.importorskip("syncd.api")
+    api = pytest.importorskip("syncd.http.routes")
     from starlette.testclient import TestClient
 
     response = TestClient(api.create_app(None)).get("/openapi.json")
@@ -188,7 +197,7 @@ def test_schemas_match_the_models(doc: dict[str, Any]) -> None:
     plan = {"workspace": "ws", "revision": "abc", **Plan(creates=(change,)).to_dict()}
     assert_shape(doc, "Plan", plan)
     assert_shape(doc, "Error", {"error": "x", "detail": None})
-    export = pytest.importorskip("syncd.export")
+    export = pytest.importorskip("syncd.sync.export")
     skipped = (LeftOut("ws", "s1", "off", "disabled"),)
     result = export.ExportResult("abc", "b", 2, True, skipped).to_dict()
     assert_shape(doc, "ExportResult", result)
@@ -202,8 +211,8 @@ def test_schemas_match_the_models(doc: dict[str, Any]) -> None:
 
 def test_workspace_schema_matches_the_view(doc: dict[str, Any]) -> None:
     config = pytest.importorskip("syncd.config")
-    from syncd.model import Mode, SyncState
-    from syncd.views import workspace_view
+    from syncd.core.model import Mode, SyncState
+    from syncd.service.views import workspace_view
 
     ws = config.WorkspaceConfig(
         id="1",
@@ -222,9 +231,9 @@ def test_workspace_schema_matches_the_view(doc: dict[str, Any]) -> None:
 
 
 def test_sync_result_and_health_schemas_match_the_views(doc: dict[str, Any]) -> None:
-    from syncd.engine import Outcome
-    from syncd.model import Health, HealthRecord, SyncState
-    from syncd.views import sync_result_view
+    from syncd.core.model import Health, HealthRecord, SyncState
+    from syncd.service.views import sync_result_view
+    from syncd.sync.engine import Outcome
     from tests.support.fakes import workspace
 
     run = Run("r1", "ws", Trigger.MANUAL, "abc", RunResult.SUCCEEDED, 1.0, 2.0)
@@ -239,8 +248,8 @@ def test_sync_result_and_health_schemas_match_the_views(doc: dict[str, Any]) -> 
 def test_replica_schema_matches_the_view(doc: dict[str, Any]) -> None:
     import asyncio
 
-    from syncd.replicas import LocalCoordinator
-    from syncd.views import replica_view
+    from syncd.runs.replicas import LocalCoordinator
+    from syncd.service.views import replica_view
 
     (replica,) = asyncio.run(LocalCoordinator(holds=lambda: ["ws"]).replicas())
     answer = replica_view(replica)
@@ -251,9 +260,9 @@ def test_replica_schema_matches_the_view(doc: dict[str, Any]) -> None:
 
 def test_health_schema_matches_the_api(doc: dict[str, Any], tmp_path: Path) -> None:
     from syncd.config import WebhookConfig
-    from syncd.engine import Engine
     from syncd.git import GitSource
     from syncd.service.workspaces import Workspaces
+    from syncd.sync.engine import Engine
     from tests.support.fakes import FakeGit, FakeStore, config, workspace
 
     ws = workspace("1")

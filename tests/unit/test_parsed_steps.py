@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from syncd.errors import StepFileError
-from syncd.model import StepContent
-from syncd.parsed_steps import ParsedSteps, entry_cost
+from syncd.core.errors import StepFileError
+from syncd.core.model import StepContent
+from syncd.sync.parsed_steps import ParsedSteps, entry_cost
 
 
 def step_file(name: str, do: str = "x()") -> bytes:

@@ -7,9 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from syncd.config import DeleteLimit
-from syncd.errors import PlanRefused
-from syncd.model import StepContent
-from syncd.plan import compute_plan, guard_plan
+from syncd.core.errors import PlanRefused
+from syncd.core.model import StepContent
+from syncd.core.plan import compute_plan, guard_plan
 
 
 def c(do: str, enabled: bool = True) -> StepContent:

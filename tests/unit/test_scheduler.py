@@ -11,13 +11,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from syncd import retry
-from syncd.engine import Engine
-from syncd.errors import GitError, NotFound
+from syncd.core import retry
+from syncd.core.errors import GitError, NotFound
+from syncd.core.model import Mode, Plan, Run, RunResult, Status, SyncState, Trigger
+from syncd.core.retry import Policy
 from syncd.git import Remote
-from syncd.model import Mode, Plan, Run, RunResult, Status, SyncState, Trigger
-from syncd.retry import Policy
-from syncd.scheduler import (
+from syncd.runs.scheduler import (
     MAX_QUEUED_PER_WORKSPACE,
     QueueFull,
     Scheduler,
@@ -25,6 +24,7 @@ from syncd.scheduler import (
     should_sync,
 )
 from syncd.store import ApplyBase, IndexUpdate, Lease
+from syncd.sync.engine import Engine
 from tests.support.fakes import FakeGit, FakeStore, GatedGit, config, step_files, workspace
 
 pytestmark = pytest.mark.anyio

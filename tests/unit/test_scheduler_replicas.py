@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from syncd.engine import Engine
-from syncd.model import Run, Trigger
-from syncd.replicas import Claimed, ReplicaInfo, Submitted
-from syncd.scheduler import QueueFull, Scheduler
+from syncd.core.model import Run, Trigger
+from syncd.runs.replicas import Claimed, ReplicaInfo, Submitted
+from syncd.runs.scheduler import QueueFull, Scheduler
 from syncd.store import StoreError
+from syncd.sync.engine import Engine
 from tests.support.fakes import FakeStore, GatedGit, config, step_files, workspace
 
 pytestmark = pytest.mark.anyio

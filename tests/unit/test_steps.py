@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.errors import StepFileError
-from syncd.model import Step, StepContent
-from syncd.refs import MODE_SUBMODULE, MODE_SYMLINK
-from syncd.steps import (
+from syncd.core.errors import StepFileError
+from syncd.core.model import Step, StepContent
+from syncd.core.refs import MODE_SUBMODULE, MODE_SYMLINK
+from syncd.core.steps import (
     MAX_FILE_BYTES,
     MAX_LISTED_ERRORS,
     MAX_STEPS,

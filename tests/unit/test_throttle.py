@@ -9,8 +9,8 @@ import logging
 
 import pytest
 
-from syncd.console.ended import EndedSessions, SharedEnded
-from syncd.throttle import Throttle, client_address
+from syncd.http.console.ended import EndedSessions, SharedEnded
+from syncd.http.throttle import Throttle, client_address
 
 
 class Clock:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.urls import check_source_url, normalize_repo_url, redact_url
+from syncd.core.urls import check_source_url, normalize_repo_url, redact_url
 
 KEY = "git.example.com/acme/steps"
 

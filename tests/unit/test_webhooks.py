@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd.errors import SyncdError
-from syncd.model import WEBHOOK_PROVIDERS
-from syncd.urls import normalize_repo_url
+from syncd.core.errors import SyncdError
+from syncd.core.model import WEBHOOK_PROVIDERS
+from syncd.core.urls import normalize_repo_url
 from syncd.webhooks import (
     PROVIDERS,
     BadSignature,

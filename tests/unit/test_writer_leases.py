@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from syncd.writer_leases import WorkspaceBusy, WriterLeases, gone_from_this_host, new_holder
+from syncd.sync.writer_leases import WorkspaceBusy, WriterLeases, gone_from_this_host, new_holder
 from tests.support.fakes import FakeStore
 
 TTL = 0.3

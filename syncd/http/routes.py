@@ -1,0 +1,305 @@
+"""The HTTP API: routes only. Each parses its request, calls the workspace use cases in
+`syncd.service`, and shapes the answer. This module and its `api_*.py` are the only place
+errors become statuses.
+
+Every request a stranger can send is checked: bearer tokens with scopes (`api_auth`), body size
+before the body is read and JSON shape before use (`api_requests`), signatures before parsing
+(the webhook endpoint, `api_hooks`). Errors are JSON `{"error": ..., "detail": ...}` and never
+carry a secret; which error becomes which status is `api_errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from syncd.app import App
+from syncd.config import WorkspaceConfig
+from syncd.core.model import Mode, Trigger
+from syncd.core.refs import is_revision
+from syncd.http.auth import authorize, find_token
+from syncd.http.badge import render_badge
+from syncd.http.bodies import MAX_API_BODY, int_param, json_body, step_content, step_name
+from syncd.http.errors import (
+    RETRY_AFTER_SECONDS,
+    ApiError,
+    error_response,
+    exception_handlers,
+    status_of,
+)
+from syncd.http.hooks import DaemonWebhooks, HooksFirst, WebhookEndpoint
+from syncd.http.openapi import openapi_document
+from syncd.ops.logs import fields
+from syncd.runs.scheduler import QueueFull, ShuttingDown, Ticket
+from syncd.service.views import diff_view, replica_view, sync_result_view
+from syncd.store import StoreError
+from syncd.sync.export import parse_export_request
+
+# The names other code imports from here, wherever they are defined.
+__all__ = [
+    "MAX_API_BODY",
+    "RETRY_AFTER_SECONDS",
+    "ApiError",
+    "HooksFirst",
+    "WebhookEndpoint",
+    "authorize",
+    "create_app",
+    "error_response",
+    "find_token",
+    "status_of",
+]
+
+# Who changed what: its own logger, so that it can be routed or kept apart.
+audit = logging.getLogger("syncd.audit")
+
+WAIT_TIMEOUT = 600.0
+PROBE_DEADLINE = 2.0  # seconds /readyz waits for the store: a load balancer's probe is short
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(rt: App, lifespan: Any = None) -> Starlette:
+    def scoped(scope: str, handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            authorize(rt.config.tokens, request, scope, rt.guesses)
+            return await handler(request)
+
+        return endpoint
+
+    def audited(scope: str, action: str, handler: Handler) -> Handler:
+        """A mutating call: one audit line saying who (the token's name, never its value) did
+        what to which workspace, and how it ended."""
+
+        async def endpoint(request: Request) -> Response:
+            token = authorize(rt.config.tokens, request, scope, rt.guesses)
+            workspace = request.path_params.get("id")
+            try:
+                response = await handler(request)
+            except Exception as e:
+                _audit(token.name, action, workspace, request, status_of(e), e)
+                raise
+            _audit(token.name, action, workspace, request, response.status_code, None)
+            return response
+
+        return endpoint
+
+    async def list_workspaces(request: Request) -> Response:
+        chosen = rt.workspaces.tagged(request.query_params.get("tag"))
+        return JSONResponse({"workspaces": await rt.store_calls.run(rt.workspaces.views, chosen)})
+
+    async def get_workspace(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        return JSONResponse(await rt.store_calls.run(rt.workspaces.view, ws))
+
+    async def diff(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        # It talks to the remote: on threads of its own, bounded (429 past the bound).
+        return JSONResponse(diff_view(ws, await rt.remote_reads.run(rt.workspaces.preview, ws)))
+
+    async def sync(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        body = await json_body(request, allow_empty=True)
+        dry_run, revision = body.get("dry_run", False), body.get("revision")
+        if not isinstance(dry_run, bool):
+            raise ApiError(422, "`dry_run` must be true or false")
+        if revision is not None and (not isinstance(revision, str) or not is_revision(revision)):
+            raise ApiError(422, "`revision` must be a commit sha (4 to 40 hex digits) or null")
+        if revision is not None:  # 422 now for a commit that is not on the workspace's branch
+            await asyncio.to_thread(rt.workspaces.check_revision, ws, revision)
+        ticket = await rt.workspaces.request_sync(ws, Trigger.MANUAL, revision, dry_run)
+        if request.query_params.get("wait", "").lower() not in ("1", "true", "yes"):
+            # A pinned sync of an automatic workspace suspends its automation once applied.
+            pins = revision is not None and not dry_run and ws.mode is Mode.AUTOMATIC
+            return JSONResponse(_accepted(ws, ticket, pins), status_code=202)
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(ticket.future), WAIT_TIMEOUT)
+        except TimeoutError:
+            raise ApiError(
+                504, "the run did not finish in time", {"run_id": ticket.run_id}
+            ) from None
+        return JSONResponse(sync_result_view(ws, outcome))
+
+    async def suspend(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        return JSONResponse(await rt.store_calls.run(rt.workspaces.suspend, ws))
+
+    async def resume(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        await rt.store_calls.run(rt.workspaces.resume, ws)
+        # Back to the branch head: a manual sync, which also ends a pin.
+        try:
+            ticket = await rt.workspaces.request_sync(ws, Trigger.MANUAL, None, False)
+        except (QueueFull, ShuttingDown) as e:
+            # The resume itself is stored: say so, or a client would resume again for nothing.
+            raise ApiError(
+                503,
+                f"workspace {ws.id} is resumed, but its sync to the branch head was not queued: "
+                f"{e}; the next poll or push syncs it",
+                None,
+                {"Retry-After": RETRY_AFTER_SECONDS},
+            ) from e
+        return JSONResponse(_accepted(ws, ticket, False), status_code=202)
+
+    async def runs(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        limit = int_param(request, "limit", 50, 1, 1000)
+        found = await rt.store_calls.run(rt.workspaces.runs, ws, limit)
+        return JSONResponse({"runs": [r.to_dict() for r in found]})
+
+    async def run(request: Request) -> Response:
+        found = await rt.store_calls.run(rt.workspaces.run, request.path_params["run_id"])
+        return JSONResponse(found.to_dict())
+
+    async def steps(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        live = await rt.store_calls.run(rt.workspaces.steps, ws)
+        return JSONResponse({"steps": [s.to_dict() for s in live]})
+
+    async def step(request: Request) -> Response:
+        ws, name = _workspace(rt, request), step_name(request)
+        return JSONResponse((await rt.store_calls.run(rt.workspaces.step, ws, name)).to_dict())
+
+    async def put_step(request: Request) -> Response:
+        ws, name = _workspace(rt, request), step_name(request)
+        content = step_content(await json_body(request))
+        saved = await rt.store_calls.run(rt.workspaces.put_step, ws, name, content)
+        await rt.workspaces.note_edit(ws)
+        return JSONResponse(saved.to_dict())
+
+    async def delete_step(request: Request) -> Response:
+        ws, name = _workspace(rt, request), step_name(request)
+        await rt.store_calls.run(rt.workspaces.delete_step, ws, name)
+        await rt.workspaces.note_edit(ws)
+        return Response(status_code=204)
+
+    async def export(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        order = parse_export_request(await json_body(request))
+        result = await asyncio.to_thread(rt.workspaces.export, ws, order)
+        return JSONResponse(result.to_dict())
+
+    async def health(request: Request) -> Response:
+        ws = _workspace(rt, request)
+        return JSONResponse(await rt.store_calls.run(rt.workspaces.health, ws))
+
+    async def badge(request: Request) -> Response:
+        # No token: a badge is shown in READMEs; only workspaces with `badge: true` have one.
+        ws_id = request.path_params["id"]
+        status, health = await rt.store_calls.run(rt.workspaces.badge, ws_id)
+        label = rt.workspaces.get(ws_id).name
+        return Response(
+            render_badge(label, status, health),
+            media_type="image/svg+xml",
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        )
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def replicas(request: Request) -> Response:
+        coordinator = rt.scheduler.coordinator
+        found = await coordinator.replicas()
+        return JSONResponse(
+            {"shared": coordinator.shared, "replicas": [replica_view(r) for r in found]}
+        )
+
+    async def readyz(request: Request) -> Response:
+        # A replica cut off from the database says so at once, before its store call times out;
+        # a store that does not answer (locked, frozen) within the probe's deadline is a problem.
+        problem = rt.scheduler.coordinator.problem()
+        if problem is None:
+            try:
+                problem = await rt.scheduler.offloop.within(PROBE_DEADLINE, rt.core.store.problem)
+            except StoreError as e:
+                problem = str(e)
+        if rt.ready and not rt.stopping and problem is None:
+            return JSONResponse({"status": "ready"})
+        return error_response(503, "not ready", {"stopping": rt.stopping, "store": problem})
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    ws_path = "/api/v1/workspaces/{id}"
+    hook = DaemonWebhooks(rt)
+    step_path = f"{ws_path}/steps/{{name:path}}"
+    routes = [
+        Route("/hooks", hook, methods=["POST"]),
+        Route("/hooks/{provider}", hook, methods=["POST"]),
+        Route("/api/v1/workspaces", scoped("read", list_workspaces), methods=["GET"]),
+        Route(ws_path, scoped("read", get_workspace), methods=["GET"]),
+        Route(f"{ws_path}/diff", scoped("read", diff), methods=["GET"]),
+        Route(f"{ws_path}/sync", audited("sync", "sync", sync), methods=["POST"]),
+        Route(f"{ws_path}/suspend", audited("sync", "suspend", suspend), methods=["POST"]),
+        Route(f"{ws_path}/resume", audited("sync", "resume", resume), methods=["POST"]),
+        Route(f"{ws_path}/runs", scoped("read", runs), methods=["GET"]),
+        Route("/api/v1/runs/{run_id}", scoped("read", run), methods=["GET"]),
+        Route("/api/v1/replicas", scoped("read", replicas), methods=["GET"]),
+        Route(f"{ws_path}/steps", scoped("read", steps), methods=["GET"]),
+        Route(f"{ws_path}/steps/{{name:path}}", scoped("read", step), methods=["GET"]),
+        Route(step_path, audited("write", "step.put", put_step), methods=["PUT"]),
+        Route(step_path, audited("write", "step.delete", delete_step), methods=["DELETE"]),
+        Route(f"{ws_path}/export", audited("export", "export", export), methods=["POST"]),
+        Route(f"{ws_path}/health", scoped("read", health), methods=["GET"]),
+        Route(f"{ws_path}/badge.svg", badge, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=exception_handlers(),
+        middleware=[Middleware(HooksFirst, endpoint=hook)],
+    )
+
+
+def _accepted(ws: WorkspaceConfig, ticket: Ticket, suspends: bool) -> dict[str, Any]:
+    return {
+        "workspace": ws.id,
+        "run_id": ticket.run_id,
+        "coalesced": ticket.coalesced,
+        "suspended": suspends,
+    }
+
+
+def _workspace(rt: App, request: Request) -> WorkspaceConfig:
+    return rt.workspaces.get(request.path_params["id"])
+
+
+# -- audit --------------------------------------------------------------------------------------
+
+
+def _audit(
+    token: str,
+    action: str,
+    workspace: str | None,
+    request: Request,
+    status: int,
+    error: BaseException | None,
+) -> None:
+    result = "ok" if status < 400 else "refused" if status < 500 else "error"
+    audit.log(
+        logging.INFO if status < 400 else logging.WARNING,
+        "audit",
+        extra=fields(
+            token=token,
+            action=action,
+            workspace=workspace,
+            step=request.path_params.get("name"),
+            result=result,
+            status=status,
+            error=None if error is None else str(error),
+        ),
+    )

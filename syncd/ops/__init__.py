@@ -1,0 +1,1 @@
+"""Running under an operator: logs, Prometheus metrics and systemd's notify protocol."""

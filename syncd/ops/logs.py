@@ -1,0 +1,106 @@
+"""Log lines as logfmt text (default) or JSON lines, with secrets scrubbed on the way out.
+
+A log call names an event and gives its fields apart from it, so that tools read them as keys:
+
+    log.warning("sync failed", extra=fields(workspace=ws.id, run=run.id, error=run.error))
+
+Text:  ts=2026-11-29T23:30:00.123Z level=warning logger=syncd.scheduler event="sync failed" ...
+JSON:  {"ts": "2026-11-29T23:30:00.123Z", "level": "warning", ..., "event": "sync failed", ...}
+
+Both formats are written here with the standard library: a JSON object is `json.dumps`, and
+logfmt is keys and JSON-quoted values where a value needs quoting, which logfmt parsers read.
+A structured-logging library would add a second logging API next to the standard one that
+uvicorn and every other library log through; these two formatters cover both at once.
+
+Every string value and every finished line goes through `scrub`, whatever its logger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any, TextIO
+
+from syncd.core.times import rfc3339
+
+FIELDS = "syncd_fields"  # the LogRecord attribute that carries an event's fields
+_BASE = ("ts", "level", "logger", "event")
+
+_secrets: set[str] = set()
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Values that must never reach a log line, whatever code path tries to print them."""
+    _secrets.update(v for v in values if v and len(v) >= 4)
+
+
+def scrub(text: str) -> str:
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def fields(**values: object) -> dict[str, Any]:
+    """The `extra=` of a log call: the event's fields, in the order given; None is left out."""
+    return {FIELDS: {k: v for k, v in values.items() if v is not None}}
+
+
+def _value(value: object) -> object:
+    """A field as JSON has it: numbers and booleans stay, the rest become scrubbed text."""
+    if isinstance(value, bool | int | float):
+        return value
+    return scrub(str(value))
+
+
+def _document(record: logging.LogRecord, formatter: logging.Formatter) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "ts": rfc3339(record.created),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "event": scrub(record.getMessage()),
+    }
+    extra: Mapping[str, object] = getattr(record, FIELDS, None) or {}
+    for key, value in extra.items():
+        doc[key if key not in _BASE else f"field_{key}"] = _value(value)
+    if record.exc_info:
+        doc["exc"] = scrub(formatter.formatException(record.exc_info))
+    return doc
+
+
+def _logfmt(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    if text and all(c.isprintable() and c not in ' ="\\' for c in text):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """logfmt: key=value pairs, quoted and escaped where needed; one line per record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = _document(record, self)
+        return scrub(" ".join(f"{k}={_logfmt(v)}" for k, v in doc.items()))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, one key per field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(json.dumps(_document(record, self), ensure_ascii=False))
+
+
+def setup_logging(fmt: str = "text", level: str = "info", stream: TextIO | None = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # watchfiles logs every change it sees at INFO; a log file next to the config would
+    # feed itself.
+    for noisy in ("uvicorn.access", "watchfiles"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

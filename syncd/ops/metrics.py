@@ -1,0 +1,230 @@
+"""Every Prometheus metric syncd exports, declared once, on an injected registry.
+
+Label values come from small fixed sets (workspace ids come from the config), so a stranger
+cannot grow the number of series.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+
+from syncd import __version__
+from syncd.config import WorkspaceConfig
+from syncd.core.model import Health, Plan, Run, RunResult, Status, SyncState, Trigger
+
+GIT_OPS = ("ls_remote", "fetch", "push")
+WEBHOOK_RESULTS = (
+    "accepted",
+    "ping",
+    "ignored",
+    "unmatched",
+    "duplicate",
+    "unauthorized",
+    "malformed",
+    "too_large",
+    "overloaded",
+    "unavailable",
+)
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+STEP_ACTIONS = ("create", "update", "delete")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # No `_created` series: they double every counter's series and no alert uses them.
+        # The switch is the library's own and process-wide; syncd never wants them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.sync_runs = Counter(
+            "syncd_sync_runs",
+            "Sync runs, by trigger and result.",
+            ["workspace", "trigger", "result"],
+            registry=r,
+        )
+        self.sync_duration = Histogram(
+            "syncd_sync_duration_seconds",
+            "Duration of sync runs.",
+            ["workspace"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.steps_changed = Counter(
+            "syncd_steps_changed",
+            "Steps created, updated, deleted.",
+            ["workspace", "action"],
+            registry=r,
+        )
+        self.status = Gauge(
+            "syncd_workspace_status",
+            "1 for the workspace's current status, 0 for the others.",
+            ["workspace", "status"],
+            registry=r,
+        )
+        self.health = Gauge(
+            "syncd_workspace_health",
+            "1 for the workspace's current health, 0 for the others.",
+            ["workspace", "health"],
+            registry=r,
+        )
+        self.drift = Gauge(
+            "syncd_workspace_drift_steps",
+            "Steps that differ between the workspace and git.",
+            ["workspace"],
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "syncd_workspace_last_success_timestamp_seconds",
+            "When the workspace last synced successfully.",
+            ["workspace"],
+            registry=r,
+        )
+        self.git_ops = Counter(
+            "syncd_git_operations", "Git network operations.", ["op", "result"], registry=r
+        )
+        self.git_duration = Histogram(
+            "syncd_git_operation_duration_seconds",
+            "Duration of git network operations.",
+            ["op"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.webhooks = Counter(
+            "syncd_webhook_requests",
+            "Webhook requests, by outcome.",
+            ["provider", "result"],
+            registry=r,
+        )
+        self._webhook_children: dict[tuple[str, str], Counter] = {}
+        self.config_reloads = Counter(
+            "syncd_config_reloads", "Config reloads, by result.", ["result"], registry=r
+        )
+        self.notifications = Counter(
+            "syncd_notifications_sent",
+            "Digest messages, by result and channel (email, target).",
+            ["result", "channel"],
+            registry=r,
+        )
+        # Replicas: one series each on this replica's own /metrics; a scrape of every replica
+        # tells them apart by the `replica` label (host-pid-random, new at each start).
+        self.replica_info = Gauge(
+            "syncd_replica_info", "This replica's id (1).", ["replica"], registry=r
+        )
+        self.replica_held = Gauge(
+            "syncd_replica_workspaces_held",
+            "Workspaces this replica holds (runs or is about to run).",
+            registry=r,
+        )
+        # Intake processes (server.intake_workers): how many run, and how often one exited
+        # without being asked to (each is started again; the log says why it went).
+        self.intake_processes = Gauge(
+            "syncd_intake_processes", "Intake processes running beside the daemon.", registry=r
+        )
+        self.intake_exits = Counter(
+            "syncd_intake_process_exits",
+            "Intake processes that exited without being asked to.",
+            registry=r,
+        )
+        build = Gauge("syncd_build_info", "syncd's version.", ["version"], registry=r)
+        build.labels(__version__).set(1)
+        for op in GIT_OPS:
+            self.git_duration.labels(op)
+            for result in ("ok", "error"):
+                self.git_ops.labels(op, result)
+        for result in ("ok", "error"):
+            self.config_reloads.labels(result)
+            for channel in ("email", "target"):
+                self.notifications.labels(result, channel)
+
+    def set_replica(self, replica_id: str, held: Callable[[], int] | None = None) -> None:
+        self.replica_info.labels(replica_id).set(1)
+        if held is not None:
+            self.replica_held.set_function(held)
+
+    # -- workspaces ------------------------------------------------------------------------
+
+    def add_workspace(self, ws_id: str) -> None:
+        """Every label set of the workspace's counters, at 0, so that `increase()` sees the
+        first failure (a series born at 1 shows no increase); idempotent."""
+        for trigger in Trigger:
+            for result in RunResult:
+                self.sync_runs.labels(ws_id, trigger.value, result.value)
+        for action in STEP_ACTIONS:
+            self.steps_changed.labels(ws_id, action)
+        self.sync_duration.labels(ws_id)
+
+    def restore(self, ws_id: str, state: SyncState, last_success: float | None) -> None:
+        """The workspace's series from what the store knows: at start and after a reload, so
+        gauges do not wait for the next run (and an alert on them does not go blind)."""
+        self.add_workspace(ws_id)
+        self.set_state(ws_id, state)
+        if last_success is not None:
+            self.last_success.labels(ws_id).set(last_success)
+
+    # -- observers -------------------------------------------------------------------------
+
+    def run_finished(
+        self, ws: WorkspaceConfig, run: Run, plan: Plan | None, state: SyncState, seconds: float
+    ) -> None:
+        self.sync_runs.labels(ws.id, str(run.trigger), str(run.result)).inc()
+        self.sync_duration.labels(ws.id).observe(seconds)
+        if run.result is RunResult.SUCCEEDED:
+            # Only applied changes count: a planned run's counts are what it would change.
+            self.steps_changed.labels(ws.id, "create").inc(run.created)
+            self.steps_changed.labels(ws.id, "update").inc(run.updated)
+            self.steps_changed.labels(ws.id, "delete").inc(run.deleted)
+            self.last_success.labels(ws.id).set(run.finished_at or 0)
+        self.set_state(ws.id, state)
+
+    def set_state(self, ws_id: str, state: SyncState) -> None:
+        for status in Status:
+            self.status.labels(ws_id, status.value).set(1 if state.status is status else 0)
+        self.drift.labels(ws_id).set(state.drift)
+
+    def set_health(self, ws_id: str, health: Health) -> None:
+        for value in Health:
+            self.health.labels(ws_id, value.value).set(1 if health is value else 0)
+
+    def git_operation(self, op: str, result: str, seconds: float) -> None:
+        if op not in GIT_OPS or result not in ("ok", "error"):
+            return
+        self.git_ops.labels(op, result).inc()
+        self.git_duration.labels(op).observe(seconds)
+
+    def webhook(self, provider: str, result: str, count: int = 1) -> None:
+        # The labelled child, looked up once: labels() takes a lock and builds a key each call.
+        child = self._webhook_children.get((provider, result))
+        if child is None:
+            child = self._webhook_children[(provider, result)] = self.webhooks.labels(
+                provider, result
+            )
+        child.inc(count)
+
+    def forget_workspace(self, ws_id: str) -> None:
+        """A workspace removed from the config takes its series with it."""
+        for status in Status:
+            _remove(self.status, ws_id, status.value)
+        for health in Health:
+            _remove(self.health, ws_id, health.value)
+        _remove(self.drift, ws_id)
+        _remove(self.last_success, ws_id)
+        for trigger in Trigger:
+            for result in RunResult:
+                _remove(self.sync_runs, ws_id, trigger.value, result.value)
+        for action in STEP_ACTIONS:
+            _remove(self.steps_changed, ws_id, action)
+        _remove(self.sync_duration, ws_id)
+
+
+def _remove(metric: Gauge | Counter | Histogram, *labels: str) -> None:
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)

@@ -1,0 +1,1 @@
+"""When syncs run: the scheduler, its request queues (one process or replicas), and polling."""

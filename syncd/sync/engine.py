@@ -1,0 +1,459 @@
+"""One sync of one workspace, phase by phase: resolve, fetch, read, plan, guard, apply or record.
+
+Like git-sync's sync function: each phase is one commented call and the first error ends the
+run. The engine never retries (see `syncd.retry` for who does). A failed run applies nothing:
+the apply phase is one store transaction.
+
+The engine sees git and the store only through the `GitReader` and `Store` protocols, so its
+unit tests run against stateful fakes. The read and plan phases are in `syncd.reading`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from syncd.config import WorkspaceConfig
+from syncd.core.errors import (
+    PlanRefused,
+    RevisionNotFound,
+    RevisionNotOnBranch,
+    StepFileError,
+    SyncdError,
+)
+from syncd.core.model import (
+    Mode,
+    Plan,
+    Run,
+    RunResult,
+    Status,
+    SyncState,
+    Trigger,
+    automation_suspended,
+)
+from syncd.core.plan import guard_plan
+from syncd.git import Remote
+from syncd.ops.logs import fields
+from syncd.store import ApplyConflict, Fenced, Lease, Store, StoreError
+from syncd.sync.parsed_steps import ParsedSteps
+from syncd.sync.reading import Progress, Reader, Reading, TreeReader, source_key
+from syncd.sync.writer_leases import WorkspaceBusy, WriterLeases, new_holder
+
+__all__ = [
+    "APPLY_ATTEMPTS",
+    "PERMANENT_ERRORS",
+    "Engine",
+    "GitReader",
+    "Observers",
+    "Outcome",
+    "Progress",
+    "Reading",
+    "SyncObserver",
+    "remote_for",
+    "source_key",
+]
+
+log = logging.getLogger("syncd.engine")
+
+# Errors that another attempt at the same commit cannot fix: the commit itself is bad.
+PERMANENT_ERRORS = (StepFileError, PlanRefused, RevisionNotFound)
+# A plan whose base moved before its apply is read and planned again, this many times in all.
+APPLY_ATTEMPTS = 3
+
+
+class GitReader(TreeReader, Protocol):
+    """What a sync needs of git: heads, fetches, and reading trees and blobs of a mirror."""
+
+    def heads(self, remote: Remote) -> dict[str, str]: ...
+    def resolve(self, remote: Remote, branch: str) -> str: ...
+    def fetch(self, remote: Remote, branch: str, want: str | None = None) -> str: ...
+    def resolve_commit(self, remote: Remote, rev: str) -> str: ...
+    def branches_containing(self, remote: Remote, commit: str) -> list[str]: ...
+    def is_ancestor(self, remote: Remote, ancestor: str, descendant: str) -> bool: ...
+
+
+class SyncObserver(Protocol):
+    """Told about every finished run (metrics, notifications)."""
+
+    def run_finished(
+        self, ws: WorkspaceConfig, run: Run, plan: Plan | None, state: SyncState, seconds: float
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Observers:
+    """Several observers told as one, in order (health before metrics)."""
+
+    observers: tuple[SyncObserver, ...]
+
+    def run_finished(
+        self, ws: WorkspaceConfig, run: Run, plan: Plan | None, state: SyncState, seconds: float
+    ) -> None:
+        for observer in self.observers:
+            try:
+                observer.run_finished(ws, run, plan, state, seconds)
+            except Exception:  # the run is recorded: one observer's failure must not undo that
+                log.exception("observer failed", extra=fields(workspace=ws.id, run=run.id))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    run: Run
+    plan: Plan | None
+    state: SyncState
+    # The run lost the workspace to another writer and recorded nothing; that writer serves
+    # the request (a caller may wait for its record of the same run id).
+    fenced: bool = False
+
+
+def remote_for(ws: WorkspaceConfig) -> Remote:
+    src = ws.source
+    password = src.password.reveal() if src.password else None
+    return Remote(url=src.url, username=src.username, password=password, ca_file=src.ca_file)
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        git: GitReader,
+        observer: SyncObserver | None = None,
+        clock: Callable[[], float] = time.time,
+        holder: str | None = None,
+    ) -> None:
+        self.store = store
+        self.git = git
+        self.observer = observer
+        self.clock = clock
+        # This process's leases on the workspaces it syncs (the store is read at each use).
+        self.leases = WriterLeases(lambda: self.store, holder or new_holder("syncd"))
+        self.parsed = ParsedSteps()  # step files by blob, shared by the workspaces of a remote
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def sync(
+        self,
+        ws: WorkspaceConfig,
+        trigger: Trigger,
+        revision: str | None = None,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+        run_id: str | None = None,
+        head: str | None = None,
+        take_over: bool = False,
+    ) -> Outcome:
+        """Run one sync and record it. Never raises for a failed sync: the run says why.
+
+        `head` is the branch head when the caller has just learned it (a poll), which saves
+        an ls-remote; `run_id` lets a scheduler hand out the id before the run starts;
+        `take_over` takes the workspace's lease at once from a writer known to be gone (a
+        replica's request claimed by one that died, was cut off or froze): that writer is
+        fenced.
+
+        The run holds the workspace's lease from before it resolves the commit until it has
+        recorded itself, and every write checks it (see `syncd.store.leases`): no other writer
+        applies in between, and a writer that lost the lease writes nothing.
+        """
+        with self._lock(ws.id):
+            started = self.clock()
+            run = Run(
+                run_id or uuid.uuid4().hex,
+                ws.id,
+                trigger,
+                None,
+                RunResult.PLANNED,
+                started,
+                dry_run=dry_run,
+            )
+            state = SyncState(ws.id)
+            reading: Reading | None = None
+            fenced = False  # another writer has (or had) the workspace: not this run's news
+            try:
+                with self.leases.hold(ws.id, force=take_over) as lease:
+                    if run_id is not None and (done := self.store.run(run_id)) is not None:
+                        # Taken over from a writer that had recorded it already: served.
+                        return Outcome(done, None, self.store.state(ws.id))
+                    state, reading = self._run(ws, run, state, revision, progress, head, lease)
+            except SyncdError as e:
+                # Nothing can be recorded: another writer took the workspace over (Fenced) or
+                # kept it past the wait (WorkspaceBusy), or the store failed before the lease
+                # was taken. The scheduler, or the writer that holds it, runs the request.
+                fenced = isinstance(e, Fenced | WorkspaceBusy)
+                self._mark_failed(run, e)
+                event = "sync fenced" if isinstance(e, Fenced) else "sync not started"
+                log.warning(event, extra=fields(workspace=ws.id, run=run.id, error=str(e)))
+            # 7. tell metrics and notifications, unless another writer's run is the one that
+            #    counts (its health and counts are the workspace's, not this run's)
+            if self.observer is not None and not fenced:
+                plan = reading.plan if reading else None
+                self.observer.run_finished(ws, run, plan, state, self.clock() - started)
+            return Outcome(run, reading.plan if reading else None, state, fenced)
+
+    def _run(
+        self,
+        ws: WorkspaceConfig,
+        run: Run,
+        state: SyncState,
+        revision: str | None,
+        progress: Progress | None,
+        head: str | None,
+        lease: Lease,
+    ) -> tuple[SyncState, Reading | None]:
+        """The phases, under the workspace's lease. A failure is recorded here, with the lease
+        (Fenced goes up: a writer that lost the workspace records nothing)."""
+        reading: Reading | None = None
+        try:
+            state = self.store.state(ws.id)
+            # 1-2. resolve the commit (branch head or pinned revision) and fetch it
+            if head is not None and self._behind(ws, head, state.last_applied_revision):
+                head = None  # a stale hint: ask the remote again (see _behind)
+            run.revision = self.resolve(ws, revision, progress, head=head)
+            # 6. apply (automatic mode not suspended, or a manual trigger) or only record
+            #    the plan
+            automatic = ws.mode is Mode.AUTOMATIC and not automation_suspended(ws.mode, state)
+            apply = not run.dry_run and (automatic or run.trigger is Trigger.MANUAL)
+            pinned = revision is not None
+            for attempt in range(1, APPLY_ATTEMPTS + 1):
+                # 3-4. read the steps at that commit and plan against the live ones
+                reading = self.read_at(ws, run.revision, progress)
+                # 5. guard: refuse an empty result unless allowed, and mass deletes over a
+                #    limit
+                guard_plan(reading.plan, reading.live_total, ws.allow_empty, ws.max_deletes)
+                try:
+                    state = self._finish(ws, run, reading, state, apply, progress, pinned, lease)
+                    return state, reading
+                except ApplyConflict as e:
+                    # The workspace moved (an edit outside git, or a writer whose lease this
+                    # one outlived): plan again over its state, and at the branch head as it is
+                    # now, never at the commit resolved before (it may be older than what was
+                    # applied meanwhile). A pin is planned again at the pin.
+                    if attempt == APPLY_ATTEMPTS:
+                        raise
+                    log.info(
+                        "apply conflict, planning again",
+                        extra=fields(workspace=ws.id, error=str(e)),
+                    )
+                    state = self.store.state(ws.id)
+                    if not pinned:
+                        run.revision = self.resolve(ws, None, progress)
+            raise AssertionError("unreachable: the last attempt returns or raises")
+        except Fenced:
+            raise
+        except SyncdError as e:
+            return self._fail(run, reading, state, e, lease), reading
+        except OSError as e:
+            return self._fail(run, reading, state, StoreError(_os_error(e)), lease), reading
+
+    def resolve(
+        self,
+        ws: WorkspaceConfig,
+        revision: str | None = None,
+        progress: Progress | None = None,
+        head: str | None = None,
+    ) -> str:
+        """The commit to sync to, present in the mirror afterwards."""
+        remote = remote_for(ws)
+        say = progress or (lambda _msg: None)
+        # 1. resolve: the branch head by ls-remote, unless pinned or just learned by a poll
+        say(f"resolving {ws.source.branch}")
+        if revision is None and head is None:
+            head = self.git.resolve(remote, ws.source.branch)
+        elif revision is not None:
+            head = None
+        # 2. fetch: nothing when the mirror already has the commit
+        fetched = False
+        if head is not None or not self._has(remote, revision):
+            say("fetching")
+            self.git.fetch(remote, ws.source.branch, want=head)
+            fetched = True
+        if head is not None:
+            return head
+        commit = self.git.resolve_commit(remote, revision or "")
+        # A pinned commit must be on the workspace's branch, not only somewhere in the mirror
+        # (which other workspaces' branches share); the branch may have moved: fetch it once.
+        if not self._on_branch(remote, ws.source.branch, commit):
+            if not fetched:
+                self.git.fetch(remote, ws.source.branch)
+            if not self._on_branch(remote, ws.source.branch, commit):
+                raise self._not_on_branch(remote, ws.source.branch, commit)
+        return commit
+
+    def _behind(self, ws: WorkspaceConfig, head: str, applied: str | None) -> bool:
+        """A head learned earlier (a poll's or the startup comparison's ls-remote) that the
+        applied commit already contains: another run (a webhook's, on this replica or
+        another) has applied a newer commit since. Applying the hint would take the workspace
+        back to an older commit until the next trigger."""
+        return applied is not None and self.git.is_ancestor(remote_for(ws), head, applied)
+
+    def _on_branch(self, remote: Remote, branch: str, commit: str) -> bool:
+        return branch in self.git.branches_containing(remote, commit)
+
+    def _not_on_branch(self, remote: Remote, branch: str, commit: str) -> RevisionNotOnBranch:
+        others = sorted(self.git.branches_containing(remote, commit))
+        where = f"it is on {', '.join(repr(b) for b in others)}" if others else "on no known branch"
+        return RevisionNotOnBranch(
+            f"commit {commit[:12]} is not on branch {branch!r} ({where}); a pinned revision must"
+            f" be reachable from the workspace's branch"
+        )
+
+    def read_at(
+        self, ws: WorkspaceConfig, commit: str, progress: Progress | None = None
+    ) -> Reading:
+        """Read the steps at a commit and plan against the live ones, changing nothing."""
+        say = progress or (lambda _msg: None)
+        return Reader(self.store, self.git, self.parsed).read(ws, remote_for(ws), commit, say)
+
+    def record_source_failure(
+        self, ws: WorkspaceConfig, trigger: Trigger, error: SyncdError
+    ) -> Outcome:
+        """Record a source that cannot be read (a poll's ls-remote failed) as the failed run
+        that a sync would have recorded at its first phase, and tell the observers. Not
+        recorded while another writer holds the workspace (its run records the source)."""
+        with self._lock(ws.id):
+            started = self.clock()
+            run = Run(uuid.uuid4().hex, ws.id, trigger, None, RunResult.FAILED, started)
+            self._mark_failed(run, error)  # as told, even if it cannot be recorded
+            state = SyncState(ws.id)
+            try:
+                with self.leases.hold(ws.id, wait=0.0) as lease:
+                    state = self._fail(run, None, self.store.state(ws.id), error, lease)
+            except StoreError as e:
+                log.error(
+                    "run not recorded", extra=fields(workspace=ws.id, run=run.id, error=str(e))
+                )
+            if self.observer is not None:
+                self.observer.run_finished(ws, run, None, state, self.clock() - started)
+            return Outcome(run, None, state)
+
+    def branch_heads(self, ws: WorkspaceConfig) -> dict[str, str]:
+        """Every branch head of the workspace's remote: one ls-remote (a poll)."""
+        return self.git.heads(remote_for(ws))
+
+    def prefetch(self, ws: WorkspaceConfig, head: str) -> None:
+        """Fetch the workspace's branch into the shared mirror up to `head` (a startup
+        comparison fetches once per remote; the runs then find the commit there)."""
+        self.git.fetch(remote_for(ws), ws.source.branch, want=head)
+
+    def preview(self, ws: WorkspaceConfig, revision: str | None = None) -> Reading:
+        """The plan now (the `diff` of a workspace), recording nothing. It takes no workspace
+        lock: it writes nothing, and a diff waiting on a slow remote must not hold up a sync (or
+        wait for one). The mirror has a lock of its own for fetches."""
+        return self.read_at(ws, self.resolve(ws, revision))
+
+    def _has(self, remote: Remote, revision: str | None) -> bool:
+        if revision is None:
+            return False
+        try:
+            self.git.resolve_commit(remote, revision)
+        except SyncdError:
+            return False
+        return True
+
+    # -- recording -----------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        ws: WorkspaceConfig,
+        run: Run,
+        reading: Reading,
+        state: SyncState,
+        apply: bool,
+        say: Progress | None,
+        pinned: bool,
+        lease: Lease,
+    ) -> SyncState:
+        plan = reading.plan
+        # A pinned sync is measured against the branch head, not against itself: a rollback
+        # leaves the workspace OutOfSync (and an automatic one suspended).
+        head = self._branch_head(ws) if apply and pinned else reading.revision
+        run.finished_at = self.clock()
+        # A planned or dry run records the counts of its plan too: what it would have changed.
+        run.created, run.updated, run.deleted = (
+            len(plan.creates),
+            len(plan.updates),
+            len(plan.deletes),
+        )
+        if apply:
+            if say:
+                say(f"applying {len(plan.changes)} changes")
+            run.result = RunResult.SUCCEEDED
+            new_state = replace(
+                state,
+                status=Status.SYNCED if head == reading.revision else Status.OUT_OF_SYNC,
+                last_applied_revision=reading.revision,
+                last_seen_revision=head or reading.revision,
+                last_run_id=run.id,
+                failed_revision=None,
+                drift=0,
+                source_key=source_key(ws),
+                pinned_revision=reading.revision if pinned else None,
+            )
+            return self.store.apply(plan, reading.index, run, new_state, reading.base, lease)
+        run.result = RunResult.PLANNED
+        new_state = replace(
+            state,
+            status=Status.SYNCED if plan.empty else Status.OUT_OF_SYNC,
+            last_seen_revision=reading.revision,
+            last_run_id=run.id,
+            failed_revision=None,
+            drift=len(plan.changes),
+        )
+        self.store.record_run(run, new_state, lease)
+        return new_state
+
+    def _branch_head(self, ws: WorkspaceConfig) -> str | None:
+        """The branch head now; None when the remote cannot tell (the pin stays OutOfSync)."""
+        try:
+            return self.git.resolve(remote_for(ws), ws.source.branch)
+        except SyncdError:
+            return None
+
+    def _fail(
+        self,
+        run: Run,
+        reading: Reading | None,
+        state: SyncState,
+        error: SyncdError,
+        lease: Lease,
+    ) -> SyncState:
+        self._mark_failed(run, error)
+        permanent = isinstance(error, PERMANENT_ERRORS)
+        seen = run.revision or state.last_seen_revision
+        status = state.status
+        if run.revision and run.revision != state.last_applied_revision:
+            status = Status.OUT_OF_SYNC
+        new_state = replace(
+            state,
+            status=status,
+            last_seen_revision=seen,
+            last_run_id=run.id,
+            failed_revision=run.revision if permanent and run.revision else None,
+        )
+        try:
+            self.store.record_run(run, new_state, lease)
+        except Fenced:
+            raise
+        except StoreError as e:
+            # The store cannot even record the failure: the run still reaches the observer
+            # (metrics) and the scheduler's loop, which retries it.
+            log.error(
+                "run not recorded", extra=fields(workspace=run.workspace, run=run.id, error=str(e))
+            )
+        return new_state
+
+    def _mark_failed(self, run: Run, error: SyncdError) -> None:
+        run.result, run.error, run.finished_at = RunResult.FAILED, str(error), self.clock()
+
+    def _lock(self, ws_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(ws_id, threading.Lock())
+
+
+def _os_error(e: OSError) -> str:
+    where = f"{e.filename}: " if e.filename else ""
+    return f"{where}{e.strerror or e}"

@@ -1,0 +1,71 @@
+"""Parsed step files by git blob id, shared by every workspace that follows the same remote.
+
+Ten workspaces on one repository (dev, staging, prod, a branch each, or one per team) read
+mostly the same blobs: a blob id names its bytes exactly, so one parse serves them all. Only
+files that parse are kept; a bad file is read and refused again on every sync, naming its own
+path. Entries are keyed by the remote as well as the blob, so one remote's files never stand in
+for another's. The cache is bounded by an estimate of the memory its entries take (least
+recently used go first), and is safe to use from the scheduler's threads at once.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+from syncd.core.model import Step, StepContent
+from syncd.core.steps import parse_step_file
+
+# An entry's cost: the memory of its three strings (a character above U+FFFF makes Python keep
+# four bytes for each character of its string, so a file's length alone can be a quarter of
+# it) and what Python keeps around them (measured: about 300 bytes).
+ENTRY_BYTES = 300
+# About 30,000 typical steps.
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+
+
+def entry_cost(name: str, content: StepContent) -> int:
+    """Bytes a kept step takes, about (sys.getsizeof of a str is O(1))."""
+    size = sys.getsizeof
+    return size(name) + size(content.if_) + size(content.do) + ENTRY_BYTES
+
+
+class ParsedSteps:
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[str, str], tuple[str, StepContent, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def parse(self, scope: str, path: str, blob: str, read: Callable[[str], bytes]) -> Step:
+        """The step in file `path`, blob `blob` of remote `scope`; `read` fetches the bytes of
+        a blob not seen before. Raises StepFileError for a bad file (and keeps nothing)."""
+        key = (scope, blob)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+        if hit is not None:
+            return Step(name=hit[0], content=hit[1], path=path, blob=blob)
+        data = read(blob)
+        name, content = parse_step_file(path, data)
+        self._keep(key, (name, content, entry_cost(name, content)))
+        return Step(name=name, content=content, path=path, blob=blob)
+
+    def _keep(self, key: tuple[str, str], entry: tuple[str, StepContent, int]) -> None:
+        if entry[2] > self.max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old[2]
+            self._entries[key] = entry
+            self._bytes += entry[2]
+            while self._bytes > self.max_bytes:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= dropped[2]
+
+    def __len__(self) -> int:
+        return len(self._entries)

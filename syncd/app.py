@@ -23,12 +23,13 @@ from syncd.notify.digester import Digester
 from syncd.ops.metrics import Metrics
 from syncd.runs.replicas import Coordinator
 from syncd.runs.scheduler import Scheduler
+from syncd.service.actions import Actions, Inline, QueuedRuns, RunsHere
 from syncd.service.intake import DeliveryLog, Intake
 from syncd.service.remote_reads import RemoteReads
 from syncd.service.workspaces import Workspaces
 from syncd.store import Store, open_store
 from syncd.store.offloop import OffLoop
-from syncd.sync.engine import Engine, Observers, SyncObserver
+from syncd.sync.engine import Engine, Observers, Progress, SyncObserver
 from syncd.sync.health import HealthKeeper
 
 
@@ -69,6 +70,11 @@ def build_core(
     return Core(config, store, git, engine, health)
 
 
+def local_actions(core: Core, progress: Progress | None = None) -> Actions:
+    """The actions of the local CLI: store calls made in place, syncs run in this process."""
+    return Actions(core.workspaces, Inline(), RunsHere(core.workspaces, progress))
+
+
 def coordinator_for(config: Config, store: Store) -> Coordinator | None:
     """Replicas share the work through a PostgreSQL store; with SQLite, one process does it
     all (None: the scheduler's in-process coordinator)."""
@@ -105,6 +111,11 @@ class App:
     session_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     # Wrong API tokens and failed console sign-ins, per client address (429 past the limit).
     guesses: Throttle = field(default_factory=Throttle)
+    # What the API and the console change, each action whole and audited.
+    actions: Actions = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.actions = Actions(self.core.workspaces, self.store_calls, QueuedRuns(self.workspaces))
 
     @property
     def config(self) -> Config:

@@ -6,14 +6,17 @@ git password of its workspace), so `status` runs without any of the daemon's sec
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from syncd.app import Core, build_core
+from syncd.app import Core, build_core, local_actions
 from syncd.cli.backend import View
 from syncd.config import Config, WorkspaceConfig, load_config
 from syncd.ops.logs import register_secrets
+from syncd.service.actions import Act
+from syncd.service.audit import Actor
 from syncd.service.views import diff_view, sync_result_view
-from syncd.sync.engine import Progress
+from syncd.sync.engine import Outcome, Progress
 from syncd.sync.export import parse_export_request
 
 
@@ -60,10 +63,17 @@ class LocalBackend:
         found = self._with_git(ws)
         return diff_view(found, self.core.workspaces.preview(found))
 
+    def _act(self, action: str, ws: View) -> Act:
+        return local_actions(self.core, self.progress).act(Actor.local(), action, ws["id"])
+
     def sync(self, ws: View, revision: str | None, dry_run: bool, wait: bool) -> View:
         found = self._with_git(ws)  # in-process, a sync always runs to its end
-        outcome = self.core.workspaces.sync_now(found, revision, dry_run, self.progress)
-        return sync_result_view(found, outcome)
+
+        async def sync() -> Outcome:
+            async with self._act("sync", ws) as act:
+                return await (await act.sync(revision, dry_run)).future
+
+        return sync_result_view(found, asyncio.run(sync()))
 
     def steps(self, ws: View) -> list[View]:
         return [s.to_dict() for s in self.core.workspaces.steps(self._ws(ws))]
@@ -78,17 +88,29 @@ class LocalBackend:
         return self.core.workspaces.health(self._ws(ws))
 
     def suspend(self, ws: View) -> View:
-        return self.core.workspaces.suspend(self._ws(ws))
+        async def suspend() -> View:
+            async with self._act("suspend", ws) as act:
+                return await act.suspend()
+
+        return asyncio.run(suspend())
 
     def resume(self, ws: View) -> View:
         found = self._with_git(ws)
-        self.core.workspaces.resume(found)
-        outcome = self.core.workspaces.sync_now(found, progress=self.progress)
-        return sync_result_view(found, outcome)
+
+        async def resume() -> Outcome:
+            async with self._act("resume", ws) as act:
+                return await (await act.resume()).future
+
+        return sync_result_view(found, asyncio.run(resume()))
 
     def export(self, ws: View, order: View) -> View:
-        found = self._with_git(ws)
-        return self.core.workspaces.export(found, parse_export_request(order)).to_dict()
+        self._with_git(ws)
+
+        async def export() -> View:
+            async with self._act("export", ws) as act:
+                return (await act.export(parse_export_request(order))).to_dict()
+
+        return asyncio.run(export())
 
     def workspace_ids(self) -> list[str]:
         # Only the config: completion must not open the store.

@@ -226,11 +226,12 @@ class Config:
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     def workspace(self, ws_id: str) -> WorkspaceConfig:
-        """The workspace with this id; NotFound names the id when none is configured."""
+        """The workspace with this id (the API's key); NotFound names the id (cut short: it may
+        come from a stranger's URL) when none is configured."""
         for ws in self.workspaces:
             if ws.id == ws_id:
                 return ws
-        raise NotFound(f"workspace {ws_id!r} is not configured")
+        raise NotFound(f"no workspace {ws_id[:100]!r}")
 
     def secret_values(self) -> list[str]:
         """Every secret this process could read, for the log scrubber. Never logged itself;

@@ -17,6 +17,9 @@ Three layers retry, each for a reason the others cannot serve:
   make every blip a recorded failure and an e-mail. These attempts are bounded in count and
   time, so the loop above still sees every failure that lasts. A refused login, a TLS error
   or a missing branch is never repeated here: another attempt within seconds cannot help.
+
+Beside these, the daemon starts again an intake process that exited, backing off while it
+keeps exiting (`INTAKE_RESTART`), so that a process that cannot start is not spawned in a loop.
 """
 
 from __future__ import annotations
@@ -49,6 +52,20 @@ SMTP_ATTEMPT = Policy(base=1.0, cap=30.0, attempts=4)
 # A chat or webhook target (Slack, Teams, a JSON webhook): a 429 or a 5xx is usually short.
 # A message still refused after these waits for the next digest tick, its cursor unmoved.
 TARGET_ATTEMPT = Policy(base=2.0, cap=30.0, attempts=3)
+# A replica's connections to PostgreSQL while the database is away (its LISTEN session is
+# opened again; requests are refused at once, a 503, instead of each waiting out a connect
+# timeout): one flat second between attempts, taken whole (no jitter). Not backing off further
+# because the replicas should hear the database within a second of its return, and one
+# attempt a second per replica costs the server nothing.
+REPLICA_RECONNECT = Policy(base=1.0, cap=1.0)
+# An intake process that exits is started again after 1 s, then 2, 4... up to 30 s while it
+# keeps exiting: one that cannot start (a broken install, no file descriptors left) would
+# otherwise be spawned in a tight loop, each attempt a log line. One that ran for
+# `INTAKE_STEADY_AFTER` seconds was working: its next exit counts as the first again. Taken
+# without jitter (`rng` always 1): the processes are one daemon's children on one host, there
+# is no crowd of replicas to spread out.
+INTAKE_RESTART = Policy(base=1.0, cap=30.0)
+INTAKE_STEADY_AFTER = 60.0
 
 
 def attempts(
@@ -75,3 +92,8 @@ def attempts(
         reraise=True,
         **extra,
     )
+
+
+# A caller told "busy" (HTTP 429 or 503: the queue is full, remote reads are all taken, the
+# store is locked) is asked to try again after this many seconds (Retry-After).
+RETRY_AFTER_SECONDS = 5

@@ -1,6 +1,7 @@
-"""Errors to HTTP statuses: the one table the API's routes and its webhook endpoint share.
+"""Errors as HTTP answers: JSON `{"error": ..., "detail": ...}` that never carry a secret.
 
-Errors are JSON `{"error": ..., "detail": ...}` and never carry a secret.
+Which of syncd's errors becomes which status is one table, `syncd.service.answers`, which the
+console and the audit read too; here it is extended to the API's own errors.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from syncd.core.errors import Conflict, GitError, NotFound, RevisionNotFound, SyncdError
+from syncd.core.errors import SyncdError
 from syncd.ops.logs import fields
-from syncd.runs.requests import QueueFull, ShuttingDown
+from syncd.service import answers
 from syncd.service.remote_reads import Busy
-from syncd.store.protocol import StoreError
 
 # The API's logger, whichever of its modules writes.
 log = logging.getLogger("syncd.api")
 
-RETRY_AFTER_SECONDS = "5"
+RETRY_AFTER_SECONDS = str(answers.RETRY_AFTER_SECONDS)  # as a header has it
 
 
 class ApiError(Exception):
@@ -44,19 +44,7 @@ def status_of(exc: BaseException) -> int:
         return exc.status
     if isinstance(exc, HTTPException):
         return exc.status_code
-    if isinstance(exc, Busy):
-        return 429
-    if isinstance(exc, QueueFull | ShuttingDown | StoreError):
-        return 503
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, Conflict):
-        return 409
-    if isinstance(exc, GitError) and not isinstance(exc, RevisionNotFound):
-        return 502  # the git remote failed us, not the caller
-    if isinstance(exc, SyncdError):
-        return 422
-    return 500
+    return answers.status_of(exc)
 
 
 def exception_handlers() -> dict[Any, Any]:
@@ -72,11 +60,11 @@ def exception_handlers() -> dict[Any, Any]:
         return error_response(exc.status_code, str(exc.detail), None, headers)
 
     async def syncd_error(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, Busy):
-            return error_response(429, str(exc), None, {"Retry-After": str(exc.retry_after)})
-        if isinstance(exc, QueueFull | ShuttingDown | StoreError):  # StoreError: locked, full
-            return error_response(503, str(exc), None, {"Retry-After": RETRY_AFTER_SECONDS})
-        return error_response(status_of(exc), str(exc))
+        status = answers.status_of(exc)
+        if not answers.retry_later(status):
+            return error_response(status, str(exc))
+        wait = str(exc.retry_after) if isinstance(exc, Busy) else RETRY_AFTER_SECONDS
+        return error_response(status, str(exc), None, {"Retry-After": wait})
 
     async def crash(request: Request, exc: Exception) -> Response:
         log.exception("request failed", extra=fields(path=request.url.path))

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from syncd.core.errors import SyncdError
 from syncd.http.bodies import check_length
 from syncd.http.errors import RETRY_AFTER_SECONDS, ApiError
+from syncd.service.answers import status_of
 from syncd.service.intake import Intake, Outcome, Overloaded, Receipt
 from syncd.webhooks import BadSignature, Lowered, MalformedPayload, UnknownProvider
 
@@ -74,20 +76,21 @@ class WebhookEndpoint:
             receipt = await self.take(provider, headers, body, scope, receive, send)
         except ApiError as e:
             return await _send_json(send, e.status, _error(e.error, e.detail), e.headers)
-        except UnknownProvider as e:
-            detail = {"providers": list(e.known)}
-            error = _error(f"unknown webhook provider {e.provider[:40]!r}", detail)
-            return await _send_json(send, 404, error)
-        except BadSignature as e:
-            return await _send_json(send, 401, _error(e.message))
-        except MalformedPayload as e:
-            return await _send_json(send, 400, _error(e.message))
-        except Overloaded as e:
-            detail = {"matched": list(e.matched), "queued": list(e.queued)}
-            retry = {"Retry-After": RETRY_AFTER_SECONDS}
-            return await _send_json(send, 503, _error(str(e), detail), retry)
+        except (UnknownProvider, BadSignature, MalformedPayload, Overloaded) as e:
+            return await _send_json(send, status_of(e), *_refusal(e))
         if receipt is not None:
             await _send_receipt(send, receipt)
+
+
+def _refusal(e: SyncdError) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """A refused delivery's body and headers; its status is the one table's."""
+    if isinstance(e, UnknownProvider):
+        detail = {"providers": list(e.known)}
+        return _error(f"unknown webhook provider {e.provider[:40]!r}", detail), None
+    if isinstance(e, Overloaded):  # the delivery may be sent again: say how far it got
+        detail = {"matched": list(e.matched), "queued": list(e.queued)}
+        return _error(str(e), detail), {"Retry-After": RETRY_AFTER_SECONDS}
+    return _error(str(e)), None
 
 
 class DaemonWebhooks(WebhookEndpoint):

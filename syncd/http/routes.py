@@ -11,7 +11,6 @@ carry a secret; which error becomes which status is `api_errors`.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,7 +23,7 @@ from starlette.routing import Route
 
 from syncd.app import App
 from syncd.config import WorkspaceConfig
-from syncd.core.model import Mode, Trigger
+from syncd.core.model import Mode
 from syncd.core.refs import is_revision
 from syncd.http.auth import authorize, find_token
 from syncd.http.badge import render_badge
@@ -38,8 +37,9 @@ from syncd.http.errors import (
 )
 from syncd.http.hooks import DaemonWebhooks, HooksFirst, WebhookEndpoint
 from syncd.http.openapi import openapi_document
-from syncd.ops.logs import fields
-from syncd.runs.scheduler import QueueFull, ShuttingDown, Ticket
+from syncd.runs.requests import Ticket
+from syncd.service.actions import Act
+from syncd.service.audit import Actor
 from syncd.service.views import diff_view, replica_view, sync_result_view
 from syncd.store import StoreError
 from syncd.sync.export import parse_export_request
@@ -58,12 +58,10 @@ __all__ = [
     "status_of",
 ]
 
-# Who changed what: its own logger, so that it can be routed or kept apart.
-audit = logging.getLogger("syncd.audit")
-
 WAIT_TIMEOUT = 600.0
 PROBE_DEADLINE = 2.0  # seconds /readyz waits for the store: a load balancer's probe is short
 Handler = Callable[[Request], Awaitable[Response]]
+ActHandler = Callable[[Request, Act], Awaitable[Response]]
 
 
 def create_app(rt: App, lifespan: Any = None) -> Starlette:
@@ -74,19 +72,18 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
 
         return endpoint
 
-    def audited(scope: str, action: str, handler: Handler) -> Handler:
-        """A mutating call: one audit line saying who (the token's name, never its value) did
-        what to which workspace, and how it ended."""
+    def audited(scope: str, action: str, handler: ActHandler) -> Handler:
+        """A mutating call: an action of the service (which writes its audit line: who, by
+        the token's name, never its value, did what to which workspace, and how it ended),
+        with the request read inside it, so that a refusal of the request is audited too."""
 
         async def endpoint(request: Request) -> Response:
             token = authorize(rt.config.tokens, request, scope, rt.guesses)
-            workspace = request.path_params.get("id")
-            try:
-                response = await handler(request)
-            except Exception as e:
-                _audit(token.name, action, workspace, request, status_of(e), e)
-                raise
-            _audit(token.name, action, workspace, request, response.status_code, None)
+            actor = Actor(token.name, "api")
+            ws_id, step = request.path_params["id"], request.path_params.get("name")
+            async with rt.actions.act(actor, action, ws_id, step, judge=status_of) as act:
+                response = await handler(request, act)
+                act.status = response.status_code
             return response
 
         return endpoint
@@ -104,17 +101,15 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         # It talks to the remote: on threads of its own, bounded (429 past the bound).
         return JSONResponse(diff_view(ws, await rt.remote_reads.run(rt.workspaces.preview, ws)))
 
-    async def sync(request: Request) -> Response:
-        ws = _workspace(rt, request)
+    async def sync(request: Request, act: Act) -> Response:
+        ws = act.workspace
         body = await json_body(request, allow_empty=True)
         dry_run, revision = body.get("dry_run", False), body.get("revision")
         if not isinstance(dry_run, bool):
             raise ApiError(422, "`dry_run` must be true or false")
         if revision is not None and (not isinstance(revision, str) or not is_revision(revision)):
             raise ApiError(422, "`revision` must be a commit sha (4 to 40 hex digits) or null")
-        if revision is not None:  # 422 now for a commit that is not on the workspace's branch
-            await asyncio.to_thread(rt.workspaces.check_revision, ws, revision)
-        ticket = await rt.workspaces.request_sync(ws, Trigger.MANUAL, revision, dry_run)
+        ticket = await act.sync(revision, dry_run)
         if request.query_params.get("wait", "").lower() not in ("1", "true", "yes"):
             # A pinned sync of an automatic workspace suspends its automation once applied.
             pins = revision is not None and not dry_run and ws.mode is Mode.AUTOMATIC
@@ -127,26 +122,12 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
             ) from None
         return JSONResponse(sync_result_view(ws, outcome))
 
-    async def suspend(request: Request) -> Response:
-        ws = _workspace(rt, request)
-        return JSONResponse(await rt.store_calls.run(rt.workspaces.suspend, ws))
+    async def suspend(request: Request, act: Act) -> Response:
+        return JSONResponse(await act.suspend())
 
-    async def resume(request: Request) -> Response:
-        ws = _workspace(rt, request)
-        await rt.store_calls.run(rt.workspaces.resume, ws)
-        # Back to the branch head: a manual sync, which also ends a pin.
-        try:
-            ticket = await rt.workspaces.request_sync(ws, Trigger.MANUAL, None, False)
-        except (QueueFull, ShuttingDown) as e:
-            # The resume itself is stored: say so, or a client would resume again for nothing.
-            raise ApiError(
-                503,
-                f"workspace {ws.id} is resumed, but its sync to the branch head was not queued: "
-                f"{e}; the next poll or push syncs it",
-                None,
-                {"Retry-After": RETRY_AFTER_SECONDS},
-            ) from e
-        return JSONResponse(_accepted(ws, ticket, False), status_code=202)
+    async def resume(request: Request, act: Act) -> Response:
+        ticket = await act.resume()
+        return JSONResponse(_accepted(act.workspace, ticket, False), status_code=202)
 
     async def runs(request: Request) -> Response:
         ws = _workspace(rt, request)
@@ -167,24 +148,21 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         ws, name = _workspace(rt, request), step_name(request)
         return JSONResponse((await rt.store_calls.run(rt.workspaces.step, ws, name)).to_dict())
 
-    async def put_step(request: Request) -> Response:
-        ws, name = _workspace(rt, request), step_name(request)
+    async def put_step(request: Request, act: Act) -> Response:
+        act.workspace  # noqa: B018 (an unknown workspace is a 404 before the body is read)
+        name = step_name(request)
         content = step_content(await json_body(request))
-        saved = await rt.store_calls.run(rt.workspaces.put_step, ws, name, content)
-        await rt.workspaces.note_edit(ws)
-        return JSONResponse(saved.to_dict())
+        return JSONResponse((await act.put_step(name, content)).to_dict())
 
-    async def delete_step(request: Request) -> Response:
-        ws, name = _workspace(rt, request), step_name(request)
-        await rt.store_calls.run(rt.workspaces.delete_step, ws, name)
-        await rt.workspaces.note_edit(ws)
+    async def delete_step(request: Request, act: Act) -> Response:
+        act.workspace  # noqa: B018 (an unknown workspace is a 404 before the name is read)
+        await act.delete_step(step_name(request))
         return Response(status_code=204)
 
-    async def export(request: Request) -> Response:
-        ws = _workspace(rt, request)
+    async def export(request: Request, act: Act) -> Response:
+        act.workspace  # noqa: B018 (an unknown workspace is a 404 before the body is read)
         order = parse_export_request(await json_body(request))
-        result = await asyncio.to_thread(rt.workspaces.export, ws, order)
-        return JSONResponse(result.to_dict())
+        return JSONResponse((await act.export(order)).to_dict())
 
     async def health(request: Request) -> Response:
         ws = _workspace(rt, request)
@@ -276,30 +254,3 @@ def _accepted(ws: WorkspaceConfig, ticket: Ticket, suspends: bool) -> dict[str, 
 
 def _workspace(rt: App, request: Request) -> WorkspaceConfig:
     return rt.workspaces.get(request.path_params["id"])
-
-
-# -- audit --------------------------------------------------------------------------------------
-
-
-def _audit(
-    token: str,
-    action: str,
-    workspace: str | None,
-    request: Request,
-    status: int,
-    error: BaseException | None,
-) -> None:
-    result = "ok" if status < 400 else "refused" if status < 500 else "error"
-    audit.log(
-        logging.INFO if status < 400 else logging.WARNING,
-        "audit",
-        extra=fields(
-            token=token,
-            action=action,
-            workspace=workspace,
-            step=request.path_params.get("name"),
-            result=result,
-            status=status,
-            error=None if error is None else str(error),
-        ),
-    )

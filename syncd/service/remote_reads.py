@@ -15,11 +15,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from syncd.core.errors import SyncdError
+from syncd.core.retry import RETRY_AFTER_SECONDS
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-RETRY_AFTER_SECONDS = 5
 
 
 class Busy(SyncdError):

@@ -78,10 +78,7 @@ class Workspaces:
 
     def get(self, ws_id: str) -> WorkspaceConfig:
         """A workspace by its id (the API's key)."""
-        for ws in self.config.workspaces:
-            if ws.id == ws_id:
-                return ws
-        raise NotFound(f"no workspace {ws_id[:100]!r}")
+        return self.config.workspace(ws_id)
 
     def find(self, key: str) -> WorkspaceConfig:
         """A workspace by id or name (what a person types), naming the known ones if absent."""

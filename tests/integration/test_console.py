@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markupsafe import escape
 from starlette.testclient import TestClient
 
 from syncd.app import App, build
@@ -17,6 +18,7 @@ from syncd.config import load_config
 from syncd.http.console import mount_console
 from syncd.http.console.sessions import COOKIE, Session, Sessions
 from syncd.http.routes import create_app
+from syncd.ops.logs import FIELDS
 from tests.support import (
     API_TOKEN,
     READ_TOKEN,
@@ -312,3 +314,60 @@ def test_the_page_reads_the_remote_on_the_bounded_threads(client: TestClient, rt
     assert "The plan cannot be made now" in page.text
     assert "reads from git remotes are already running" in page.text
     assert "No runs yet." in page.text  # the rest of the page, from the store, is shown
+
+
+def test_a_rollback_to_a_commit_off_the_branch_answers_as_the_api_does(
+    client: TestClient, rt: App, repo: tuple[str, WorkTree]
+) -> None:
+    # The commit is in the shared mirror (fetched for the branch it is on), but not on `main`.
+    _, tree = repo
+    tree.git("checkout", "--quiet", "-b", "feature")
+    write_step(tree, "unreviewed")
+    evil = tree.commit("not reviewed for main")
+    tree.push(branch="feature")
+    tree.git("checkout", "--quiet", "main")
+    csrf = sign_in(client)
+    answer = client.post(
+        "/ui/workspaces/man/sync", data={"kind": "rollback", "revision": evil, "csrf": csrf}
+    )
+    api = client.post(
+        "/api/v1/workspaces/man/sync",
+        json={"revision": evil},
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+    )
+    assert answer.status_code == api.status_code == 422, answer.text
+    # The same refusal, in the same words (the page escapes them).
+    assert str(escape(api.json()["error"])) in answer.text, api.json()
+    assert runs(rt) == []  # refused before anything was queued
+
+
+def test_every_console_action_leaves_one_audit_line(
+    client: TestClient, rt: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    csrf = sign_in(client)
+    caplog.set_level("INFO", logger="syncd.audit")
+    posts = [
+        ("sync", {"kind": "sync"}),
+        ("sync", {"kind": "dry-run"}),
+        ("suspend", {}),
+        ("resume", {}),
+        ("export", {"branch": "promote/audit"}),
+        ("sync", {"kind": "rollback", "revision": "0" * 40}),  # not a commit: refused
+    ]
+    for verb, data in posts:
+        path = "sync" if verb == "sync" else verb
+        client.post(f"/ui/workspaces/man/{path}", data={**data, "csrf": csrf})
+    lines = [r for r in caplog.records if r.name == "syncd.audit"]
+    fields = [getattr(r, FIELDS) for r in lines]
+    seen = [(f["action"], f["result"]) for f in fields]
+    assert seen == [
+        ("sync", "ok"),
+        ("sync", "ok"),
+        ("suspend", "ok"),
+        ("resume", "ok"),
+        ("export", "ok"),
+        ("sync", "refused"),
+    ], seen
+    for f in fields:
+        assert f["token"] == "ci" and f["via"] == "console"
+        assert f["workspace"] == "man" and API_TOKEN not in str(f)

@@ -1,0 +1,186 @@
+"""Who visits the console and may they act: sessions and their cookies, the sign-in
+pre-session, CSRF and Fetch Metadata checks, and forms read within bounds. Every page and
+action passes here before it reads or changes anything."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from syncd.app import App
+from syncd.config import TokenConfig
+from syncd.http.console.ended import SharedEnded
+from syncd.http.console.sessions import Session, Sessions, cookie_names
+from syncd.service.audit import Actor
+
+Form = dict[str, str]
+MAX_FORM_BYTES = 64 * 1024
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+class Refused(Exception):
+    """An answer other than the page asked for: a status and a plain sentence."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
+
+
+class SignInFirst(Exception):
+    """No live session: pages redirect to the sign-in form."""
+
+
+@dataclass
+class Visit:
+    session: Session  # the signed-in session, or else the visitor's pre-session
+    token: TokenConfig | None
+    csrf: str
+    fresh: bool  # a new pre-session: the sign-in form sets its cookie
+    ended: bool = False  # a session was sent that has expired or ended
+
+
+class Gate:
+    """The console's checks, over the daemon's config (tokens, session key) as it is now."""
+
+    def __init__(self, rt: App, prefix: str, signed_out: SharedEnded) -> None:
+        self.rt, self.prefix, self.signed_out = rt, prefix, signed_out
+
+    def sessions(self) -> Sessions:
+        console = self.rt.config.console
+        key = console.session_key.reveal().encode() if console.session_key else self.rt.session_key
+        return Sessions(key, console.session_lifetime)
+
+    def visit(self, request: Request) -> Visit:
+        now, signer = time.time(), self.sessions()
+        names = cookie_names(request.url.scheme == "https")
+        cookie = request.cookies.get(names.session)
+        session = signer.decode(cookie, now)
+        # A cookie sent but no longer good: expired, signed with an old key, or forged.
+        ended = bool(cookie) and session is None
+        token = None
+        if session is not None:
+            token = next((t for t in self.rt.config.tokens if t.name == session.token_name), None)
+            # Its token removed or given a new value (a reload), or signed out: it has ended.
+            if (
+                token is None
+                or not signer.made_with(session, token)
+                or self.signed_out.ended(session.sid)
+            ):
+                session, token, ended = None, None, True
+        if session is not None:
+            return Visit(session, token, signer.csrf_token(session), False)
+        # Not signed in: the pre-session of the sign-in form, in a cookie of its own, so that
+        # making one never replaces a signed-in session's cookie.
+        pre = signer.decode_pre(request.cookies.get(names.pre), now)
+        fresh = pre is None
+        if pre is None:
+            pre = signer.new(now)
+        return Visit(pre, None, signer.csrf_token(pre), fresh, ended)
+
+    def from_this_console(self, request: Request) -> None:
+        """A form must come from the console's own pages. Browsers say where a request comes
+        from (Fetch Metadata): a page on another port of this host is `same-site`, not
+        `same-origin`, and may have planted a cookie of its choosing (cookies ignore ports).
+        Clients that send no such header (scripts) are judged by the CSRF token alone."""
+        site = request.headers.get("sec-fetch-site")
+        if site is not None and site != "same-origin":
+            raise Refused(
+                403,
+                "This form was sent from another site or another port of this host, not from "
+                "this console's own page. Nothing was changed: open the console and try again.",
+            )
+
+    def cross_site_navigation(self, request: Request) -> bool:
+        """A link from another site: the browser did not send the session cookie with it
+        (SameSite=Strict), so a missing session says nothing about the visitor."""
+        return request.headers.get("sec-fetch-site") == "cross-site"
+
+    def signed_in(self, request: Request) -> Visit:
+        seen = self.visit(request)
+        if seen.token is None:
+            raise SignInFirst
+        if not seen.token.allows("read"):
+            raise Refused(403, f"Token {seen.token.name!r} lacks the 'read' scope.")
+        return seen
+
+    def set_cookie(self, request: Request, response: Response, session: Session) -> None:
+        """The session's cookie, or the pre-session's: `__Host-` ones (Secure, Path=/) over
+        https, else limited to the console's path."""
+        names = cookie_names(request.url.scheme == "https")
+        response.set_cookie(
+            names.session if session.signed_in else names.pre,
+            self.sessions().encode(session),
+            max_age=max(1, int(session.expires - time.time())),
+            path="/" if names.secure else self.prefix + "/",
+            httponly=True,
+            samesite="strict",
+            secure=names.secure,
+        )
+
+    def clear_cookie(self, request: Request, response: Response, pre: bool) -> None:
+        names = cookie_names(request.url.scheme == "https")
+        response.delete_cookie(
+            names.pre if pre else names.session,
+            path="/" if names.secure else self.prefix + "/",
+            httponly=True,
+            samesite="strict",
+            secure=names.secure,
+        )
+
+    async def read_form(self, request: Request) -> Form:
+        """The console's forms are small and url-encoded (no uploads): read here, capped,
+        rather than with another dependency for multipart."""
+        length = request.headers.get("content-length", "0")
+        if length == "0":
+            return {}  # no form at all: the CSRF check refuses it
+        if not length.isdigit() or int(length) > MAX_FORM_BYTES:
+            raise Refused(413, f"A form must be sent with a length of at most {MAX_FORM_BYTES}.")
+        kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if kind != "application/x-www-form-urlencoded":
+            raise Refused(415, "Forms must be sent url-encoded. Nothing was changed.")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                raise Refused(413, f"A form may be at most {MAX_FORM_BYTES} bytes.")
+        try:
+            pairs = parse_qsl(body.decode("utf-8"), max_num_fields=20, strict_parsing=False)
+        except (UnicodeDecodeError, ValueError) as e:
+            raise Refused(400, "The form could not be read. Nothing was changed.") from e
+        return dict(pairs)
+
+    def check_csrf(self, seen: Visit, form: Form) -> None:
+        presented = form.get("csrf")
+        if not self.sessions().csrf_valid(seen.session, presented):
+            raise Refused(
+                403,
+                "This form was not sent from this console's current page (its security token "
+                "is missing, forged or from another session). Nothing was changed: reload the "
+                "page and try again.",
+            )
+
+    async def action(self, request: Request, scope: str) -> tuple[Visit, Actor, Form]:
+        """The checks every action passes before anything changes, in this order."""
+        self.from_this_console(request)
+        seen = self.visit(request)
+        if seen.token is None:
+            raise Refused(401, "Your session has expired or ended. Nothing was changed: sign in.")
+        form = await self.read_form(request)
+        self.check_csrf(seen, form)
+        if not seen.token.allows(scope):
+            raise Refused(
+                403, f"Token {seen.token.name!r} lacks the {scope!r} scope. Nothing was changed."
+            )
+        return seen, Actor(seen.token.name, "console"), form

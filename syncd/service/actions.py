@@ -1,0 +1,190 @@
+"""Every change to a workspace, whole: its checks, the change, the sync it asks for, and its
+audit line. The API, the console and the local CLI call these, and nothing below them, so a
+rule (a rollback's revision must be on the branch; a resume goes back to the branch head) is
+kept once and every entry point leaves the same audit line.
+
+An action is opened for an actor and a workspace id, and used inside `async with`: the line is
+written when the block ends, however it ends. Whatever the caller checks inside the block (a
+request body, say) is part of the action, so a refusal of it is audited too:
+
+    async with actions.act(actor, "sync", ws_id) as act:
+        ticket = await act.sync(revision, dry_run=False)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+from syncd.config import WorkspaceConfig
+from syncd.core.model import LiveStep, StepContent, Trigger
+from syncd.runs.requests import QueueFull, ShuttingDown, Ticket
+from syncd.service import audit
+from syncd.service.answers import status_of
+from syncd.service.audit import Actor
+from syncd.service.workspaces import Workspaces
+from syncd.sync.engine import Outcome, Progress
+from syncd.sync.export import ExportRequest, ExportResult
+
+T = TypeVar("T")
+
+
+class Calls(Protocol):
+    """Where blocking store calls run for the event loop (`store.offloop.OffLoop`)."""
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T: ...
+
+
+class Runs(Protocol):
+    """How a sync is asked for: queued on the daemon's scheduler, or run here (the CLI)."""
+
+    async def request(self, ws: WorkspaceConfig, revision: str | None, dry_run: bool) -> Ticket: ...
+
+
+class ResumedNotQueued(QueueFull):
+    """A resume is stored, but its sync to the branch head could not be queued: said as such,
+    or a client would resume again for nothing."""
+
+
+class Actions:
+    def __init__(self, workspaces: Workspaces, calls: Calls, runs: Runs) -> None:
+        self.workspaces = workspaces
+        self.calls = calls
+        self.runs = runs
+
+    def act(
+        self,
+        actor: Actor,
+        action: str,
+        ws_id: str,
+        step: str | None = None,
+        judge: Callable[[BaseException], int] = status_of,
+    ) -> Act:
+        """One action on workspace `ws_id`; `judge` turns a failure into the caller's status
+        (the API knows its own errors too)."""
+        return Act(self, actor, action, ws_id, step, judge)
+
+
+class Act:
+    """One action by one actor on one workspace, audited when its `async with` block ends."""
+
+    def __init__(
+        self,
+        actions: Actions,
+        actor: Actor,
+        action: str,
+        ws_id: str,
+        step: str | None,
+        judge: Callable[[BaseException], int],
+    ) -> None:
+        self._actions, self.actor, self.action = actions, actor, action
+        self.ws_id, self.step, self._judge = ws_id, step, judge
+        self.revision: str | None = None
+        self.status = 200  # the answer's status, when the caller's answer is not a plain 200
+
+    async def __aenter__(self) -> Act:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(error, asyncio.CancelledError):
+            error = None  # the caller hung up: what was done is done, and is audited as such
+        status = self.status if error is None else self._judge(error)
+        audit.record(
+            self.actor,
+            self.action,
+            self.ws_id,
+            step=self.step,
+            revision=self.revision,
+            status=status,
+            error=error,
+        )
+
+    @property
+    def workspace(self) -> WorkspaceConfig:
+        return self._actions.workspaces.get(self.ws_id)
+
+    # -- the actions -----------------------------------------------------------------------------
+
+    async def sync(self, revision: str | None, dry_run: bool) -> Ticket:
+        """A manual sync, a dry run, or a rollback (a sync pinned to `revision`). A pinned
+        revision must be on the workspace's branch: refused (422) before anything is queued."""
+        ws, service = self.workspace, self._actions.workspaces
+        self.revision = revision
+        if revision is not None:  # it may fetch: on a thread of the default pool, as git reads
+            await asyncio.to_thread(service.check_revision, ws, revision)
+        return await self._actions.runs.request(ws, revision, dry_run)
+
+    async def suspend(self) -> dict[str, Any]:
+        return await self._actions.calls.run(self._actions.workspaces.suspend, self.workspace)
+
+    async def resume(self) -> Ticket:
+        """Resume automation, then back to the branch head: a manual sync, which also ends a
+        pin."""
+        ws = self.workspace
+        await self._actions.calls.run(self._actions.workspaces.resume, ws)
+        try:
+            return await self._actions.runs.request(ws, None, False)
+        except (QueueFull, ShuttingDown) as e:
+            raise ResumedNotQueued(
+                f"workspace {ws.id} is resumed, but its sync to the branch head was not queued: "
+                f"{e}; the next poll or push syncs it"
+            ) from e
+
+    async def put_step(self, name: str, content: StepContent) -> LiveStep:
+        """An edit outside git: the workspace turns OutOfSync, and automatic mode heals it."""
+        ws, service = self.workspace, self._actions.workspaces
+        saved = await self._actions.calls.run(service.put_step, ws, name, content)
+        await service.note_edit(ws)
+        return saved
+
+    async def delete_step(self, name: str) -> None:
+        ws, service = self.workspace, self._actions.workspaces
+        await self._actions.calls.run(service.delete_step, ws, name)
+        await service.note_edit(ws)
+
+    async def export(self, order: ExportRequest) -> ExportResult:
+        """Commit the live steps to a branch and push (git: on a thread of the default pool)."""
+        result = await asyncio.to_thread(self._actions.workspaces.export, self.workspace, order)
+        self.revision = result.commit
+        return result
+
+
+class QueuedRuns:
+    """The daemon's way: a request on its scheduler, answered with a ticket at once."""
+
+    def __init__(self, workspaces: Workspaces) -> None:
+        self.workspaces = workspaces
+
+    async def request(self, ws: WorkspaceConfig, revision: str | None, dry_run: bool) -> Ticket:
+        return await self.workspaces.request_sync(ws, Trigger.MANUAL, revision, dry_run)
+
+
+class RunsHere:
+    """The local CLI's way: the sync runs in this process, to its end, before the ticket is
+    handed back (its future already holds the outcome)."""
+
+    def __init__(self, workspaces: Workspaces, progress: Progress | None = None) -> None:
+        self.workspaces = workspaces
+        self.progress = progress
+
+    async def request(self, ws: WorkspaceConfig, revision: str | None, dry_run: bool) -> Ticket:
+        outcome = await asyncio.to_thread(
+            self.workspaces.sync_now, ws, revision, dry_run, self.progress
+        )
+        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        done.set_result(outcome)
+        return Ticket(ws.id, outcome.run.id, False, done)
+
+
+class Inline:
+    """Blocking calls made where they are (the local CLI has no event loop to keep free)."""
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return fn(*args, **kwargs)

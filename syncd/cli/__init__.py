@@ -2,7 +2,9 @@
 
 Modules: parser (the command line), commands (what each does), local and client (the two
 backends: this host's config and store, or a server's HTTP API), output (printing from the
-JSON views), completion (shell scripts). Exit codes are listed in docs/cli.md.
+JSON views), completion (shell scripts), pull (`syncd pull`), apiclient with transport and
+apierrors (the client of the HTTP API), options (token, server and limits, the exit codes,
+listed in docs/cli.md).
 """
 
 from __future__ import annotations
@@ -11,38 +13,29 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from syncd.cli.apiclient import (
-    ApiFailed,
-    ApiNotFound,
-    BadServer,
-    ClientError,
-    Forbidden,
-    TokenRefused,
-    Unauthorized,
-    Unreachable,
-    VersionMismatch,
+from syncd.cli.apierrors import ClientError, TokenRefused
+from syncd.cli.options import (
+    EXIT_BAD_SERVER,
+    EXIT_FAILED,
+    EXIT_FORBIDDEN,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_UNAUTHORIZED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    EXIT_VERSION,
+    client_exit,
 )
-from syncd.cli.commands import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from syncd.cli.parser import build_parser
 from syncd.core.errors import ConfigError, NotFound, StateUnusable, SyncdError
 from syncd.ops.logs import setup_logging
-
-# Client mode: why the server could not be used, each with a code of its own.
-EXIT_BAD_SERVER, EXIT_UNREACHABLE, EXIT_UNAUTHORIZED, EXIT_FORBIDDEN, EXIT_VERSION = 4, 5, 6, 7, 8
-_CLIENT_EXITS: tuple[tuple[type[ClientError], int], ...] = (
-    (BadServer, EXIT_BAD_SERVER),
-    (Unreachable, EXIT_UNREACHABLE),
-    (Unauthorized, EXIT_UNAUTHORIZED),
-    (Forbidden, EXIT_FORBIDDEN),
-    (VersionMismatch, EXIT_VERSION),
-    (ApiNotFound, EXIT_USAGE),  # no such workspace or run, as in local mode
-    (ApiFailed, EXIT_FAILED),
-)
 
 __all__ = [
     "EXIT_BAD_SERVER",
     "EXIT_FAILED",
     "EXIT_FORBIDDEN",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_TIMEOUT",
     "EXIT_UNAUTHORIZED",
@@ -81,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except ClientError as e:
         print(f"syncd: {e}", file=sys.stderr)
-        return next((code for kind, code in _CLIENT_EXITS if isinstance(e, kind)), EXIT_FAILED)
+        return client_exit(e)
     except SyncdError as e:
         print(f"syncd: {e}", file=sys.stderr)
         return EXIT_FAILED
@@ -89,4 +82,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"syncd: {e}", file=sys.stderr)
         return EXIT_TIMEOUT
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED

@@ -9,47 +9,32 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from syncd import __version__
 from syncd.cli import output as out
-from syncd.cli.apiclient import ApiClient, ApiFailed, BadServer, ClientError, token_from
+from syncd.cli.apiclient import ApiClient
+from syncd.cli.apierrors import ApiFailed, BadServer, ClientError
 from syncd.cli.backend import Backend, View
 from syncd.cli.client import RemoteBackend
 from syncd.cli.local import LocalBackend
+from syncd.cli.options import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    client_limits,
+    server_of,
+    token_of,
+)
 from syncd.config import default_config_path, load_config
 from syncd.config.checks import parse_duration
 from syncd.core.errors import ConfigError, SyncdError
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
-
 
 # -- choosing the mode --------------------------------------------------------------------------
 
 
 def config_path(args: argparse.Namespace) -> Path:
     return args.config or default_config_path(os.environ)
-
-
-def server_of(args: argparse.Namespace) -> str | None:
-    return getattr(args, "server", None) or os.environ.get("SYNCD_SERVER") or None
-
-
-def token_of(args: argparse.Namespace) -> str | None:
-    """--token-file, else $SYNCD_TOKEN, else $ALOMA_KEY (the workspace SDK's name). A token that
-    cannot go into a header (two lines, a carriage return, a space...) is refused, by where it
-    came from, never quoted."""
-    return token_from(getattr(args, "token_file", None), os.environ)
-
-
-def client_limits(args: argparse.Namespace) -> dict[str, Any]:
-    """--deadline and --max-answer, as ApiClient's keywords (its defaults when not given)."""
-    limits: dict[str, Any] = {}
-    if getattr(args, "deadline", None) is not None:
-        limits["deadline"] = args.deadline
-    if getattr(args, "max_answer", None) is not None:
-        limits["max_answer"] = args.max_answer
-    return limits
 
 
 def backend_for(args: argparse.Namespace) -> Backend:
@@ -280,14 +265,6 @@ def cmd_wait(args: argparse.Namespace) -> int:
             backend.next_round()
 
     return with_backend(args, body)
-
-
-def cmd_completion(args: argparse.Namespace) -> int:
-    from syncd.cli.completion import script
-    from syncd.cli.parser import build_parser
-
-    print(script(args.shell, build_parser()))
-    return EXIT_OK
 
 
 def cmd_complete_workspaces(args: argparse.Namespace) -> int:

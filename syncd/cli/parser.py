@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from syncd.cli import commands as c
-from syncd.cli.apiclient import DEADLINE, MAX_ANSWER
+from syncd.cli.completion import script
+from syncd.cli.options import EXIT_OK, EXIT_TIMEOUT
+from syncd.cli.transport import DEADLINE, MAX_ANSWER
 from syncd.config.checks import parse_duration
 
 # The commands that read or steer a workspace: local mode, or client mode with --server.
@@ -156,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd = add(
         "wait",
         c.cmd_wait,
-        f"wait until a workspace is Synced or Healthy (exit {c.EXIT_TIMEOUT} on timeout)",
+        f"wait until a workspace is Synced or Healthy (exit {EXIT_TIMEOUT} on timeout)",
     )
     ws_arg(cmd)
     cmd.add_argument(
@@ -189,8 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     from syncd.cli.pull import add_command as add_pull  # pull reads a server's API, not the config
 
     add_pull(sub, common)
-    cmd = add("completion", c.cmd_completion, "print a shell completion script")
+    cmd = add("completion", cmd_completion, "print a shell completion script")
     cmd.add_argument("shell", choices=("bash", "zsh", "fish"))
     add("__complete-workspaces", c.cmd_complete_workspaces, None)
     add("version", c.cmd_version, "print the version")
     return p
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    # Here, not in commands: the script is made from this parser.
+    print(script(args.shell, build_parser()))
+    return EXIT_OK

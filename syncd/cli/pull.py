@@ -26,8 +26,19 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
-from syncd.cli import apiclient
-from syncd.cli.apiclient import DEFAULT_SERVER
+from syncd.cli.apiclient import ApiClient
+from syncd.cli.apierrors import ApiNotFound, BadServer, ClientError, Forbidden, Unauthorized
+from syncd.cli.options import (
+    DEFAULT_SERVER,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    client_limits,
+    server_from,
+    token_from,
+    token_of,
+)
+from syncd.cli.options import server_url as checked_url
 from syncd.core.errors import ConfigError, SyncdError
 from syncd.core.layout import (
     DISABLED,
@@ -47,9 +58,7 @@ from syncd.core.model import StepContent
 from syncd.core.steps import SUFFIX, check_sizes
 from syncd.core.times import parse_time
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 ALOMA_FILE = ".aloma.yaml"
-TIMEOUT = 30.0
 MAX_LISTED = 20  # left-out steps named per workspace; the rest are counted
 
 ALOMA_EXAMPLE = """pull:
@@ -95,9 +104,6 @@ def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    # the other commands' --token-file and variables, --deadline and --max-answer
-    from syncd.cli.commands import client_limits, token_of
-
     try:
         # --server, --token-file and --ca-file are global options (syncd.cli.parser); pull's
         # server by default: $SYNCD_SERVER, else DEFAULT_SERVER
@@ -107,7 +113,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
             args.dir,
             os.environ,
             args.include_disabled,
-            token=token_of(args),
+            token=token_of(args),  # the other commands' --token-file and variables
             ca_file=getattr(args, "ca_file", None),
             limits=client_limits(args),
         )
@@ -135,12 +141,12 @@ def pull(
     # 2. what: the ids given, else .aloma.yaml's pull.workspaces
     ids = list(workspaces) or aloma_workspaces(root, top)
     # 3. from where: the server and the token
-    base = server_url(server or environ.get("SYNCD_SERVER") or DEFAULT_SERVER)
-    token = token or apiclient.token_from(None, environ)
+    base = server_url(server_from(server, environ) or DEFAULT_SERVER)
+    token = token or token_from(None, environ)
     if not token:
         raise UsageError(TOKEN_HELP)
     # one client for the whole pull: --deadline holds for all its requests together
-    client = apiclient.ApiClient(base, token, ca_file, timeout=TIMEOUT, **(limits or {}))
+    client = ApiClient(base, token, ca_file, **(limits or {}))
     # 4. read every workspace's live steps, then lay them out together
     steps: list[PulledStep] = []
     skipped: list[LeftOut] = []
@@ -325,12 +331,12 @@ def _show(rel: str) -> str:
 
 def server_url(text: str) -> str:
     try:
-        return apiclient.server_url(text)
-    except apiclient.BadServer as e:
+        return checked_url(text)
+    except BadServer as e:
         raise UsageError(str(e)) from None
 
 
-def fetch_workspace(client: apiclient.ApiClient, ws_id: str) -> tuple[str, list[PulledStep]]:
+def fetch_workspace(client: ApiClient, ws_id: str) -> tuple[str, list[PulledStep]]:
     """The workspace's name and its live steps."""
     path = f"/api/v1/workspaces/{urllib.parse.quote(ws_id, safe='')}"
     info = _get(client, path, ws_id)
@@ -359,14 +365,14 @@ def _step(ws_id: str, doc: dict[str, Any]) -> PulledStep:
     )
 
 
-def _get(client: apiclient.ApiClient, path: str, ws_id: str) -> dict[str, Any]:
+def _get(client: ApiClient, path: str, ws_id: str) -> dict[str, Any]:
     try:
         return client.get(path)
-    except apiclient.ApiNotFound as e:
+    except ApiNotFound as e:
         raise UsageError(f"{client.base}: no workspace {ws_id!r} ({e})") from None
-    except apiclient.Unauthorized as e:
+    except Unauthorized as e:
         raise ServerError(str(e)) from None
-    except apiclient.Forbidden as e:
+    except Forbidden as e:
         raise ServerError(f"{e}; the token needs the `read` scope") from None
-    except apiclient.ClientError as e:
+    except ClientError as e:
         raise ServerError(str(e)) from None

@@ -33,6 +33,7 @@ from syncd.http.connections import (
 )
 from syncd.http.console import mount_console
 from syncd.http.intake.forward import HandedOn
+from syncd.http.intake.wire import Settings
 from syncd.http.intake.workers import IntakeWorkers, front_settings, shared_port
 from syncd.http.routes import create_app
 from syncd.ops.logs import JsonFormatter, fields, register_secrets
@@ -161,7 +162,7 @@ class Daemon:
         self._front = (listening.fileno(), path, max_connections)
         return [listening, local]
 
-    def _front_settings(self) -> dict[str, Any]:
+    def _front_settings(self) -> Settings:
         assert self._front is not None
         return front_settings(self.app.intake, self.app.config.server, self._front[2])
 

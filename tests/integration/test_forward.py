@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import httpx
 import pytest
@@ -133,8 +134,16 @@ def front_app(socket_path: str) -> ASGIApp:
     return app
 
 
+class Where(TypedDict, total=False):
+    """Where uvicorn listens: a unix socket, or a host and port."""
+
+    uds: str
+    host: str
+    port: int
+
+
 @contextlib.contextmanager
-def serving(app: ASGIApp, **where: object) -> Iterator[uvicorn.Server]:
+def serving(app: ASGIApp, **where: Unpack[Where]) -> Iterator[uvicorn.Server]:
     """uvicorn serving `app` in a thread (at `uds=` or `host=`/`port=`) until the block ends."""
     config = uvicorn.Config(
         app, log_config=None, lifespan="off", timeout_graceful_shutdown=2, **where

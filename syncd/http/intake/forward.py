@@ -1,10 +1,11 @@
 """Pass one HTTP request on to the daemon over its local socket, and its answer back.
 
-An intake process (`syncd.intake_front`) answers most webhooks itself; every other request that
-reaches it (the API, the console, a push that matched a workspace) is the daemon's. It goes on
-unchanged over a Unix socket only the daemon's user can open, framed by h11 (uvicorn's own
-HTTP/1.1 parser), one connection a request. Bodies stream both ways, so a console's event
-stream flows as it is written, and a client that goes away ends the request upstream.
+An intake process (`syncd.http.intake.front`) answers most webhooks itself; every other
+request that reaches it (the API, the console, a push that matched a workspace) is the daemon's.
+It goes on unchanged over a Unix socket only the daemon's user can open, framed by h11
+(uvicorn's own HTTP/1.1 parser), one connection a request. Bodies stream both ways, so a
+console's event stream flows as it is written, and a client that goes away ends the request
+upstream.
 """
 
 from __future__ import annotations

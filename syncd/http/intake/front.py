@@ -1,22 +1,23 @@
 """An intake process: one more process taking connections on the daemon's port, so that
 webhooks are answered on more than one core (`server.intake_workers`).
 
-The daemon starts it (`python -m syncd.intake_front`) with its listening socket inherited
-(it binds the same address again with SO_REUSEPORT where it can, see `own_socket`),
-and hands it, one JSON line on stdin, what screening needs: each workspace's target (URL,
-branch, folder), each provider's secrets, and the server's limits; a new line after every
-reload. It accepts connections as the daemon does, with the same bounds, and:
+The daemon starts it (`python -m syncd.http.intake.front`, see `syncd.http.intake.workers`)
+with its listening socket inherited (it binds the same address again with SO_REUSEPORT where it
+can, see `own_socket`), and hands it, one line on stdin (`wire.Settings`), what screening needs:
+each workspace's target (URL, branch, folder), each provider's secrets, and the server's
+limits; a new line after every reload. It accepts connections as the daemon does, with the
+same bounds, and:
 
 - answers a webhook that asks for nothing itself (bad signature, malformed, an ignored event,
   a ping, a push no workspace follows: most of a busy host's), with the daemon's statuses and
   bodies, and counts it;
-- hands everything else to the daemon over its Unix socket, unchanged (`syncd.forward`): a push
+- hands everything else to the daemon over its Unix socket, unchanged (`forward`): a push
   that matched a workspace (the daemon verifies it again, drops a redelivery, queues the
   syncs), and every other route (API, console, metrics, health).
 
-Once a second it writes what it counted to stdout, one JSON line the daemon adds to its
-metrics and webhook health. It stops when told (SIGTERM) and when the daemon has gone (its
-stdin ends).
+Once a second it writes what it counted to stdout, one line (`wire.Report`) the daemon adds
+to its metrics and webhook health. It stops when told (SIGTERM) and when the daemon has gone
+(its stdin ends).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -39,10 +39,11 @@ from starlette.types import Receive, Scope, Send
 from syncd.http.connections import ConnectionGuard, install_flood_filters, protocol_class
 from syncd.http.hooks import HooksFirst, WebhookEndpoint
 from syncd.http.intake.forward import forward
+from syncd.http.intake.wire import Count, Report, Settings, Signed, WireError
 from syncd.http.intake.workers import shared_port
 from syncd.ops.logs import fields, register_secrets, setup_logging
 from syncd.service.intake import Intake, Receipt
-from syncd.webhooks import Lowered, Target
+from syncd.webhooks import Lowered
 
 log = logging.getLogger("syncd.intake_front")
 
@@ -59,9 +60,9 @@ class Counts:
         key = (provider, result)
         self.pending[key] = self.pending.get(key, 0) + count
 
-    def take(self) -> list[list[Any]]:
+    def take(self) -> tuple[Count, ...]:
         taken, self.pending = self.pending, {}
-        return [[p, r, n] for (p, r), n in sorted(taken.items())]
+        return tuple(Count(p, r, n) for (p, r), n in sorted(taken.items()))
 
 
 class _NoScheduler:
@@ -71,7 +72,7 @@ class _NoScheduler:
         raise RuntimeError("an intake process requests no syncs")
 
 
-class FrontWebhooks(WebhookEndpoint):
+class ScreeningWebhooks(WebhookEndpoint):
     """Screens a delivery; a push that matched goes on to the daemon, body and all."""
 
     def __init__(self, intake: Intake, socket_path: str) -> None:
@@ -112,29 +113,25 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return again
 
 
-class Front:
+class IntakeProcessApp:
     """The intake process's ASGI app: webhooks screened here, the rest forwarded."""
 
-    def __init__(self, socket_path: str, report: IO[str]) -> None:
+    def __init__(self, socket_path: str, report: IO[bytes]) -> None:
         self.counts = Counts()
         # No config here: `settle` hands the intake its targets and secrets (Intake.use).
         no_config: Any = lambda: None  # noqa: E731
         self.intake = Intake(no_config, _NoScheduler(), self.counts)
-        self.webhooks = FrontWebhooks(self.intake, socket_path)
+        self.webhooks = ScreeningWebhooks(self.intake, socket_path)
         self.socket_path = socket_path
         self.report = report
         self.app = HooksFirst(self._rest, self.webhooks)
         self.stop: Callable[[], None] = lambda: None  # set to stop the server
 
-    def settle(self, settings: dict[str, Any]) -> None:
+    def settle(self, settings: Settings) -> None:
         """Take the daemon's settings (at start, and after each reload)."""
-        register_secrets(
-            s for pair in settings["secrets"].values() for group in pair for s in group
-        )
-        targets = [Target(*t) for t in settings["targets"]]
-        secrets = {p: (tuple(a), tuple(b)) for p, (a, b) in settings["secrets"].items()}
-        self.intake.use(targets, secrets)
-        self.webhooks.max_body = int(settings["max_body_bytes"])
+        register_secrets(s for pair in settings.secrets.values() for group in pair for s in group)
+        self.intake.use(list(settings.targets), settings.secrets)
+        self.webhooks.max_body = settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -182,27 +179,24 @@ class Front:
         if not counts:
             return
         signed = self.intake.secret_last_seen
-        report = {
-            "counts": counts,
-            "signed": [[p, i, at] for (p, i), at in signed.items()],
-        }
+        report = Report(counts, tuple(Signed(p, i, at) for (p, i), at in signed.items()))
         try:
-            self.report.write(json.dumps(report) + "\n")
+            self.report.write(report.encode())
             self.report.flush()
         except (OSError, ValueError):
             pass  # the daemon has gone; stdin's end stops this process
 
 
-def _settings_reader(front: Front, loop: asyncio.AbstractEventLoop) -> None:
+def _settings_reader(app: IntakeProcessApp, loop: asyncio.AbstractEventLoop) -> None:
     """Reads the daemon's settings lines; the daemon gone (stdin ends), the process stops."""
-    for line in sys.stdin:
+    for line in sys.stdin.buffer:
         try:
-            settings = json.loads(line)
-        except ValueError:
-            log.error("unreadable settings from the daemon, ignored")
+            settings = Settings.decode(line)
+        except WireError as e:
+            log.error("unreadable settings from the daemon, ignored", extra=fields(error=str(e)))
             continue
-        loop.call_soon_threadsafe(front.settle, settings)
-    loop.call_soon_threadsafe(front.stop)
+        loop.call_soon_threadsafe(app.settle, settings)
+    loop.call_soon_threadsafe(app.stop)
 
 
 def own_socket(inherited: socket.socket) -> socket.socket:
@@ -218,7 +212,7 @@ def own_socket(inherited: socket.socket) -> socket.socket:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m syncd.intake_front")
+    parser = argparse.ArgumentParser(prog="python -m syncd.http.intake.front")
     parser.add_argument("--fd", type=int, required=True, help="the listening socket")
     parser.add_argument("--socket", required=True, help="the daemon's Unix socket")
     parser.add_argument("--log-format", default="text")
@@ -226,22 +220,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_format, args.log_level)
     install_flood_filters()
-    first = sys.stdin.readline()
+    first = sys.stdin.buffer.readline()
     if not first:
         return 0  # the daemon went before saying anything
-    settings = json.loads(first)
+    try:
+        settings = Settings.decode(first)
+    except WireError as e:
+        log.error("unreadable settings from the daemon", extra=fields(error=str(e)))
+        return 1  # the daemon starts this process again, backing off
     # Counts go to the daemon on the real stdout; nothing else may write there.
-    report = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    report = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     sys.stdout = sys.stderr
-    front = Front(args.socket, report)
-    front.settle(settings)
+    app = IntakeProcessApp(args.socket, report)
+    app.settle(settings)
     listening = own_socket(socket.socket(fileno=args.fd))
-    guard = ConnectionGuard(settings["max_connections"], settings["header_timeout"])
+    guard = ConnectionGuard(settings.max_connections, settings.header_timeout)
     server = uvicorn.Server(
         uvicorn.Config(
-            front,
+            app,
             http=protocol_class(guard),
-            limit_concurrency=settings["max_connections"] + 1,
+            limit_concurrency=settings.max_connections + 1,
             lifespan="on",
             log_config=None,
             access_log=False,
@@ -250,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
 
-    front.stop = lambda: setattr(server, "should_exit", True)
+    app.stop = lambda: setattr(server, "should_exit", True)
     server.run(sockets=[listening])
     log.debug("intake process stopped", extra=fields(pid=os.getpid()))
     return 0

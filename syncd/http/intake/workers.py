@@ -1,6 +1,8 @@
-"""The daemon's side of its intake processes (`server.intake_workers`, `syncd.intake_front`):
-start them on the daemon's listening socket, hand them the settings after each reload, add
-what they counted to the daemon's metrics, start again one that exits, stop them first.
+"""The daemon's side of its intake processes (`server.intake_workers`; each runs
+`syncd.http.intake.front`): start them on the daemon's listening socket, hand them the settings
+after each reload, add what they report to the daemon's metrics, start again one that exits
+(backing off as `syncd.core.retry.INTAKE_RESTART` says), stop them first. What they are told
+and tell back is `syncd.http.intake.wire`.
 
 One Python process answers webhooks on one core; these let a host's other cores answer them
 too. Each binds the daemon's port again (SO_REUSEPORT: the kernel spreads connections over the
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import socket
@@ -21,6 +22,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from syncd.core.retry import INTAKE_RESTART, INTAKE_STEADY_AFTER
+from syncd.http.intake.wire import REPORT_MAX, Report, Settings, WireError
 from syncd.ops.logs import fields
 from syncd.service.intake import Intake
 
@@ -31,11 +34,7 @@ if TYPE_CHECKING:  # for the annotations only: an intake process imports this mo
 
 log = logging.getLogger("syncd.intake_workers")
 
-RESTART_FIRST = 1.0
-RESTART_MAX = 30.0
-STEADY_AFTER = 60.0  # a process up this long that exits is started again at once
 STOP_WAIT = 5.0
-REPORT_MAX = 1 << 20  # one report line at most; more is not the intake process talking
 
 
 class IntakeMetrics(Protocol):
@@ -72,24 +71,26 @@ def shared_port(host: str, port: int | tuple[Any, ...], backlog: int) -> socket.
     return sock
 
 
-def front_settings(intake: Intake, server: ServerConfig, max_connections: int) -> dict[str, Any]:
-    """What an intake process needs of the config, as the daemon checked it: one JSON line."""
-    return {
-        "targets": [[t.workspace_id, t.url_key, t.branch, t.path] for t in intake.targets()],
-        "secrets": {p: [list(a), list(b)] for p, (a, b) in intake.secrets().items()},
-        "max_body_bytes": server.max_body_bytes,
-        "max_connections": max_connections,
-        "header_timeout": server.header_timeout,
-    }
+def front_settings(intake: Intake, server: ServerConfig, max_connections: int) -> Settings:
+    """What an intake process needs of the config, as the daemon checked it."""
+    return Settings(
+        targets=tuple(intake.targets()),
+        secrets=dict(intake.secrets()),
+        max_body_bytes=server.max_body_bytes,
+        max_connections=max_connections,
+        header_timeout=server.header_timeout,
+    )
 
 
 class IntakeWorkers:
+    """The daemon's intake processes: `count` of them, each kept running in its slot."""
+
     def __init__(
         self,
         count: int,
         listen_fd: int,
         socket_path: str,
-        settings: Callable[[], dict[str, Any]],
+        settings: Callable[[], Settings],
         intake: Intake,
         metrics: IntakeMetrics,
         log_options: tuple[str, str] = ("text", "info"),
@@ -143,12 +144,12 @@ class IntakeWorkers:
         self._tasks = []
 
     def _settings_line(self) -> bytes:
-        return json.dumps(self._settings()).encode() + b"\n"
+        return self._settings().encode()
 
     async def _keep(self, slot: int) -> None:
         """Run one intake process; start it again when it exits, backing off while it keeps
         failing."""
-        delay = RESTART_FIRST
+        failures = 0  # exits in a row, each soon after its start
         while not self._stopping:
             started = time.monotonic()
             try:
@@ -170,9 +171,9 @@ class IntakeWorkers:
                     "intake process exited, starting it again",
                     extra=fields(slot=slot, pid=process.pid, exit_code=code),
                 )
-            delay = RESTART_FIRST if time.monotonic() - started > STEADY_AFTER else delay
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RESTART_MAX)
+            steady = time.monotonic() - started > INTAKE_STEADY_AFTER
+            failures = 1 if steady else failures + 1
+            await asyncio.sleep(INTAKE_RESTART.delay(failures, rng=lambda: 1.0))  # no jitter
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         log_format, log_level = self._log_options
@@ -210,12 +211,14 @@ class IntakeWorkers:
             if not line:
                 return
             try:
-                self._apply(json.loads(line))
-            except (ValueError, TypeError, KeyError) as e:
+                report = Report.decode(line)
+            except WireError as e:
                 log.warning("intake process report unreadable", extra=fields(error=str(e)))
+            else:
+                self._apply(report)
 
-    def _apply(self, report: dict[str, Any]) -> None:
-        for provider, result, n in report.get("counts", []):
-            self._metrics.webhook(str(provider), str(result), int(n))
-        for provider, index, at in report.get("signed", []):
-            self._intake.seen(str(provider), int(index), float(at))
+    def _apply(self, report: Report) -> None:
+        for provider, result, n in report.counts:
+            self._metrics.webhook(provider, result, n)
+        for provider, signed_by, at in report.signed:
+            self._intake.seen(provider, signed_by, at)

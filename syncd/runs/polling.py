@@ -3,6 +3,8 @@
 Workspaces on one remote (same URL and user) share one ls-remote per poll cycle and one
 fetch per branch at startup. A poll requests a sync of each workspace whose branch calls for
 one (`should_sync`); a remote that cannot be read counts against each of its workspaces' health.
+With replicas, a remote is polled only on this replica's turn (the coordinator's `poll_turn`;
+with one process every turn is ours).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from syncd.core.refs import short_branch
 from syncd.core.urls import redact_url
 from syncd.git import remote_key
 from syncd.ops.logs import fields
-from syncd.runs.replicas import Coordinator
 from syncd.store import Store, StoreError
 from syncd.sync.engine import Engine
 from syncd.sync.health import HealthKeeper
@@ -46,27 +47,39 @@ def should_sync(mode: Mode, state: SyncState, head: str | None) -> bool:
 
 
 class PollHost(Protocol):
-    """What polling reads from the scheduler, live (a test may swap its store or rng)."""
+    """What polling asks of its scheduler: whether it still takes requests, a way to request
+    a sync, and the store and jitter it reads, live (a test may swap the scheduler's)."""
 
-    engine: Engine
-    store: Store
-    health: HealthKeeper | None
-    coordinator: Coordinator
     accepting: bool
-    config: Callable[[], Config]
+    store: Store
     rng: Callable[[], float]
 
-    @property
-    def shared(self) -> bool: ...
-
     def request_quietly(self, ws_id: str, trigger: Trigger, head: str | None = None) -> None: ...
+
+
+class Turns(Protocol):
+    """Whose turn it is to poll a remote (the coordinator: with one process, always ours)."""
+
+    async def poll_turn(self, remote: str, interval: float) -> bool: ...
 
 
 class Polling:
     """One poll loop per remote, and the startup comparison, for one scheduler."""
 
-    def __init__(self, host: PollHost, max_parallel: int) -> None:
+    def __init__(
+        self,
+        host: PollHost,
+        engine: Engine,
+        config: Callable[[], Config],
+        health: HealthKeeper | None,
+        turns: Turns,
+        max_parallel: int,
+    ) -> None:
         self.host = host
+        self.engine = engine
+        self.config = config
+        self.health = health
+        self.turns = turns
         # The startup comparison's ls-remotes and fetches, apart from the runs' slots, so
         # that fetching the next remotes overlaps the first remotes' runs.
         self._prefetch = asyncio.Semaphore(max_parallel)
@@ -108,7 +121,7 @@ class Polling:
         own). Remotes are taken `max_parallel` at a time; a remote's workspaces are requested
         as soon as its mirror is fetched, so their runs overlap the next remotes' fetches."""
         groups: dict[str, list[WorkspaceConfig]] = {}
-        for ws in self.host.config().workspaces:
+        for ws in self.config().workspaces:
             groups.setdefault(remote_key(ws.source.url, ws.source.username), []).append(ws)
         await asyncio.gather(*(self._start_remote(group) for group in groups.values()))
 
@@ -119,11 +132,11 @@ class Polling:
             if not host.accepting:
                 return
             try:
-                heads = await asyncio.to_thread(host.engine.branch_heads, group[0])
+                heads = await asyncio.to_thread(self.engine.branch_heads, group[0])
                 for branch in dict.fromkeys(ws.source.branch for ws in group):
                     ws = next(w for w in group if w.source.branch == branch)
                     if (head := heads.get(short_branch(branch))) is not None:
-                        await asyncio.to_thread(host.engine.prefetch, ws, head)
+                        await asyncio.to_thread(self.engine.prefetch, ws, head)
             except SyncdError as e:
                 # Each workspace's own run will try again and record the failure as before.
                 log.warning(
@@ -144,7 +157,7 @@ class Polling:
 
     def _remotes(self) -> dict[str, list[WorkspaceConfig]]:
         """Polled workspaces grouped by remote: one ls-remote a cycle serves them all."""
-        config = self.host.config()
+        config = self.config()
         if self._groups is not None and self._groups[0] is config:
             return self._groups[1]
         groups: dict[str, list[WorkspaceConfig]] = {}
@@ -168,19 +181,16 @@ class Polling:
             else:
                 interval *= 0.9 + host.rng() * 0.2  # jitter spreads remotes' polls apart
             await asyncio.sleep(interval)
-            if host.shared:
-                try:
-                    if not await host.coordinator.poll_turn(
-                        key, min(ws.poll_interval for ws in group)
-                    ):
-                        continue  # another replica polls this remote this cycle
-                except StoreError as e:
-                    log.warning(
-                        "poll turn unknown", extra=fields(remote=key.split("|")[0], error=str(e))
-                    )
-                    continue
             try:
-                heads = await asyncio.to_thread(host.engine.branch_heads, group[0])
+                if not await self.turns.poll_turn(key, min(ws.poll_interval for ws in group)):
+                    continue  # another replica polls this remote this cycle
+            except StoreError as e:
+                log.warning(
+                    "poll turn unknown", extra=fields(remote=key.split("|")[0], error=str(e))
+                )
+                continue
+            try:
+                heads = await asyncio.to_thread(self.engine.branch_heads, group[0])
             except GitError as e:
                 failures += 1
                 log.warning(
@@ -214,20 +224,20 @@ class Polling:
     def _source_failed(self, group: list[WorkspaceConfig], error: GitError) -> None:
         """Each workspace of a remote that cannot be read: its first failure is recorded as a
         failed run (so the digest names it), the later ones only counted."""
-        health = self.host.health
+        health = self.health
         if health is None:
             return
         for ws in group:
             try:
                 if health.source_failed(ws.id, str(error)):
-                    self.host.engine.record_source_failure(ws, Trigger.POLL, error)
+                    self.engine.record_source_failure(ws, Trigger.POLL, error)
             except Exception:  # a store error: the next poll tries again
                 log.exception("recording a source failure failed", extra=fields(workspace=ws.id))
 
     async def _source_back(self, ws_id: str) -> bool:
         """A source that failed answers again: a sync ends the failure (and the digest tells
         of the recovery), even when the branch has not moved."""
-        health = self.host.health
+        health = self.health
         if health is None:
             return False
         return await asyncio.to_thread(health.source_failing, ws_id)

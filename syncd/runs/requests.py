@@ -1,22 +1,21 @@
-"""What the scheduler queues and hands back: a request, its ticket, a workspace's slot, and the
-two refusals (queue full, shutting down)."""
+"""What the scheduler queues and hands back: a request, its ticket, and the two refusals
+(queue full, shutting down). Their one address: import them from here."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from syncd.core.errors import SyncdError
 from syncd.core.model import Trigger
-from syncd.runs.replicas import MAX_QUEUED_PER_WORKSPACE
+from syncd.runs.merge import Terms
 
 if TYPE_CHECKING:  # the engine (and git) only for the annotations
     from syncd.sync.engine import Outcome
 
-__all__ = ["MAX_QUEUED_PER_WORKSPACE", "QueueFull", "Request", "ShuttingDown", "Slot", "Ticket"]
+__all__ = ["QueueFull", "Request", "ShuttingDown", "Ticket"]
 
 
 class QueueFull(SyncdError):
@@ -40,11 +39,9 @@ class Request:
     take_over: bool = False
 
     @property
-    def ordinary(self) -> bool:
-        return self.revision is None and not self.dry_run
-
-    def absorbs(self, other: Request) -> bool:
-        return (self.revision, self.dry_run) == (other.revision, other.dry_run)
+    def terms(self) -> Terms:
+        """What it asks for, as the merge rule (`syncd.runs.merge`) reads it."""
+        return Terms(self.trigger, self.revision, self.dry_run, self.head)
 
 
 @dataclass(frozen=True)
@@ -53,14 +50,3 @@ class Ticket:
     run_id: str
     coalesced: bool
     future: asyncio.Future[Outcome]
-
-
-@dataclass
-class Slot:
-    """A workspace's queue (its head is the run in flight), its worker and its timers."""
-
-    queue: deque[Request] = field(default_factory=deque)
-    task: asyncio.Task[None] | None = None
-    failures: int = 0
-    retry: asyncio.TimerHandle | None = None
-    drift_timer: asyncio.TimerHandle | None = None

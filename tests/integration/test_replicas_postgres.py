@@ -131,3 +131,21 @@ def test_a_request_after_a_delay_is_not_due_before(store: PostgresStore) -> None
         await a.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_delayed_request_joined_by_one_due_now_is_due_now(store: PostgresStore) -> None:
+    """The merge rule (`syncd.runs.merge`): the joined request is due at the earlier time."""
+
+    async def scenario() -> None:
+        a = coordinator(store)
+        a.submit("ws", Trigger.DRIFT, None, False, None, "run-1", delay=30)
+        assert await a.pending() == []
+        joined = a.submit("ws", Trigger.WEBHOOK, None, False, None, "run-2")
+        assert joined is not None and joined.coalesced and joined.run_id == "run-1"
+        assert await a.pending() == ["ws"]
+        # ... and not put off again by a later one that is delayed.
+        a.submit("ws", Trigger.DRIFT, None, False, None, "run-3", delay=30)
+        assert await a.pending() == ["ws"]
+        await a.stop()
+
+    asyncio.run(scenario())

@@ -15,7 +15,7 @@ import pytest
 
 from syncd.config import Config, load_config
 from syncd.core.model import Trigger
-from syncd.runs.scheduler import QueueFull
+from syncd.runs.requests import QueueFull
 from syncd.service.intake import DeliveryLog, Intake, Outcome, Overloaded, Receipt
 from syncd.webhooks import BadSignature, MalformedPayload, ProviderNotDetected, UnknownProvider
 from tests.support.fakes import FakeStore

@@ -16,13 +16,10 @@ from syncd.core.errors import GitError, NotFound
 from syncd.core.model import Mode, Plan, Run, RunResult, Status, SyncState, Trigger
 from syncd.core.retry import Policy
 from syncd.git import Remote
-from syncd.runs.scheduler import (
-    MAX_QUEUED_PER_WORKSPACE,
-    QueueFull,
-    Scheduler,
-    ShuttingDown,
-    should_sync,
-)
+from syncd.runs.merge import MAX_QUEUED_PER_WORKSPACE
+from syncd.runs.polling import should_sync
+from syncd.runs.requests import QueueFull, ShuttingDown
+from syncd.runs.scheduler import Scheduler
 from syncd.store import ApplyBase, IndexUpdate, Lease
 from syncd.sync.engine import Engine
 from tests.support.fakes import FakeGit, FakeStore, GatedGit, config, step_files, workspace

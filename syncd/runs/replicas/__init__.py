@@ -3,7 +3,6 @@ interface the scheduler uses (`Coordinator`). With SQLite there is one process a
 in-process `LocalCoordinator`; with PostgreSQL, `PostgresCoordinator`."""
 
 from syncd.runs.replicas.coordinator import (
-    MAX_QUEUED_PER_WORKSPACE,
     Claimed,
     Coordinator,
     LocalCoordinator,
@@ -12,7 +11,6 @@ from syncd.runs.replicas.coordinator import (
 )
 
 __all__ = [
-    "MAX_QUEUED_PER_WORKSPACE",
     "Claimed",
     "Coordinator",
     "LocalCoordinator",

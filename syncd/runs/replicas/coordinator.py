@@ -1,9 +1,10 @@
 """The coordination the scheduler needs between replicas, and its one-process implementation.
 
 A shared coordinator (`shared` is True) keeps sync requests in the database, durable before
-they are answered; a replica runs a workspace's requests only while it holds that workspace
-(one holder at a time), and polls a remote only when it is that remote's turn. The local one
-says "not shared": the scheduler then keeps its queues in memory, as one process always did.
+they are answered and placed by the merge rule (`syncd.runs.merge`); a replica runs a
+workspace's requests only while it holds that workspace (one holder at a time), and polls a
+remote only when it is that remote's turn. The local one says "not shared": the scheduler then
+keeps its queue in memory (`syncd.runs.local_queue`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from syncd.core.model import Trigger
-
-# A workspace's queue holds ordinary requests in one entry; pinned revisions and dry runs
-# that differ from each other need entries of their own, up to this many. One bound for the
-# in-process queue and the shared one.
-MAX_QUEUED_PER_WORKSPACE = 4
+from syncd.runs.merge import MAX_QUEUED_PER_WORKSPACE
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 Nothing here is syncd's own coordination protocol; each guarantee is PostgreSQL's:
 - A request answered 202 is a row of `sync_requests`, committed before the answer. Submitters
   of one workspace serialize on a transaction-level advisory lock, so coalescing (one run in
-  flight, one queued per kind) holds whichever replica took each request.
+  flight, one queued per kind: the merge rule, `syncd.runs.merge`) holds whichever replica
+  took each request (`syncd.runs.replicas.pg_requests`).
 - A replica runs a workspace's requests only while it holds the workspace's session-level
   advisory lock on its own "lock" connection, or while the replica that holds that lock has
   stopped its heartbeat (frozen: its session lives on, and so does its lock). The lock goes
@@ -25,36 +26,28 @@ import json
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
+from syncd.core import retry
 from syncd.core.model import Trigger
 from syncd.ops.logs import fields
-from syncd.runs.replicas.coordinator import (
-    MAX_QUEUED_PER_WORKSPACE,
-    Claimed,
-    ReplicaInfo,
-    Submitted,
-    new_replica_id,
-)
+from syncd.runs.merge import MAX_QUEUED_PER_WORKSPACE
+from syncd.runs.replicas.coordinator import Claimed, ReplicaInfo, Submitted, new_replica_id
+from syncd.runs.replicas.pg_requests import NOW, RequestWriter, no_jitter
 from syncd.store import StoreError
 
 log = logging.getLogger("syncd.replicas")
 
-# Advisory lock namespaces (int4), apart from the store's write lock; these spell "syRW"/"syRQ".
+# Advisory lock namespace (int4), apart from the store's write lock and the submitters'
+# (`pg_requests`); it spells "syRW".
 HOLD_NAMESPACE = 0x73795257
-SUBMIT_NAMESPACE = 0x73795251
 HEARTBEAT_EVERY = 2.0  # seconds between a replica's heartbeats (and lock connection checks)
 ALIVE_WITHIN = 3 * HEARTBEAT_EVERY  # a replica not seen for this long is shown as gone
 FORGET_AFTER = 3600.0  # gone replicas' rows are pruned after this long
-RETRY_CONNECT = 1.0  # seconds between reconnection attempts while the database is away
-SUBMIT_TIMEOUT_MS = 2000  # a request's insert: refused (503, retry) past this, not queued
-SUBMIT_CONNECT_TIMEOUT = 2  # seconds: a request is answered on the event loop
-SUBMIT_BACKOFF = 1.0  # after a failure, requests are refused at once this long
 # Server-side, per session: how soon the server notices a replica cut off and frees its locks.
 SESSION_SETTINGS = (
     "SET tcp_keepalives_idle = 3",
@@ -62,7 +55,6 @@ SESSION_SETTINGS = (
     "SET tcp_keepalives_count = 3",
     "SET tcp_user_timeout = 9000",
 )
-NOW = "extract(epoch from clock_timestamp())"  # the database's clock: one clock for all hosts
 
 
 class PostgresCoordinator:
@@ -81,9 +73,7 @@ class PostgresCoordinator:
         self._unlocked: set[str] = set()
         self._lock_conn: psycopg.AsyncConnection[Any] | None = None
         self._lock_mutex = asyncio.Lock()
-        self._submit_conn: psycopg.Connection[Any] | None = None
-        self._submit_mutex = threading.Lock()
-        self._submit_down_until = 0.0
+        self._requests = RequestWriter(conninfo, where, clean)
         self._tasks: list[asyncio.Task[None]] = []
         self._lost: str | None = None
         self._wake: Callable[[], None] = lambda: None
@@ -124,11 +114,7 @@ class PostgresCoordinator:
                 with contextlib.suppress(Exception):
                     await self._lock_conn.close()
                 self._lock_conn = None
-        with self._submit_mutex:
-            if self._submit_conn is not None:
-                with contextlib.suppress(Exception):
-                    self._submit_conn.close()
-                self._submit_conn = None
+        self._requests.close()
 
     def problem(self) -> str | None:
         return self._lost
@@ -149,38 +135,11 @@ class PostgresCoordinator:
         delay: float = 0.0,
         max_waiting: int = MAX_QUEUED_PER_WORKSPACE,
     ) -> Submitted | None:
-        """Record a request, or join the one of the same kind waiting: committed on return.
-
-        Called on the event loop: while the database is away it fails fast (StoreError, a 503
-        for the caller) instead of holding every other request up."""
-        with self._submit_mutex:
-            if time.monotonic() < self._submit_down_until:
-                raise StoreError(f"store {self.where}: the database did not answer just now")
-            try:
-                conn = self._submit_connection()
-                with conn.transaction():
-                    return _submit(
-                        conn, ws, trigger, revision, dry_run, head, run_id, delay, max_waiting
-                    )
-            except psycopg.Error as e:
-                self._drop_submit_connection()
-                self._submit_down_until = time.monotonic() + SUBMIT_BACKOFF
-                raise StoreError(f"store {self.where}: {self._clean(e)}") from e
-
-    def _submit_connection(self) -> psycopg.Connection[Any]:
-        if self._submit_conn is None or self._submit_conn.closed:
-            conn = psycopg.connect(
-                self._conninfo, autocommit=True, connect_timeout=SUBMIT_CONNECT_TIMEOUT
-            )
-            conn.execute(f"SET statement_timeout = {SUBMIT_TIMEOUT_MS}")
-            self._submit_conn = conn
-        return self._submit_conn
-
-    def _drop_submit_connection(self) -> None:
-        if self._submit_conn is not None:
-            with contextlib.suppress(Exception):
-                self._submit_conn.close()
-        self._submit_conn = None
+        """Record a request, or join the one of the same kind waiting: committed on return
+        (`syncd.runs.replicas.pg_requests`)."""
+        return self._requests.submit(
+            ws, trigger, revision, dry_run, head, run_id, delay, max_waiting
+        )
 
     async def pending(self) -> list[str]:
         rows = await self._query(
@@ -317,12 +276,14 @@ class PostgresCoordinator:
 
     async def _listen(self) -> None:
         """Wake the scheduler on NOTIFY; reconnect while the database is away."""
+        failures = 0  # in a row; the policy is flat today, its delay counts them regardless
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
             except psycopg.Error as e:
                 log.debug("listen connect failed", extra=fields(error=self._clean(e)))
-                await asyncio.sleep(RETRY_CONNECT)
+                failures += 1
+                await asyncio.sleep(retry.REPLICA_RECONNECT.delay(failures, no_jitter))
                 continue
             try:
                 async with conn:
@@ -330,6 +291,7 @@ class PostgresCoordinator:
                         await conn.execute(statement)
                     await conn.execute("LISTEN syncd_requests")
                     await conn.execute("LISTEN syncd_done")
+                    failures = 0
                     self._wake()  # requests made while this replica was not listening
                     async for note in conn.notifies():
                         if note.channel == "syncd_done":
@@ -338,7 +300,8 @@ class PostgresCoordinator:
                             self._wake()
             except psycopg.Error as e:
                 log.warning("listen connection lost", extra=fields(error=self._clean(e)))
-                await asyncio.sleep(RETRY_CONNECT)
+                failures += 1
+                await asyncio.sleep(retry.REPLICA_RECONNECT.delay(failures, no_jitter))
 
     # -- the lock connection -----------------------------------------------------------------
 
@@ -386,42 +349,3 @@ class PostgresCoordinator:
         )
         if self._lock_conn is conn:
             self._lock_conn = None
-
-
-def _submit(
-    conn: psycopg.Connection[Any],
-    ws: str,
-    trigger: Trigger,
-    revision: str | None,
-    dry_run: bool,
-    head: str | None,
-    run_id: str,
-    delay: float,
-    max_waiting: int,
-) -> Submitted | None:
-    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (SUBMIT_NAMESPACE, ws))
-    # The waiting (unclaimed) requests: a claimed one is in flight and is never joined.
-    waiting = conn.execute(
-        "SELECT id, run_id, revision, dry_run, head FROM sync_requests"
-        " WHERE workspace = %s AND claimed_by IS NULL ORDER BY id DESC",
-        (ws,),
-    ).fetchall()
-    for row in waiting:
-        if (row[2], bool(row[3])) == (revision, dry_run):
-            conn.execute(
-                "UPDATE sync_requests SET"
-                " trigger = CASE WHEN %s = 'manual' THEN 'manual' ELSE trigger END,"
-                " head = CASE WHEN head IS NOT DISTINCT FROM %s THEN head ELSE NULL END,"
-                f" not_before = LEAST(not_before, {NOW} + %s) WHERE id = %s",
-                (trigger.value, head, delay, row[0]),
-            )
-            return Submitted(str(row[1]), True)
-    if len(waiting) >= max_waiting:
-        return None
-    conn.execute(
-        "INSERT INTO sync_requests (workspace, trigger, revision, dry_run, head, run_id,"
-        f" requested_at, not_before) VALUES (%s, %s, %s, %s, %s, %s, {NOW}, {NOW} + %s)",
-        (ws, trigger.value, revision, dry_run, head, run_id, delay),
-    )
-    conn.execute("SELECT pg_notify('syncd_requests', %s)", (ws,))
-    return Submitted(run_id, False)

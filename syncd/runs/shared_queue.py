@@ -1,8 +1,9 @@
-"""The scheduler's shared mode: with replicas on PostgreSQL the queues live in the database.
+"""The shared queue: with replicas on PostgreSQL the sync requests live in the database.
 
-A request is a row, committed before it is answered; a replica runs a workspace's requests
-only while it holds the workspace (`syncd.replicas`), and a caller waiting on a run another
-replica serves hears how it ended when that replica says it finished.
+A request is a row, committed before it is answered, placed by the merge rule
+(`syncd.runs.merge`); a replica runs a workspace's requests only while it holds the workspace
+(`syncd.runs.replicas`), and a caller waiting on a run another replica serves hears how it
+ended when that replica says it finished.
 """
 
 from __future__ import annotations
@@ -13,21 +14,15 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Protocol
 
 from syncd.config import Config
-from syncd.core.errors import SyncdError
+from syncd.core.errors import NotFound, SyncdError
 from syncd.core.model import Trigger
 from syncd.ops.logs import fields
+from syncd.runs.merge import MAX_QUEUED_PER_WORKSPACE
+from syncd.runs.queue import Runner, dropped
 from syncd.runs.replicas import Claimed, Coordinator
-from syncd.runs.requests import (
-    MAX_QUEUED_PER_WORKSPACE,
-    QueueFull,
-    Request,
-    ShuttingDown,
-    Slot,
-    Ticket,
-)
+from syncd.runs.requests import QueueFull, Request, ShuttingDown, Ticket
 from syncd.store import Store, StoreError
 from syncd.store.offloop import OffLoop
 from syncd.sync.engine import Outcome
@@ -42,44 +37,50 @@ CLAIM_EVERY = 1.0
 WAITER_TTL = 600.0
 
 
-class SharedHost(Protocol):
-    """What shared mode reads from the scheduler, live (a test may swap its store)."""
-
-    store: Store
-    coordinator: Coordinator
-    offloop: OffLoop
-    accepting: bool
-    max_parallel: int
-    config: Callable[[], Config]
-
-    def slot(self, ws_id: str) -> Slot: ...
-
-    async def run_one(self, ws_id: str, req: Request) -> Outcome: ...
-
-    def after_run(self, ws_id: str, slot: Slot, req: Request, outcome: Outcome) -> None: ...
-
-
-class SharedRuns:
+class SharedQueue:
     """Requests in the database: submitting, claiming, serving, and telling the waiters."""
 
-    def __init__(self, host: SharedHost) -> None:
-        self.host = host
+    def __init__(
+        self,
+        runner: Runner,
+        coordinator: Coordinator,
+        store: Store,
+        config: Callable[[], Config],
+        offloop: OffLoop,
+        max_parallel: int,
+    ) -> None:
+        self.runner = runner
+        self.coordinator = coordinator
+        self.store = store
+        self.config = config
+        self.offloop = offloop
+        self.max_parallel = max_parallel
         # The workspaces this replica holds, each with the task serving it; the callers
         # waiting on a run, by run id (when it was asked, and their futures).
         self.held: dict[str, asyncio.Task[None]] = {}
         self._waiters: dict[str, tuple[float, list[asyncio.Future[Outcome]]]] = {}
+        # The event that wakes the claim loop (a NOTIFY, a request recorded here).
         self.wake = asyncio.Event()
         self._claimer: asyncio.Task[None] | None = None
         self._fetches: set[asyncio.Task[None]] = set()
+        self._quiet: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        await self.host.coordinator.start(self.wake.set, self._finished_elsewhere)
+        await self.coordinator.start(self.wake.set, self._finished_elsewhere)
         self._claimer = asyncio.create_task(self._claim_loop(), name="claim requests")
 
-    def stop_claiming(self) -> None:
+    def stop(self) -> list[asyncio.Task[None]]:
+        # What is queued stays in the database for the other replicas.
         if self._claimer is not None:
             self._claimer.cancel()
             self._claimer = None
+        return list(self.held.values())
+
+    def busy(self) -> list[str]:
+        return sorted(self.held)
+
+    def forget(self, known: set[str]) -> None:
+        return None  # nothing is kept here per workspace but what runs
 
     async def submit(
         self,
@@ -94,11 +95,11 @@ class SharedRuns:
         of its kind waiting, whichever replica took it. Off the event loop, with a deadline:
         a database that does not answer is QueueFull (503) for the caller, never a wait for
         every other request."""
-        if not self.host.accepting:
+        if not self.runner.accepting:
             raise ShuttingDown("syncd is stopping and takes no new runs")
         try:
-            submitted = await self.host.offloop.run(
-                self.host.coordinator.submit,
+            submitted = await self.offloop.run(
+                self.coordinator.submit,
                 ws_id,
                 trigger,
                 revision,
@@ -118,10 +119,33 @@ class SharedRuns:
         self.wake.set()
         return Ticket(ws_id, submitted.run_id, submitted.coalesced, future)
 
+    def submit_quietly(self, ws_id: str, trigger: Trigger, head: str | None) -> None:
+        """Recorded in the background: a lost one is asked again by the next poll or timer."""
+        task = asyncio.get_running_loop().create_task(self._submit_logged(ws_id, trigger, head))
+        self._quiet.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(self._quiet.discard)
+
+    async def _submit_logged(self, ws_id: str, trigger: Trigger, head: str | None) -> None:
+        try:
+            self.runner.admit(ws_id)
+            await self.submit(ws_id, trigger, None, False, head)
+        except (QueueFull, ShuttingDown, NotFound) as e:
+            dropped(ws_id, trigger, e)
+
+    async def submit_after_quiet(self, ws_id: str, trigger: Trigger, quiet: float) -> None:
+        """A request row due after the quiet moment: any replica serves it, even if this one
+        is gone by then. Joined, it is due at the earlier time (the merge rule)."""
+        try:
+            await self.submit(ws_id, trigger, None, False, None, delay=quiet)
+        except (QueueFull, ShuttingDown, NotFound) as e:
+            dropped(ws_id, trigger, e)
+
+    # -- serving -----------------------------------------------------------------------------
+
     async def _claim_loop(self) -> None:
         """Take the workspaces with requests due that no replica holds, up to this replica's
         parallelism; woken by NOTIFY, and every CLAIM_EVERY seconds regardless."""
-        while self.host.accepting:
+        while self.runner.accepting:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), CLAIM_EVERY)
             self.wake.clear()
@@ -136,37 +160,34 @@ class SharedRuns:
                 await asyncio.sleep(CLAIM_EVERY)
 
     async def _claim_round(self) -> None:
-        host = self.host
-        if len(self.held) >= host.max_parallel:
+        if len(self.held) >= self.max_parallel:
             return
-        known = {ws.id for ws in host.config().workspaces}
-        for ws_id in await host.coordinator.pending():
-            if len(self.held) >= host.max_parallel or not host.accepting:
+        known = {ws.id for ws in self.config().workspaces}
+        for ws_id in await self.coordinator.pending():
+            if len(self.held) >= self.max_parallel or not self.runner.accepting:
                 return
             # Another config (a rolling upgrade) may name a workspace this one does not.
             if ws_id in self.held or ws_id not in known:
                 continue
-            if await host.coordinator.acquire(ws_id):
+            if await self.coordinator.acquire(ws_id):
                 self.held[ws_id] = asyncio.create_task(self._serve(ws_id), name=f"sync {ws_id}")
 
     async def _serve(self, ws_id: str) -> None:
         """Run the requests of a workspace this replica holds, oldest first, then let go."""
-        host = self.host
-        slot = host.slot(ws_id)
         try:
-            while host.accepting:
-                claimed = await host.coordinator.claim(ws_id)
+            while self.runner.accepting:
+                claimed = await self.coordinator.claim(ws_id)
                 if claimed is None:
                     break
                 if claimed.taken_over:
                     log.info(
                         "request taken over", extra=fields(workspace=ws_id, run=claimed.run_id)
                     )
-                    if await asyncio.to_thread(host.store.run, claimed.run_id) is not None:
+                    if await asyncio.to_thread(self.store.run, claimed.run_id) is not None:
                         # Its run was recorded before its replica went: served already.
-                        await host.coordinator.finish(claimed)
+                        await self.coordinator.finish(claimed)
                         continue
-                if not await self._serve_one(ws_id, slot, claimed):
+                if not await self._serve_one(ws_id, claimed):
                     break
         except StoreError as e:
             log.warning("serving requests stopped", extra=fields(workspace=ws_id, error=str(e)))
@@ -174,10 +195,10 @@ class SharedRuns:
             log.exception("serving requests crashed", extra=fields(workspace=ws_id))
         finally:
             del self.held[ws_id]
-            await host.coordinator.release(ws_id)
+            await self.coordinator.release(ws_id)
             self.wake.set()  # requests may have come while this replica held it
 
-    async def _serve_one(self, ws_id: str, slot: Slot, claimed: Claimed) -> bool:
+    async def _serve_one(self, ws_id: str, claimed: Claimed) -> bool:
         """Run one claimed request; False when this replica must stop serving the workspace
         (it is stopping, or another writer took the workspace over)."""
         req = Request(
@@ -189,12 +210,12 @@ class SharedRuns:
             take_over=claimed.taken_over,
         )
         try:
-            outcome = await self.host.run_one(ws_id, req)
+            outcome = await self.runner.run_one(ws_id, req)
         except ShuttingDown:
             return False  # the row stays: another replica runs it
         except Exception as e:
             log.exception("sync crashed", extra=fields(workspace=ws_id, run=req.run_id))
-            await self.host.coordinator.finish(claimed)
+            await self.coordinator.finish(claimed)
             self._resolve(claimed.run_id, error=e)
             return True
         if outcome.fenced:
@@ -206,9 +227,9 @@ class SharedRuns:
                 extra=fields(workspace=ws_id, run=claimed.run_id),
             )
             return False
-        await self.host.coordinator.finish(claimed)
+        await self.coordinator.finish(claimed)
         self._resolve(claimed.run_id, outcome=outcome)
-        self.host.after_run(ws_id, slot, req, outcome)
+        self.runner.after_run(ws_id, req, outcome)
         return True
 
     def _resolve(
@@ -233,10 +254,10 @@ class SharedRuns:
 
     async def _fetch_outcome(self, run_id: str) -> None:
         try:
-            run = await asyncio.to_thread(self.host.store.run, run_id)
+            run = await asyncio.to_thread(self.store.run, run_id)
             if run is None:
                 return  # not recorded (its replica went first): the next holder runs it
-            state = await asyncio.to_thread(self.host.store.state, run.workspace)
+            state = await asyncio.to_thread(self.store.state, run.workspace)
         except StoreError as e:
             log.warning("reading a finished run failed", extra=fields(run=run_id, error=str(e)))
             return

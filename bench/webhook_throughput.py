@@ -364,10 +364,10 @@ def measure(seconds: int, rounds: int, threads: int) -> Measured:
                 syncd_total, bad = 0, 0
                 for _ in range(rounds):
                     for name, target in targets:
-                        tree = process_tree(pids[name])
-                        before_cpu = cpu_times(tree)
+                        procs = process_tree(pids[name])
+                        before_cpu = cpu_times(procs)
                         rate, n, nbad = wrk(target, script, seconds, threads)
-                        cpu[name] += cpu_used(before_cpu, cpu_times(tree))
+                        cpu[name] += cpu_used(before_cpu, cpu_times(procs))
                         requests[name] += n
                         rates[name].append(rate)
                         bad += nbad

@@ -108,7 +108,12 @@ def test_console_follows_a_push_and_syncs(console: Daemon, browser: Any, tmp_pat
     d = console
     page = browser.new_page(viewport={"width": 1280, "height": 860})
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     sign_in(page, d, API_TOKEN)
     status = page.locator('tr[data-ws="prod"] [data-field="status"]')
     expect(status).to_have_text("Synced")

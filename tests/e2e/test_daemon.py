@@ -59,12 +59,14 @@ def steps_of(d: Daemon, ws: str) -> dict[str, str]:
 
 def workspace_of(d: Daemon, ws: str) -> dict[str, Any]:
     with d.client() as c:
-        return c.get(f"/api/v1/workspaces/{ws}").json()
+        workspace: dict[str, Any] = c.get(f"/api/v1/workspaces/{ws}").json()
+        return workspace
 
 
 def runs_of(d: Daemon, ws: str) -> list[dict[str, Any]]:
     with d.client() as c:
-        return c.get(f"/api/v1/workspaces/{ws}/runs").json()["runs"]
+        runs: list[dict[str, Any]] = c.get(f"/api/v1/workspaces/{ws}/runs").json()["runs"]
+        return runs
 
 
 def settle(d: Daemon) -> None:

@@ -157,7 +157,7 @@ def test_a_pinned_sync_stays_pinned_across_polls_and_a_restart_until_resume(
 
         def pinned() -> bool:
             v = view(d, "auto")
-            return (
+            return bool(
                 v["last_applied_revision"] == old
                 and v["pinned_revision"] == old
                 and v["status"] == "OutOfSync"

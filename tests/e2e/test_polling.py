@@ -41,7 +41,8 @@ def polled(tmp_path: Path) -> Iterator[tuple[Daemon, GitServer]]:
 
 def applied(d: Daemon, ws: str) -> str | None:
     with d.client() as c:
-        return c.get(f"/api/v1/workspaces/{ws}").json()["last_applied_revision"]
+        revision: str | None = c.get(f"/api/v1/workspaces/{ws}").json()["last_applied_revision"]
+        return revision
 
 
 def test_a_push_arrives_by_polling_with_one_ls_remote_per_cycle(
@@ -78,7 +79,8 @@ def test_a_push_arrives_by_polling_with_one_ls_remote_per_cycle(
 
     def manual_seen() -> str | None:
         with d.client() as c:
-            return c.get("/api/v1/workspaces/m1").json()["last_seen_revision"]
+            revision: str | None = c.get("/api/v1/workspaces/m1").json()["last_seen_revision"]
+            return revision
 
     d.wait_until(lambda: manual_seen() == second, what="the manual workspace to see the push")
     assert applied(d, "m1") is None  # manual: seen and planned, never applied by a poll

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
 from starlette.testclient import TestClient
@@ -83,11 +84,11 @@ def client(rt: App) -> Iterator[TestClient]:
         yield c
 
 
-def set_cookies(answer: Any) -> list[str]:
+def set_cookies(answer: httpx.Response) -> list[str]:
     return answer.headers.get_list("set-cookie")
 
 
-def cookie_set(answer: Any, name: str) -> bool:
+def cookie_set(answer: httpx.Response, name: str) -> bool:
     return any(c.startswith(f"{name}=") for c in set_cookies(answer))
 
 

@@ -44,7 +44,7 @@ def live(core: Core, ws_id: str = "auto") -> dict[str, str]:
     return {n: s.content.do for n, s in core.store.live_steps(ws_id).items()}
 
 
-def test_initial_sync_then_create_update_delete_by_push(setup) -> None:
+def test_initial_sync_then_create_update_delete_by_push(setup: tuple[Core, WorkTree]) -> None:
     core, tree = setup
     write_step(tree, "greet", "hello()")
     write_step(tree, "and-done/greeting done", "bye()")
@@ -65,7 +65,7 @@ def test_initial_sync_then_create_update_delete_by_push(setup) -> None:
     assert core.store.live_steps("auto")["greet"].version == 2
 
 
-def test_manual_mode_plans_and_applies_only_on_manual_trigger(setup) -> None:
+def test_manual_mode_plans_and_applies_only_on_manual_trigger(setup: tuple[Core, WorkTree]) -> None:
     core, tree = setup
     write_step(tree, "greet", "hello()")
     push(tree)
@@ -80,7 +80,7 @@ def test_manual_mode_plans_and_applies_only_on_manual_trigger(setup) -> None:
     assert core.store.state("manual").status is Status.SYNCED
 
 
-def test_dry_run_applies_nothing(setup) -> None:
+def test_dry_run_applies_nothing(setup: tuple[Core, WorkTree]) -> None:
     core, tree = setup
     write_step(tree, "greet")
     push(tree)
@@ -90,7 +90,7 @@ def test_dry_run_applies_nothing(setup) -> None:
     assert live(core) == {}
 
 
-def test_pinned_revision_rolls_back(setup) -> None:
+def test_pinned_revision_rolls_back(setup: tuple[Core, WorkTree]) -> None:
     core, tree = setup
     write_step(tree, "greet", "v1")
     v1 = push(tree)
@@ -127,7 +127,7 @@ def test_pinned_revision_rolls_back(setup) -> None:
     ],
 )
 def test_bad_files_apply_nothing_and_name_the_file(
-    setup, files: dict[str, str], fragment: str
+    setup: tuple[Core, WorkTree], files: dict[str, str], fragment: str
 ) -> None:
     core, tree = setup
     write_step(tree, "greet", "good()")
@@ -145,7 +145,7 @@ def test_bad_files_apply_nothing_and_name_the_file(
     assert state.failed_revision == bad and state.status is Status.OUT_OF_SYNC
 
 
-def test_empty_export_is_refused_unless_allowed(setup) -> None:
+def test_empty_export_is_refused_unless_allowed(setup: tuple[Core, WorkTree]) -> None:
     core, tree = setup
     write_step(tree, "greet")
     push(tree)
@@ -158,7 +158,7 @@ def test_empty_export_is_refused_unless_allowed(setup) -> None:
     assert live(core) == {"greet": "done()"}
 
 
-def test_a_commit_replacing_every_step_with_others_applies(setup) -> None:
+def test_a_commit_replacing_every_step_with_others_applies(setup: tuple[Core, WorkTree]) -> None:
     core, tree = setup
     write_step(tree, "placeholder")
     push(tree)
@@ -173,7 +173,7 @@ def test_a_commit_replacing_every_step_with_others_applies(setup) -> None:
     assert live(core) == {f"real/{i}": f"r{i}()" for i in range(30)}
 
 
-def test_every_bad_file_of_a_commit_is_named_in_one_run(setup) -> None:
+def test_every_bad_file_of_a_commit_is_named_in_one_run(setup: tuple[Core, WorkTree]) -> None:
     core, tree = setup
     write_step(tree, "greet", "good()")
     push(tree)
@@ -192,7 +192,7 @@ def test_every_bad_file_of_a_commit_is_named_in_one_run(setup) -> None:
     assert live(core) == {"greet": "good()"}
 
 
-def test_missing_path_is_an_error(setup) -> None:
+def test_missing_path_is_an_error(setup: tuple[Core, WorkTree]) -> None:
     core, tree = setup
     tree.write("other/file.txt", "x")
     push(tree)
@@ -200,7 +200,7 @@ def test_missing_path_is_an_error(setup) -> None:
     assert out.run.result is RunResult.FAILED and "not found" in (out.run.error or "")
 
 
-def test_symlink_and_submodule_are_refused(setup) -> None:
+def test_symlink_and_submodule_are_refused(setup: tuple[Core, WorkTree]) -> None:
     core, tree = setup
     write_step(tree, "greet")
     tree.symlink("export/steps/link.step.json", "greet.step.json")
@@ -211,7 +211,7 @@ def test_symlink_and_submodule_are_refused(setup) -> None:
 
 
 def test_wrong_password_fails_cleanly_without_leaking(
-    git_server: GitServer, repo, tmp_path: Path
+    git_server: GitServer, repo: tuple[str, WorkTree], tmp_path: Path
 ) -> None:
     url, tree = repo
     write_step(tree, "greet")
@@ -228,7 +228,7 @@ def test_wrong_password_fails_cleanly_without_leaking(
         core.close()
 
 
-def test_outside_edits_are_overwritten_by_the_next_apply(setup) -> None:
+def test_outside_edits_are_overwritten_by_the_next_apply(setup: tuple[Core, WorkTree]) -> None:
     core, tree = setup
     write_step(tree, "a", "git()")
     write_step(tree, "b", "git()")
@@ -244,7 +244,7 @@ def test_outside_edits_are_overwritten_by_the_next_apply(setup) -> None:
     assert core.store.drifted_names("auto") == set()
 
 
-def test_incremental_sync_reads_only_the_changed_blob(setup) -> None:
+def test_incremental_sync_reads_only_the_changed_blob(setup: tuple[Core, WorkTree]) -> None:
     core, tree = setup
     for i in range(2000):
         write_step(tree, f"step {i:04d}", f"run({i})")
@@ -261,7 +261,9 @@ def test_incremental_sync_reads_only_the_changed_blob(setup) -> None:
     assert live(core)["step 0042"] == "run(changed)"
 
 
-def test_incremental_sync_catches_duplicates_against_unchanged_files(setup) -> None:
+def test_incremental_sync_catches_duplicates_against_unchanged_files(
+    setup: tuple[Core, WorkTree],
+) -> None:
     core, tree = setup
     write_step(tree, "greet", "a()")
     push(tree)
@@ -276,7 +278,7 @@ def test_incremental_sync_catches_duplicates_against_unchanged_files(setup) -> N
 
 
 def test_a_new_path_in_the_config_reads_everything_again(
-    git_server: GitServer, repo, tmp_path: Path
+    git_server: GitServer, repo: tuple[str, WorkTree], tmp_path: Path
 ) -> None:
     url, tree = repo
     write_step(tree, "old", "a()")

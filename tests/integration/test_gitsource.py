@@ -438,7 +438,7 @@ def test_no_password_in_mirror_or_messages(
 
     messages = []
     for fault in ("500", "refuse", "401"):
-        git_server.set_fault(fault)  # type: ignore[arg-type]
+        git_server.set_fault(fault)
         with pytest.raises(GitError) as caught:
             source.resolve(remote, "main")
         messages.append(str(caught.value))

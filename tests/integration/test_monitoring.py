@@ -44,7 +44,7 @@ def busy_metrics() -> bytes:
     m = Metrics()
     ws = type("WS", (), {"id": "prod"})()
     run = Run("r1", "prod", Trigger.WEBHOOK, "abc", RunResult.SUCCEEDED, 1.0, 2.0, 1, 2, 3)
-    m.run_finished(ws, run, None, SyncState("prod", Status.SYNCED), 0.5)  # type: ignore[arg-type]
+    m.run_finished(ws, run, None, SyncState("prod", Status.SYNCED), 0.5)
     m.git_operation("fetch", "ok", 0.2)
     m.webhook("github", "accepted")
     return generate_latest(m.registry)

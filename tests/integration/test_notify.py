@@ -19,7 +19,7 @@ import pytest
 import trustme
 import yaml
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from prometheus_client import CollectorRegistry
 
 from syncd.config import Config, load_config
@@ -42,7 +42,7 @@ OPS, ALICE = "ops@example.com", "alice@example.com"
 
 @dataclass
 class Mail:
-    mail_from: str
+    mail_from: str | None
     rcpt_tos: list[str]
     message: EmailMessage
 
@@ -61,19 +61,30 @@ class Inbox:
         self.refuse: dict[str, str] = {}
         self.logins: list[tuple[bytes, bytes]] = []
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        # bytes: the Controller keeps the default decode_data=False.
+        assert isinstance(envelope.content, bytes)
         message = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(message, EmailMessage)
         self.mails.append(Mail(envelope.mail_from, list(envelope.rcpt_tos), message))
         return "250 Message accepted"
 
-    def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+    def authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: object
+    ) -> AuthResult:
         assert isinstance(auth_data, LoginPassword)
         self.logins.append((auth_data.login, auth_data.password))
         return AuthResult(success=auth_data.password == b"smtp-pass-0123")
@@ -224,7 +235,12 @@ def digester(store: SqliteStore, config: Config, metrics: Metrics, clock: Clock)
 
 
 def test_failures_become_one_digest_per_recipient(
-    tmp_path: Path, store: SqliteStore, smtp: SmtpServer, inbox: Inbox, clock: Clock, metrics
+    tmp_path: Path,
+    store: SqliteStore,
+    smtp: SmtpServer,
+    inbox: Inbox,
+    clock: Clock,
+    metrics: Metrics,
 ) -> None:
     config = write_config(tmp_path, smtp.port)
     d = digester(store, config, metrics, clock)
@@ -270,7 +286,12 @@ def test_failures_become_one_digest_per_recipient(
 
 
 def test_nothing_failed_sends_nothing(
-    tmp_path: Path, store: SqliteStore, smtp: SmtpServer, inbox: Inbox, clock: Clock, metrics
+    tmp_path: Path,
+    store: SqliteStore,
+    smtp: SmtpServer,
+    inbox: Inbox,
+    clock: Clock,
+    metrics: Metrics,
 ) -> None:
     d = digester(store, write_config(tmp_path, smtp.port), metrics, clock)
     record(store, PROD, RunResult.SUCCEEDED, T0 + 10)
@@ -283,7 +304,12 @@ def test_nothing_failed_sends_nothing(
 
 
 def test_a_recovery_note_once_a_failing_workspace_succeeds(
-    tmp_path: Path, store: SqliteStore, smtp: SmtpServer, inbox: Inbox, clock: Clock, metrics
+    tmp_path: Path,
+    store: SqliteStore,
+    smtp: SmtpServer,
+    inbox: Inbox,
+    clock: Clock,
+    metrics: Metrics,
 ) -> None:
     d = digester(store, write_config(tmp_path, smtp.port), metrics, clock)
     record(store, PROD, RunResult.FAILED, T0 + 10)
@@ -318,7 +344,12 @@ def test_a_recovery_note_once_a_failing_workspace_succeeds(
 
 
 def test_smtp_down_is_counted_and_retried_at_the_next_tick(
-    tmp_path: Path, store: SqliteStore, smtp: SmtpServer, inbox: Inbox, clock: Clock, metrics
+    tmp_path: Path,
+    store: SqliteStore,
+    smtp: SmtpServer,
+    inbox: Inbox,
+    clock: Clock,
+    metrics: Metrics,
 ) -> None:
     d = digester(store, write_config(tmp_path, smtp.port), metrics, clock)
     before = cursors(store)
@@ -349,7 +380,7 @@ def test_a_partly_failed_tick_does_not_send_twice(
     smtp: SmtpServer,
     inbox: Inbox,
     clock: Clock,
-    metrics,
+    metrics: Metrics,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     config = write_config(tmp_path, smtp.port, {PROD: [ALICE], DEV: [OPS]})
@@ -419,7 +450,7 @@ def test_starttls_verifies_the_certificate_and_logs_in(
     store: SqliteStore,
     inbox: Inbox,
     clock: Clock,
-    metrics,
+    metrics: Metrics,
     ca: trustme.CA,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -463,7 +494,7 @@ def test_implicit_tls(
     store: SqliteStore,
     inbox: Inbox,
     clock: Clock,
-    metrics,
+    metrics: Metrics,
     ca: trustme.CA,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -486,7 +517,7 @@ def test_implicit_tls(
 
 
 def test_the_loop_sends_a_digest_each_interval(
-    tmp_path: Path, store: SqliteStore, smtp: SmtpServer, inbox: Inbox, metrics
+    tmp_path: Path, store: SqliteStore, smtp: SmtpServer, inbox: Inbox, metrics: Metrics
 ) -> None:
     interval = 0.5
     config = write_config(tmp_path, smtp.port, {PROD: [OPS]}, interval="500ms")

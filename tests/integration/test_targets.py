@@ -100,7 +100,7 @@ def write_config(
 
 def two_targets(tmp: Path, receiver: Receiver, interval: str = "15m") -> Config:
     """`chat` watches every workspace; `oncall` only those tagged live (prod)."""
-    targets = [
+    targets: list[dict[str, Any]] = [
         {"name": "chat", "url_env": "CHAT_URL"},
         {"name": "oncall", "url_file": str(tmp / "oncall.url"), "tags": ["live"]},
     ]

@@ -108,6 +108,8 @@ class Api:
         request = prepared.prepare()
         headers = [(_wire(k), _wire(v)) for k, v in request.headers.items()]
         body = request.body.encode() if isinstance(request.body, str) else request.body
+        # Prepared from data, json or files, never a stream: bytes (or nothing).
+        assert body is None or isinstance(body, bytes), type(body)
         send = functools.partial(
             self.client.request, request.method or "GET", request.url or "", headers=headers,
             content=body or b"",

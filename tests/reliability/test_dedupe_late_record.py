@@ -40,7 +40,7 @@ class SlowRemember:
 def test_a_refused_delivery_is_taken_when_it_is_sent_again() -> None:
     async def scenario() -> bool:
         store = SlowRemember()
-        log = DeliveryLog(store, offloop=OffLoop(threads=4, timeout=0.1))  # type: ignore[arg-type]
+        log = DeliveryLog(store, offloop=OffLoop(threads=4, timeout=0.1))
         assert await log.claim("github", "d-1")  # new (memory fallback after the deadline)
         await log.release("github", "d-1")  # its sync request was refused: 503
         await asyncio.sleep(0.5)  # the slow remember commits now

@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from syncd.core.model import Origin, RunResult, Status, StepContent, Trigger
 from syncd.core.steps import MAX_FILE_BYTES, parse_step_file, render_step_file, step_file_name
 from syncd.git import GitSource
 from syncd.http.routes import create_app
-from syncd.store import SqliteStore
+from syncd.store import SqliteStore, Store
 from syncd.sync.engine import Engine, Observers
 from syncd.sync.health import HealthKeeper
 from tests.support import (
@@ -70,7 +70,7 @@ class Setup:
     def live(self, ws_id: str = "w") -> dict[str, str]:
         return {n: s.content.do for n, s in self.core.store.live_steps(ws_id).items()}
 
-    def push(self, steps: dict[str, str | None], message: str = "change") -> str:
+    def push(self, steps: Mapping[str, str | None], message: str = "change") -> str:
         for name, do in steps.items():
             if do is None:
                 (self.tree.path / "export/steps" / step_file_name(name)).unlink()
@@ -254,6 +254,12 @@ def locked_core(s: Setup, registry: CollectorRegistry | None = None) -> tuple[Co
     return Core(s.config, store, git, engine, health), metrics
 
 
+def sqlite_db(store: Store) -> sqlite3.Connection:
+    """The connection of a SQLite store (the tests' stores are SQLite ones)."""
+    assert isinstance(store, SqliteStore), type(store)
+    return store._db
+
+
 def hold_write_lock(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("BEGIN IMMEDIATE")
@@ -285,8 +291,9 @@ def test_a_full_disk_fails_the_run_and_records_it(setup: Setup) -> None:
     setup.push({f"s{i}": "x" * 2000 for i in range(200)}, "many steps")
     core, _metrics = locked_core(setup)
     # The store's own connection may not grow the file: SQLite answers "database or disk is full".
-    pages = core.store._db.execute("PRAGMA page_count").fetchone()[0]
-    core.store._db.execute(f"PRAGMA max_page_count = {pages}")
+    db = sqlite_db(core.store)
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")
     out = core.engine.sync(setup.config.workspace("w"), Trigger.WEBHOOK)
     assert out.run.result is RunResult.FAILED
     assert "full" in (out.run.error or "") and str(store_path(setup)) in (out.run.error or "")
@@ -564,8 +571,9 @@ def test_readyz_turns_not_ready_when_the_store_cannot_be_written(setup: Setup) -
     app.ready = True
     with TestClient(create_app(app)) as client:
         assert client.get("/readyz").status_code == 200
-        pages = app.core.store._db.execute("PRAGMA page_count").fetchone()[0]
-        app.core.store._db.execute(f"PRAGMA max_page_count = {pages}")
+        db = sqlite_db(app.core.store)
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages}")
         setup.push({f"s{i}": "x" * 2000 for i in range(200)}, "many steps")
         out = app.core.engine.sync(setup.config.workspace("w"), Trigger.WEBHOOK)
         assert out.run.result is RunResult.FAILED

@@ -298,8 +298,10 @@ def nodes(draw: st.DrawFn, depth: int = 0) -> Any:
     mapping: dict[Any, Any] = {}
     for _ in range(draw(st.integers(0, 5))):
         key = draw(st.one_of(st.sampled_from(KEYS), st.text(max_size=8), st.integers(0, 3)))
-        secret = key in SECRET_KEYS
-        mapping[key] = draw(secret_values(key) if secret else nodes(depth + 1))
+        if isinstance(key, str) and key in SECRET_KEYS:
+            mapping[key] = draw(secret_values(key))
+        else:
+            mapping[key] = draw(nodes(depth + 1))
     return mapping
 
 

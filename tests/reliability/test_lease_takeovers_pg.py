@@ -21,7 +21,7 @@ import pytest
 
 import syncd.store.postgres as pgmod
 from syncd.core.model import Trigger
-from syncd.store import Fenced
+from syncd.store import Fenced, postgres_rows
 from syncd.sync.writer_leases import WriterLeases
 from tests.integration.test_store_leases import OTHER_WS, WS, apply, content
 from tests.support import postgres
@@ -40,7 +40,7 @@ def _freeze_inside_apply(
     """Make the next apply of `ws` stop right after its fence check, inside its transaction (a
     SIGSTOP there): `inside` is set when it got there, `thaw` lets it go on."""
     inside, thaw = threading.Event(), threading.Event()
-    real = pgmod.check_base
+    real = postgres_rows.check_base  # what syncd.store.postgres imported as check_base
 
     def frozen(db: Any, w: str, base: Any) -> None:
         if w == ws and not inside.is_set():

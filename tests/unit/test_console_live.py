@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -105,6 +106,8 @@ async def read_runs(rt: App, feed: Feed, places: Streams, session: str, runs: in
     """The last-run ids one stream sends, until it has seen `runs` of them."""
     ids: list[str] = []
     body = stream(rt, feed, places.open(session, False), signed_in, None)
+    # stream() is an async generator (it is annotated as the AsyncIterator it is used as).
+    assert isinstance(body, AsyncGenerator)
     async for chunk in body:
         for line in chunk.splitlines():
             if line.startswith("data: "):

@@ -344,7 +344,7 @@ def test_a_preview_plans_incrementally_and_records_nothing(world: World) -> None
 class RacingStore(FakeStore):
     """A FakeStore where something else writes just before each of the first `races` applies."""
 
-    def __init__(self, race: Callable[[FakeStore], None], races: int = 1) -> None:
+    def __init__(self, race: Callable[[FakeStore], object], races: int = 1) -> None:
         super().__init__()
         self.race, self.races, self.applies = race, races, 0
 

@@ -226,7 +226,7 @@ def test_bad_branch_names(branch: str) -> None:
 # -- the round trip, over generated names and bodies -----------------------------------------
 
 _NAME_CHARS = st.sampled_from(list("ab Z09-_./\\~*`{}()$é中😀\t")) | st.characters(
-    blacklist_categories=("Cs",), blacklist_characters="\x00"
+    blacklist_categories=["Cs"], blacklist_characters="\x00"
 )
 _BODY = st.lists(
     st.sampled_from(["{", "}", "`", "${x}", "*/", "/*", "\n", "\\", '"', "'", "é", "return 1;"])

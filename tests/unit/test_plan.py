@@ -101,7 +101,9 @@ workspaces = st.dictionaries(st.text(min_size=1, max_size=10), contents, max_siz
 
 
 @given(workspaces, workspaces)
-def test_applying_the_plan_yields_the_desired_state(desired: dict, live: dict) -> None:
+def test_applying_the_plan_yields_the_desired_state(
+    desired: dict[str, StepContent], live: dict[str, StepContent]
+) -> None:
     plan = compute_plan(desired, live)
     result = dict(live)
     for ch in plan.creates + plan.updates:
@@ -114,5 +116,5 @@ def test_applying_the_plan_yields_the_desired_state(desired: dict, live: dict) -
 
 
 @given(workspaces)
-def test_plan_against_itself_is_empty(ws: dict) -> None:
+def test_plan_against_itself_is_empty(ws: dict[str, StepContent]) -> None:
     assert compute_plan(ws, ws).empty

@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 import pytest
 
 from syncd.core.model import Run, Trigger
+from syncd.runs.merge import FULL, Join, Terms, merge
 from syncd.runs.replicas import Claimed, ReplicaInfo, Submitted
-from syncd.runs.scheduler import QueueFull, Scheduler
+from syncd.runs.requests import QueueFull
+from syncd.runs.scheduler import Scheduler
+from syncd.runs.shared_queue import SharedQueue
 from syncd.store import StoreError
 from syncd.sync.engine import Engine
 from tests.support.fakes import FakeStore, GatedGit, config, step_files, workspace
@@ -46,7 +49,7 @@ class Database:
     polls: dict[str, str] = field(default_factory=dict)
     down: bool = False
     ids: int = 0
-    wakers: list[Callable[[], None]] = field(default_factory=list)
+    wakers: list[Callable[[], object]] = field(default_factory=list)
     finishers: list[Callable[[str], None]] = field(default_factory=list)
 
 
@@ -84,13 +87,15 @@ class FakeCoordinator:
     ) -> Submitted | None:
         if self.db.down:
             raise StoreError("store db: the database did not answer just now")
+        # The one merge rule, as the PostgreSQL coordinator follows it (heads not kept here).
         waiting = [r for r in self.db.rows if r.ws == ws and r.claimed_by is None]
-        for r in waiting:
-            if (r.revision, r.dry_run) == (revision, dry_run):
-                if trigger is Trigger.MANUAL:
-                    r.trigger = Trigger.MANUAL
-                return Submitted(r.run_id, True)
-        if len(waiting) >= max_waiting:
+        terms = [Terms(r.trigger, r.revision, r.dry_run) for r in waiting]
+        placed = merge(terms, Terms(trigger, revision, dry_run), max_waiting)
+        if isinstance(placed, Join):
+            joined = waiting[placed.index]
+            joined.trigger = placed.terms.trigger
+            return Submitted(joined.run_id, True)
+        if placed == FULL:
             return None
         self.db.ids += 1
         self.db.rows.append(Row(self.db.ids, ws, trigger, revision, dry_run, run_id))
@@ -222,7 +227,8 @@ async def test_a_dead_replicas_workspace_is_taken_over_and_its_request_run() -> 
     w.db.holders.pop("a", None)
     w.db.rows[0].claimed_by = "r0-gone"
     w.git.gate.set()
-    b._wake.set()
+    assert isinstance(b.queue, SharedQueue)
+    b.queue.wake.set()
     outcome = await asyncio.wait_for(ticket.future, 5)
     assert outcome.run.id == ticket.run_id
     assert [r.id for r in w.runs("a")] == [ticket.run_id]

@@ -1,88 +1,146 @@
-"""PostgreSQL's statements that more than one `PostgresStore` method runs inside its
-transaction."""
+"""PostgreSQL's dialect: the SQL of every statement `PostgresStore` runs (the only SQL for
+PostgreSQL outside the schema and its connecting), and how it binds a list of names: one array.
+"""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
-from syncd.core.model import Run, StepContent, SyncState
-from syncd.store.protocol import ApplyBase, IndexUpdate
-from syncd.store.rows import (
-    RUN_COLUMNS,
-    check_applied,
-    check_versions,
-    index_params,
-    run_params,
-    state_params,
-    upsert_state_sql,
+from syncd.store import leases, writes
+from syncd.store.dialect import Dialect, Statements
+from syncd.store.protocol import ApplyBase
+from syncd.store.rows import RUN_COLUMNS, upsert_state_sql
+
+_STEP = "SELECT id, name, content, version, content_hash, updated_at, origin FROM steps"
+_FILE = "SELECT path, name, blob, content FROM git_files WHERE workspace = %s"
+
+SQL = Statements(
+    state=(
+        "SELECT status, last_applied_revision, last_seen_revision, last_run_id,"
+        " failed_revision, drift, source_key, pinned_revision, suspended"
+        " FROM workspaces WHERE id = %s"
+    ),
+    health=(
+        "SELECT health, since, error, failures, source_failing FROM health WHERE workspace = %s"
+    ),
+    live_steps=f"{_STEP} WHERE workspace = %s AND NOT deleted ORDER BY name",
+    live_steps_in=f"{_STEP} WHERE workspace = %s AND NOT deleted AND name = ANY(%s)",
+    live_count="SELECT count(*) FROM steps WHERE workspace = %s AND NOT deleted",
+    drifted_names="SELECT name FROM steps WHERE workspace = %s AND origin = 'outside'",
+    index_files=_FILE,
+    index_files_in=f"{_FILE} AND path = ANY(%s)",
+    index_by_name_in=f"{_FILE} AND name = ANY(%s)",
+    index_count="SELECT count(*) FROM git_files WHERE workspace = %s",
+    # seq orders runs that started at the same instant, as SQLite's rowid does.
+    runs=(
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE workspace = %s"
+        " ORDER BY started_at DESC, seq DESC LIMIT %s"
+    ),
+    last_success_at="SELECT MAX(finished_at) FROM runs WHERE workspace = %s AND result = %s",
+    runs_finished=(
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE finished_at > %s AND finished_at <= %s"
+        " ORDER BY finished_at, seq LIMIT %s"
+    ),
+    run=f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %s",
+    get_meta="SELECT value FROM meta WHERE key = %s",
+    upsert_state=upsert_state_sql("%s"),
+    set_suspended=(
+        "INSERT INTO workspaces (id, suspended, updated_at) VALUES (%s, %s, %s)"
+        " ON CONFLICT (id) DO UPDATE SET suspended = excluded.suspended,"
+        " updated_at = excluded.updated_at"
+    ),
+    save_health=(
+        "INSERT INTO health (workspace, health, since, error, failures, source_failing)"
+        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (workspace) DO UPDATE SET"
+        " health = excluded.health, since = excluded.since, error = excluded.error,"
+        " failures = excluded.failures, source_failing = excluded.source_failing"
+    ),
+    set_meta=(
+        "INSERT INTO meta (key, value) VALUES (%s, %s)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    ),
+    step_version="SELECT id, version FROM steps WHERE workspace = %s AND name = %s",
+    upsert_step=(
+        "INSERT INTO steps (workspace, name, id, content, content_hash, version, updated_at,"
+        " origin, deleted) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, FALSE)"
+        " ON CONFLICT (workspace, name) DO UPDATE SET id = excluded.id,"
+        " content = excluded.content, content_hash = excluded.content_hash,"
+        " version = excluded.version, updated_at = excluded.updated_at,"
+        " origin = excluded.origin, deleted = FALSE"
+    ),
+    delete_outside=(
+        "UPDATE steps SET deleted = TRUE, origin = 'outside', updated_at = %s,"
+        " version = version + 1 WHERE workspace = %s AND name = %s AND NOT deleted"
+    ),
+    mark_out_of_sync=(
+        "INSERT INTO workspaces (id, status, drift, updated_at) VALUES (%s, 'OutOfSync', 1, %s)"
+        " ON CONFLICT (id) DO UPDATE SET status = 'OutOfSync', drift = workspaces.drift + 1,"
+        " updated_at = excluded.updated_at"
+    ),
+    any_step="SELECT 1 FROM steps WHERE workspace = %s LIMIT 1",
+    step_versions_in="SELECT name, id, version FROM steps WHERE workspace = %s AND name = ANY(%s)",
+    live_versions_in=(
+        "SELECT name, version FROM steps WHERE workspace = %s AND NOT deleted AND name = ANY(%s)"
+    ),
+    applied_revision="SELECT last_applied_revision FROM workspaces WHERE id = %s",
+    delete_tombstones_in="DELETE FROM steps WHERE workspace = %s AND deleted AND name = ANY(%s)",
+    clear_marks_in=(
+        "UPDATE steps SET origin = 'git' WHERE workspace = %s AND origin = 'outside'"
+        " AND name = ANY(%s)"
+    ),
+    delete_steps_in="DELETE FROM steps WHERE workspace = %s AND name = ANY(%s)",
+    drift_left="SELECT count(*) FROM steps WHERE workspace = %s AND origin = 'outside'",
+    clear_index="DELETE FROM git_files WHERE workspace = %s",
+    remove_files_in="DELETE FROM git_files WHERE workspace = %s AND path = ANY(%s)",
+    upsert_file=(
+        "INSERT INTO git_files (workspace, path, name, blob, content)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (workspace, path) DO UPDATE SET"
+        " name = excluded.name, blob = excluded.blob, content = excluded.content"
+    ),
+    insert_run=f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+    prune_deliveries="DELETE FROM deliveries WHERE seen_at <= %s",
+    remember_delivery=(
+        "INSERT INTO deliveries (provider, id, seen_at) VALUES (%s, %s, %s)"
+        " ON CONFLICT (provider, id) DO UPDATE SET seen_at = excluded.seen_at"
+        " WHERE deliveries.seen_at <= %s"
+    ),
+    forget_delivery="DELETE FROM deliveries WHERE provider = %s AND id = %s",
 )
 
-UPSERT_STEP = (
-    "INSERT INTO steps (workspace, name, id, content, content_hash, version, updated_at, origin,"
-    " deleted) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, FALSE)"
-    " ON CONFLICT (workspace, name) DO UPDATE SET id = excluded.id, content = excluded.content,"
-    " content_hash = excluded.content_hash, version = excluded.version,"
-    " updated_at = excluded.updated_at, origin = excluded.origin, deleted = FALSE"
-)
 
-_UPSERT_STATE = upsert_state_sql("%s")
+class PostgresDialect(Dialect[psycopg.Connection[Any]]):
+    sql = SQL
+    # The database's clock: one clock for the leases of replicas on several hosts. An apply
+    # locks its lease row, so that a take waits for the apply that checked the lease to commit.
+    leases = leases.lease_sql("%s", "extract(epoch from clock_timestamp())", lock_row=" FOR UPDATE")
+
+    def select_in(
+        self, db: psycopg.Connection[Any], sql: str, ws: str, items: Sequence[str]
+    ) -> list[Any]:
+        if not items:
+            return []
+        return db.execute(sql, (ws, list(items))).fetchall()
+
+    def write_in(
+        self, db: psycopg.Connection[Any], sql: str, ws: str, items: Sequence[str]
+    ) -> None:
+        if items:
+            db.execute(sql, (ws, list(items)))
+
+    def executemany(
+        self, db: psycopg.Connection[Any], sql: str, rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        if rows:
+            with db.cursor() as cur:
+                cur.executemany(sql, rows)
 
 
-def insert_run(db: psycopg.Connection[Any], run: Run) -> None:
-    # Inserted, never upserted: a run id is one writer's (syncd.store.leases checks first).
-    db.execute(
-        f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-        run_params(run),
-    )
-
-
-def upsert_state(db: psycopg.Connection[Any], s: SyncState) -> None:
-    db.execute(_UPSERT_STATE, state_params(s))
+POSTGRES = PostgresDialect()
 
 
 def check_base(db: psycopg.Connection[Any], ws: str, base: ApplyBase) -> None:
     """ApplyConflict unless the store still holds the base the plan was read from."""
-    row = db.execute("SELECT last_applied_revision FROM workspaces WHERE id = %s", (ws,)).fetchone()
-    check_applied(ws, base, row[0] if row else None)
-    names = list(base.versions)
-    now: dict[str, int] = {}
-    if names:
-        for r in db.execute(
-            "SELECT name, version FROM steps WHERE workspace = %s AND NOT deleted"
-            " AND name = ANY(%s)",
-            (ws, names),
-        ):
-            now[r[0]] = int(r[1])
-    check_versions(ws, base, now)
-
-
-def mark_out_of_sync(db: psycopg.Connection[Any], ws: str) -> None:
-    db.execute(
-        "INSERT INTO workspaces (id, status, drift, updated_at) VALUES (%s, 'OutOfSync', 1, %s)"
-        " ON CONFLICT (id) DO UPDATE SET status = 'OutOfSync', drift = workspaces.drift + 1,"
-        " updated_at = excluded.updated_at",
-        (ws, time.time()),
-    )
-
-
-def update_index(
-    db: psycopg.Connection[Any], ws: str, index: IndexUpdate, texts: dict[StepContent, str]
-) -> None:
-    with db.cursor() as cur:
-        if index.replace_all:
-            cur.execute("DELETE FROM git_files WHERE workspace = %s", (ws,))
-        elif index.removes:
-            cur.execute(
-                "DELETE FROM git_files WHERE workspace = %s AND path = ANY(%s)",
-                (ws, list(index.removes)),
-            )
-        if index.upserts:
-            cur.executemany(
-                "INSERT INTO git_files (workspace, path, name, blob, content)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (workspace, path) DO UPDATE SET"
-                " name = excluded.name, blob = excluded.blob, content = excluded.content",
-                index_params(ws, index.upserts, texts),
-            )
+    writes.check_base(POSTGRES, db, ws, base)

@@ -1,96 +1,143 @@
-"""SQLite's statements that more than one `SqliteStore` method runs inside its transaction, and
-the small helpers around them (ids, chunks of bound parameters, the database file's identity).
+"""SQLite's dialect: the SQL of every statement `SqliteStore` runs (the only SQL for SQLite
+outside the schema), how it binds a list of names, and the database file's identity.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from syncd.core.model import Run, StepContent, SyncState
-from syncd.store.protocol import ApplyBase, IndexUpdate
-from syncd.store.rows import (
-    RUN_COLUMNS,
-    check_applied,
-    check_versions,
-    index_params,
-    run_params,
-    state_params,
-    upsert_state_sql,
-)
+from syncd.store import leases
+from syncd.store.dialect import Dialect, Statements
+from syncd.store.rows import RUN_COLUMNS, upsert_state_sql
 
-_UPSERT_STATE = upsert_state_sql("?")
+_STEP = "SELECT id, name, content, version, content_hash, updated_at, origin FROM steps"
+_FILE = "SELECT path, name, blob, content FROM git_files WHERE workspace = ?"
 
-
-def insert_run(db: sqlite3.Connection, run: Run) -> None:
-    db.execute(
-        f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        run_params(run),
-    )
-
-
-def upsert_state(db: sqlite3.Connection, s: SyncState) -> None:
-    db.execute(_UPSERT_STATE, state_params(s))
-
-
-def check_base(db: sqlite3.Connection, ws: str, base: ApplyBase) -> None:
-    """ApplyConflict unless the store still holds the base the plan was read from."""
-    row = db.execute("SELECT last_applied_revision FROM workspaces WHERE id = ?", (ws,)).fetchone()
-    check_applied(ws, base, row[0] if row else None)
-    now: dict[str, int] = {}
-    for chunk in chunks(list(base.versions)):
-        marks = ",".join("?" * len(chunk))
-        for r in db.execute(
-            f"SELECT name, version FROM steps WHERE workspace = ? AND deleted = 0"
-            f" AND name IN ({marks})",
-            (ws, *chunk),
-        ):
-            now[r[0]] = int(r[1])
-    check_versions(ws, base, now)
-
-
-def mark_out_of_sync(db: sqlite3.Connection, ws: str) -> None:
-    db.execute(
+# `{marks}`: the chunk's parameter marks (see SqliteDialect.select_in).
+SQL = Statements(
+    state=(
+        "SELECT status, last_applied_revision, last_seen_revision, last_run_id,"
+        " failed_revision, drift, source_key, pinned_revision, suspended"
+        " FROM workspaces WHERE id = ?"
+    ),
+    health=(
+        "SELECT health, since, error, failures, source_failing FROM health WHERE workspace = ?"
+    ),
+    live_steps=f"{_STEP} WHERE workspace = ? AND deleted = 0 ORDER BY name",
+    live_steps_in=f"{_STEP} WHERE workspace = ? AND deleted = 0 AND name IN ({{marks}})",
+    live_count="SELECT count(*) FROM steps WHERE workspace = ? AND deleted = 0",
+    drifted_names="SELECT name FROM steps WHERE workspace = ? AND origin = 'outside'",
+    index_files=_FILE,
+    index_files_in=f"{_FILE} AND path IN ({{marks}})",
+    index_by_name_in=f"{_FILE} AND name IN ({{marks}})",
+    index_count="SELECT count(*) FROM git_files WHERE workspace = ?",
+    runs=(
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE workspace = ?"
+        " ORDER BY started_at DESC, rowid DESC LIMIT ?"
+    ),
+    last_success_at="SELECT MAX(finished_at) FROM runs WHERE workspace = ? AND result = ?",
+    runs_finished=(
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE finished_at > ? AND finished_at <= ?"
+        " ORDER BY finished_at, rowid LIMIT ?"
+    ),
+    run=f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?",
+    get_meta="SELECT value FROM meta WHERE key = ?",
+    upsert_state=upsert_state_sql("?"),
+    set_suspended=(
+        "INSERT INTO workspaces (id, suspended, updated_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET suspended = excluded.suspended,"
+        " updated_at = excluded.updated_at"
+    ),
+    save_health=(
+        "INSERT OR REPLACE INTO health (workspace, health, since, error, failures,"
+        " source_failing) VALUES (?, ?, ?, ?, ?, ?)"
+    ),
+    set_meta="INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+    step_version="SELECT id, version FROM steps WHERE workspace = ? AND name = ?",
+    upsert_step=(
+        "INSERT OR REPLACE INTO steps (workspace, name, id, content, content_hash, version,"
+        " updated_at, origin, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)"
+    ),
+    delete_outside=(
+        "UPDATE steps SET deleted = 1, origin = 'outside', updated_at = ?,"
+        " version = version + 1 WHERE workspace = ? AND name = ? AND deleted = 0"
+    ),
+    mark_out_of_sync=(
         "INSERT INTO workspaces (id, status, drift, updated_at) VALUES (?, 'OutOfSync', 1, ?)"
         " ON CONFLICT (id) DO UPDATE SET status = 'OutOfSync', drift = drift + 1,"
-        " updated_at = excluded.updated_at",
-        (ws, time.time()),
-    )
-
-
-def update_index(
-    db: sqlite3.Connection, ws: str, index: IndexUpdate, texts: dict[StepContent, str]
-) -> None:
-    if index.replace_all:
-        db.execute("DELETE FROM git_files WHERE workspace = ?", (ws,))
-    else:
-        db.executemany(
-            "DELETE FROM git_files WHERE workspace = ? AND path = ?",
-            [(ws, p) for p in index.removes],
-        )
-    db.executemany(
+        " updated_at = excluded.updated_at"
+    ),
+    any_step="SELECT 1 FROM steps WHERE workspace = ? LIMIT 1",
+    step_versions_in=(
+        "SELECT name, id, version FROM steps WHERE workspace = ? AND name IN ({marks})"
+    ),
+    live_versions_in=(
+        "SELECT name, version FROM steps WHERE workspace = ? AND deleted = 0 AND name IN ({marks})"
+    ),
+    applied_revision="SELECT last_applied_revision FROM workspaces WHERE id = ?",
+    # Run once per name (see SqliteDialect.write_in).
+    delete_tombstones_in="DELETE FROM steps WHERE workspace = ? AND name = ? AND deleted = 1",
+    clear_marks_in=(
+        "UPDATE steps SET origin = 'git' WHERE workspace = ? AND name = ? AND origin = 'outside'"
+    ),
+    delete_steps_in="DELETE FROM steps WHERE workspace = ? AND name = ?",
+    drift_left="SELECT count(*) FROM steps WHERE workspace = ? AND origin = 'outside'",
+    clear_index="DELETE FROM git_files WHERE workspace = ?",
+    remove_files_in="DELETE FROM git_files WHERE workspace = ? AND path = ?",
+    upsert_file=(
         "INSERT OR REPLACE INTO git_files (workspace, path, name, blob, content)"
-        " VALUES (?, ?, ?, ?, ?)",
-        index_params(ws, index.upserts, texts),
-    )
+        " VALUES (?, ?, ?, ?, ?)"
+    ),
+    insert_run=f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+    prune_deliveries="DELETE FROM deliveries WHERE seen_at <= ?",
+    remember_delivery=(
+        "INSERT INTO deliveries (provider, id, seen_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (provider, id) DO UPDATE SET seen_at = excluded.seen_at"
+        " WHERE deliveries.seen_at <= ?"
+    ),
+    forget_delivery="DELETE FROM deliveries WHERE provider = ? AND id = ?",
+)
 
 
-def fresh_ids(count: int) -> Iterator[str]:
-    """`count` fresh step ids, each what uuid.uuid4().hex gives, from one read of the random
-    source: building a UUID object per step was a fifth of an initial apply's time."""
-    raw = os.urandom(16 * count)
-    for i in range(0, 16 * count, 16):
-        n = int.from_bytes(raw[i : i + 16], "big")
-        # RFC 4122 variant and version 4, as uuid.UUID(bytes=..., version=4) sets them.
-        n = (n & ~(0xC000 << 48)) | (0x8000 << 48)
-        n = (n & ~(0xF000 << 64)) | (4 << 76)
-        yield f"{n:032x}"
+class SqliteDialect(Dialect[sqlite3.Connection]):
+    sql = SQL
+    # The host's clock in seconds since the epoch, as SQLite reads it (the CLI and the daemon
+    # that share a file share a host).
+    leases = leases.lease_sql("?", "((julianday('now') - 2440587.5) * 86400.0)")
+
+    def select_in(
+        self, db: sqlite3.Connection, sql: str, ws: str, items: Sequence[str]
+    ) -> list[Any]:
+        rows: list[Any] = []
+        for chunk in chunks(items):
+            rows += db.execute(sql.format(marks=",".join("?" * len(chunk))), (ws, *chunk))
+        return rows
+
+    def write_in(self, db: sqlite3.Connection, sql: str, ws: str, items: Sequence[str]) -> None:
+        # One statement per name, by the primary key (executemany prepares it once).
+        db.executemany(sql, [(ws, item) for item in items])
+
+    def executemany(
+        self, db: sqlite3.Connection, sql: str, rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        db.executemany(sql, rows)
+
+
+SQLITE = SqliteDialect()
+
+
+def chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    # SQLite caps the number of bound parameters per statement.
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
 
 
 def identity(path: Path) -> tuple[int, int]:
+    """The database file's device and inode: whether it is still the file that was opened."""
     st = os.stat(path)
     return st.st_dev, st.st_ino
 
@@ -98,9 +145,3 @@ def identity(path: Path) -> tuple[int, int]:
 def is_busy(e: sqlite3.Error) -> bool:
     # Another process holds the write lock: the store itself is fine.
     return isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
-
-
-def chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
-    # SQLite caps the number of bound parameters per statement.
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

@@ -1,5 +1,7 @@
-"""The stores on a real database, SQLite (a file) and PostgreSQL (a fresh database): one-transaction
-apply, rollback, outside edits, webhook deliveries, schema."""
+"""The store contract: the FakeStore the unit tests trust, SQLite (a file) and PostgreSQL (a fresh
+database) hold and answer alike. One-transaction apply, rollback, outside edits, runs, webhook
+deliveries; and, on the real stores only, what is about SQL itself: durability across a reopen,
+two connections to one database, the schema."""
 
 from __future__ import annotations
 
@@ -9,11 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from syncd.core.model import Origin, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
+from syncd.core.model import (
+    Health,
+    HealthRecord,
+    Origin,
+    Run,
+    RunResult,
+    Status,
+    Step,
+    StepContent,
+    SyncState,
+    Trigger,
+)
 from syncd.core.plan import compute_plan
 from syncd.store import ApplyBase, ApplyConflict, IndexUpdate, SqliteStore, Store, StoreError
 from tests.support import postgres
-from tests.support.fakes import base_of
+from tests.support.fakes import FakeStore, base_of
+from tests.support.stores import KINDS, REAL, open_store
 
 WS = "ws1"
 DAY = 24 * 3600.0
@@ -47,16 +61,14 @@ def pg_url(pg_server: None) -> Iterator[str]:
         yield url
 
 
-def open_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Store:
-    if kind == "sqlite":
-        return SqliteStore(tmp_path / "syncd.db")
-    from syncd.store.postgres import PostgresStore
-
-    return PostgresStore(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=KINDS)
 def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+# About SQL itself (what a reopened store or another connection finds): the real stores.
+@pytest.fixture(params=REAL)
+def real(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
@@ -93,7 +105,7 @@ def test_last_success_is_the_last_succeeded_run(store: Store) -> None:
     assert store.last_success_at("other") is None
 
 
-def test_failed_apply_rolls_back_everything(store: Store, monkeypatch) -> None:
+def test_failed_apply_rolls_back_everything(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     apply(store, {"a": content("1")})
     before = store.live_steps(WS)
     plan = compute_plan({"a": content("2"), "b": content("1")}, {"a": content("1")})
@@ -117,12 +129,18 @@ def test_an_apply_over_a_moved_base_writes_nothing(store: Store) -> None:
     store.put_outside(WS, "a", content("hand"))  # lands between the plan and its apply
     before = (store.live_steps(WS), store.state(WS), store.runs(WS))
     state = SyncState(WS, Status.SYNCED, "def", "def", "r2")
-    with pytest.raises(ApplyConflict, match="'a'"):
+    # Each store words a conflict alike (the FakeStore too: the engine's tests read it).
+    with pytest.raises(
+        ApplyConflict, match=r"^workspace ws1: steps changed since the plan was read: 'a'$"
+    ):
         store.apply(plan, IndexUpdate(), run("r2"), state, stale)
     assert (store.live_steps(WS), store.state(WS), store.runs(WS)) == before
     moved = ApplyBase("other", stale.versions)
-    with pytest.raises(ApplyConflict, match="applied revision"):
+    with pytest.raises(
+        ApplyConflict, match=r"^workspace ws1: applied revision moved from other to abc"
+    ):
         store.apply(plan, IndexUpdate(), run("r2"), state, moved)
+    assert (store.live_steps(WS), store.state(WS), store.runs(WS)) == before
 
 
 def test_outside_edits_are_marked_and_cleared_by_apply(store: Store) -> None:
@@ -140,13 +158,13 @@ def test_outside_edits_are_marked_and_cleared_by_apply(store: Store) -> None:
     assert "b" in live and store.drifted_names(WS) == set()
 
 
-def test_store_survives_reopen(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    s = open_store(kind, tmp_path, request)
+def test_store_survives_reopen(real: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    s = open_store(real, tmp_path, request)
     apply(s, {"a": content("1")})
     s.put_outside(WS, "b", content("hand"))
     s.set_meta("digest", "42")
     s.close()
-    s2 = open_store(kind, tmp_path, request)
+    s2 = open_store(real, tmp_path, request)
     assert set(s2.live_steps(WS)) == {"a", "b"}
     assert s2.drifted_names(WS) == {"b"}
     assert s2.get_meta("digest") == "42"
@@ -195,6 +213,8 @@ def test_old_deliveries_are_pruned(store: Store) -> None:
 
 
 def count_deliveries(store: Store) -> int:
+    if isinstance(store, FakeStore):
+        return len(store.snapshot().deliveries)
     if isinstance(store, SqliteStore):
         return int(store._db.execute("SELECT count(*) FROM deliveries").fetchone()[0])
     with store._pool.connection() as conn:  # type: ignore[attr-defined]
@@ -211,10 +231,10 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 
 def test_two_stores_share_one_database(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+    real: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    daemon = open_store(kind, tmp_path, request)
-    cli = open_store(kind, tmp_path, request)
+    daemon = open_store(real, tmp_path, request)
+    cli = open_store(real, tmp_path, request)
     apply(cli, {"a": content("1")})
     assert set(daemon.live_steps(WS)) == {"a"}
     daemon.close()
@@ -239,26 +259,43 @@ def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
     store.close()
 
 
-def test_suspension_pin_and_health_persist_and_a_saved_state_keeps_the_suspension(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    from syncd.core.model import Health, HealthRecord
+def test_a_saved_state_keeps_the_suspension(store: Store) -> None:
+    before = store.state(WS)  # what a run in flight read before the suspend
+    store.set_suspended(WS, True)
+    store.save_state(SyncState(WS, Status.OUT_OF_SYNC, "abc", "def", pinned_revision="abc"))
+    store.save_state(before)  # the run saves: the suspension stays
+    assert store.state(WS).suspended and store.state(WS).pinned_revision is None
+    store.save_state(SyncState(WS, Status.OUT_OF_SYNC, "abc", "def", pinned_revision="abc"))
+    state = store.state(WS)
+    assert state.suspended and state.pinned_revision == "abc"
+    store.set_suspended(WS, False)
+    assert not store.state(WS).suspended and store.state(WS).pinned_revision == "abc"
+    store.set_suspended("new", True)  # a workspace never synced can be suspended too
+    assert store.state("new").suspended and store.state("new").status is Status.UNKNOWN
+    assert store.state("other") == SyncState("other")
 
-    s = open_store(kind, tmp_path, request)
-    before = s.state(WS)  # what a run in flight read before the suspend
+
+def test_health_is_kept_per_workspace(store: Store) -> None:
+    assert store.health(WS) is None
+    first = HealthRecord(WS, Health.DEGRADED, 5.0, "401", 2, source_failing=True)
+    store.save_health(first)
+    assert store.health(WS) == first and store.health("other") is None
+    second = HealthRecord(WS, Health.HEALTHY, None, None, 0)
+    store.save_health(second)
+    assert store.health(WS) == second
+
+
+def test_suspension_pin_and_health_persist(
+    real: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    s = open_store(real, tmp_path, request)
     s.set_suspended(WS, True)
-    s.save_state(SyncState(WS, Status.OUT_OF_SYNC, "abc", "def", pinned_revision="abc"))
-    s.save_state(before)  # the run saves: the suspension stays
     s.save_state(SyncState(WS, Status.OUT_OF_SYNC, "abc", "def", pinned_revision="abc"))
     record = HealthRecord(WS, Health.DEGRADED, 5.0, "401", 2, source_failing=True)
     s.save_health(record)
     s.close()
-    s2 = open_store(kind, tmp_path, request)
+    s2 = open_store(real, tmp_path, request)
     state = s2.state(WS)
     assert state.suspended and state.pinned_revision == "abc"
     assert s2.health(WS) == record and s2.health("other") is None
-    s2.set_suspended(WS, False)
-    assert not s2.state(WS).suspended and s2.state(WS).pinned_revision == "abc"
-    s2.set_suspended("new", True)  # a workspace never synced can be suspended too
-    assert s2.state("new").suspended and s2.state("new").status is Status.UNKNOWN
     s2.close()

@@ -16,24 +16,15 @@ import pytest
 
 from syncd.core.model import LiveStep, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
 from syncd.core.plan import compute_plan
-from syncd.store import Fenced, IndexUpdate, Lease, SqliteStore, Store
+from syncd.store import Fenced, IndexUpdate, Lease, Store
 from tests.support import postgres
 from tests.support.fakes import FakeStore, base_of
+from tests.support.stores import KINDS, Clock, open_store
 
 WS = "ws1"
 OTHER_WS = "ws2"
 TTL = 60.0  # long enough never to expire by itself during a test
 SHORT = 0.05  # a lease meant to expire: let_expire waits past it
-
-
-class Clock:
-    """The FakeStore's clock, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def content(do: str) -> StepContent:
@@ -101,17 +92,9 @@ def pg_url(pg_server: None) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "fake"])
+@pytest.fixture(params=KINDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store
-    if request.param == "sqlite":
-        s = SqliteStore(tmp_path / "syncd.db")
-    elif request.param == "postgresql":
-        from syncd.store.postgres import PostgresStore
-
-        s = PostgresStore(request.getfixturevalue("pg_url"))
-    else:
-        s = FakeStore(clock=Clock())
+    s = open_store(str(request.param), tmp_path, request)
     yield s
     s.close()
 
@@ -132,6 +115,25 @@ def test_another_holder_is_refused_while_the_lease_lives(store: Store) -> None:
     apply(store, {"s": content("1")}, "r1", lease)
     assert store.state(WS).last_applied_revision == "abc"
     assert store.take_lease(WS, "b", TTL) is None
+
+
+def test_a_lease_needs_a_holder(store: Store) -> None:
+    with pytest.raises(ValueError, match="holder"):
+        store.take_lease(WS, "", TTL)
+    assert store.lease_holder(WS) is None
+
+
+def test_the_holder_is_whoever_holds_a_live_lease(store: Store) -> None:
+    assert store.lease_holder(WS) is None
+    lease = store.take_lease(WS, "a", SHORT)
+    assert lease is not None and store.lease_holder(WS) == "a"
+    assert store.lease_holder(OTHER_WS) is None
+    let_expire(store)
+    assert store.lease_holder(WS) is None
+    renewed = store.take_lease(WS, "a", TTL)
+    assert renewed is not None and store.lease_holder(WS) == "a"
+    store.release_lease(renewed)
+    assert store.lease_holder(WS) is None
 
 
 def test_the_same_holder_may_take_again_and_the_fence_rises(store: Store) -> None:

@@ -11,7 +11,6 @@ import itertools
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -44,9 +43,10 @@ from syncd.core.model import (
 )
 from syncd.core.steps import SUFFIX, render_step_file, step_file_name
 from syncd.git import FileChange, Remote, TreeEntry
-from syncd.store import ApplyBase, ApplyConflict, IndexUpdate, Store
-from syncd.store.leases import check_lease, check_new_run
+from syncd.store import ApplyBase, IndexUpdate, Store, StoreError
+from syncd.store.leases import check_lease, check_new_run, take_params
 from syncd.store.protocol import DELIVERY_TTL, LEASE_TTL, Lease
+from syncd.store.rows import check_applied, check_versions, new_step_ids
 from syncd.sync.engine import GitReader
 
 # -- the store -------------------------------------------------------------------------------
@@ -89,7 +89,8 @@ class Tables:
 
 
 class FakeStore:
-    """`Store` in memory, with `SqliteStore`'s semantics.
+    """`Store` in memory, with `SqliteStore`'s semantics: it runs in the store contract suite
+    with SQLite and PostgreSQL (tests/integration/test_store*.py).
 
     `apply` builds the whole new state aside and swaps it in at the end, so it is all or
     nothing; set `fail_next_apply` to make the next apply raise just before the swap (a failed
@@ -231,6 +232,7 @@ class FakeStore:
     def take_lease(
         self, ws: str, holder: str, ttl: float = LEASE_TTL, force: bool = False
     ) -> Lease | None:
+        take_params(ws, holder, ttl, force)  # ValueError without a holder, as the stores
         with self._lock:
             now = self.clock()
             held, fence, until = self._tables.leases.get(ws, ("", 0, 0.0))
@@ -327,16 +329,12 @@ class FakeStore:
             return replace(state)
 
     def _check_base(self, ws: str, base: ApplyBase) -> None:
+        # The stores' own checks, so that a conflict reads as theirs.
         found = self._tables.workspaces.get(ws)
-        applied = found.last_applied_revision if found is not None else None
-        if applied != base.revision:
-            raise ApplyConflict(f"workspace {ws}: applied revision moved since the plan")
+        check_applied(ws, base, found.last_applied_revision if found is not None else None)
         rows = self._tables.steps.get(ws, {})
-        for name, version in base.versions.items():
-            row = rows.get(name)
-            now = row.step.version if row is not None and not row.deleted else None
-            if now != version:
-                raise ApplyConflict(f"workspace {ws}: step {name!r} changed since the plan")
+        live = {n: r.step.version for n in base.versions if (r := rows.get(n)) and not r.deleted}
+        check_versions(ws, base, live)
 
     def problem(self) -> str | None:
         return "the fake store is closed" if self.closed else None
@@ -415,6 +413,10 @@ def base_of(store: Store, ws: str, names: set[str]) -> ApplyBase:
 
 
 def _insert_run(tables: Tables, run: Run) -> None:
+    # What the runs table's NOT NULL columns refuse, the stores refuse (in the transaction).
+    for column in ("id", "workspace", "trigger", "result", "started_at"):
+        if getattr(run, column) is None:
+            raise StoreError(f"the fake store: NOT NULL constraint failed: runs.{column}")
     tables.runs[run.id] = replace(run)
 
 
@@ -425,7 +427,7 @@ def _save_state(tables: Tables, state: SyncState) -> None:
 
 
 def _new_id() -> str:
-    return uuid.uuid4().hex
+    return next(new_step_ids(1))
 
 
 # -- git -------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def coordinator_for(config: Config, store: Store) -> Coordinator | None:
 
 
 @dataclass
-class App:
+class Parts:
     """A running daemon's parts: the core, and the loops and intake around it."""
 
     core: Core
@@ -139,7 +139,7 @@ class App:
         self.core.close()
 
 
-def build(config: Config, registry: CollectorRegistry | None = None) -> App:
+def build(config: Config, registry: CollectorRegistry | None = None) -> Parts:
     metrics = Metrics(registry)
     core = build_core(
         config,
@@ -168,7 +168,7 @@ def build(config: Config, registry: CollectorRegistry | None = None) -> App:
         DeliveryLog(core.store, offloop=scheduler.offloop),
     )
     remote_reads = RemoteReads(config.server.max_remote_reads)
-    app = App(
+    parts = Parts(
         core=core,
         metrics=metrics,
         scheduler=scheduler,
@@ -178,4 +178,4 @@ def build(config: Config, registry: CollectorRegistry | None = None) -> App:
     )
     core.workspaces.scheduler = scheduler
     core.workspaces.activity = intake
-    return app
+    return parts

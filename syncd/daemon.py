@@ -21,7 +21,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from syncd.app import App, build
+from syncd.app import Parts, build
 from syncd.config import Config, load_config
 from syncd.core.errors import ConfigError, StateUnusable, SyncdError
 from syncd.core.model import Trigger
@@ -47,11 +47,11 @@ EXIT_GRACE = 1.0  # after the stop deadline, for uvicorn to close and the log to
 
 
 class Daemon:
-    """The app plus what keeps it alive: reloads, watchdog pings, staged shutdown."""
+    """The parts plus what keeps them alive: reloads, watchdog pings, staged shutdown."""
 
     def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
         register_secrets(config.secret_values())
-        self.app: App = build(config)
+        self.parts: Parts = build(config)
         self.notifier = notifier or Notifier()
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -62,9 +62,9 @@ class Daemon:
         self._front: tuple[int, str, int] | None = None
 
     def asgi(self) -> Starlette:
-        app = create_app(self.app, lifespan=self.lifespan)
-        mount_console(app, self.app)
-        if self.app.config.server.intake_workers:
+        app = create_app(self.parts, lifespan=self.lifespan)
+        mount_console(app, self.parts)
+        if self.parts.config.server.intake_workers:
             app.add_middleware(HandedOn)
         return app
 
@@ -73,17 +73,17 @@ class Daemon:
         # 1. publish every workspace's last known state, then start the scheduler: pollers,
         #    and a startup comparison of every workspace (a background task, remote by remote)
         await asyncio.to_thread(self._publish_states)
-        await self.app.scheduler.start(startup_sync=True)
+        await self.parts.scheduler.start(startup_sync=True)
         if self._front is not None:
             listen_fd, socket_path, _ = self._front
-            count = self.app.config.server.intake_workers
+            count = self.parts.config.server.intake_workers
             self.workers = IntakeWorkers(
                 count,
                 listen_fd,
                 socket_path,
                 self._front_settings,
-                self.app.intake,
-                self.app.metrics,
+                self.parts.intake,
+                self.parts.metrics,
                 _log_options(),
             )
             await self.workers.start()
@@ -96,14 +96,14 @@ class Daemon:
         self._tasks = [
             asyncio.create_task(self._watch_config(), name="config watch"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
-            asyncio.create_task(self.app.digests.run(self._stop), name="digests"),
+            asyncio.create_task(self.parts.digests.run(self._stop), name="digests"),
         ]
-        self.app.ready = True
+        self.parts.ready = True
         log.info(
             "started",
             extra=fields(
-                workspaces=len(self.app.config.workspaces),
-                listen=f"{self.app.config.server.host}:{self.app.config.server.port}",
+                workspaces=len(self.parts.config.workspaces),
+                listen=f"{self.parts.config.server.host}:{self.parts.config.server.port}",
             ),
         )
         try:
@@ -113,13 +113,13 @@ class Daemon:
 
     async def shutdown(self) -> None:
         # 1. stop taking work: webhooks answer 503, the scheduler refuses new runs
-        self.app.stopping = True
-        self.app.ready = False
+        self.parts.stopping = True
+        self.parts.ready = False
         self.notifier.stopping()
         self._stop.set()
         await self.stop_intake_processes()
         # 2. let runs in flight finish (each rolls back on its own if it cannot)
-        finished = await self.app.scheduler.stop(deadline=STOP_DEADLINE)
+        finished = await self.parts.scheduler.stop(deadline=STOP_DEADLINE)
         if not finished:
             # A run stuck past the deadline (a stalled remote) would hold the process: the
             # interpreter waits for worker threads at exit. Its store transaction has not
@@ -132,7 +132,7 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         # 4. close the store
         if finished:
-            self.app.close()
+            self.parts.close()
         self.notifier.close()
         if self._front is not None:
             shutil.rmtree(os.path.dirname(self._front[1]), ignore_errors=True)
@@ -146,7 +146,7 @@ class Daemon:
         """With intake processes, the daemon binds its port itself, with SO_REUSEPORT so that
         each of them can bind it too, and listens on a Unix socket for what they hand on.
         Without, uvicorn binds."""
-        if not self.app.config.server.intake_workers:
+        if not self.parts.config.server.intake_workers:
             return None
         try:
             listening = shared_port(config.host, config.port, config.backlog)
@@ -164,17 +164,17 @@ class Daemon:
 
     def _front_settings(self) -> Settings:
         assert self._front is not None
-        return front_settings(self.app.intake, self.app.config.server, self._front[2])
+        return front_settings(self.parts.intake, self.parts.config.server, self._front[2])
 
     async def reload(self) -> bool:
         """Load the config again; a broken one is refused and the running one stays."""
         async with self._reload_lock:
             self.notifier.reloading(time.monotonic_ns() // 1000)
-            path = self.app.config.path
+            path = self.parts.config.path
             try:
                 config = await asyncio.to_thread(load_config, path)
             except ConfigError as e:
-                self.app.metrics.config_reloads.labels("error").inc()
+                self.parts.metrics.config_reloads.labels("error").inc()
                 log.error(
                     "config reload refused",
                     extra=fields(file=str(path), error=str(e).replace("\n", "; ")),
@@ -182,29 +182,29 @@ class Daemon:
                 self.notifier.ready(status="config reload refused; running config kept")
                 return False
             register_secrets(config.secret_values())
-            before = {ws.id: ws for ws in self.app.config.workspaces}
-            self.app.swap_config(config)
+            before = {ws.id: ws for ws in self.parts.config.workspaces}
+            self.parts.swap_config(config)
             if self.workers is not None:
                 self.workers.update()
             await asyncio.to_thread(self._publish_states)
-            self.app.metrics.config_reloads.labels("ok").inc()
+            self.parts.metrics.config_reloads.labels("ok").inc()
             log.info("config reloaded", extra=fields(workspaces=len(config.workspaces)))
             # New and changed workspaces are compared at once; the others are left alone.
             for ws in config.workspaces:
                 if before.get(ws.id) != ws:
                     with contextlib.suppress(SyncdError):
-                        await self.app.scheduler.request(ws.id, Trigger.STARTUP)
+                        await self.parts.scheduler.request(ws.id, Trigger.STARTUP)
             self.notifier.ready(status=self.status_line())
             return True
 
     def _publish_states(self) -> None:
-        store = self.app.core.store
-        for ws in self.app.config.workspaces:
-            self.app.metrics.restore(ws.id, store.state(ws.id), store.last_success_at(ws.id))
-            self.app.core.health.publish(ws)
+        store = self.parts.core.store
+        for ws in self.parts.config.workspaces:
+            self.parts.metrics.restore(ws.id, store.state(ws.id), store.last_success_at(ws.id))
+            self.parts.core.health.publish(ws)
 
     def status_line(self) -> str:
-        return self.app.workspaces.status_line()
+        return self.parts.workspaces.status_line()
 
     async def _heartbeat(self) -> None:
         """WATCHDOG=1 from the event loop itself, so a stuck loop gets the process restarted."""
@@ -225,8 +225,8 @@ class Daemon:
         from watchfiles import awatch
 
         while not self._stop.is_set():
-            files = {p.resolve() for p in self.app.config.files}
-            dirs = sorted({str(p.parent) for p in files} | {str(self.app.config.path.parent)})
+            files = {p.resolve() for p in self.parts.config.files}
+            dirs = sorted({str(p.parent) for p in files} | {str(self.parts.config.path.parent)})
             try:
                 async for changes in awatch(
                     *dirs, stop_event=self._stop, debounce=300, recursive=False
@@ -273,7 +273,7 @@ class Server(uvicorn.Server):
         log.info("stopping on signal", extra=fields(signal=signal.Signals(sig).name))
         if self.daemon.workers is not None:
             self.daemon.workers.stopping()
-        self.daemon.app.closing = True
+        self.daemon.parts.closing = True
         self.should_exit = True
 
     async def shutdown(self, sockets: Any = None) -> None:
@@ -301,7 +301,7 @@ def make_server(
     "auto" is uvicorn's choice: httptools and uvloop (its C parser and event loop, several
     times the pure-Python pair's webhook rate) where they are installed, else h11 and asyncio.
     """
-    config = daemon.app.config
+    config = daemon.parts.config
     max_connections = raise_descriptor_limit(config.server.max_connections)
     guard = ConnectionGuard(max_connections, config.server.header_timeout)
     return Server(

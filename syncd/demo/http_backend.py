@@ -24,7 +24,7 @@ log = logging.getLogger("syncd.demo.gitserver")
 REALM = "syncd-test-git"
 
 
-class Backend(Protocol):
+class GitHost(Protocol):
     """What the HTTP side asks of the git server it fronts."""
 
     username: str
@@ -52,7 +52,7 @@ class TLSServer(ThreadingHTTPServer):
         address: tuple[str, int],
         handler: type[BaseHTTPRequestHandler],
         ctx: ssl.SSLContext,
-        git_server: Backend,
+        git_server: GitHost,
     ) -> None:
         self.ssl_context = ctx
         self.git_server = git_server

@@ -16,11 +16,11 @@ from syncd.core.errors import SyncdError
 from syncd.http.bodies import check_length
 from syncd.http.errors import RETRY_AFTER_SECONDS, ApiError
 from syncd.service.answers import status_of
-from syncd.service.intake import Intake, Outcome, Overloaded, Receipt
+from syncd.service.intake import DeliveryOutcome, Intake, Overloaded, Receipt
 from syncd.webhooks import BadSignature, Lowered, MalformedPayload, UnknownProvider
 
 if TYPE_CHECKING:  # the daemon's parts only for the annotations
-    from syncd.app import App
+    from syncd.app import Parts
 
 
 class WebhookEndpoint:
@@ -96,20 +96,20 @@ def _refusal(e: SyncdError) -> tuple[dict[str, Any], dict[str, str] | None]:
 class DaemonWebhooks(WebhookEndpoint):
     """The daemon's own endpoint: every delivery is taken here."""
 
-    def __init__(self, rt: App) -> None:
-        # Nothing of the runtime is read until a request comes: the routes (and with them the
+    def __init__(self, parts: Parts) -> None:
+        # Nothing of the parts is read until a request comes: the routes (and with them the
         # OpenAPI document) are built without one, `create_app(None)`.
-        self.rt = rt
+        self.parts = parts
 
     @property
     def intake(self) -> Intake:
-        return self.rt.intake
+        return self.parts.intake
 
     def accepting(self) -> bool:
-        return not self.rt.stopping and self.rt.scheduler.accepting
+        return not self.parts.stopping and self.parts.scheduler.accepting
 
     def max_body_bytes(self) -> int:
-        return self.rt.config.server.max_body_bytes
+        return self.parts.config.server.max_body_bytes
 
     async def take(
         self,
@@ -227,9 +227,9 @@ _UNMATCHED_HEADERS = _json_headers(_UNMATCHED)
 _FIXED = {
     outcome: (status, body, _json_headers(body))
     for outcome, status, body in (
-        (Outcome.PING, 200, b'{"ping":"ok"}'),
-        (Outcome.IGNORED, 200, b'{"ignored":true,"matched":[],"queued":[]}'),
-        (Outcome.DUPLICATE, 200, b'{"duplicate":true,"matched":[],"queued":[]}'),
+        (DeliveryOutcome.PING, 200, b'{"ping":"ok"}'),
+        (DeliveryOutcome.IGNORED, 200, b'{"ignored":true,"matched":[],"queued":[]}'),
+        (DeliveryOutcome.DUPLICATE, 200, b'{"duplicate":true,"matched":[],"queued":[]}'),
     )
 }
 

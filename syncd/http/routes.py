@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from syncd.app import App
+from syncd.app import Parts
 from syncd.config import WorkspaceConfig
 from syncd.core.model import Mode
 from syncd.core.refs import is_revision
@@ -64,10 +64,10 @@ Handler = Callable[[Request], Awaitable[Response]]
 ActHandler = Callable[[Request, Act], Awaitable[Response]]
 
 
-def create_app(rt: App, lifespan: Any = None) -> Starlette:
+def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
     def scoped(scope: str, handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
-            authorize(rt.config.tokens, request, scope, rt.guesses)
+            authorize(parts.config.tokens, request, scope, parts.guesses)
             return await handler(request)
 
         return endpoint
@@ -78,10 +78,10 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         with the request read inside it, so that a refusal of the request is audited too."""
 
         async def endpoint(request: Request) -> Response:
-            token = authorize(rt.config.tokens, request, scope, rt.guesses)
+            token = authorize(parts.config.tokens, request, scope, parts.guesses)
             actor = Actor(token.name, "api")
             ws_id, step = request.path_params["id"], request.path_params.get("name")
-            async with rt.actions.act(actor, action, ws_id, step, judge=status_of) as act:
+            async with parts.actions.act(actor, action, ws_id, step, judge=status_of) as act:
                 response = await handler(request, act)
                 act.status = response.status_code
             return response
@@ -89,17 +89,21 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         return endpoint
 
     async def list_workspaces(request: Request) -> Response:
-        chosen = rt.workspaces.tagged(request.query_params.get("tag"))
-        return JSONResponse({"workspaces": await rt.store_calls.run(rt.workspaces.views, chosen)})
+        chosen = parts.workspaces.tagged(request.query_params.get("tag"))
+        return JSONResponse(
+            {"workspaces": await parts.store_calls.run(parts.workspaces.views, chosen)}
+        )
 
     async def get_workspace(request: Request) -> Response:
-        ws = _workspace(rt, request)
-        return JSONResponse(await rt.store_calls.run(rt.workspaces.view, ws))
+        ws = _workspace(parts, request)
+        return JSONResponse(await parts.store_calls.run(parts.workspaces.view, ws))
 
     async def diff(request: Request) -> Response:
-        ws = _workspace(rt, request)
+        ws = _workspace(parts, request)
         # It talks to the remote: on threads of its own, bounded (429 past the bound).
-        return JSONResponse(diff_view(ws, await rt.remote_reads.run(rt.workspaces.preview, ws)))
+        return JSONResponse(
+            diff_view(ws, await parts.remote_reads.run(parts.workspaces.preview, ws))
+        )
 
     async def sync(request: Request, act: Act) -> Response:
         ws = act.workspace
@@ -130,23 +134,25 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         return JSONResponse(_accepted(act.workspace, ticket, False), status_code=202)
 
     async def runs(request: Request) -> Response:
-        ws = _workspace(rt, request)
+        ws = _workspace(parts, request)
         limit = int_param(request, "limit", 50, 1, 1000)
-        found = await rt.store_calls.run(rt.workspaces.runs, ws, limit)
+        found = await parts.store_calls.run(parts.workspaces.runs, ws, limit)
         return JSONResponse({"runs": [r.to_dict() for r in found]})
 
     async def run(request: Request) -> Response:
-        found = await rt.store_calls.run(rt.workspaces.run, request.path_params["run_id"])
+        found = await parts.store_calls.run(parts.workspaces.run, request.path_params["run_id"])
         return JSONResponse(found.to_dict())
 
     async def steps(request: Request) -> Response:
-        ws = _workspace(rt, request)
-        live = await rt.store_calls.run(rt.workspaces.steps, ws)
+        ws = _workspace(parts, request)
+        live = await parts.store_calls.run(parts.workspaces.steps, ws)
         return JSONResponse({"steps": [s.to_dict() for s in live]})
 
     async def step(request: Request) -> Response:
-        ws, name = _workspace(rt, request), step_name(request)
-        return JSONResponse((await rt.store_calls.run(rt.workspaces.step, ws, name)).to_dict())
+        ws, name = _workspace(parts, request), step_name(request)
+        return JSONResponse(
+            (await parts.store_calls.run(parts.workspaces.step, ws, name)).to_dict()
+        )
 
     async def put_step(request: Request, act: Act) -> Response:
         act.workspace  # noqa: B018 (an unknown workspace is a 404 before the body is read)
@@ -165,14 +171,14 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         return JSONResponse((await act.export(order)).to_dict())
 
     async def health(request: Request) -> Response:
-        ws = _workspace(rt, request)
-        return JSONResponse(await rt.store_calls.run(rt.workspaces.health, ws))
+        ws = _workspace(parts, request)
+        return JSONResponse(await parts.store_calls.run(parts.workspaces.health, ws))
 
     async def badge(request: Request) -> Response:
         # No token: a badge is shown in READMEs; only workspaces with `badge: true` have one.
         ws_id = request.path_params["id"]
-        status, health = await rt.store_calls.run(rt.workspaces.badge, ws_id)
-        label = rt.workspaces.get(ws_id).name
+        status, health = await parts.store_calls.run(parts.workspaces.badge, ws_id)
+        label = parts.workspaces.get(ws_id).name
         return Response(
             render_badge(label, status, health),
             media_type="image/svg+xml",
@@ -180,13 +186,13 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
         )
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(parts.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def replicas(request: Request) -> Response:
-        coordinator = rt.scheduler.coordinator
+        coordinator = parts.scheduler.coordinator
         found = await coordinator.replicas()
         return JSONResponse(
             {"shared": coordinator.shared, "replicas": [replica_view(r) for r in found]}
@@ -195,21 +201,23 @@ def create_app(rt: App, lifespan: Any = None) -> Starlette:
     async def readyz(request: Request) -> Response:
         # A replica cut off from the database says so at once, before its store call times out;
         # a store that does not answer (locked, frozen) within the probe's deadline is a problem.
-        problem = rt.scheduler.coordinator.problem()
+        problem = parts.scheduler.coordinator.problem()
         if problem is None:
             try:
-                problem = await rt.scheduler.offloop.within(PROBE_DEADLINE, rt.core.store.problem)
+                problem = await parts.scheduler.offloop.within(
+                    PROBE_DEADLINE, parts.core.store.problem
+                )
             except StoreError as e:
                 problem = str(e)
-        if rt.ready and not rt.stopping and problem is None:
+        if parts.ready and not parts.stopping and problem is None:
             return JSONResponse({"status": "ready"})
-        return error_response(503, "not ready", {"stopping": rt.stopping, "store": problem})
+        return error_response(503, "not ready", {"stopping": parts.stopping, "store": problem})
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document())
 
     ws_path = "/api/v1/workspaces/{id}"
-    hook = DaemonWebhooks(rt)
+    hook = DaemonWebhooks(parts)
     step_path = f"{ws_path}/steps/{{name:path}}"
     routes = [
         Route("/hooks", hook, methods=["POST"]),
@@ -252,5 +260,5 @@ def _accepted(ws: WorkspaceConfig, ticket: Ticket, suspends: bool) -> dict[str, 
     }
 
 
-def _workspace(rt: App, request: Request) -> WorkspaceConfig:
-    return rt.workspaces.get(request.path_params["id"])
+def _workspace(parts: Parts, request: Request) -> WorkspaceConfig:
+    return parts.workspaces.get(request.path_params["id"])

@@ -131,7 +131,7 @@ def watchers(workspaces: Iterable[WorkspaceConfig]) -> dict[str, list[tuple[str,
     return out
 
 
-# --- Cursors, and the plan of a tick -----------------------------------------------------------
+# --- Cursors, and the mailing of a tick --------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +201,9 @@ class Digest:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class Mailing:
+    """A tick's mailing: the e-mails to send, and the cursors that move without one."""
+
     digests: tuple[Digest, ...]
     # Recipients with nothing to tell: their cursors move now, no e-mail needed.
     told: Mapping[str, Cursor]
@@ -212,7 +214,7 @@ def plan(
     cursors: Mapping[str, Cursor],
     runs_by_workspace: Mapping[str, Sequence[Run]],
     until: float,
-) -> Plan:
+) -> Mailing:
     """The e-mails for the counted runs up to `until`: one per distinct content, shared by the
     recipients told the same. A recipient already at `until` is left out."""
     groups: dict[tuple[Report, ...], list[Addressee]] = {}
@@ -230,7 +232,7 @@ def plan(
         else:
             told[key] = after
     digests = tuple(Digest(reports, tuple(group)) for reports, group in groups.items())
-    return Plan(digests, told)
+    return Mailing(digests, told)
 
 
 # --- The message -------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from syncd.notify.digest import (
     text,
     watchers,
 )
-from syncd.notify.smtp import Session, describe_error, permanent, refused_for_good, server_wide
+from syncd.notify.smtp import SmtpSession, describe_error, permanent, refused_for_good, server_wide
 from syncd.ops.logs import fields
 from syncd.ops.metrics import Metrics
 from syncd.store import Store
@@ -168,7 +168,7 @@ class Digester:
 
     def _mail(self, smtp: SmtpConfig, digests: Sequence[Digest], state: State, now: float) -> int:
         """The e-mails, over one SMTP session; return how many the server accepted."""
-        sent, session = 0, Session(smtp)
+        sent, session = 0, SmtpSession(smtp)
         try:
             for done, digest in enumerate(digests):
                 if self._halt.is_set():
@@ -265,7 +265,7 @@ class Digester:
         attempts(once)
 
     def _deliver(
-        self, session: Session, msg: EmailMessage, to: Sequence[str]
+        self, session: SmtpSession, msg: EmailMessage, to: Sequence[str]
     ) -> tuple[set[str], set[str], BaseException | None]:
         """Send with retries. Return who has the e-mail, who was refused for good (5xx:
         asking again each interval would not help, and their backlog would grow for ever),

@@ -31,7 +31,7 @@ def server_wide(error: BaseException) -> bool:
     return not isinstance(error, smtplib.SMTPRecipientsRefused | smtplib.SMTPDataError)
 
 
-class Session:
+class SmtpSession:
     """One SMTP connection for a tick's e-mails, opened on first use and after an error."""
 
     def __init__(self, smtp: SmtpConfig) -> None:

@@ -50,7 +50,7 @@ class WebhookCounter(Protocol):
     def webhook(self, provider: str, result: str) -> None: ...
 
 
-class Outcome(StrEnum):
+class DeliveryOutcome(StrEnum):
     """What became of a delivery; the values are the metric's result labels."""
 
     ACCEPTED = "accepted"  # matched workspaces, each now has a sync requested
@@ -63,7 +63,7 @@ class Outcome(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Receipt:
     provider: str
-    outcome: Outcome
+    outcome: DeliveryOutcome
     matched: tuple[str, ...] = ()  # workspace ids the push concerns
     queued: tuple[str, ...] = ()  # those whose sync was requested
     delivery: str | None = None
@@ -278,9 +278,11 @@ class Intake:
             self._metrics.webhook(provider, "malformed")
             raise
         if event is None:
-            return Screened(provider, event, (), self._counted(Receipt(provider, Outcome.IGNORED)))
+            return Screened(
+                provider, event, (), self._counted(Receipt(provider, DeliveryOutcome.IGNORED))
+            )
         if isinstance(event, Ping):
-            receipt = Receipt(provider, Outcome.PING, delivery=event.delivery)
+            receipt = Receipt(provider, DeliveryOutcome.PING, delivery=event.delivery)
             return Screened(provider, event, (), self._counted(receipt))
         matched = tuple(prepared.matcher.match(event))
         if matched:
@@ -291,7 +293,7 @@ class Intake:
         if log.isEnabledFor(logging.DEBUG):
             shown = _shown(event.delivery)
             log.debug("webhook", extra=fields(provider=provider, delivery=shown, matched="-"))
-        receipt = Receipt(provider, Outcome.UNMATCHED, delivery=event.delivery)
+        receipt = Receipt(provider, DeliveryOutcome.UNMATCHED, delivery=event.delivery)
         return Screened(provider, event, (), self._counted(receipt))
 
     async def take(self, screened: Screened) -> Receipt:
@@ -299,7 +301,9 @@ class Intake:
         provider, event, matched = screened.provider, screened.event, screened.matched
         assert isinstance(event, webhooks.Push) and matched
         if not await self._deliveries.claim(provider, event.delivery, self._clock()):
-            return self._counted(Receipt(provider, Outcome.DUPLICATE, delivery=event.delivery))
+            return self._counted(
+                Receipt(provider, DeliveryOutcome.DUPLICATE, delivery=event.delivery)
+            )
         try:
             queued = await self._request_syncs(provider, matched)
         except Overloaded:
@@ -312,7 +316,7 @@ class Intake:
                 provider=provider, delivery=_shown(event.delivery), matched=",".join(matched)
             ),
         )
-        receipt = Receipt(provider, Outcome.ACCEPTED, matched, queued, event.delivery)
+        receipt = Receipt(provider, DeliveryOutcome.ACCEPTED, matched, queued, event.delivery)
         return self._counted(receipt)
 
     def seen(self, provider: str, signed_by: int, at: float) -> None:

@@ -13,7 +13,7 @@ import pytest
 from markupsafe import escape
 from starlette.testclient import TestClient
 
-from syncd.app import App, build
+from syncd.app import Parts, build
 from syncd.config import load_config
 from syncd.http.console import mount_console
 from syncd.http.console.sessions import COOKIE, Session, Sessions
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.te
 
 
 @pytest.fixture
-def rt(tmp_path: Path, git_server: GitServer, repo: tuple[str, WorkTree]) -> Iterator[App]:
+def parts(tmp_path: Path, git_server: GitServer, repo: tuple[str, WorkTree]) -> Iterator[Parts]:
     url, tree = repo
     write_step(tree, "plain/one")
     write_step(tree, EVIL_NAME, do=EVIL_DO)
@@ -49,27 +49,27 @@ def rt(tmp_path: Path, git_server: GitServer, repo: tuple[str, WorkTree]) -> Ite
         workspace("auto", url, git_server, "automatic", tags=["dev"]),
     ]
     config = load_config(write_config(tmp_path, workspaces), daemon_env(git_server))
-    app = build(config)
-    yield app
-    app.close()
+    parts = build(config)
+    yield parts
+    parts.close()
 
 
 @pytest.fixture
-def client(rt: App) -> Iterator[TestClient]:
+def client(parts: Parts) -> Iterator[TestClient]:
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        await rt.scheduler.start(startup_sync=False)
+        await parts.scheduler.start(startup_sync=False)
         yield
-        await rt.scheduler.stop()
+        await parts.scheduler.stop()
 
-    app = create_app(rt, lifespan=lifespan)
-    mount_console(app, rt)
+    app = create_app(parts, lifespan=lifespan)
+    mount_console(app, parts)
     with TestClient(app, follow_redirects=False) as c:
         yield c
 
 
-def runs(rt: App, ws: str = "man") -> list[Any]:
-    return rt.core.store.runs(ws, 100)
+def runs(parts: Parts, ws: str = "man") -> list[Any]:
+    return parts.core.store.runs(ws, 100)
 
 
 def test_pages_need_a_session(client: TestClient) -> None:
@@ -93,9 +93,9 @@ def test_sign_in_keeps_only_the_token_name(client: TestClient) -> None:
     assert "default-src 'none'" in page.headers["content-security-policy"]
 
 
-def test_cookie_is_secure_over_https(rt: App) -> None:
-    app = create_app(rt)
-    mount_console(app, rt)
+def test_cookie_is_secure_over_https(parts: Parts) -> None:
+    app = create_app(parts)
+    mount_console(app, parts)
     with TestClient(app, base_url="https://testserver", follow_redirects=False) as c:
         assert "Secure" in c.get("/ui/login").headers["set-cookie"]
 
@@ -112,7 +112,7 @@ def test_bad_sign_ins(client: TestClient) -> None:
     assert client.get("/ui/").status_code == 303  # still signed out
 
 
-def test_forged_or_missing_csrf_changes_nothing(client: TestClient, rt: App) -> None:
+def test_forged_or_missing_csrf_changes_nothing(client: TestClient, parts: Parts) -> None:
     sign_in(client)
     for data in ({"kind": "sync"}, {"kind": "sync", "csrf": "forged"}, {"csrf": ""}):
         answer = client.post("/ui/workspaces/man/sync", data=data)
@@ -121,19 +121,19 @@ def test_forged_or_missing_csrf_changes_nothing(client: TestClient, rt: App) -> 
     answer = client.post("/ui/workspaces/man/export", data={"branch": "x", "csrf": "no"})
     assert answer.status_code == 403
     time.sleep(0.3)
-    assert runs(rt) == []
+    assert runs(parts) == []
 
 
-def test_csrf_token_of_another_session_is_refused(client: TestClient, rt: App) -> None:
-    other = Sessions(rt.session_key, 3600)
-    stolen = other.csrf_token(other.new(time.time(), rt.config.tokens[0]))
+def test_csrf_token_of_another_session_is_refused(client: TestClient, parts: Parts) -> None:
+    other = Sessions(parts.session_key, 3600)
+    stolen = other.csrf_token(other.new(time.time(), parts.config.tokens[0]))
     sign_in(client)
     answer = client.post("/ui/workspaces/man/sync", data={"kind": "sync", "csrf": stolen})
     assert answer.status_code == 403
-    assert runs(rt) == []
+    assert runs(parts) == []
 
 
-def test_a_read_token_sees_no_actions_and_may_not_post(client: TestClient, rt: App) -> None:
+def test_a_read_token_sees_no_actions_and_may_not_post(client: TestClient, parts: Parts) -> None:
     csrf = sign_in(client, READ_TOKEN)
     page = client.get("/ui/workspaces/man")
     assert page.status_code == 200
@@ -144,11 +144,11 @@ def test_a_read_token_sees_no_actions_and_may_not_post(client: TestClient, rt: A
     answer = client.post("/ui/workspaces/man/export", data={"branch": "b", "csrf": csrf})
     assert answer.status_code == 403 and "lacks the &#39;export&#39; scope" in answer.text
     time.sleep(0.3)
-    assert runs(rt) == []
+    assert runs(parts) == []
 
 
-def test_expired_and_ended_sessions(client: TestClient, rt: App) -> None:
-    signer = Sessions(rt.session_key, 3600)
+def test_expired_and_ended_sessions(client: TestClient, parts: Parts) -> None:
+    signer = Sessions(parts.session_key, 3600)
     expired = Session("sid", "ci", time.time() - 1)
     client.cookies.set(COOKIE, signer.encode(expired), path="/ui/")
     assert client.get("/ui/").status_code == 303
@@ -168,7 +168,7 @@ def test_expired_and_ended_sessions(client: TestClient, rt: App) -> None:
     forged = Sessions(b"another key", 3600).encode(Session("sid3", "ci", time.time() + 3600))
     client.cookies.set(COOKIE, forged, path="/ui/")
     assert client.get("/ui/").status_code == 303
-    assert runs(rt) == []
+    assert runs(parts) == []
 
 
 def test_sign_out_ends_the_session(client: TestClient) -> None:
@@ -179,7 +179,7 @@ def test_sign_out_ends_the_session(client: TestClient) -> None:
     assert client.get("/ui/").status_code == 303
 
 
-def test_sync_then_markup_is_escaped_everywhere(client: TestClient, rt: App) -> None:
+def test_sync_then_markup_is_escaped_everywhere(client: TestClient, parts: Parts) -> None:
     csrf = sign_in(client)
     diff = client.get("/ui/workspaces/man")
     assert diff.status_code == 200
@@ -191,9 +191,9 @@ def test_sync_then_markup_is_escaped_everywhere(client: TestClient, rt: App) -> 
     assert answer.status_code == 303
     assert answer.headers["location"] == "/ui/workspaces/man?notice=queued"
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not [r for r in runs(rt) if r.finished_at]:
+    while time.monotonic() < deadline and not [r for r in runs(parts) if r.finished_at]:
         time.sleep(0.1)
-    assert str(rt.core.store.state("man").status) == "Synced"
+    assert str(parts.core.store.state("man").status) == "Synced"
     page = client.get("/ui/workspaces/man")
     assert "In step with" in page.text and "<script>alert" not in page.text
     assert "Roll back" in page.text  # the applied revision is now in the history
@@ -201,7 +201,7 @@ def test_sync_then_markup_is_escaped_everywhere(client: TestClient, rt: App) -> 
     assert "ws-auto" not in listing.text and "Synced" in listing.text
 
 
-def test_rollback_needs_a_revision(client: TestClient, rt: App) -> None:
+def test_rollback_needs_a_revision(client: TestClient, parts: Parts) -> None:
     csrf = sign_in(client)
     for revision in ("", "not-hex", "<script>"):
         answer = client.post(
@@ -210,7 +210,7 @@ def test_rollback_needs_a_revision(client: TestClient, rt: App) -> None:
         assert answer.status_code == 422
     answer = client.post("/ui/workspaces/man/sync", data={"kind": "wipe", "csrf": csrf})
     assert answer.status_code == 422
-    assert runs(rt) == []
+    assert runs(parts) == []
 
 
 def test_unknown_workspace_is_a_page(client: TestClient) -> None:
@@ -228,51 +228,51 @@ def test_badge(client: TestClient) -> None:
     assert client.get("/api/v1/workspaces/nope/badge.svg").status_code == 404
 
 
-def wait_for_runs(rt: App, count: int, ws: str = "man") -> list[Any]:
+def wait_for_runs(parts: Parts, count: int, ws: str = "man") -> list[Any]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        done = [r for r in runs(rt, ws) if r.finished_at]
+        done = [r for r in runs(parts, ws) if r.finished_at]
         if len(done) >= count:
             return done
         time.sleep(0.1)
-    raise AssertionError(f"fewer than {count} runs finished: {runs(rt, ws)}")
+    raise AssertionError(f"fewer than {count} runs finished: {runs(parts, ws)}")
 
 
 def test_roll_back_to_a_revision_applied_before(
-    client: TestClient, rt: App, repo: tuple[str, WorkTree]
+    client: TestClient, parts: Parts, repo: tuple[str, WorkTree]
 ) -> None:
     _, tree = repo
     csrf = sign_in(client)
     first = tree.head()
     client.post("/ui/workspaces/man/sync", data={"kind": "sync", "csrf": csrf})
-    wait_for_runs(rt, 1)
+    wait_for_runs(parts, 1)
     write_step(tree, "plain/two")
     second = tree.commit("one more step")
     tree.push()
     client.post("/ui/workspaces/man/sync", data={"kind": "sync", "csrf": csrf})
-    wait_for_runs(rt, 2)
-    assert rt.core.store.state("man").last_applied_revision == second
+    wait_for_runs(parts, 2)
+    assert parts.core.store.state("man").last_applied_revision == second
     page = client.get("/ui/workspaces/man")
     assert f'<option value="{first}">' in page.text and f'<option value="{second}">' in page.text
     answer = client.post(
         "/ui/workspaces/man/sync", data={"kind": "rollback", "revision": first, "csrf": csrf}
     )
     assert answer.status_code == 303 and "notice=rollback" in answer.headers["location"]
-    wait_for_runs(rt, 3)
-    assert rt.core.store.state("man").last_applied_revision == first
-    assert "plain/two" not in {s.name for s in rt.core.store.live_steps("man").values()}
+    wait_for_runs(parts, 3)
+    assert parts.core.store.state("man").last_applied_revision == first
+    assert "plain/two" not in {s.name for s in parts.core.store.live_steps("man").values()}
 
 
-def test_dry_run_applies_nothing(client: TestClient, rt: App) -> None:
+def test_dry_run_applies_nothing(client: TestClient, parts: Parts) -> None:
     csrf = sign_in(client)
     answer = client.post("/ui/workspaces/man/sync", data={"kind": "dry-run", "csrf": csrf})
     assert answer.status_code == 303 and "notice=dry-run" in answer.headers["location"]
-    (run,) = wait_for_runs(rt, 1)
+    (run,) = wait_for_runs(parts, 1)
     assert run.dry_run and run.created == 2
-    assert rt.core.store.live_steps("man") == {}
+    assert parts.core.store.live_steps("man") == {}
 
 
-def test_export_to_a_branch(client: TestClient, rt: App) -> None:
+def test_export_to_a_branch(client: TestClient, parts: Parts) -> None:
     csrf = sign_in(client)
     bad = client.post("/ui/workspaces/man/export", data={"branch": "no..dots", "csrf": csrf})
     assert bad.status_code == 422 and "not a valid branch name" in bad.text
@@ -300,16 +300,18 @@ def test_a_very_large_diff_is_cut_on_the_page(
     assert "more lines not shown" in page.text and "call(2999)" not in page.text
 
 
-def test_the_page_reads_the_remote_on_the_bounded_threads(client: TestClient, rt: App) -> None:
+def test_the_page_reads_the_remote_on_the_bounded_threads(client: TestClient, parts: Parts) -> None:
     """The drift on a workspace's page is a remote read, bounded as the API's diff is: with
     every slot taken, the page still shows, and says why its diff is missing."""
     sign_in(client)
-    taken = [rt.remote_reads._slots.acquire(blocking=False) for _ in range(rt.remote_reads.limit)]
+    taken = [
+        parts.remote_reads._slots.acquire(blocking=False) for _ in range(parts.remote_reads.limit)
+    ]
     try:
         page = client.get("/ui/workspaces/man")
     finally:
         for _ in taken:
-            rt.remote_reads._slots.release()
+            parts.remote_reads._slots.release()
     assert page.status_code == 200
     assert "The plan cannot be made now" in page.text
     assert "reads from git remotes are already running" in page.text
@@ -317,7 +319,7 @@ def test_the_page_reads_the_remote_on_the_bounded_threads(client: TestClient, rt
 
 
 def test_a_rollback_to_a_commit_off_the_branch_answers_as_the_api_does(
-    client: TestClient, rt: App, repo: tuple[str, WorkTree]
+    client: TestClient, parts: Parts, repo: tuple[str, WorkTree]
 ) -> None:
     # The commit is in the shared mirror (fetched for the branch it is on), but not on `main`.
     _, tree = repo
@@ -338,11 +340,11 @@ def test_a_rollback_to_a_commit_off_the_branch_answers_as_the_api_does(
     assert answer.status_code == api.status_code == 422, answer.text
     # The same refusal, in the same words (the page escapes them).
     assert str(escape(api.json()["error"])) in answer.text, api.json()
-    assert runs(rt) == []  # refused before anything was queued
+    assert runs(parts) == []  # refused before anything was queued
 
 
 def test_every_console_action_leaves_one_audit_line(
-    client: TestClient, rt: App, caplog: pytest.LogCaptureFixture
+    client: TestClient, parts: Parts, caplog: pytest.LogCaptureFixture
 ) -> None:
     csrf = sign_in(client)
     caplog.set_level("INFO", logger="syncd.audit")

@@ -25,7 +25,7 @@ import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
 from starlette.testclient import TestClient
 
-from syncd.app import App, build
+from syncd.app import Parts, build
 from syncd.config import load_config
 from syncd.http.console import mount_console
 from syncd.http.console.sessions import COOKIE, PRE_COOKIE, Session, Sessions
@@ -60,27 +60,27 @@ def config_path(tmp_path: Path, git_server: GitServer, repo: tuple[str, WorkTree
 
 
 @pytest.fixture
-def rt(config_path: Path, git_server: GitServer) -> Iterator[App]:
-    app = build(load_config(config_path, daemon_env(git_server)))
-    yield app
-    app.close()
+def parts(config_path: Path, git_server: GitServer) -> Iterator[Parts]:
+    parts = build(load_config(config_path, daemon_env(git_server)))
+    yield parts
+    parts.close()
 
 
-def serve(rt: App, base_url: str = "http://testserver") -> TestClient:
+def serve(parts: Parts, base_url: str = "http://testserver") -> TestClient:
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        await rt.scheduler.start(startup_sync=False)
+        await parts.scheduler.start(startup_sync=False)
         yield
-        await rt.scheduler.stop()
+        await parts.scheduler.stop()
 
-    app = create_app(rt, lifespan=lifespan)
-    mount_console(app, rt)
+    app = create_app(parts, lifespan=lifespan)
+    mount_console(app, parts)
     return TestClient(app, base_url=base_url, follow_redirects=False)
 
 
 @pytest.fixture
-def client(rt: App) -> Iterator[TestClient]:
-    with serve(rt) as c:
+def client(parts: Parts) -> Iterator[TestClient]:
+    with serve(parts) as c:
         yield c
 
 
@@ -92,15 +92,15 @@ def cookie_set(answer: httpx.Response, name: str) -> bool:
     return any(c.startswith(f"{name}=") for c in set_cookies(answer))
 
 
-def reload_with(rt: App, config_path: Path, git_server: GitServer, **env: str) -> None:
+def reload_with(parts: Parts, config_path: Path, git_server: GitServer, **env: str) -> None:
     """What SIGHUP does: read the config again and swap it in whole."""
-    rt.swap_config(load_config(config_path, daemon_env(git_server) | env))
+    parts.swap_config(load_config(config_path, daemon_env(git_server) | env))
 
 
 # -- sessions that end ------------------------------------------------------------------------
 
 
-def test_a_cookie_replayed_after_sign_out_is_refused(client: TestClient, rt: App) -> None:
+def test_a_cookie_replayed_after_sign_out_is_refused(client: TestClient, parts: Parts) -> None:
     csrf = sign_in(client)
     kept = client.cookies.get(COOKIE)
     assert kept
@@ -114,20 +114,20 @@ def test_a_cookie_replayed_after_sign_out_is_refused(client: TestClient, rt: App
     assert queued.status_code == 401
     assert client.get("/ui/events").status_code == 401
     time.sleep(0.3)
-    assert rt.core.store.runs("man", 10) == []
+    assert parts.core.store.runs("man", 10) == []
     # A new sign-in works as before.
     client.cookies.clear()
     sign_in(client)
 
 
 def test_a_token_given_a_new_value_ends_the_sessions_made_with_the_old_one(
-    client: TestClient, rt: App, config_path: Path, git_server: GitServer
+    client: TestClient, parts: Parts, config_path: Path, git_server: GitServer
 ) -> None:
     csrf = sign_in(client)
     doc = yaml.safe_load(config_path.read_text())
     doc["tokens"][0]["token_env"] = "SYNCD_TEST_NEXT_TOKEN"  # same name "ci", another value
     config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    reload_with(rt, config_path, git_server, SYNCD_TEST_NEXT_TOKEN=NEW_TOKEN)
+    reload_with(parts, config_path, git_server, SYNCD_TEST_NEXT_TOKEN=NEW_TOKEN)
     page = client.get("/ui/")
     assert page.status_code == 303 and page.headers["location"] == "/ui/login?notice=ended"
     assert client.post("/ui/workspaces/man/sync", data={"csrf": csrf}).status_code == 401
@@ -142,21 +142,23 @@ def test_a_token_given_a_new_value_ends_the_sessions_made_with_the_old_one(
 
 
 def test_a_removed_token_ends_its_sessions(
-    client: TestClient, rt: App, config_path: Path, git_server: GitServer
+    client: TestClient, parts: Parts, config_path: Path, git_server: GitServer
 ) -> None:
     sign_in(client, READ_TOKEN)
     doc = yaml.safe_load(config_path.read_text())
     doc["tokens"] = [t for t in doc["tokens"] if t["name"] != "viewer"]
     config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    reload_with(rt, config_path, git_server)
+    reload_with(parts, config_path, git_server)
     page = client.get("/ui/")
     assert page.status_code == 303 and page.headers["location"] == "/ui/login?notice=ended"
 
 
-def test_a_session_cookie_without_the_token_digest_is_refused(client: TestClient, rt: App) -> None:
+def test_a_session_cookie_without_the_token_digest_is_refused(
+    client: TestClient, parts: Parts
+) -> None:
     """A cookie signed with the right key but made before tokens were bound (or by anything
     that knows only the token's name) is not a session."""
-    signer = Sessions(rt.session_key, 3600)
+    signer = Sessions(parts.session_key, 3600)
     nameless = Session("sid", "ci", time.time() + 3600)  # no digest of the token's value
     client.cookies.set(COOKIE, signer.encode(nameless), path="/ui/")
     assert client.get("/ui/").status_code == 303
@@ -179,16 +181,16 @@ def test_a_cross_site_link_never_replaces_a_signed_in_session(client: TestClient
     assert client.get("/ui/workspaces/man", headers=SAME_ORIGIN).status_code == 200
 
 
-def test_a_pre_session_planted_from_another_port_cannot_sign_a_victim_in(rt: App) -> None:
+def test_a_pre_session_planted_from_another_port_cannot_sign_a_victim_in(parts: Parts) -> None:
     """Cookies ignore ports: a page on http://host:9999 can set cookies for host:8080. It
     plants a pre-session it got from syncd and posts the attacker's token with its CSRF
     token: the browser calls that `same-site`, not `same-origin`, and the form is refused."""
-    with serve(rt) as attacker:
+    with serve(parts) as attacker:
         form = attacker.get("/ui/login")
         planted = attacker.cookies.get(PRE_COOKIE) or attacker.cookies.get(COOKIE)
         csrf = csrf_of(form.text)
     assert planted
-    with serve(rt) as victim:
+    with serve(parts) as victim:
         victim.cookies.set(PRE_COOKIE, planted, path="/ui/")
         victim.cookies.set(COOKIE, planted, path="/ui/")  # the landed release's one cookie
         answer = victim.post(
@@ -218,7 +220,7 @@ def test_a_pre_session_syncd_did_not_make_is_refused(client: TestClient) -> None
     assert signer.decode(signer.encode(signer.new(time.time(), None)), time.time()) is None
 
 
-def test_actions_come_only_from_the_consoles_own_pages(client: TestClient, rt: App) -> None:
+def test_actions_come_only_from_the_consoles_own_pages(client: TestClient, parts: Parts) -> None:
     csrf = sign_in(client)
     answer = client.post("/ui/workspaces/man/sync", data={"csrf": csrf}, headers=OTHER_PORT)
     assert answer.status_code == 403 and "Nothing was changed" in answer.text
@@ -228,7 +230,7 @@ def test_actions_come_only_from_the_consoles_own_pages(client: TestClient, rt: A
     assert answer.status_code == 403
     assert client.get("/ui/").status_code == 200  # still signed in
     time.sleep(0.3)
-    assert rt.core.store.runs("man", 10) == []
+    assert parts.core.store.runs("man", 10) == []
 
 
 def test_plain_http_keeps_the_cookie_name_and_path(client: TestClient) -> None:
@@ -243,8 +245,8 @@ def test_plain_http_keeps_the_cookie_name_and_path(client: TestClient) -> None:
     assert API_TOKEN not in " ".join(set_cookies(answer))
 
 
-def test_over_https_the_cookies_take_the_host_prefix(rt: App) -> None:
-    with serve(rt, "https://testserver") as c:
+def test_over_https_the_cookies_take_the_host_prefix(parts: Parts) -> None:
+    with serve(parts, "https://testserver") as c:
         form = c.get("/ui/login")
         (pre,) = set_cookies(form)
         assert pre.startswith(f"__Host-{PRE_COOKIE}=")
@@ -275,10 +277,10 @@ class Clock:
 
 
 def test_wrong_tokens_are_throttled_per_address_for_the_console_and_the_api(
-    client: TestClient, rt: App, caplog: pytest.LogCaptureFixture
+    client: TestClient, parts: Parts, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = Clock()
-    rt.guesses = Throttle(limit=10, window=60.0, clock=clock, summary_every=3.0)
+    parts.guesses = Throttle(limit=10, window=60.0, clock=clock, summary_every=3.0)
     caplog.set_level(logging.WARNING, logger="syncd.auth")
     form = client.get("/ui/login")
     csrf = csrf_of(form.text)

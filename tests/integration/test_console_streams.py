@@ -19,7 +19,7 @@ import httpx
 import pytest
 import uvicorn
 
-from syncd.app import App, build
+from syncd.app import Parts, build
 from syncd.config import load_config
 from syncd.http.console import mount_console, streams
 from syncd.http.routes import create_app
@@ -42,7 +42,7 @@ TOTAL = 3
 @dataclass
 class Console:
     url: str
-    rt: App
+    parts: Parts
 
 
 @pytest.fixture
@@ -64,16 +64,16 @@ def console(
         workspace("man", url, git_server, "manual"),
         workspace("auto", url, git_server, "automatic"),
     ]
-    rt = build(load_config(write_config(tmp_path, workspaces), daemon_env(git_server)))
+    parts = build(load_config(write_config(tmp_path, workspaces), daemon_env(git_server)))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        await rt.scheduler.start(startup_sync=False)
+        await parts.scheduler.start(startup_sync=False)
         yield
-        await rt.scheduler.stop()
+        await parts.scheduler.stop()
 
-    app = create_app(rt, lifespan=lifespan)
-    mount_console(app, rt)
+    app = create_app(parts, lifespan=lifespan)
+    mount_console(app, parts)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, log_config=None, timeout_graceful_shutdown=2
     )
@@ -86,12 +86,12 @@ def console(
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Console(f"http://127.0.0.1:{port}", rt)
+        yield Console(f"http://127.0.0.1:{port}", parts)
     finally:
-        rt.closing = True  # as the first stop signal does: open streams end
+        parts.closing = True  # as the first stop signal does: open streams end
         server.should_exit = True
         thread.join(WAIT + 2)
-        rt.close()
+        parts.close()
         assert not thread.is_alive(), "uvicorn did not stop"
 
 
@@ -256,7 +256,7 @@ def test_open_streams_end_when_syncd_stops(console: Console) -> None:
     async def main() -> None:
         browser = await signed_in(console)
         tabs = [await open_tab(browser) for _ in range(PER_SESSION)]
-        console.rt.closing = True  # the first stop signal sets it
+        console.parts.closing = True  # the first stop signal sets it
         for tab in tabs:
             assert await ends(tab), "a stream outlived the stop"
         await browser.aclose()

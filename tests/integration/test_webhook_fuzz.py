@@ -108,7 +108,7 @@ def hooks(
     with start_blocking_portal() as portal:
         # The lifespan as uvicorn runs it: scheduler started, startup comparison requested.
         with portal.wrap_async_context_manager(daemon.lifespan(app)):
-            assert daemon.app.ready
+            assert daemon.parts.ready
             client = httpx.AsyncClient(transport=transport, base_url="http://syncd.test")
             try:
                 hooks = Hooks(daemon, portal, client, [w["id"] for w in workspaces])
@@ -116,8 +116,8 @@ def hooks(
             finally:
                 portal.call(client.aclose)
         # Leaving the lifespan is syncd's staged shutdown: it must have finished cleanly.
-        assert daemon.app.stopping and not daemon.app.scheduler.accepting
-        assert daemon.app.scheduler.busy() == []
+        assert daemon.parts.stopping and not daemon.parts.scheduler.accepting
+        assert daemon.parts.scheduler.busy() == []
 
 
 # --- what a stranger sends --------------------------------------------------------------------

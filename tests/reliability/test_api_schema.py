@@ -149,13 +149,13 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     # Live steps, so that the step operations also answer 200 with real bodies.
     for ws_id in WORKSPACES:
         for name in ("greet", LIVE_STEP):
-            daemon.app.core.store.put_outside(ws_id, name, StepContent("true", "done()"))
+            daemon.parts.core.store.put_outside(ws_id, name, StepContent("true", "done()"))
     app = daemon.asgi()
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     with start_blocking_portal() as portal:
         # The lifespan as uvicorn runs it: scheduler started, startup comparison requested.
         with portal.wrap_async_context_manager(daemon.lifespan(app)):
-            assert daemon.app.ready
+            assert daemon.parts.ready
             client = httpx.AsyncClient(transport=transport, base_url=BASE_URL)
             try:
                 document = portal.call(client.get, "/openapi.json").json()
@@ -171,8 +171,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             finally:
                 portal.call(client.aclose)
         # Leaving the lifespan is syncd's staged shutdown: it must have finished cleanly.
-        assert daemon.app.stopping and not daemon.app.scheduler.accepting
-        assert daemon.app.scheduler.busy() == []
+        assert daemon.parts.stopping and not daemon.parts.scheduler.accepting
+        assert daemon.parts.scheduler.busy() == []
 
 
 def cases(api: Api, label: str, mode: GenerationMode) -> st.SearchStrategy[Any]:

@@ -307,18 +307,18 @@ def test_the_scheduler_retries_a_run_the_store_could_not_record(setup: Setup) ->
     config = setup.config
 
     async def scenario() -> tuple[Any, Any]:
-        app = build(config, CollectorRegistry())
+        parts = build(config, CollectorRegistry())
         store = SqliteStore(store_path(setup), busy_timeout_ms=200)
-        app.core.store.close()
-        app.core.store = store
-        app.core.engine.store = store
-        app.core.health.store = store
-        app.scheduler.store = store
-        app.scheduler.rng = lambda: 0.0  # the shortest backoff: 2.5 s
-        await app.scheduler.start(startup_sync=False)
+        parts.core.store.close()
+        parts.core.store = store
+        parts.core.engine.store = store
+        parts.core.health.store = store
+        parts.scheduler.store = store
+        parts.scheduler.rng = lambda: 0.0  # the shortest backoff: 2.5 s
+        await parts.scheduler.start(startup_sync=False)
         holder = hold_write_lock(store_path(setup))
         try:
-            ticket = await app.scheduler.request("w", Trigger.WEBHOOK)
+            ticket = await parts.scheduler.request("w", Trigger.WEBHOOK)
             first = await asyncio.wait_for(ticket.future, 30)
         finally:
             holder.rollback()
@@ -327,10 +327,10 @@ def test_the_scheduler_retries_a_run_the_store_could_not_record(setup: Setup) ->
         while store.state("w").last_applied_revision != head:
             assert time.monotonic() < deadline, "the failed run was never retried"
             await asyncio.sleep(0.1)
-        counted = app.metrics.registry.get_sample_value(
+        counted = parts.metrics.registry.get_sample_value(
             "syncd_sync_runs_total", {"workspace": "w", "trigger": "webhook", "result": "failed"}
         )
-        await app.scheduler.stop()
+        await parts.scheduler.stop()
         store.close()
         return first, counted
 
@@ -464,15 +464,15 @@ def test_a_pinned_revision_from_another_branch_is_refused(setup: Setup) -> None:
     assert "not on branch 'main'" in error and "feature" in error, error
     assert setup.live() == BASE
     # The API refuses it before queueing anything: 422, naming the branch.
-    app = build(setup.config, CollectorRegistry())
-    app.ready = True
-    with TestClient(create_app(app)) as client:
+    parts = build(setup.config, CollectorRegistry())
+    parts.ready = True
+    with TestClient(create_app(parts)) as client:
         r = client.post(
             "/api/v1/workspaces/w/sync",
             json={"revision": evil},
             headers={"Authorization": f"Bearer {API_TOKEN}"},
         )
-    app.close()
+    parts.close()
     assert r.status_code == 422, r.text
     assert "main" in r.json()["error"] and "feature" in r.json()["error"]
 
@@ -554,29 +554,29 @@ def test_syncds_own_files_pass_the_strict_checks(content: StepContent) -> None:
 
 
 def test_readyz_turns_not_ready_when_the_database_file_is_gone(setup: Setup) -> None:
-    app = build(setup.config, CollectorRegistry())
-    app.ready = True
-    with TestClient(create_app(app)) as client:
+    parts = build(setup.config, CollectorRegistry())
+    parts.ready = True
+    with TestClient(create_app(parts)) as client:
         assert client.get("/readyz").status_code == 200
         db = store_path(setup)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
         r = client.get("/readyz")
         assert r.status_code == 503 and str(db) in r.text, r.text
-    app.close()
+    parts.close()
 
 
 def test_readyz_turns_not_ready_when_the_store_cannot_be_written(setup: Setup) -> None:
-    app = build(setup.config, CollectorRegistry())
-    app.ready = True
-    with TestClient(create_app(app)) as client:
+    parts = build(setup.config, CollectorRegistry())
+    parts.ready = True
+    with TestClient(create_app(parts)) as client:
         assert client.get("/readyz").status_code == 200
-        db = sqlite_db(app.core.store)
+        db = sqlite_db(parts.core.store)
         pages = db.execute("PRAGMA page_count").fetchone()[0]
         db.execute(f"PRAGMA max_page_count = {pages}")
         setup.push({f"s{i}": "x" * 2000 for i in range(200)}, "many steps")
-        out = app.core.engine.sync(setup.config.workspace("w"), Trigger.WEBHOOK)
+        out = parts.core.engine.sync(setup.config.workspace("w"), Trigger.WEBHOOK)
         assert out.run.result is RunResult.FAILED
         r = client.get("/readyz")
         assert r.status_code == 503 and "full" in r.text, r.text
-    app.close()
+    parts.close()

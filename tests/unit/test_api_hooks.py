@@ -8,7 +8,7 @@ from typing import Any
 
 from syncd.http import hooks
 from syncd.http.hooks import _lowered, _send_receipt
-from syncd.service.intake import Outcome, Receipt
+from syncd.service.intake import DeliveryOutcome, Receipt
 from syncd.webhooks import Lowered
 
 
@@ -39,15 +39,15 @@ def sent(receipt: Receipt) -> list[dict[str, Any]]:
 
 def test_each_receipt_is_answered_with_its_json_and_its_length() -> None:
     answers = {
-        Outcome.PING: (200, {"ping": "ok"}),
-        Outcome.IGNORED: (200, {"ignored": True, "matched": [], "queued": []}),
-        Outcome.DUPLICATE: (200, {"duplicate": True, "matched": [], "queued": []}),
-        Outcome.UNMATCHED: (202, {"matched": [], "queued": []}),
-        Outcome.ACCEPTED: (202, {"matched": ["a", "b"], "queued": ["a"]}),
+        DeliveryOutcome.PING: (200, {"ping": "ok"}),
+        DeliveryOutcome.IGNORED: (200, {"ignored": True, "matched": [], "queued": []}),
+        DeliveryOutcome.DUPLICATE: (200, {"duplicate": True, "matched": [], "queued": []}),
+        DeliveryOutcome.UNMATCHED: (202, {"matched": [], "queued": []}),
+        DeliveryOutcome.ACCEPTED: (202, {"matched": ["a", "b"], "queued": ["a"]}),
     }
     for outcome, (status, content) in answers.items():
-        matched = ("a", "b") if outcome is Outcome.ACCEPTED else ()
-        queued = ("a",) if outcome is Outcome.ACCEPTED else ()
+        matched = ("a", "b") if outcome is DeliveryOutcome.ACCEPTED else ()
+        queued = ("a",) if outcome is DeliveryOutcome.ACCEPTED else ()
         start, body = sent(Receipt("github", outcome, matched, queued, "d-1"))
         assert start["type"] == "http.response.start" and start["status"] == status
         assert body["type"] == "http.response.body" and json.loads(body["body"]) == content
@@ -59,11 +59,11 @@ def test_each_receipt_is_answered_with_its_json_and_its_length() -> None:
 
 def test_each_answer_has_a_headers_list_of_its_own() -> None:
     first, again = (
-        sent(Receipt("github", Outcome.UNMATCHED)),
-        sent(Receipt("github", Outcome.UNMATCHED)),
+        sent(Receipt("github", DeliveryOutcome.UNMATCHED)),
+        sent(Receipt("github", DeliveryOutcome.UNMATCHED)),
     )
     first[0]["headers"].append((b"x-added", b"by a middleware"))
     assert again[0]["headers"] is not first[0]["headers"]
-    assert (b"x-added", b"by a middleware") not in sent(Receipt("github", Outcome.UNMATCHED))[0][
-        "headers"
-    ]
+    assert (b"x-added", b"by a middleware") not in sent(
+        Receipt("github", DeliveryOutcome.UNMATCHED)
+    )[0]["headers"]

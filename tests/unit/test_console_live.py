@@ -11,7 +11,7 @@ from typing import cast
 
 import pytest
 
-from syncd.app import App
+from syncd.app import Parts
 from syncd.config import Config
 from syncd.http.console import streams
 from syncd.http.console.streams import Feed, SessionFull, Streams, TooManyStreams, stream
@@ -102,10 +102,12 @@ def world() -> World:
     return World(config())
 
 
-async def read_runs(rt: App, feed: Feed, places: Streams, session: str, runs: int) -> list[str]:
+async def read_runs(
+    parts: Parts, feed: Feed, places: Streams, session: str, runs: int
+) -> list[str]:
     """The last-run ids one stream sends, until it has seen `runs` of them."""
     ids: list[str] = []
-    body = stream(rt, feed, places.open(session, False), signed_in, None)
+    body = stream(parts, feed, places.open(session, False), signed_in, None)
     # stream() is an async generator (it is annotated as the AsyncIterator it is used as).
     assert isinstance(body, AsyncGenerator)
     async for chunk in body:
@@ -121,11 +123,11 @@ async def read_runs(rt: App, feed: Feed, places: Streams, session: str, runs: in
 def test_many_streams_share_one_look_at_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(streams, "EVENT_INTERVAL", 0.01)
     state = world()
-    rt = cast(App, state)
-    feed, places = Feed(rt), Streams(per_session=50, total=50)
+    parts = cast(Parts, state)
+    feed, places = Feed(parts), Streams(per_session=50, total=50)
 
     async def main() -> list[list[str]]:
-        readers = [read_runs(rt, feed, places, "s", 3) for _ in range(40)]
+        readers = [read_runs(parts, feed, places, "s", 3) for _ in range(40)]
         return await asyncio.wait_for(asyncio.gather(*readers), WAIT)
 
     seen = asyncio.run(main())
@@ -137,12 +139,12 @@ def test_many_streams_share_one_look_at_the_store(monkeypatch: pytest.MonkeyPatc
 def test_a_stopping_daemon_ends_every_stream(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(streams, "EVENT_INTERVAL", 0.05)
     state = world()
-    rt = cast(App, state)
-    feed, places = Feed(rt), Streams(per_session=10, total=10)
+    parts = cast(Parts, state)
+    feed, places = Feed(parts), Streams(per_session=10, total=10)
 
     async def drain(session: str) -> int:
         chunks = 0
-        async for _ in stream(rt, feed, places.open(session, False), signed_in, None):
+        async for _ in stream(parts, feed, places.open(session, False), signed_in, None):
             chunks += 1
         return chunks
 
@@ -158,12 +160,12 @@ def test_a_stopping_daemon_ends_every_stream(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_a_dropped_stream_says_so_and_ends(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(streams, "EVENT_INTERVAL", 0.05)
-    rt = cast(App, world())
-    feed, places = Feed(rt), Streams(per_session=1, total=10)
+    parts = cast(Parts, world())
+    feed, places = Feed(parts), Streams(per_session=1, total=10)
 
     async def main() -> list[str]:
         chunks: list[str] = []
-        oldest = stream(rt, feed, places.open("s", False), signed_in, None)
+        oldest = stream(parts, feed, places.open("s", False), signed_in, None)
         chunks.append(await anext(oldest))  # the opening
         chunks.append(await anext(oldest))  # the rows
         places.open("s", False)  # a newer page of the same session

@@ -12,7 +12,7 @@ from typing import cast
 
 import pytest
 
-from syncd.app import App
+from syncd.app import Parts
 from syncd.config import Config, Secret, TokenConfig, load_config
 from syncd.core.errors import ConfigError
 from syncd.core.model import Plan, StepChange, StepContent
@@ -222,8 +222,8 @@ def test_a_stream_ends_when_its_token_loses_the_read_scope() -> None:
         return any(t.name == "ci" and t.allows("read") for t in world.config.tokens)
 
     async def read_all() -> list[str]:
-        rt = cast(App, world)
+        parts = cast(Parts, world)
         ticket = Streams(4, 10).open("session", returning=False)
-        return [event async for event in _stream(rt, Feed(rt), ticket, signed_in, None)]
+        return [event async for event in _stream(parts, Feed(parts), ticket, signed_in, None)]
 
     assert asyncio.run(asyncio.wait_for(read_all(), 5)) == ["retry: 2000\nid: 1\n\n"]

@@ -16,7 +16,7 @@ import pytest
 from syncd.config import Config, load_config
 from syncd.core.model import Trigger
 from syncd.runs.requests import QueueFull
-from syncd.service.intake import DeliveryLog, Intake, Outcome, Overloaded, Receipt
+from syncd.service.intake import DeliveryLog, DeliveryOutcome, Intake, Overloaded, Receipt
 from syncd.webhooks import BadSignature, MalformedPayload, ProviderNotDetected, UnknownProvider
 from tests.support.fakes import FakeStore
 
@@ -89,7 +89,7 @@ def generic(ref: str = "main", delivery: str = "d-1", **extra: Any) -> tuple[dic
 def test_a_signed_push_requests_a_sync_of_each_matched_workspace(setup: Setup) -> None:
     headers, body = generic(paths=["export/steps/a.step"])
     receipt = run(setup.intake.receive_push("generic", headers, body))
-    assert receipt.outcome is Outcome.ACCEPTED
+    assert receipt.outcome is DeliveryOutcome.ACCEPTED
     assert receipt.matched == receipt.queued == ("a",)
     assert setup.scheduler.requested == [("a", Trigger.WEBHOOK)]
     assert setup.metrics.counts == {("generic", "accepted"): 1}
@@ -110,7 +110,7 @@ def test_a_redelivery_starts_nothing_new(setup: Setup) -> None:
     headers, body = generic()
     run(setup.intake.receive_push("generic", headers, body))
     again = run(setup.intake.receive_push("generic", headers, body))
-    assert again.outcome is Outcome.DUPLICATE and again.matched == ()
+    assert again.outcome is DeliveryOutcome.DUPLICATE and again.matched == ()
     assert len(setup.scheduler.requested) == 1
     assert setup.metrics.counts[("generic", "duplicate")] == 1
 
@@ -140,11 +140,14 @@ def test_an_unknown_provider(setup: Setup) -> None:
 def test_ping_ignored_and_unmatched(setup: Setup) -> None:
     body = b"{}"
     signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    for event, outcome in (("ping", Outcome.PING), ("issues", Outcome.IGNORED)):
+    for event, outcome in (("ping", DeliveryOutcome.PING), ("issues", DeliveryOutcome.IGNORED)):
         headers = {"x-github-event": event, "x-hub-signature-256": signature}
         assert run(setup.intake.receive_push("github", headers, body)).outcome is outcome
     headers, body = generic(ref="feature")
-    assert run(setup.intake.receive_push("generic", headers, body)).outcome is Outcome.UNMATCHED
+    assert (
+        run(setup.intake.receive_push("generic", headers, body)).outcome
+        is DeliveryOutcome.UNMATCHED
+    )
     assert setup.scheduler.requested == []
     assert setup.metrics.counts == {
         ("github", "ping"): 1,
@@ -162,7 +165,9 @@ def test_a_full_queue_refuses_and_the_delivery_may_be_sent_again(setup: Setup) -
     assert "too many sync requests" in str(e.value)
     assert setup.metrics.counts == {("generic", "overloaded"): 1}
     setup.scheduler.room = 1
-    assert run(setup.intake.receive_push("generic", headers, body)).outcome is Outcome.ACCEPTED
+    assert (
+        run(setup.intake.receive_push("generic", headers, body)).outcome is DeliveryOutcome.ACCEPTED
+    )
 
 
 def test_targets_are_worked_out_once_per_config(setup: Setup, tmp_path: Path) -> None:
@@ -180,7 +185,9 @@ def test_targets_are_worked_out_once_per_config(setup: Setup, tmp_path: Path) ->
 def test_a_secret_rotated_out_by_a_reload_signs_nothing_more(setup: Setup, tmp_path: Path) -> None:
     """The signature checks are set up per config: the next config's secrets replace them."""
     headers, body = generic(delivery="d-3")
-    assert run(setup.intake.receive_push("generic", headers, body)).outcome is Outcome.ACCEPTED
+    assert (
+        run(setup.intake.receive_push("generic", headers, body)).outcome is DeliveryOutcome.ACCEPTED
+    )
     path = tmp_path / "rotated.yaml"
     path.write_text(CONFIG)
     setup.config[0] = load_config(path, environ={"HOOK_SECRET": "new-secret", "OLD_SECRET": "o"})
@@ -197,8 +204,10 @@ def test_a_redelivery_after_a_restart_is_known_from_the_store(setup: Setup) -> N
         return Intake(lambda: setup.config[0], setup.scheduler, setup.metrics, DeliveryLog(store))
 
     headers, body = generic(delivery="d-9")
-    assert run(started().receive_push("generic", headers, body)).outcome is Outcome.ACCEPTED
-    assert run(started().receive_push("generic", headers, body)).outcome is Outcome.DUPLICATE
+    assert run(started().receive_push("generic", headers, body)).outcome is DeliveryOutcome.ACCEPTED
+    assert (
+        run(started().receive_push("generic", headers, body)).outcome is DeliveryOutcome.DUPLICATE
+    )
     assert len(setup.scheduler.requested) == 1
 
 
@@ -212,7 +221,7 @@ def test_a_refused_delivery_is_forgotten_by_the_store_too(setup: Setup) -> None:
         run(intake.receive_push("generic", headers, body))
     assert store.snapshot().deliveries == {}
     setup.scheduler.room = 1
-    assert run(intake.receive_push("generic", headers, body)).outcome is Outcome.ACCEPTED
+    assert run(intake.receive_push("generic", headers, body)).outcome is DeliveryOutcome.ACCEPTED
     assert set(store.snapshot().deliveries) == {("generic", "d-10")}
 
 
@@ -227,8 +236,8 @@ def test_dedupe_falls_back_to_memory_when_the_store_fails(setup: Setup) -> None:
     log = DeliveryLog(Down())
     intake = Intake(lambda: setup.config[0], setup.scheduler, setup.metrics, log, lambda: NOW)
     headers, body = generic(delivery="d-11")
-    assert run(intake.receive_push("generic", headers, body)).outcome is Outcome.ACCEPTED
-    assert run(intake.receive_push("generic", headers, body)).outcome is Outcome.DUPLICATE
+    assert run(intake.receive_push("generic", headers, body)).outcome is DeliveryOutcome.ACCEPTED
+    assert run(intake.receive_push("generic", headers, body)).outcome is DeliveryOutcome.DUPLICATE
 
 
 def test_memory_answers_a_redelivery_without_asking_the_store() -> None:
@@ -292,9 +301,9 @@ def test_a_workspace_on_a_folder_is_matched_by_the_files_a_push_changed(folders:
     inside = run(
         folders.intake.receive_push("github", *github(URL, touching("export/steps/x.json")))
     )
-    assert inside.outcome is Outcome.ACCEPTED and inside.matched == ("a",)
+    assert inside.outcome is DeliveryOutcome.ACCEPTED and inside.matched == ("a",)
     outside = run(folders.intake.receive_push("github", *github(URL, touching("README.md"), "g-2")))
-    assert outside.outcome is Outcome.UNMATCHED
+    assert outside.outcome is DeliveryOutcome.UNMATCHED
     # Files not all listed (here: a commit without its lists) might touch the folder.
     unknown = [{"id": "3" * 40}]
     assert run(folders.intake.receive_push("github", *github(URL, unknown, "g-3"))).matched == (
@@ -316,7 +325,7 @@ def test_commits_github_cannot_list_are_answered_alike_wherever_the_push_goes(
 
     assert receive("github", *github(URL, commits, "g-1")).matched == ("a",)
     assert receive("github", *github(OTHER, commits, "g-2")).matched == ("c",)
-    assert receive("github", *github(NOBODY, commits, "g-3")).outcome is Outcome.UNMATCHED
+    assert receive("github", *github(NOBODY, commits, "g-3")).outcome is DeliveryOutcome.UNMATCHED
 
 
 @pytest.mark.parametrize("url", [URL, OTHER, NOBODY])

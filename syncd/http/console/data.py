@@ -6,16 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from syncd.app import App
+from syncd.app import Parts
 from syncd.config import WorkspaceConfig
 from syncd.core.errors import SyncdError
 from syncd.core.times import parse_time
 from syncd.http.console import pages
 
 
-def workspace_data(rt: App, ws: WorkspaceConfig) -> dict[str, Any]:
+def workspace_data(parts: Parts, ws: WorkspaceConfig) -> dict[str, Any]:
     """What a workspace's page shows from the store, read in one worker thread."""
-    service = rt.workspaces
+    service = parts.workspaces
     return {
         "view": service.overview(ws),
         "health": service.health(ws),
@@ -25,11 +25,11 @@ def workspace_data(rt: App, ws: WorkspaceConfig) -> dict[str, Any]:
     }
 
 
-async def drift(rt: App, ws: WorkspaceConfig) -> dict[str, Any]:
+async def drift(parts: Parts, ws: WorkspaceConfig) -> dict[str, Any]:
     """The page's diff. It talks to the remote: on the bounded remote-read threads, as the
     API's diff does, so that pages of a slow remote cannot starve every other request."""
     try:
-        reading = await rt.remote_reads.run(rt.workspaces.preview, ws)
+        reading = await parts.remote_reads.run(parts.workspaces.preview, ws)
     except SyncdError as e:  # Busy too: the rest of the page still shows
         return {"changes": [], "hidden_changes": 0, "plan_revision": None, "drift_error": str(e)}
     changes, hidden_changes = pages.plan_changes(reading.plan)

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import Response
 
-from syncd.app import App
+from syncd.app import Parts
 from syncd.config import TokenConfig
 from syncd.http.console.ended import SharedEnded
 from syncd.http.console.sessions import Session, Sessions, cookie_names
@@ -54,12 +54,14 @@ class Visit:
 class Gate:
     """The console's checks, over the daemon's config (tokens, session key) as it is now."""
 
-    def __init__(self, rt: App, prefix: str, signed_out: SharedEnded) -> None:
-        self.rt, self.prefix, self.signed_out = rt, prefix, signed_out
+    def __init__(self, parts: Parts, prefix: str, signed_out: SharedEnded) -> None:
+        self.parts, self.prefix, self.signed_out = parts, prefix, signed_out
 
     def sessions(self) -> Sessions:
-        console = self.rt.config.console
-        key = console.session_key.reveal().encode() if console.session_key else self.rt.session_key
+        console = self.parts.config.console
+        key = (
+            console.session_key.reveal().encode() if console.session_key else self.parts.session_key
+        )
         return Sessions(key, console.session_lifetime)
 
     def visit(self, request: Request) -> Visit:
@@ -71,7 +73,9 @@ class Gate:
         ended = bool(cookie) and session is None
         token = None
         if session is not None:
-            token = next((t for t in self.rt.config.tokens if t.name == session.token_name), None)
+            token = next(
+                (t for t in self.parts.config.tokens if t.name == session.token_name), None
+            )
             # Its token removed or given a new value (a reload), or signed out: it has ended.
             if (
                 token is None

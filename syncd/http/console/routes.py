@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from syncd.app import App
+from syncd.app import Parts
 from syncd.core.errors import SyncdError
 from syncd.core.refs import is_revision
 from syncd.http.console import pages
@@ -56,7 +56,7 @@ NOTICES = {
 DONE = {"suspend": "suspended", "resume": "resumed"}
 
 
-def create_console(rt: App, prefix: str = "/ui") -> Starlette:
+def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,  # every value, every template: step names and bodies are untrusted
@@ -67,16 +67,16 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
 
     # Sessions signed out: refused here at once, and (with a configured key) by every replica.
     async def read_ended() -> str | None:
-        return await rt.store_calls.run(rt.core.store.get_meta, ENDED_KEY)
+        return await parts.store_calls.run(parts.core.store.get_meta, ENDED_KEY)
 
     async def write_ended(text: str) -> None:
-        await rt.store_calls.run(rt.core.store.set_meta, ENDED_KEY, text)
+        await parts.store_calls.run(parts.core.store.set_meta, ENDED_KEY, text)
 
     signed_out = SharedEnded(
-        read_ended, write_ended, lambda: rt.config.console.session_key is not None
+        read_ended, write_ended, lambda: parts.config.console.session_key is not None
     )
 
-    gate = Gate(rt, prefix, signed_out)
+    gate = Gate(parts, prefix, signed_out)
 
     def page(
         request: Request,
@@ -114,17 +114,17 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         def judge(e: BaseException) -> int:
             return e.status if isinstance(e, Refused) else status_of(e)
 
-        return rt.actions.act(actor, verb, request.path_params["id"], judge=judge)
+        return parts.actions.act(actor, verb, request.path_params["id"], judge=judge)
 
     # -- pages ---------------------------------------------------------------------------------
 
     async def index(request: Request) -> Response:
         seen = gate.signed_in(request)
         tag = request.query_params.get("tag") or None
-        chosen = rt.workspaces.tagged(tag)
-        views = await rt.store_calls.run(rt.workspaces.overviews, chosen)
+        chosen = parts.workspaces.tagged(tag)
+        views = await parts.store_calls.run(parts.workspaces.overviews, chosen)
         now = time.time()
-        all_tags = sorted({t for ws in rt.config.workspaces for t in ws.tags})
+        all_tags = sorted({t for ws in parts.config.workspaces for t in ws.tags})
         return page(
             request,
             seen,
@@ -137,9 +137,9 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
 
     async def workspace(request: Request) -> Response:
         seen = gate.signed_in(request)
-        ws = rt.workspaces.get(request.path_params["id"])
-        data = await rt.store_calls.run(workspace_data, rt, ws)
-        data.update(await drift(rt, ws))
+        ws = parts.workspaces.get(request.path_params["id"])
+        data = await parts.store_calls.run(workspace_data, parts, ws)
+        data.update(await drift(parts, ws))
         q = request.query_params
         notice = NOTICES.get(q.get("notice", ""))
         exported = None
@@ -168,7 +168,7 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         # Only from the console's own form, with the CSRF token of a pre-session syncd made.
         gate.from_this_console(request)
         address = client_address(request.client)
-        wait = rt.guesses.retry_after(address)
+        wait = parts.guesses.retry_after(address)
         if wait is not None:  # too many failed sign-ins or API tokens from this address
             raise Refused(
                 429,
@@ -181,9 +181,9 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
         presented = form.get("token")
         token = None
         if presented and presented.strip():
-            token = find_token(rt.config.tokens, presented.strip())
+            token = find_token(parts.config.tokens, presented.strip())
         if token is None:
-            rt.guesses.failed(address)
+            parts.guesses.failed(address)
             error = "That token is not valid."
             return page(request, seen, "login.html", 401, notice=None, error=error)
         if not token.allows("read"):
@@ -254,7 +254,7 @@ def create_console(rt: App, prefix: str = "/ui") -> Starlette:
 
     # -- live updates --------------------------------------------------------------------------
 
-    live = LiveUpdates(rt)  # the open streams, within their limits, and their shared feed
+    live = LiveUpdates(parts)  # the open streams, within their limits, and their shared feed
 
     async def events(request: Request) -> Response:
         seen = gate.visit(request)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from syncd.app import App
+from syncd.app import Parts
 from syncd.core.errors import SyncdError
 from syncd.http.connections import Tally
 from syncd.http.console import pages
@@ -119,8 +119,8 @@ class Feed:
     """The workspaces' rows as events, looked at once per interval for every stream, and only
     while at least one listens. Each row carries the version of the look that changed it."""
 
-    def __init__(self, rt: App) -> None:
-        self._rt = rt
+    def __init__(self, parts: Parts) -> None:
+        self._parts = parts
         self.version = 0
         self._rows: dict[str, tuple[int, str, str]] = {}  # id: (changed at, compared, event)
         self._listeners: set[asyncio.Event] = set()
@@ -147,9 +147,9 @@ class Feed:
         return text, self.version
 
     async def _run(self) -> None:
-        rt = self._rt
+        parts = self._parts
         try:
-            while self._listeners and not (rt.closing or rt.stopping):
+            while self._listeners and not (parts.closing or parts.stopping):
                 await self._look()
                 self._wake_all()
                 await asyncio.sleep(EVENT_INTERVAL)
@@ -159,9 +159,11 @@ class Feed:
             self._wake_all()  # stopping: the streams see it now, not at their next timeout
 
     async def _look(self) -> None:
-        rt = self._rt
+        parts = self._parts
         try:
-            views = await rt.store_calls.run(rt.workspaces.overviews, list(rt.config.workspaces))
+            views = await parts.store_calls.run(
+                parts.workspaces.overviews, list(parts.config.workspaces)
+            )
         except Exception as e:  # the store locked or down: keep the rows and look again
             if not self._failing:
                 error = str(e) or type(e).__name__
@@ -209,10 +211,10 @@ class EventStream(StreamingResponse):
 class LiveUpdates:
     """The console's streams: their places and their one shared feed."""
 
-    def __init__(self, rt: App) -> None:
-        self._rt = rt
+    def __init__(self, parts: Parts) -> None:
+        self._parts = parts
         self.streams = Streams(PER_SESSION, TOTAL)
-        self.feed = Feed(rt)
+        self.feed = Feed(parts)
         self._refused = Tally(f"console live streams refused (over the limit of {TOTAL}): 429")
 
     def open(
@@ -230,12 +232,12 @@ class LiveUpdates:
         except TooManyStreams:
             self._refused.add()
             raise
-        body = stream(self._rt, self.feed, ticket, signed_in, only)
+        body = stream(self._parts, self.feed, ticket, signed_in, only)
         return EventStream(body, ticket, self.streams, headers)
 
 
 async def stream(
-    rt: App, feed: Feed, ticket: Ticket, signed_in: Callable[[], bool], only: str | None
+    parts: Parts, feed: Feed, ticket: Ticket, signed_in: Callable[[], bool], only: str | None
 ) -> AsyncIterator[str]:
     """One `workspace` event per workspace whose row changed, from the shared feed."""
     yield f"retry: {RECONNECT_MS}\nid: {ticket.serial}\n\n"
@@ -244,7 +246,7 @@ async def stream(
     feed.subscribe(ticket.wake)
     try:
         while not ticket.dropped:
-            if rt.closing or rt.stopping or time.monotonic() >= deadline:
+            if parts.closing or parts.stopping or time.monotonic() >= deadline:
                 return
             if not signed_in():
                 return  # signed out, or its token removed, changed or without `read`

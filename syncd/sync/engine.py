@@ -1,11 +1,14 @@
 """One sync of one workspace, phase by phase: resolve, fetch, read, plan, guard, apply or record.
 
 Like git-sync's sync function: each phase is one commented call and the first error ends the
-run. The engine never retries (see `syncd.retry` for who does). A failed run applies nothing:
-the apply phase is one store transaction.
+run. The engine never retries (see `syncd.core.retry` for who does). A failed run applies
+nothing: the apply phase is one store transaction.
 
-The engine sees git and the store only through the `GitReader` and `Store` protocols, so its
-unit tests run against stateful fakes. The read and plan phases are in `syncd.reading`.
+Not pure: the engine drives git and the store, and holds each workspace's writer lease for a
+run. It sees them only through the `GitReader` and `Store` protocols, so its unit tests run
+against stateful fakes. The phases live beside it: resolve and fetch in `syncd.sync.resolving`,
+read and plan in `syncd.sync.reading`, the state a run records in `syncd.sync.recording` (pure);
+what a run hands back and whom it tells in `syncd.sync.outcome`.
 """
 
 from __future__ import annotations
@@ -15,35 +18,29 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Protocol
 
 from syncd.config import WorkspaceConfig
-from syncd.core.errors import (
-    PlanRefused,
-    RevisionNotFound,
-    RevisionNotOnBranch,
-    StepFileError,
-    SyncdError,
-)
+from syncd.core.errors import SyncdError
 from syncd.core.model import (
     Mode,
-    Plan,
     Run,
     RunResult,
-    Status,
     SyncState,
     Trigger,
     automation_suspended,
 )
 from syncd.core.plan import guard_plan
-from syncd.git import Remote
 from syncd.ops.logs import fields
 from syncd.store import ApplyConflict, Fenced, Lease, Store, StoreError
+from syncd.sync import resolving
+from syncd.sync.outcome import Observers, Outcome, SyncObserver
 from syncd.sync.parsed_steps import ParsedSteps
-from syncd.sync.reading import Progress, Reader, Reading, TreeReader, source_key
+from syncd.sync.reading import Progress, Reader, Reading, source_key
+from syncd.sync.recording import PERMANENT_ERRORS, applied_state, failed_state, planned_state
+from syncd.sync.resolving import GitReader, remote_for
 from syncd.sync.writer_leases import WorkspaceBusy, WriterLeases, new_holder
 
+# The names other modules import from here stay importable here after the split.
 __all__ = [
     "APPLY_ATTEMPTS",
     "PERMANENT_ERRORS",
@@ -60,61 +57,8 @@ __all__ = [
 
 log = logging.getLogger("syncd.engine")
 
-# Errors that another attempt at the same commit cannot fix: the commit itself is bad.
-PERMANENT_ERRORS = (StepFileError, PlanRefused, RevisionNotFound)
 # A plan whose base moved before its apply is read and planned again, this many times in all.
 APPLY_ATTEMPTS = 3
-
-
-class GitReader(TreeReader, Protocol):
-    """What a sync needs of git: heads, fetches, and reading trees and blobs of a mirror."""
-
-    def heads(self, remote: Remote) -> dict[str, str]: ...
-    def resolve(self, remote: Remote, branch: str) -> str: ...
-    def fetch(self, remote: Remote, branch: str, want: str | None = None) -> str: ...
-    def resolve_commit(self, remote: Remote, rev: str) -> str: ...
-    def branches_containing(self, remote: Remote, commit: str) -> list[str]: ...
-    def is_ancestor(self, remote: Remote, ancestor: str, descendant: str) -> bool: ...
-
-
-class SyncObserver(Protocol):
-    """Told about every finished run (metrics, notifications)."""
-
-    def run_finished(
-        self, ws: WorkspaceConfig, run: Run, plan: Plan | None, state: SyncState, seconds: float
-    ) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Observers:
-    """Several observers told as one, in order (health before metrics)."""
-
-    observers: tuple[SyncObserver, ...]
-
-    def run_finished(
-        self, ws: WorkspaceConfig, run: Run, plan: Plan | None, state: SyncState, seconds: float
-    ) -> None:
-        for observer in self.observers:
-            try:
-                observer.run_finished(ws, run, plan, state, seconds)
-            except Exception:  # the run is recorded: one observer's failure must not undo that
-                log.exception("observer failed", extra=fields(workspace=ws.id, run=run.id))
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    run: Run
-    plan: Plan | None
-    state: SyncState
-    # The run lost the workspace to another writer and recorded nothing; that writer serves
-    # the request (a caller may wait for its record of the same run id).
-    fenced: bool = False
-
-
-def remote_for(ws: WorkspaceConfig) -> Remote:
-    src = ws.source
-    password = src.password.reveal() if src.password else None
-    return Remote(url=src.url, username=src.username, password=password, ca_file=src.ca_file)
 
 
 class Engine:
@@ -210,8 +154,10 @@ class Engine:
         try:
             state = self.store.state(ws.id)
             # 1-2. resolve the commit (branch head or pinned revision) and fetch it
-            if head is not None and self._behind(ws, head, state.last_applied_revision):
-                head = None  # a stale hint: ask the remote again (see _behind)
+            if head is not None and resolving.behind(
+                self.git, ws, head, state.last_applied_revision
+            ):
+                head = None  # a stale hint: ask the remote again (see resolving.behind)
             run.revision = self.resolve(ws, revision, progress, head=head)
             # 6. apply (automatic mode not suspended, or a manual trigger) or only record
             #    the plan
@@ -256,50 +202,8 @@ class Engine:
         progress: Progress | None = None,
         head: str | None = None,
     ) -> str:
-        """The commit to sync to, present in the mirror afterwards."""
-        remote = remote_for(ws)
-        say = progress or (lambda _msg: None)
-        # 1. resolve: the branch head by ls-remote, unless pinned or just learned by a poll
-        say(f"resolving {ws.source.branch}")
-        if revision is None and head is None:
-            head = self.git.resolve(remote, ws.source.branch)
-        elif revision is not None:
-            head = None
-        # 2. fetch: nothing when the mirror already has the commit
-        fetched = False
-        if head is not None or not self._has(remote, revision):
-            say("fetching")
-            self.git.fetch(remote, ws.source.branch, want=head)
-            fetched = True
-        if head is not None:
-            return head
-        commit = self.git.resolve_commit(remote, revision or "")
-        # A pinned commit must be on the workspace's branch, not only somewhere in the mirror
-        # (which other workspaces' branches share); the branch may have moved: fetch it once.
-        if not self._on_branch(remote, ws.source.branch, commit):
-            if not fetched:
-                self.git.fetch(remote, ws.source.branch)
-            if not self._on_branch(remote, ws.source.branch, commit):
-                raise self._not_on_branch(remote, ws.source.branch, commit)
-        return commit
-
-    def _behind(self, ws: WorkspaceConfig, head: str, applied: str | None) -> bool:
-        """A head learned earlier (a poll's or the startup comparison's ls-remote) that the
-        applied commit already contains: another run (a webhook's, on this replica or
-        another) has applied a newer commit since. Applying the hint would take the workspace
-        back to an older commit until the next trigger."""
-        return applied is not None and self.git.is_ancestor(remote_for(ws), head, applied)
-
-    def _on_branch(self, remote: Remote, branch: str, commit: str) -> bool:
-        return branch in self.git.branches_containing(remote, commit)
-
-    def _not_on_branch(self, remote: Remote, branch: str, commit: str) -> RevisionNotOnBranch:
-        others = sorted(self.git.branches_containing(remote, commit))
-        where = f"it is on {', '.join(repr(b) for b in others)}" if others else "on no known branch"
-        return RevisionNotOnBranch(
-            f"commit {commit[:12]} is not on branch {branch!r} ({where}); a pinned revision must"
-            f" be reachable from the workspace's branch"
-        )
+        """The commit to sync to, present in the mirror afterwards (phases 1-2)."""
+        return resolving.resolve(self.git, ws, revision, progress, head)
 
     def read_at(
         self, ws: WorkspaceConfig, commit: str, progress: Progress | None = None
@@ -345,16 +249,7 @@ class Engine:
         wait for one). The mirror has a lock of its own for fetches."""
         return self.read_at(ws, self.resolve(ws, revision))
 
-    def _has(self, remote: Remote, revision: str | None) -> bool:
-        if revision is None:
-            return False
-        try:
-            self.git.resolve_commit(remote, revision)
-        except SyncdError:
-            return False
-        return True
-
-    # -- recording -----------------------------------------------------------------------------
+    # -- recording: the state comes from syncd.sync.recording; the writes are here -------------
 
     def _finish(
         self,
@@ -370,7 +265,7 @@ class Engine:
         plan = reading.plan
         # A pinned sync is measured against the branch head, not against itself: a rollback
         # leaves the workspace OutOfSync (and an automatic one suspended).
-        head = self._branch_head(ws) if apply and pinned else reading.revision
+        head = resolving.branch_head(self.git, ws) if apply and pinned else reading.revision
         run.finished_at = self.clock()
         # A planned or dry run records the counts of its plan too: what it would have changed.
         run.created, run.updated, run.deleted = (
@@ -382,36 +277,12 @@ class Engine:
             if say:
                 say(f"applying {len(plan.changes)} changes")
             run.result = RunResult.SUCCEEDED
-            new_state = replace(
-                state,
-                status=Status.SYNCED if head == reading.revision else Status.OUT_OF_SYNC,
-                last_applied_revision=reading.revision,
-                last_seen_revision=head or reading.revision,
-                last_run_id=run.id,
-                failed_revision=None,
-                drift=0,
-                source_key=source_key(ws),
-                pinned_revision=reading.revision if pinned else None,
-            )
+            new_state = applied_state(state, ws, run.id, reading, head, pinned)
             return self.store.apply(plan, reading.index, run, new_state, reading.base, lease)
         run.result = RunResult.PLANNED
-        new_state = replace(
-            state,
-            status=Status.SYNCED if plan.empty else Status.OUT_OF_SYNC,
-            last_seen_revision=reading.revision,
-            last_run_id=run.id,
-            failed_revision=None,
-            drift=len(plan.changes),
-        )
+        new_state = planned_state(state, run.id, reading)
         self.store.record_run(run, new_state, lease)
         return new_state
-
-    def _branch_head(self, ws: WorkspaceConfig) -> str | None:
-        """The branch head now; None when the remote cannot tell (the pin stays OutOfSync)."""
-        try:
-            return self.git.resolve(remote_for(ws), ws.source.branch)
-        except SyncdError:
-            return None
 
     def _fail(
         self,
@@ -422,18 +293,7 @@ class Engine:
         lease: Lease,
     ) -> SyncState:
         self._mark_failed(run, error)
-        permanent = isinstance(error, PERMANENT_ERRORS)
-        seen = run.revision or state.last_seen_revision
-        status = state.status
-        if run.revision and run.revision != state.last_applied_revision:
-            status = Status.OUT_OF_SYNC
-        new_state = replace(
-            state,
-            status=status,
-            last_seen_revision=seen,
-            last_run_id=run.id,
-            failed_revision=run.revision if permanent and run.revision else None,
-        )
+        new_state = failed_state(state, run, error)
         try:
             self.store.record_run(run, new_state, lease)
         except Fenced:

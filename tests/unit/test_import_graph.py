@@ -1,5 +1,6 @@
 """The shape of the package (issue "House II"): syncd's own modules import one another without a
-cycle, and few modules sit at the top of syncd/ (the rest live in folders by layer).
+cycle, few modules sit at the top of syncd/ (the rest live in folders by layer), and no module
+is over 400 lines but the data tables named below.
 
 The graph is read from the source with `ast`, nothing is imported. An import inside a function
 (or under `if TYPE_CHECKING:`) runs late or never, so it does not count for the whole package;
@@ -153,11 +154,31 @@ def test_few_modules_sit_at_the_top_of_the_package() -> None:
     assert len(top) <= MAX_TOP_MODULES, f"{len(top)} modules directly under syncd/: {top}"
 
 
-def test_no_module_of_the_cli_is_over_400_lines() -> None:
-    # the bar of the issue for every module; syncd/cli/ is held to it here
+# Modules allowed over MAX_LINES because they are data (tables, not logic), each with why.
+# Code never goes here: split it by responsibility instead.
+DATA_TABLES: dict[str, str] = {}
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text(encoding="utf-8").splitlines())
+
+
+def test_no_module_is_over_400_lines() -> None:
+    # the bar of the issue: a module over it does more than one thing
+    exempt = DATA_TABLES.keys()
     long = {
-        p.name: n
-        for p in sorted((PACKAGE / "cli").glob("*.py"))
-        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+        rel: n
+        for p in MODULES.values()
+        if (rel := p.relative_to(ROOT).as_posix()) not in exempt and (n := _lines(p)) > MAX_LINES
     }
-    assert not long, f"modules of syncd/cli over {MAX_LINES} lines: {long}"
+    assert not long, f"modules over {MAX_LINES} lines (split them by responsibility): {long}"
+
+
+def test_the_exemptions_from_the_line_bar_are_real() -> None:
+    modules = {p.relative_to(ROOT).as_posix(): p for p in MODULES.values()}
+    unknown = sorted(DATA_TABLES.keys() - modules.keys())
+    assert not unknown, f"exempted from the line bar but not a module of syncd: {unknown}"
+    # a data table that shrank under the bar needs its exemption no more
+    short = sorted(rel for rel in DATA_TABLES if _lines(modules[rel]) <= MAX_LINES)
+    assert not short, f"in DATA_TABLES but not over {MAX_LINES} lines any more: {short}"
+    assert all(reason.strip() for reason in DATA_TABLES.values()), "each table says why"

@@ -1,0 +1,72 @@
+"""The record phase of a sync, as pure functions: the workspace's state that a run leaves
+behind when it applied its plan, only planned it, or failed.
+
+Pure: nothing here reads the clock, git or the store. The engine writes the state these return,
+with the run, in one store call (see `Engine._finish` and `Engine._fail`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from syncd.config import WorkspaceConfig
+from syncd.core.errors import PlanRefused, RevisionNotFound, StepFileError, SyncdError
+from syncd.core.model import Run, Status, SyncState
+from syncd.sync.reading import Reading, source_key
+
+# Errors that another attempt at the same commit cannot fix: the commit itself is bad.
+PERMANENT_ERRORS = (StepFileError, PlanRefused, RevisionNotFound)
+
+
+def applied_state(
+    state: SyncState,
+    ws: WorkspaceConfig,
+    run_id: str,
+    reading: Reading,
+    head: str | None,
+    pinned: bool,
+) -> SyncState:
+    """After applying `reading` at its commit. `head` is the branch head it is measured
+    against (None when the remote could not tell): a pin other than the head is OutOfSync."""
+    return replace(
+        state,
+        status=Status.SYNCED if head == reading.revision else Status.OUT_OF_SYNC,
+        last_applied_revision=reading.revision,
+        last_seen_revision=head or reading.revision,
+        last_run_id=run_id,
+        failed_revision=None,
+        drift=0,
+        source_key=source_key(ws),
+        pinned_revision=reading.revision if pinned else None,
+    )
+
+
+def planned_state(state: SyncState, run_id: str, reading: Reading) -> SyncState:
+    """After only planning (a dry run, or a workspace that applies nothing by itself): the plan's
+    size is the drift."""
+    plan = reading.plan
+    return replace(
+        state,
+        status=Status.SYNCED if plan.empty else Status.OUT_OF_SYNC,
+        last_seen_revision=reading.revision,
+        last_run_id=run_id,
+        failed_revision=None,
+        drift=len(plan.changes),
+    )
+
+
+def failed_state(state: SyncState, run: Run, error: SyncdError) -> SyncState:
+    """After a failed run. A permanent error marks its commit failed (neither retried nor
+    polled again: it waits for a new commit); a transient one leaves it to the retries."""
+    permanent = isinstance(error, PERMANENT_ERRORS)
+    seen = run.revision or state.last_seen_revision
+    status = state.status
+    if run.revision and run.revision != state.last_applied_revision:
+        status = Status.OUT_OF_SYNC
+    return replace(
+        state,
+        status=status,
+        last_seen_revision=seen,
+        last_run_id=run.id,
+        failed_revision=run.revision if permanent and run.revision else None,
+    )

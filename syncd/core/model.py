@@ -208,6 +208,14 @@ class Run:
     deleted: int = 0
     error: str | None = None
     dry_run: bool = False
+    # Who asked for it: a token's name, `local:<user>`, or the trigger that started it.
+    actor: str | None = None
+    # The commit it read: its message's first line and its author (`Name <email>`), as git says.
+    message: str | None = None
+    author: str | None = None
+    # Whose signature on the commit was verified (an SSH principal, or an OpenPGP fingerprint
+    # with its user id); None when the workspace verifies no signatures.
+    signed_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -223,6 +231,10 @@ class Run:
             "finished_at": rfc3339_or_none(self.finished_at),
             "error": self.error,
             "dry_run": self.dry_run,
+            "actor": self.actor,
+            "message": self.message,
+            "author": self.author,
+            "signed_by": self.signed_by,
         }
 
 

@@ -115,13 +115,16 @@ SCHEMAS: dict[str, Schema] = {
     "Run": obj(
         fields(
             "id:str workspace:str trigger:Trigger revision:str? result:RunResult created:int"
-            " updated:int deleted:int started_at finished_at error:str? dry_run:bool",
+            " updated:int deleted:int started_at finished_at error:str? dry_run:bool"
+            " actor:str? message:str? author:str? signed_by:str?",
             started_at=TIME,
             finished_at=TIME_OR_NULL,
         ),
         description="One sync attempt; times are RFC 3339 in UTC. `created`, `updated` and "
         "`deleted` count the run's plan: applied (succeeded) or only planned (planned, dry run); "
-        "0 for a failed run.",
+        "0 for a failed run. `actor`: who asked for it (a token's name, `local:<user>`) or the "
+        "trigger that started it; `message` (first line) and `author`: the commit it read; "
+        "`signed_by`: whose verified signature the commit carries (with `verify`), else null.",
     ),
     "RunList": obj(fields("runs:Run[]"), description="Newest first."),
     "SyncAccepted": obj(
@@ -134,7 +137,8 @@ SCHEMAS: dict[str, Schema] = {
         fields(
             "id:str workspace:str trigger:Trigger revision:str? result:RunResult created:int"
             " updated:int deleted:int started_at finished_at error:str? dry_run:bool"
-            " suspended:bool pinned_revision:str?",
+            " actor:str? message:str? author:str? signed_by:str? suspended:bool"
+            " pinned_revision:str?",
             started_at=TIME,
             finished_at=TIME_OR_NULL,
         ),

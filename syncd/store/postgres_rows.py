@@ -12,7 +12,7 @@ import psycopg
 from syncd.store import leases, writes
 from syncd.store.dialect import Dialect, Statements
 from syncd.store.protocol import ApplyBase
-from syncd.store.rows import RUN_COLUMNS, upsert_state_sql
+from syncd.store.rows import RUN_COLUMNS, RUN_PLACEHOLDERS, upsert_state_sql
 
 _STEP = "SELECT id, name, content, version, content_hash, updated_at, origin FROM steps"
 _FILE = "SELECT path, name, blob, content FROM git_files WHERE workspace = %s"
@@ -100,7 +100,7 @@ SQL = Statements(
         " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (workspace, path) DO UPDATE SET"
         " name = excluded.name, blob = excluded.blob, content = excluded.content"
     ),
-    insert_run=f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+    insert_run=f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({','.join(['%s'] * RUN_PLACEHOLDERS)})",
     prune_deliveries="DELETE FROM deliveries WHERE seen_at <= %s",
     remember_delivery=(
         "INSERT INTO deliveries (provider, id, seen_at) VALUES (%s, %s, %s)"

@@ -30,8 +30,9 @@ from syncd.store.protocol import ApplyBase, ApplyConflict
 
 RUN_COLUMNS = (
     "id, workspace, trigger, revision, result, created, updated, deleted, started_at,"
-    " finished_at, error, dry_run"
+    " finished_at, error, dry_run, actor, message, author, signed_by"
 )
+RUN_PLACEHOLDERS = len(RUN_COLUMNS.split(","))
 
 
 def run_from_row(r: Sequence[Any]) -> Run:
@@ -48,7 +49,15 @@ def run_from_row(r: Sequence[Any]) -> Run:
         finished_at=None if r[9] is None else float(r[9]),
         error=r[10] if isinstance(r[10], str) else None,
         dry_run=bool(r[11]),
+        actor=_text(r[12]),
+        message=_text(r[13]),
+        author=_text(r[14]),
+        signed_by=_text(r[15]),
     )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def run_params(run: Run) -> tuple[Any, ...]:
@@ -67,6 +76,10 @@ def run_params(run: Run) -> tuple[Any, ...]:
         run.finished_at,
         run.error,
         bool(run.dry_run),
+        run.actor,
+        run.message,
+        run.author,
+        run.signed_by,
     )
 
 

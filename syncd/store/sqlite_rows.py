@@ -12,7 +12,7 @@ from typing import Any
 
 from syncd.store import leases
 from syncd.store.dialect import Dialect, Statements
-from syncd.store.rows import RUN_COLUMNS, upsert_state_sql
+from syncd.store.rows import RUN_COLUMNS, RUN_PLACEHOLDERS, upsert_state_sql
 
 _STEP = "SELECT id, name, content, version, content_hash, updated_at, origin FROM steps"
 _FILE = "SELECT path, name, blob, content FROM git_files WHERE workspace = ?"
@@ -92,7 +92,7 @@ SQL = Statements(
         "INSERT OR REPLACE INTO git_files (workspace, path, name, blob, content)"
         " VALUES (?, ?, ?, ?, ?)"
     ),
-    insert_run=f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+    insert_run=f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({','.join(['?'] * RUN_PLACEHOLDERS)})",
     prune_deliveries="DELETE FROM deliveries WHERE seen_at <= ?",
     remember_delivery=(
         "INSERT INTO deliveries (provider, id, seen_at) VALUES (?, ?, ?)"

@@ -99,4 +99,12 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    """
+    -- Who asked for a run, the commit it read (its message's first line and its author), and
+    -- whose signature on it was verified.
+    ALTER TABLE runs ADD COLUMN actor TEXT;
+    ALTER TABLE runs ADD COLUMN message TEXT;
+    ALTER TABLE runs ADD COLUMN author TEXT;
+    ALTER TABLE runs ADD COLUMN signed_by TEXT;
+    """,
 )

@@ -29,6 +29,7 @@ from syncd.sync.engine import Outcome, Progress
 from syncd.sync.export import ExportRequest, ExportResult
 
 T = TypeVar("T")
+CANCELLED = 499
 
 
 class Calls(Protocol):
@@ -94,8 +95,11 @@ class Act:
         tb: TracebackType | None,
     ) -> None:
         if isinstance(error, asyncio.CancelledError):
-            error = None  # the caller hung up: what was done is done, and is audited as such
-        status = self.status if error is None else self._judge(error)
+            # The caller hung up (or syncd is stopping) part way: what was done stays done, and
+            # the line says the action did not finish, with nginx's "client closed" status.
+            status = CANCELLED
+        else:
+            status = self.status if error is None else self._judge(error)
         audit.record(
             self.actor,
             self.action,

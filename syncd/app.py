@@ -31,6 +31,7 @@ from syncd.store import Store, open_store
 from syncd.store.offloop import OffLoop
 from syncd.sync.engine import Engine, Observers, Progress, SyncObserver
 from syncd.sync.health import HealthKeeper
+from syncd.sync.verifying import Verifier
 
 
 @dataclass
@@ -66,7 +67,9 @@ def build_core(
     # Every run, in the daemon or the CLI, tells the workspace's health first.
     health = HealthKeeper(store, on_change=health_observer)
     observers = (health,) if sync_observer is None else (health, sync_observer)
-    engine = Engine(store, git, observer=Observers(observers))
+    engine = Engine(
+        store, git, observer=Observers(observers), verifier=Verifier(on_failure=verify_observer)
+    )
     return Core(config, store, git, engine, health)
 
 

@@ -184,9 +184,16 @@ class Daemon:
             register_secrets(config.secret_values())
             before = {ws.id: ws for ws in self.parts.config.workspaces}
             self.parts.swap_config(config)
+            now_files = secret_files(config.secrets())
+            if now_files != files:
+                prints = await asyncio.to_thread(fingerprint, now_files)
+            self.secret_prints = prints
+            reload_listener(self.tls, config)
             if self.workers is not None:
                 self.workers.update()
             await asyncio.to_thread(self._publish_states)
+            # A key taken out of a `verify` key file: the applied commit turns Degraded.
+            await asyncio.to_thread(self.parts.workspaces.recheck_signatures)
             self.parts.metrics.config_reloads.labels("ok").inc()
             log.info("config reloaded", extra=fields(workspaces=len(config.workspaces)))
             # New and changed workspaces are compared at once; the others are left alone.

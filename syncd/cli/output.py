@@ -132,29 +132,42 @@ def _when(stamp: object) -> str:
 
 def runs(found: list[View]) -> None:
     print(
-        f"{'RUN':<12} {'STARTED':<19} {'TRIGGER':<8} {'RESULT':<9} {'REVISION':<12} "
-        f"{'+':>4} {'~':>4} {'-':>4} ERROR"
+        f"{'RUN':<12} {'STARTED':<19} {'TRIGGER':<8} {'ACTOR':<16} {'RESULT':<9} "
+        f"{'REVISION':<12} {'+':>4} {'~':>4} {'-':>4} COMMIT / ERROR"
     )
     for r in found:
-        error = (r["error"] or "").splitlines()[0][:100] if r["error"] else ""
         result = r["result"] + ("*" if r.get("dry_run") else "")
+        # An error says more than the commit's message; else the message and its author.
+        if r["error"]:
+            tail = cut(r["error"], 100)[0]
+        else:
+            tail = cut(r.get("message") or "", 60)[0]
+            if r.get("author"):
+                tail += f" ({cut(r['author'], 40)[0]})"
+        actor = cut(r.get("actor") or "-", 16)[0]
         print(
-            f"{r['id'][:12]:<12} {_when(r['started_at']):<19} {r['trigger']:<8} "
+            f"{r['id'][:12]:<12} {_when(r['started_at']):<19} {r['trigger']:<8} {actor:<16} "
             f"{result:<9} {(r['revision'] or '-')[:12]:<12} {r['created']:>4} "
-            f"{r['updated']:>4} {r['deleted']:>4} {error}"
+            f"{r['updated']:>4} {r['deleted']:>4} {tail.strip()}"
         )
+        if r.get("signed_by"):  # a `verify` workspace's run: whose signature was verified
+            print(f"{'':<12} signed by {cut(r['signed_by'], 120)[0]}")
     print(f"{len(found)} runs (+ created, ~ updated, - deleted; * a dry run)")
 
 
 def run(found: View) -> None:
-    for key in ("id", "workspace", "trigger", "result", "revision", "dry_run"):
-        print(f"{key + ':':<13}{found[key]}")
+    for key in ("id", "workspace", "trigger", "actor", "result", "revision", "message", "author"):
+        if key in found:  # an older server's run has no actor, message or author
+            print(f"{key + ':':<13}{found[key] if found[key] is not None else '-'}")
+    print(f"{'dry_run:':<13}{found['dry_run']}")
     print(f"{'started:':<13}{_when(found['started_at'])}")
     print(f"{'finished:':<13}{_when(found['finished_at'])}")
     print(
         f"{'changes:':<13}{found['created']} created, {found['updated']} updated, "
         f"{found['deleted']} deleted"
     )
+    if found.get("signed_by"):
+        print(f"{'signed by:':<13}{found['signed_by']}")
     if found["error"]:
         print(f"{'error:':<13}{found['error']}")
 

@@ -80,10 +80,19 @@ def secret(base: str) -> dict[str, Schema]:
     return {f"{base}_env": ENV_NAME, f"{base}_file": TEXT}
 
 
+def verify_schema() -> Schema:
+    """`verify`: at least one key file; x509_roots_file is named, and refused (not supported
+    yet), as the parser does."""
+    files = ("allowed_signers_file", "gpg_keyring_file")
+    out = section({**{key: TEXT for key in files}, "x509_roots_file": {"not": {}}})
+    out["anyOf"] = [{"required": [key], "properties": {key: TEXT}} for key in files]
+    return out
+
+
 def config_schema() -> Schema:
     source = section(
         {
-            "url": TEXT,
+            "url": SOURCE_URL,
             "branch": TEXT,
             "path": TEXT,
             "username": TEXT,
@@ -163,6 +172,17 @@ def config_schema() -> Schema:
                     "header_timeout": DURATION,
                     "max_remote_reads": {"type": "integer", "minimum": 1, "maximum": 64},
                     "intake_workers": {"type": "integer", "minimum": 0, "maximum": 64},
+                    "tls": section(
+                        {"cert_file": TEXT, "key_file": TEXT, "client_ca_file": TEXT},
+                        required=("cert_file", "key_file"),
+                    ),
+                    "trusted_proxies": {"type": "array", "maxItems": 256, "items": TEXT},
+                    "public_url": {
+                        "type": "string",
+                        "maxLength": MAX_STRING,
+                        "description": "an https URL: where links point",
+                        "pattern": r"^[Hh][Tt][Tt][Pp][Ss]://[^\u0000-\u0020\u007f]+$",
+                    },
                 }
             ),
             "state_dir": TEXT,

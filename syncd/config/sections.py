@@ -32,6 +32,7 @@ from syncd.config.types import (
     WebhookConfig,
     WorkspaceConfig,
 )
+from syncd.config.verify import VerifyConfig, verify_section
 from syncd.core import urls
 from syncd.core.model import WEBHOOK_PROVIDERS, Mode
 
@@ -60,6 +61,7 @@ class Defaults:
     path: str = "export/steps"
     poll_interval: float = 60.0
     max_deletes: DeleteLimit | None = None
+    verify: VerifyConfig | None = None
 
 
 # An API token shorter than this is refused: one that can be guessed is no token.
@@ -83,6 +85,9 @@ class SectionParser(NotificationSections):
                     "header_timeout",
                     "max_remote_reads",
                     "intake_workers",
+                    "tls",
+                    "trusted_proxies",
+                    "public_url",
                 ),
             )
             or {}
@@ -309,6 +314,7 @@ class SectionParser(NotificationSections):
             max_deletes=self.delete_limit(
                 at.key("max_deletes"), section.get("max_deletes"), builtin.max_deletes
             ),
+            verify=verify_section(self, at.key("verify"), section.get("verify"), at.file.parent),
         )
         # A broken default is reported once, here; the workspaces carry on with the built-in one.
         return defaults if len(self.problems) == before else builtin
@@ -360,6 +366,8 @@ class SectionParser(NotificationSections):
                 at.key("max_deletes"), section.get("max_deletes"), defaults.max_deletes
             ),
             badge=self.boolean(at.key("badge"), section.get("badge"), False),
+            verify=verify_section(self, at.key("verify"), section.get("verify"), at.file.parent)
+            or defaults.verify,
         )
 
     def source(self, at: At, value: Any, defaults: Defaults) -> SourceConfig:

@@ -76,6 +76,16 @@ class DeleteLimit:
 
 
 @dataclass(frozen=True)
+class VerifyConfig:
+    """`verify`: a commit is applied only when its own signature is good and made by a key
+    listed here (SSH keys in git's allowed-signers format, OpenPGP public keys). At least one
+    of the two is set; the files are read at each verification, so an edit on disk counts."""
+
+    allowed_signers_file: Path | None
+    gpg_keyring_file: Path | None
+
+
+@dataclass(frozen=True)
 class WorkspaceConfig:
     id: str
     name: str
@@ -89,6 +99,8 @@ class WorkspaceConfig:
     max_deletes: DeleteLimit | None = None  # None: any number of deletes (but see allow_empty)
     # `GET /api/v1/workspaces/{id}/badge.svg` answers without a token, so it is opt-in.
     badge: bool = False
+    # None: commits are applied whether signed or not.
+    verify: VerifyConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +175,12 @@ class ServerConfig:
     # Processes besides the daemon's that take connections on its port and answer the webhooks
     # that ask for nothing (see syncd.intake_front): webhooks answered on more than one core.
     intake_workers: int = 0
+    # TLS on the daemon's own port (None: plain http, for a reverse proxy in front).
+    tls: TlsConfig | None = None
+    # Who may say X-Forwarded-For/-Proto (addresses or CIDRs); None: uvicorn's default, this
+    # host (127.0.0.1) only; () trusts no one.
+    trusted_proxies: tuple[str, ...] | None = None
+    public_url: str | None = None  # where links point (https), e.g. https://syncd.example.com
 
 
 @dataclass(frozen=True)

@@ -198,6 +198,15 @@ class GitSource:
         with self._reading(remote):
             return trees.changed_files(repo, base_sha, head_sha, path, suffix)
 
+    def commit_signature(self, remote: Remote, sha: str) -> CommitSignature:
+        """The commit's own signature and signed payload, read from the mirror (see
+        signatures.commit_signature; verify.verify_commit judges them). RevisionNotFound when
+        the commit is not in the mirror; Unverified ("too_large") for a commit object over
+        1 MiB."""
+        repo, full = self._commit(remote, sha)
+        with self._reading(remote):
+            return signatures.commit_signature(repo, full)
+
     def read_blob(self, remote: Remote, blob: str) -> bytes:
         """A blob named by one of the mirror's trees (list_files, changed_files); one over
         MAX_FILE_BYTES is refused from its object header, before it is inflated."""

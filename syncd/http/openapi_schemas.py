@@ -162,24 +162,29 @@ SCHEMAS: dict[str, Schema] = {
         fields(
             "id:str name:str tags:str[] mode:Mode status:Status health:WorkspaceHealth"
             " suspended:bool pinned_revision:str? source:Source poll_interval:num"
-            " last_applied_revision:str? last_seen_revision:str? failed_revision:str? drift:int"
-            " last_run:Run?"
+            " last_applied_revision:str? signed_by:str? last_seen_revision:str?"
+            " failed_revision:str? drift:int last_run:Run?"
         ),
         description="`poll_interval` in seconds (0: webhooks only); `drift` counts the steps "
         "changed outside git. `status` is measured against the branch head: a sync pinned to "
         "another commit (`pinned_revision`) leaves it OutOfSync. `suspended`: automation "
-        "applies nothing by itself (polls, webhooks and self-heal only record what they see).",
+        "applies nothing by itself (polls, webhooks and self-heal only record what they see). "
+        "`signed_by`: whose verified signature the applied revision carries (the SSH principal, "
+        "or the OpenPGP fingerprint and user id), from the run that applied it with `verify`; "
+        "else null.",
     ),
     "WorkspaceList": obj(fields("workspaces:Workspace[]")),
     "Health": obj(
         fields(
             "workspace:str health:WorkspaceHealth suspended:bool pinned_revision:str?"
-            " source_reachable:bool? last_error:str? webhook_last_seen"
+            " source_reachable:bool? local_failure:bool last_error:str? webhook_last_seen"
             " webhooks_unused:str[] invalid_steps:str[] disabled_steps:str[]"
             " changed_outside_git:str[]",
             webhook_last_seen={"type": "object", "additionalProperties": TIME_OR_NULL},
         ),
-        description="`source_reachable` is null before the first run; `webhook_last_seen` "
+        description="`source_reachable` is null before the first run (and while a local "
+        "failure hides it); `local_failure`: this host's state directory or disk fails, not "
+        "the remote; `webhook_last_seen` "
         "maps each configured provider to an RFC 3339 time, or null if never seen; "
         "`webhooks_unused` names each configured secret (`provider: env VAR` or "
         "`provider: file PATH`, never its value) that no delivery has used since start.",

@@ -34,6 +34,20 @@ WEBHOOK_RESULTS = (
     "overloaded",
     "unavailable",
 )
+# Why a commit was not verified (`syncd.git.verify.Unverified.reason`); anything else is
+# counted as "malformed" so that the label stays a small fixed set.
+VERIFY_REASONS = (
+    "unsigned",
+    "bad_signature",
+    "unknown_key",
+    "not_yet_valid",
+    "expired_key",
+    "revoked_key",
+    "malformed",
+    "too_large",
+    "timeout",
+    "unavailable",
+)
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 STEP_ACTIONS = ("create", "update", "delete")
 
@@ -86,6 +100,13 @@ class Metrics:
             "syncd_workspace_last_success_timestamp_seconds",
             "When the workspace last synced successfully.",
             ["workspace"],
+            registry=r,
+        )
+        self.verify_failures = Counter(
+            "syncd_verify_failures",
+            "Commits refused by `verify` (a run, a manual sync or rollback, a reload's check of "
+            "the applied commit), by reason.",
+            ["workspace", "reason"],
             registry=r,
         )
         self.git_ops = Counter(
@@ -194,8 +215,14 @@ class Metrics:
         for value in Health:
             self.health.labels(ws_id, value.value).set(1 if health is value else 0)
 
+    def verify_failed(self, ws_id: str, reason: str) -> None:
+        self.verify_failures.labels(
+            ws_id, reason if reason in VERIFY_REASONS else "malformed"
+        ).inc()
+
     def git_operation(self, op: str, result: str, seconds: float) -> None:
-        if op not in GIT_OPS or result not in ("ok", "error"):
+        # local_error: this host's state directory failed the operation, not the remote.
+        if op not in GIT_OPS or result not in ("ok", "error", "local_error"):
             return
         self.git_ops.labels(op, result).inc()
         self.git_duration.labels(op).observe(seconds)
@@ -223,6 +250,8 @@ class Metrics:
         for action in STEP_ACTIONS:
             _remove(self.steps_changed, ws_id, action)
         _remove(self.sync_duration, ws_id)
+        for reason in VERIFY_REASONS:
+            _remove(self.verify_failures, ws_id, reason)
 
 
 def _remove(metric: Gauge | Counter | Histogram, *labels: str) -> None:

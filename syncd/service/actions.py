@@ -118,23 +118,29 @@ class Act:
 
     async def sync(self, revision: str | None, dry_run: bool) -> Ticket:
         """A manual sync, a dry run, or a rollback (a sync pinned to `revision`). A pinned
-        revision must be on the workspace's branch: refused (422) before anything is queued."""
+        revision must be on the workspace's branch, and with `verify` the commit (pinned, or
+        the branch head) must carry a trusted signature: refused (422) before anything is
+        queued."""
         ws, service = self.workspace, self._actions.workspaces
         self.revision = revision
         if revision is not None:  # it may fetch: on a thread of the default pool, as git reads
             await asyncio.to_thread(service.check_revision, ws, revision)
-        return await self._actions.runs.request(ws, revision, dry_run)
+        elif ws.verify is not None:
+            await asyncio.to_thread(service.check_head, ws)
+        return await self._actions.runs.request(ws, revision, dry_run, self.actor.name)
 
     async def suspend(self) -> dict[str, Any]:
         return await self._actions.calls.run(self._actions.workspaces.suspend, self.workspace)
 
     async def resume(self) -> Ticket:
-        """Resume automation, then back to the branch head: a manual sync, which also ends a
-        pin."""
+        """Resume automation, then back to the branch head: in automatic mode a manual sync,
+        which also ends a pin; in manual mode a comparison with the head (a planned run, as a
+        poll makes), which applies nothing: its changes wait for a manual sync."""
         ws = self.workspace
         await self._actions.calls.run(self._actions.workspaces.resume, ws)
+        trigger = Trigger.MANUAL if ws.mode is Mode.AUTOMATIC else Trigger.POLL
         try:
-            return await self._actions.runs.request(ws, None, False)
+            return await self._actions.runs.request(ws, None, False, self.actor.name, trigger)
         except (QueueFull, ShuttingDown) as e:
             raise ResumedNotQueued(
                 f"workspace {ws.id} is resumed, but its sync to the branch head was not queued: "

@@ -26,7 +26,9 @@ def workspace_view(
     state: SyncState,
     last_run: Run | None,
     health: HealthRecord | None = None,
+    signed_by: str | None = None,
 ) -> dict[str, Any]:
+    """`signed_by`: whose verified signature the applied revision carries (`verify`)."""
     health = health or derived(ws, state, last_run)
     return {
         "id": ws.id,
@@ -40,6 +42,7 @@ def workspace_view(
         "source": source_view(ws),
         "poll_interval": ws.poll_interval,
         "last_applied_revision": state.last_applied_revision,
+        "signed_by": signed_by,
         "last_seen_revision": state.last_seen_revision,
         "failed_revision": state.failed_revision,
         "drift": state.drift,

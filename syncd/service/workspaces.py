@@ -25,12 +25,20 @@ from syncd.core.model import (
 )
 from syncd.core.times import rfc3339_or_none
 from syncd.git import GitSource
+from syncd.git.signatures import Unverified
+from syncd.ops.logs import fields
 from syncd.runs.scheduler import Scheduler, Ticket
 from syncd.service.views import workspace_view
 from syncd.store import Store
 from syncd.sync.engine import Engine, Outcome, Progress, Reading
 from syncd.sync.export import ExportRequest, ExportResult, export_workspace
 from syncd.sync.health import HealthKeeper
+
+log = logging.getLogger("syncd.workspaces")
+
+# Runs looked back through for the one that applied the applied revision (its `signed_by`),
+# when the last run is another one (a failed or planned run since).
+SIGNER_LOOKBACK = 50
 
 
 class WebhookActivity(Protocol):
@@ -102,7 +110,23 @@ class Workspaces:
 
     def view(self, ws: WorkspaceConfig) -> dict[str, Any]:
         state, last = self.state(ws)
-        return workspace_view(ws, state, last, self.keeper.current(ws, state, last))
+        health = self.keeper.current(ws, state, last)
+        return workspace_view(ws, state, last, health, self.signed_by(ws, state, last))
+
+    def signed_by(self, ws: WorkspaceConfig, state: SyncState, last: Run | None) -> str | None:
+        """Whose verified signature the applied revision carries: the `signed_by` of the run
+        that applied it (None when no `verify` checked it)."""
+        applied = state.last_applied_revision
+        if applied is None:
+            return None
+        if last is not None and _applied(last, applied):
+            return last.signed_by
+        if ws.verify is None:
+            return None  # a workspace that verifies nothing need not look further back
+        for run in self.store.runs(ws.id, SIGNER_LOOKBACK):
+            if _applied(run, applied):
+                return run.signed_by
+        return None
 
     def views(self, workspaces: list[WorkspaceConfig]) -> list[dict[str, Any]]:
         return [self.view(ws) for ws in workspaces]
@@ -203,17 +227,69 @@ class Workspaces:
     # -- steering ------------------------------------------------------------------------------
 
     async def request_sync(
-        self, ws: WorkspaceConfig, trigger: Trigger, revision: str | None, dry_run: bool
+        self,
+        ws: WorkspaceConfig,
+        trigger: Trigger,
+        revision: str | None,
+        dry_run: bool,
+        actor: str | None = None,
     ) -> Ticket:
-        """Queue a sync on the daemon's scheduler (on the event loop)."""
+        """Queue a sync on the daemon's scheduler (on the event loop); `actor` is who asked."""
         if self.scheduler is None:
             raise RuntimeError("request_sync needs the daemon's scheduler")
-        return await self.scheduler.request(ws.id, trigger, revision=revision, dry_run=dry_run)
+        return await self.scheduler.request(
+            ws.id, trigger, revision=revision, dry_run=dry_run, actor=actor
+        )
 
     def check_revision(self, ws: WorkspaceConfig, revision: str) -> str:
         """The full sha of a pinned revision, fetched; RevisionNotOnBranch when it is not on
-        the workspace's branch (refused before anything is queued)."""
-        return self.engine.resolve(ws, revision)
+        the workspace's branch, and with `verify` Unverified when its signature is not trusted
+        (refused before anything is queued)."""
+        commit = self.engine.resolve(ws, revision)
+        self.engine.verify(ws, commit)
+        return commit
+
+    def check_head(self, ws: WorkspaceConfig) -> None:
+        """A manual sync to the branch head of a `verify` workspace: Unverified when the head
+        is not trusted now (refused before anything is queued). A remote that cannot be read
+        is left to the run, which records it as any run does."""
+        if ws.verify is None:
+            return
+        try:
+            commit = self.engine.resolve(ws)
+        except SyncdError:
+            return
+        try:
+            self.engine.verify(ws, commit)
+        except Unverified:
+            raise
+        except SyncdError:
+            return
+
+    def recheck_signatures(self) -> list[str]:
+        """After a config reload: each `verify` workspace's applied commit checked again
+        against its key files as they are now. One no longer trusted turns Degraded, with the
+        reason; it is not rolled back by itself. Returns the ids of those."""
+        distrusted = []
+        for ws in self.config.workspaces:
+            if ws.verify is None:
+                continue
+            try:
+                applied = self.store.state(ws.id).last_applied_revision
+                if applied is None:
+                    continue
+                try:
+                    self.engine.verify(ws, applied)
+                except Unverified as e:
+                    why = f"{e} (applied commit {applied[:12]}, at reload)"
+                    self.keeper.distrusted(ws.id, why)
+                    distrusted.append(ws.id)
+            except SyncdError as e:  # the mirror lacks it (a new state dir), or the store
+                # failed: the reload goes on, and the next run checks its commit anyway
+                log.warning(
+                    "applied commit not checked", extra=fields(workspace=ws.id, error=str(e))
+                )
+        return distrusted
 
     def sync_now(
         self,

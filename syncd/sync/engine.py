@@ -7,8 +7,9 @@ nothing: the apply phase is one store transaction.
 Not pure: the engine drives git and the store, and holds each workspace's writer lease for a
 run. It sees them only through the `GitReader` and `Store` protocols, so its unit tests run
 against stateful fakes. The phases live beside it: resolve and fetch in `syncd.sync.resolving`,
-read and plan in `syncd.sync.reading`, the state a run records in `syncd.sync.recording` (pure);
-what a run hands back and whom it tells in `syncd.sync.outcome`.
+a `verify` workspace's signature check in `syncd.sync.verifying`, read and plan in
+`syncd.sync.reading`, the state a run records in `syncd.sync.recording` (pure); what a run hands
+back and whom it tells in `syncd.sync.outcome`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from syncd.sync.parsed_steps import ParsedSteps
 from syncd.sync.reading import Progress, Reader, Reading, source_key
 from syncd.sync.recording import PERMANENT_ERRORS, applied_state, failed_state, planned_state
 from syncd.sync.resolving import GitReader, remote_for
+from syncd.sync.verifying import Verifier
 from syncd.sync.writer_leases import WorkspaceBusy, WriterLeases, new_holder
 
 # The names other modules import from here stay importable here after the split.
@@ -69,9 +71,11 @@ class Engine:
         observer: SyncObserver | None = None,
         clock: Callable[[], float] = time.time,
         holder: str | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.store = store
         self.git = git
+        self.verifier = verifier or Verifier()  # `verify` workspaces' signature checks
         self.observer = observer
         self.clock = clock
         # This process's leases on the workspaces it syncs (the store is read at each use).
@@ -159,6 +163,10 @@ class Engine:
             ):
                 head = None  # a stale hint: ask the remote again (see resolving.behind)
             run.revision = self.resolve(ws, revision, progress, head=head)
+            run.message, run.author = self.summary(ws, run.revision)
+            # 2b. verify: with `verify`, the commit must carry a trusted signature (else the run
+            #     fails here, before anything is read or applied)
+            run.signed_by = self.verify(ws, run.revision, progress)
             # 6. apply (automatic mode not suspended, or a manual trigger) or only record
             #    the plan
             automatic = ws.mode is Mode.AUTOMATIC and not automation_suspended(ws.mode, state)
@@ -185,8 +193,10 @@ class Engine:
                         extra=fields(workspace=ws.id, error=str(e)),
                     )
                     state = self.store.state(ws.id)
-                    if not pinned:
-                        run.revision = self.resolve(ws, None, progress)
+                    if not pinned and (now := self.resolve(ws, None, progress)) != run.revision:
+                        run.revision, run.signed_by = now, None
+                        run.signed_by = self.verify(ws, now, progress)
+                        run.message, run.author = self.summary(ws, now)
             raise AssertionError("unreachable: the last attempt returns or raises")
         except Fenced:
             raise
@@ -204,6 +214,24 @@ class Engine:
     ) -> str:
         """The commit to sync to, present in the mirror afterwards (phases 1-2)."""
         return resolving.resolve(self.git, ws, revision, progress, head)
+
+    def verify(
+        self, ws: WorkspaceConfig, commit: str, progress: Progress | None = None
+    ) -> str | None:
+        """Who signed `commit` (fetched), when the workspace has `verify`; `Unverified` when
+        its signature is missing, bad or not by a listed key. None without `verify`."""
+        if ws.verify is not None and progress is not None:
+            progress("verifying the commit's signature")
+        return self.verifier.check(self.git, ws, commit)
+
+    def summary(self, ws: WorkspaceConfig, commit: str) -> tuple[str | None, str | None]:
+        """The commit's message (first line) and author, for the run; (None, None) when the
+        mirror cannot tell (a run is not failed for want of its description)."""
+        try:
+            return self.git.commit_summary(remote_for(ws), commit)
+        except SyncdError as e:
+            log.info("commit not described", extra=fields(workspace=ws.id, error=str(e)))
+            return None, None
 
     def read_at(
         self, ws: WorkspaceConfig, commit: str, progress: Progress | None = None

@@ -67,6 +67,13 @@ def after_source_failure(previous: HealthRecord, error: str, now: float) -> Heal
     return _settle(previous, Health.DEGRADED, now, error, previous.failures + 1, True)
 
 
+def after_distrust(previous: HealthRecord, error: str, now: float) -> HealthRecord:
+    """The applied commit is no longer trusted (a key was taken out of a `verify` key file and
+    the config reloaded): Degraded, though nothing ran. It is not rolled back by itself; the
+    next run that applies a trusted commit ends it."""
+    return _settle(previous, Health.DEGRADED, now, error, previous.failures + 1, False)
+
+
 def after_suspension(previous: HealthRecord, suspended: bool, now: float) -> HealthRecord:
     """Automation was suspended or resumed: a Degraded workspace stays Degraded."""
     if previous.health is Health.DEGRADED:
@@ -136,6 +143,10 @@ class HealthKeeper:
     def source_failing(self, ws_id: str) -> bool:
         record = self.store.health(ws_id)
         return record is not None and record.source_failing
+
+    def distrusted(self, ws_id: str, error: str) -> HealthRecord:
+        """The workspace's applied commit failed its signature check again."""
+        return self._update(ws_id, lambda old: after_distrust(old, error, self.clock()))
 
     def suspension_changed(self, ws_id: str, suspended: bool) -> HealthRecord:
         return self._update(ws_id, lambda old: after_suspension(old, suspended, self.clock()))

@@ -10,12 +10,28 @@ from __future__ import annotations
 from dataclasses import replace
 
 from syncd.config import WorkspaceConfig
-from syncd.core.errors import PlanRefused, RevisionNotFound, StepFileError, SyncdError
+from syncd.core.errors import (
+    GitError,
+    PlanRefused,
+    RevisionNotFound,
+    StepFileError,
+    SyncdError,
+)
 from syncd.core.model import Run, Status, SyncState
+from syncd.git.signatures import Unverified
 from syncd.sync.reading import Reading, source_key
+from syncd.sync.verifying import permanent as permanent_refusal
 
-# Errors that another attempt at the same commit cannot fix: the commit itself is bad.
+# Errors that another attempt at the same commit cannot fix: the commit itself is bad. So is
+# a commit `verify` refuses, unless the verifying process only ran out of time (`permanent`).
 PERMANENT_ERRORS = (StepFileError, PlanRefused, RevisionNotFound)
+
+
+def permanent(error: SyncdError) -> bool:
+    """Whether the failed run's commit waits for a new one (neither retried nor polled again)."""
+    if isinstance(error, Unverified):
+        return permanent_refusal(error)
+    return isinstance(error, PERMANENT_ERRORS)
 
 
 def applied_state(

@@ -27,6 +27,7 @@ from syncd.config import (
     WebhookConfig,
     WorkspaceConfig,
 )
+from syncd.config.types import VerifyConfig
 from syncd.core.errors import GitError, PathNotFound, RevisionNotFound, StepFileError
 from syncd.core.model import (
     HealthRecord,
@@ -544,6 +545,16 @@ class FakeGit:
             raise RevisionNotFound(f"commit {rev!r} not found in the mirror of {remote.url}")
         return found
 
+    def commit_summary(self, remote: Remote, sha: str) -> tuple[str, str]:
+        found = self.commits[self.resolve_commit(remote, sha)]
+        return found.message.split("\n", 1)[0][:200], found.author[:200]
+
+    def commit_signature(self, remote: Remote, sha: str) -> CommitSignature:
+        found = self.commits[self.resolve_commit(remote, sha)]
+        with self._lock:
+            self.signatures_read += 1
+        return CommitSignature(found.signature, found.payload, found.time)
+
     def list_files(self, remote: Remote, commit: str, path: str) -> list[TreeEntry]:
         sha = self.resolve_commit(remote, commit)
         files = self._subtree(sha, path)
@@ -663,6 +674,7 @@ def workspace(
     branch: str = "main",
     poll_interval: float = 0.0,
     max_deletes: DeleteLimit | None = None,
+    verify: VerifyConfig | None = None,
 ) -> WorkspaceConfig:
     return WorkspaceConfig(
         id=ws_id,
@@ -675,6 +687,7 @@ def workspace(
         notify=(),
         file=Path("syncd.yaml"),
         max_deletes=max_deletes,
+        verify=verify,
     )
 
 

@@ -68,6 +68,7 @@ def row(view: dict[str, Any], now: float) -> dict[str, Any]:
         "applied": short(applied),
         "applied_full": applied or "",
         "applied_url": commit_url(view["source"]["url"], applied) if applied else None,
+        "signed_by": view.get("signed_by") or "",  # whose verified signature it carries
         "last_run_result": last.get("result") if last else "",
         "last_run_id": last.get("id") if last else "",
         "last_run_at": when,

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -23,7 +24,9 @@ from starlette.applications import Starlette
 
 from syncd.app import Parts, build
 from syncd.config import Config, load_config
-from syncd.core.errors import ConfigError, StateUnusable, SyncdError
+from syncd.config.credentials import fingerprint, secret_files, unreadable_secrets
+from syncd.config.state import check_state_writable
+from syncd.core.errors import ConfigError, SyncdError
 from syncd.core.model import Trigger
 from syncd.http.connections import (
     ConnectionGuard,
@@ -35,6 +38,7 @@ from syncd.http.console import mount_console
 from syncd.http.intake.forward import HandedOn
 from syncd.http.intake.wire import Settings
 from syncd.http.intake.workers import IntakeWorkers, front_settings, shared_port
+from syncd.http.listen import ListenerConfig, listener_options, reload_listener
 from syncd.http.routes import create_app
 from syncd.ops.logs import JsonFormatter, fields, register_secrets
 from syncd.ops.sdnotify import Notifier
@@ -51,7 +55,12 @@ class Daemon:
 
     def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
         register_secrets(config.secret_values())
+        # The credential files as read: a change (a rotation) reloads the config.
+        self.secret_prints = fingerprint(secret_files(config.secrets()))
         self.parts: Parts = build(config)
+        self.parts.core.git.on_auth_failure(self._auth_failed)
+        self.tls: ssl.SSLContext | None = None  # the listener's, when server.tls is set
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.notifier = notifier or Notifier()
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -171,8 +180,17 @@ class Daemon:
         async with self._reload_lock:
             self.notifier.reloading(time.monotonic_ns() // 1000)
             path = self.parts.config.path
+            files = secret_files(self.parts.config.secrets())
+            prints = await asyncio.to_thread(fingerprint, files)
             try:
-                config = await asyncio.to_thread(load_config, path)
+                # A credential file that cannot be read (gone, mid-rotation) stops nothing but
+                # what needs it: its syncs fail naming it (see unreadable_secrets).
+                config = await asyncio.to_thread(load_config, path, None, True)
+                for secret in unreadable_secrets(config):
+                    log.warning(
+                        "secret cannot be read, what needs it fails",
+                        extra=fields(secret=secret.source, error=secret.problem),
+                    )
             except ConfigError as e:
                 self.parts.metrics.config_reloads.labels("error").inc()
                 log.error(
@@ -204,6 +222,22 @@ class Daemon:
             self.notifier.ready(status=self.status_line())
             return True
 
+    def _auth_failed(self) -> None:
+        """A remote refused the credentials (on a git thread, before the run backs off): a
+        credential file rotated since it was read is read again now, not after the backoff."""
+        files = secret_files(self.parts.config.secrets())
+        if self._loop is None or fingerprint(files) == self.secret_prints:
+            return
+        log.info("credential files changed, reloading", extra=fields(files=len(files)))
+        self._loop.call_soon_threadsafe(
+            lambda: asyncio.ensure_future(self._reload_if_secrets_changed())
+        )
+
+    async def _reload_if_secrets_changed(self) -> None:
+        files = secret_files(self.parts.config.secrets())
+        if await asyncio.to_thread(fingerprint, files) != self.secret_prints:
+            await self.reload()
+
     def _publish_states(self) -> None:
         store = self.parts.core.store
         for ws in self.parts.config.workspaces:
@@ -232,15 +266,24 @@ class Daemon:
         from watchfiles import awatch
 
         while not self._stop.is_set():
-            files = {p.resolve() for p in self.parts.config.files}
-            dirs = sorted({str(p.parent) for p in files} | {str(self.parts.config.path.parent)})
+            secrets = secret_files(self.parts.config.secrets())
+            files = {p.resolve() for p in (*self.parts.config.files, *secrets)}
+            dirs = {str(p.parent) for p in files} | {str(self.parts.config.path.parent)}
+            dirs |= {str(p.parent) for p in secrets}  # a rotation may swap a symlink there
             try:
                 async for changes in awatch(
-                    *dirs, stop_event=self._stop, debounce=300, recursive=False
+                    *sorted(d for d in dirs if os.path.isdir(d)),
+                    stop_event=self._stop,
+                    debounce=300,
+                    recursive=False,
                 ):
                     touched = {Path(p).resolve() for _, p in changes}
-                    if touched & files or any(p.suffix in (".yaml", ".yml") for p in touched):
-                        log.info("config files changed, reloading")
+                    if (
+                        touched & files
+                        or any(p.suffix in (".yaml", ".yml") for p in touched)
+                        or await asyncio.to_thread(fingerprint, secrets) != self.secret_prints
+                    ):
+                        log.info("config or credential files changed, reloading")
                         await self.reload()
                         break  # the set of files may have changed: watch anew
                 else:
@@ -311,8 +354,10 @@ def make_server(
     config = daemon.parts.config
     max_connections = raise_descriptor_limit(config.server.max_connections)
     guard = ConnectionGuard(max_connections, config.server.header_timeout)
+    listener, daemon.tls = listener_options(config)
     return Server(
-        uvicorn.Config(
+        ListenerConfig(
+            daemon.tls,
             daemon.asgi(),
             host=host or config.server.host,
             port=config.server.port if port is None else port,
@@ -325,26 +370,10 @@ def make_server(
             timeout_graceful_shutdown=2,
             server_header=False,
             loop=loop,
+            **listener,
         ),
         daemon,
     )
-
-
-def check_state_writable(config: Config) -> None:
-    """The state directory and the store's folder must take files: say which one does not,
-    before anything starts (SQLite would only say "unable to open database file")."""
-    database = config.store.sqlite_path
-    for folder in dict.fromkeys([config.state_dir, database.parent]):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder, prefix=".syncd-probe-"):
-                pass
-        except OSError as e:
-            raise StateUnusable(
-                f"cannot write to the state directory {folder}: {e.strerror or e}"
-            ) from None
-    if database.exists() and not os.access(database, os.R_OK | os.W_OK):
-        raise StateUnusable(f"cannot write to the database {database}: permission denied")
 
 
 def serve(config: Config, host: str | None = None, port: int | None = None) -> int:

@@ -26,9 +26,16 @@ from syncd.cli.options import (
     server_of,
     token_of,
 )
+from syncd.cli.wait import wait_revision
 from syncd.config import default_config_path, load_config
 from syncd.config.checks import parse_duration
-from syncd.core.errors import ConfigError, SyncdError
+from syncd.config.state import state_dir_problem
+from syncd.core.errors import ConfigError, NotFound, StateUnusable, SyncdError
+
+
+class NoConfig(NotFound):
+    """Local mode without a config file (exit 2): the command names `--server`."""
+
 
 # -- choosing the mode --------------------------------------------------------------------------
 
@@ -67,7 +74,13 @@ def with_backend(args: argparse.Namespace, body: Callable[[Backend], int]) -> in
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_config(config_path(args))  # every secret resolved: missing ones are reported
+    # Every secret resolved: missing ones are reported; with --no-secrets (before the unit
+    # runs, when systemd's /run/credentials/ files do not exist yet) they are listed, not read.
+    no_secrets = bool(getattr(args, "no_secrets", False))
+    config = load_config(config_path(args), lazy_secrets=no_secrets)
+    problem, note = state_dir_problem(config)
+    if problem is not None:
+        raise StateUnusable(problem)
     modes: dict[str, int] = {}
     for ws in config.workspaces:
         modes[str(ws.mode)] = modes.get(str(ws.mode), 0) + 1
@@ -79,6 +92,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"  tokens: {len(config.tokens)}; webhook providers: "
         f"{', '.join(sorted(config.webhooks)) or 'none'}"
     )
+    if note is not None:
+        print(f"  note: {note}")
+    unread = config.unresolved_secrets()
+    if unread:
+        print(f"  secret files not present, checked the rest: {len(unread)} not read")
+        for secret in unread:
+            print(f"    {secret.source}")
     return EXIT_OK
 
 

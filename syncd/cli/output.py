@@ -183,6 +183,8 @@ def health(ws: View, report: View) -> None:
         print(f"  error: {record['error']}")
     reachable = report["source_reachable"]
     print(f"  source reachable: {'unknown' if reachable is None else 'yes' if reachable else 'no'}")
+    if report.get("local_failure"):
+        print("  local failure: this host's state directory or disk, not the remote")
     if report["suspended"]:
         print(f"  automation suspended; pinned at {short(report['pinned_revision'])}")
     for provider, seen in sorted(report["webhook_last_seen"].items()):

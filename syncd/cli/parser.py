@@ -116,7 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
         nargs = "?" if optional else None
         cmd.add_argument("workspace", metavar="WS", nargs=nargs, help="workspace id or name")
 
-    add("check-config", c.cmd_check_config, "validate the config and every included file")
+    cmd = add("check-config", c.cmd_check_config, "validate the config and every included file")
+    cmd.add_argument(
+        "--no-secrets",
+        action="store_true",
+        help="list the secrets that cannot be read (systemd's credentials before the unit "
+        "runs) instead of failing on them; check everything else",
+    )
     cmd = add("sync", c.cmd_sync, "sync a workspace now (in-process, or on --server)", True)
     ws_arg(cmd)
     cmd.add_argument("--dry-run", action="store_true", help="plan and record, apply nothing")

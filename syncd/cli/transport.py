@@ -216,6 +216,8 @@ class Transport:
             ) from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", None) or e
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise Unreachable(self._untrusted(reason)) from None
             said = self.clean(str(reason)) or type(reason).__name__
             raise Unreachable(f"cannot reach syncd at {self.base}: {said}") from None
         except ValueError as e:  # e.g. a malformed chunk size
@@ -272,6 +274,16 @@ class Transport:
         if e.code == 404:
             return ApiNotFound(said)
         return ApiFailed(f"{where}: HTTP {e.code}: {said}", e.code, body)
+
+    def _untrusted(self, e: ssl.SSLCertVerificationError) -> str:
+        """A certificate the client does not trust: most often a private CA, so say which
+        flag gives it."""
+        why = self.clean(str(e.verify_message or e.reason or e)) or "verification failed"
+        trusted = f"the CA in {self.ca_file}" if self.ca_file else "the system's CAs"
+        return (
+            f"cannot reach syncd at {self.base}: its TLS certificate is not trusted ({why}; "
+            f"trusted: {trusted}); give the CA that signed it with --ca-file FILE"
+        )
 
     def _said(self, e: BaseException) -> str:
         return self.clean(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)

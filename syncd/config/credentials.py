@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from syncd.config.checks import At, Checker
-from syncd.config.types import Secret, UnresolvedSecret
+from syncd.config.types import Config, Secret, UnresolvedSecret
+from syncd.core.errors import ConfigError
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Names shown in messages: a lower-case "name" may be the secret itself, pasted in the wrong key.
@@ -155,3 +156,43 @@ class SecretReader(Checker):
         if not text:
             return self.unavailable(at, f"file {path}", f"{path} is empty")
         return Secret(text, f"file {path}")
+
+
+def secret_files(secrets: list[Secret]) -> tuple[Path, ...]:
+    """The files these secrets come from (`X_file`), read or not: the daemon watches them."""
+    found = [Path(s.source.removeprefix("file ")) for s in secrets if s.source.startswith("file ")]
+    return tuple(dict.fromkeys(found))
+
+
+def fingerprint(files: tuple[Path, ...]) -> dict[Path, tuple[int, ...] | None]:
+    """What tells a rotated secret file from the one read: inode, size, times; None when it is
+    gone. Only stat: no secret is read to compare."""
+    prints: dict[Path, tuple[int, ...] | None] = {}
+    for path in files:
+        try:
+            st = os.stat(path)
+        except OSError:
+            prints[path] = None
+            continue
+        prints[path] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return prints
+
+
+def unreadable_secrets(config: Config) -> list[UnresolvedSecret]:
+    """The secrets a reload (lazy) could not read: what needs one fails, naming it. The
+    store's password and the console's session key, read once at start, refuse the reload."""
+    unread = config.unresolved_secrets()
+    for secret in unread:
+        if secret in (config.console.session_key, config.store.password):
+            raise ConfigError(secret.problem)
+    return unread
+
+
+# Stands for a secret that cannot be read where one is compared: random, so nothing matches it.
+_UNREADABLE = os.urandom(32).hex()
+
+
+def checking_value(secret: Secret) -> str:
+    """The value a signature or password is checked against; for a secret that cannot be
+    read (its file went away), one that nothing matches."""
+    return _UNREADABLE if isinstance(secret, UnresolvedSecret) else secret.reveal()

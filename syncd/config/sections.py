@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from syncd.config import listener
 from syncd.config.checks import At, describe, quote, suggest
 from syncd.config.notifications import NotificationSections
 from syncd.config.types import (
@@ -154,6 +155,7 @@ class SectionParser(NotificationSections):
             header_timeout=header_timeout,
             max_remote_reads=remote_reads,
             intake_workers=intake_workers,
+            **listener.listener_keys(self, at, section, base_dir, intake_workers),
         )
 
     def store(self, at: At, value: Any, base_dir: Path, state_dir: Path) -> StoreConfig:

@@ -158,6 +158,16 @@ class NotificationsConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """`server.tls`: the listener's certificate chain and key (PEM), loaded again on reload;
+    with `client_ca_file`, clients must present a certificate it signed."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"  # an IPv6 address without brackets
     port: int = 8080
@@ -254,6 +264,14 @@ class Config:
     def secret_values(self) -> list[str]:
         """Every secret this process could read, for the log scrubber. Never logged itself;
         a secret this process cannot read (lazy loading) has no value to hide."""
+        return [s.reveal() for s in self.secrets() if not isinstance(s, UnresolvedSecret)]
+
+    def unresolved_secrets(self) -> list[UnresolvedSecret]:
+        """The secrets this process could not read (lazy loading), to name them."""
+        return [s for s in self.secrets() if isinstance(s, UnresolvedSecret)]
+
+    def secrets(self) -> list[Secret]:
+        """Every secret the config names."""
         secrets: list[Secret | None] = [t.token for t in self.tokens]
         for hook in self.webhooks.values():
             secrets += [*hook.secrets, *hook.signing_secrets]
@@ -262,6 +280,4 @@ class Config:
         secrets.append(self.notifications.smtp.password if self.notifications.smtp else None)
         secrets += [t.url for t in self.notifications.targets]
         secrets.append(self.store.password)
-        return [
-            s.reveal() for s in secrets if s is not None and not isinstance(s, UnresolvedSecret)
-        ]
+        return [s for s in secrets if s is not None]

@@ -17,6 +17,23 @@ class StateUnusable(SyncdError):
     """The state directory (or the store's folder) cannot be written: a setup error."""
 
 
+LOCAL_FAILURE = "local failure: "  # how a LocalFailure's message begins (runs keep only text)
+
+
+class LocalFailure(StateUnusable):
+    """This host failed, not the remote: the state directory or its disk (read-only, full,
+    not a directory) could not take a mirror's files. Never a GitError: health, metrics
+    (`result="local_error"`) and alerts tell it apart from a remote that fails."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message if message.startswith(LOCAL_FAILURE) else LOCAL_FAILURE + message)
+
+
+def is_local_failure(error: str | None) -> bool:
+    """Whether a run's recorded error was this host's, not the remote's (see LocalFailure)."""
+    return bool(error) and str(error).startswith(LOCAL_FAILURE)
+
+
 class StepFileError(SyncdError):
     """A step file in the repository is invalid: the message names the file(s).
 

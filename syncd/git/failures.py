@@ -76,6 +76,25 @@ def classify(
     return GitError(f"{where}: {message or type(e).__name__}")
 
 
+# What libgit2 appends (strerror) when this host's files fail it: a mirror that cannot be written.
+_LOCAL_OS = (
+    "permission denied",
+    "read-only file system",
+    "no space left on device",
+    "disk quota exceeded",
+    "not a directory",
+    "file exists",
+    "too many open files",
+)
+
+
+def is_local_os_failure(message: str) -> bool:
+    """A failure of the state directory or its disk (read-only, full, a file where a folder
+    belongs), told apart by the OS error libgit2 quotes; never an HTTP status."""
+    lowered = message.lower()
+    return "http status" not in lowered and any(m in lowered for m in _LOCAL_OS)
+
+
 def is_local(e: BaseException) -> bool:
     """An error from our own object store rather than from the remote."""
     lowered = str(e).lower()

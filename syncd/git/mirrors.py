@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pygit2
 
+from syncd.core.errors import LocalFailure
+from syncd.git.failures import is_local_os_failure
 from syncd.ops.logs import fields
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,24 @@ class CorruptMirror(Exception):
 
 
 def open_mirror(path: Path) -> pygit2.Repository:
-    """The bare repository at `path`, created when missing, rebuilt when unreadable."""
+    """The bare repository at `path`, created when missing, rebuilt when unreadable.
+    LocalFailure when the state directory cannot take it (read-only, full, not a folder)."""
+    try:
+        return _open_mirror(path)
+    except OSError as e:
+        raise local_failure(path, e.strerror or str(e)) from e
+    except pygit2.GitError as e:
+        if is_local_os_failure(str(e)):
+            raise local_failure(path, str(e)) from e
+        raise
+
+
+def local_failure(path: Path, reason: str) -> LocalFailure:
+    """The state directory (the mirrors' folder's parent) named, and the OS's reason."""
+    return LocalFailure(f"cannot write to the state directory {path.parent.parent}: {reason}")
+
+
+def _open_mirror(path: Path) -> pygit2.Repository:
     if path.exists():
         try:
             repo = pygit2.Repository(str(path))

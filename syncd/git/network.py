@@ -18,8 +18,8 @@ import pygit2
 from syncd.core import retry
 from syncd.core.errors import AuthError, GitError, TransientGitError
 from syncd.core.urls import redact_url
-from syncd.git.failures import classify, is_local
-from syncd.git.mirrors import CorruptMirror
+from syncd.git.failures import classify, is_local, is_local_os_failure
+from syncd.git.mirrors import CorruptMirror, local_failure
 from syncd.git.remote import Remote, credentials, scrub
 from syncd.git.tls import Trust, diagnose_tls
 from syncd.ops.logs import fields
@@ -28,20 +28,33 @@ from syncd.ops.logs import fields
 log = logging.getLogger("syncd.git.source")
 
 GitObserver = Callable[[str, str, float], None]
-"""Called once per network attempt: (op: ls_remote|fetch|push, result: ok|error, seconds)."""
+"""Called once per network attempt: (op: ls_remote|fetch|push, result: ok|error|local_error,
+seconds); `local_error`: this host's state directory failed (see LocalFailure), not the remote."""
 
 T = TypeVar("T")
 
 
 class Network:
     def __init__(
-        self, trust: Trust, observer: GitObserver | None, attempt_policy: retry.Policy
+        self,
+        trust: Trust,
+        observer: GitObserver | None,
+        attempt_policy: retry.Policy,
+        on_auth_failure: Callable[[], None] | None = None,
     ) -> None:
         self._trust = trust
+        # Told before an AuthError is raised: a rotated credential file may be read again.
+        self.on_auth_failure = on_auth_failure
         self._observer = observer
         self._policy = attempt_policy
 
-    def run(self, op: str, remote: Remote, call: Callable[[pygit2.RemoteCallbacks], T]) -> T:
+    def run(
+        self,
+        op: str,
+        remote: Remote,
+        call: Callable[[pygit2.RemoteCallbacks], T],
+        mirror: Path | None = None,
+    ) -> T:
         """`call` with the remote's callbacks, attempted again on a transient failure."""
         if urlsplit(remote.url).scheme.lower() != "https":
             raise GitError(f"{op} {redact_url(remote.url)}: only https remotes are supported")
@@ -56,13 +69,26 @@ class Network:
             self._policy, lambda e: isinstance(e, TransientGitError), on_retry
         )
         try:
-            result: T = retrying(self._attempt, op, remote, call)
+            result: T = retrying(self._attempt, op, remote, call, mirror)
+        except AuthError:
+            if self.on_auth_failure is not None:
+                try:
+                    self.on_auth_failure()
+                except Exception:
+                    log.exception("auth failure hook failed", extra=fields(op=op))
+            raise
         except TransientGitError as e:
             tries = max(1, self._policy.attempts)
             raise TransientGitError(f"{e} (gave up after {tries} attempts)") from e
         return result
 
-    def _attempt(self, op: str, remote: Remote, call: Callable[[pygit2.RemoteCallbacks], T]) -> T:
+    def _attempt(
+        self,
+        op: str,
+        remote: Remote,
+        call: Callable[[pygit2.RemoteCallbacks], T],
+        mirror: Path | None,
+    ) -> T:
         bundle = self._trust.prepare(remote.ca_file)
         callbacks = _Callbacks(op, remote)
         started = time.monotonic()
@@ -73,6 +99,10 @@ class Network:
             raise
         except (pygit2.GitError, ValueError) as e:
             elapsed = time.monotonic() - started
+            if mirror is not None and is_local_os_failure(str(e)):
+                # The mirror could not be written (read-only, full): this host's failure.
+                self._observe(op, "local_error", started)
+                raise local_failure(mirror, scrub(str(e), remote)) from e
             self._observe(op, "error", started)
             if op == "fetch" and is_local(e):
                 raise CorruptMirror(str(e)) from e
@@ -87,6 +117,11 @@ class Network:
             ) from e
         self._observe(op, "ok", started)
         return result
+
+    def local_failure(self, op: str) -> None:
+        """An operation that failed on this host before reaching the network (its mirror could
+        not be opened): counted as `local_error`, never as the remote's error."""
+        self._observe(op, "local_error", time.monotonic())
 
     def _observe(self, op: str, result: str, started: float) -> None:
         if self._observer is None:

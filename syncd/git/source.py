@@ -25,11 +25,17 @@ import pygit2
 from pygit2.enums import FetchPrune
 
 from syncd.core import retry
-from syncd.core.errors import Conflict, GitError, RevisionNotFound, StepFileError
+from syncd.core.errors import (
+    Conflict,
+    GitError,
+    LocalFailure,
+    RevisionNotFound,
+    StepFileError,
+)
 from syncd.core.refs import HEADS, head_ref, is_full_sha
 from syncd.core.steps import MAX_FILE_BYTES
 from syncd.core.urls import redact_url
-from syncd.git import commits, trees
+from syncd.git import commits, signatures, trees
 from syncd.git.failures import NOT_FAST_FORWARD
 from syncd.git.mirrors import (
     CorruptMirror,
@@ -65,12 +71,17 @@ class GitSource:
         self._locks: dict[Path, threading.Lock] = {}
         self._suspect: set[Path] = set()  # mirrors a read found unreadable: rebuild on next fetch
 
+    def on_auth_failure(self, hook: Callable[[], None] | None) -> None:
+        """Call `hook` each time a remote refuses the credentials, before the AuthError goes
+        up (and the run backs off): the daemon reads rotated credential files again."""
+        self._network.on_auth_failure = hook
+
     # -- network operations ----------------------------------------------------------------
 
     def heads(self, remote: Remote) -> dict[str, str]:
         """Every branch on the remote and its sha, from one ls-remote: {"main": sha, ...}."""
         path = self.mirror_path(remote)
-        with self._lock(path):
+        with self._lock(path), self._local("ls_remote"):
             repo = open_mirror(path)  # created on first use: ls-remote needs a repository
         anon = repo.remotes.create_anonymous(fetch_url(remote))
         advertised = self._network.run(
@@ -293,6 +304,15 @@ class GitSource:
         return self._mirrors / f"{hashlib.sha256(remote.key.encode()).hexdigest()[:24]}.git"
 
     # -- mirrors ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _local(self, op: str) -> Iterator[None]:
+        """A mirror this host cannot open or create counts as the operation's local error."""
+        try:
+            yield
+        except LocalFailure:
+            self._network.local_failure(op)
+            raise
 
     def _lock(self, path: Path) -> threading.Lock:
         with self._guard:

@@ -12,6 +12,7 @@ import hmac
 from starlette.requests import Request
 
 from syncd.config import TokenConfig
+from syncd.config.types import UnresolvedSecret
 from syncd.http.errors import ApiError
 from syncd.http.throttle import Throttle, client_address
 
@@ -57,6 +58,8 @@ def find_token(tokens: tuple[TokenConfig, ...], presented: str) -> TokenConfig |
     wanted = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
     found = None
     for token in tokens:
+        if isinstance(token.token, UnresolvedSecret):
+            continue  # its file went away (a reload read none): it lets no one in
         have = hashlib.sha256(token.token.reveal().encode()).digest()
         if hmac.compare_digest(wanted, have) and found is None:
             found = token

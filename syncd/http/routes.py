@@ -209,9 +209,19 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
                 )
             except StoreError as e:
                 problem = str(e)
-        if parts.ready and not parts.stopping and problem is None:
+        # A state directory that turned read-only or full: no mirror can be fetched into it.
+        folder = parts.config.state_dir
+        try:
+            state = await asyncio.wait_for(asyncio.to_thread(state_problem, folder), PROBE_DEADLINE)
+        except TimeoutError:
+            state = f"the state directory {folder} did not answer within {PROBE_DEADLINE:g}s"
+        if parts.ready and not parts.stopping and problem is None and state is None:
             return JSONResponse({"status": "ready"})
-        return error_response(503, "not ready", {"stopping": parts.stopping, "store": problem})
+        return error_response(
+            503,
+            "not ready",
+            {"stopping": parts.stopping, "store": problem, "state_dir": state},
+        )
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document())

@@ -199,6 +199,15 @@ class Polling:
                 )
                 await asyncio.to_thread(self._source_failed, self._remotes().get(key, []), e)
                 continue
+            except StateUnusable as e:
+                # This host's state directory failed (LocalFailure), not the remote: no news of
+                # the source; the runs record it, and /readyz says so.
+                failures += 1
+                log.warning(
+                    "poll failed, locally",
+                    extra=fields(remote=key.split("|")[0], failures=failures, error=str(e)),
+                )
+                continue
             except Exception:
                 # Not the remote's fault (a full disk, the store): this cycle is lost, the
                 # remote's polling is not; an exception out of here would end it for good.

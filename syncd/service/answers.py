@@ -26,7 +26,8 @@ def status_of(exc: BaseException) -> int:
     """The HTTP status an error of syncd's becomes; 500 for anything else (a bug)."""
     if isinstance(exc, Busy):
         return 429
-    if isinstance(exc, QueueFull | ShuttingDown | StoreError | Overloaded):  # locked, full
+    if isinstance(exc, QueueFull | ShuttingDown | StoreError | Overloaded | StateUnusable):
+        # locked, full; or this host's state directory cannot be written
         return 503
     if isinstance(exc, NotFound | UnknownProvider):
         return 404

@@ -353,8 +353,10 @@ class Intake:
             ]
             secrets = {
                 name: (
-                    tuple(s.reveal() for s in hook.secrets),
-                    tuple(s.reveal() for s in hook.signing_secrets),
+                    # One whose file went away (a reload read none) verifies nothing; it keeps
+                    # its place, by which deliveries name the secret they used.
+                    tuple(checking_value(s) for s in hook.secrets),
+                    tuple(checking_value(s) for s in hook.signing_secrets),
                 )
                 for name, hook in config.webhooks.items()
             }

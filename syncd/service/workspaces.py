@@ -6,12 +6,13 @@ only `request_sync` and `note_edit` touch the scheduler and must run on the even
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from syncd.config import Config, WorkspaceConfig
-from syncd.core.errors import NotFound
+from syncd.core.errors import NotFound, SyncdError, is_local_failure
 from syncd.core.model import (
     Health,
     LiveStep,
@@ -210,12 +211,15 @@ class Workspaces:
             if (provider, index) not in seen.secret_last_seen
         ]
         record = self.keeper.current(ws, state, last)
+        local = record.health is Health.DEGRADED and is_local_failure(record.error)
         return {
             "workspace": ws.id,
             "health": record.to_dict(),
             "suspended": automation_suspended(ws.mode, state),
             "pinned_revision": state.pinned_revision,
-            "source_reachable": None if last is None else not record.source_failing,
+            # A local failure (this host's state directory or disk) says nothing of the source.
+            "source_reachable": None if last is None or local else not record.source_failing,
+            "local_failure": local,
             "last_error": last.error if last and last.error else None,
             "webhook_last_seen": provider_seen,
             "webhooks_unused": unused,

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from syncd.config import WorkspaceConfig
+from syncd.core.errors import is_local_failure
 from syncd.core.model import (
     Health,
     HealthRecord,
@@ -53,8 +54,9 @@ def _settle(
 def after_run(previous: HealthRecord, run: Run, suspended: bool, now: float) -> HealthRecord:
     """A run finished. A failed one degrades; any other ends the failure streak."""
     if run.result is RunResult.FAILED:
-        # A transient failure (no commit to blame) is the source's: network, auth, 5xx.
-        source_failing = run.revision is None
+        # A transient failure (no commit to blame) is the source's: network, auth, 5xx; unless
+        # this host failed (a read-only or full state directory), which is no news of the source.
+        source_failing = run.revision is None and not is_local_failure(run.error)
         return _settle(
             previous, Health.DEGRADED, now, run.error, previous.failures + 1, source_failing
         )

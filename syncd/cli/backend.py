@@ -39,7 +39,17 @@ class Backend(Protocol):
 
     def export(self, ws: View, order: View) -> View: ...
 
+    def wait_revision(self, ws: View, revision: str, seconds: float) -> View:
+        """One round of `wait --revision`: the revision (HEAD or a sha) resolved, then held
+        until it is applied and healthy, a run of it failed, or `seconds` passed; as
+        `GET .../wait` answers (`revision` is the full sha: later rounds pass it)."""
+        ...
+
     def workspace_ids(self) -> list[str]: ...
+
+    def replicas(self) -> View:
+        """As `GET /api/v1/replicas` answers: `{shared, replicas: [replica_view...]}`."""
+        ...
 
     def next_round(self) -> None:
         """A new round of a command that waits by design (`wait`, `status --watch`): in client

@@ -13,6 +13,9 @@ from syncd.core.errors import NotFound
 
 WAIT_RUN_SECONDS = 600.0  # as long as the server waits on `POST .../sync?wait=true`
 POLL_SECONDS = 0.5
+# One `GET .../wait` holds at most this long (the server allows 300 s); a longer wait asks
+# again, so that no proxy's idle timeout cuts it.
+WAIT_ROUND_SECONDS = 60
 
 
 def _q(text: str) -> str:
@@ -116,8 +119,21 @@ class RemoteBackend:
                 raise TimeoutError(f"run {run_id} did not finish in {timeout:.0f} s")
             self.sleep(POLL_SECONDS)
 
+    def wait_revision(self, ws: View, revision: str, seconds: float) -> View:
+        # The server holds the request up to `seconds`: added to the deadline and the read.
+        whole = max(0, min(int(seconds), WAIT_ROUND_SECONDS))
+        query = urllib.parse.urlencode({"revision": revision, "timeout": str(whole)})
+        path = self._path(ws, f"/wait?{query}")
+        return self._api().request("GET", path, holds=float(whole))
+
     def export(self, ws: View, order: View) -> View:
         return self._api().post(self._path(ws, "/export"), order)
+
+    def replicas(self) -> View:
+        found = self._api().get("/api/v1/replicas")
+        if not isinstance(found.get("replicas"), list):
+            raise BadServer(f"{self.client.base}/api/v1/replicas: `replicas` is not a list")
+        return found
 
     def workspace_ids(self) -> list[str]:
         return [v["id"] for v in self.views(None)]

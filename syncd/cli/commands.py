@@ -50,7 +50,14 @@ def backend_for(args: argparse.Namespace) -> Backend:
         token = token_of(args)
         client = ApiClient(server, token, getattr(args, "ca_file", None), **client_limits(args))
         return RemoteBackend(client)
-    return LocalBackend(config_path(args), out.progress_printer())
+    path = config_path(args)
+    if not path.exists():
+        # Most likely a laptop, not the daemon's host: say how to reach a server.
+        raise NoConfig(
+            f"no config at {path} and no --server: give --server URL (or $SYNCD_SERVER) to "
+            f"use a syncd server's API, or --config FILE (or $SYNCD_CONFIG) for this host's"
+        )
+    return LocalBackend(path, out.progress_printer())
 
 
 def with_backend(args: argparse.Namespace, body: Callable[[Backend], int]) -> int:
@@ -265,6 +272,9 @@ def cmd_wait(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"syncd: --timeout: {e}", file=sys.stderr)
         return EXIT_USAGE
+
+    if args.revision is not None:
+        return with_backend(args, lambda b: wait_revision(args, b, timeout))
 
     def body(backend: Backend) -> int:
         deadline = time.monotonic() + timeout

@@ -7,15 +7,18 @@ git password of its workspace), so `status` runs without any of the daemon's sec
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
-from syncd.app import Core, build_core, local_actions
+from syncd.app import Core, build_core, coordinator_for, local_actions
 from syncd.cli.backend import View
 from syncd.config import Config, WorkspaceConfig, load_config
 from syncd.ops.logs import register_secrets
+from syncd.runs.replicas import ReplicaInfo
 from syncd.service.actions import Act
 from syncd.service.audit import Actor
-from syncd.service.views import diff_view, sync_result_view
+from syncd.service.views import diff_view, replica_view, sync_result_view
+from syncd.service.waiting import POLL_SECONDS, Waiting
 from syncd.sync.engine import Outcome, Progress
 from syncd.sync.export import parse_export_request
 
@@ -111,6 +114,37 @@ class LocalBackend:
                 return (await act.export(parse_export_request(order))).to_dict()
 
         return asyncio.run(export())
+
+    def replicas(self) -> View:
+        """The replicas the store knows (heartbeats, holds), read as any replica reads them;
+        this command is none of them. A SQLite store has none: one process does the work."""
+        core = self.core
+        coordinator = coordinator_for(core.config, core.store)
+        if coordinator is None:
+            return {"shared": False, "replicas": [], "store": core.config.store.where}
+
+        async def read() -> list[ReplicaInfo]:
+            try:
+                return await coordinator.replicas()
+            finally:
+                await coordinator.stop()
+
+        found = asyncio.run(read())
+        return {"shared": True, "replicas": [replica_view(r) for r in found]}
+
+    def wait_revision(self, ws: View, revision: str, seconds: float) -> View:
+        """Resolved here (a HEAD asks the remote, with this host's git credentials), then
+        checked against this host's store every POLL_SECONDS: the daemon applies, not us."""
+        found = self._with_git(ws)
+        waiting = Waiting(self.core.workspaces)
+        target = waiting.target(found, revision)
+        deadline = time.monotonic() + max(0.0, seconds)
+        while True:
+            view = waiting.check(found, target)
+            left = deadline - time.monotonic()
+            if view["result"] != "waiting" or left <= 0:
+                return view
+            time.sleep(min(POLL_SECONDS, left))
 
     def workspace_ids(self) -> list[str]:
         # Only the config: completion must not open the store.

@@ -37,11 +37,26 @@ def short(rev: str | None) -> str:
     return (rev or "?")[:12]
 
 
+# The status table shows an error's first line up to this many characters.
+ERROR_CHARS = 120
+
+
+def cut(text: str, limit: int = ERROR_CHARS) -> tuple[str, bool]:
+    """The first line of `text`, at most `limit` characters (the last one `…` when cut), and
+    whether anything was left out."""
+    lines = text.splitlines() or [""]
+    first = lines[0]
+    if len(first) > limit:
+        return first[: limit - 1] + "…", True
+    return first, len(lines) > 1
+
+
 def status_table(views: list[View]) -> None:
     print(
         f"{'ID':<16} {'NAME':<16} {'MODE':<10} {'STATUS':<10} {'HEALTH':<10} "
         f"{'APPLIED':<12} LAST RUN"
     )
+    shortened = False
     for v in views:
         last = v["last_run"]
         last_text = f"{last['result']} ({last['trigger']})" if last else "-"
@@ -49,11 +64,15 @@ def status_table(views: list[View]) -> None:
         if v["pinned_revision"]:
             last_text += f"; pinned at {v['pinned_revision'][:12]}"
         if v["health"]["error"]:
-            last_text += f"; {v['health']['error'].splitlines()[0][:120]}"
+            error, was_cut = cut(v["health"]["error"])
+            shortened = shortened or was_cut
+            last_text += f"; {error}"
         print(
             f"{v['id']:<16} {v['name']:<16} {v['mode']:<10} {v['status']:<10} "
             f"{v['health']['status']:<10} {applied:<12} {last_text}"
         )
+    if shortened:
+        print("(errors cut short; `syncd status --json` or `syncd health WS` shows them whole)")
 
 
 def diff(ws: View, plan: View) -> None:
@@ -105,6 +124,13 @@ def queued(ws: View, accepted: View) -> None:
 def resumed(ws: View, result: View) -> None:
     if result["result"] == "failed":
         print(f"{label(ws)}: resumed; the sync to the head failed: {result['error']}")
+    elif result["result"] == "planned":  # a manual workspace: compared, nothing applied
+        counts = f"{result['created']} to create, {result['updated']} to update, "
+        counts += f"{result['deleted']} to delete"
+        print(
+            f"{label(ws)}: resumed; compared with the branch head {short(result['revision'])}: "
+            f"{counts} (manual mode: `syncd sync {ws['id']}` applies them)"
+        )
     else:
         print(f"{label(ws)}: resumed; synced to the branch head {short(result['revision'])}")
 
@@ -195,9 +221,55 @@ def health(ws: View, report: View) -> None:
     print(f"  changed outside git: {_names(report['changed_outside_git'])}")
 
 
+def replicas(found: View) -> None:
+    """`syncd replicas`: one line each, the answering replica marked *; then the count alive."""
+    listed = found["replicas"]
+    if listed:
+        print(
+            f"{'REPLICA':<32} {'HOST':<20} {'PID':>7} {'STATE':<6} {'STARTED':<19} "
+            f"{'LAST SEEN':<19} HOLDS"
+        )
+    for r in listed:
+        rid = r["id"] + ("*" if r.get("this") else "")
+        print(
+            f"{rid:<32} {r['host'][:20]:<20} {r['pid']:>7} "
+            f"{'alive' if r['alive'] else 'gone':<6} {_when(r['started_at']):<19} "
+            f"{_when(r['last_seen']):<19} {_names(r['holds'])}"
+        )
+    if not found["shared"]:
+        where = f" ({found['store']})" if found.get("store") else ""
+        print(
+            f"one process: the store{where} is not shared, so `syncd serve` runs alone; "
+            "replicas need a PostgreSQL store"
+        )
+        return
+    alive = sum(1 for r in listed if r["alive"])
+    print(f"{alive} alive, {len(listed) - alive} gone (* answered this request)")
+
+
 def exported(ws: View, result: View) -> None:
     if result["changed"]:
         what = f"committed {short(result['commit'])}"
     else:
         what = f"nothing to commit; the branch is at {short(result['commit'])}"
     print(f"{label(ws)}: exported {result['files']} files to {result['branch']}: {what}")
+
+
+def waited(ws: View, found: View, asked: str, timeout: str, quiet: bool = False) -> None:
+    """How `wait --revision` ended: applied on stdout (unless `quiet`: --json printed it);
+    a failed run or the time up on stderr."""
+    target = short(found["revision"])
+    named = target if asked.upper() != "HEAD" else f"HEAD ({target})"
+    applied = short(found["applied_revision"])
+    where = f"applied {applied}, {found['status']}, {found['health']}"
+    if found["result"] == "applied":
+        if not quiet:
+            also = "" if found["applied_revision"] == found["revision"] else f" (in {applied})"
+            print(f"{label(ws)}: {named} applied{also}: {found['status']}, {found['health']}")
+        return
+    if found["result"] == "failed":
+        run = found.get("last_run") or {}
+        why = run.get("error") or "its commit is marked failed"
+        print(f"syncd: {label(ws)}: a run of {named} failed: {why}", file=sys.stderr)
+        return
+    print(f"syncd: {label(ws)}: {named} not applied after {timeout}: {where}", file=sys.stderr)

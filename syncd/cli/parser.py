@@ -161,10 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("run_id", metavar="ID", help="a run id, as `syncd runs` lists them")
     cmd = add("health", c.cmd_health, "show a workspace's health and why", True)
     ws_arg(cmd)
+    add("replicas", c.cmd_replicas, "list the replicas, their heartbeats and holds", True)
     cmd = add(
         "wait",
         c.cmd_wait,
-        f"wait until a workspace is Synced or Healthy (exit {EXIT_TIMEOUT} on timeout)",
+        f"wait until a workspace is Synced or Healthy, or has applied a revision (exit "
+        f"{EXIT_TIMEOUT} on timeout)",
     )
     ws_arg(cmd)
     cmd.add_argument(
@@ -172,8 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
         dest="target",
         choices=("synced", "healthy"),
         default="synced",
-        help="what to wait for (default: synced)",
+        help="what to wait for (default: synced; with --revision: applied and healthy)",
     )
+    cmd.add_argument(
+        "--revision",
+        metavar="SHA|HEAD",
+        help="wait until this commit (HEAD: the branch head now), or one after it, is applied "
+        "and Healthy: exit 0; 1 if a run of it failed; 2 if it is not on the branch",
+    )
+    cmd.add_argument("--json", action="store_true", help="with --revision: print the answer")
     cmd.add_argument(
         "--timeout", default="5m", metavar="D", help="give up after D: 90, 30s, 5m, 1h (5m)"
     )

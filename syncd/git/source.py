@@ -56,6 +56,10 @@ __all__ = ["GitObserver", "GitSource", "Remote", "remote_key"]
 
 log = logging.getLogger(__name__)
 
+# A run records its commit's message (first line) and author cut to this many characters: a
+# run row stays small whatever a commit says.
+SUMMARY_CHARS = 200
+
 
 class GitSource:
     def __init__(
@@ -171,6 +175,20 @@ class GitSource:
             return False
         with self._reading(remote):
             return bool(repo.descendant_of(pygit2.Oid(hex=new), pygit2.Oid(hex=old)))
+
+    def commit_summary(self, remote: Remote, sha: str) -> tuple[str, str]:
+        """A commit's message, its first line cut to SUMMARY_CHARS, and its author as
+        `Name <email>` (each cut to SUMMARY_CHARS): what a run records of the commit it read."""
+        repo, found = self._commit(remote, sha)
+        with self._reading(remote):
+            commit = repo[found].peel(pygit2.Commit)
+            # Raw bytes, decoded leniently: a commit's text is anyone's, in any encoding.
+            raw = commit.raw_message.decode("utf-8", "replace").strip()
+            who = commit.author
+            name = who.raw_name.decode("utf-8", "replace")
+            email = who.raw_email.decode("utf-8", "replace")
+        message = _printable(raw.split("\n", 1)[0].strip())
+        return message[:SUMMARY_CHARS], _printable(f"{name} <{email}>")[:SUMMARY_CHARS]
 
     def branches_containing(self, remote: Remote, commit: str) -> list[str]:
         """The mirror's branches whose head is `commit` or descends from it (as last fetched)."""

@@ -214,13 +214,32 @@ def paths() -> dict[str, Any]:
                 "404 503",
                 ID,
                 text="Ends a suspension and requests a sync to the branch head (which also "
-                "ends a pin); 202 with its run id, as `POST .../sync` answers.",
+                "ends a pin); a manual workspace only compares with the head (a planned run, "
+                "trigger `poll`) and applies nothing. 202 with its run id, as `POST .../sync` "
+                "answers.",
             )
         },
         f"{WS}/runs": {
             "get": op("read", "Runs, newest first", ok200("RunList"), "400 404", ID, LIMIT)
         },
         "/api/v1/runs/{run_id}": {"get": op("read", "A run", ok200("Run"), "404", RUN_ID)},
+        f"{WS}/wait": {
+            "get": op(
+                "read",
+                "Wait until a revision is applied and healthy",
+                ok200("WaitResult"),
+                "400 404 422 502",
+                ID,
+                REVISION,
+                TIMEOUT,
+                text="Resolves `revision` (HEAD asks the remote for the branch head), then "
+                "holds the request until the workspace has applied that commit or a "
+                "descendant and is Healthy, a run of it failed, or `timeout` passed; always "
+                "200, `result` says which. 422 when `revision` is not a revision or not on the "
+                "workspace's branch. To wait longer than one request, ask again with the "
+                "`revision` the answer gives (a full sha): `syncd wait --revision` does so.",
+            )
+        },
         "/api/v1/replicas": {
             "get": op(
                 "read",
@@ -296,6 +315,7 @@ OPERATION_IDS = {
     ("post", f"{WS}/resume"): "resumeWorkspace",
     ("get", f"{WS}/runs"): "listRuns",
     ("get", "/api/v1/runs/{run_id}"): "getRun",
+    ("get", f"{WS}/wait"): "waitForRevision",
     ("get", "/api/v1/replicas"): "listReplicas",
     ("get", f"{WS}/steps"): "listSteps",
     ("get", f"{WS}/steps/{{name}}"): "getStep",

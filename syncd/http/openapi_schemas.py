@@ -127,6 +127,17 @@ SCHEMAS: dict[str, Schema] = {
         "`signed_by`: whose verified signature the commit carries (with `verify`), else null.",
     ),
     "RunList": obj(fields("runs:Run[]"), description="Newest first."),
+    "WaitResult": obj(
+        fields(
+            "workspace:str revision:str result applied_revision:str? status:Status"
+            " health:HealthStatus last_run:Run?",
+            result=enum("applied", "failed", "waiting"),
+        ),
+        description="`revision`: the full sha waited for (HEAD resolved when asked). "
+        "`result`: `applied` when the applied revision is it or a descendant and the "
+        "workspace is Healthy; `failed` when the last run, of it or a descendant, failed (or "
+        "such a commit is marked failed); `waiting` when the time ran out first.",
+    ),
     "SyncAccepted": obj(
         fields("workspace:str run_id:str coalesced:bool suspended:bool"),
         description="`coalesced`: the request joined a run that was already waiting. "

@@ -41,6 +41,7 @@ from syncd.runs.requests import Ticket
 from syncd.service.actions import Act
 from syncd.service.audit import Actor
 from syncd.service.views import diff_view, replica_view, sync_result_view
+from syncd.service.waiting import HEAD, MAX_WAIT_SECONDS, Waiting, hold, parse_revision
 from syncd.store import StoreError
 from syncd.sync.export import parse_export_request
 
@@ -125,6 +126,20 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
                 504, "the run did not finish in time", {"run_id": ticket.run_id}
             ) from None
         return JSONResponse(sync_result_view(ws, outcome))
+
+    async def wait(request: Request) -> Response:
+        """Hold until the workspace has applied the revision (or a descendant) and is healthy,
+        a run of it failed, or `timeout` seconds passed: `result` says which (always 200)."""
+        ws = _workspace(parts, request)
+        asked = request.query_params.get("revision", HEAD)
+        seconds = int_param(request, "timeout", 30, 0, MAX_WAIT_SECONDS)
+        parse_revision(asked)  # refused (422) before the remote is asked
+        waiting = Waiting(parts.workspaces)
+        # HEAD asks the remote: on the remote reads' own threads, bounded (429 past it).
+        target = await parts.remote_reads.run(waiting.target, ws, asked)
+        return JSONResponse(
+            await hold(lambda: parts.store_calls.run(waiting.check, ws, target), seconds)
+        )
 
     async def suspend(request: Request, act: Act) -> Response:
         return JSONResponse(await act.suspend())
@@ -239,6 +254,7 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
         Route(f"{ws_path}/suspend", audited("sync", "suspend", suspend), methods=["POST"]),
         Route(f"{ws_path}/resume", audited("sync", "resume", resume), methods=["POST"]),
         Route(f"{ws_path}/runs", scoped("read", runs), methods=["GET"]),
+        Route(f"{ws_path}/wait", scoped("read", wait), methods=["GET"]),
         Route("/api/v1/runs/{run_id}", scoped("read", run), methods=["GET"]),
         Route("/api/v1/replicas", scoped("read", replicas), methods=["GET"]),
         Route(f"{ws_path}/steps", scoped("read", steps), methods=["GET"]),

@@ -50,9 +50,16 @@ class LocalQueue:
         return None
 
     async def submit(
-        self, ws_id: str, trigger: Trigger, revision: str | None, dry_run: bool, head: str | None
+        self,
+        ws_id: str,
+        trigger: Trigger,
+        revision: str | None,
+        dry_run: bool,
+        head: str | None,
+        *,
+        actor: str | None = None,
     ) -> Ticket:
-        return self._put(ws_id, trigger, revision, dry_run, head)
+        return self._put(ws_id, trigger, revision, dry_run, head, actor)
 
     def submit_quietly(self, ws_id: str, trigger: Trigger, head: str | None) -> None:
         try:
@@ -100,20 +107,28 @@ class LocalQueue:
         return self._lanes.setdefault(ws_id, Lane())
 
     def _put(
-        self, ws_id: str, trigger: Trigger, revision: str | None, dry_run: bool, head: str | None
+        self,
+        ws_id: str,
+        trigger: Trigger,
+        revision: str | None,
+        dry_run: bool,
+        head: str | None,
+        actor: str | None = None,
     ) -> Ticket:
         lane = self._lane(ws_id)
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         waiting = lane.waiting()
-        placed = merge([r.terms for r in waiting], Terms(trigger, revision, dry_run, head))
+        new_terms = Terms(trigger, revision, dry_run, head, actor)
+        placed = merge([r.terms for r in waiting], new_terms)
         if isinstance(placed, Join):
             req = waiting[placed.index]
             req.trigger, req.head = placed.terms.trigger, placed.terms.head
+            req.actor = placed.terms.actor
             req.waiters.append(future)
             return Ticket(ws_id, req.run_id, True, future)
         if placed == FULL or self.queued() >= self.max_queued:
             raise QueueFull(f"too many sync requests are waiting (workspace {ws_id})")
-        new = Request(trigger, revision, dry_run, head)
+        new = Request(trigger, revision, dry_run, head, actor=actor)
         new.waiters.append(future)
         lane.queue.append(new)
         if lane.task is None:

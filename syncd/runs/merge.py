@@ -30,6 +30,9 @@ class Terms:
     revision: str | None = None  # a pinned commit, or None for the branch's head
     dry_run: bool = False
     head: str | None = None  # the branch head its asker saw, if it said
+    # Who asked (a token's name, `local:<user>`); None for a trigger's own request. Not part
+    # of the kind: a person's request joins a webhook's, and the run says who asked.
+    actor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,8 @@ def merge(
       manual (a person asked: the run says so, and it applies even in manual mode).
     - Joining keeps the head the waiting request was told only if the new one was told the
       same; otherwise the run resolves the branch's head itself.
+    - Joining keeps the waiting request's actor, except that a manual request's actor (the
+      person who asked) replaces it, as its trigger does.
     - In the shared queue a request may be due later (an outside edit's quiet moment): the
       joined request is due at the earlier of the two times.
     - A request that joins none waits as one of its own, unless `max_waiting` already wait
@@ -71,9 +76,11 @@ def merge(
     for index in range(len(waiting) - 1, -1, -1):
         old = waiting[index]
         if (old.revision, old.dry_run) == (new.revision, new.dry_run):
-            trigger = Trigger.MANUAL if new.trigger is Trigger.MANUAL else old.trigger
+            manual = new.trigger is Trigger.MANUAL
+            trigger = Trigger.MANUAL if manual else old.trigger
             head = old.head if old.head == new.head else None
-            return Join(index, replace(old, trigger=trigger, head=head))
+            actor = new.actor if manual and new.actor else old.actor
+            return Join(index, replace(old, trigger=trigger, head=head, actor=actor))
     if len(waiting) >= max_waiting:
         return FULL
     return QUEUE

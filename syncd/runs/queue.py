@@ -61,7 +61,14 @@ class RunQueue(Protocol):
         ...
 
     async def submit(
-        self, ws_id: str, trigger: Trigger, revision: str | None, dry_run: bool, head: str | None
+        self,
+        ws_id: str,
+        trigger: Trigger,
+        revision: str | None,
+        dry_run: bool,
+        head: str | None,
+        *,
+        actor: str | None = None,
     ) -> Ticket:
         """Queue an admitted request, or join the waiting one of its kind (the merge rule).
         QueueFull when it cannot wait (the bounds; a database that does not answer)."""

@@ -37,11 +37,14 @@ class Request:
     # Claimed before by a replica that has gone or was cut off (or froze): its run takes the
     # workspace's lease over at once instead of waiting for it to expire.
     take_over: bool = False
+    # Who asked: a token's name, `local:<user>`; None for a trigger's own request (the run
+    # then names its trigger).
+    actor: str | None = None
 
     @property
     def terms(self) -> Terms:
         """What it asks for, as the merge rule (`syncd.runs.merge`) reads it."""
-        return Terms(self.trigger, self.revision, self.dry_run, self.head)
+        return Terms(self.trigger, self.revision, self.dry_run, self.head, self.actor)
 
 
 @dataclass(frozen=True)

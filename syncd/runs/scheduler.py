@@ -142,11 +142,13 @@ class Scheduler:
         revision: str | None = None,
         dry_run: bool = False,
         head: str | None = None,
+        actor: str | None = None,
     ) -> Ticket:
         """Queue a sync; with replicas, recorded in the database before this returns (off
-        the event loop, with a deadline: QueueFull when the database does not answer)."""
+        the event loop, with a deadline: QueueFull when the database does not answer).
+        `actor`: who asked (a token's name, `local:<user>`), recorded on the run."""
         self.admit(ws_id)
-        return await self.queue.submit(ws_id, trigger, revision, dry_run, head)
+        return await self.queue.submit(ws_id, trigger, revision, dry_run, head, actor=actor)
 
     def admit(self, ws_id: str) -> None:
         """ShuttingDown while stopping, NotFound for a workspace the config does not name."""
@@ -190,6 +192,7 @@ class Scheduler:
                 req.run_id,
                 req.head,
                 req.take_over,
+                req.actor,
             )
         run = outcome.run
         # A failed sync is news for whoever watches the log: a warning, not an info line.

@@ -90,6 +90,8 @@ class SharedQueue:
         dry_run: bool,
         head: str | None,
         delay: float = 0.0,
+        *,
+        actor: str | None = None,
     ) -> Ticket:
         """Record the request durably (committed before the caller answers), or join the one
         of its kind waiting, whichever replica took it. Off the event loop, with a deadline:
@@ -108,6 +110,7 @@ class SharedQueue:
                 uuid.uuid4().hex,
                 delay,
                 MAX_QUEUED_PER_WORKSPACE,
+                actor,
             )
         except StoreError as e:
             raise QueueFull(f"the sync request cannot be recorded now: {e}") from e
@@ -208,6 +211,7 @@ class SharedQueue:
             claimed.head,
             claimed.run_id,
             take_over=claimed.taken_over,
+            actor=claimed.actor,
         )
         try:
             outcome = await self.runner.run_one(ws_id, req)

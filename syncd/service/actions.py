@@ -41,7 +41,14 @@ class Calls(Protocol):
 class Runs(Protocol):
     """How a sync is asked for: queued on the daemon's scheduler, or run here (the CLI)."""
 
-    async def request(self, ws: WorkspaceConfig, revision: str | None, dry_run: bool) -> Ticket: ...
+    async def request(
+        self,
+        ws: WorkspaceConfig,
+        revision: str | None,
+        dry_run: bool,
+        actor: str | None = None,
+        trigger: Trigger = Trigger.MANUAL,
+    ) -> Ticket: ...
 
 
 class ResumedNotQueued(QueueFull):
@@ -172,8 +179,15 @@ class QueuedRuns:
     def __init__(self, workspaces: Workspaces) -> None:
         self.workspaces = workspaces
 
-    async def request(self, ws: WorkspaceConfig, revision: str | None, dry_run: bool) -> Ticket:
-        return await self.workspaces.request_sync(ws, Trigger.MANUAL, revision, dry_run)
+    async def request(
+        self,
+        ws: WorkspaceConfig,
+        revision: str | None,
+        dry_run: bool,
+        actor: str | None = None,
+        trigger: Trigger = Trigger.MANUAL,
+    ) -> Ticket:
+        return await self.workspaces.request_sync(ws, trigger, revision, dry_run, actor)
 
 
 class RunsHere:
@@ -184,9 +198,16 @@ class RunsHere:
         self.workspaces = workspaces
         self.progress = progress
 
-    async def request(self, ws: WorkspaceConfig, revision: str | None, dry_run: bool) -> Ticket:
+    async def request(
+        self,
+        ws: WorkspaceConfig,
+        revision: str | None,
+        dry_run: bool,
+        actor: str | None = None,
+        trigger: Trigger = Trigger.MANUAL,
+    ) -> Ticket:
         outcome = await asyncio.to_thread(
-            self.workspaces.sync_now, ws, revision, dry_run, self.progress
+            self.workspaces.sync_now, ws, revision, dry_run, self.progress, actor, trigger
         )
         done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         done.set_result(outcome)

@@ -301,10 +301,12 @@ class Workspaces:
         revision: str | None = None,
         dry_run: bool = False,
         progress: Progress | None = None,
+        actor: str | None = None,
+        trigger: Trigger = Trigger.MANUAL,
     ) -> Outcome:
         """Sync in this process, without a daemon (the CLI's `sync`)."""
         return self.engine.sync(
-            ws, Trigger.MANUAL, revision=revision, dry_run=dry_run, progress=progress
+            ws, trigger, revision=revision, dry_run=dry_run, progress=progress, actor=actor
         )
 
     def suspend(self, ws: WorkspaceConfig) -> dict[str, Any]:

@@ -144,4 +144,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN author TEXT;
     ALTER TABLE runs ADD COLUMN signed_by TEXT;
     """,
+    """
+    -- Who asked for a sync request (a token's name, `local:<user>`): its run records it.
+    ALTER TABLE sync_requests ADD COLUMN actor TEXT;
+    """,
 )

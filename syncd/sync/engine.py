@@ -94,6 +94,7 @@ class Engine:
         run_id: str | None = None,
         head: str | None = None,
         take_over: bool = False,
+        actor: str | None = None,
     ) -> Outcome:
         """Run one sync and record it. Never raises for a failed sync: the run says why.
 
@@ -101,7 +102,8 @@ class Engine:
         an ls-remote; `run_id` lets a scheduler hand out the id before the run starts;
         `take_over` takes the workspace's lease at once from a writer known to be gone (a
         replica's request claimed by one that died, was cut off or froze): that writer is
-        fenced.
+        fenced. `actor` is who asked (a token's name, `local:<user>`); without one the run
+        names its trigger.
 
         The run holds the workspace's lease from before it resolves the commit until it has
         recorded itself, and every write checks it (see `syncd.store.leases`): no other writer
@@ -117,6 +119,7 @@ class Engine:
                 RunResult.PLANNED,
                 started,
                 dry_run=dry_run,
+                actor=actor or str(trigger),
             )
             state = SyncState(ws.id)
             reading: Reading | None = None
@@ -249,6 +252,7 @@ class Engine:
         with self._lock(ws.id):
             started = self.clock()
             run = Run(uuid.uuid4().hex, ws.id, trigger, None, RunResult.FAILED, started)
+            run.actor = str(trigger)
             self._mark_failed(run, error)  # as told, even if it cannot be recorded
             state = SyncState(ws.id)
             try:

@@ -73,16 +73,22 @@ def planned_state(state: SyncState, run_id: str, reading: Reading) -> SyncState:
 
 def failed_state(state: SyncState, run: Run, error: SyncdError) -> SyncState:
     """After a failed run. A permanent error marks its commit failed (neither retried nor
-    polled again: it waits for a new commit); a transient one leaves it to the retries."""
-    permanent = isinstance(error, PERMANENT_ERRORS)
+    polled again: it waits for a new commit); a transient one leaves it to the retries.
+
+    A remote that could not be read (no commit resolved or fetched) leaves the comparison
+    Unknown, as Argo CD says of a comparison error: the branch may have moved meanwhile. The
+    next read of the remote compares again (a poll syncs an Unknown workspace)."""
+    failed_for_good = permanent(error)
     seen = run.revision or state.last_seen_revision
     status = state.status
     if run.revision and run.revision != state.last_applied_revision:
         status = Status.OUT_OF_SYNC
+    elif run.revision is None and isinstance(error, GitError) and not failed_for_good:
+        status = Status.UNKNOWN
     return replace(
         state,
         status=status,
         last_seen_revision=seen,
         last_run_id=run.id,
-        failed_revision=run.revision if permanent and run.revision else None,
+        failed_revision=run.revision if failed_for_good and run.revision else None,
     )

@@ -254,6 +254,10 @@ def test_roll_back_to_a_revision_applied_before(
     assert parts.core.store.state("man").last_applied_revision == second
     page = client.get("/ui/workspaces/man")
     assert f'<option value="{first}">' in page.text and f'<option value="{second}">' in page.text
+    # The picker and the runs name the commit (message, author) and who synced it: the
+    # signed-in token's name.
+    assert "“one more step” by " in page.text and "by ci" in page.text
+    assert parts.core.store.runs("man", 1)[0].actor == "ci"
     answer = client.post(
         "/ui/workspaces/man/sync", data={"kind": "rollback", "revision": first, "csrf": csrf}
     )

@@ -69,6 +69,24 @@ CASES = [
         Join(0, Terms(MANUAL)),
     ),
     Case("the first trigger is kept", (Terms(POLL),), Terms(WEBHOOK), Join(0, Terms(POLL))),
+    Case(
+        "a person joining a webhook's request makes the run theirs",
+        (Terms(WEBHOOK),),
+        Terms(MANUAL, actor="ann"),
+        Join(0, Terms(MANUAL, actor="ann")),
+    ),
+    Case(
+        "a webhook joining a person's request keeps it theirs",
+        (Terms(MANUAL, actor="ann"),),
+        Terms(WEBHOOK),
+        Join(0, Terms(MANUAL, actor="ann")),
+    ),
+    Case(
+        "the newer person asking is the one named",
+        (Terms(MANUAL, actor="ann"),),
+        Terms(MANUAL, actor="bob"),
+        Join(0, Terms(MANUAL, actor="bob")),
+    ),
     Case("a pinned revision waits apart", (Terms(WEBHOOK),), Terms(MANUAL, PIN), QUEUE),
     Case(
         "the same pinned revision joins",
@@ -144,7 +162,15 @@ def postgres_placement(store: PostgresStore, ws: str, case: Case) -> Placement:
     c = PostgresCoordinator(store.conninfo, store.where, store.clean)
 
     def submit(terms: Terms, run_id: str) -> Submitted | None:
-        return c.submit(ws, terms.trigger, terms.revision, terms.dry_run, terms.head, run_id)
+        return c.submit(
+            ws,
+            terms.trigger,
+            terms.revision,
+            terms.dry_run,
+            terms.head,
+            run_id,
+            actor=terms.actor,
+        )
 
     async def claim_running() -> None:
         assert await c.acquire(ws)
@@ -177,8 +203,8 @@ def terms_of(store: PostgresStore, ws: str, run_id: str) -> Terms | None:
     """A request's terms as its row holds them."""
     with psycopg.connect(store.conninfo) as conn:
         r = conn.execute(
-            "SELECT trigger, revision, dry_run, head FROM sync_requests"
+            "SELECT trigger, revision, dry_run, head, actor FROM sync_requests"
             " WHERE workspace = %s AND run_id = %s",
             (ws, run_id),
         ).fetchone()
-    return None if r is None else Terms(Trigger(r[0]), r[1], bool(r[2]), r[3])
+    return None if r is None else Terms(Trigger(r[0]), r[1], bool(r[2]), r[3], r[4])

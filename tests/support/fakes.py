@@ -442,6 +442,11 @@ class Commit:
     sha: str
     parent: str | None
     files: Mapping[str, str]  # path from the repository root -> blob id
+    message: str = "a commit"
+    author: str = "Test <test@example.com>"
+    payload: bytes = b""  # what a signature signs (the fake's sha is taken over it)
+    signature: bytes | None = None
+    time: int = 0
 
 
 class FakeGit:
@@ -460,15 +465,24 @@ class FakeGit:
         self.mirror: set[str] = set()  # shas of the commits fetched
         self.fetches = 0
         self.blobs_read = 0
+        self.signatures_read = 0
         self.outage: Exception | None = None
         self._numbers = itertools.count(1)
         self._lock = threading.RLock()
 
     # -- writing the remote (tests) ----------------------------------------------------------
 
-    def commit(self, files: Mapping[str, bytes | str | None], branch: str = "main") -> str:
+    def commit(
+        self,
+        files: Mapping[str, bytes | str | None],
+        branch: str = "main",
+        message: str = "a commit",
+        author: str = "Test <test@example.com>",
+        sign: Callable[[bytes], bytes] | None = None,
+    ) -> str:
         """A new commit on `branch` (created if new): the branch's files, with `files` written
-        over them; a None value deletes that path. Returns the commit's sha."""
+        over them; a None value deletes that path. `sign` makes the commit's signature from its
+        payload (unsigned without). Returns the commit's sha."""
         with self._lock:
             parent = self.branches.get(branch)
             tree = dict(self.commits[parent].files) if parent else {}
@@ -482,7 +496,11 @@ class FakeGit:
                 tree[path] = blob
             seed = f"{parent}|{sorted(tree.items())}|{next(self._numbers)}"
             sha = hashlib.sha1(seed.encode("utf-8")).hexdigest()
-            self.commits[sha] = Commit(sha, parent, tree)
+            payload = f"{seed}\n\n{message}".encode()
+            signature = sign(payload) if sign is not None else None
+            self.commits[sha] = Commit(
+                sha, parent, tree, message, author, payload, signature, int(time.time())
+            )
             self.branches[branch] = sha
             return sha
 

@@ -193,11 +193,17 @@ def test_a_failing_source_is_one_failed_run_and_its_recovery_another(world: Worl
     assert record.failures == 3 and record.error == str(error) and record.source_failing
     assert world.service.view(AUTO)["health"]["failures"] == 3
     assert world.service.health(AUTO)["source_reachable"] is False
-    assert world.store.state("ws").status is Status.SYNCED  # what it holds is still right
-    # The source answers: a sync ends the failure.
+    # The branch cannot be compared: Unknown, as Argo CD says of a comparison error; what
+    # the workspace holds is kept.
+    state = world.store.state("ws")
+    assert (
+        state.status is Status.UNKNOWN and state.last_applied_revision == world.git.branches["main"]
+    )
+    # The source answers: a sync ends the failure, and compares again.
     assert world.keeper.source_failing("ws")
     assert world.engine.sync(AUTO, Trigger.POLL).run.result is RunResult.SUCCEEDED
     assert world.health() is Health.HEALTHY and not world.keeper.source_failing("ws")
+    assert world.store.state("ws").status is Status.SYNCED
 
 
 def test_the_status_line_counts_health(world: World) -> None:

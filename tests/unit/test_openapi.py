@@ -37,6 +37,7 @@ ROUTES = [
     ("post", f"{WS}/resume", "sync"),
     ("get", f"{WS}/runs", "read"),
     ("get", "/api/v1/runs/{run_id}", "read"),
+    ("get", f"{WS}/wait", "read"),
     ("get", "/api/v1/replicas", "read"),
     ("get", f"{WS}/steps", "read"),
     ("get", f"{WS}/steps/{{name}}", "read"),

@@ -38,6 +38,7 @@ class Row:
     dry_run: bool
     run_id: str
     claimed_by: str | None = None
+    actor: str | None = None
 
 
 @dataclass
@@ -84,21 +85,22 @@ class FakeCoordinator:
         run_id: str,
         delay: float = 0.0,
         max_waiting: int = 4,
+        actor: str | None = None,
     ) -> Submitted | None:
         if self.db.down:
             raise StoreError("store db: the database did not answer just now")
         # The one merge rule, as the PostgreSQL coordinator follows it (heads not kept here).
         waiting = [r for r in self.db.rows if r.ws == ws and r.claimed_by is None]
-        terms = [Terms(r.trigger, r.revision, r.dry_run) for r in waiting]
-        placed = merge(terms, Terms(trigger, revision, dry_run), max_waiting)
+        terms = [Terms(r.trigger, r.revision, r.dry_run, None, r.actor) for r in waiting]
+        placed = merge(terms, Terms(trigger, revision, dry_run, None, actor), max_waiting)
         if isinstance(placed, Join):
             joined = waiting[placed.index]
-            joined.trigger = placed.terms.trigger
+            joined.trigger, joined.actor = placed.terms.trigger, placed.terms.actor
             return Submitted(joined.run_id, True)
         if placed == FULL:
             return None
         self.db.ids += 1
-        self.db.rows.append(Row(self.db.ids, ws, trigger, revision, dry_run, run_id))
+        self.db.rows.append(Row(self.db.ids, ws, trigger, revision, dry_run, run_id, None, actor))
         for wake in self.db.wakers:
             wake()
         return Submitted(run_id, False)
@@ -122,7 +124,9 @@ class FakeCoordinator:
             if r.ws == ws:
                 before, r.claimed_by = r.claimed_by, self.replica_id
                 taken = before is not None
-                return Claimed(r.id, ws, r.trigger, r.revision, r.dry_run, None, r.run_id, taken)
+                return Claimed(
+                    r.id, ws, r.trigger, r.revision, r.dry_run, None, r.run_id, taken, r.actor
+                )
         return None
 
     async def finish(self, claimed: Claimed) -> None:

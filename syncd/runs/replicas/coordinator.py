@@ -43,6 +43,7 @@ class Claimed:
     # Claimed before by another replica, which has gone, was cut off or froze; its run may
     # have been recorded already, and its lease is taken over at once.
     taken_over: bool
+    actor: str | None = None  # who asked (a token's name, `local:<user>`), if anyone
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ class Coordinator(Protocol):
         run_id: str,
         delay: float = 0.0,
         max_waiting: int = MAX_QUEUED_PER_WORKSPACE,
+        actor: str | None = None,
     ) -> Submitted | None:
         """Record a request durably (blocking, one short transaction); None when the
         workspace already has `max_waiting` requests waiting. StoreError when it cannot."""
@@ -149,6 +151,7 @@ class LocalCoordinator:
         run_id: str,
         delay: float = 0.0,
         max_waiting: int = MAX_QUEUED_PER_WORKSPACE,
+        actor: str | None = None,
     ) -> Submitted | None:
         raise NotImplementedError("the in-process scheduler queues requests itself")
 

@@ -57,6 +57,7 @@ class RequestWriter:
         run_id: str,
         delay: float = 0.0,
         max_waiting: int = MAX_QUEUED_PER_WORKSPACE,
+        actor: str | None = None,
     ) -> Submitted | None:
         """Record a request, or join the one of the same kind waiting: committed on return.
 
@@ -68,7 +69,7 @@ class RequestWriter:
             try:
                 conn = self._connection()
                 with conn.transaction():
-                    new = Terms(trigger, revision, dry_run, head)
+                    new = Terms(trigger, revision, dry_run, head, actor)
                     return write_request(conn, ws, new, run_id, delay, max_waiting)
             except psycopg.Error as e:
                 self._drop_connection()
@@ -110,11 +111,11 @@ def write_request(
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (SUBMIT_NAMESPACE, ws))
     # The waiting (unclaimed) requests, oldest first: a claimed one is in flight.
     rows = conn.execute(
-        "SELECT id, run_id, trigger, revision, dry_run, head FROM sync_requests"
+        "SELECT id, run_id, trigger, revision, dry_run, head, actor FROM sync_requests"
         " WHERE workspace = %s AND claimed_by IS NULL ORDER BY id",
         (ws,),
     ).fetchall()
-    waiting = [Terms(Trigger(r[2]), r[3], bool(r[4]), r[5]) for r in rows]
+    waiting = [Terms(Trigger(r[2]), r[3], bool(r[4]), r[5], r[6]) for r in rows]
     placed = merge(waiting, new, max_waiting)
     if placed == FULL:
         return None
@@ -122,15 +123,16 @@ def write_request(
         row = rows[placed.index]
         # Due at the earlier of the two times (the merge rule).
         conn.execute(
-            "UPDATE sync_requests SET trigger = %s, head = %s,"
+            "UPDATE sync_requests SET trigger = %s, head = %s, actor = %s,"
             f" not_before = LEAST(not_before, {NOW} + %s) WHERE id = %s",
-            (placed.terms.trigger.value, placed.terms.head, delay, row[0]),
+            (placed.terms.trigger.value, placed.terms.head, placed.terms.actor, delay, row[0]),
         )
         return Submitted(str(row[1]), True)
     conn.execute(
         "INSERT INTO sync_requests (workspace, trigger, revision, dry_run, head, run_id,"
-        f" requested_at, not_before) VALUES (%s, %s, %s, %s, %s, %s, {NOW}, {NOW} + %s)",
-        (ws, new.trigger.value, new.revision, new.dry_run, new.head, run_id, delay),
+        f" actor, requested_at, not_before) VALUES (%s, %s, %s, %s, %s, %s, %s, {NOW},"
+        f" {NOW} + %s)",
+        (ws, new.trigger.value, new.revision, new.dry_run, new.head, run_id, new.actor, delay),
     )
     conn.execute("SELECT pg_notify('syncd_requests', %s)", (ws,))
     return Submitted(run_id, False)

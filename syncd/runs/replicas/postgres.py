@@ -134,11 +134,12 @@ class PostgresCoordinator:
         run_id: str,
         delay: float = 0.0,
         max_waiting: int = MAX_QUEUED_PER_WORKSPACE,
+        actor: str | None = None,
     ) -> Submitted | None:
         """Record a request, or join the one of the same kind waiting: committed on return
         (`syncd.runs.replicas.pg_requests`)."""
         return self._requests.submit(
-            ws, trigger, revision, dry_run, head, run_id, delay, max_waiting
+            ws, trigger, revision, dry_run, head, run_id, delay, max_waiting, actor
         )
 
     async def pending(self) -> list[str]:
@@ -193,7 +194,7 @@ class PostgresCoordinator:
             f" AND not_before <= {NOW} ORDER BY id LIMIT 1 FOR UPDATE)"
             f" UPDATE sync_requests r SET claimed_by = %s, claimed_at = {NOW} FROM next"
             " WHERE r.id = next.id RETURNING r.id, r.trigger, r.revision, r.dry_run, r.head,"
-            " r.run_id, next.claimed_by",
+            " r.run_id, next.claimed_by, r.actor",
             (ws, self.replica_id),
         )
         if not rows:
@@ -257,6 +258,10 @@ class PostgresCoordinator:
                 json.dumps(self.held()),
             ),
         )
+        rows = await self._query(
+            f"SELECT count(*) FROM replicas WHERE last_seen > {NOW} - %s", (ALIVE_WITHIN,)
+        )
+        self._alive = int(rows[0][0]) if rows else 1
 
     async def _heartbeat(self) -> None:
         pruned = 0.0

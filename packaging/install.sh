@@ -4,13 +4,14 @@
 #                                   Debian refuses a system-wide pip install; a venv is the way)
 #   /usr/local/bin/syncd            a link to /opt/syncd/bin/syncd (the unit's ExecStart)
 #   /etc/systemd/system/syncd.service  the unit, unchanged
-#   /usr/share/doc/syncd/           README.md and docs/ (the unit's Documentation=), the
-#                                   config's JSON Schema
+#   /usr/share/doc/syncd/           README.md and docs/ with its screenshots (the unit's
+#                                   Documentation=), the config's JSON Schema
 #   /etc/syncd/                     syncd.example.yaml, workspaces.d/, credentials/ (0700)
 #   shell completion for bash, zsh and fish
 #
 # Usage: packaging/install.sh [--root DIR] [--wheel FILE] [--python PYTHON] [--pip-args ARGS]
-#   --root DIR      install under DIR instead of / (an image build, a test); nothing is started
+#   --root DIR      stage under DIR instead of / (an image, a package, a test); the venv is made
+#                   for its final place, /opt/syncd: copy DIR onto the host's /. Nothing starts
 #   --wheel FILE    the syncd wheel to install (default: build one from this checkout)
 #   --python PY     the Python (3.11 or later) for the venv (default: python3)
 #   --pip-args ARGS more pip install arguments, e.g. "--no-index --find-links /srv/wheels"
@@ -27,7 +28,7 @@ while [[ $# -gt 0 ]]; do
     --wheel) WHEEL=${2:?--wheel needs a file}; shift 2;;
     --python) PYTHON=${2:?--python needs a program}; shift 2;;
     --pip-args) PIP_ARGS=${2-}; shift 2;;
-    -h|--help) sed -n "2,17p" "$0"; exit 0;;
+    -h|--help) sed -n "2,18p" "$0"; exit 0;;
     *) die "unknown option $1 (see --help)";;
   esac
 done
@@ -49,13 +50,27 @@ fi
 [[ -f "$WHEEL" ]] || die "no wheel at $WHEEL"
 
 # 2. the venv under /opt/syncd, and the link the unit runs
-echo "installing $(basename "$WHEEL") into $P/opt/syncd"
-[[ -x "$P/opt/syncd/bin/python" ]] || "$PYTHON" -m venv "$P/opt/syncd"
+VENV="$P/opt/syncd"
+echo "installing $(basename "$WHEEL") into $VENV"
+[[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+# No .pyc yet: compiled below, so that they name the final paths (tracebacks) under --root.
 # shellcheck disable=SC2086 # PIP_ARGS is split on purpose
-"$P/opt/syncd/bin/python" -m pip install --quiet --disable-pip-version-check $PIP_ARGS \
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile $PIP_ARGS \
   --force-reinstall --no-deps "$WHEEL"
 # shellcheck disable=SC2086
-"$P/opt/syncd/bin/python" -m pip install --quiet --disable-pip-version-check $PIP_ARGS "$WHEEL"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile $PIP_ARGS \
+  "$WHEEL"
+if [[ -n "$P" ]]; then
+  # Staged: venv and pip wrote the staging path into the launchers (#!DIR/opt/syncd/bin/python),
+  # the activate scripts and pyvenv.cfg; they must name /opt/syncd, where the venv will run.
+  for file in "$VENV"/bin/* "$VENV/pyvenv.cfg"; do
+    [[ -f "$file" && ! -L "$file" ]] && grep -qF "$VENV" "$file" 2>/dev/null || continue
+    STAGED="$VENV" perl -pi -e 's/\Q$ENV{STAGED}\E/\/opt\/syncd/g' "$file"
+  done
+  "$VENV/bin/python" -m compileall -q -j 0 -s "$P" -p / "$VENV/lib" >/dev/null
+else
+  "$VENV/bin/python" -m compileall -q -j 0 "$VENV/lib" >/dev/null
+fi
 install -d -m 0755 "$P/usr/local/bin"
 ln -sfn /opt/syncd/bin/syncd "$P/usr/local/bin/syncd"
 
@@ -63,7 +78,9 @@ ln -sfn /opt/syncd/bin/syncd "$P/usr/local/bin/syncd"
 install -D -m 0644 "$SRC/systemd/syncd.service" "$P/etc/systemd/system/syncd.service"
 install -D -m 0644 "$SRC/README.md" "$P/usr/share/doc/syncd/README.md"
 install -m 0644 "$SRC/config/syncd.schema.json" "$P/usr/share/doc/syncd/syncd.schema.json"
-for page in "$SRC"/docs/*.md; do
+# the pages, and the screenshots README.md shows (docs/*.png)
+for page in "$SRC"/docs/*.md "$SRC"/docs/*.png; do
+  [[ -f "$page" ]] || continue
   install -D -m 0644 "$page" "$P/usr/share/doc/syncd/docs/$(basename "$page")"
 done
 if [[ -d "$SRC/docs/examples" ]]; then
@@ -78,13 +95,15 @@ for file in "$SRC"/config/workspaces.d/*.yaml; do
   install -m 0644 "$file" "$P/etc/syncd/workspaces.d/$(basename "$file").example"
 done
 
-# 5. shell completion (from the installed syncd, so it matches its commands)
-if syncd_out=$("$P/opt/syncd/bin/syncd" completion bash 2>/dev/null); then
+# 5. shell completion (from the installed syncd, so it matches its commands). Through the venv's
+# python, not its launcher: staged, the launcher names /opt/syncd, which is not there yet.
+SYNCD=("$VENV/bin/python" -m syncd)
+if syncd_out=$("${SYNCD[@]}" completion bash 2>/dev/null); then
   install -d "$P/usr/share/bash-completion/completions" "$P/usr/share/zsh/vendor-completions" \
     "$P/usr/share/fish/vendor_completions.d"
   printf '%s\n' "$syncd_out" > "$P/usr/share/bash-completion/completions/syncd"
-  "$P/opt/syncd/bin/syncd" completion zsh > "$P/usr/share/zsh/vendor-completions/_syncd"
-  "$P/opt/syncd/bin/syncd" completion fish > "$P/usr/share/fish/vendor_completions.d/syncd.fish"
+  "${SYNCD[@]}" completion zsh > "$P/usr/share/zsh/vendor-completions/_syncd"
+  "${SYNCD[@]}" completion fish > "$P/usr/share/fish/vendor_completions.d/syncd.fish"
 else
   echo "install.sh: warning: the installed syncd does not run; no shell completion" >&2
 fi
@@ -92,10 +111,19 @@ fi
 if [[ -z "$P" ]] && command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
   systemctl daemon-reload
 fi
+# From the installed wheel's metadata: true even where syncd's dependencies cannot load.
+VERSION="syncd $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("syncd"))')"
+if [[ -z "$P" ]]; then
+  echo "$VERSION installed"
+  echo "next:"
+else
+  echo "$VERSION staged under $ROOT, for / on the target host"
+  echo "next:"
+  echo "  0. copy it there, e.g.: tar -C $ROOT -c . | ssh HOST tar -C / -x"
+  echo "     then, on that host: systemctl daemon-reload"
+fi
 cat <<NEXT
-syncd $("$P/opt/syncd/bin/syncd" version 2>/dev/null || echo "(not runnable here)") installed under $ROOT
-next:
   1. write /etc/syncd/syncd.yaml (start from /etc/syncd/syncd.example.yaml)
   2. put the secrets in /etc/syncd/credentials/ (git-token, webhook-secret, api-token; mode 0600)
-  3. syncd check-config, then: systemctl enable --now syncd
+  3. syncd check-config --config /etc/syncd/syncd.yaml, then: systemctl enable --now syncd
 NEXT

@@ -60,6 +60,7 @@ def build_core(
     sync_observer: SyncObserver | None = None,
     git_observer: GitObserver | None = None,
     health_observer: Callable[[str, Health], None] | None = None,
+    verify_observer: Callable[[str, str], None] | None = None,
 ) -> Core:
     # Syncs in parallel, API reads and the webhook intake each take a connection at most.
     store = open_store(config.store, pool_size=config.server.max_parallel_syncs + 4)
@@ -149,6 +150,7 @@ def build(config: Config, registry: CollectorRegistry | None = None) -> Parts:
         sync_observer=metrics,
         git_observer=metrics.git_operation,
         health_observer=metrics.set_health,
+        verify_observer=metrics.verify_failed,
     )
     # The scheduler and the digests read the config through the core, so a reload reaches
     # them at once.
@@ -161,7 +163,12 @@ def build(config: Config, registry: CollectorRegistry | None = None) -> Parts:
         health=core.health,
         coordinator=coordinator_for(config, core.store),
     )
-    metrics.set_replica(scheduler.coordinator.replica_id, lambda: len(scheduler.busy()))
+    coordinator = scheduler.coordinator
+    metrics.set_replica(
+        coordinator.replica_id,
+        lambda: len(scheduler.busy()),
+        coordinator.alive if coordinator.shared else None,  # replicas only: see Metrics
+    )
     digests = Digester(core.store, lambda: core.config, metrics)
     # Delivery ids are kept in the store, so that a redelivery after a restart starts nothing.
     intake = Intake(

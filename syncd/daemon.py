@@ -81,6 +81,7 @@ class Daemon:
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
         # 1. publish every workspace's last known state, then start the scheduler: pollers,
         #    and a startup comparison of every workspace (a background task, remote by remote)
+        self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._publish_states)
         await self.parts.scheduler.start(startup_sync=True)
         if self._front is not None:

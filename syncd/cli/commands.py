@@ -234,6 +234,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _listing(args, lambda b: b.run(args.run_id), out.run)
 
 
+def cmd_replicas(args: argparse.Namespace) -> int:
+    return _listing(args, lambda b: b.replicas(), out.replicas)
+
+
 def cmd_health(args: argparse.Namespace) -> int:
     def body(backend: Backend) -> int:
         ws = backend.find(args.workspace)

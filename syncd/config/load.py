@@ -69,7 +69,7 @@ class _Loader(SectionParser):
         state_dir = self.path(at.key("state_dir"), top.get("state_dir"), base_dir)
         state_dir = state_dir or DEFAULT_STATE_DIR
         # In the order of the contract's example, so that problems come in file order.
-        server = self.server(at.key("server"), top.get("server"))
+        server = self.server(at.key("server"), top.get("server"), base_dir)
         store = self.store(at.key("store"), top.get("store"), base_dir, state_dir)
         includes = self.includes(at.key("include"), top.get("include"), path)
         tokens = self.tokens(at.key("tokens"), top.get("tokens"), base_dir)

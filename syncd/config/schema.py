@@ -5,6 +5,9 @@ It describes what the parser (sections.py) accepts, never more strictly: each se
 names are the keys the parser names in its unknown-key message (tests/unit/test_config_schema.py
 holds them equal). What only the parser can judge stays with it: that secrets are set, that files
 exist, includes, duplicate ids and names, branch names by git's rules.
+
+Every pattern is an ECMAScript regex with the `u` flag, as JSON Schema 2020-12 reads them (so do
+editors and check-jsonschema): no identity escape such as `\\"`.
 """
 
 from __future__ import annotations
@@ -34,7 +37,15 @@ DURATION: Schema = {
 }
 EMAIL: Schema = {
     **TEXT,
-    "pattern": r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$",
+    "pattern": r'^[^@\s<>()\[\],;:"]+@[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$',
+}
+# https only (the scheme in any case, as the parser reads it), then no space or control
+# character; the parser also checks the host and refuses credentials in the URL.
+SOURCE_URL: Schema = {
+    "type": "string",
+    "maxLength": MAX_STRING,
+    "description": "an https URL, without credentials",
+    "pattern": r"^[Hh][Tt][Tt][Pp][Ss]://[^\u0000-\u0020\u007f]+$",
 }
 MODE: Schema = {"enum": ["automatic", "manual"]}
 ENV_NAME: Schema = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}
@@ -43,7 +54,8 @@ MAX_DELETES: Schema = {
     "anyOf": [
         {"type": "integer", "minimum": 0},
         {"type": "string", "pattern": r"^\s*[0-9]+\s*$"},
-        {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*%\s*$"},
+        # more than 0% (the parser says so) and at most 100%: "120%" is refused
+        {"type": "string", "pattern": r"^\s*0*(100(\.0+)?|[0-9]{1,2}(\.[0-9]+)?)\s*%\s*$"},
     ],
 }
 
@@ -118,6 +130,7 @@ def config_schema() -> Schema:
             "max_deletes": MAX_DELETES,
             "notify": one_or_many(EMAIL),
             "badge": {"type": "boolean"},
+            "verify": ref("verify"),
         },
         required=("id", "name", "source"),
     )
@@ -204,6 +217,7 @@ def config_schema() -> Schema:
                     "path": TEXT,
                     "poll_interval": DURATION,
                     "max_deletes": MAX_DELETES,
+                    "verify": ref("verify"),
                 }
             ),
             "workspaces": {"type": "array", "items": ref("workspace")},
@@ -227,6 +241,7 @@ def config_schema() -> Schema:
             "token": token,
             "smtp": smtp,
             "target": target,
+            "verify": verify_schema(),
         },
     }
 

@@ -48,9 +48,10 @@ _WORKSPACE_KEYS = (
     "max_deletes",
     "notify",
     "badge",
+    "verify",
 )
 _SOURCE_KEYS = ("url", "branch", "path", "username", "password_env", "password_file", "ca_file")
-_DEFAULTS_KEYS = ("mode", "branch", "path", "poll_interval", "max_deletes")
+_DEFAULTS_KEYS = ("mode", "branch", "path", "poll_interval", "max_deletes", "verify")
 
 _LISTEN = re.compile(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([^:\[\]\s]+):([0-9]{1,5})")
 
@@ -72,7 +73,7 @@ MIN_TOKEN_LENGTH = 16
 class SectionParser(NotificationSections):
     """Checks each section; a section (or list item) that added problems is left out."""
 
-    def server(self, at: At, value: Any) -> ServerConfig:
+    def server(self, at: At, value: Any, base_dir: Path) -> ServerConfig:
         section = (
             self.mapping(
                 at,

@@ -99,6 +99,12 @@ def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
     cmd.add_argument("--keep", action="store_true", help="keep the temporary dir")
     cmd.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
     cmd.add_argument("--config", type=Path, help="write the config here (a new file; kept)")
+    cmd.add_argument(
+        "--serve",
+        action="store_true",
+        help="then keep the https git remote, its CA and the config until Ctrl-C, to try "
+        "configs against it (prints the URL, CA file, config and a git clone command)",
+    )
     cmd.set_defaults(handler=run_demo)
 
 
@@ -118,6 +124,11 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"syncd demo: everything runs on 127.0.0.1; files in {work}", flush=True)
     try:
         demo.run()
+        print("syncd demo: all steps passed", flush=True)
+        if args.serve:
+            from syncd.demo.serve import serve_remote
+
+            serve_remote(demo)
     except Exception as e:
         print(f"syncd demo FAILED at [{demo.phase}/{PHASES}] {demo.title}: {e}", file=sys.stderr)
         demo.print_log_tail()
@@ -126,7 +137,6 @@ def run_demo(args: argparse.Namespace) -> int:
         demo.close()
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
-    print("syncd demo: all steps passed")
     return 0
 
 

@@ -48,6 +48,7 @@ from syncd.git.mirrors import (
 )
 from syncd.git.network import GitObserver, Network
 from syncd.git.remote import Remote, fetch_url, remote_key, scrub
+from syncd.git.signatures import CommitSignature
 from syncd.git.tls import Trust
 from syncd.git.trees import FileChange, TreeEntry
 from syncd.ops.logs import fields
@@ -126,7 +127,8 @@ class GitSource:
         raise AssertionError("unreachable")
 
     def _fetch_locked(self, remote: Remote, path: Path, branch: str, want: str | None) -> str:
-        repo = open_mirror(path)
+        with self._local("fetch"):
+            repo = open_mirror(path)
         with self._guard:
             suspect = path in self._suspect
             self._suspect.discard(path)
@@ -140,7 +142,10 @@ class GitSource:
         anon = repo.remotes.create_anonymous(fetch_url(remote))
         # PRUNE drops the local branch when the remote no longer has it.
         self._network.run(
-            "fetch", remote, lambda cb: anon.fetch([refspec], callbacks=cb, prune=FetchPrune.PRUNE)
+            "fetch",
+            remote,
+            lambda cb: anon.fetch([refspec], callbacks=cb, prune=FetchPrune.PRUNE),
+            mirror=path,
         )
         compact(repo, path)
         fetched = repo.references.get(ref)
@@ -305,7 +310,7 @@ class GitSource:
                 if refused is not None:  # the server said no: a hook, or it moved meanwhile
                     raise pygit2.GitError(f"the remote refused to update {target}: {refused}")
 
-            self._network.run("push", remote, call)
+            self._network.run("push", remote, call, mirror=path)
         except GitError as e:
             if NOT_FAST_FORWARD.search(str(e)):
                 raise Conflict(
@@ -371,3 +376,8 @@ class GitSource:
             raise GitError(
                 f"read mirror of {redact_url(remote.url)}: {scrub(str(e), remote)}"
             ) from e
+
+
+def _printable(text: str) -> str:
+    """Control characters (a terminal's escapes among them) shown as `?`."""
+    return "".join(c if c.isprintable() else "?" for c in text)

@@ -69,6 +69,19 @@ TAG = param("tag", "query", STR, "only the workspaces with this tag")
 WAIT = param(
     "wait", "query", {**BOOL, "default": False}, "`true`, `1` or `yes`: answer 200 with the run"
 )
+REVISION = param(
+    "revision",
+    "query",
+    {**STR, "default": "HEAD"},
+    "`HEAD` (the branch head, resolved when the request comes) or a commit sha (4 to 40 hex "
+    "digits) on the workspace's branch",
+)
+TIMEOUT = param(
+    "timeout",
+    "query",
+    {**INT, "minimum": 0, "maximum": 300, "default": 30},
+    "seconds to hold the request at most; out of range is a 400",
+)
 LIMIT = param(
     "limit",
     "query",

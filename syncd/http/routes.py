@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from syncd.app import Parts
 from syncd.config import WorkspaceConfig
+from syncd.config.state import state_problem
 from syncd.core.model import Mode
 from syncd.core.refs import is_revision
 from syncd.http.auth import authorize, find_token

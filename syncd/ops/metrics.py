@@ -145,6 +145,11 @@ class Metrics:
             "Workspaces this replica holds (runs or is about to run).",
             registry=r,
         )
+        # Replicas alive as the shared store sees them (heartbeat fresh), the same on every
+        # replica's /metrics; alerts take the max over replicas (SyncdReplicasBelow). Made only
+        # where replicas share a store (set_replica with `alive`): a single process exports no
+        # such series, so the shipped SyncdReplicasBelow stays quiet on it without an edit.
+        self.replicas_alive: Gauge | None = None
         # Intake processes (server.intake_workers): how many run, and how often one exited
         # without being asked to (each is started again; the log says why it went).
         self.intake_processes = Gauge(
@@ -166,10 +171,22 @@ class Metrics:
             for channel in ("email", "target"):
                 self.notifications.labels(result, channel)
 
-    def set_replica(self, replica_id: str, held: Callable[[], int] | None = None) -> None:
+    def set_replica(
+        self,
+        replica_id: str,
+        held: Callable[[], int] | None = None,
+        alive: Callable[[], int] | None = None,
+    ) -> None:
         self.replica_info.labels(replica_id).set(1)
         if held is not None:
             self.replica_held.set_function(held)
+        if alive is not None and self.replicas_alive is None:
+            self.replicas_alive = Gauge(
+                "syncd_replicas_alive",
+                "Replicas whose heartbeat is fresh in the shared store.",
+                registry=self.registry,
+            )
+            self.replicas_alive.set_function(alive)
 
     # -- workspaces ------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from syncd.config import Config, WorkspaceConfig
 from syncd.core import retry
-from syncd.core.errors import GitError, SyncdError
+from syncd.core.errors import GitError, StateUnusable, SyncdError
 from syncd.core.model import Mode, Status, SyncState, Trigger, automation_suspended
 from syncd.core.refs import short_branch
 from syncd.core.urls import redact_url

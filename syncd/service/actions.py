@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from syncd.config import WorkspaceConfig
-from syncd.core.model import LiveStep, StepContent, Trigger
+from syncd.core.model import LiveStep, Mode, StepContent, Trigger
 from syncd.runs.requests import QueueFull, ShuttingDown, Ticket
 from syncd.service import audit
 from syncd.service.answers import status_of

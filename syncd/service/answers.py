@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from syncd.core.errors import Conflict, GitError, NotFound, RevisionNotFound, SyncdError
+from syncd.core.errors import (
+    Conflict,
+    GitError,
+    NotFound,
+    RevisionNotFound,
+    StateUnusable,
+    SyncdError,
+)
 from syncd.core.retry import RETRY_AFTER_SECONDS
 from syncd.runs.requests import QueueFull, ShuttingDown
 from syncd.service.intake import Overloaded

@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from syncd import webhooks
+from syncd.config.credentials import checking_value
 from syncd.core.errors import SyncdError
 from syncd.core.model import Trigger
 from syncd.core.urls import normalize_repo_url

@@ -338,3 +338,7 @@ class Workspaces:
 
     def export(self, ws: WorkspaceConfig, order: ExportRequest) -> ExportResult:
         return export_workspace(self.git, self.store, self.config, ws, order)
+
+
+def _applied(run: Run, revision: str) -> bool:
+    return run.result is RunResult.SUCCEEDED and not run.dry_run and run.revision == revision

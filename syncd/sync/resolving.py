@@ -13,11 +13,13 @@ from typing import Protocol
 from syncd.config import WorkspaceConfig
 from syncd.core.errors import RevisionNotOnBranch, SyncdError
 from syncd.git import Remote
+from syncd.git.signatures import CommitSignature
 from syncd.sync.reading import Progress, TreeReader
 
 
 class GitReader(TreeReader, Protocol):
-    """What a sync needs of git: heads, fetches, and reading trees and blobs of a mirror."""
+    """What a sync needs of git: heads, fetches, and reading trees, blobs and commit
+    signatures of a mirror."""
 
     def heads(self, remote: Remote) -> dict[str, str]: ...
     def resolve(self, remote: Remote, branch: str) -> str: ...

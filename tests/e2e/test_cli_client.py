@@ -81,6 +81,12 @@ def test_a_second_user_reads_and_steers_with_tokens(
     assert out.returncode == 0 and json.loads(out.stdout)["workspace"] == "auto"
     out = cli(reader, *server, "health", "auto")
     assert out.returncode == 0 and out.stdout.startswith("auto (ws-auto): ")
+    # the replicas: one process (SQLite), the one that answered marked
+    out = cli(reader, *server, "replicas")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("REPLICA") and "* " in lines[1] and " alive " in lines[1]
+    assert lines[2].startswith("one process: the store is not shared")
 
     # a read token may not sync: 403, its own exit code, one line
     out = cli(reader, *server, "sync", "manual", "--wait")

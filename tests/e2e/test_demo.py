@@ -80,3 +80,54 @@ def test_demo_names_the_phase_that_failed() -> None:
         proc = syncd("demo", "--port", str(port))
     assert proc.returncode == 1, proc.stdout
     assert f"FAILED at [2/6] config: cannot listen on 127.0.0.1:{port}" in proc.stderr
+
+
+def test_demo_serve_keeps_the_remote_until_interrupted(tmp_path: Path) -> None:
+    """`--serve`: the remote stays up; the printed clone command works; Ctrl-C exits 0."""
+    import queue
+    import shlex
+    import signal
+    import threading
+
+    work = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "demo", "--serve", "--dir", str(work)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    out = proc.stdout
+    assert out is not None
+
+    def read() -> None:
+        for line in out:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        seen: dict[str, str] = {}
+        while "serve" not in seen:
+            line = lines.get(timeout=TIMEOUT)  # Empty: the demo never got there
+            key, _, value = line.strip().partition(":")
+            if key in ("remote", "CA file", "config", "clone", "serve"):
+                seen[key] = value.strip()
+        assert seen["config"].startswith(str(work / "syncd.yaml"))
+        assert seen["CA file"].startswith(str(work / "git/ca.pem"))
+        clone = shlex.split(seen["clone"])
+        assert clone[0].startswith("GIT_SSL_CAINFO=") and clone[1:3] == ["git", "clone"]
+        done = subprocess.run(
+            ["env", *clone], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert len(list((tmp_path / "steps/export/steps").rglob("*"))) >= 4
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.stderr is not None
+    stderr = proc.stderr.read()
+    assert "Traceback" not in stderr, stderr

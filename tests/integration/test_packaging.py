@@ -49,11 +49,10 @@ def _systemd_root(root: Path) -> None:
             (root / link).symlink_to(f"usr/{link}")
 
 
-@pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None or HOST_UNITS is None,
-    reason="systemd-analyze is not installed here: the installed unit cannot be verified",
-)
-def test_the_install_script_leaves_a_unit_that_verifies_unchanged(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """packaging/install.sh --root: the staged root and what the script printed (once)."""
+    tmp_path = tmp_path_factory.mktemp("install")
     root = tmp_path / "root"
     wheel = _wheel(tmp_path)
     # --no-deps: the test stays offline; the dependencies come from this environment below.
@@ -65,6 +64,19 @@ def test_the_install_script_leaves_a_unit_that_verifies_unchanged(tmp_path: Path
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
+    return root, done.stdout
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None or HOST_UNITS is None,
+    reason="systemd-analyze is not installed here: the installed unit cannot be verified",
+)
+def test_the_install_script_leaves_a_unit_that_verifies_unchanged(
+    staged: tuple[Path, str], tmp_path: Path
+) -> None:
+    staged_root, _ = staged
+    root = tmp_path / "root"  # a copy: the host's units go into it, not into the staged root
+    shutil.copytree(staged_root, root, symlinks=True)
     unit = root / "etc/systemd/system/syncd.service"
     assert unit.read_bytes() == (ROOT / "systemd/syncd.service").read_bytes()
     assert os.readlink(root / "usr/local/bin/syncd") == "/opt/syncd/bin/syncd"
@@ -79,7 +91,7 @@ def test_the_install_script_leaves_a_unit_that_verifies_unchanged(tmp_path: Path
     ]
     for doc in docs[0].split():
         assert doc.startswith("file://") and (root / doc.removeprefix("file:///")).is_file()
-    _systemd_root(root)
+    _systemd_root(root)  # as docs/operations.md says: verify --root needs the host's units
     done = subprocess.run(
         ["systemd-analyze", "verify", f"--root={root}", "syncd.service"],
         capture_output=True,
@@ -87,16 +99,37 @@ def test_the_install_script_leaves_a_unit_that_verifies_unchanged(tmp_path: Path
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    # the venv's syncd runs (its dependencies from this environment, as --no-deps left them out)
+
+
+def test_a_staged_install_is_made_for_its_final_place(staged: tuple[Path, str]) -> None:
+    root, printed = staged
+    venv = root / "opt/syncd"
+    # The launcher the unit runs names /opt/syncd, not the staging folder; nothing else does.
+    launcher = (venv / "bin/syncd").read_text()
+    assert launcher.startswith("#!/opt/syncd/bin/python"), launcher.splitlines()[0]
+    for file in [*venv.glob("bin/*"), venv / "pyvenv.cfg"]:
+        if file.is_file() and not file.is_symlink():
+            assert str(root) not in file.read_text(errors="replace"), file
+    # Compiled for the final paths: a traceback names /opt/syncd/..., never the staging folder.
+    pyc = next(venv.glob("lib/python*/site-packages/syncd/__pycache__/app.*.pyc"))
+    assert b"/opt/syncd/lib/" in pyc.read_bytes() and str(root).encode() not in pyc.read_bytes()
+    # The venv's syncd runs (as its launcher would; dependencies from this environment, as
+    # --no-deps left them out), and the script says its version once.
     site = sysconfig.get_paths()["purelib"]
     done = subprocess.run(
-        [str(root / "opt/syncd/bin/syncd"), "version"],
+        [str(venv / "bin/python"), str(venv / "bin/syncd"), "version"],
         capture_output=True,
         text=True,
         timeout=60,
         env={"PATH": os.environ["PATH"], "PYTHONPATH": site},
     )
     assert done.returncode == 0 and done.stdout.startswith("syncd "), done.stderr
+    assert f"{done.stdout.strip()} staged under {root}, for / on the target host" in printed
+    assert "syncd syncd" not in printed
+    assert f"tar -C {root} -c . | ssh HOST tar -C / -x" in printed
+    # the README's screenshots beside the pages it links them from
+    for shot in ROOT.glob("docs/*.png"):
+        assert (root / "usr/share/doc/syncd/docs" / shot.name).is_file(), shot.name
 
 
 def test_the_install_script_refuses_an_unknown_option(tmp_path: Path) -> None:

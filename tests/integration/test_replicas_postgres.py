@@ -66,6 +66,7 @@ def test_a_holder_that_goes_is_taken_over(store: PostgresStore) -> None:
         a, b = coordinator(store), coordinator(store)
         for c in (a, b):
             await c.start(lambda: None, lambda run_id: None)
+        assert b.alive() == 2  # b's first heartbeat, after a's
         a.submit("ws", Trigger.WEBHOOK, None, False, None, "run-1")
         assert await a.acquire("ws")
         claimed = await a.claim("ws")
@@ -78,6 +79,9 @@ def test_a_holder_that_goes_is_taken_over(store: PostgresStore) -> None:
         mine = [r for r in listed if r.this]
         assert len(mine) == 1 and mine[0].holds == ("ws",)
         assert [r.alive for r in listed if not r.this] == [False]
+        # syncd_replicas_alive: counted at each heartbeat, a stopped replica no longer.
+        await b._beat()
+        assert b.alive() == 1
         await b.stop()
 
     asyncio.run(scenario())

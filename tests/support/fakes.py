@@ -44,6 +44,7 @@ from syncd.core.model import (
 )
 from syncd.core.steps import SUFFIX, render_step_file, step_file_name
 from syncd.git import FileChange, Remote, TreeEntry
+from syncd.git.signatures import CommitSignature
 from syncd.store import ApplyBase, IndexUpdate, Store, StoreError
 from syncd.store.leases import check_lease, check_new_run, take_params
 from syncd.store.protocol import DELIVERY_TTL, LEASE_TTL, Lease
@@ -454,8 +455,9 @@ class FakeGit:
 
     As with `GitSource`, reading (resolve_commit, list_files, changed_files, blobs) sees only
     commits fetched into the mirror. `fetches` counts fetches that went to the remote (a fetch
-    of a commit the mirror already has goes nowhere), `blobs_read` counts blobs read. Set
-    `outage` to make every network operation raise it, until it is cleared.
+    of a commit the mirror already has goes nowhere), `blobs_read` counts blobs read,
+    `signatures_read` commit signatures read. Set `outage` to make every network operation
+    raise it, until it is cleared.
     """
 
     def __init__(self) -> None:

@@ -166,6 +166,11 @@ BAD: dict[str, Any] = {
     },
     "an empty name": {"workspaces": [{"id": "a", "name": " ", "source": {"url": "https://h/x"}}]},
     "a control character": {"state_dir": "/var/lib/\x1b[31m"},
+    "an http source": {"workspaces": [{"id": "a", "name": "a", "source": {"url": "http://h/x"}}]},
+    "a share over 100%": {
+        "workspaces": [{"id": "a", "name": "a", "source": {"url": "https://h/x"}}],
+        "defaults": {"max_deletes": "120%"},
+    },
 }
 
 

@@ -143,6 +143,9 @@ class FakeCoordinator:
     async def replicas(self) -> list[ReplicaInfo]:
         return []
 
+    def alive(self) -> int:
+        return 1
+
     def problem(self) -> str | None:
         return "down" if self.db.down else None
 

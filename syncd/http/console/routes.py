@@ -35,6 +35,7 @@ from syncd.http.throttle import client_address
 from syncd.service.actions import Act
 from syncd.service.answers import RETRY_AFTER_SECONDS, retry_later, status_of
 from syncd.service.audit import Actor
+from syncd.service.views import replica_view
 from syncd.sync.export import parse_export_request
 
 HERE = Path(__file__).parent
@@ -156,6 +157,12 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
             short=pages.short,
             **data,
         )
+
+    async def replicas(request: Request) -> Response:
+        seen = gate.signed_in(request)
+        coordinator = parts.scheduler.coordinator
+        found = [replica_view(r) for r in await coordinator.replicas()]
+        return page(request, seen, "replicas.html", shared=coordinator.shared, replicas=found)
 
     async def login_form(request: Request) -> Response:
         seen = gate.visit(request)
@@ -315,6 +322,7 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/events", events, methods=["GET"]),
+        Route("/replicas", replicas, methods=["GET"]),
         Route(ws_path, workspace, methods=["GET"]),
         Route(f"{ws_path}/sync", sync, methods=["POST"]),
         Route(f"{ws_path}/export", export, methods=["POST"]),

@@ -121,6 +121,11 @@ class Coordinator(Protocol):
 
     async def replicas(self) -> list[ReplicaInfo]: ...
 
+    def alive(self) -> int:
+        """Replicas whose heartbeat was fresh at this replica's last heartbeat (this one
+        included); no database call, for the `syncd_replicas_alive` gauge."""
+        ...
+
     def problem(self) -> str | None:
         """Why this replica cannot coordinate now (its database connection is lost), or None."""
         ...
@@ -181,6 +186,9 @@ class LocalCoordinator:
         host, pid = socket.gethostname(), os.getpid()
         holds = tuple(self.holds())
         return [ReplicaInfo(self.replica_id, host, pid, self.started_at, now, True, holds, True)]
+
+    def alive(self) -> int:
+        return 1
 
     def problem(self) -> str | None:
         return None

@@ -76,6 +76,8 @@ class PostgresCoordinator:
         self._requests = RequestWriter(conninfo, where, clean)
         self._tasks: list[asyncio.Task[None]] = []
         self._lost: str | None = None
+        # Replicas alive at the last heartbeat (this one counts itself until it knows).
+        self._alive = 1
         self._wake: Callable[[], None] = lambda: None
         self._finished: Callable[[str], None] = lambda run_id: None
 
@@ -121,6 +123,9 @@ class PostgresCoordinator:
 
     def held(self) -> list[str]:
         return sorted(self._held)
+
+    def alive(self) -> int:
+        return self._alive
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -203,7 +208,9 @@ class PostgresCoordinator:
         # Claimed before by another replica (one of this replica's own, claimed again after
         # its run ended unrecorded, is no takeover: its lease went with that run).
         taken_over = r[6] is not None and r[6] != self.replica_id
-        return Claimed(int(r[0]), ws, Trigger(r[1]), r[2], bool(r[3]), r[4], str(r[5]), taken_over)
+        return Claimed(
+            int(r[0]), ws, Trigger(r[1]), r[2], bool(r[3]), r[4], str(r[5]), taken_over, r[7]
+        )
 
     async def finish(self, claimed: Claimed) -> None:
         await self._query(
@@ -246,6 +253,7 @@ class PostgresCoordinator:
         return out
 
     async def _beat(self) -> None:
+        """Say this replica lives, then count the replicas that do (this one included)."""
         await self._query(
             "INSERT INTO replicas (id, host, pid, started_at, last_seen, holds)"
             f" VALUES (%s, %s, %s, %s, {NOW}, %s) ON CONFLICT (id) DO UPDATE SET"
@@ -275,6 +283,8 @@ class PostgresCoordinator:
                         f"DELETE FROM replicas WHERE last_seen < {NOW} - %s", (FORGET_AFTER,)
                     )
             except StoreError as e:
+                # Its own heartbeat is not fresh either: it knows of no replica alive.
+                self._alive = 0
                 log.warning(
                     "replica heartbeat failed", extra=fields(replica=self.replica_id, error=str(e))
                 )

@@ -108,7 +108,8 @@ def test_rejected_credentials_degrade_at_the_next_poll_reach_the_digest_and_heal
         assert "rejected the credentials" in h["error"] and h["failures"] >= 1, h
         assert h["since"] is not None
         v = view(d, "auto")
-        assert v["status"] == "Synced"  # what it holds is still the head it last read
+        # The remote cannot be read: the comparison is unknown (as Argo CD says), whatever it holds
+        assert v["status"] == "Unknown" and v["last_applied_revision"] is not None
         assert metric(metrics_text(d), "syncd_workspace_health", workspace="auto") == 1
         assert (
             metric(metrics_text(d), "syncd_workspace_health", workspace="auto", health="Degraded")

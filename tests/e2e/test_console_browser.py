@@ -56,13 +56,14 @@ def console(tmp_path: Path, git_server: GitServer, repo: tuple[str, WorkTree]) -
     tree.commit("three steps")
     tree.push()
     workspaces = [
-        workspace("prod", url, git_server, "manual", name="prod", tags=["prod"], badge=True),
-        workspace("dev", url, git_server, "automatic", name="dev", tags=["dev"]),
+        # As docs/workflow.md promotes: people edit a manual dev, git drives an automatic prod.
+        workspace("dev", url, git_server, "manual", name="dev", tags=["dev"]),
+        workspace("prod", url, git_server, "automatic", name="prod", tags=["prod"], badge=True),
     ]
     d = start_daemon(tmp_path, git_server, tree, url, workspaces)
     # The manual workspace starts in step with git.
     with d.client() as api:
-        assert api.post("/api/v1/workspaces/prod/sync?wait=true").status_code == 200
+        assert api.post("/api/v1/workspaces/dev/sync?wait=true").status_code == 200
     yield d
     kill_daemon(d)
 
@@ -115,22 +116,22 @@ def test_console_follows_a_push_and_syncs(console: Daemon, browser: Any, tmp_pat
 
     page.on("dialog", on_dialog)
     sign_in(page, d, API_TOKEN)
-    status = page.locator('tr[data-ws="prod"] [data-field="status"]')
+    status = page.locator('tr[data-ws="dev"] [data-field="status"]')
     expect(status).to_have_text("Synced")
 
     # A push and its webhook: the row turns OutOfSync with no reload (the marker survives).
     page.evaluate("window.stillTheSamePage = true")
     push_with_webhook(d)
     expect(status).to_have_text("OutOfSync", timeout=20_000)
-    expect(page.locator('tr[data-ws="dev"] [data-field="status"]')).to_have_text(
+    expect(page.locator('tr[data-ws="prod"] [data-field="status"]')).to_have_text(
         "Synced", timeout=20_000
     )
     assert page.evaluate("window.stillTheSamePage") is True
     shot(page, tmp_path, "console-workspaces.png")
 
     # The diff of the manual workspace, markup shown as text.
-    page.locator('tr[data-ws="prod"] th a').click()
-    expect(page.get_by_role("heading", name="prod", exact=True)).to_be_visible()
+    page.locator('tr[data-ws="dev"] th a').click()
+    expect(page.get_by_role("heading", name="dev", exact=True)).to_be_visible()
     drift = page.locator("section", has=page.get_by_role("heading", name="Drift"))
     expect(drift).to_contain_text("greeting/welcome")
     expect(drift.locator(".diff .add").first).to_be_visible()
@@ -154,7 +155,7 @@ def test_console_follows_a_push_and_syncs(console: Daemon, browser: Any, tmp_pat
 def test_suspend_and_resume_an_automatic_workspace(console: Daemon, browser: Any) -> None:
     page = browser.new_page()
     sign_in(page, console, API_TOKEN)
-    page.goto(f"{console.url}/ui/workspaces/dev")
+    page.goto(f"{console.url}/ui/workspaces/prod")
     suspend = page.get_by_role("button", name="Suspend")
     if suspend.count() == 0:
         pytest.skip("this syncd has no suspend and resume")
@@ -168,7 +169,7 @@ def test_suspend_and_resume_an_automatic_workspace(console: Daemon, browser: Any
 def test_a_read_only_token_sees_no_action(console: Daemon, browser: Any) -> None:
     page = browser.new_page()
     sign_in(page, console, READ_TOKEN)
-    page.goto(f"{console.url}/ui/workspaces/prod")
+    page.goto(f"{console.url}/ui/workspaces/dev")
     expect(page.get_by_role("heading", name="Drift")).to_be_visible()
     assert page.locator("form[action*='/workspaces/']").count() == 0
     for name in ("Sync now", "Dry run", "Roll back", "Export", "Suspend", "Resume"):

@@ -197,6 +197,8 @@ class Engine:
                     )
                     state = self.store.state(ws.id)
                     if not pinned and (now := self.resolve(ws, None, progress)) != run.revision:
+                        # The new head has its own signer, or none: a refusal of it must
+                        # not carry the old commit's.
                         run.revision, run.signed_by = now, None
                         run.signed_by = self.verify(ws, now, progress)
                         run.message, run.author = self.summary(ws, now)

@@ -6,6 +6,8 @@ Where no PostgreSQL server answers, the PostgreSQL half skips with one line."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -208,3 +210,43 @@ def terms_of(store: PostgresStore, ws: str, run_id: str) -> Terms | None:
             (ws, run_id),
         ).fetchone()
     return None if r is None else Terms(Trigger(r[0]), r[1], bool(r[2]), r[3], r[4])
+
+
+def test_a_claim_between_the_read_and_the_join_takes_the_joined_row(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica claims the waiting webhook request while another is joining a manual request
+    to it (after its read of the waiting rows, before its UPDATE). The claim must wait and run
+    the joined request (manual), or the person's sync would only plan."""
+    from syncd.runs.replicas import pg_requests
+
+    ws = "ws-race"
+    writer = PostgresCoordinator(store.conninfo, store.where, store.clean)
+    claimer = PostgresCoordinator(store.conninfo, store.where, store.clean)
+    claimed: list[Terms] = []
+
+    async def claim() -> None:
+        assert await claimer.acquire(ws)
+        got = await claimer.claim(ws)
+        assert got is not None
+        claimed.append(Terms(got.trigger, got.revision, got.dry_run, got.head, got.actor))
+        await claimer.release(ws)
+
+    def claim_in_between(waiting: list[Terms], new: Terms, bound: int) -> Placement:
+        racer = threading.Thread(target=lambda: asyncio.run(claim()), daemon=True)
+        racer.start()
+        racer.join(1.0)  # with the rows locked, the claim waits for this transaction
+        return merge(waiting, new, bound)
+
+    try:
+        assert writer.submit(ws, WEBHOOK, None, False, None, "hook") == Submitted("hook", False)
+        monkeypatch.setattr(pg_requests, "merge", claim_in_between)
+        done = writer.submit(ws, MANUAL, None, False, None, "person", actor="ann")
+        assert done == Submitted("hook", True)
+        deadline = time.monotonic() + 10
+        while not claimed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert claimed == [Terms(MANUAL, actor="ann")], claimed
+    finally:
+        asyncio.run(writer.stop())
+        asyncio.run(claimer.stop())

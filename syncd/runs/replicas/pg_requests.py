@@ -109,10 +109,13 @@ def write_request(
     """Place a request among the workspace's waiting rows by the merge rule, in the caller's
     transaction; None when the workspace has `max_waiting` waiting (`FULL`)."""
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (SUBMIT_NAMESPACE, ws))
-    # The waiting (unclaimed) requests, oldest first: a claimed one is in flight.
+    # The waiting (unclaimed) requests, oldest first: a claimed one is in flight. Locked until
+    # this transaction ends: a replica's claim of one of them waits for the join and takes the
+    # row as joined, where it could otherwise claim it between this read and the UPDATE below
+    # and run it without the join (a manual request joined to a webhook's run that only plans).
     rows = conn.execute(
         "SELECT id, run_id, trigger, revision, dry_run, head, actor FROM sync_requests"
-        " WHERE workspace = %s AND claimed_by IS NULL ORDER BY id",
+        " WHERE workspace = %s AND claimed_by IS NULL ORDER BY id FOR UPDATE",
         (ws,),
     ).fetchall()
     waiting = [Terms(Trigger(r[2]), r[3], bool(r[4]), r[5], r[6]) for r in rows]

@@ -21,6 +21,8 @@ Every command has a timeout; a failure raises with the tool's stderr.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import shlex
 import shutil
@@ -144,6 +146,15 @@ class SshSigner:
         return git_commit(workdir, message, self.sign_args(), date=date)
 
 
+def _kill_agent(home: Path) -> None:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+            capture_output=True,
+            timeout=10,
+        )
+
+
 class GpgSigner:
     """An OpenPGP key (ed25519, sign only, no passphrase) in a GNUPGHOME of its own."""
 
@@ -157,6 +168,8 @@ class GpgSigner:
     ) -> None:
         # Short: gpg's socket paths must fit in 108 bytes, and pytest's tmp_path can be long.
         self.home = Path(os.path.realpath(_short_dir(tmp_path)))
+        # gpg starts an agent per home to sign with; it would outlive the tests.
+        atexit.register(_kill_agent, self.home)
         self.uid = f"{name} <{email}>"
         self._faked = ["--faked-system-time", created] if created else []
         self._gpg("--passphrase", "", "--pinentry-mode", "loopback",

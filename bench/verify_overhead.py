@@ -21,13 +21,10 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import time
 import traceback
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from common import (
     STEPS_PATH,
     Figure,
@@ -44,16 +41,14 @@ from common import (
     workspace,
     write_step,
 )
-from daemon import WEBHOOK_SECRET, ServeProcess
+from daemon import ServeProcess
+from webhook_latency import POLL_EVERY, time_webhook
 
 from syncd.core.steps import step_file_name
 from syncd.demo.gitserver import WorkTree
-from syncd.demo.webhook import github_push
 
 STEPS = 100
 WARMUP = 2
-POLL_EVERY = 0.005  # seconds between two GETs of the workspace
-APPLY_TIMEOUT = 30.0
 GOAL_RATIO = 1.2
 PRINCIPAL = "bench@example.com"
 
@@ -83,29 +78,6 @@ def signed_commit(tree: WorkTree, message: str) -> str:
     tree.git("add", "-A")
     tree.git("commit", "--quiet", "-S", "--allow-empty", "-m", message)
     return tree.head()
-
-
-def time_webhook(
-    client: httpx.Client, ws: str, url: str, path: str, sha: str, before: str
-) -> float:
-    headers, body = github_push(
-        url, sha, WEBHOOK_SECRET, before=before, added=[path], delivery=uuid.uuid4().hex
-    )
-    started = time.perf_counter()
-    answer = client.post("/hooks/github", content=body, headers=headers)
-    if answer.status_code != 202 or answer.json().get("matched") != [ws]:
-        raise RuntimeError(f"webhook for {ws} answered {answer.status_code}: {answer.text}")
-    deadline = started + APPLY_TIMEOUT
-    while time.perf_counter() < deadline:
-        view = client.get(f"/api/v1/workspaces/{ws}").json()
-        if view["last_applied_revision"] == sha:
-            if ws == "on" and view.get("signed_by") != PRINCIPAL:
-                raise RuntimeError(f"applied without its signer: {view.get('signed_by')!r}")
-            return time.perf_counter() - started
-        if view["failed_revision"] == sha:
-            raise RuntimeError(f"{ws}: {sha[:12]} failed: {view['last_run']['error']}")
-        time.sleep(POLL_EVERY)
-    raise TimeoutError(f"{ws}: {sha[:12]} not applied {APPLY_TIMEOUT:.0f} s after the webhook")
 
 
 @dataclass(frozen=True)
@@ -146,7 +118,11 @@ def measure(pushes: int) -> Measured:
                 order = ("on", "off") if k % 2 else ("off", "on")
                 for name in order:
                     url, sha, before = pushed[name]
-                    seconds = time_webhook(client, name, url, path, sha, before)
+                    seconds = time_webhook(daemon, client, url, path, sha, before, ws=name)
+                    if name == "on":  # applied as verified, by the key that signed it
+                        signer = client.get("/api/v1/workspaces/on").json().get("signed_by")
+                        if signer != PRINCIPAL:
+                            raise RuntimeError(f"applied without its signer: {signer!r}")
                     if k >= WARMUP:
                         times[name].append(seconds)
         return Measured(times["on"], times["off"])

@@ -70,23 +70,32 @@ def time_git_fetch(server: GitServer, mirror: Path, sha: str) -> float:
 
 
 def time_webhook(
-    daemon: ServeProcess, client: httpx.Client, url: str, path: str, sha: str, before: str
+    daemon: ServeProcess,
+    client: httpx.Client,
+    url: str,
+    path: str,
+    sha: str,
+    before: str,
+    ws: str = WS,
 ) -> float:
+    """Seconds from a signed push webhook for `sha` to workspace `ws` having applied it."""
     headers, body = github_push(
         url, sha, WEBHOOK_SECRET, before=before, added=[path], delivery=uuid.uuid4().hex
     )
     started = time.perf_counter()
     answer = client.post("/hooks/github", content=body, headers=headers)
-    if answer.status_code != 202 or answer.json().get("matched") != [WS]:
-        raise RuntimeError(f"webhook answered {answer.status_code}: {answer.text}")
+    if answer.status_code != 202 or answer.json().get("matched") != [ws]:
+        raise RuntimeError(f"webhook for {ws} answered {answer.status_code}: {answer.text}")
     deadline = started + APPLY_TIMEOUT
     while time.perf_counter() < deadline:
-        view = client.get(f"/api/v1/workspaces/{WS}").json()
+        view = client.get(f"/api/v1/workspaces/{ws}").json()
         if view["last_applied_revision"] == sha:
             return time.perf_counter() - started
+        if view["failed_revision"] == sha:
+            raise RuntimeError(f"{ws}: {sha[:12]} failed: {view['last_run']['error']}")
         time.sleep(POLL_EVERY)
     raise TimeoutError(
-        f"{sha[:12]} not applied {APPLY_TIMEOUT:.0f} s after the webhook\n{daemon.log_tail()}"
+        f"{ws}: {sha[:12]} not applied {APPLY_TIMEOUT:.0f} s after the webhook\n{daemon.log_tail()}"
     )
 
 

@@ -25,7 +25,6 @@ from syncd.core.model import (
 )
 from syncd.core.plan import compute_plan
 from syncd.store import ApplyBase, ApplyConflict, IndexUpdate, SqliteStore, Store, StoreError
-from tests.support import postgres
 from tests.support.fakes import FakeStore, base_of
 from tests.support.stores import KINDS, REAL, open_store
 
@@ -48,17 +47,6 @@ def apply(store: Store, desired: dict[str, StepContent], rid: str = "r1") -> Non
     state = SyncState(WS, Status.SYNCED, "abc", "abc", rid)
     base = base_of(store, WS, {c.name for c in plan.changes})
     store.apply(plan, IndexUpdate(replace_all=True, upserts=steps), run(rid), state, base)
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> None:
-    postgres.require()
-
-
-@pytest.fixture
-def pg_url(pg_server: None) -> Iterator[str]:
-    with postgres.fresh_database() as url:
-        yield url
 
 
 @pytest.fixture(params=KINDS)

@@ -8,8 +8,6 @@ nothing, and a run id is recorded once."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +15,8 @@ import pytest
 from syncd.core.model import LiveStep, Run, RunResult, Status, Step, StepContent, SyncState, Trigger
 from syncd.core.plan import compute_plan
 from syncd.store import Fenced, IndexUpdate, Lease, Store
-from tests.support import postgres
 from tests.support.fakes import FakeStore, base_of
-from tests.support.stores import KINDS, Clock, open_store
+from tests.support.stores import Clock
 
 WS = "ws1"
 OTHER_WS = "ws2"
@@ -79,24 +76,6 @@ def let_expire(store: Store) -> None:
         store.clock.now += 2 * SHORT
     else:
         time.sleep(2 * SHORT)
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> None:
-    postgres.require()
-
-
-@pytest.fixture
-def pg_url(pg_server: None) -> Iterator[str]:
-    with postgres.fresh_database() as url:
-        yield url
-
-
-@pytest.fixture(params=KINDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = open_store(str(request.param), tmp_path, request)
-    yield s
-    s.close()
 
 
 # -- taking ----------------------------------------------------------------------------------

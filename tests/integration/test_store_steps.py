@@ -5,10 +5,6 @@ covers and what it leaves, git's index updated in part, runs and meta read back 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from syncd.core.model import (
     Origin,
@@ -23,9 +19,7 @@ from syncd.core.model import (
 )
 from syncd.core.plan import compute_plan
 from syncd.store import ApplyBase, IndexUpdate, Store
-from tests.support import postgres
 from tests.support.fakes import base_of
-from tests.support.stores import KINDS, open_store
 
 WS = "ws1"
 OTHER = "ws2"
@@ -60,24 +54,6 @@ def write(
     run = Run(rid, ws, Trigger.MANUAL, rid, RunResult.SUCCEEDED, 1.0, 2.0)
     state = SyncState(ws, Status.SYNCED, rid, rid, rid)
     return store.apply(plan, IndexUpdate(replace_all=True, upserts=files), run, state, base)
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> None:
-    postgres.require()
-
-
-@pytest.fixture
-def pg_url(pg_server: None) -> Iterator[str]:
-    with postgres.fresh_database() as url:
-        yield url
-
-
-@pytest.fixture(params=KINDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = open_store(str(request.param), tmp_path, request)
-    yield s
-    s.close()
 
 
 def test_a_step_keeps_its_id_through_updates_and_edits_outside_git(store: Store) -> None:

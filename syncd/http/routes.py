@@ -171,18 +171,15 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
         )
 
     async def put_step(request: Request, act: Act) -> Response:
-        act.workspace  # noqa: B018 (an unknown workspace is a 404 before the body is read)
         name = step_name(request)
         content = step_content(await json_body(request))
         return JSONResponse((await act.put_step(name, content)).to_dict())
 
     async def delete_step(request: Request, act: Act) -> Response:
-        act.workspace  # noqa: B018 (an unknown workspace is a 404 before the name is read)
         await act.delete_step(step_name(request))
         return Response(status_code=204)
 
     async def export(request: Request, act: Act) -> Response:
-        act.workspace  # noqa: B018 (an unknown workspace is a 404 before the body is read)
         order = parse_export_request(await json_body(request))
         return JSONResponse((await act.export(order)).to_dict())
 

@@ -91,8 +91,16 @@ class Act:
         self.ws_id, self.step, self._judge = ws_id, step, judge
         self.revision: str | None = None
         self.status = 200  # the answer's status, when the caller's answer is not a plain 200
+        self.workspace: WorkspaceConfig  # set when the action is entered
 
     async def __aenter__(self) -> Act:
+        # The workspace, looked up once for the whole action; an unknown one is refused (404)
+        # before the caller reads anything else of its request, and audited as such.
+        try:
+            self.workspace = self._actions.workspaces.get(self.ws_id)
+        except BaseException as e:
+            await self.__aexit__(type(e), e, e.__traceback__)
+            raise
         return self
 
     async def __aexit__(
@@ -116,10 +124,6 @@ class Act:
             status=status,
             error=error,
         )
-
-    @property
-    def workspace(self) -> WorkspaceConfig:
-        return self._actions.workspaces.get(self.ws_id)
 
     # -- the actions -----------------------------------------------------------------------------
 

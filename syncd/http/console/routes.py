@@ -221,7 +221,6 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
         seen, actor, form = await gate.action(request, "sync")
         kind, picked = form.get("kind", "sync"), form.get("revision")
         async with acting(actor, "sync", request) as act:
-            act.workspace  # noqa: B018 (an unknown workspace is a 404 before the form is read)
             if kind not in ("sync", "dry-run", "rollback"):
                 raise Refused(422, "Unknown kind of sync. Nothing was changed.")
             revision = None
@@ -243,7 +242,6 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
         if form.get("message", "").strip():
             body["message"] = form["message"]
         async with acting(actor, "export", request) as act:
-            act.workspace  # noqa: B018 (an unknown workspace is a 404 before the form is read)
             result = await act.export(parse_export_request(body))
             act.status = 303
         query = {"notice": "exported", "branch": result.branch, "commit": result.commit}

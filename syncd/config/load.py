@@ -15,8 +15,9 @@ from typing import Any, NoReturn, cast
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from syncd.config.checks import MISSING, At, describe, quote, suggest
-from syncd.config.sections import Defaults, SectionParser
+from syncd.config.sections import SectionParser
 from syncd.config.types import DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, Config, WorkspaceConfig
+from syncd.config.workspaces import Defaults
 from syncd.core.errors import ConfigError
 
 _TOP_KEYS = (
@@ -31,6 +32,7 @@ _TOP_KEYS = (
     "workspaces",
     "git",
     "console",
+    "providers",
 )
 
 
@@ -77,6 +79,8 @@ class _Loader(SectionParser):
         notifications = self.notifications(
             at.key("notifications"), top.get("notifications"), base_dir
         )
+        providers = self.providers(at.key("providers"), top.get("providers"), base_dir)
+        self.known_providers = providers
         defaults = self.defaults(at.key("defaults"), top.get("defaults"))
         seen: dict[str, At] = {}
         workspaces = self.workspaces(at.key("workspaces"), top.get("workspaces"), defaults, seen)
@@ -94,6 +98,7 @@ class _Loader(SectionParser):
             git=self.git(at.key("git"), top.get("git")),
             workspaces=tuple(workspaces),
             console=self.console(at.key("console"), top.get("console"), base_dir),
+            providers=providers,
         )
         if config.notifications.smtp is None:
             for ws in config.workspaces:

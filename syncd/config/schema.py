@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from syncd.config.checks import MAX_STRING
-from syncd.config.types import SCOPES
+from syncd.config.types import PROVIDER_KINDS, SCOPES
 from syncd.core.model import WEBHOOK_PROVIDERS
 
 Schema = dict[str, Any]
@@ -48,6 +48,7 @@ SOURCE_URL: Schema = {
     "pattern": r"^[Hh][Tt][Tt][Pp][Ss]://[^\u0000-\u0020\u007f]+$",
 }
 MODE: Schema = {"enum": ["automatic", "manual"]}
+BOOL: Schema = {"type": "boolean"}
 ENV_NAME: Schema = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}
 MAX_DELETES: Schema = {
     "description": 'a count of steps (50), or a share of the live steps ("20%")',
@@ -101,6 +102,29 @@ def verify_schema() -> Schema:
     return out
 
 
+def provider_schema() -> Schema:
+    """An entry of `providers`: its API URL and a token, or (GitHub) an App."""
+    app = section(
+        {
+            "id": {"type": "integer", "minimum": 1},
+            "installation_id": {"type": "integer", "minimum": 1},
+            **secret("private_key"),
+        },
+        required=("id", "installation_id"),
+    )
+    return section(
+        {
+            "kind": {"enum": list(PROVIDER_KINDS)},
+            "api_url": SOURCE_URL,
+            **secret("token"),
+            "app": app,
+            "ca_file": TEXT,
+            "timeout": DURATION,
+        },
+        required=("api_url",),
+    )
+
+
 def config_schema() -> Schema:
     source = section(
         {
@@ -110,6 +134,7 @@ def config_schema() -> Schema:
             "username": TEXT,
             **secret("password"),
             "ca_file": TEXT,
+            "provider": TEXT,
         },
         required=("url",),
     )
@@ -131,6 +156,7 @@ def config_schema() -> Schema:
             "notify": one_or_many(EMAIL),
             "badge": {"type": "boolean"},
             "verify": ref("verify"),
+            "report": section({"commit_status": BOOL, "pull_requests": BOOL}),
         },
         required=("id", "name", "source"),
     )
@@ -225,6 +251,11 @@ def config_schema() -> Schema:
                 {"timeout": DURATION, "author": section({"name": TEXT, "email": EMAIL})}
             ),
             "console": section({**secret("session_key"), "session_lifetime": DURATION}),
+            "providers": {
+                "type": ["object", "null"],
+                "description": "API access to git hosts, by entry name (source.provider)",
+                "additionalProperties": ref("provider"),
+            },
         },
         nullable=False,
     )
@@ -242,6 +273,7 @@ def config_schema() -> Schema:
             "smtp": smtp,
             "target": target,
             "verify": verify_schema(),
+            "provider": provider_schema(),
         },
     }
 

@@ -56,6 +56,7 @@ class SourceConfig:
     username: str | None = None
     password: Secret | None = None
     ca_file: Path | None = None
+    provider: str | None = None  # the entry of `providers` named (else told from the URL)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,44 @@ class VerifyConfig:
 
 
 @dataclass(frozen=True)
+class GitHubAppConfig:
+    """`providers.<name>.app`: syncd acts as a GitHub App installation; its installation tokens
+    are fetched with a JWT signed by the App's private key, and fetched again before they end."""
+
+    app_id: int
+    installation_id: int
+    private_key: Secret  # PEM (from private_key_file or private_key_env)
+
+
+ProviderKind = Literal["github", "gitlab", "gitea"]
+PROVIDER_KINDS: tuple[ProviderKind, ...] = ("github", "gitlab", "gitea")
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """An entry of `providers:`: one git host's API, for commit statuses and pull request
+    comments. Exactly one of `token` and `app` (an App is GitHub's only)."""
+
+    name: str  # the entry's key, which `source.provider` names
+    kind: ProviderKind  # `kind:`, else the key when it is one of the kinds
+    api_url: str  # https://api.github.com, https://gitlab.example.com/api/v4, .../api/v1
+    token: Secret | None = None
+    app: GitHubAppConfig | None = None
+    ca_file: Path | None = None  # extra trust for a private CA, as sources have
+    timeout: float = 10.0  # per request
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """`report:` of a workspace whose source has a provider: what syncd tells the host."""
+
+    provider: str  # the entry of `providers:`
+    repository: str  # the repository's path on the host: owner/name, GitLab's group/project
+    commit_status: bool = True
+    pull_requests: bool = True
+
+
+@dataclass(frozen=True)
 class WorkspaceConfig:
     id: str
     name: str
@@ -101,6 +140,8 @@ class WorkspaceConfig:
     badge: bool = False
     # None: commits are applied whether signed or not.
     verify: VerifyConfig | None = None
+    # None: nothing is reported to the git host (no provider for the source).
+    report: ReportConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -252,6 +293,7 @@ class Config:
     git: GitConfig
     workspaces: tuple[WorkspaceConfig, ...]
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
 
     def workspace(self, ws_id: str) -> WorkspaceConfig:
         """The workspace with this id (the API's key); NotFound names the id (cut short: it may
@@ -280,4 +322,6 @@ class Config:
         secrets.append(self.notifications.smtp.password if self.notifications.smtp else None)
         secrets += [t.url for t in self.notifications.targets]
         secrets.append(self.store.password)
+        for host in self.providers.values():
+            secrets += [host.token, host.app.private_key if host.app else None]
         return [s for s in secrets if s is not None]

@@ -52,6 +52,9 @@ SMTP_ATTEMPT = Policy(base=1.0, cap=30.0, attempts=4)
 # A chat or webhook target (Slack, Teams, a JSON webhook): a 429 or a 5xx is usually short.
 # A message still refused after these waits for the next digest tick, its cursor unmoved.
 TARGET_ATTEMPT = Policy(base=2.0, cap=30.0, attempts=3)
+# A report to a git host (a commit status, a pull request's plan): kept off the sync's path and
+# tried again for about ten minutes; a newer report of the same thing replaces it meanwhile.
+REPORT_ATTEMPT = Policy(base=1.0, cap=120.0, attempts=8)
 # A replica's connections to PostgreSQL while the database is away (its LISTEN session is
 # opened again; requests are refused at once, a 503, instead of each waiting out a connect
 # timeout): one flat second between attempts, taken whole (no jitter). Not backing off further

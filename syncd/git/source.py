@@ -110,11 +110,20 @@ class GitSource:
 
         Returns `want` (as a full sha) when it is given, else the branch head in the mirror.
         """
+        return self._fetch(remote, head_ref(branch), f"branch {branch!r}", want)
+
+    def fetch_ref(self, remote: Remote, ref: str) -> str:
+        """Fetch one ref the remote advertises besides its branches (a pull request's head,
+        `refs/pull/N/head`) into the mirror under the same name; its commit. The workspaces'
+        branches are untouched, and a branch's fetch never prunes it."""
+        return self._fetch(remote, ref, f"ref {ref!r}", None)
+
+    def _fetch(self, remote: Remote, ref: str, named: str, want: str | None) -> str:
         path = self.mirror_path(remote)
         with self._lock(path):
             for rebuilt in (False, True):
                 try:
-                    return self._fetch_locked(remote, path, branch, want)
+                    return self._fetch_locked(remote, path, ref, named, want)
                 except CorruptMirror as e:
                     if rebuilt:
                         raise GitError(
@@ -126,7 +135,9 @@ class GitSource:
                     wipe(path)
         raise AssertionError("unreachable")
 
-    def _fetch_locked(self, remote: Remote, path: Path, branch: str, want: str | None) -> str:
+    def _fetch_locked(
+        self, remote: Remote, path: Path, ref: str, named: str, want: str | None
+    ) -> str:
         with self._local("fetch"):
             repo = open_mirror(path)
         with self._guard:
@@ -137,7 +148,6 @@ class GitSource:
         check_refs(repo)
         if want is not None and (found := find_commit(repo, want)) is not None:
             return found  # already here: no network at all
-        ref = head_ref(branch)
         refspec = f"+{ref}:{ref}"
         anon = repo.remotes.create_anonymous(fetch_url(remote))
         # PRUNE drops the local branch when the remote no longer has it.
@@ -150,14 +160,14 @@ class GitSource:
         compact(repo, path)
         fetched = repo.references.get(ref)
         if fetched is None:
-            raise RevisionNotFound(f"branch {branch!r} not found on {redact_url(remote.url)}")
+            raise RevisionNotFound(f"{named} not found on {redact_url(remote.url)}")
         head = check_commit(repo, str(fetched.target))
         if want is None:
             return head
         found = find_commit(repo, want)
         if found is None:
             raise RevisionNotFound(
-                f"commit {want!r} not found on branch {branch!r} of {redact_url(remote.url)}"
+                f"commit {want!r} not found on {named} of {redact_url(remote.url)}"
             )
         return found
 

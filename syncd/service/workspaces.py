@@ -28,12 +28,14 @@ from syncd.core.times import rfc3339_or_none
 from syncd.git import GitSource
 from syncd.git.signatures import Unverified
 from syncd.ops.logs import fields
+from syncd.report.reporter import ReportFailure
 from syncd.runs.scheduler import Scheduler, Ticket
 from syncd.service.views import workspace_view
 from syncd.store import Store
 from syncd.sync.engine import Engine, Outcome, Progress, Reading
 from syncd.sync.export import ExportRequest, ExportResult, export_workspace
 from syncd.sync.health import HealthKeeper
+from syncd.sync.previewing import Preview
 
 log = logging.getLogger("syncd.workspaces")
 
@@ -60,6 +62,19 @@ class NoActivity:
     secret_last_seen: dict[tuple[str, int], float] = field(default_factory=dict)
 
 
+class ReportFailures(Protocol):
+    """The last failed report to the git host of each workspace (the daemon's reporter)."""
+
+    def last_failure(self, ws_id: str) -> ReportFailure | None: ...
+
+
+class NoReports:
+    """The reports of a process that sends none (the CLI)."""
+
+    def last_failure(self, ws_id: str) -> ReportFailure | None:
+        return None
+
+
 class Workspaces:
     def __init__(
         self,
@@ -78,6 +93,7 @@ class Workspaces:
         self.keeper = health or HealthKeeper(store)
         self.scheduler = scheduler
         self.activity: WebhookActivity = activity or NoActivity()
+        self.reports: ReportFailures = NoReports()
 
     @property
     def config(self) -> Config:
@@ -163,6 +179,11 @@ class Workspaces:
         """The plan now (a workspace's diff against its branch head), recording nothing."""
         return self.engine.preview(ws)
 
+    def preview_revision(self, ws: WorkspaceConfig, revision: str) -> Preview:
+        """What a commit (the branch's, or a pull request head syncd fetched) would do to the
+        workspace now: its plan, or why it would not apply. Records nothing."""
+        return self.engine.preview_commit(ws, revision)
+
     def runs(self, ws: WorkspaceConfig, limit: int = 50) -> list[Run]:
         return self.store.runs(ws.id, limit)
 
@@ -211,6 +232,7 @@ class Workspaces:
             if (provider, index) not in seen.secret_last_seen
         ]
         record = self.keeper.current(ws, state, last)
+        failure = self.reports.last_failure(ws.id)
         local = record.health is Health.DEGRADED and is_local_failure(record.error)
         return {
             "workspace": ws.id,
@@ -226,6 +248,9 @@ class Workspaces:
             "invalid_steps": sorted(n for n, s in live.items() if not s.content.valid),
             "disabled_steps": sorted(n for n, s in live.items() if not s.content.enabled),
             "changed_outside_git": sorted(self.store.drifted_names(ws.id)),
+            # The last report to the git host that failed (a status, a pull request's plan),
+            # until one succeeds; reports never change the workspace's health.
+            "report_error": failure.to_dict() if failure else None,
         }
 
     # -- steering ------------------------------------------------------------------------------

@@ -33,9 +33,10 @@ from syncd.core.model import (
 from syncd.core.plan import guard_plan
 from syncd.ops.logs import fields
 from syncd.store import ApplyConflict, Fenced, Lease, Store, StoreError
-from syncd.sync import resolving
-from syncd.sync.outcome import Observers, Outcome, SyncObserver
+from syncd.sync import previewing, resolving
+from syncd.sync.outcome import Observers, Outcome, StartObserver, SyncObserver
 from syncd.sync.parsed_steps import ParsedSteps
+from syncd.sync.previewing import Preview
 from syncd.sync.reading import Progress, Reader, Reading, source_key
 from syncd.sync.recording import PERMANENT_ERRORS, applied_state, failed_state, planned_state
 from syncd.sync.resolving import GitReader, remote_for
@@ -167,6 +168,8 @@ class Engine:
                 head = None  # a stale hint: ask the remote again (see resolving.behind)
             run.revision = self.resolve(ws, revision, progress, head=head)
             run.message, run.author = self.summary(ws, run.revision)
+            if isinstance(self.observer, StartObserver):
+                self.observer.run_started(ws, run)  # a commit status `pending`, off this path
             # 2b. verify: with `verify`, the commit must carry a trusted signature (else the run
             #     fails here, before anything is read or applied)
             run.signed_by = self.verify(ws, run.revision, progress)
@@ -276,6 +279,13 @@ class Engine:
         """Fetch the workspace's branch into the shared mirror up to `head` (a startup
         comparison fetches once per remote; the runs then find the commit there)."""
         self.git.fetch(remote_for(ws), ws.source.branch, want=head)
+
+    def preview_commit(self, ws: WorkspaceConfig, revision: str) -> Preview:
+        """What `revision` (in the mirror: a branch's commit, or a pull request's head fetched
+        by `GitReader.fetch_ref`) would do to the workspace now; see `syncd.sync.previewing`.
+        RevisionNotFound when no such commit is known."""
+        commit = resolving.present(self.git, ws, revision)
+        return previewing.preview(ws, commit, self.verify, self.read_at)
 
     def preview(self, ws: WorkspaceConfig, revision: str | None = None) -> Reading:
         """The plan now (the `diff` of a workspace), recording nothing. It takes no workspace

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from syncd.config import WorkspaceConfig
 from syncd.core.model import Plan, Run, SyncState
@@ -26,11 +26,29 @@ class SyncObserver(Protocol):
     ) -> None: ...
 
 
+@runtime_checkable
+class StartObserver(Protocol):
+    """Told when a run knows its commit and starts on it (a commit status `pending`)."""
+
+    def run_started(self, ws: WorkspaceConfig, run: Run) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Observers:
     """Several observers told as one, in order (health before metrics)."""
 
     observers: tuple[SyncObserver, ...]
+
+    def run_started(self, ws: WorkspaceConfig, run: Run) -> None:
+        """Told to the observers that want to know of a start (those with `run_started`)."""
+        for observer in self.observers:
+            started = getattr(observer, "run_started", None)
+            if started is None:
+                continue
+            try:
+                started(ws, run)
+            except Exception:
+                log.exception("observer failed", extra=fields(workspace=ws.id, run=run.id))
 
     def run_finished(
         self, ws: WorkspaceConfig, run: Run, plan: Plan | None, state: SyncState, seconds: float

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from syncd.config import WorkspaceConfig
-from syncd.core.errors import RevisionNotOnBranch, SyncdError
+from syncd.core.errors import RevisionNotFound, RevisionNotOnBranch, SyncdError
 from syncd.git import Remote
 from syncd.git.signatures import CommitSignature
 from syncd.sync.reading import Progress, TreeReader
@@ -72,6 +72,21 @@ def resolve(
         if not _on_branch(git, remote, ws.source.branch, commit):
             raise _not_on_branch(git, remote, ws.source.branch, commit)
     return commit
+
+
+def present(git: GitReader, ws: WorkspaceConfig, revision: str) -> str:
+    """The full sha of `revision` for a preview: a commit the mirror has (the branch's, or a
+    pull request head fetched for its plan), else one the branch has after a fetch. Unlike a
+    pin it need not be on the branch: a pull request's head is previewed before its merge."""
+    remote = remote_for(ws)
+    if not _has(git, remote, revision):
+        git.fetch(remote, ws.source.branch)
+        if not _has(git, remote, revision):
+            raise RevisionNotFound(
+                f"commit {revision[:40]!r} is neither on branch {ws.source.branch!r} nor a pull"
+                " request head syncd has fetched"
+            )
+    return git.resolve_commit(remote, revision)
 
 
 def behind(git: GitReader, ws: WorkspaceConfig, head: str, applied: str | None) -> bool:

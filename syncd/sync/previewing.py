@@ -1,0 +1,63 @@
+"""What a commit would do to a workspace if it were applied now: the plan against the live
+steps, or why it would not apply (a bad step file, the wipe guard, an untrusted signature).
+
+The same phases as a sync (verify, read and plan, guard), changing nothing and taking no
+lease: a pull request's plan, `GET /preview?revision=` and `syncd diff --revision` all come from
+here, so a plan reported on a pull request says what the sync of that commit would do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from syncd.config import WorkspaceConfig
+from syncd.core.errors import SyncdError
+from syncd.core.model import Plan
+from syncd.core.plan import guard_plan
+from syncd.sync.reading import Reading
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """A commit's plan for one workspace. `refused` says why it would not apply (then `plan`
+    is what was planned before the refusal, or None when nothing could be read)."""
+
+    workspace: str
+    revision: str
+    plan: Plan | None
+    refused: str | None = None
+    signed_by: str | None = None
+
+    @property
+    def would_apply(self) -> bool:
+        return self.refused is None
+
+    @property
+    def counts(self) -> str:
+        """`+C ~U -D`, as statuses and the console say it."""
+        plan = self.plan or Plan()
+        return f"+{len(plan.creates)} ~{len(plan.updates)} -{len(plan.deletes)}"
+
+
+Verify = Callable[[WorkspaceConfig, str], str | None]
+ReadAt = Callable[[WorkspaceConfig, str], Reading]
+
+
+def preview(ws: WorkspaceConfig, commit: str, verify: Verify, read_at: ReadAt) -> Preview:
+    """The plan of `commit` (in the mirror) against the workspace's live steps, in the order a
+    sync takes: the signature first (an untrusted commit is not even read), then the steps,
+    then the guard. A failure of any phase is the preview's `refused`, never raised."""
+    try:
+        signed_by = verify(ws, commit)
+    except SyncdError as e:
+        return Preview(ws.id, commit, None, str(e))
+    try:
+        reading = read_at(ws, commit)
+    except SyncdError as e:
+        return Preview(ws.id, commit, None, str(e), signed_by)
+    try:
+        guard_plan(reading.plan, reading.live_total, ws.allow_empty, ws.max_deletes)
+    except SyncdError as e:
+        return Preview(ws.id, commit, reading.plan, str(e), signed_by)
+    return Preview(ws.id, commit, reading.plan, None, signed_by)

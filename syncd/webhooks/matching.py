@@ -1,4 +1,9 @@
-"""Which workspaces a push concerns. Pure."""
+"""Which workspaces a push, or a pull request, concerns. Pure.
+
+A pull request concerns the workspaces that follow its base branch of its base repository:
+it is matched as a push of that branch whose changed files are unknown (a workspace that
+follows a folder still matches; planning finds out whether the folder changed).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import NamedTuple
 from syncd.core.refs import short_branch
 from syncd.core.urls import normalize_repo_url
 from syncd.webhooks.payloads import Push
+from syncd.webhooks.pulls import PullRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,12 +27,15 @@ class Target:
     path: str  # "export/steps"; "" or "." for the whole repository
 
 
-def match(push: Push, targets: Sequence[Target]) -> list[str]:
+def match(push: Push | PullRequest, targets: Sequence[Target]) -> list[str]:
     """Ids of the workspaces a push concerns, in the order of targets, each once.
 
     Same repository (after normalizing every URL form the payload gave), one of the pushed
     branches, and, when the payload lists every changed file, a file under the target's path.
+    A pull request: its base repository and base branch, files unknown.
     """
+    if isinstance(push, PullRequest):
+        push = as_push(push)
     keys = {k for url in push.repo_urls if (k := normalize_repo_url(url))}
     hits: dict[str, None] = {}
     for target in targets:
@@ -38,6 +47,11 @@ def match(push: Push, targets: Sequence[Target]) -> list[str]:
             continue
         hits[target.workspace_id] = None
     return list(hits)
+
+
+def as_push(pull: PullRequest) -> Push:
+    """What a pull request asks of matching: a push of its base branch, files unknown."""
+    return Push(pull.provider, pull.repo_urls, (pull.base,), None, pull.delivery)
 
 
 class _Named(NamedTuple):
@@ -71,7 +85,8 @@ class Matcher:
         only when a target follows a folder of it (see `parse`'s files_wanted)."""
         return self._named_by(repo_urls).in_folders
 
-    def match(self, push: Push) -> list[str]:
+    def match(self, push: Push | PullRequest) -> list[str]:
+        """`match(push, targets)`; a pull request is looked up by its base repository's URLs."""
         named = self._named_by(push.repo_urls).targets
         return match(push, named) if named else []
 

@@ -1,4 +1,5 @@
-"""What each git host's push webhook says: its payload read into a Push, a Ping or nothing.
+"""What each git host's push webhook says: its payload read into a Push, a Ping or nothing
+(a pull request event is handed to syncd.webhooks.pulls, and read into a PullRequest).
 
 Pure: bytes and headers in, values out. Anything a payload can hold ends in a value or in
 MalformedPayload naming the field, never in another exception; the signature has been checked
@@ -14,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from syncd.core.refs import HEADS, branch_of, is_zero
+from syncd.webhooks import pulls
 from syncd.webhooks.detect import delivery_id
 from syncd.webhooks.message import (
     bad,
@@ -55,7 +57,7 @@ class Ping:
     delivery: str | None = None
 
 
-Event = Push | Ping | None
+Event = Push | Ping | pulls.PullRequest | None
 # Whether the changed files of a push to the repository with these URLs are wanted.
 FilesWanted = Callable[[tuple[str, ...]], bool]
 Reader = Callable[[Mapping[str, str], bytes, str | None, FilesWanted], Event]
@@ -174,6 +176,8 @@ def read_github(
         raise bad("missing X-GitHub-Event header")
     if event in facts.ping_events:
         return Ping(facts.name, delivery)
+    if event in facts.pull_events:
+        return pulls.read_github_pull(headers, body, delivery)
     if event not in facts.push_events:
         return None
     payload = load_payload(headers, body)
@@ -213,12 +217,14 @@ def read_gitlab(
     event = _event(facts.name, headers)
     if not event:
         raise bad("missing X-Gitlab-Event header")
+    if event in facts.pull_events:
+        return pulls.read_gitlab_pull(headers, body, delivery)
     if event not in facts.push_events:
         return None  # "Tag Push Hook" and every non-push event
     payload = load_payload(headers, body)
     kind = field(payload, "object_kind") or field(payload, "event_name")
     if event == "System Hook" and kind != "push":
-        return None
+        return pulls.gitlab_pull(payload, delivery) if kind == "merge_request" else None
     repo = urls_at(
         payload,
         (
@@ -251,6 +257,8 @@ def read_gitea(
         raise bad("missing X-Gitea-Event header (or X-Forgejo-Event, X-Gogs-Event)")
     if event in facts.ping_events:
         return Ping(facts.name, delivery)
+    if event in facts.pull_events:
+        return pulls.read_gitea_pull(headers, body, delivery)
     if event not in facts.push_events:
         return None
     payload = load_payload(headers, body)

@@ -47,6 +47,9 @@ class Provider:
     # Among providers detected by the same header, these headers or event prefixes point here.
     told_apart_by: tuple[str, ...] = ()
     own_event_prefixes: tuple[str, ...] = ()
+    # Events that are a pull (merge) request, read by syncd.webhooks.pulls; () for a provider
+    # whose pull requests syncd does not read.
+    pull_events: tuple[str, ...] = ()
 
     @property
     def path(self) -> str:
@@ -64,6 +67,7 @@ _TABLE = (
         delivery_headers=("x-github-delivery",),
         scheme=Scheme.HMAC_SHA256,
         signature_headers=(("X-Hub-Signature-256", "sha256="),),
+        pull_events=("pull_request",),
     ),
     Provider(
         name="gitlab",
@@ -73,6 +77,7 @@ _TABLE = (
         ping_events=(),
         delivery_headers=("x-gitlab-event-uuid", "idempotency-key", "webhook-id"),
         scheme=Scheme.GITLAB_TOKEN,
+        pull_events=("Merge Request Hook",),
     ),
     Provider(
         # Gitea, Forgejo and Gogs share one payload; they send X-GitHub-Event too.
@@ -94,6 +99,7 @@ _TABLE = (
             ("X-Gogs-Signature", ""),
             ("X-Hub-Signature-256", "sha256="),
         ),
+        pull_events=("pull_request",),
     ),
     Provider(
         name="bitbucket",

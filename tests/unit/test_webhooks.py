@@ -470,7 +470,8 @@ def test_github_ping_and_ignored_events() -> None:
     assert parse("github", ping, raw("github_ping")) == Ping(
         "github", "72d3162e-cc78-11e3-81ab-4c9367dc0958"
     )
-    for event in ("issues", "pull_request", "create", "release"):
+    # (pull_request is read now: see test_webhook_pulls.py)
+    for event in ("issues", "pull_request_review", "create", "release"):
         assert parse("github", {**EVENT_HEADERS["github"], "x-github-event": event}, b"?") is None
     with rejected(MalformedPayload, "X-GitHub-Event"):
         parse("github", {"content-type": "application/json"}, raw("github_push"))
@@ -533,8 +534,9 @@ def test_gitlab_system_hook_and_ignored_events() -> None:
     system = {**EVENT_HEADERS["gitlab"], "x-gitlab-event": "System Hook"}
     push = parse("gitlab", system, raw("gitlab_push"))
     assert isinstance(push, Push) and push.branches == ("main",)
-    merge = json.dumps({"object_kind": "merge_request"}).encode()
-    assert parse("gitlab", system, merge) is None
+    # A merge request is read (test_webhook_pulls.py), but a closed one plans nothing.
+    closed = {"object_kind": "merge_request", "object_attributes": {"action": "close"}}
+    assert parse("gitlab", system, json.dumps(closed).encode()) is None
     tag = {**EVENT_HEADERS["gitlab"], "x-gitlab-event": "Tag Push Hook"}
     assert parse("gitlab", tag, raw("gitlab_tag_push")) is None
     # A tag pushed through a system hook is a push of a non-branch ref.
@@ -954,6 +956,7 @@ HEADER_NAMES = sorted(
 )
 EVENT_VALUES = [
     "push", "ping", "Push Hook", "System Hook", "Tag Push Hook", "repo:push",
+    "pull_request", "Merge Request Hook",
     "repo:refs_changed", "diagnostics:ping", "application/json",
     "application/x-www-form-urlencoded", "Basic", "sha256=", "v1,",
 ]  # fmt: skip

@@ -19,6 +19,11 @@ class Backend(Protocol):
 
     def diff(self, ws: View) -> View: ...
 
+    def preview(self, ws: View, revision: str) -> View:
+        """What a commit would do to the workspace now, as `GET .../preview` answers
+        (preview_view); RevisionNotFound (or ApiNotFound) when no such commit is known."""
+        ...
+
     def sync(self, ws: View, revision: str | None, dry_run: bool, wait: bool) -> View:
         """The finished run (sync_result_view), or, not waiting, `{run_id, coalesced, ...}`."""
         ...

@@ -73,6 +73,9 @@ class RemoteBackend:
     def diff(self, ws: View) -> View:
         return self._api().get(self._path(ws, "/diff"))
 
+    def preview(self, ws: View, revision: str) -> View:
+        return self._api().get(self._path(ws, "/preview"), revision=revision)
+
     def sync(self, ws: View, revision: str | None, dry_run: bool, wait: bool) -> View:
         body = {"dry_run": dry_run, "revision": revision}
         if wait:  # the server holds the request until the run ends (up to its 600 s)

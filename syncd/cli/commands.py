@@ -31,6 +31,7 @@ from syncd.config import default_config_path, load_config
 from syncd.config.checks import parse_duration
 from syncd.config.state import state_dir_problem
 from syncd.core.errors import ConfigError, NotFound, StateUnusable, SyncdError
+from syncd.service.views import PREVIEW_REVISION
 
 
 class NoConfig(NotFound):
@@ -132,10 +133,18 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    """The plan now (exit 0 no difference, 1 a difference); with --revision, that commit's
+    plan (exit 0 it would apply, 1 it would not); 2 when no plan can be made."""
+    revision = getattr(args, "revision", None)
+    if revision is not None and not PREVIEW_REVISION.fullmatch(revision):
+        why = "expected a commit sha, 7 to 40 hex digits"
+        print(f"syncd: --revision {revision!r}: {why}", file=sys.stderr)
+        return EXIT_USAGE
+
     def body(backend: Backend) -> int:
         ws = backend.find(args.workspace)
         try:
-            plan = backend.diff(ws)
+            plan = backend.diff(ws) if revision is None else backend.preview(ws, revision)
         except ApiFailed as e:  # the server's preview failed: as local mode says it
             print(f"{out.label(ws)}: {e.body.get('error') or e}", file=sys.stderr)
             return EXIT_USAGE
@@ -147,8 +156,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
         _clear_progress()
         if args.json:
             out.print_json(plan)
+        elif revision is not None:
+            out.preview(ws, plan)
         else:
             out.diff(ws, plan)
+        if revision is not None:
+            return EXIT_OK if plan["would_apply"] else EXIT_FAILED
         return EXIT_OK if out.plan_empty(plan) else EXIT_FAILED
 
     return with_backend(args, body)

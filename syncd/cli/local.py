@@ -17,7 +17,7 @@ from syncd.ops.logs import register_secrets
 from syncd.runs.replicas import ReplicaInfo
 from syncd.service.actions import Act
 from syncd.service.audit import Actor
-from syncd.service.views import diff_view, replica_view, sync_result_view
+from syncd.service.views import diff_view, preview_view, replica_view, sync_result_view
 from syncd.service.waiting import POLL_SECONDS, Waiting
 from syncd.sync.engine import Outcome, Progress
 from syncd.sync.export import parse_export_request
@@ -65,6 +65,10 @@ class LocalBackend:
     def diff(self, ws: View) -> View:
         found = self._with_git(ws)
         return diff_view(found, self.core.workspaces.preview(found))
+
+    def preview(self, ws: View, revision: str) -> View:
+        found = self._with_git(ws)  # it may fetch: the git password must be readable
+        return preview_view(found, self.core.workspaces.preview_revision(found, revision))
 
     def _act(self, action: str, ws: View) -> Act:
         return local_actions(self.core, self.progress).act(Actor.local(), action, ws["id"])

@@ -88,6 +88,15 @@ def diff(ws: View, plan: View) -> None:
     )
 
 
+def preview(ws: View, found: View) -> None:
+    """`diff --revision`: the commit's plan as `diff` prints one, then whether it would apply."""
+    diff(ws, found)
+    if found.get("signed_by"):
+        print(f"signed by {found['signed_by']}")
+    if not found["would_apply"]:
+        print(f"would not apply: {found['refused']}")
+
+
 def plan_empty(plan: View) -> bool:
     return not (plan["create"] or plan["update"] or plan["delete"])
 

@@ -134,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmd = add("diff", c.cmd_diff, "show what a sync would change (exit 1 when it would)", True)
     ws_arg(cmd)
+    cmd.add_argument(
+        "--revision",
+        metavar="SHA",
+        help="show what this commit (7 to 40 hex digits: on the branch, or a pull request head "
+        "syncd has fetched) would do instead of the branch head; exit 0 when it would apply, "
+        "1 when it would not (a bad step file, the wipe guard, an unverified signature), 2 "
+        "when it is unknown",
+    )
     cmd = add("status", c.cmd_status, "show where workspaces stand", True)
     ws_arg(cmd, optional=True)
     cmd.add_argument("--watch", action="store_true", help="redraw every --interval seconds")

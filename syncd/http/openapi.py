@@ -1,5 +1,5 @@
-"""The OpenAPI 3.1 document of syncd's HTTP API (served at /openapi.json): its operations,
-shared responses and parameters; the component schemas are in `syncd.http.openapi_schemas`.
+"""The OpenAPI 3.1 document of syncd's HTTP API (served at /openapi.json): its operations and
+shared responses; the component schemas and parameters are in `syncd.http.openapi_schemas`.
 Pure: the document is built from constants, once.
 
 Written by hand to say exactly what syncd/http/routes.py does: each operation lists the
@@ -12,7 +12,24 @@ import functools
 from typing import Any
 
 from syncd import __version__
-from syncd.http.openapi_schemas import BOOL, INT, SCHEMAS, STR, Schema, enum, ref
+from syncd.http.openapi_schemas import (
+    ID,
+    INT,
+    LIMIT,
+    PREVIEWED,
+    REVISION,
+    RUN_ID,
+    SCHEMAS,
+    STEP,
+    STR,
+    TAG,
+    TIMEOUT,
+    WAIT,
+    Schema,
+    enum,
+    param,
+    ref,
+)
 
 JSON = "application/json"
 WS = "/api/v1/workspaces/{id}"
@@ -44,50 +61,6 @@ RESPONSES = {
     "503": error("The run queue is full or syncd is stopping.", RETRY_AFTER),
     "504": error("The run did not finish in time; `detail` is `{run_id}`."),
 }
-
-
-def param(name: str, where: str, schema: Schema, description: str) -> Schema:
-    return {
-        "name": name,
-        "in": where,
-        "required": where == "path",
-        "schema": schema,
-        "description": description,
-    }
-
-
-ID = param("id", "path", STR, "workspace id")
-RUN_ID = param("run_id", "path", STR, "run id")
-STEP = param(
-    "name",
-    "path",
-    {"type": "string", "minLength": 1, "maxLength": 1024},
-    "Step name, 1 to 1024 characters, no NUL. It may contain `/`: percent-encode it (`/` as "
-    "`%2F`); the server decodes the path and takes all the rest of it as the name.",
-)
-TAG = param("tag", "query", STR, "only the workspaces with this tag")
-WAIT = param(
-    "wait", "query", {**BOOL, "default": False}, "`true`, `1` or `yes`: answer 200 with the run"
-)
-REVISION = param(
-    "revision",
-    "query",
-    {**STR, "default": "HEAD"},
-    "`HEAD` (the branch head, resolved when the request comes) or a commit sha (4 to 40 hex "
-    "digits) on the workspace's branch",
-)
-TIMEOUT = param(
-    "timeout",
-    "query",
-    {**INT, "minimum": 0, "maximum": 300, "default": 30},
-    "seconds to hold the request at most; out of range is a 400",
-)
-LIMIT = param(
-    "limit",
-    "query",
-    {**INT, "minimum": 1, "maximum": 1000, "default": 50},
-    "how many; out of range is a 400",
-)
 
 
 def ok(schema: str | Schema, description: str = "OK", media: str = JSON) -> dict[str, Any]:
@@ -193,6 +166,22 @@ def paths() -> dict[str, Any]:
                 ID,
                 text="It asks the remote for the branch head: at most `server.max_remote_reads` "
                 "run at once, and one more answers 429 with Retry-After.",
+            )
+        },
+        f"{WS}/preview": {
+            "get": op(
+                "read",
+                "What a commit would do to the workspace now",
+                ok200("Preview"),
+                "400 404 429 502 503",
+                ID,
+                PREVIEWED,
+                text="The plan of `revision` against the live steps, shaped as `/diff`'s, and "
+                "whether a sync of it would apply (`would_apply`) or why not (`refused`: a bad "
+                "step file, the wipe guard, an unverified signature; then the lists hold what "
+                "was planned before the refusal, or nothing). Nothing is applied or recorded. "
+                "404 when no such commit is known. It may fetch from the remote: at most "
+                "`server.max_remote_reads` run at once, and one more answers 429.",
             )
         },
         f"{WS}/sync": {
@@ -323,6 +312,7 @@ OPERATION_IDS = {
     ("get", "/api/v1/workspaces"): "listWorkspaces",
     ("get", WS): "getWorkspace",
     ("get", f"{WS}/diff"): "getWorkspaceDiff",
+    ("get", f"{WS}/preview"): "previewRevision",
     ("post", f"{WS}/sync"): "syncWorkspace",
     ("post", f"{WS}/suspend"): "suspendWorkspace",
     ("post", f"{WS}/resume"): "resumeWorkspace",

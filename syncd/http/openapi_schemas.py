@@ -1,6 +1,6 @@
-"""The component schemas of the OpenAPI document (`syncd.http.openapi`), and the small
-vocabulary they are written in (`obj`, `fields`, `nullable`...). Pure: data and functions
-that build dicts, nothing else.
+"""The component schemas of the OpenAPI document (`syncd.http.openapi`), its operations'
+parameters, and the small vocabulary they are written in (`obj`, `fields`, `nullable`...).
+Pure: data and functions that build dicts, nothing else.
 
 Each schema mirrors a shape the API answers with: the `to_dict` of syncd/core/model.py and the
 views of syncd/service/views.py.
@@ -112,6 +112,16 @@ SCHEMAS: dict[str, Schema] = {
         ),
         description="The plan now, against commit `revision`: what a sync would change.",
     ),
+    "Preview": obj(
+        fields(
+            "workspace:str revision:str would_apply:bool refused:str? signed_by:str?"
+            " create:StepChange[] update:StepChange[] delete:StepChange[] unchanged:int"
+        ),
+        description="What commit `revision` (the full sha) would do to the workspace now: "
+        "`would_apply`, else `refused` says why (then the lists hold what was planned before "
+        "the refusal, empty when the commit could not be read); `signed_by`: whose verified "
+        "signature it carries (with `verify`).",
+    ),
     "Run": obj(
         fields(
             "id:str workspace:str trigger:Trigger revision:str? result:RunResult created:int"
@@ -190,7 +200,7 @@ SCHEMAS: dict[str, Schema] = {
             "workspace:str health:WorkspaceHealth suspended:bool pinned_revision:str?"
             " source_reachable:bool? local_failure:bool last_error:str? webhook_last_seen"
             " webhooks_unused:str[] invalid_steps:str[] disabled_steps:str[]"
-            " changed_outside_git:str[]",
+            " changed_outside_git:str[] report_error:ReportFailure?",
             webhook_last_seen={"type": "object", "additionalProperties": TIME_OR_NULL},
         ),
         description="`source_reachable` is null before the first run (and while a local "
@@ -198,7 +208,14 @@ SCHEMAS: dict[str, Schema] = {
         "the remote; `webhook_last_seen` "
         "maps each configured provider to an RFC 3339 time, or null if never seen; "
         "`webhooks_unused` names each configured secret (`provider: env VAR` or "
-        "`provider: file PATH`, never its value) that no delivery has used since start.",
+        "`provider: file PATH`, never its value) that no delivery has used since start; "
+        "`report_error`: the last report to the git host that failed (until one succeeds), "
+        "else null.",
+    ),
+    "ReportFailure": obj(
+        fields("provider:str kind:str error:str at", at=TIME),
+        description="A report to the git host (a commit status, a pull request's plan) that "
+        "failed: the `providers` entry, what was reported, the host's answer, and when.",
     ),
     "ExportRequest": obj(
         {
@@ -265,3 +282,60 @@ SCHEMAS: dict[str, Schema] = {
         ],
     },
 }
+
+
+# -- parameters, shared by the operations -----------------------------------------------------
+
+
+def param(name: str, where: str, schema: Schema, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "schema": schema,
+        "description": description,
+    }
+
+
+ID = param("id", "path", STR, "workspace id")
+RUN_ID = param("run_id", "path", STR, "run id")
+STEP = param(
+    "name",
+    "path",
+    {"type": "string", "minLength": 1, "maxLength": 1024},
+    "Step name, 1 to 1024 characters, no NUL. It may contain `/`: percent-encode it (`/` as "
+    "`%2F`); the server decodes the path and takes all the rest of it as the name.",
+)
+TAG = param("tag", "query", STR, "only the workspaces with this tag")
+WAIT = param(
+    "wait", "query", {**BOOL, "default": False}, "`true`, `1` or `yes`: answer 200 with the run"
+)
+REVISION = param(
+    "revision",
+    "query",
+    {**STR, "default": "HEAD"},
+    "`HEAD` (the branch head, resolved when the request comes) or a commit sha (4 to 40 hex "
+    "digits) on the workspace's branch",
+)
+PREVIEWED = {
+    **param(
+        "revision",
+        "query",
+        {**STR, "pattern": "^[0-9a-fA-F]{7,40}$"},
+        "the commit: a sha of 7 to 40 hex digits, on the workspace's branch or the head of a "
+        "pull request syncd has fetched; missing or malformed is a 400",
+    ),
+    "required": True,
+}
+TIMEOUT = param(
+    "timeout",
+    "query",
+    {**INT, "minimum": 0, "maximum": 300, "default": 30},
+    "seconds to hold the request at most; out of range is a 400",
+)
+LIMIT = param(
+    "limit",
+    "query",
+    {**INT, "minimum": 1, "maximum": 1000, "default": 50},
+    "how many; out of range is a 400",
+)

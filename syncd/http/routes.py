@@ -24,6 +24,7 @@ from starlette.routing import Route
 from syncd.app import Parts
 from syncd.config import WorkspaceConfig
 from syncd.config.state import state_problem
+from syncd.core.errors import RevisionNotFound
 from syncd.core.model import Mode
 from syncd.core.refs import is_revision
 from syncd.http.auth import authorize, find_token
@@ -41,7 +42,13 @@ from syncd.http.openapi import openapi_document
 from syncd.runs.requests import Ticket
 from syncd.service.actions import Act
 from syncd.service.audit import Actor
-from syncd.service.views import diff_view, replica_view, sync_result_view
+from syncd.service.views import (
+    PREVIEW_REVISION,
+    diff_view,
+    preview_view,
+    replica_view,
+    sync_result_view,
+)
 from syncd.service.waiting import HEAD, MAX_WAIT_SECONDS, Waiting, hold, parse_revision
 from syncd.store import StoreError
 from syncd.sync.export import parse_export_request
@@ -106,6 +113,19 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
         return JSONResponse(
             diff_view(ws, await parts.remote_reads.run(parts.workspaces.preview, ws))
         )
+
+    async def preview(request: Request) -> Response:
+        """What a commit (the branch's, or a pull request head syncd fetched) would do now."""
+        ws = _workspace(parts, request)
+        revision = request.query_params.get("revision", "")
+        if not PREVIEW_REVISION.fullmatch(revision):
+            raise ApiError(400, "`revision` must be a commit sha (7 to 40 hex digits)")
+        try:
+            # It may fetch from the remote: on the remote reads' threads, bounded, as `diff`.
+            found = await parts.remote_reads.run(parts.workspaces.preview_revision, ws, revision)
+        except RevisionNotFound as e:  # a commit no one knows: not found, unlike a sync's 422
+            raise ApiError(404, str(e)) from None
+        return JSONResponse(preview_view(ws, found))
 
     async def sync(request: Request, act: Act) -> Response:
         ws = act.workspace
@@ -248,6 +268,7 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
         Route("/api/v1/workspaces", scoped("read", list_workspaces), methods=["GET"]),
         Route(ws_path, scoped("read", get_workspace), methods=["GET"]),
         Route(f"{ws_path}/diff", scoped("read", diff), methods=["GET"]),
+        Route(f"{ws_path}/preview", scoped("read", preview), methods=["GET"]),
         Route(f"{ws_path}/sync", audited("sync", "sync", sync), methods=["POST"]),
         Route(f"{ws_path}/suspend", audited("sync", "suspend", suspend), methods=["POST"]),
         Route(f"{ws_path}/resume", audited("sync", "resume", resume), methods=["POST"]),

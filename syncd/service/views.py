@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from syncd.config import WorkspaceConfig
-from syncd.core.model import HealthRecord, Run, SyncState, automation_suspended
+from syncd.core.model import HealthRecord, Plan, Run, SyncState, automation_suspended
 from syncd.core.times import rfc3339
 from syncd.core.urls import redact_url
 from syncd.runs.replicas import ReplicaInfo
 from syncd.sync.engine import Outcome, Reading
 from syncd.sync.health import derived
+from syncd.sync.previewing import Preview
+
+# The commit a preview may name (the API's `?revision=`, `syncd diff --revision`, the console's
+# page): a full or abbreviated sha as a pull request's page or `git log` shows it.
+PREVIEW_REVISION = re.compile(r"[0-9a-fA-F]{7,40}")
 
 
 def source_view(ws: WorkspaceConfig) -> dict[str, Any]:
@@ -52,6 +58,20 @@ def workspace_view(
 
 def diff_view(ws: WorkspaceConfig, reading: Reading) -> dict[str, Any]:
     return {"workspace": ws.id, "revision": reading.revision, **reading.plan.to_dict()}
+
+
+def preview_view(ws: WorkspaceConfig, preview: Preview) -> dict[str, Any]:
+    """A commit's plan (`GET .../preview?revision=`, `syncd diff --revision`): `/diff`'s shape
+    and whether it would apply, why not, and whose signature the commit carries. A commit
+    that could not be read has no plan: empty lists, 0 unchanged."""
+    return {
+        "workspace": ws.id,
+        "revision": preview.revision,
+        "would_apply": preview.would_apply,
+        "refused": preview.refused,
+        "signed_by": preview.signed_by,
+        **(preview.plan or Plan()).to_dict(),
+    }
 
 
 def replica_view(replica: ReplicaInfo) -> dict[str, Any]:

@@ -32,6 +32,7 @@ ROUTES = [
     ("get", "/api/v1/workspaces", "read"),
     ("get", WS, "read"),
     ("get", f"{WS}/diff", "read"),
+    ("get", f"{WS}/preview", "read"),
     ("post", f"{WS}/sync", "sync"),
     ("post", f"{WS}/suspend", "sync"),
     ("post", f"{WS}/resume", "sync"),
@@ -197,6 +198,13 @@ def test_schemas_match_the_models(doc: dict[str, Any]) -> None:
     assert_shape(doc, "StepChange", change.to_dict())
     plan = {"workspace": "ws", "revision": "abc", **Plan(creates=(change,)).to_dict()}
     assert_shape(doc, "Plan", plan)
+    previewing = pytest.importorskip("syncd.sync.previewing")
+    from syncd.service.views import preview_view
+    from tests.support.fakes import workspace
+
+    for planned in (Plan(creates=(change,)), None):
+        preview = previewing.Preview("ws", "abc", planned, "refused", "alice")
+        assert_shape(doc, "Preview", preview_view(workspace("ws"), preview))
     assert_shape(doc, "Error", {"error": "x", "detail": None})
     export = pytest.importorskip("syncd.sync.export")
     skipped = (LeftOut("ws", "s1", "off", "disabled"),)
@@ -275,6 +283,9 @@ def test_health_schema_matches_the_api(doc: dict[str, Any], tmp_path: Path) -> N
     health = service.health(ws)
     assert_shape(doc, "Health", health)
     assert health["changed_outside_git"] == health["invalid_steps"] == ["off"]
+    reporter = pytest.importorskip("syncd.report.reporter")
+    failed = reporter.ReportFailure("github", "status", "HTTP 500", 1.0).to_dict()
+    assert_shape(doc, "ReportFailure", failed)
 
 
 def test_valid_per_openapi_spec_validator(doc: dict[str, Any]) -> None:

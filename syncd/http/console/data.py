@@ -9,6 +9,7 @@ from typing import Any
 from syncd.app import Parts
 from syncd.config import WorkspaceConfig
 from syncd.core.errors import SyncdError
+from syncd.core.model import Plan
 from syncd.core.times import parse_time
 from syncd.http.console import pages
 
@@ -38,6 +39,23 @@ async def drift(parts: Parts, ws: WorkspaceConfig) -> dict[str, Any]:
         "hidden_changes": hidden_changes,
         "plan_revision": reading.revision,
         "drift_error": None,
+    }
+
+
+async def preview_data(parts: Parts, ws: WorkspaceConfig, revision: str) -> dict[str, Any]:
+    """A commit's plan for the preview page, read as the API's preview reads it: on the
+    bounded remote-read threads (it may fetch). Its errors are the page's (the error page)."""
+    found = await parts.remote_reads.run(parts.workspaces.preview_revision, ws, revision)
+    plan = found.plan or Plan()
+    changes, hidden_changes = pages.plan_changes(plan)
+    return {
+        "preview": found,
+        "changes": changes,
+        "hidden_changes": hidden_changes,
+        "created": len(plan.creates),
+        "updated": len(plan.updates),
+        "deleted": len(plan.deletes),
+        "unchanged": plan.unchanged,
     }
 
 

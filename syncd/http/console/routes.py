@@ -22,10 +22,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from syncd.app import Parts
-from syncd.core.errors import SyncdError
+from syncd.core.errors import RevisionNotFound, SyncdError
 from syncd.core.refs import is_revision
 from syncd.http.console import pages
-from syncd.http.console.data import datetime_text, drift, workspace_data
+from syncd.http.console.data import datetime_text, drift, preview_data, workspace_data
 from syncd.http.console.ended import KEY as ENDED_KEY
 from syncd.http.console.ended import RefreshFirst, SharedEnded
 from syncd.http.console.gate import SECURITY_HEADERS, Gate, Refused, SignInFirst, Visit
@@ -35,7 +35,7 @@ from syncd.http.throttle import client_address
 from syncd.service.actions import Act
 from syncd.service.answers import RETRY_AFTER_SECONDS, retry_later, status_of
 from syncd.service.audit import Actor
-from syncd.service.views import replica_view
+from syncd.service.views import PREVIEW_REVISION, replica_view
 from syncd.sync.export import parse_export_request
 
 HERE = Path(__file__).parent
@@ -157,6 +157,19 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
             short=pages.short,
             **data,
         )
+
+    async def preview(request: Request) -> Response:
+        """What a commit would do to the workspace: the API's preview, as a page."""
+        seen = gate.signed_in(request)
+        ws = parts.workspaces.get(request.path_params["id"])
+        sha = request.path_params["sha"]
+        if not PREVIEW_REVISION.fullmatch(sha):
+            raise Refused(400, "A commit is named by its sha: 7 to 40 hex digits.")
+        try:
+            found = await preview_data(parts, ws, sha)
+        except RevisionNotFound as e:  # as the API answers it: not found
+            raise Refused(404, str(e)) from None
+        return page(request, seen, "preview.html", ws=ws, short=pages.short, **found)
 
     async def replicas(request: Request) -> Response:
         seen = gate.signed_in(request)
@@ -322,6 +335,7 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
         Route("/events", events, methods=["GET"]),
         Route("/replicas", replicas, methods=["GET"]),
         Route(ws_path, workspace, methods=["GET"]),
+        Route(f"{ws_path}/preview/{{sha}}", preview, methods=["GET"]),
         Route(f"{ws_path}/sync", sync, methods=["POST"]),
         Route(f"{ws_path}/export", export, methods=["POST"]),
         Route(f"{ws_path}/suspend", toggle("suspend"), methods=["POST"]),

@@ -44,6 +44,7 @@ def serve_config(
     port: int,
     store: dict[str, Any] | None = None,
     server: dict[str, Any] | None = None,
+    top: dict[str, Any] | None = None,
 ) -> Path:
     """A `syncd serve` config under `directory`: its own state, an API token, a GitHub secret.
 
@@ -59,6 +60,7 @@ def serve_config(
     }
     if store is not None:
         doc["store"] = store
+    doc.update(top or {})
     path = directory / "config" / "syncd.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -135,11 +137,13 @@ class ServeProcess:
         extra_args: tuple[str, ...] = (),
         store: dict[str, Any] | None = None,
         server_options: dict[str, Any] | None = None,
+        top: dict[str, Any] | None = None,
+        env_extra: dict[str, str] | None = None,
     ) -> ServeProcess:
         port = free_port()
-        config = serve_config(directory, workspaces, port, store, server_options)
+        config = serve_config(directory, workspaces, port, store, server_options, top)
         notify = NotifySocket(directory / "notify.sock")
-        env = serve_env(server) | {"NOTIFY_SOCKET": str(notify.path)}
+        env = serve_env(server) | {"NOTIFY_SOCKET": str(notify.path)} | (env_extra or {})
         log_path = directory / "daemon.log"
         with log_path.open("wb") as log:
             spawned_at = time.perf_counter()

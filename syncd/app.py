@@ -21,16 +21,22 @@ from syncd.git import GitObserver, GitSource
 from syncd.http.throttle import Throttle
 from syncd.notify.digester import Digester
 from syncd.ops.metrics import Metrics
+from syncd.report.hosts import build_host
+from syncd.report.reporter import HostSet, Reporter
+from syncd.report.runs import RunReports
 from syncd.runs.replicas import Coordinator
 from syncd.runs.scheduler import Scheduler
 from syncd.service.actions import Actions, Inline, QueuedRuns, RunsHere
-from syncd.service.intake import DeliveryLog, Intake
+from syncd.service.deliveries import DeliveryLog
+from syncd.service.intake import Intake
+from syncd.service.pull_plans import PullPlans
 from syncd.service.remote_reads import RemoteReads
 from syncd.service.workspaces import Workspaces
 from syncd.store import Store, open_store
 from syncd.store.offloop import OffLoop
 from syncd.sync.engine import Engine, Observers, Progress, SyncObserver
 from syncd.sync.health import HealthKeeper
+from syncd.sync.resolving import remote_for
 from syncd.sync.verifying import Verifier
 
 
@@ -102,6 +108,8 @@ class Parts:
     digests: Digester
     intake: Intake  # webhooks: dedupe, targets per config, last seen
     remote_reads: RemoteReads  # diffs: their own few threads, refused past the bound
+    reporter: Reporter  # commit statuses and pull request comments, off the syncs' path
+    pulls: PullPlans  # pull requests' plans, from their webhooks
     ready: bool = False
     stopping: bool = False
     # Set at the first stop signal, before uvicorn drains connections (and so before
@@ -145,9 +153,13 @@ class Parts:
 
 def build(config: Config, registry: CollectorRegistry | None = None) -> Parts:
     metrics = Metrics(registry)
+    # Reports to git hosts read the config through the core (made below), so a reload's
+    # `providers` and `report` reach them at once.
+    reporter = Reporter(HostSet(build_host), metrics)
+    run_reports = RunReports(reporter, lambda: core.config)
     core = build_core(
         config,
-        sync_observer=metrics,
+        sync_observer=Observers((metrics, run_reports)),
         git_observer=metrics.git_operation,
         health_observer=metrics.set_health,
         verify_observer=metrics.verify_failed,
@@ -178,6 +190,14 @@ def build(config: Config, registry: CollectorRegistry | None = None) -> Parts:
         DeliveryLog(core.store, offloop=scheduler.offloop),
     )
     remote_reads = RemoteReads(config.server.max_remote_reads)
+    pulls = PullPlans(
+        lambda: core.config,
+        core.engine,
+        lambda ws, ref: core.git.fetch_ref(remote_for(ws), ref),
+        reporter,
+        lambda: core.store,
+    )
+    intake.pulls = pulls
     parts = Parts(
         core=core,
         metrics=metrics,
@@ -185,7 +205,10 @@ def build(config: Config, registry: CollectorRegistry | None = None) -> Parts:
         digests=digests,
         intake=intake,
         remote_reads=remote_reads,
+        reporter=reporter,
+        pulls=pulls,
     )
     core.workspaces.scheduler = scheduler
     core.workspaces.activity = intake
+    core.workspaces.reports = reporter
     return parts

@@ -48,6 +48,7 @@ log = logging.getLogger("syncd.serve")
 STOP_DEADLINE = 8.0  # runs in flight get this long; systemd and the contract allow 10 s in all
 STATUS_EVERY = 30.0
 EXIT_GRACE = 1.0  # after the stop deadline, for uvicorn to close and the log to flush
+REPORT_FLUSH = 1.0  # after the runs, for their commit statuses to reach the git host
 
 
 class Daemon:
@@ -108,6 +109,8 @@ class Daemon:
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
             asyncio.create_task(self.parts.digests.run(self._stop), name="digests"),
         ]
+        # Reports to git hosts stop after the runs do (step 3), so the last runs' go out too.
+        self.parts.reporter.start()
         self.parts.ready = True
         log.info(
             "started",
@@ -136,7 +139,9 @@ class Daemon:
             # begun, or rolls back when the process ends, so ending it loses nothing.
             log.warning("stopping with runs in flight, they are abandoned and roll back")
             threading.Timer(EXIT_GRACE, os._exit, args=(0,)).start()
-        # 3. end background tasks
+        # 3. end background tasks; reports queued by the last runs get a moment to go out
+        await self.parts.pulls.close()
+        await self.parts.reporter.stop(flush=REPORT_FLUSH)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

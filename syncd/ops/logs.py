@@ -102,5 +102,6 @@ def setup_logging(fmt: str = "text", level: str = "info", stream: TextIO | None 
     root.setLevel(level.upper())
     # watchfiles logs every change it sees at INFO; a log file next to the config would
     # feed itself.
-    for noisy in ("uvicorn.access", "watchfiles"):
+    # httpx logs every request to a git host's API at INFO: syncd logs the reports that fail.
+    for noisy in ("uvicorn.access", "watchfiles", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

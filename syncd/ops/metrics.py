@@ -116,6 +116,13 @@ class Metrics:
             registry=r,
         )
         self._webhook_children: dict[tuple[str, str], Counter] = {}
+        self.reports = Counter(
+            "syncd_reports",
+            "Reports to git hosts (commit statuses, pull request plans and comments), by the"
+            " `providers` entry, kind and result (ok, retry, error, dropped).",
+            ["provider", "kind", "result"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             "syncd_config_reloads", "Config reloads, by result.", ["result"], registry=r
         )
@@ -242,6 +249,9 @@ class Metrics:
                 provider, result
             )
         child.inc(count)
+
+    def report(self, provider: str, kind: str, result: str) -> None:
+        self.reports.labels(provider, kind, result).inc()
 
     def forget_workspace(self, ws_id: str) -> None:
         """A workspace removed from the config takes its series with it."""

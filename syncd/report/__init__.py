@@ -5,5 +5,8 @@
 - hosts/: one client per host (GitHub, GitLab, Gitea/Forgejo), built from `providers:`
 - render: the words and the Markdown a report carries
 - reporter: the queue between a sync and the host (retried, counted, never on a sync's path)
-- pulls: a pull request's plan, from its webhook to its status and comment
+- runs: the engine's observer that reports each run on its commit
+
+The use case that plans a pull request, from its webhook to its status and comment, is
+`syncd.service.pull_plans`.
 """

@@ -119,6 +119,8 @@ class Reporter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._failures: dict[str, ReportFailure] = {}
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
     # -- handing reports in (any thread) ---------------------------------------------------------
 
@@ -142,6 +144,18 @@ class Reporter:
     def pending(self) -> int:
         with self._guard:
             return len(self._queue.pending) + len(self._queue.inflight)
+
+    def start(self) -> None:
+        """Send reports from now on, on the running loop, until `stop`."""
+        self._task = asyncio.create_task(self.run(self._stop), name="reports")
+
+    async def stop(self, flush: float) -> None:
+        """Give what is queued `flush` seconds to go out (at a stop: the statuses of the last
+        runs), then stop sending."""
+        await self.flush(flush)
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
 
     async def flush(self, timeout: float) -> None:
         """Wait, at most `timeout` seconds, until nothing is queued or in flight (at a stop:

@@ -1,4 +1,5 @@
-"""Webhook intake: a signed push in, sync requests out, counted and deduplicated.
+"""Webhook intake: a signed push in, sync requests out, counted and deduplicated; a signed pull
+request in, its plan requested (`syncd.service.pull_plans`).
 
 The use case behind `POST /hooks[/{provider}]`, without HTTP: the API reads the body (and
 refuses an oversize one before reading), calls `Intake.receive_push`, and turns the error
@@ -12,9 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -26,8 +25,7 @@ from syncd.core.model import Trigger
 from syncd.core.urls import normalize_repo_url
 from syncd.ops.logs import fields
 from syncd.runs.requests import QueueFull, ShuttingDown, Ticket
-from syncd.store.offloop import OffLoop
-from syncd.store.protocol import StoreError
+from syncd.service.deliveries import DeliveryLog
 from syncd.webhooks import BadSignature, Ping, Target, WebhookRejected
 
 if TYPE_CHECKING:  # the config (and with it pygit2) only for the annotations
@@ -43,6 +41,14 @@ class SyncRequests(Protocol):
     """The scheduler, as far as webhooks need it."""
 
     async def request(self, ws_id: str, trigger: Trigger) -> Ticket: ...
+
+
+class PullRequestPlans(Protocol):
+    """Plans of pull requests (syncd.service.pull_plans), as far as webhooks need them."""
+
+    async def request(
+        self, event: webhooks.PullRequest, matched: tuple[str, ...]
+    ) -> tuple[str, ...]: ...
 
 
 class WebhookCounter(Protocol):
@@ -96,87 +102,6 @@ class Overloaded(SyncdError):
         self.matched, self.queued = matched, queued
 
 
-class DeliveryStore(Protocol):
-    """The store, as far as delivery dedupe needs it."""
-
-    def remember_delivery(self, provider: str, delivery: str, now: float) -> bool: ...
-    def forget_delivery(self, provider: str, delivery: str) -> None: ...
-
-
-class DeliveryLog:
-    """Delivery ids taken lately, so a redelivered webhook starts nothing new.
-
-    With a store, the ids are kept there (one INSERT per new delivery), so that a redelivery
-    after a restart is known too; a bounded memory in front answers a redelivery to this
-    process without asking the store.
-    """
-
-    def __init__(
-        self,
-        store: DeliveryStore | None = None,
-        capacity: int = 10_000,
-        ttl: float = 24 * 3600,
-        offloop: OffLoop | None = None,
-    ) -> None:
-        self.store, self.capacity, self.ttl = store, capacity, ttl
-        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
-        # A delivery's record in the store that outlived its deadline: a forget of it waits
-        # for it, or the late record would drop the provider's resend of a refused delivery.
-        self._late: dict[tuple[str, str], Future[bool]] = {}
-        # The store is asked off the event loop, with a deadline (see syncd.store.offloop).
-        self._offloop = offloop or OffLoop(threads=2)
-
-    async def claim(self, provider: str, delivery: str | None, now: float | None = None) -> bool:
-        """Take a delivery: True when it is new, False for a redelivery within the ttl."""
-        if not delivery:
-            return True
-        now = time.time() if now is None else now
-        at = self._seen.get((provider, delivery))
-        if at is not None and now - at < self.ttl:
-            return False
-        new = True
-        if self.store is not None:
-            try:
-                record = self._offloop.start(self.store.remember_delivery, provider, delivery, now)
-                try:
-                    new = await self._offloop.wait(record)
-                except StoreError:
-                    self._late[(provider, delivery)] = record
-                    record.add_done_callback(lambda _: self._late.pop((provider, delivery), None))
-                    raise
-            except Exception as e:
-                # A store that cannot be reached must not refuse webhooks: dedupe falls back to
-                # memory, and a redelivery is at worst one more (coalesced) run.
-                log.warning("webhook dedupe: the store failed, using memory only: %s", e)
-        self._remember(provider, delivery, now)
-        return new
-
-    async def release(self, provider: str, delivery: str | None) -> None:
-        """Forget a delivery that was refused, so that its redelivery is taken."""
-        if not delivery:
-            return
-        self._seen.pop((provider, delivery), None)
-        if self.store is not None:
-            try:
-                late = self._late.get((provider, delivery))
-                if late is not None and not late.done():
-                    # Forgotten once the late record is in, however late that is.
-                    forget = self.store.forget_delivery
-                    late.add_done_callback(
-                        lambda _: self._offloop.start(forget, provider, delivery)
-                    )
-                    return
-                await self._offloop.run(self.store.forget_delivery, provider, delivery)
-            except Exception as e:
-                log.warning("webhook dedupe: the store failed to forget a delivery: %s", e)
-
-    def _remember(self, provider: str, delivery: str, now: float) -> None:
-        self._seen[(provider, delivery)] = now
-        self._seen.move_to_end((provider, delivery))
-        while len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)
-
-
 # A provider's secrets and its signing secrets (GitLab's), revealed.
 Secrets = tuple[tuple[str, ...], tuple[str, ...]]
 
@@ -213,6 +138,8 @@ class Intake:
         self._config, self._scheduler, self._metrics = config, scheduler, metrics
         self._deliveries = DeliveryLog() if deliveries is None else deliveries
         self._clock = clock
+        # Plans of pull requests: the daemon's (None: pull requests are matched, not planned).
+        self.pulls: PullRequestPlans | None = None
         self._prepared: _Prepared | None = None
         self._fixed: _Prepared | None = None
         self._webhook_last_seen: dict[str, float] = {}
@@ -298,13 +225,28 @@ class Intake:
         return Screened(provider, event, (), self._counted(receipt))
 
     async def take(self, screened: Screened) -> Receipt:
-        """A matched push: drop a redelivery, request a sync of each workspace, count."""
+        """A matched push: drop a redelivery, request a sync of each workspace, count. A
+        matched pull request: drop a redelivery, have its plan made (in the background)."""
         provider, event, matched = screened.provider, screened.event, screened.matched
-        assert isinstance(event, webhooks.Push) and matched
+        assert isinstance(event, webhooks.Push | webhooks.PullRequest) and matched
         if not await self._deliveries.claim(provider, event.delivery, self._clock()):
             return self._counted(
                 Receipt(provider, DeliveryOutcome.DUPLICATE, delivery=event.delivery)
             )
+        if isinstance(event, webhooks.PullRequest):
+            planned = await self.pulls.request(event, matched) if self.pulls else ()
+            log.info(
+                "webhook",
+                extra=fields(
+                    provider=provider,
+                    delivery=_shown(event.delivery),
+                    pr=event.number,
+                    matched=",".join(matched),
+                    planned=",".join(planned) or "-",
+                ),
+            )
+            receipt = Receipt(provider, DeliveryOutcome.ACCEPTED, matched, (), event.delivery)
+            return self._counted(receipt)
         try:
             queued = await self._request_syncs(provider, matched)
         except Overloaded:

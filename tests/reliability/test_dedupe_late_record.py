@@ -13,7 +13,7 @@ import asyncio
 import threading
 import time
 
-from syncd.service.intake import DeliveryLog
+from syncd.service.deliveries import DeliveryLog
 from syncd.store.offloop import OffLoop
 
 

@@ -16,7 +16,8 @@ import pytest
 from syncd.config import Config, load_config
 from syncd.core.model import Trigger
 from syncd.runs.requests import QueueFull
-from syncd.service.intake import DeliveryLog, DeliveryOutcome, Intake, Overloaded, Receipt
+from syncd.service.deliveries import DeliveryLog
+from syncd.service.intake import DeliveryOutcome, Intake, Overloaded, Receipt
 from syncd.webhooks import BadSignature, MalformedPayload, ProviderNotDetected, UnknownProvider
 from tests.support.fakes import FakeStore
 

@@ -1,0 +1,52 @@
+"""A commit status for every run of a workspace that reports them (`report.commit_status`):
+`pending` while it works, then what it did (see `syncd.report.render.run_status`).
+
+An observer of the engine: it only hands reports to the `Reporter`, so a sync never waits on the
+host. The replica that runs a sync is the one that reports it: one status per run, not one per
+replica.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from syncd.config import Config, WorkspaceConfig
+from syncd.core.model import Plan, Run, SyncState
+from syncd.report import render
+from syncd.report.host import CommitStatus, Host
+from syncd.report.reporter import Report, Reporter
+
+
+class RunReports:
+    def __init__(self, reporter: Reporter, config: Callable[[], Config]) -> None:
+        self._reporter = reporter
+        self._config = config
+
+    def run_started(self, ws: WorkspaceConfig, run: Run) -> None:
+        if run.revision is not None and not run.dry_run:
+            self._submit(ws, run.revision, render.running(ws, run.revision, self._public_url()))
+
+    def run_finished(
+        self, ws: WorkspaceConfig, run: Run, plan: Plan | None, state: SyncState, seconds: float
+    ) -> None:
+        status = render.run_status(ws, run, plan, self._public_url())
+        if status is not None and run.revision is not None:
+            self._submit(ws, run.revision, status)
+
+    def _submit(self, ws: WorkspaceConfig, sha: str, status: CommitStatus) -> None:
+        report = ws.report
+        if report is None or not report.commit_status:
+            return
+        provider = self._config().providers.get(report.provider)
+        if provider is None:
+            return
+        repository = report.repository
+
+        async def send(host: Host) -> None:
+            await host.set_status(repository, sha, status)
+
+        key = (provider.name, repository, sha, status.context)
+        self._reporter.submit(Report(key, provider, "commit_status", (ws.id,), send))
+
+    def _public_url(self) -> str | None:
+        return self._config().server.public_url

@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from syncd.config import Config, WorkspaceConfig
 from syncd.core.errors import SyncdError
@@ -33,7 +34,6 @@ from syncd.report import render
 from syncd.report.host import Host, HostError
 from syncd.report.reporter import Report, Reporter
 from syncd.store import Store
-from syncd.sync.engine import Engine
 from syncd.sync.previewing import Preview
 from syncd.sync.writer_leases import new_holder
 from syncd.webhooks import PullRequest
@@ -48,6 +48,12 @@ COMMENT_LEASE_TTL = 60.0
 COMMENT_LEASE_WAIT = 30.0
 
 
+class Previews(Protocol):
+    """The engine, as far as a plan needs it (see `Engine.preview_commit`)."""
+
+    def preview_commit(self, ws: WorkspaceConfig, revision: str) -> Preview: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Group:
     provider: str
@@ -59,7 +65,7 @@ class PullPlans:
     def __init__(
         self,
         config: Callable[[], Config],
-        engine: Engine,
+        engine: Previews,
         fetch_ref: Callable[[WorkspaceConfig, str], str],
         reporter: Reporter,
         store: Callable[[], Store],

@@ -123,7 +123,17 @@ class ReportingSections(SecretReader):
             return None
         if not any(wanted.values()):
             return None
-        return ReportConfig(provider.name, repository_path(source.url), **wanted)
+        repository = repository_path(source.url)
+        parts = [p for p in repository.split("/") if p]
+        if len(parts) < 2 or (provider.kind != "gitlab" and len(parts) != 2):
+            shape = "group/project" if provider.kind == "gitlab" else "owner/name"
+            self.error(
+                at.key("source").key("url"),
+                f"reports to {provider.kind} need the repository as {shape} in the URL's path,"
+                f" got {quote(repository)}",
+            )
+            return None
+        return ReportConfig(provider.name, repository, **wanted)
 
     def source_provider(
         self, at: At, source: SourceConfig, providers: Mapping[str, ProviderConfig]

@@ -155,7 +155,7 @@ def build(config: Config, registry: CollectorRegistry | None = None) -> Parts:
     metrics = Metrics(registry)
     # Reports to git hosts read the config through the core (made below), so a reload's
     # `providers` and `report` reach them at once.
-    reporter = Reporter(HostSet(build_host), metrics)
+    reporter = Reporter(HostSet(build_host), metrics, lambda: core.config.providers)
     run_reports = RunReports(reporter, lambda: core.config)
     core = build_core(
         config,

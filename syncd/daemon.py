@@ -140,7 +140,8 @@ class Daemon:
             log.warning("stopping with runs in flight, they are abandoned and roll back")
             threading.Timer(EXIT_GRACE, os._exit, args=(0,)).start()
         # 3. end background tasks; reports queued by the last runs get a moment to go out
-        await self.parts.pulls.close()
+        if not await self.parts.pulls.close() and finished:  # a pull request's fetch, stuck
+            threading.Timer(EXIT_GRACE, os._exit, args=(0,)).start()
         await self.parts.reporter.stop(flush=REPORT_FLUSH)
         for task in self._tasks:
             task.cancel()

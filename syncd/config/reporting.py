@@ -3,8 +3,9 @@ workspace's `report` key, which says what syncd tells that host.
 
 A part of `SectionParser` (which inherits them), as `notifications` is. A workspace's provider is
 the entry its `source.provider` names, else the entry whose API is on the source's host
-(`api.github.com` serves `github.com`), else none: then nothing is reported. With a provider and no
-`report` key, both reports are on; `report` turns either off.
+(`api.github.com` serves `github.com`), else none: then nothing is reported. With a provider,
+commit statuses are on unless `report.commit_status: false`; pull request plans only with
+`report.pull_requests: true` (they show live steps to whoever opens a pull request).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from syncd.config.types import (
     ProviderConfig,
     ProviderKind,
     ReportConfig,
+    Secret,
     SourceConfig,
     UnresolvedSecret,
 )
@@ -32,6 +34,11 @@ from syncd.core import urls
 _PROVIDER_KEYS = ("kind", "api_url", "token_env", "token_file", "app", "ca_file", "timeout")
 _APP_KEYS = ("id", "installation_id", "private_key_env", "private_key_file")
 REPORT_KEYS = ("commit_status", "pull_requests")
+# A pull request's plan shows the live steps it would change, to whoever can open one: asked
+# for by name (`report.pull_requests: true`), never implied by a provider alone.
+REPORT_DEFAULTS: Mapping[str, bool] = MappingProxyType(
+    {"commit_status": True, "pull_requests": False}
+)
 # The web host a hosted service's API serves, when the API has a host of its own.
 _API_SERVES: Mapping[str, str] = MappingProxyType({"api.github.com": "github.com"})
 
@@ -67,7 +74,7 @@ class ReportingSections(SecretReader):
                 urls.check_source_url(api_url)  # https, a host, no credentials in it
             except ValueError as e:
                 self.error(at.key("api_url"), str(e).replace("URL", "API URL", 1))
-        token = self.secret(at, section, "token", base_dir)
+        token = self.token(at, self.secret(at, section, "token", base_dir))
         app = self.app(at.key("app"), section.get("app"), base_dir)
         if (token is None) == (app is None):
             self.error(at, "needs token_env or token_file, or app (GitHub only), and not both")
@@ -82,6 +89,21 @@ class ReportingSections(SecretReader):
         return ProviderConfig(
             name, cast(ProviderKind, kind), api_url, token, app, ca_file, min(timeout, 120.0)
         )
+
+    def token(self, at: At, token: Secret | None) -> Secret | None:
+        """A token as an HTTP header can carry it: the line end a secret file or a Kubernetes
+        secret often adds is dropped; whitespace or control characters inside are refused
+        (named by where the token comes from, never shown)."""
+        if token is None or isinstance(token, UnresolvedSecret):
+            return token
+        value = token.reveal().strip()
+        if not value or any(c.isspace() or not c.isprintable() for c in value):
+            self.error(
+                at,
+                f"the token from {token.source} is empty or holds whitespace or control characters",
+            )
+            return None
+        return Secret(value, token.source)
 
     def app(self, at: At, value: Any, base_dir: Path) -> GitHubAppConfig | None:
         if value is None:
@@ -110,8 +132,8 @@ class ReportingSections(SecretReader):
     ) -> ReportConfig | None:
         """What the workspace reports, to which entry of `providers`; None: nothing."""
         section = self.mapping(at.key("report"), value, REPORT_KEYS) or {}
-        wanted = {k: self.boolean(at.key("report").key(k), section.get(k), True) for k in
-                  REPORT_KEYS}  # fmt: skip
+        wanted = {k: self.boolean(at.key("report").key(k), section.get(k), REPORT_DEFAULTS[k])
+                  for k in REPORT_KEYS}  # fmt: skip
         provider = self.source_provider(at.key("source").key("provider"), source, providers)
         if provider is None:
             if value is not None and any(wanted.values()):
@@ -122,7 +144,7 @@ class ReportingSections(SecretReader):
                 )
             return None
         if not any(wanted.values()):
-            return None
+            return None  # a provider, and both reports turned off
         repository = repository_path(source.url)
         parts = [p for p in repository.split("/") if p]
         if len(parts) < 2 or (provider.kind != "gitlab" and len(parts) != 2):

@@ -121,7 +121,7 @@ class ReportConfig:
     provider: str  # the entry of `providers:`
     repository: str  # the repository's path on the host: owner/name, GitLab's group/project
     commit_status: bool = True
-    pull_requests: bool = True
+    pull_requests: bool = False
 
 
 @dataclass(frozen=True)

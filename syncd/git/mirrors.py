@@ -79,9 +79,13 @@ def compact(repo: pygit2.Repository, path: Path) -> None:
 
 
 def check_refs(repo: pygit2.Repository) -> None:
-    """Every branch in the mirror must lead to a readable commit and tree."""
+    """Every branch in the mirror must lead to a readable commit and tree. Only branches: the
+    pull request heads fetched for plans (refs/pull/N/head, one per pull request, kept) are
+    checked when fetched, and must not make every later fetch slower."""
     try:
         for name in repo.references:
+            if not name.startswith("refs/heads/"):
+                continue
             target = repo.references[name].resolve().target
             check_commit(repo, str(target))
     except (pygit2.GitError, KeyError, ValueError) as e:

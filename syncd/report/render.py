@@ -13,6 +13,8 @@ with what it last sent to decide whether to edit.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import urllib.parse
 from collections.abc import Sequence
@@ -23,7 +25,17 @@ from syncd.core.model import Plan, Run, RunResult
 from syncd.report.host import CommitStatus, State
 from syncd.sync.previewing import Preview
 
-MARKER = "<!-- syncd:plan -->"
+MARKER = "<!-- syncd:plan -->"  # see signed_marker: the one a comment carries names its PR
+
+
+def signed_marker(key: bytes, repository: str, number: int) -> str:
+    """The marker of syncd's comment on one pull request: MARKER's words and an HMAC of the
+    pull request under a key only syncd holds, so a comment someone else wrote with a marker
+    in it (to have syncd edit theirs, or to block it) is never taken for syncd's."""
+    mac = hmac.new(key, f"{repository}#{number}".encode(), hashlib.sha256).hexdigest()[:24]
+    return f"<!-- syncd:plan {mac} -->"
+
+
 MAX_DESCRIPTION = 140  # GitHub's limit for a status's description; the others take more
 MAX_NAME = 200  # characters of a step or workspace name shown
 MAX_REFUSAL_LINES = 20  # a refusal names at most 20 bad files, then "and N more"
@@ -222,7 +234,10 @@ def _section(ws: WorkspaceConfig, preview: Preview, public_url: str | None) -> _
     compact += "\n"
     rows: list[str] = []
     diffs: list[str] = []
-    for change in (preview.plan or Plan()).changes:
+    # A refused commit shows why, not what it would change: a pull request that deletes
+    # every step must not print every live step of the workspace for its author.
+    changes = (preview.plan or Plan()).changes if preview.would_apply else ()
+    for change in changes:
         name = escape(change.name)
         rows.append(f"| {change.action} | {name} |\n")
         summary = f"<details><summary>{change.action} <code>{name}</code></summary>\n\n"
@@ -250,12 +265,14 @@ def plan_comment(
     head: str,
     limit: int,
     public_url: str | None,
+    marker: str = MARKER,
 ) -> str:
-    """The comment on a pull request: MARKER, a heading, then each workspace's verdict, a
-    table of its changes and each change's diff. At most `limit` characters: past it, whole
-    diffs go from the end first, then the tables' rows, then the refusals' details, then the
-    last workspaces; a note says so and where the whole plan is."""
-    top = f"{MARKER}\n## syncd plan for {_sha(head, SHORT_SHA)}\n"
+    """The comment on a pull request: `marker`, a heading, then each workspace's verdict, a
+    table of its changes and each change's diff (none for a commit that would not apply). At
+    most `limit` characters: past it, whole diffs go from the end first, then the tables' rows,
+    then the refusals' details, then the last workspaces; a note says so and where the whole
+    plan is."""
+    top = f"{marker}\n## syncd plan for {_sha(head, SHORT_SHA)}\n"
     sections = [_section(ws, preview, public_url) for ws, preview in previews]
     if not sections:
         top += "\nNo workspace follows this pull request's base branch.\n"

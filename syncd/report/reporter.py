@@ -19,7 +19,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -49,7 +49,7 @@ class Report:
     are those whose health shows its failure."""
 
     key: tuple[str, ...]
-    provider: ProviderConfig
+    provider: str  # the `providers` entry, looked up when sent (a reload may rotate its token)
     kind: str  # commit_status | plan_status | comment
     workspaces: tuple[str, ...]
     send: Callable[[Host], Awaitable[None]]
@@ -76,24 +76,34 @@ class ReportFailure:
 
 
 class HostSet:
-    """One client per `providers` entry as configured now; a reload that changes an entry
-    gets a new client (the old one is closed when the reporter stops)."""
+    """One client per `providers` entry, as configured now: a reload that changes an entry
+    (a rotated token) gets a new client at the next report, and the old one is closed."""
 
     def __init__(self, build: Callable[[ProviderConfig], Host]) -> None:
         self._build = build
-        self._hosts: dict[ProviderConfig, Host] = {}
+        self._hosts: dict[str, tuple[ProviderConfig, Host]] = {}
+        self._retired: list[Host] = []
 
     def get(self, config: ProviderConfig) -> Host:
-        host = self._hosts.get(config)
-        if host is None:
-            host = self._hosts[config] = self._build(config)
+        held = self._hosts.get(config.name)
+        if held is not None and held[0] == config:
+            return held[1]
+        if held is not None:
+            self._retired.append(held[1])
+        host = self._build(config)
+        self._hosts[config.name] = (config, host)
         return host
 
-    async def aclose(self) -> None:
-        hosts, self._hosts = list(self._hosts.values()), {}
-        for host in hosts:
+    async def close_retired(self) -> None:
+        retired, self._retired = self._retired, []
+        for host in retired:
             with contextlib.suppress(Exception):
                 await host.aclose()
+
+    async def aclose(self) -> None:
+        self._retired += [host for _, host in self._hosts.values()]
+        self._hosts = {}
+        await self.close_retired()
 
 
 @dataclass
@@ -107,12 +117,14 @@ class Reporter:
         self,
         hosts: HostSet,
         counter: ReportCounter,
+        providers: Callable[[], Mapping[str, ProviderConfig]],
         policy: retry.Policy = retry.REPORT_ATTEMPT,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self._hosts, self._counter, self._policy = hosts, counter, policy
+        self._providers = providers
         self._clock, self._wall, self._rng = clock, wall, rng
         self._queue = _Queue()
         self._guard = threading.Lock()  # submit comes from sync threads too
@@ -135,7 +147,7 @@ class Reporter:
                 oldest = next(iter(queue.pending))
                 dropped = queue.pending.pop(oldest)
         if dropped is not None:
-            self._counter.report(dropped.provider.name, dropped.kind, "dropped")
+            self._counter.report(dropped.provider, dropped.kind, "dropped")
         self._poke()
 
     def last_failure(self, ws_id: str) -> ReportFailure | None:
@@ -147,7 +159,7 @@ class Reporter:
 
     def start(self) -> None:
         """Send reports from now on, on the running loop, until `stop`."""
-        self._task = asyncio.create_task(self.run(self._stop), name="reports")
+        self._task = asyncio.create_task(self._run(), name="reports")
 
     async def stop(self, flush: float) -> None:
         """Give what is queued `flush` seconds to go out (at a stop: the statuses of the last
@@ -167,10 +179,11 @@ class Reporter:
 
     # -- sending (the event loop) ----------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event, workers: int = WORKERS) -> None:
+    async def _run(self) -> None:
         """Send reports until `stop`; what is still queued then is left (logged)."""
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
-        tasks = [asyncio.create_task(self._work(stop), name=f"reports {i}") for i in range(workers)]
+        stop = self._stop
+        tasks = [asyncio.create_task(self._work(stop), name=f"reports {i}") for i in range(WORKERS)]
         try:
             await stop.wait()
         finally:
@@ -214,9 +227,14 @@ class Reporter:
         return None, max(soonest, 0.01)
 
     async def _deliver(self, report: Report) -> None:
-        name = report.provider.name
+        name = report.provider
+        config = self._providers().get(name)
+        if config is None:  # a reload took the entry out: nobody to tell
+            self._counter.report(name, report.kind, "dropped")
+            return
         try:
-            host = self._hosts.get(report.provider)
+            host = self._hosts.get(config)
+            await self._hosts.close_retired()
             await asyncio.wait_for(report.send(host), timeout=SEND_LIMIT)
         except (HostError, TimeoutError) as e:
             error = e if isinstance(e, HostError) else HostError(f"{name}: timed out", True)
@@ -230,7 +248,7 @@ class Reporter:
         self._settle(report.workspaces, None)
 
     def _failed(self, report: Report, error: HostError) -> None:
-        name = report.provider.name
+        name = report.provider
         report.failures += 1
         last = not error.transient or report.failures >= self._policy.attempts
         self._settle(report.workspaces, ReportFailure(name, report.kind, str(error), self._wall()))

@@ -3,7 +3,9 @@
 
 An observer of the engine: it only hands reports to the `Reporter`, so a sync never waits on the
 host. The replica that runs a sync is the one that reports it: one status per run, not one per
-replica.
+replica. A run that ends as the last one on the same commit did (a workspace healed of an
+edit outside git, again and again) says nothing new, and is not reported again: a host keeps a
+bounded number of statuses per commit and context.
 """
 
 from __future__ import annotations
@@ -21,32 +23,40 @@ class RunReports:
     def __init__(self, reporter: Reporter, config: Callable[[], Config]) -> None:
         self._reporter = reporter
         self._config = config
+        # Each workspace's last final status: (commit, state, description); one per workspace.
+        self._last: dict[str, tuple[str, str, str]] = {}
 
     def run_started(self, ws: WorkspaceConfig, run: Run) -> None:
-        if run.revision is not None and not run.dry_run:
-            self._submit(ws, run.revision, render.running(ws, run.revision, self._public_url()))
+        if run.revision is None or run.dry_run:
+            return
+        last = self._last.get(ws.id)
+        if last is not None and last[0] == run.revision:
+            return  # the commit has its status: a `pending` would hide it until the run ends
+        self._submit(ws, run.revision, render.running(ws, run.revision, self._public_url()))
 
     def run_finished(
         self, ws: WorkspaceConfig, run: Run, plan: Plan | None, state: SyncState, seconds: float
     ) -> None:
         status = render.run_status(ws, run, plan, self._public_url())
-        if status is not None and run.revision is not None:
-            self._submit(ws, run.revision, status)
+        if status is None or run.revision is None:
+            return
+        said = (run.revision, str(status.state), status.description)
+        if self._last.get(ws.id) == said:
+            return
+        self._last[ws.id] = said
+        self._submit(ws, run.revision, status)
 
     def _submit(self, ws: WorkspaceConfig, sha: str, status: CommitStatus) -> None:
         report = ws.report
         if report is None or not report.commit_status:
-            return
-        provider = self._config().providers.get(report.provider)
-        if provider is None:
             return
         repository = report.repository
 
         async def send(host: Host) -> None:
             await host.set_status(repository, sha, status)
 
-        key = (provider.name, repository, sha, status.context)
-        self._reporter.submit(Report(key, provider, "commit_status", (ws.id,), send))
+        key = (report.provider, repository, sha, status.context)
+        self._reporter.submit(Report(key, report.provider, "commit_status", (ws.id,), send))
 
     def _public_url(self) -> str | None:
         return self._config().server.public_url

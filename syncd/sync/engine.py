@@ -285,7 +285,11 @@ class Engine:
         by `GitReader.fetch_ref`) would do to the workspace now; see `syncd.sync.previewing`.
         RevisionNotFound when no such commit is known."""
         commit = resolving.present(self.git, ws, revision)
-        return previewing.preview(ws, commit, self.verify, self.read_at)
+
+        def verify(ws: WorkspaceConfig, commit: str) -> str | None:
+            return self.verifier.check(self.git, ws, commit, quiet=True)
+
+        return previewing.preview(ws, commit, verify, self.read_at)
 
     def preview(self, ws: WorkspaceConfig, revision: str | None = None) -> Reading:
         """The plan now (the `diff` of a workspace), recording nothing. It takes no workspace

@@ -12,10 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from syncd.config import WorkspaceConfig
-from syncd.core.errors import SyncdError
+from syncd.core.errors import PlanRefused, StepFileError
 from syncd.core.model import Plan
 from syncd.core.plan import guard_plan
+from syncd.git.signatures import Unverified
 from syncd.sync.reading import Reading
+from syncd.sync.verifying import permanent
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,17 +49,22 @@ ReadAt = Callable[[WorkspaceConfig, str], Reading]
 def preview(ws: WorkspaceConfig, commit: str, verify: Verify, read_at: ReadAt) -> Preview:
     """The plan of `commit` (in the mirror) against the workspace's live steps, in the order a
     sync takes: the signature first (an untrusted commit is not even read), then the steps,
-    then the guard. A failure of any phase is the preview's `refused`, never raised."""
+    then the guard. What the commit itself is refused for is the preview's `refused`; what
+    says nothing of the commit (the store or the mirror failing, a verifier that ran out of
+    time) is raised, as a sync would retry it: a pull request must not be told its commit is
+    bad, nor see syncd's own troubles in its status."""
     try:
         signed_by = verify(ws, commit)
-    except SyncdError as e:
+    except Unverified as e:
+        if not permanent(e):
+            raise
         return Preview(ws.id, commit, None, str(e))
     try:
         reading = read_at(ws, commit)
-    except SyncdError as e:
+    except (StepFileError, PlanRefused) as e:  # a bad file; a folder gone: an empty result
         return Preview(ws.id, commit, None, str(e), signed_by)
     try:
         guard_plan(reading.plan, reading.live_total, ws.allow_empty, ws.max_deletes)
-    except SyncdError as e:
+    except PlanRefused as e:
         return Preview(ws.id, commit, reading.plan, str(e), signed_by)
     return Preview(ws.id, commit, reading.plan, None, signed_by)

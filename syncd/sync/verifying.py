@@ -49,19 +49,24 @@ class Verifier:
         self.verify = verify
         self.on_failure = on_failure
 
-    def check(self, git: GitReader, ws: WorkspaceConfig, commit: str) -> str | None:
+    def check(
+        self, git: GitReader, ws: WorkspaceConfig, commit: str, quiet: bool = False
+    ) -> str | None:
         """Who signed `commit` (it is in the mirror), or None when the workspace verifies
-        nothing. Raises `Unverified` when the signature is missing, bad or not trusted."""
+        nothing. Raises `Unverified` when the signature is missing, bad or not trusted.
+        `quiet`: a preview's check (a stranger's pull request), neither a warning nor counted
+        as the workspace's refusal."""
         if ws.verify is None:
             return None
         try:
             signed = git.commit_signature(remote_for(ws), commit)  # Unverified when too large
             return self.verify(ws.verify, signed).signed_by
         except Unverified as e:
-            log.warning(
+            log.log(
+                logging.INFO if quiet else logging.WARNING,
                 "commit not verified",
                 extra=fields(workspace=ws.id, revision=commit[:12], reason=e.reason, error=str(e)),
             )
-            if self.on_failure is not None:
+            if self.on_failure is not None and not quiet:
                 self.on_failure(ws.id, e.reason)
             raise

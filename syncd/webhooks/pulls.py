@@ -11,8 +11,8 @@ Which events plan, and which are ignored (None):
 - GitHub `pull_request`: opened, reopened, synchronize (new commits) and ready_for_review;
   closed (merged or not), edited, labeled and the rest are ignored.
 - GitLab `Merge Request Hook` (and a System Hook whose object_kind is merge_request): open,
-  reopen, update (update also comes for a new title or label: planning again is harmless),
-  and only while the state is `opened`.
+  reopen, and update when it brings commits (`oldrev` set; an update also comes for a new
+  title, label or approval, which changes no plan), only while the state is `opened`.
 - Gitea and Forgejo `pull_request`: opened, reopened, synchronized. Gogs, which sends a pull
   request of another shape and none of Gitea's headers, is ignored.
 A draft is planned as any other pull request: the plan is what a reviewer wants to see.
@@ -117,6 +117,8 @@ def gitlab_pull(payload: dict[str, Any], delivery: str | None) -> PullRequest | 
     action = required_str(payload, "object_attributes.action")
     if action not in GITLAB_ACTIONS or optional_str(payload, "object_attributes.state") != "opened":
         return None
+    if action == "update" and not optional_str(payload, "object_attributes.oldrev"):
+        return None  # a title, label or approval: the same commits, the same plan
     attributes = payload.get("object_attributes")
     number = _number(field(attributes, "iid"), "object_attributes.iid")
     base = _branch(field(attributes, "target_branch"), "object_attributes.target_branch")

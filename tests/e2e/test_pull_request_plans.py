@@ -23,7 +23,6 @@ import pytest
 import trustme
 
 from syncd.demo.webhook import github_push, signature_headers
-from syncd.report.render import MARKER
 from tests.support import WEBHOOK_SECRET, GitServer, WorkTree, workspace, write_step
 from tests.support.console import sign_in
 from tests.support.daemon import (
@@ -117,7 +116,14 @@ def setup(git_server: GitServer, tmp_path: Path) -> Iterator[tuple[Daemon, FakeG
             "ca_file": str(tmp_path / "host-ca.pem"),
         }
     }
-    ws = workspace(WS, url, git_server, "automatic", source={"provider": "github"})
+    ws = workspace(
+        WS,
+        url,
+        git_server,
+        "automatic",
+        source={"provider": "github"},
+        report={"pull_requests": True},
+    )
     d = start_daemon(
         tmp_path,
         git_server,
@@ -164,7 +170,7 @@ def test_the_plan_on_the_pull_request_and_the_deploy_on_the_commit(
     assert preview["would_apply"] and len(preview["create"]) == 1 and len(preview["update"]) == 1
     assert plan[-1]["state"] == "success" and plan[-1]["description"] == "would apply: +1 ~1 -0"
     first = comments(host, 7)
-    assert len(first) == 1 and first[0]["body"].startswith(MARKER)
+    assert len(first) == 1 and first[0]["body"].startswith("<!-- syncd:plan ")
     assert "audit" in first[0]["body"] and head[:12] in first[0]["body"]
     assert get(d, f"/api/v1/workspaces/{WS}")["last_applied_revision"] == main  # nothing applied
 

@@ -218,6 +218,26 @@ def test_a_refused_token_is_not_transient_and_never_shown(
     assert fake.violations == []
 
 
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_a_token_no_header_can_carry_is_never_quoted(
+    kind: str, ca: tuple[trustme.CA, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The HTTP library refuses a header with a line end in it, and its message quotes the
+    # header (as a repr: `\\n`); the config drops such line ends, the client must not tell.
+    # (httpcore's own DEBUG lines quote it too: syncd keeps httpx and httpcore at WARNING.)
+    caplog.set_level(logging.DEBUG, logger="syncd")
+    fake = start(kind, ca, Clock())
+    lined = TOKEN + "\n"
+    host = build_host(provider(kind, fake, ca[1], token=lined))
+    try:
+        with pytest.raises(HostError) as caught:
+            run(host, host.pull_head(REPO[kind], 1))
+    finally:
+        fake.stop()
+    assert TOKEN not in str(caught.value) and TOKEN not in caplog.text
+    assert f"'my-{kind}'" in str(caught.value)
+
+
 def test_rate_limits_say_when_to_come_back(hosted: tuple[str, FakeHost, Host]) -> None:
     kind, fake, host = hosted
     fake.set_pull_head(REPO[kind], 1, SHA)  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ import trustme
 import yaml
 
 from syncd.config import Config, WorkspaceConfig, load_config
+from syncd.core import retry
 from syncd.core.model import Plan, StepChange, StepContent
 from syncd.report.hosts import build_host
 from syncd.report.reporter import HostSet, Reporter
@@ -32,6 +33,7 @@ REPO = "acme/steps"
 URL = "https://git.example.com/acme/steps.git"
 TOKEN = "ghp_pullPlansTestToken0123456789"
 HEADS = ("a" * 40, "b" * 40)
+QUICK = retry.Policy(base=0.05, cap=0.1, attempts=2)  # a comment on a moved head: tried again
 
 
 class Previews:
@@ -71,14 +73,19 @@ def config_for(host: FakeGitHub, tmp_path: Path) -> Config:
             "github": {"api_url": host.url, "token_env": "T", "ca_file": str(tmp_path / "ca.pem")}
         },
         "workspaces": [
-            {"id": "prod", "name": "prod", "source": {"url": URL, "provider": "github"}}
+            {
+                "id": "prod",
+                "name": "prod",
+                "source": {"url": URL, "provider": "github"},
+                "report": {"pull_requests": True},
+            }
         ],
     }
     (tmp_path / "syncd.yaml").write_text(yaml.safe_dump(doc))
     return load_config(tmp_path / "syncd.yaml", {"T": TOKEN})
 
 
-def event(head: str) -> PullRequest:
+def event(head: str) -> PullRequest:  # the event's head is what the fetch gives
     return PullRequest("github", (URL,), "main", 5, head, "refs/pull/5/head", "opened")
 
 
@@ -106,7 +113,7 @@ async def plan_on(replicas: list[tuple[PullPlans, Reporter]], heads: list[str]) 
 def replicas(config: Config, store: Store, heads: list[str]) -> list[tuple[PullPlans, Reporter]]:
     made = []
     for head in heads:
-        reporter = Reporter(HostSet(build_host), Counts())
+        reporter = Reporter(HostSet(build_host), Counts(), lambda: config.providers, QUICK)
 
         def fetched(ws: WorkspaceConfig, ref: str, head: str = head) -> str:
             return head

@@ -14,7 +14,13 @@ from syncd.core.errors import ConfigError
 
 TOKEN = "ghp_configTestToken0123456789"
 PEM = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
-ENV = {"GH": TOKEN, "GL": "glpat-configTest0123", "KEY": PEM, "NOT_PEM": "hunter2-secret"}
+ENV = {
+    "GH": TOKEN,
+    "GH_LINE": TOKEN + "\n",
+    "GH_SPACE": "ghp_two words",
+    "KEY": PEM,
+    "NOT_PEM": "hunter2-secret",
+}
 
 
 def load(tmp_path: Path, providers: Any, **ws: Any) -> Config:
@@ -40,11 +46,12 @@ def refused(tmp_path: Path, providers: Any, **ws: Any) -> str:
 GITHUB = {"github": {"api_url": "https://api.github.com", "token_env": "GH"}}
 
 
-def test_the_provider_is_told_from_the_url_and_reports_are_on_by_default(tmp_path: Path) -> None:
+def test_the_provider_is_told_from_the_url_and_statuses_are_on_by_default(tmp_path: Path) -> None:
     config = load(tmp_path, GITHUB)
     report = config.workspaces[0].report
     assert report is not None and report.provider == "github"
-    assert report.repository == "acme/steps" and report.commit_status and report.pull_requests
+    # Plans on pull requests show live steps to whoever opens one: only when asked for.
+    assert report.repository == "acme/steps" and report.commit_status and not report.pull_requests
     assert TOKEN in config.secret_values()  # the log scrubber hides it
     assert config.providers["github"].kind == "github"
 
@@ -61,6 +68,8 @@ def test_named_kinds_and_reports_turned_off(tmp_path: Path) -> None:
     )
     report = config.workspaces[0].report
     assert report is not None and report.commit_status and not report.pull_requests
+    both = load(tmp_path, GITHUB, report={"pull_requests": True}).workspaces[0].report
+    assert both is not None and both.commit_status and both.pull_requests
     off = load(tmp_path, GITHUB, report={"commit_status": False, "pull_requests": False})
     assert off.workspaces[0].report is None
 
@@ -68,6 +77,15 @@ def test_named_kinds_and_reports_turned_off(tmp_path: Path) -> None:
 def test_no_provider_for_the_host_reports_nothing(tmp_path: Path) -> None:
     config = load(tmp_path, None, source={"url": "https://git.example.com/acme/steps.git"})
     assert config.workspaces[0].report is None and dict(config.providers) == {}
+
+
+def test_a_tokens_line_end_is_dropped_and_inner_whitespace_refused(tmp_path: Path) -> None:
+    lined = {"github": {"api_url": "https://api.github.com", "token_env": "GH_LINE"}}
+    token = load(tmp_path, lined).providers["github"].token
+    assert token is not None and token.reveal() == TOKEN
+    spaced = {"github": {"api_url": "https://api.github.com", "token_env": "GH_SPACE"}}
+    said = refused(tmp_path, spaced)
+    assert "env GH_SPACE" in said and "whitespace" in said and "two words" not in said
 
 
 def test_a_github_app(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from syncd.report.render import (
     plan_status,
     run_status,
     running,
+    signed_marker,
 )
 from syncd.sync.previewing import Preview
 from tests.support.fakes import workspace
@@ -139,7 +140,7 @@ def test_a_strangers_names_and_refusals_are_inert() -> None:
     evil = 'x | <img src=x onerror="alert(1)"> `code` @admin #1 [l](http://e) *b*\nnext'
     fence_breaker = "a\n```\n# heading\n````\n<script>x</script>"
     plan = Plan(creates=(change("create", evil, do=fence_breaker),))
-    preview = Preview("prod", SHA, plan, refused="bad: <b>name</b> | ```")
+    preview = Preview("prod", SHA, plan)
     body = plan_comment([(WS, preview)], SHA, 65536, None)
     table = next(line for line in body.splitlines() if line.startswith("| create |"))
     assert table.count("|") == 3  # the name's pipe is no cell
@@ -151,8 +152,20 @@ def test_a_strangers_names_and_refusals_are_inert() -> None:
     fences = re.findall(r"^(`{3,})diff$", body, re.MULTILINE)
     assert fences == ["`````"]
     assert body.count("\n`````\n") == 1  # and closed by its own length
-    # The refusal sits in a fenced block (longer than its backticks), never as Markdown.
+    # The refusal sits in a fenced block (longer than its backticks), never as Markdown, and a
+    # refused commit lists none of the live steps it would have changed.
+    refused = Preview("prod", SHA, plan, refused="bad: <b>name</b> | ```")
+    body = plan_comment([(WS, refused)], SHA, 65536, None)
     assert "````text\nbad: <b>name</b> | ```\n````" in body
+    assert "| create |" not in body and "```diff" not in body
+
+
+def test_the_marker_names_its_pull_request_under_a_key() -> None:
+    a, b = signed_marker(b"k1", "acme/steps", 7), signed_marker(b"k1", "acme/steps", 8)
+    assert a != b and a != signed_marker(b"k2", "acme/steps", 7)
+    assert a.startswith("<!-- syncd:plan ") and a.endswith(" -->")
+    body = plan_comment([(WS, Preview("prod", SHA, Plan()))], SHA, 65536, None, marker=a)
+    assert body.startswith(a + "\n")
 
 
 def big_plan(n: int, lines: int = 20) -> Plan:

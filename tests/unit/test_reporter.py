@@ -68,7 +68,7 @@ def report(host_status: CommitStatus, sha: str = "a" * 40, ws: str = "prod") -> 
         await host.set_status("acme/steps", sha, host_status)
 
     key = ("gh", "acme/steps", sha, host_status.context)
-    return Report(key, PROVIDER, "commit_status", (ws,), send)
+    return Report(key, "gh", "commit_status", (ws,), send)
 
 
 async def settle(reporter: Reporter, until: Callable[[], bool]) -> None:
@@ -79,20 +79,19 @@ async def settle(reporter: Reporter, until: Callable[[], bool]) -> None:
     raise AssertionError("the reporter did not settle in 4 s")
 
 
-def running(host: FakeHost, counts: Counts) -> tuple[Reporter, asyncio.Event]:
-    return Reporter(HostSet(lambda _c: host), counts, policy=QUICK), asyncio.Event()
+def reporter_for(host: FakeHost, counts: Counts) -> Reporter:
+    return Reporter(HostSet(lambda _c: host), counts, lambda: {"gh": PROVIDER}, policy=QUICK)
 
 
 def test_a_newer_report_replaces_a_queued_one() -> None:
     async def main() -> None:
         host, counts = FakeHost(), Counts()
-        reporter, stop = running(host, counts)
+        reporter = reporter_for(host, counts)
         reporter.submit(report(status(State.PENDING)))
         reporter.submit(report(status(State.SUCCESS)))  # before the loop ran: replaces
-        task = asyncio.create_task(reporter.run(stop))
+        reporter.start()
         await settle(reporter, lambda: reporter.pending() == 0 and bool(host.statuses))
-        stop.set()
-        await task
+        await reporter.stop(flush=0)
         assert [s.state for _, _, s in host.statuses] == [State.SUCCESS]
         assert counts.seen == {("gh", "commit_status", "ok"): 1}
         assert host.closed
@@ -103,8 +102,8 @@ def test_a_newer_report_replaces_a_queued_one() -> None:
 def test_reports_of_one_key_arrive_in_order() -> None:
     async def main() -> None:
         host, counts = FakeHost(), Counts()
-        reporter, stop = running(host, counts)
-        task = asyncio.create_task(reporter.run(stop))
+        reporter = reporter_for(host, counts)
+        reporter.start()
         host.gate = asyncio.Event()
         reporter.submit(report(status(State.PENDING)))
         await asyncio.sleep(0.05)  # in flight, held at the host
@@ -112,8 +111,7 @@ def test_reports_of_one_key_arrive_in_order() -> None:
         await asyncio.sleep(0.05)
         host.gate.set()
         await settle(reporter, lambda: len(host.statuses) == 2)
-        stop.set()
-        await task
+        await reporter.stop(flush=0)
         assert [s.state for _, _, s in host.statuses] == [State.PENDING, State.SUCCESS]
 
     asyncio.run(main())
@@ -123,12 +121,11 @@ def test_a_transient_refusal_is_tried_again_and_the_failure_shows_until_then() -
     async def main() -> None:
         host, counts = FakeHost(), Counts()
         host.refuse = [HostError("gh: HTTP 502", transient=True)]
-        reporter, stop = running(host, counts)
-        task = asyncio.create_task(reporter.run(stop))
+        reporter = reporter_for(host, counts)
+        reporter.start()
         reporter.submit(report(status(State.SUCCESS)))
         await settle(reporter, lambda: bool(host.statuses))
-        stop.set()
-        await task
+        await reporter.stop(flush=0)
         assert counts.seen[("gh", "commit_status", "retry")] == 1
         assert counts.seen[("gh", "commit_status", "ok")] == 1
         assert reporter.last_failure("prod") is None  # cleared by the success
@@ -140,13 +137,12 @@ def test_a_permanent_refusal_is_not_retried_and_names_the_provider() -> None:
     async def main() -> None:
         host, counts = FakeHost(), Counts()
         host.refuse = [HostError("gh: set status: HTTP 401 Bad credentials")]
-        reporter, stop = running(host, counts)
-        task = asyncio.create_task(reporter.run(stop))
+        reporter = reporter_for(host, counts)
+        reporter.start()
         reporter.submit(report(status(State.SUCCESS)))
         await settle(reporter, lambda: reporter.last_failure("prod") is not None)
         await settle(reporter, lambda: reporter.pending() == 0)
-        stop.set()
-        await task
+        await reporter.stop(flush=0)
         failure = reporter.last_failure("prod")
         assert failure is not None and failure.provider == "gh" and "401" in failure.error
         assert "t0ken-value" not in str(failure.to_dict())
@@ -160,12 +156,11 @@ def test_retries_end_after_the_policys_attempts() -> None:
     async def main() -> None:
         host, counts = FakeHost(), Counts()
         host.refuse = [HostError("gh: HTTP 503", transient=True) for _ in range(5)]
-        reporter, stop = running(host, counts)
-        task = asyncio.create_task(reporter.run(stop))
+        reporter = reporter_for(host, counts)
+        reporter.start()
         reporter.submit(report(status(State.SUCCESS)))
         await settle(reporter, lambda: counts.seen[("gh", "commit_status", "error")] == 1)
-        stop.set()
-        await task
+        await reporter.stop(flush=0)
         assert counts.seen[("gh", "commit_status", "retry")] == QUICK.attempts - 1
         assert host.statuses == []
 
@@ -175,7 +170,7 @@ def test_retries_end_after_the_policys_attempts() -> None:
 def test_the_queue_is_bounded_and_drops_the_oldest(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reporter_module, "MAX_PENDING", 3)
     host, counts = FakeHost(), Counts()
-    reporter = Reporter(HostSet(lambda _c: host), counts, policy=QUICK)
+    reporter = Reporter(HostSet(lambda _c: host), counts, lambda: {"gh": PROVIDER}, policy=QUICK)
     for i in range(5):
         reporter.submit(report(status(State.SUCCESS), sha=f"{i:040x}"))
     assert reporter.pending() == 3
@@ -185,14 +180,13 @@ def test_the_queue_is_bounded_and_drops_the_oldest(monkeypatch: pytest.MonkeyPat
 def test_reports_handed_in_from_a_sync_thread_are_sent() -> None:
     async def main() -> None:
         host, counts = FakeHost(), Counts()
-        reporter, stop = running(host, counts)
-        task = asyncio.create_task(reporter.run(stop))
+        reporter = reporter_for(host, counts)
+        reporter.start()
         await asyncio.sleep(0.01)
         thread = threading.Thread(target=reporter.submit, args=(report(status(State.SUCCESS)),))
         thread.start()
         thread.join()
         await settle(reporter, lambda: bool(host.statuses))
-        stop.set()
-        await task
+        await reporter.stop(flush=0)
 
     asyncio.run(main())

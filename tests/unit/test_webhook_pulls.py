@@ -227,9 +227,12 @@ def gitlab_with(**attributes: Any) -> bytes:
 
 
 def test_gitlab_actions_and_states() -> None:
+    pushed = "a" * 40  # GitLab's oldrev: the update brought commits
     for action in ("open", "reopen", "update"):
-        pull = read("gitlab", gitlab_with(action=action))
+        pull = read("gitlab", gitlab_with(action=action, oldrev=pushed))
         assert isinstance(pull, PullRequest) and pull.action == action
+    # An update without commits (a title, a label, an approval) plans nothing new.
+    assert read("gitlab", gitlab_with(action="update", oldrev=None)) is None
     for action in ("close", "merge", "approved", "unapproved", "approval", "unapproval"):
         assert read("gitlab", gitlab_with(action=action)) is None, action
     for state in ("closed", "merged", "locked", None):

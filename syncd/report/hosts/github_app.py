@@ -6,6 +6,7 @@ https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-githu
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,6 +41,7 @@ class AppTokens:
         self.token: InstallationToken | None = None
         self.jwt_in_use = ""  # scrubbed from errors as the token is
         self.fetched = 0  # tokens fetched so far (a test's and a metric's count)
+        self._fetching = asyncio.Lock()
 
     def secrets(self) -> tuple[str, ...]:
         held = (self.token.value,) if self.token else ()
@@ -68,8 +70,12 @@ class AppTokens:
     async def get(self, post: Post) -> str:
         """A token with at least RENEW_BEFORE seconds left, fetched when the cached one lacks
         them. `post(operation, path, headers)` sends the request (the client's own call)."""
-        if self.token is not None and self.token.expires_at - self.clock() > RENEW_BEFORE:
-            return self.token.value
+        async with self._fetching:  # workers whose token just ended fetch one, not one each
+            if self.token is not None and self.token.expires_at - self.clock() > RENEW_BEFORE:
+                return self.token.value
+            return await self._fetch(post)
+
+    async def _fetch(self, post: Post) -> str:
         self.token = None
         operation = f"installation token for app {self.app.app_id}"
         headers = {"Authorization": f"Bearer {self.make_jwt()}"}

@@ -46,8 +46,10 @@ def trust(ca_file: Path | None) -> ssl.SSLContext:
 def clean(text: str, secrets: tuple[str, ...] = (), limit: int = MAX_MESSAGE) -> str:
     """A stranger's text fit for an error message: no secret, no control character, short."""
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[secret]")
+        # As it is, and as a repr or an escaped string would show it (`\\n` for a newline).
+        for form in {secret, secret.strip(), repr(secret)[1:-1]}:
+            if form:
+                text = text.replace(form, "[secret]")
     text = _CONTROL.sub(" ", text).strip()
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -153,6 +155,12 @@ class HostHttp:
                 f"provider {self.provider!r}: {operation}: no answer within {self.timeout:g} s "
                 f"({type(e).__name__})",
                 transient=True,
+            ) from None
+        except httpx.LocalProtocolError as e:
+            # Its message may quote a header as sent, credentials included: the type only.
+            raise HostError(
+                f"provider {self.provider!r}: {operation}: the request could not be sent"
+                f" ({type(e).__name__}: a header or URL syncd made is not valid HTTP)"
             ) from None
         except httpx.HTTPError as e:
             raise HostError(

@@ -8,6 +8,7 @@ own; everything a running syncd holds hangs off the objects made here.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from syncd.core.model import Health
 from syncd.git import GitObserver, GitSource
 from syncd.http.throttle import Throttle
 from syncd.notify.digester import Digester
+from syncd.ops.logs import fields
 from syncd.ops.metrics import Metrics
 from syncd.report.hosts import build_host
 from syncd.report.reporter import HostSet, Reporter
@@ -38,6 +40,9 @@ from syncd.sync.engine import Engine, Observers, Progress, SyncObserver
 from syncd.sync.health import HealthKeeper
 from syncd.sync.resolving import remote_for
 from syncd.sync.verifying import Verifier
+
+# The daemon's logger: config warnings are said where reloads are.
+log = logging.getLogger("syncd.serve")
 
 
 @dataclass
@@ -127,7 +132,12 @@ class Parts:
     actions: Actions = field(init=False)
 
     def __post_init__(self) -> None:
-        self.actions = Actions(self.core.workspaces, self.store_calls, QueuedRuns(self.workspaces))
+        self.actions = Actions(
+            self.core.workspaces,
+            self.store_calls,
+            QueuedRuns(self.workspaces),
+            observer=self.metrics,
+        )
 
     @property
     def config(self) -> Config:
@@ -138,11 +148,22 @@ class Parts:
         return self.core.workspaces
 
     def swap_config(self, config: Config) -> None:
+        log_warnings(config)
         old = {ws.id for ws in self.core.config.workspaces}
         self.core.config = config
         for gone in old - {ws.id for ws in config.workspaces}:
             self.metrics.forget_workspace(gone)
         self.scheduler.reconfigure()
+
+    async def reloaded(self, path: str, error: str | None = None) -> None:
+        """A config reload's outcome (`error`: why it was refused, the running config kept):
+        counted, logged and audited."""
+        self.metrics.config_reloads.labels("error" if error else "ok").inc()
+        if error:
+            log.error("config reload refused", extra=fields(file=path, error=error))
+        else:
+            log.info("config reloaded", extra=fields(workspaces=len(self.config.workspaces)))
+        await self.actions.audit.config_reload("error" if error else "ok", error)
 
     def close(self) -> None:
         self.remote_reads.close()
@@ -151,7 +172,14 @@ class Parts:
         self.core.close()
 
 
+def log_warnings(config: Config) -> None:
+    """What the config allows but is likely a mistake, at every load (see Checker.warn)."""
+    for warning in config.warnings:
+        log.warning("config warning", extra=fields(warning=warning))
+
+
 def build(config: Config, registry: CollectorRegistry | None = None) -> Parts:
+    log_warnings(config)
     metrics = Metrics(registry)
     # Reports to git hosts read the config through the core (made below), so a reload's
     # `providers` and `report` reach them at once.

@@ -199,11 +199,7 @@ class Daemon:
                         extra=fields(secret=secret.source, error=secret.problem),
                     )
             except ConfigError as e:
-                self.parts.metrics.config_reloads.labels("error").inc()
-                log.error(
-                    "config reload refused",
-                    extra=fields(file=str(path), error=str(e).replace("\n", "; ")),
-                )
+                await self.parts.reloaded(str(path), str(e).replace("\n", "; "))
                 self.notifier.ready(status="config reload refused; running config kept")
                 return False
             register_secrets(config.secret_values())
@@ -219,8 +215,7 @@ class Daemon:
             await asyncio.to_thread(self._publish_states)
             # A key taken out of a `verify` key file: the applied commit turns Degraded.
             await asyncio.to_thread(self.parts.workspaces.recheck_signatures)
-            self.parts.metrics.config_reloads.labels("ok").inc()
-            log.info("config reloaded", extra=fields(workspaces=len(config.workspaces)))
+            await self.parts.reloaded(str(path))
             # New and changed workspaces are compared at once; the others are left alone.
             for ws in config.workspaces:
                 if before.get(ws.id) != ws:

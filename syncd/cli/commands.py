@@ -102,6 +102,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     if note is not None:
         print(f"  note: {note}")
+    for warning in config.warnings:
+        print(f"  warning: {warning}")
     unread = config.unresolved_secrets()
     if unread:
         print(f"  secret files not present, checked the rest: {len(unread)} not read")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.config.types import DeleteLimit
+from syncd.core.access import ALL, TAG
 from syncd.core.model import Mode
 from syncd.core.refs import branch_problem, short_branch
 
@@ -101,6 +102,27 @@ class Checker:
     def __init__(self) -> None:
         self.problems: list[str] = []
         self.dropped = 0
+        # What is allowed but likely a mistake (a workspace pattern that matches nothing):
+        # said by check-config and logged at every load, never refused.
+        self.warnings: list[str] = []
+
+    def warn(self, at: At, message: str) -> None:
+        if len(self.warnings) < MAX_PROBLEMS:
+            self.warnings.append(f"{at.file}: {at.path}: {message}")
+
+    def patterns(self, at: At, value: Any) -> tuple[str, ...]:
+        """`workspaces:` of a token or a role: id globs and `tag:NAME`; all when absent."""
+        if value is None:
+            return ALL
+        found: list[str] = []
+        for i, item in enumerate(self.str_list(at, value, single=True)):
+            if item.startswith(TAG) and not item[len(TAG) :].strip():
+                self.error(at.item(i), "a `tag:` pattern needs a tag name after the colon")
+            else:
+                found.append(item)
+        if isinstance(value, list) and not value:
+            self.error(at, "an empty list gives access to no workspace; leave the key out for all")
+        return tuple(found)
 
     def error(self, at: At, message: str) -> None:
         if len(self.problems) >= MAX_PROBLEMS:

@@ -6,6 +6,7 @@ them all (also as `.problems`), so that `check-config` reports everything at onc
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from syncd.config.checks import MISSING, At, describe, quote, suggest
 from syncd.config.sections import SectionParser
 from syncd.config.types import DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, Config, WorkspaceConfig
 from syncd.config.workspaces import Defaults
+from syncd.core.access import unmatched
 from syncd.core.errors import ConfigError
 
 _TOP_KEYS = (
@@ -54,7 +56,7 @@ def load_config(
     if parser.problems or config is None:
         more = [f"... and {parser.dropped} more problems"] if parser.dropped else []
         _raise(parser.problems + more)
-    return config
+    return dataclasses.replace(config, warnings=tuple(parser.warnings))
 
 
 class _Loader(SectionParser):
@@ -107,6 +109,7 @@ class _Loader(SectionParser):
                         seen[ws.id].key("notify"),
                         "sending e-mail needs notifications.smtp, which is not configured",
                     )
+        self.unmatched_patterns(at, config)
         ids = {ws.id for ws in config.workspaces}
         for i, target in enumerate(config.notifications.targets):
             for j, ws_id in enumerate(target.workspaces):
@@ -121,6 +124,15 @@ class _Loader(SectionParser):
                         f"no workspace {quote(ws_id)}{suggest(ws_id, sorted(ids))}",
                     )
         return config
+
+    def unmatched_patterns(self, at: At, config: Config) -> None:
+        """A token's workspace pattern that matches no workspace: a warning (a typo, or a
+        workspace still to come), not an error."""
+        known = [(ws.id, ws.tags) for ws in config.workspaces]
+        for i, token in enumerate(config.tokens):
+            for pattern in unmatched(token.workspaces, known):
+                where = at.key("tokens").item(i, f" (name {quote(token.name)})").key("workspaces")
+                self.warn(where, f"{quote(pattern)} matches no workspace")
 
     def read(self, path: Path) -> Any:
         try:

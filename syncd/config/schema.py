@@ -49,6 +49,11 @@ SOURCE_URL: Schema = {
 }
 MODE: Schema = {"enum": ["automatic", "manual"]}
 BOOL: Schema = {"type": "boolean"}
+# Id globs and `tag:NAME` (a tag name after the colon); a list may not be empty.
+WORKSPACE_PATTERN: Schema = {**TEXT, "not": {"pattern": "^tag:\\s*$"}}
+WORKSPACE_PATTERNS: Schema = {
+    "anyOf": [WORKSPACE_PATTERN, {"type": "array", "minItems": 1, "items": WORKSPACE_PATTERN}]
+}
 ENV_NAME: Schema = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}
 MAX_DELETES: Schema = {
     "description": 'a count of steps (50), or a share of the live steps ("20%")',
@@ -165,6 +170,7 @@ def config_schema() -> Schema:
             "name": TEXT,
             **secret("token"),
             "scopes": {"type": "array", "minItems": 1, "items": {"enum": list(SCOPES)}},
+            "workspaces": WORKSPACE_PATTERNS,
         },
         required=("name", "scopes"),
     )

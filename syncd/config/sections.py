@@ -189,7 +189,7 @@ class SectionParser(NotificationSections, WorkspaceSections):
             name_value = item.get("name") if isinstance(item, dict) else None
             label = f" (name {quote(name_value)})" if isinstance(name_value, str) else ""
             item_at = at.item(i, label)
-            keys = ("name", "token_env", "token_file", "scopes")
+            keys = ("name", "token_env", "token_file", "scopes", "workspaces")
             section = self.mapping(item_at, item, keys, required=("name", "scopes"))
             if section is None:
                 continue
@@ -219,7 +219,8 @@ class SectionParser(NotificationSections, WorkspaceSections):
             if "scopes" in section and not scopes and isinstance(section["scopes"], list):
                 self.error(item_at.key("scopes"), "a token needs at least one scope")
             if len(self.problems) == before and token is not None:
-                tokens.append(TokenConfig(name=name, token=token, scopes=frozenset(scopes)))
+                patterns = self.patterns(item_at.key("workspaces"), section.get("workspaces"))
+                tokens.append(TokenConfig(name, token, frozenset(scopes), patterns))
         return tuple(tokens)
 
     def webhooks(self, at: At, value: Any, base_dir: Path) -> Mapping[str, WebhookConfig]:

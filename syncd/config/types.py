@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from syncd.core.access import ALL, Access
 from syncd.core.errors import ConfigError, NotFound
 from syncd.core.model import Mode
 
 DEFAULT_CONFIG_PATH = Path("/etc/syncd/syncd.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/syncd")
 # What an API token may be allowed to do, in the contract's order; one home for the API and config.
-SCOPES: tuple[str, ...] = ("read", "sync", "write", "export")
+SCOPES: tuple[str, ...] = ("read", "sync", "write", "export", "audit")
 TlsMode = Literal["none", "starttls", "tls"]
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -149,9 +150,16 @@ class TokenConfig:
     name: str
     token: Secret
     scopes: frozenset[str]  # a subset of SCOPES
+    # Id globs and `tag:NAME`: the workspaces the scopes apply to (see syncd.core.access).
+    workspaces: tuple[str, ...] = ALL
 
     def allows(self, scope: str) -> bool:
+        """The scope, on some workspace at least (see `access` for which)."""
         return scope in self.scopes
+
+    @property
+    def access(self) -> Access:
+        return Access.of(self.scopes, self.workspaces)
 
 
 @dataclass(frozen=True)
@@ -294,6 +302,8 @@ class Config:
     workspaces: tuple[WorkspaceConfig, ...]
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
+    # Allowed but likely mistakes, each naming its file and key (see Checker.warn).
+    warnings: tuple[str, ...] = ()
 
     def workspace(self, ws_id: str) -> WorkspaceConfig:
         """The workspace with this id (the API's key); NotFound names the id (cut short: it may

@@ -65,6 +65,10 @@ class NotFound(SyncdError):
     """A workspace, run or step that does not exist."""
 
 
+class Forbidden(SyncdError):
+    """The caller may see the workspace but not act on it as asked (a scope it lacks there)."""
+
+
 class Conflict(SyncdError):
     """The request conflicts with the current state (for example a non-fast-forward push)."""
 

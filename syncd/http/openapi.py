@@ -12,6 +12,7 @@ import functools
 from typing import Any
 
 from syncd import __version__
+from syncd.http.openapi_audit import AUDIT_OPERATION_IDS, AUDIT_SCHEMAS, audit_paths
 from syncd.http.openapi_schemas import (
     ID,
     INT,
@@ -302,6 +303,7 @@ def paths() -> dict[str, Any]:
         "/healthz": {"get": op(None, "Alive", ok200("ServiceStatus"))},
         "/readyz": {"get": op(None, "Ready: config loaded, store open, not stopping", ready)},
         "/openapi.json": {"get": op(None, "This document", {"200": ok({"type": "object"})})},
+        **audit_paths(op),
     }
 
 
@@ -331,6 +333,7 @@ OPERATION_IDS = {
     ("get", "/healthz"): "getAlive",
     ("get", "/readyz"): "getReady",
     ("get", "/openapi.json"): "getOpenApiDocument",
+    **AUDIT_OPERATION_IDS,
 }
 
 
@@ -358,14 +361,15 @@ def openapi_document() -> dict[str, Any]:
         },
         "paths": named_paths(),
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": SCHEMAS | AUDIT_SCHEMAS,
             "responses": RESPONSES,
             "securitySchemes": {
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
                     "description": "An API token from the config; scopes: read, sync, write, "
-                    "export. Each operation's description names the scope it needs.",
+                    "export, audit. Each operation's description names the scope it needs, and "
+                    "a token limited to some workspaces finds the others not there (404).",
                 }
             },
         },

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,6 +28,7 @@ from syncd.config.state import state_problem
 from syncd.core.errors import RevisionNotFound
 from syncd.core.model import Mode
 from syncd.core.refs import is_revision
+from syncd.http.audit_api import audit_routes
 from syncd.http.auth import authorize, find_token
 from syncd.http.badge import render_badge
 from syncd.http.bodies import MAX_API_BODY, int_param, json_body, step_content, step_name
@@ -40,6 +42,7 @@ from syncd.http.errors import (
 from syncd.http.hooks import DaemonWebhooks, HooksFirst, WebhookEndpoint
 from syncd.http.openapi import openapi_document
 from syncd.runs.requests import Ticket
+from syncd.service.access import require, visible
 from syncd.service.actions import Act
 from syncd.service.audit import Actor
 from syncd.service.views import (
@@ -76,7 +79,9 @@ ActHandler = Callable[[Request, Act], Awaitable[Response]]
 def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
     def scoped(scope: str, handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
-            authorize(parts.config.tokens, request, scope, parts.guesses)
+            token = authorize(parts.config.tokens, request, scope, parts.guesses)
+            # Who asks, and which workspaces are there for them (see `_workspace`).
+            request.state.actor = Actor(token.name, "api", token.access)
             return await handler(request)
 
         return endpoint
@@ -88,7 +93,7 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
 
         async def endpoint(request: Request) -> Response:
             token = authorize(parts.config.tokens, request, scope, parts.guesses)
-            actor = Actor(token.name, "api")
+            actor = request.state.actor = Actor(token.name, "api", token.access)
             ws_id, step = request.path_params["id"], request.path_params.get("name")
             async with parts.actions.act(actor, action, ws_id, step, judge=status_of) as act:
                 response = await handler(request, act)
@@ -98,7 +103,9 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
         return endpoint
 
     async def list_workspaces(request: Request) -> Response:
-        chosen = parts.workspaces.tagged(request.query_params.get("tag"))
+        chosen = visible(
+            actor_of(request), parts.workspaces.tagged(request.query_params.get("tag"))
+        )
         return JSONResponse(
             {"workspaces": await parts.store_calls.run(parts.workspaces.views, chosen)}
         )
@@ -177,6 +184,7 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
 
     async def run(request: Request) -> Response:
         found = await parts.store_calls.run(parts.workspaces.run, request.path_params["run_id"])
+        require(actor_of(request), "read", parts.config.workspace(found.workspace))
         return JSONResponse(found.to_dict())
 
     async def steps(request: Request) -> Response:
@@ -227,8 +235,11 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
     async def replicas(request: Request) -> Response:
         coordinator = parts.scheduler.coordinator
         found = await coordinator.replicas()
+        # The workspaces each replica holds, as far as the caller may know of them.
+        seen = {ws.id for ws in visible(actor_of(request), parts.config.workspaces)}
+        shown = [replace(r, holds=tuple(w for w in r.holds if w in seen)) for r in found]
         return JSONResponse(
-            {"shared": coordinator.shared, "replicas": [replica_view(r) for r in found]}
+            {"shared": coordinator.shared, "replicas": [replica_view(r) for r in shown]}
         )
 
     async def readyz(request: Request) -> Response:
@@ -276,6 +287,7 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
         Route(f"{ws_path}/wait", scoped("read", wait), methods=["GET"]),
         Route("/api/v1/runs/{run_id}", scoped("read", run), methods=["GET"]),
         Route("/api/v1/replicas", scoped("read", replicas), methods=["GET"]),
+        *audit_routes(parts, scoped),
         Route(f"{ws_path}/steps", scoped("read", steps), methods=["GET"]),
         Route(f"{ws_path}/steps/{{name:path}}", scoped("read", step), methods=["GET"]),
         Route(step_path, audited("write", "step.put", put_step), methods=["PUT"]),
@@ -306,4 +318,12 @@ def _accepted(ws: WorkspaceConfig, ticket: Ticket, suspends: bool) -> dict[str, 
 
 
 def _workspace(parts: Parts, request: Request) -> WorkspaceConfig:
-    return parts.workspaces.get(request.path_params["id"])
+    """The workspace the path names, if the caller may read it (else 404, as for no such
+    workspace: its existence is not told)."""
+    return require(actor_of(request), "read", parts.workspaces.get(request.path_params["id"]))
+
+
+def actor_of(request: Request) -> Actor:
+    """Who asks: set by `scoped` or `audited` once the token is checked."""
+    actor: Actor = request.state.actor
+    return actor

@@ -19,6 +19,7 @@ from prometheus_client import (
 
 from syncd import __version__
 from syncd.config import WorkspaceConfig
+from syncd.core.audit_model import ACTIONS as AUDIT_ACTIONS
 from syncd.core.model import Health, Plan, Run, RunResult, Status, SyncState, Trigger
 
 # Why a commit was not verified: the label's values are the verifier's own reasons; anything
@@ -157,6 +158,17 @@ class Metrics:
             "Intake processes that exited without being asked to.",
             registry=r,
         )
+        self.audit_entries = Counter(
+            "syncd_audit_entries",
+            "Audit entries written to the store, by action.",
+            ["action"],
+            registry=r,
+        )
+        self.audit_failures = Counter(
+            "syncd_audit_write_failures",
+            "Audit entries the store did not take (the action went on; its log line stays).",
+            registry=r,
+        )
         build = Gauge("syncd_build_info", "syncd's version.", ["version"], registry=r)
         build.labels(__version__).set(1)
         for op in GIT_OPS:
@@ -167,6 +179,8 @@ class Metrics:
             self.config_reloads.labels(result)
             for channel in ("email", "target"):
                 self.notifications.labels(result, channel)
+        for action in AUDIT_ACTIONS:
+            self.audit_entries.labels(action)
 
     def set_replica(
         self,
@@ -249,6 +263,13 @@ class Metrics:
                 provider, result
             )
         child.inc(count)
+
+    def audit_written(self, action: str) -> None:
+        # Actions come from syncd's code, a small fixed set: an unknown one is "other".
+        self.audit_entries.labels(action if action in AUDIT_ACTIONS else "other").inc()
+
+    def audit_write_failed(self) -> None:
+        self.audit_failures.inc()
 
     def report(self, provider: str, kind: str, result: str) -> None:
         self.reports.labels(provider, kind, result).inc()

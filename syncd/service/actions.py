@@ -21,9 +21,9 @@ from typing import Any, Protocol, TypeVar
 from syncd.config import WorkspaceConfig
 from syncd.core.model import LiveStep, Mode, StepContent, Trigger
 from syncd.runs.requests import QueueFull, ShuttingDown, Ticket
-from syncd.service import audit
+from syncd.service import access, audit
 from syncd.service.answers import status_of
-from syncd.service.audit import Actor
+from syncd.service.audit import Actor, AuditLog, AuditObserver
 from syncd.service.workspaces import Workspaces
 from syncd.sync.engine import Outcome, Progress
 from syncd.sync.export import ExportRequest, ExportResult
@@ -57,10 +57,19 @@ class ResumedNotQueued(QueueFull):
 
 
 class Actions:
-    def __init__(self, workspaces: Workspaces, calls: Calls, runs: Runs) -> None:
+    def __init__(
+        self,
+        workspaces: Workspaces,
+        calls: Calls,
+        runs: Runs,
+        observer: AuditObserver | None = None,
+    ) -> None:
         self.workspaces = workspaces
         self.calls = calls
         self.runs = runs
+        # The audit in the store, written through `calls` as the actions' own store calls are;
+        # `observer` counts it (the daemon's metrics).
+        self.audit = AuditLog(workspaces.store, calls, observer)
 
     def act(
         self,
@@ -90,14 +99,19 @@ class Act:
         self._actions, self.actor, self.action = actions, actor, action
         self.ws_id, self.step, self._judge = ws_id, step, judge
         self.revision: str | None = None
+        self.detail: str | None = None  # what the entry says of an action that went well
         self.status = 200  # the answer's status, when the caller's answer is not a plain 200
         self.workspace: WorkspaceConfig  # set when the action is entered
 
     async def __aenter__(self) -> Act:
         # The workspace, looked up once for the whole action; an unknown one is refused (404)
-        # before the caller reads anything else of its request, and audited as such.
+        # before the caller reads anything else of its request, and audited as such, as is
+        # one outside the actor's reach.
         try:
-            self.workspace = self._actions.workspaces.get(self.ws_id)
+            ws = self._actions.workspaces.get(self.ws_id)
+            # Outside the actor's workspaces: as if it did not exist (404); visible but not
+            # theirs to act on as asked: 403. Audited either way.
+            self.workspace = access.require(self.actor, access.ACTION_SCOPES[self.action], ws)
         except BaseException as e:
             await self.__aexit__(type(e), e, e.__traceback__)
             raise
@@ -115,7 +129,7 @@ class Act:
             status = CANCELLED
         else:
             status = self.status if error is None else self._judge(error)
-        audit.record(
+        entry = audit.record(
             self.actor,
             self.action,
             self.ws_id,
@@ -123,7 +137,9 @@ class Act:
             revision=self.revision,
             status=status,
             error=error,
+            detail=self.detail,
         )
+        await self._actions.audit.write(entry)
 
     # -- the actions -----------------------------------------------------------------------------
 
@@ -134,6 +150,7 @@ class Act:
         queued."""
         ws, service = self.workspace, self._actions.workspaces
         self.revision = revision
+        self.detail = "dry run" if dry_run else None if revision is None else "rollback"
         if revision is not None:  # it may fetch: on a thread of the default pool, as git reads
             await asyncio.to_thread(service.check_revision, ws, revision)
         elif ws.verify is not None:

@@ -11,6 +11,7 @@ from typing import Literal
 
 from syncd.core.errors import (
     Conflict,
+    Forbidden,
     GitError,
     NotFound,
     RevisionNotFound,
@@ -40,6 +41,8 @@ def status_of(exc: BaseException) -> int:
         return 404
     if isinstance(exc, BadSignature):
         return 401
+    if isinstance(exc, Forbidden):
+        return 403
     if isinstance(exc, MalformedPayload):
         return 400
     if isinstance(exc, Conflict):

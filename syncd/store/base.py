@@ -15,6 +15,7 @@ from collections.abc import Collection
 from contextlib import AbstractContextManager
 from typing import Generic
 
+from syncd.core.audit_model import AuditEntry, AuditQuery
 from syncd.core.model import (
     HealthRecord,
     LiveStep,
@@ -25,7 +26,7 @@ from syncd.core.model import (
     StepContent,
     SyncState,
 )
-from syncd.store import leases, writes
+from syncd.store import audit, leases, writes
 from syncd.store.dialect import C, Dialect, Statements
 from syncd.store.protocol import (
     DELIVERY_PRUNE_EVERY,
@@ -257,6 +258,16 @@ class SqlStore(ABC, Generic[C]):
     def set_meta(self, key: str, value: str) -> None:
         with self._tx() as db:
             db.execute(self.sql.set_meta, (key, value))
+
+    # -- the audit (see syncd.store.audit) ----------------------------------------------------
+
+    def record_audit(self, entry: AuditEntry) -> None:
+        with self._tx() as db:
+            audit.record(db, self.dialect.audit, entry)
+
+    def audit_entries(self, query: AuditQuery) -> list[AuditEntry]:
+        with self._reading() as db:
+            return audit.entries(db, self.dialect.audit, query)
 
     # -- webhook deliveries ----------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from syncd.store.audit import AuditSql
 from syncd.store.leases import Connection, LeaseSql
 
 # A dialect's connection (sqlite3's, psycopg's): what its transactions yield.
@@ -70,10 +71,12 @@ class Statements:
 
 
 class Dialect(ABC, Generic[C]):
-    """A dialect's statements, its leases' statements, and its way with lists."""
+    """A dialect's statements, its leases' and its audit's statements, and its way with
+    lists."""
 
     sql: Statements
     leases: LeaseSql
+    audit: AuditSql
 
     @abstractmethod
     def select_in(self, db: C, sql: str, ws: str, items: Sequence[str]) -> Iterable[Any]:

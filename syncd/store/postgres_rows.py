@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 
 from syncd.store import leases, writes
+from syncd.store.audit import audit_sql
 from syncd.store.dialect import Dialect, Statements
 from syncd.store.protocol import ApplyBase
 from syncd.store.rows import RUN_COLUMNS, RUN_PLACEHOLDERS, upsert_state_sql
@@ -116,6 +117,7 @@ class PostgresDialect(Dialect[psycopg.Connection[Any]]):
     # The database's clock: one clock for the leases of replicas on several hosts. An apply
     # locks its lease row, so that a take waits for the apply that checked the lease to commit.
     leases = leases.lease_sql("%s", "extract(epoch from clock_timestamp())", lock_row=" FOR UPDATE")
+    audit = audit_sql("%s")
 
     def select_in(
         self, db: psycopg.Connection[Any], sql: str, ws: str, items: Sequence[str]

@@ -148,4 +148,24 @@ MIGRATIONS: tuple[str, ...] = (
     -- Who asked for a sync request (a token's name, `local:<user>`): its run records it.
     ALTER TABLE sync_requests ADD COLUMN actor TEXT;
     """,
+    """
+    -- The audit: who did what, when, to which workspace, and how it ended (appended, never
+    -- changed). id rises with each entry: newest first, and a page's cursor.
+    CREATE TABLE audit (
+        id BIGSERIAL PRIMARY KEY,
+        at DOUBLE PRECISION NOT NULL,
+        actor TEXT NOT NULL,
+        via TEXT NOT NULL,
+        action TEXT NOT NULL,
+        workspace TEXT,
+        revision TEXT,
+        step TEXT,
+        result TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        detail TEXT
+    );
+    CREATE INDEX audit_at ON audit (at);
+    CREATE INDEX audit_workspace ON audit (workspace, id);
+    CREATE INDEX audit_actor ON audit (actor, id);
+    """,
 )

@@ -11,6 +11,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from syncd.core.audit_model import AuditEntry, AuditQuery
 from syncd.core.errors import SyncdError
 from syncd.core.model import HealthRecord, LiveStep, Plan, Run, Step, StepContent, SyncState
 
@@ -125,3 +126,6 @@ class Store(Protocol):
         self, provider: str, delivery: str, now: float, ttl: float = DELIVERY_TTL
     ) -> bool: ...
     def forget_delivery(self, provider: str, delivery: str) -> None: ...
+    # The audit: an entry appended (its id is the store's), and entries newest first.
+    def record_audit(self, entry: AuditEntry) -> None: ...
+    def audit_entries(self, query: AuditQuery) -> list[AuditEntry]: ...

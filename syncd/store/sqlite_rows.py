@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.store import leases
+from syncd.store.audit import audit_sql
 from syncd.store.dialect import Dialect, Statements
 from syncd.store.rows import RUN_COLUMNS, RUN_PLACEHOLDERS, upsert_state_sql
 
@@ -108,6 +109,7 @@ class SqliteDialect(Dialect[sqlite3.Connection]):
     # The host's clock in seconds since the epoch, as SQLite reads it (the CLI and the daemon
     # that share a file share a host).
     leases = leases.lease_sql("?", "((julianday('now') - 2440587.5) * 86400.0)")
+    audit = audit_sql("?")
 
     def select_in(
         self, db: sqlite3.Connection, sql: str, ws: str, items: Sequence[str]

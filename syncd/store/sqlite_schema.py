@@ -107,4 +107,24 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN author TEXT;
     ALTER TABLE runs ADD COLUMN signed_by TEXT;
     """,
+    """
+    -- The audit: who did what, when, to which workspace, and how it ended (appended, never
+    -- changed). id rises with each entry: newest first, and a page's cursor.
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        via TEXT NOT NULL,
+        action TEXT NOT NULL,
+        workspace TEXT,
+        revision TEXT,
+        step TEXT,
+        result TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        detail TEXT
+    );
+    CREATE INDEX audit_at ON audit (at);
+    CREATE INDEX audit_workspace ON audit (workspace, id);
+    CREATE INDEX audit_actor ON audit (actor, id);
+    """,
 )

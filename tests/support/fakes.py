@@ -28,6 +28,7 @@ from syncd.config import (
     WorkspaceConfig,
 )
 from syncd.config.types import VerifyConfig
+from syncd.core.audit_model import AuditEntry, AuditQuery
 from syncd.core.errors import GitError, PathNotFound, RevisionNotFound, StepFileError
 from syncd.core.model import (
     HealthRecord,
@@ -75,6 +76,7 @@ class Tables:
     health: dict[str, HealthRecord] = field(default_factory=dict)
     deliveries: dict[tuple[str, str], float] = field(default_factory=dict)  # -> seen at
     leases: dict[str, tuple[str, int, float]] = field(default_factory=dict)  # holder, fence, until
+    audit: list[AuditEntry] = field(default_factory=list)  # oldest first; ids 1, 2, ...
 
     def copy(self) -> Tables:
         """A copy that shares nothing mutable with this one (Run and SyncState are mutable)."""
@@ -87,6 +89,7 @@ class Tables:
             health=dict(self.health),
             deliveries=dict(self.deliveries),
             leases=dict(self.leases),
+            audit=list(self.audit),  # entries are frozen
         )
 
 
@@ -102,6 +105,8 @@ class FakeStore:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.fail_next_apply: Exception | None = None
+        # Set: every audit write raises it (a store that cannot take the audit's entries).
+        self.fail_audit: Exception | None = None
         self.closed = False
         self._tables = Tables()
         # Engine runs call the store from worker threads, as they call SqliteStore.
@@ -403,6 +408,20 @@ class FakeStore:
     def forget_delivery(self, provider: str, delivery: str) -> None:
         with self._lock:
             self._tables.deliveries.pop((provider, delivery), None)
+
+    # -- the audit -----------------------------------------------------------------------------
+
+    def record_audit(self, entry: AuditEntry) -> None:
+        with self._lock:
+            if self.fail_audit is not None:
+                raise self.fail_audit
+            held = self._tables.audit
+            held.append(replace(entry.bounded(), id=len(held) + 1))
+
+    def audit_entries(self, query: AuditQuery) -> list[AuditEntry]:
+        with self._lock:
+            found = [e for e in reversed(self._tables.audit) if query.matches(e)]
+        return found[: query.limit]
 
 
 def base_of(store: Store, ws: str, names: set[str]) -> ApplyBase:

@@ -1083,9 +1083,9 @@ def test_token_names_are_unique(tmp_path: Path) -> None:
         (
             "[read, wrte]",
             'scopes[1]: unknown scope "wrte" (did you mean "write"?); valid scopes: '
-            "export, read, sync, write",
+            "audit, export, read, sync, write",
         ),
-        ("[admin]", 'scopes[0]: unknown scope "admin"; valid scopes'),
+        ("[root]", 'scopes[0]: unknown scope "root"; valid scopes'),
         ("[]", "scopes: a token needs at least one scope"),
         ("read", 'scopes: expected a list, got str "read"'),
     ],

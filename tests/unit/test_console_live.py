@@ -21,6 +21,17 @@ from tests.support.fakes import config
 WAIT = 10.0
 
 
+class _Every:
+    """Every workspace id: a visitor who may read them all."""
+
+    def __contains__(self, ws_id: object) -> bool:
+        return True
+
+
+def everything() -> _Every:
+    return _Every()
+
+
 def signed_in() -> bool:
     return True
 
@@ -107,7 +118,7 @@ async def read_runs(
 ) -> list[str]:
     """The last-run ids one stream sends, until it has seen `runs` of them."""
     ids: list[str] = []
-    body = stream(parts, feed, places.open(session, False), signed_in, None)
+    body = stream(parts, feed, places.open(session, False), signed_in, None, everything)
     # stream() is an async generator (it is annotated as the AsyncIterator it is used as).
     assert isinstance(body, AsyncGenerator)
     async for chunk in body:
@@ -144,7 +155,9 @@ def test_a_stopping_daemon_ends_every_stream(monkeypatch: pytest.MonkeyPatch) ->
 
     async def drain(session: str) -> int:
         chunks = 0
-        async for _ in stream(parts, feed, places.open(session, False), signed_in, None):
+        async for _ in stream(
+            parts, feed, places.open(session, False), signed_in, None, everything
+        ):
             chunks += 1
         return chunks
 
@@ -165,7 +178,7 @@ def test_a_dropped_stream_says_so_and_ends(monkeypatch: pytest.MonkeyPatch) -> N
 
     async def main() -> list[str]:
         chunks: list[str] = []
-        oldest = stream(parts, feed, places.open("s", False), signed_in, None)
+        oldest = stream(parts, feed, places.open("s", False), signed_in, None, everything)
         chunks.append(await anext(oldest))  # the opening
         chunks.append(await anext(oldest))  # the rows
         places.open("s", False)  # a newer page of the same session

@@ -29,6 +29,17 @@ CI = TokenConfig("ci", Secret("the-value-of-ci-0123456789", "env CI"), frozenset
 VIEWER = TokenConfig("viewer", Secret("the-value-of-viewer-0123", "env V"), frozenset({"read"}))
 
 
+class _Every:
+    """Every workspace id: a visitor who may read them all."""
+
+    def __contains__(self, ws_id: object) -> bool:
+        return True
+
+
+def everything() -> _Every:
+    return _Every()
+
+
 def test_a_session_round_trips_and_holds_no_token_value() -> None:
     signer = Sessions(b"k" * 32, 3600)
     session = signer.new(NOW, CI)
@@ -224,6 +235,9 @@ def test_a_stream_ends_when_its_token_loses_the_read_scope() -> None:
     async def read_all() -> list[str]:
         parts = cast(Parts, world)
         ticket = Streams(4, 10).open("session", returning=False)
-        return [event async for event in _stream(parts, Feed(parts), ticket, signed_in, None)]
+        return [
+            event
+            async for event in _stream(parts, Feed(parts), ticket, signed_in, None, everything)
+        ]
 
     assert asyncio.run(asyncio.wait_for(read_all(), 5)) == ["retry: 2000\nid: 1\n\n"]

@@ -30,6 +30,7 @@ ROUTES = [
     ("post", "/hooks", None),
     ("post", "/hooks/{provider}", None),
     ("get", "/api/v1/workspaces", "read"),
+    ("get", "/api/v1/audit", "audit"),
     ("get", WS, "read"),
     ("get", f"{WS}/diff", "read"),
     ("get", f"{WS}/preview", "read"),

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from syncd.app import Parts
 from syncd.config import TokenConfig
+from syncd.core.access import NO_ACCESS
 from syncd.http.console.ended import SharedEnded
 from syncd.http.console.sessions import Session, Sessions, cookie_names
 from syncd.service.audit import Actor
@@ -49,6 +50,13 @@ class Visit:
     csrf: str
     fresh: bool  # a new pre-session: the sign-in form sets its cookie
     ended: bool = False  # a session was sent that has expired or ended
+
+    @property
+    def actor(self) -> Actor:
+        """Who is signed in, and what they may do where (nothing when no one is)."""
+        if self.token is None:
+            return Actor("anonymous", "console", NO_ACCESS)
+        return Actor(self.token.name, "console", self.token.access)
 
 
 class Gate:
@@ -187,4 +195,4 @@ class Gate:
             raise Refused(
                 403, f"Token {seen.token.name!r} lacks the {scope!r} scope. Nothing was changed."
             )
-        return seen, Actor(seen.token.name, "console"), form
+        return seen, seen.actor, form

@@ -8,6 +8,7 @@ and ticking ages. Data and actions come only from `syncd.service.workspaces`.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -25,6 +26,7 @@ from syncd.app import Parts
 from syncd.core.errors import RevisionNotFound, SyncdError
 from syncd.core.refs import is_revision
 from syncd.http.console import pages
+from syncd.http.console.audit_page import audit_page
 from syncd.http.console.data import datetime_text, drift, preview_data, workspace_data
 from syncd.http.console.ended import KEY as ENDED_KEY
 from syncd.http.console.ended import RefreshFirst, SharedEnded
@@ -32,6 +34,7 @@ from syncd.http.console.gate import SECURITY_HEADERS, Gate, Refused, SignInFirst
 from syncd.http.console.streams import LiveUpdates, SessionFull, TooManyStreams
 from syncd.http.routes import find_token
 from syncd.http.throttle import client_address
+from syncd.service.access import require, visible
 from syncd.service.actions import Act
 from syncd.service.answers import RETRY_AFTER_SECONDS, retry_later, status_of
 from syncd.service.audit import Actor
@@ -87,12 +90,15 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
         headers: dict[str, str] | None = None,
         **context: Any,
     ) -> Response:
-        scopes = seen.token.scopes if seen.token else frozenset()
+        # The buttons a page shows: on a workspace's page, the scopes held on that workspace.
+        ws, held = context.get("ws"), seen.actor.access
+        scopes = held.scopes_on(ws.id, ws.tags) if ws else held.held_scopes()
         context.setdefault("notice", None)
         html = env.get_template(template).render(
             prefix=prefix,
             token_name=seen.token.name if seen.token else None,
             scopes=scopes,
+            can_audit=held.anywhere("audit"),
             csrf=seen.csrf,
             **context,
         )
@@ -117,15 +123,20 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
 
         return parts.actions.act(actor, verb, request.path_params["id"], judge=judge)
 
+    def visitor(request: Request) -> tuple[Visit, Actor]:
+        seen = gate.signed_in(request)
+        return seen, seen.actor
+
     # -- pages ---------------------------------------------------------------------------------
 
     async def index(request: Request) -> Response:
         seen = gate.signed_in(request)
         tag = request.query_params.get("tag") or None
-        chosen = parts.workspaces.tagged(tag)
+        chosen = visible(seen.actor, parts.workspaces.tagged(tag))
         views = await parts.store_calls.run(parts.workspaces.overviews, chosen)
         now = time.time()
-        all_tags = sorted({t for ws in parts.config.workspaces for t in ws.tags})
+        reach = visible(seen.actor, parts.config.workspaces)
+        all_tags = sorted({t for ws in reach for t in ws.tags})
         return page(
             request,
             seen,
@@ -138,7 +149,7 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
 
     async def workspace(request: Request) -> Response:
         seen = gate.signed_in(request)
-        ws = parts.workspaces.get(request.path_params["id"])
+        ws = require(seen.actor, "read", parts.workspaces.get(request.path_params["id"]))
         data = await parts.store_calls.run(workspace_data, parts, ws)
         data.update(await drift(parts, ws))
         q = request.query_params
@@ -161,7 +172,7 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
     async def preview(request: Request) -> Response:
         """What a commit would do to the workspace: the API's preview, as a page."""
         seen = gate.signed_in(request)
-        ws = parts.workspaces.get(request.path_params["id"])
+        ws = require(seen.actor, "read", parts.workspaces.get(request.path_params["id"]))
         sha = request.path_params["sha"]
         if not PREVIEW_REVISION.fullmatch(sha):
             raise Refused(400, "A commit is named by its sha: 7 to 40 hex digits.")
@@ -174,7 +185,11 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
     async def replicas(request: Request) -> Response:
         seen = gate.signed_in(request)
         coordinator = parts.scheduler.coordinator
-        found = [replica_view(r) for r in await coordinator.replicas()]
+        seen_ids = {ws.id for ws in visible(seen.actor, parts.config.workspaces)}
+        found = [
+            replica_view(replace(r, holds=tuple(w for w in r.holds if w in seen_ids)))
+            for r in await coordinator.replicas()
+        ]
         return page(request, seen, "replicas.html", shared=coordinator.shared, replicas=found)
 
     async def login_form(request: Request) -> Response:
@@ -202,13 +217,18 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
         token = None
         if presented and presented.strip():
             token = find_token(parts.config.tokens, presented.strip())
+        audit = parts.actions.audit
         if token is None:
             parts.guesses.failed(address)
+            await audit.sign_in(Actor("unknown", "console"), False, "not a valid token")
             error = "That token is not valid."
             return page(request, seen, "login.html", 401, notice=None, error=error)
+        actor = Actor(token.name, "console", token.access)
         if not token.allows("read"):
+            await audit.sign_in(actor, False, "lacks the read scope")
             error = f"Token {token.name!r} lacks the 'read' scope the console needs."
             return page(request, seen, "login.html", 403, notice=None, error=error)
+        await audit.sign_in(actor, True)
         # A new session id at sign-in: a session id planted before it is worth nothing after.
         response = redirect("/")
         response.headers.update(SECURITY_HEADERS)
@@ -221,6 +241,7 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
         seen = gate.visit(request)
         gate.check_csrf(seen, await gate.read_form(request))
         if seen.token is not None:
+            await parts.actions.audit.sign_out(seen.actor)
             # Ended server-side: the cookie, replayed, is refused from now on.
             await signed_out.end(seen.session.sid, seen.session.expires)
         response = redirect("/login", notice="signed-out")
@@ -286,8 +307,13 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
             again = gate.visit(request)
             return again.token is not None and again.token.allows("read")
 
+        def shown() -> set[str]:  # the workspaces the visitor may read, as now configured
+            return {ws.id for ws in visible(gate.visit(request).actor, parts.config.workspaces)}
+
         try:
-            return live.open(seen.session.sid, still_signed_in, only, returning, SECURITY_HEADERS)
+            return live.open(
+                seen.session.sid, still_signed_in, only, returning, SECURITY_HEADERS, shown
+            )
         except SessionFull:  # 204: the browser's EventSource stops reconnecting
             return Response(status_code=204, headers=SECURITY_HEADERS)
         except TooManyStreams as e:
@@ -334,6 +360,7 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
         Route("/logout", logout, methods=["POST"]),
         Route("/events", events, methods=["GET"]),
         Route("/replicas", replicas, methods=["GET"]),
+        Route("/audit", audit_page(parts, visitor, page), methods=["GET"]),
         Route(ws_path, workspace, methods=["GET"]),
         Route(f"{ws_path}/preview/{{sha}}", preview, methods=["GET"]),
         Route(f"{ws_path}/sync", sync, methods=["POST"]),

@@ -24,7 +24,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Container, Mapping
 from dataclasses import dataclass, field
 
 from starlette.responses import StreamingResponse
@@ -137,12 +137,13 @@ class Feed:
         # stream opened meanwhile finds it still running rather than a task about to end.
         self._listeners.discard(wake)
 
-    def since(self, version: int, only: str | None) -> tuple[str, int]:
-        """The events of the rows changed after `version`, and the version they bring one to."""
+    def since(self, version: int, only: str | None, shown: Container[str]) -> tuple[str, int]:
+        """The events of the rows changed after `version` of the workspaces `shown` (those
+        the stream's visitor may read), and the version they bring one to."""
         text = "".join(
             event
             for ws_id, (changed, _, event) in self._rows.items()
-            if changed > version and only in (None, ws_id)
+            if changed > version and only in (None, ws_id) and ws_id in shown
         )
         return text, self.version
 
@@ -224,6 +225,7 @@ class LiveUpdates:
         only: str | None,
         returning: bool,
         headers: Mapping[str, str],
+        shown: Callable[[], Container[str]],
     ) -> EventStream:
         """A stream for a session, or `SessionFull` (204) or `TooManyStreams` (429).
         `signed_in` says whether the session may still read: the stream ends once it may not."""
@@ -232,12 +234,17 @@ class LiveUpdates:
         except TooManyStreams:
             self._refused.add()
             raise
-        body = stream(self._parts, self.feed, ticket, signed_in, only)
+        body = stream(self._parts, self.feed, ticket, signed_in, only, shown)
         return EventStream(body, ticket, self.streams, headers)
 
 
 async def stream(
-    parts: Parts, feed: Feed, ticket: Ticket, signed_in: Callable[[], bool], only: str | None
+    parts: Parts,
+    feed: Feed,
+    ticket: Ticket,
+    signed_in: Callable[[], bool],
+    only: str | None,
+    shown: Callable[[], Container[str]],
 ) -> AsyncIterator[str]:
     """One `workspace` event per workspace whose row changed, from the shared feed."""
     yield f"retry: {RECONNECT_MS}\nid: {ticket.serial}\n\n"
@@ -251,7 +258,7 @@ async def stream(
             if not signed_in():
                 return  # signed out, or its token removed, changed or without `read`
             ticket.wake.clear()  # before reading the feed, so that no news is missed
-            news, seen = feed.since(seen, only)
+            news, seen = feed.since(seen, only, shown())
             if news:
                 yield news
             # Woken by the feed's next look; the timeout notices a stop while the store is slow.

@@ -23,6 +23,18 @@ def authorize(
     scope: str,
     throttle: Throttle | None = None,
 ) -> TokenConfig:
+    """The request's token, which holds `scope` (on some workspace): 401, 429 or 403 else."""
+    token = authenticate(tokens, request, throttle)
+    if not token.allows(scope):
+        raise ApiError(403, f"token {token.name!r} lacks the {scope!r} scope")
+    return token
+
+
+def authenticate(
+    tokens: tuple[TokenConfig, ...], request: Request, throttle: Throttle | None = None
+) -> TokenConfig:
+    """The request's token, whatever its scopes: 401 without a valid one, 429 when this
+    address has guessed too often."""
     header = request.headers.get("authorization", "")
     kind, _, presented = header.partition(" ")
     if kind.lower() != "bearer" or not presented.strip():
@@ -48,8 +60,6 @@ def authorize(
             None,
             {"WWW-Authenticate": 'Bearer realm="syncd", error="invalid_token"'},
         )
-    if not token.allows(scope):
-        raise ApiError(403, f"token {token.name!r} lacks the {scope!r} scope")
     return token
 
 

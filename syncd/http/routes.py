@@ -29,7 +29,7 @@ from syncd.core.errors import RevisionNotFound
 from syncd.core.model import Mode
 from syncd.core.refs import is_revision
 from syncd.http.audit_api import audit_routes
-from syncd.http.auth import authorize, find_token
+from syncd.http.auth import authenticate, authorize, find_token
 from syncd.http.badge import render_badge
 from syncd.http.bodies import MAX_API_BODY, int_param, json_body, step_content, step_name
 from syncd.http.errors import (
@@ -86,13 +86,15 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
 
         return endpoint
 
-    def audited(scope: str, action: str, handler: ActHandler) -> Handler:
-        """A mutating call: an action of the service (which writes its audit line: who, by
+    def audited(action: str, handler: ActHandler) -> Handler:
+        """A mutating call: an action of the service (which writes its audit entry: who, by
         the token's name, never its value, did what to which workspace, and how it ended),
-        with the request read inside it, so that a refusal of the request is audited too."""
+        with the request read inside it, so that a refusal of the request is audited too.
+        The action checks the scope it needs on the workspace (syncd.service.access): a token
+        without it is refused inside the action, and audited."""
 
         async def endpoint(request: Request) -> Response:
-            token = authorize(parts.config.tokens, request, scope, parts.guesses)
+            token = authenticate(parts.config.tokens, request, parts.guesses)
             actor = request.state.actor = Actor(token.name, "api", token.access)
             ws_id, step = request.path_params["id"], request.path_params.get("name")
             async with parts.actions.act(actor, action, ws_id, step, judge=status_of) as act:
@@ -280,9 +282,9 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
         Route(ws_path, scoped("read", get_workspace), methods=["GET"]),
         Route(f"{ws_path}/diff", scoped("read", diff), methods=["GET"]),
         Route(f"{ws_path}/preview", scoped("read", preview), methods=["GET"]),
-        Route(f"{ws_path}/sync", audited("sync", "sync", sync), methods=["POST"]),
-        Route(f"{ws_path}/suspend", audited("sync", "suspend", suspend), methods=["POST"]),
-        Route(f"{ws_path}/resume", audited("sync", "resume", resume), methods=["POST"]),
+        Route(f"{ws_path}/sync", audited("sync", sync), methods=["POST"]),
+        Route(f"{ws_path}/suspend", audited("suspend", suspend), methods=["POST"]),
+        Route(f"{ws_path}/resume", audited("resume", resume), methods=["POST"]),
         Route(f"{ws_path}/runs", scoped("read", runs), methods=["GET"]),
         Route(f"{ws_path}/wait", scoped("read", wait), methods=["GET"]),
         Route("/api/v1/runs/{run_id}", scoped("read", run), methods=["GET"]),
@@ -290,9 +292,9 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
         *audit_routes(parts, scoped),
         Route(f"{ws_path}/steps", scoped("read", steps), methods=["GET"]),
         Route(f"{ws_path}/steps/{{name:path}}", scoped("read", step), methods=["GET"]),
-        Route(step_path, audited("write", "step.put", put_step), methods=["PUT"]),
-        Route(step_path, audited("write", "step.delete", delete_step), methods=["DELETE"]),
-        Route(f"{ws_path}/export", audited("export", "export", export), methods=["POST"]),
+        Route(step_path, audited("step.put", put_step), methods=["PUT"]),
+        Route(step_path, audited("step.delete", delete_step), methods=["DELETE"]),
+        Route(f"{ws_path}/export", audited("export", export), methods=["POST"]),
         Route(f"{ws_path}/health", scoped("read", health), methods=["GET"]),
         Route(f"{ws_path}/badge.svg", badge, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

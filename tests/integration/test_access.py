@@ -22,6 +22,7 @@ import yaml
 
 from syncd.app import Parts, build
 from syncd.config import load_config
+from syncd.core.audit_model import AuditQuery
 from syncd.core.model import Run, RunResult, SyncState, Trigger
 from syncd.http.openapi import openapi_document
 from syncd.http.routes import create_app
@@ -104,7 +105,7 @@ def client(git_server: GitServer, tmp_path_factory: pytest.TempPathFactory) -> I
     loop = asyncio.new_event_loop()
     transport = httpx.ASGITransport(app=create_app(parts), raise_app_exceptions=False)
     http = httpx.AsyncClient(transport=transport, base_url="http://syncd")
-    yield Client(loop, http)
+    yield Client(loop, http, parts)
     loop.run_until_complete(http.aclose())
     loop.close()
     parts.close()
@@ -116,6 +117,7 @@ class Client:
 
     loop: asyncio.AbstractEventLoop
     http: httpx.AsyncClient
+    parts: Parts
 
 
 def call(client: Client, token: str, method: str, path: str) -> httpx.Response:
@@ -140,18 +142,16 @@ def test_every_route_is_in_the_table() -> None:
 
 
 def expected(token: str, scope: str, ws_id: str) -> int | None:
-    """403, 404, or None: past the checks."""
+    """404 (not there for the token), 403 (there, but not this scope), or None: past both."""
     scopes, patterns = TOKENS[token]
-    if scope not in scopes:
-        return 403  # the token lacks it everywhere: said alike for every workspace
     tags = WORKSPACES[ws_id]
-    if patterns is None:
-        return None
-    seen = any(
+    seen = patterns is None or any(
         (p.startswith("tag:") and p[4:] in tags) or (not p.startswith("tag:") and _glob(p, ws_id))
         for p in patterns
     )
-    return None if seen else 404
+    if not seen:
+        return 404
+    return None if scope in scopes else 403
 
 
 def _glob(pattern: str, ws_id: str) -> bool:
@@ -194,3 +194,26 @@ def test_lists_show_only_what_may_be_read(client: Client) -> None:
     outside = call(client, "dev-reader", "get", "/api/v1/workspaces/prod").json()
     unknown = call(client, "admin", "get", "/api/v1/workspaces/prod-x").json()
     assert outside["error"].replace("prod", "ID") == unknown["error"].replace("prod-x", "ID")
+
+
+MUTATING = ("post", "put", "delete")
+
+
+def test_every_mutating_route_leaves_one_audit_entry(client: Client) -> None:
+    """The bar of issue #24: each mutating operation of the document, refused or not, is in
+    the store's audit, once, under the token's name."""
+    store = client.parts.core.store
+    for method, path, scope in operations():
+        if method not in MUTATING or not scope:
+            continue
+        concrete = path.replace("{id}", "dev-a").replace("{name:path}", "a/step")
+        concrete = concrete.replace("{name}", "a-step")
+        for token in ("admin", "dev-reader"):  # one acts, one is refused (it may only read)
+            before = store.audit_entries(AuditQuery(limit=1000))
+            answer = call(client, token, method, concrete)
+            after = store.audit_entries(AuditQuery(limit=1000))
+            new = after[: len(after) - len(before)]
+            said = f"{token} {method.upper()} {concrete}: {answer.status_code}"
+            assert (answer.status_code == 403) == (token == "dev-reader"), said
+            assert len(new) == 1 and new[0].actor == token and new[0].via == "api", said
+            assert new[0].workspace == "dev-a" and new[0].status == answer.status_code, said

@@ -114,3 +114,20 @@ def test_entries_survive_a_reopen(
         assert newest[0].at == 500.0 and (newest[0].id or 0) > (newest[1].id or 0)
     finally:
         again.close()
+
+
+def test_replicas_share_the_audit(pg_url: str) -> None:
+    """Two replicas are two stores on one PostgreSQL database: what one writes, the other
+    reads at once (entries are in the store, not in a replica's memory)."""
+    from syncd.store.postgres import PostgresStore
+
+    one, other = PostgresStore(pg_url), PostgresStore(pg_url)
+    try:
+        one.record_audit(entry(100.0, "ops", "prod", action="suspend", status=200))
+        other.record_audit(entry(200.0, "ci", "prod"))
+        for store in (one, other):
+            seen = [(e.actor, e.action) for e in store.audit_entries(AuditQuery(limit=10))]
+            assert seen == [("ci", "sync"), ("ops", "suspend")]
+    finally:
+        one.close()
+        other.close()

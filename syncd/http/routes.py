@@ -229,7 +229,10 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
         )
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(parts.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        # Rendered on a thread: with thousands of workspaces the text takes long enough to
+        # hold up webhooks and probes if the event loop made it.
+        text = await asyncio.to_thread(generate_latest, parts.metrics.registry)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

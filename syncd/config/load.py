@@ -99,7 +99,9 @@ class _Loader(SectionParser):
             notifications=notifications,
             git=self.git(at.key("git"), top.get("git")),
             workspaces=tuple(workspaces),
-            console=self.console(at.key("console"), top.get("console"), base_dir),
+            console=self.console(
+                at.key("console"), top.get("console"), base_dir, server.public_url
+            ),
             providers=providers,
         )
         if config.notifications.smtp is None:
@@ -126,13 +128,43 @@ class _Loader(SectionParser):
         return config
 
     def unmatched_patterns(self, at: At, config: Config) -> None:
-        """A token's workspace pattern that matches no workspace: a warning (a typo, or a
-        workspace still to come), not an error."""
+        """A token's or a console role's workspace pattern that matches no workspace: a
+        warning (a typo, or a workspace still to come), not an error."""
         known = [(ws.id, ws.tags) for ws in config.workspaces]
         for i, token in enumerate(config.tokens):
             for pattern in unmatched(token.workspaces, known):
                 where = at.key("tokens").item(i, f" (name {quote(token.name)})").key("workspaces")
                 self.warn(where, f"{quote(pattern)} matches no workspace")
+        for i, role in enumerate(config.console.roles):
+            for pattern in unmatched(role.workspaces, known):
+                where = at.key("console").key("roles").item(i, f" (group {quote(role.group)})")
+                self.warn(where.key("workspaces"), f"{quote(pattern)} matches no workspace")
+
+    def promotions(self, config: Config, seen: dict[str, At]) -> None:
+        """Each `promotion.after` names another workspace, and following them never comes
+        back round (a cycle would hold every workspace in it back for good)."""
+        after = {ws.id: ws.promotion.after for ws in config.workspaces if ws.promotion}
+        for ws_id, upstream in after.items():
+            where = seen[ws_id].key("promotion").key("after")
+            if upstream == ws_id:
+                self.error(where, "a workspace cannot be promoted after itself")
+            elif upstream not in seen:
+                self.error(
+                    where, f"no workspace {quote(upstream)}{suggest(upstream, sorted(seen))}"
+                )
+        reported: set[str] = set()
+        for start in after:
+            chain = [start]
+            while (nxt := after.get(chain[-1])) is not None and nxt not in chain:
+                chain.append(nxt)  # at most one step per workspace: bounded
+            if nxt is None or nxt == chain[-1] or reported & set(chain):
+                continue
+            cycle = chain[chain.index(nxt) :]
+            reported.update(cycle)
+            self.error(
+                seen[cycle[0]].key("promotion").key("after"),
+                "promotions form a cycle: " + " -> ".join(quote(c) for c in [*cycle, cycle[0]]),
+            )
 
     def read(self, path: Path) -> Any:
         try:

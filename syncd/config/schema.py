@@ -166,6 +166,29 @@ def config_schema() -> Schema:
         required=("id", "name", "source"),
     )
     token = section(
+def oidc_schema() -> Schema:
+    """`console.oidc`: the provider's issuer and this client. The parser also refuses plain
+    http but for this host, and a missing redirect_url when server.public_url is unset."""
+    web_url: Schema = {
+        "type": "string",
+        "maxLength": MAX_STRING,
+        "description": "an https URL (plain http for localhost, 127.0.0.1 or ::1 only)",
+        "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^\u0000-\u0020\u007f]+$",
+    }
+    return section(
+        {
+            "issuer": web_url,
+            "client_id": TEXT,
+            **secret("client_secret"),
+            "scopes": {"type": "array", "items": TEXT, "contains": {"const": "openid"}},
+            "groups_claim": TEXT,
+            "name_claim": TEXT,
+            "redirect_url": web_url,
+        },
+        required=("issuer", "client_id"),
+    )
+
+
         {
             "name": TEXT,
             **secret("token"),
@@ -256,7 +279,15 @@ def config_schema() -> Schema:
             "git": section(
                 {"timeout": DURATION, "author": section({"name": TEXT, "email": EMAIL})}
             ),
-            "console": section({**secret("session_key"), "session_lifetime": DURATION}),
+            "console": section(
+                {
+                    **secret("session_key"),
+                    "session_lifetime": DURATION,
+                    "oidc": ref("oidc"),
+                    "roles": {"type": "array", "items": ref("role")},
+                    "token_sign_in": BOOL,
+                }
+            ),
             "providers": {
                 "type": ["object", "null"],
                 "description": "API access to git hosts, by entry name (source.provider)",
@@ -287,6 +318,15 @@ def config_schema() -> Schema:
 def schema_text() -> str:
     return json.dumps(config_schema(), indent=2) + "\n"
 
+            "oidc": oidc_schema(),
+            "role": section(
+                {
+                    "group": TEXT,
+                    "scopes": {"type": "array", "minItems": 1, "items": {"enum": list(SCOPES)}},
+                    "workspaces": WORKSPACE_PATTERNS,
+                },
+                required=("group", "scopes"),
+            ),
 
 if __name__ == "__main__":
     print(schema_text(), end="")

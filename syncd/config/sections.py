@@ -2,7 +2,8 @@
 
 Each turns its part of the YAML document into a frozen object from `types`, recording every
 problem on the way; `load` reads the files and puts the sections together. The parsers of
-`notifications` (smtp, targets) are inherited from `notifications.NotificationSections`.
+`notifications` (smtp, targets) are inherited from `notifications.NotificationSections`, and
+that of `console` from `console_section.ConsoleSections`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from syncd.config import listener
 from syncd.config.checks import At, describe, quote, suggest
+from syncd.config.console_section import ConsoleSections
 from syncd.config.notifications import NotificationSections
 from syncd.config.types import (
     POSTGRES_SCHEMES,
     SCOPES,
-    ConsoleConfig,
     GitConfig,
     ServerConfig,
     StoreConfig,
@@ -40,7 +41,7 @@ _LISTEN = re.compile(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([^:\[\]\s]+):([0-9]{1,
 MIN_TOKEN_LENGTH = 16
 
 
-class SectionParser(NotificationSections, WorkspaceSections):
+class SectionParser(NotificationSections, WorkspaceSections, ConsoleSections):
     """Checks each section; a section (or list item) that added problems is left out."""
 
     def server(self, at: At, value: Any, base_dir: Path) -> ServerConfig:
@@ -260,16 +261,3 @@ class SectionParser(NotificationSections, WorkspaceSections):
             email = self.email(at.key("author").key("email"), author["email"])
         timeout = self.positive_duration(at.key("timeout"), section.get("timeout"), 30.0)
         return GitConfig(timeout=timeout, author_name=name, author_email=email)
-
-    def console(self, at: At, value: Any, base_dir: Path) -> ConsoleConfig:
-        keys = ("session_key_env", "session_key_file", "session_lifetime")
-        section = self.mapping(at, value, keys) or {}
-        key = self.secret(at, section, "session_key", base_dir)
-        # An UnresolvedSecret (lazy loading) is judged when revealed, by the process that uses it.
-        if key is not None and not isinstance(key, UnresolvedSecret) and len(key.reveal()) < 32:
-            # Named by where it comes from: the value itself is never shown.
-            self.error(at, f"the session key from {key.source} must be at least 32 characters")
-        lifetime = self.positive_duration(
-            at.key("session_lifetime"), section.get("session_lifetime"), 8 * 3600.0
-        )
-        return ConsoleConfig(session_key=key, session_lifetime=lifetime)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from syncd.config.console_types import ConsoleConfig as ConsoleConfig
 from syncd.core.access import ALL, Access
 from syncd.core.errors import ConfigError, NotFound
 from syncd.core.model import Mode
@@ -281,14 +282,6 @@ class GitConfig:
 
 
 @dataclass(frozen=True)
-class ConsoleConfig:
-    # Signs the console's session cookies. None: a key made at each start, so a restart signs
-    # everyone out; set one to keep sessions across restarts (and across several processes).
-    session_key: Secret | None = None
-    session_lifetime: float = 8 * 3600.0
-
-
-@dataclass(frozen=True)
 class Config:
     path: Path
     files: tuple[Path, ...]  # every file read (main + includes), for the file watcher
@@ -321,6 +314,7 @@ class Config:
     def unresolved_secrets(self) -> list[UnresolvedSecret]:
         """The secrets this process could not read (lazy loading), to name them."""
         return [s for s in self.secrets() if isinstance(s, UnresolvedSecret)]
+        secrets.append(self.console.oidc.client_secret if self.console.oidc else None)
 
     def secrets(self) -> list[Secret]:
         """Every secret the config names."""

@@ -81,7 +81,16 @@ def _parser_keys(home: Home, path: tuple[Any, ...]) -> list[str]:
     """The keys the parser accepts at `path`, from its unknown-key message."""
     doc = valid_doc(home)
     doc["webhooks"] = {p: {"secrets_env": ["SYNCD_T_HOOK"]} for p in WEBHOOK_PROVIDERS}
-    doc["console"] = {"session_lifetime": "1h"}
+    doc["console"] = {
+        "session_lifetime": "1h",
+        "oidc": {
+            "issuer": "https://idp.example.com",
+            "client_id": "syncd",
+            "client_secret_env": "SYNCD_T_TOKEN",
+            "redirect_url": "https://syncd.example.com/ui/oidc/callback",
+        },
+        "roles": [{"group": "ops", "scopes": ["read"]}],
+    }
     url_file = home.main.parent / "target.url"
     url_file.write_text("json://127.0.0.1:9/hook")
     notifications = doc.get("notifications") or {}
@@ -123,6 +132,8 @@ SECTIONS: list[tuple[Any, ...]] = [
     ("git",),
     ("git", "author"),
     ("console",),
+    ("console", "oidc"),
+    ("console", "roles", 0),
     ("workspaces", 0),
     ("workspaces", 0, "source"),
 ]
@@ -172,6 +183,25 @@ BAD: dict[str, Any] = {
         "defaults": {"max_deletes": "120%"},
     },
 }
+    "an oidc issuer over ftp": {
+        "console": {"oidc": {"issuer": "ftp://idp.example.com", "client_id": "syncd"}}
+    },
+    "oidc scopes without openid": {
+        "console": {
+            "oidc": {
+                "issuer": "https://idp.example.com",
+                "client_id": "syncd",
+                "scopes": ["profile"],
+                "redirect_url": "https://syncd.example.com/ui/oidc/callback",
+            }
+        }
+    },
+    "a role with an unknown scope": {
+        "console": {
+            "oidc": {"issuer": "https://idp.example.com", "client_id": "syncd"},
+            "roles": [{"group": "ops", "scopes": ["admin"]}],
+        }
+    },
 
 
 @pytest.mark.parametrize("case", list(BAD))

@@ -13,9 +13,9 @@ from starlette.responses import Response
 
 from syncd.app import Parts
 from syncd.config import TokenConfig
-from syncd.core.access import NO_ACCESS
+from syncd.core.access import NO_ACCESS, Access
 from syncd.http.console.ended import SharedEnded
-from syncd.http.console.sessions import Session, Sessions, cookie_names
+from syncd.http.console.sessions import Pending, Session, Sessions, cookie_names
 from syncd.service.audit import Actor
 
 Form = dict[str, str]
@@ -43,10 +43,33 @@ class SignInFirst(Exception):
     """No live session: pages redirect to the sign-in form."""
 
 
+@dataclass(frozen=True)
+class Principal:
+    """Who a session is: an API token, or a user signed in with OpenID Connect, whose access
+    is what the roles give their groups as configured now."""
+
+    name: str  # the audit's actor: the token's name, or `oidc:<subject>`
+    display: str  # the name pages show
+    access: Access
+    token: TokenConfig | None = None  # None: an OpenID Connect user
+    groups: tuple[str, ...] = ()
+
+    def lacks(self, scope: str) -> str:
+        if self.token is not None:
+            return f"Token {self.token.name!r} lacks the {scope!r} scope."
+        if scope == "read":
+            return (
+                f"Signed in as {self.display}, but your groups give no workspace: no role of "
+                "this syncd's console names one of them. Ask its operators for a role, then "
+                "sign in again."
+            )
+        return f"Your roles ({self.display}) give no {scope!r} scope."
+
+
 @dataclass
 class Visit:
     session: Session  # the signed-in session, or else the visitor's pre-session
-    token: TokenConfig | None
+    principal: Principal | None  # who is signed in, if anyone
     csrf: str
     fresh: bool  # a new pre-session: the sign-in form sets its cookie
     ended: bool = False  # a session was sent that has expired or ended
@@ -54,9 +77,9 @@ class Visit:
     @property
     def actor(self) -> Actor:
         """Who is signed in, and what they may do where (nothing when no one is)."""
-        if self.token is None:
+        if self.principal is None:
             return Actor("anonymous", "console", NO_ACCESS)
-        return Actor(self.token.name, "console", self.token.access)
+        return Actor(self.principal.name, "console", self.principal.access)
 
 
 class Gate:
@@ -79,20 +102,13 @@ class Gate:
         session = signer.decode(cookie, now)
         # A cookie sent but no longer good: expired, signed with an old key, or forged.
         ended = bool(cookie) and session is None
-        token = None
         if session is not None:
-            token = next(
-                (t for t in self.parts.config.tokens if t.name == session.token_name), None
-            )
-            # Its token removed or given a new value (a reload), or signed out: it has ended.
-            if (
-                token is None
-                or not signer.made_with(session, token)
-                or self.signed_out.ended(session.sid)
-            ):
-                session, token, ended = None, None, True
-        if session is not None:
-            return Visit(session, token, signer.csrf_token(session), False)
+            principal = self.principal(session, signer)
+            # Its token removed or given a new value, its provider changed (a reload), or
+            # signed out: it has ended.
+            if principal is not None and not self.signed_out.ended(session.sid):
+                return Visit(session, principal, signer.csrf_token(session), False)
+            ended = True
         # Not signed in: the pre-session of the sign-in form, in a cookie of its own, so that
         # making one never replaces a signed-in session's cookie.
         pre = signer.decode_pre(request.cookies.get(names.pre), now)
@@ -100,6 +116,22 @@ class Gate:
         if pre is None:
             pre = signer.new(now)
         return Visit(pre, None, signer.csrf_token(pre), fresh, ended)
+
+    def principal(self, session: Session, signer: Sessions) -> Principal | None:
+        """Who a signed-in session is, by the config as it is now; None when that ended it."""
+        console = self.parts.config.console
+        if session.subject is not None:
+            if console.oidc is None or not signer.made_by(session, console.oidc):
+                return None
+            access = console.access_of(session.groups)
+            display = session.display or session.subject
+            return Principal(f"oidc:{session.subject}", display, access, None, session.groups)
+        if not console.token_sign_in:  # turned off: the sessions of tokens end too
+            return None
+        token = next((t for t in self.parts.config.tokens if t.name == session.token_name), None)
+        if token is None or not signer.made_with(session, token):
+            return None
+        return Principal(token.name, token.name, token.access, token)
 
     def from_this_console(self, request: Request) -> None:
         """A form must come from the console's own pages. Browsers say where a request comes
@@ -121,10 +153,10 @@ class Gate:
 
     def signed_in(self, request: Request) -> Visit:
         seen = self.visit(request)
-        if seen.token is None:
+        if seen.principal is None:
             raise SignInFirst
-        if not seen.token.allows("read"):
-            raise Refused(403, f"Token {seen.token.name!r} lacks the 'read' scope.")
+        if not seen.principal.access.anywhere("read"):
+            raise Refused(403, seen.principal.lacks("read"))
         return seen
 
     def set_cookie(self, request: Request, response: Response, session: Session) -> None:
@@ -138,6 +170,35 @@ class Gate:
             path="/" if names.secure else self.prefix + "/",
             httponly=True,
             samesite="strict",
+            secure=names.secure,
+        )
+
+    def set_pending(self, request: Request, response: Response, pending: Pending) -> None:
+        """The OpenID Connect sign-in under way. SameSite=Lax, not Strict: it must come back
+        with the provider's redirect, a navigation from another site. Only the callback reads
+        it (its path, over plain http)."""
+        names = cookie_names(request.url.scheme == "https")
+        response.set_cookie(
+            names.pending,
+            self.sessions().encode_pending(pending),
+            max_age=max(1, int(pending.expires - time.time())),
+            path="/" if names.secure else self.prefix + "/oidc/",
+            httponly=True,
+            samesite="lax",
+            secure=names.secure,
+        )
+
+    def pending(self, request: Request) -> Pending | None:
+        names = cookie_names(request.url.scheme == "https")
+        return self.sessions().decode_pending(request.cookies.get(names.pending), time.time())
+
+    def clear_pending(self, request: Request, response: Response) -> None:
+        names = cookie_names(request.url.scheme == "https")
+        response.delete_cookie(
+            names.pending,
+            path="/" if names.secure else self.prefix + "/oidc/",
+            httponly=True,
+            samesite="lax",
             secure=names.secure,
         )
 
@@ -187,12 +248,10 @@ class Gate:
         """The checks every action passes before anything changes, in this order."""
         self.from_this_console(request)
         seen = self.visit(request)
-        if seen.token is None:
+        if seen.principal is None:
             raise Refused(401, "Your session has expired or ended. Nothing was changed: sign in.")
         form = await self.read_form(request)
         self.check_csrf(seen, form)
-        if not seen.token.allows(scope):
-            raise Refused(
-                403, f"Token {seen.token.name!r} lacks the {scope!r} scope. Nothing was changed."
-            )
+        if not seen.principal.access.anywhere(scope):
+            raise Refused(403, f"{seen.principal.lacks(scope)} Nothing was changed.")
         return seen, seen.actor, form

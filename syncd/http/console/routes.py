@@ -31,9 +31,9 @@ from syncd.http.console.data import datetime_text, drift, preview_data, workspac
 from syncd.http.console.ended import KEY as ENDED_KEY
 from syncd.http.console.ended import RefreshFirst, SharedEnded
 from syncd.http.console.gate import SECURITY_HEADERS, Gate, Refused, SignInFirst, Visit
+from syncd.http.console.oidc_routes import oidc_routes
+from syncd.http.console.sign_in import sign_in_routes
 from syncd.http.console.streams import LiveUpdates, SessionFull, TooManyStreams
-from syncd.http.routes import find_token
-from syncd.http.throttle import client_address
 from syncd.service.access import require, visible
 from syncd.service.actions import Act
 from syncd.service.answers import RETRY_AFTER_SECONDS, retry_later, status_of
@@ -51,9 +51,6 @@ NOTICES = {
     "exported": "Exported.",
     "suspended": "Suspended: automatic syncs stop until you resume.",
     "resumed": "Resumed: a sync to the branch head is queued.",
-    "signed-out": "You have signed out.",
-    "ended": "Your session has ended (it expired, was signed out, or its token was changed or "
-    "removed). Sign in again.",
 }
 
 
@@ -96,7 +93,7 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
         context.setdefault("notice", None)
         html = env.get_template(template).render(
             prefix=prefix,
-            token_name=seen.token.name if seen.token else None,
+            who=seen.principal.display if seen.principal else None,
             scopes=scopes,
             can_audit=held.anywhere("audit"),
             csrf=seen.csrf,
@@ -192,63 +189,6 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
         ]
         return page(request, seen, "replicas.html", shared=coordinator.shared, replicas=found)
 
-    async def login_form(request: Request) -> Response:
-        seen = gate.visit(request)
-        if seen.token is not None:
-            return finish(request, seen, redirect("/"))
-        notice = NOTICES.get(request.query_params.get("notice", ""))
-        return page(request, seen, "login.html", notice=notice, error=None)
-
-    async def login(request: Request) -> Response:
-        # Only from the console's own form, with the CSRF token of a pre-session syncd made.
-        gate.from_this_console(request)
-        address = client_address(request.client)
-        wait = parts.guesses.retry_after(address)
-        if wait is not None:  # too many failed sign-ins or API tokens from this address
-            raise Refused(
-                429,
-                f"Too many wrong tokens from your address: try again in {wait} s.",
-                {"Retry-After": str(wait)},
-            )
-        seen = gate.visit(request)
-        form = await gate.read_form(request)
-        gate.check_csrf(seen, form)
-        presented = form.get("token")
-        token = None
-        if presented and presented.strip():
-            token = find_token(parts.config.tokens, presented.strip())
-        audit = parts.actions.audit
-        if token is None:
-            parts.guesses.failed(address)
-            await audit.sign_in(Actor("unknown", "console"), False, "not a valid token")
-            error = "That token is not valid."
-            return page(request, seen, "login.html", 401, notice=None, error=error)
-        actor = Actor(token.name, "console", token.access)
-        if not token.allows("read"):
-            await audit.sign_in(actor, False, "lacks the read scope")
-            error = f"Token {token.name!r} lacks the 'read' scope the console needs."
-            return page(request, seen, "login.html", 403, notice=None, error=error)
-        await audit.sign_in(actor, True)
-        # A new session id at sign-in: a session id planted before it is worth nothing after.
-        response = redirect("/")
-        response.headers.update(SECURITY_HEADERS)
-        gate.set_cookie(request, response, gate.sessions().new(time.time(), token))
-        gate.clear_cookie(request, response, pre=True)
-        return response
-
-    async def logout(request: Request) -> Response:
-        gate.from_this_console(request)
-        seen = gate.visit(request)
-        gate.check_csrf(seen, await gate.read_form(request))
-        if seen.token is not None:
-            await parts.actions.audit.sign_out(seen.actor)
-            # Ended server-side: the cookie, replayed, is refused from now on.
-            await signed_out.end(seen.session.sid, seen.session.expires)
-        response = redirect("/login", notice="signed-out")
-        response.headers.update(SECURITY_HEADERS)
-        gate.clear_cookie(request, response, pre=False)
-        return response
-
     # -- actions -------------------------------------------------------------------------------
 
     async def sync(request: Request) -> Response:
@@ -297,15 +237,15 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
 
     async def events(request: Request) -> Response:
         seen = gate.visit(request)
-        if seen.token is None or not seen.token.allows("read"):
+        if seen.principal is None or not seen.principal.access.anywhere("read"):
             return Response("sign in first\n", status_code=401, media_type="text/plain")
         only = request.query_params.get("ws")
         # EventSource sends Last-Event-ID when it reconnects: such a stream never ends another.
         returning = "last-event-id" in request.headers
 
-        def still_signed_in() -> bool:  # as each page asks: signed out, token changed, no `read`
-            again = gate.visit(request)
-            return again.token is not None and again.token.allows("read")
+        def still_signed_in() -> bool:  # as each page asks: signed out, changed, no `read`
+            again = gate.visit(request).principal
+            return again is not None and again.access.anywhere("read")
 
         def shown() -> set[str]:  # the workspaces the visitor may read, as now configured
             return {ws.id for ws in visible(gate.visit(request).actor, parts.config.workspaces)}
@@ -355,9 +295,8 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
     ws_path = "/workspaces/{id}"
     routes = [
         Route("/", index, methods=["GET"]),
-        Route("/login", login_form, methods=["GET"]),
-        Route("/login", login, methods=["POST"]),
-        Route("/logout", logout, methods=["POST"]),
+        *sign_in_routes(parts, gate, signed_out, page, prefix),
+        *oidc_routes(parts, gate, page, prefix),
         Route("/events", events, methods=["GET"]),
         Route("/replicas", replicas, methods=["GET"]),
         Route("/audit", audit_page(parts, visitor, page), methods=["GET"]),

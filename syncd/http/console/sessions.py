@@ -12,6 +12,15 @@ sign-in form has a CSRF token: making one never touches the session cookie, so a
 comes without the session cookie (a link from another site: the cookie is SameSite=Strict)
 never replaces a signed-in session with an anonymous one.
 
+A session made by OpenID Connect sign-in holds, instead of a token, the user's subject, the
+name shown, and their groups (bounded: see `keep_groups`); its digest is one of the provider's
+issuer and client id, so a console moved to another provider ends the sessions of the old one.
+What the groups allow is read from the roles as configured at each request.
+
+The OpenID Connect sign-in under way (state, nonce, PKCE verifier, where to return) is a
+`Pending`, in a signed cookie of its own: it must come back on the provider's redirect, a
+navigation from another site, so that cookie is SameSite=Lax where the others are Strict.
+
 A form's CSRF token is an HMAC of the (pre-)session's id under syncd's key: only syncd can make
 a pre-session, or the token that goes with it, and a session's token is worthless for another.
 
@@ -30,11 +39,18 @@ import secrets
 from dataclasses import dataclass
 
 from syncd.config import TokenConfig
+from syncd.config.console_types import OidcConfig
 
 COOKIE = "syncd_session"  # over plain http, with Path=/ui/
 PRE_COOKIE = "syncd_presession"
 SECURE_PREFIX = "__Host-"  # over https, with Secure and Path=/
 PRE_LIFETIME = 3600.0  # long enough to fill in the sign-in form
+PENDING_COOKIE = "syncd_oidc"  # the sign-in under way at the provider, SameSite=Lax
+PENDING_LIFETIME = 600.0  # to sign in at the provider
+# What of an OpenID Connect user's groups a cookie holds: browsers keep cookies of 4 KiB.
+MAX_GROUPS = 64
+MAX_GROUP_CHARS = 1500  # in all
+MAX_GROUP_LENGTH = 256  # one group's name; longer ones are left out
 
 
 @dataclass(frozen=True)
@@ -42,25 +58,57 @@ class CookieNames:
     session: str
     pre: str
     secure: bool
+    pending: str = PENDING_COOKIE
 
 
 def cookie_names(secure: bool) -> CookieNames:
     """The cookies' names: `__Host-` ones when the console is served over https."""
     if secure:
-        return CookieNames(SECURE_PREFIX + COOKIE, SECURE_PREFIX + PRE_COOKIE, True)
+        s = SECURE_PREFIX
+        return CookieNames(s + COOKIE, s + PRE_COOKIE, True, s + PENDING_COOKIE)
     return CookieNames(COOKIE, PRE_COOKIE, False)
 
 
 @dataclass(frozen=True)
 class Session:
     sid: str
-    token_name: str | None  # None: a pre-session, not signed in
+    token_name: str | None  # None: a pre-session, or an OpenID Connect user's session
     expires: float
-    token_digest: str | None = None  # keyed digest of the token's value at sign-in
+    # A token's session: keyed digest of its value at sign-in; an OpenID Connect user's: of
+    # the provider's issuer and client id.
+    token_digest: str | None = None
+    subject: str | None = None  # an OpenID Connect user's `sub`
+    display: str | None = None  # the name they are shown by
+    groups: tuple[str, ...] = ()
 
     @property
     def signed_in(self) -> bool:
-        return self.token_name is not None
+        return self.token_name is not None or self.subject is not None
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An OpenID Connect sign-in under way: what the provider's answer must match."""
+
+    state: str
+    nonce: str
+    verifier: str  # PKCE's code verifier; the provider saw only its S256 challenge
+    back_to: str  # the console's page to show once signed in
+    expires: float
+
+
+def keep_groups(groups: list[str], wanted: set[str]) -> tuple[str, ...]:
+    """The groups a session keeps, within a cookie's room: those a role names first (so that
+    what the roles give fits whatever else the user is in), then the others while room lasts."""
+    fitting = [g for g in dict.fromkeys(groups) if 0 < len(g) <= MAX_GROUP_LENGTH]
+    kept: list[str] = []
+    room = MAX_GROUP_CHARS
+    for group in sorted(fitting, key=lambda g: g not in wanted):
+        if len(kept) == MAX_GROUPS or len(group) > room:
+            continue
+        kept.append(group)
+        room -= len(group)
+    return tuple(kept)
 
 
 class Sessions:
@@ -72,6 +120,7 @@ class Sessions:
         self._pre_key = _derive(b"syncd console pre-session", key)
         self._csrf_key = _derive(b"syncd console csrf", key)
         self._token_key = _derive(b"syncd console token", key)
+        self._pending_key = _derive(b"syncd console oidc pending", key)
         self.lifetime = lifetime
 
     def new(self, now: float, token: TokenConfig | None = None) -> Session:
@@ -80,6 +129,25 @@ class Sessions:
             return Session(secrets.token_urlsafe(18), None, now + PRE_LIFETIME)
         digest = self.token_digest(token)
         return Session(secrets.token_urlsafe(18), token.name, now + self.lifetime, digest)
+
+    def new_oidc(
+        self, now: float, provider: OidcConfig, subject: str, display: str, groups: tuple[str, ...]
+    ) -> Session:
+        """An OpenID Connect user's session, bound to the provider."""
+        digest = self.provider_digest(provider)
+        return Session(
+            secrets.token_urlsafe(18), None, now + self.lifetime, digest, subject, display, groups
+        )
+
+    def provider_digest(self, provider: OidcConfig) -> str:
+        value = f"oidc\0{provider.issuer}\0{provider.client_id}".encode()
+        return _b64(hmac.new(self._token_key, value, hashlib.sha256).digest()[:18])
+
+    def made_by(self, session: Session, provider: OidcConfig) -> bool:
+        """Whether an OpenID Connect session was made with this provider (issuer, client)."""
+        return session.token_digest is not None and hmac.compare_digest(
+            session.token_digest.encode(), self.provider_digest(provider).encode()
+        )
 
     def token_digest(self, token: TokenConfig) -> str:
         value = token.token.reveal().encode("utf-8", "surrogatepass")
@@ -92,18 +160,35 @@ class Sessions:
         )
 
     def encode(self, session: Session) -> str:
-        body = json.dumps(
-            {
-                "s": session.sid,
-                "n": session.token_name,
-                "d": session.token_digest,
-                "e": int(session.expires),
-            },
-            separators=(",", ":"),
-        ).encode()
-        payload = _b64(body)
+        data: dict[str, object] = {
+            "s": session.sid,
+            "n": session.token_name,
+            "d": session.token_digest,
+            "e": int(session.expires),
+        }
+        if session.subject is not None:
+            data |= {"o": session.subject, "u": session.display, "g": list(session.groups)}
+        payload = _b64(json.dumps(data, separators=(",", ":")).encode())
         key = self._key if session.signed_in else self._pre_key
         return f"{payload}.{_sign(key, payload)}"
+
+    def encode_pending(self, pending: Pending) -> str:
+        body = [pending.state, pending.nonce, pending.verifier, pending.back_to, pending.expires]
+        payload = _b64(json.dumps(body, separators=(",", ":")).encode())
+        return f"{payload}.{_sign(self._pending_key, payload)}"
+
+    def decode_pending(self, cookie: str | None, now: float) -> Pending | None:
+        """The sign-in under way in a cookie, or None when none is, or not one syncd made, or
+        it expired."""
+        data = _open(self._pending_key, cookie)
+        if not isinstance(data, list) or len(data) != 5:
+            return None
+        state, nonce, verifier, back_to, expires = data
+        if not all(isinstance(v, str) for v in (state, nonce, verifier, back_to)):
+            return None
+        if not isinstance(expires, int | float) or expires <= now:
+            return None
+        return Pending(state, nonce, verifier, back_to, float(expires))
 
     def decode(self, cookie: str | None, now: float) -> Session | None:
         """The signed-in session in a cookie, or None when it is missing, forged, malformed,
@@ -126,22 +211,35 @@ class Sessions:
         )
 
 
-def _decode(key: bytes, cookie: str | None, now: float) -> Session | None:
+def _open(key: bytes, cookie: str | None) -> object:
+    """The JSON a cookie signed with `key` holds; None when it is not such a cookie."""
     if not cookie or len(cookie) > 4096 or cookie.count(".") != 1:
         return None
     payload, signature = cookie.split(".")
     if not hmac.compare_digest(signature.encode(), _sign(key, payload).encode()):
         return None
     try:
-        data = json.loads(_unb64(payload))
+        data: object = json.loads(_unb64(payload))
+    except (ValueError, binascii.Error):
+        return None
+    return data
+
+
+def _decode(key: bytes, cookie: str | None, now: float) -> Session | None:
+    data = _open(key, cookie)
+    if not isinstance(data, dict):
+        return None
+    try:
         sid, name, digest, expires = data["s"], data["n"], data.get("d"), float(data["e"])
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        subject, display, groups = data.get("o"), data.get("u"), tuple(data.get("g") or ())
+    except (ValueError, KeyError, TypeError):
         return None
-    if not isinstance(sid, str) or not all(v is None or isinstance(v, str) for v in (name, digest)):
+    texts = (name, digest, subject, display)
+    if not isinstance(sid, str) or not all(v is None or isinstance(v, str) for v in texts):
         return None
-    if expires <= now:
+    if not all(isinstance(g, str) for g in groups) or expires <= now:
         return None
-    return Session(sid, name, expires, digest)
+    return Session(sid, name, expires, digest, subject, display, groups)
 
 
 def _derive(purpose: bytes, key: bytes) -> bytes:

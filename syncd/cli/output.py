@@ -63,6 +63,8 @@ def status_table(views: list[View]) -> None:
         applied = (v["last_applied_revision"] or "-")[:12]
         if v["pinned_revision"]:
             last_text += f"; pinned at {v['pinned_revision'][:12]}"
+        if blocked := v.get("blocked"):  # a daemon before change windows has no such key
+            last_text += f"; held by {blocked['reason']} until {blocked['until'] or 'unknown'}"
         if v["health"]["error"]:
             error, was_cut = cut(v["health"]["error"])
             shortened = shortened or was_cut

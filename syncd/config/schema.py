@@ -107,6 +107,42 @@ def verify_schema() -> Schema:
     return out
 
 
+def history_schema() -> Schema:
+    """`history`: a count of runs; a number of days (not a duration string: the key names its
+    unit), more than 0, at most a hundred years."""
+    keep_days: Schema = {
+        "description": "days, more than 0 (90, or 0.5 for twelve hours)",
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "maximum": 36_500,
+    }
+    return section({"keep_runs": {"type": "integer", "minimum": 1}, "keep_days": keep_days})
+
+
+def window_schema() -> Schema:
+    """An entry of `windows`: a 5-field cron schedule, a duration, an IANA zone (the parser
+    also checks that the schedule parses, the zone exists and the duration is not 0)."""
+    return section(
+        {
+            "kind": {"enum": ["allow", "deny"]},
+            "schedule": {**TEXT, "pattern": r"^\s*[^\s]+(\s+[^\s]+){4}\s*$"},
+            "duration": DURATION,
+            "timezone": TEXT,
+            "manual_sync": BOOL,
+        },
+        required=("kind", "schedule", "duration"),
+    )
+
+
+def delivery_keys() -> dict[str, Schema]:
+    """`windows` and `promotion`, of a workspace and of `defaults`."""
+    after: Schema = {"anyOf": [TEXT, {"type": "integer", "minimum": 0}]}
+    return {
+        "windows": {"type": "array", "maxItems": 32, "items": ref("window")},
+        "promotion": section({"after": after, "soak": DURATION}, required=("after",)),
+    }
+
+
 def provider_schema() -> Schema:
     """An entry of `providers`: its API URL and a token, or (GitHub) an App."""
     app = section(
@@ -314,6 +350,8 @@ def oidc_schema() -> Schema:
         },
     }
 
+            "history": history_schema(),
+            "window": window_schema(),
 
 def schema_text() -> str:
     return json.dumps(config_schema(), indent=2) + "\n"

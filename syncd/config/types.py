@@ -127,6 +127,37 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class WindowConfig:
+    """A change window (`windows:`): from each time `schedule` (a cron expression, read in
+    `timezone`) fires, for `duration` seconds. Inside a `deny` window, or outside every `allow`
+    window when any exists, an automatic workspace applies nothing by itself."""
+
+    kind: Literal["allow", "deny"]
+    schedule: str
+    duration: float
+    timezone: str = "UTC"  # an IANA name
+    manual_sync: bool = True  # a manual sync inside a closed window is allowed
+
+
+@dataclass(frozen=True)
+class PromotionConfig:
+    """`promotion:`: apply only commits that workspace `after` has applied (or a descendant of
+    them) and stayed Healthy with for `soak` seconds."""
+
+    after: str
+    soak: float = 0.0
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    """`history:`: runs beyond the newest `keep_runs`, or older than `keep_days`, are pruned
+    (the newest successful run always stays); None keeps them."""
+
+    keep_runs: int | None = None
+    keep_days: float | None = None
+
+
+@dataclass(frozen=True)
 class WorkspaceConfig:
     id: str
     name: str
@@ -144,6 +175,11 @@ class WorkspaceConfig:
     verify: VerifyConfig | None = None
     # None: nothing is reported to the git host (no provider for the source).
     report: ReportConfig | None = None
+    # When automatic changes may apply; () always.
+    windows: tuple[WindowConfig, ...] = ()
+    # None: every commit applies as soon as it lands.
+    promotion: PromotionConfig | None = None
+    history: HistoryConfig = field(default_factory=HistoryConfig)
 
 
 @dataclass(frozen=True)

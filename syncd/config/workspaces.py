@@ -14,7 +14,15 @@ from typing import Any
 
 from syncd.config.checks import At, quote
 from syncd.config.reporting import ReportingSections
-from syncd.config.types import DeleteLimit, ProviderConfig, SourceConfig, WorkspaceConfig
+from syncd.config.types import (
+    DeleteLimit,
+    HistoryConfig,
+    PromotionConfig,
+    ProviderConfig,
+    SourceConfig,
+    WindowConfig,
+    WorkspaceConfig,
+)
 from syncd.config.verify import VerifyConfig, verify_section
 from syncd.core import urls
 from syncd.core.model import Mode
@@ -34,6 +42,9 @@ _WORKSPACE_KEYS = (
     "report",
 )
 _SOURCE_KEYS = (
+    "history",
+    "windows",
+    "promotion",
     "url",
     "branch",
     "path",
@@ -43,7 +54,17 @@ _SOURCE_KEYS = (
     "ca_file",
     "provider",
 )
-_DEFAULTS_KEYS = ("mode", "branch", "path", "poll_interval", "max_deletes", "verify")
+_DEFAULTS_KEYS = (
+    "mode",
+    "branch",
+    "path",
+    "poll_interval",
+    "max_deletes",
+    "verify",
+    "history",
+    "windows",
+    "promotion",
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,9 @@ class Defaults:
     verify: VerifyConfig | None = None
 
 
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    windows: tuple[WindowConfig, ...] = ()
+    promotion: PromotionConfig | None = None
 class WorkspaceSections(ReportingSections):
     """Parsers of `defaults`, `workspaces` and what a workspace holds."""
 
@@ -78,6 +102,9 @@ class WorkspaceSections(ReportingSections):
             verify=verify_section(self, at.key("verify"), section.get("verify"), at.file.parent),
         )
         # A broken default is reported once, here; the workspaces carry on with the built-in one.
+            history=self.history(at.key("history"), section.get("history"), builtin.history),
+            windows=self.windows(at.key("windows"), section.get("windows")),
+            promotion=self.promotion(at.key("promotion"), section.get("promotion")),
         return defaults if len(self.problems) == before else builtin
 
     def workspaces(
@@ -133,6 +160,20 @@ class WorkspaceSections(ReportingSections):
             report=self.report(at, section.get("report"), source, self.known_providers),
         )
 
+
+def _default_promotion(defaults: Defaults, ws_id: Any) -> PromotionConfig | None:
+    """The default `promotion`, but not for the workspace it names (it would follow itself)."""
+    promotion = defaults.promotion
+    return None if promotion is None or promotion.after == str(ws_id) else promotion
+
+            history=self.history(at.key("history"), section.get("history"), defaults.history),
+            # A workspace's own `windows` and `promotion` replace the defaults' (null: none).
+            windows=self.windows(at.key("windows"), section["windows"])
+            if "windows" in section
+            else defaults.windows,
+            promotion=self.promotion(at.key("promotion"), section["promotion"])
+            if "promotion" in section
+            else _default_promotion(defaults, section.get("id")),
     def source(self, at: At, value: Any, defaults: Defaults) -> SourceConfig:
         section = self.mapping(at, value, _SOURCE_KEYS, required=("url",)) or {}
         url = ""

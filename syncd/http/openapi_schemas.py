@@ -184,7 +184,7 @@ SCHEMAS: dict[str, Schema] = {
             "id:str name:str tags:str[] mode:Mode status:Status health:WorkspaceHealth"
             " suspended:bool pinned_revision:str? source:Source poll_interval:num"
             " last_applied_revision:str? signed_by:str? last_seen_revision:str?"
-            " failed_revision:str? drift:int last_run:Run?"
+            " failed_revision:str? drift:int last_run:Run? blocked:Blocked?"
         ),
         description="`poll_interval` in seconds (0: webhooks only); `drift` counts the steps "
         "changed outside git. `status` is measured against the branch head: a sync pinned to "
@@ -192,7 +192,14 @@ SCHEMAS: dict[str, Schema] = {
         "applies nothing by itself (polls, webhooks and self-heal only record what they see). "
         "`signed_by`: whose verified signature the applied revision carries (the SSH principal, "
         "or the OpenPGP fingerprint and user id), from the run that applied it with `verify`; "
-        "else null.",
+        "else null. `blocked`: what holds an automatic workspace's changes back now (a closed "
+        "change window, a promotion), else null.",
+    ),
+    "Blocked": obj(
+        fields("reason until detail:str", reason=enum("window", "promotion"), until=TIME_OR_NULL),
+        description="`until` (RFC 3339, UTC): when the change applies by itself; null when not "
+        "known (no window opening within 400 days; an upstream that has yet to apply the "
+        "commit or turn Healthy).",
     ),
     "WorkspaceList": obj(fields("workspaces:Workspace[]")),
     "Health": obj(

@@ -39,6 +39,8 @@ WEBHOOK_RESULTS = (
     "overloaded",
     "unavailable",
 )
+# What holds an automatic workspace back (`syncd.sync.gate.REASONS`).
+BLOCK_REASONS = ("window", "promotion")
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 STEP_ACTIONS = ("create", "update", "delete")
 
@@ -85,6 +87,13 @@ class Metrics:
             "syncd_workspace_drift_steps",
             "Steps that differ between the workspace and git.",
             ["workspace"],
+            registry=r,
+        )
+        self.blocked = Gauge(
+            "syncd_workspace_blocked",
+            "1 while an automatic workspace's changes are held back, by why (a closed change"
+            " window, a promotion not yet applied or soaked upstream); 0 otherwise.",
+            ["workspace", "reason"],
             registry=r,
         )
         self.last_success = Gauge(
@@ -215,6 +224,8 @@ class Metrics:
         """The workspace's series from what the store knows: at start and after a reload, so
         gauges do not wait for the next run (and an alert on them does not go blind)."""
         self.add_workspace(ws_id)
+        for reason in BLOCK_REASONS:
+            self.blocked.labels(ws_id, reason)  # 0 when new; a held one keeps its 1
         self.set_state(ws_id, state)
         if last_success is not None:
             self.last_success.labels(ws_id).set(last_success)
@@ -247,6 +258,11 @@ class Metrics:
         self.verify_failures.labels(
             ws_id, reason if reason in VERIFY_REASONS else "malformed"
         ).inc()
+
+    def workspace_blocked(self, ws_id: str, reason: str | None) -> None:
+        """A run's gate decision (`syncd.sync.gate.BlockObserver`): None when nothing holds."""
+        for value in BLOCK_REASONS:
+            self.blocked.labels(ws_id, value).set(1 if reason == value else 0)
 
     def git_operation(self, op: str, result: str, seconds: float) -> None:
         # local_error: this host's state directory failed the operation, not the remote.
@@ -290,6 +306,8 @@ class Metrics:
         _remove(self.sync_duration, ws_id)
         for reason in VERIFY_REASONS:
             _remove(self.verify_failures, ws_id, reason)
+        for reason in BLOCK_REASONS:
+            _remove(self.blocked, ws_id, reason)
 
 
 def _remove(metric: Gauge | Counter | Histogram, *labels: str) -> None:

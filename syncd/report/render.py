@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from syncd.config import WorkspaceConfig
-from syncd.core.model import Plan, Run, RunResult
+from syncd.core.model import Mode, Plan, Run, RunResult
 from syncd.report.host import CommitStatus, State
 from syncd.sync.previewing import Preview
 
@@ -134,11 +134,15 @@ def run_status(
         return CommitStatus(State.SUCCESS, context, f"applied: {done}", url)
     if run.result == RunResult.FAILED:
         return CommitStatus(State.FAILURE, context, first_line(run.error) or "failed", url)
-    # Planned: a manual workspace compared the commit and waits for someone to sync it.
+    # Planned: a manual workspace compared the commit and waits for someone to sync it; an
+    # automatic one is held back (a change window, a promotion gate) or suspended.
     pending = plan_counts(plan) if plan is not None else done
     empty = plan.empty if plan is not None else not (run.created or run.updated or run.deleted)
     if empty:
         return CommitStatus(State.SUCCESS, context, "in sync: nothing to apply", url)
+    if ws.mode is Mode.AUTOMATIC:
+        why = "held back (a change window, a promotion gate, or suspended)"
+        return CommitStatus(State.PENDING, context, f"{why}: {pending}", url)
     return CommitStatus(State.PENDING, context, f"waits for a manual sync: {pending}", url)
 
 

@@ -227,7 +227,13 @@ class Polling:
         for ws in self._remotes().get(key, []):
             head = heads.get(ws.source.branch)
             state = await asyncio.to_thread(self.host.store.state, ws.id)
-            if should_sync(ws.mode, state, head) or await self._source_back(ws.id):
+            wanted = should_sync(ws.mode, state, head)
+            if wanted and head == state.last_seen_revision:
+                # Nothing new, only behind: a workspace still held back by its gate (a closed
+                # window, a promotion) would record the same planned run again. Its gate opening
+                # syncs it (a timer, the upstream's apply); this is the check of last resort.
+                wanted = await asyncio.to_thread(self.engine.gate.view, ws, state) is None
+            if wanted or await self._source_back(ws.id):
                 self.host.request_quietly(ws.id, Trigger.POLL, head)
 
     def _source_failed(self, group: list[WorkspaceConfig], error: GitError) -> None:

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 from syncd.config import Config
 from syncd.core import retry
-from syncd.core.model import RunResult, Trigger
+from syncd.core.model import Mode, RunResult, Status, Trigger, automation_suspended
 from syncd.ops.logs import fields
+from syncd.runs.gate_timers import GateTimers
 from syncd.runs.local_queue import LocalQueue
 from syncd.runs.polling import Polling, should_sync
 from syncd.runs.queue import RunQueue
@@ -78,6 +79,9 @@ class Scheduler:
         self.rng = rng
         self._parallel = asyncio.Semaphore(max_parallel)
         self._backoffs: dict[str, Backoff] = {}
+        # Held workspaces (a closed window, a promotion's soak) are synced when their gate opens.
+        self.gate_timers = GateTimers(engine.clock, self._gate_opened)
+        self._wakes: set[asyncio.Task[None]] = set()
         self.accepting = False
         # Store calls made for the event loop (a request recorded in the database).
         self.offloop = OffLoop()
@@ -113,6 +117,13 @@ class Scheduler:
             if ws_id not in known and ws_id not in running:
                 backoff.cancel()
                 del self._backoffs[ws_id]
+        # A held workspace is decided again under the new config (its windows may be gone).
+        self.gate_timers.forget(known)
+        for ws_id in list(self.engine.gate.held):
+            if ws_id in known:
+                self.request_quietly(ws_id, Trigger.POLL)
+            else:
+                self.engine.gate.held.pop(ws_id, None)
 
     async def stop(self, deadline: float = 8.0) -> bool:
         """Stop taking runs and wait for those in flight; True when all finished in time."""
@@ -124,6 +135,7 @@ class Scheduler:
         running = self.queue.stop()
         for backoff in self._backoffs.values():
             backoff.cancel()
+        self.gate_timers.stop()
         # 3. wait for the runs in flight: each finishes or rolls back in its transaction
         if not running:
             await self.coordinator.stop()
@@ -215,7 +227,11 @@ class Scheduler:
         return outcome
 
     def after_run(self, ws_id: str, req: Request, outcome: Outcome) -> None:
-        """Schedule a retry after a transient failure; forget failures after a success."""
+        """Schedule a retry after a transient failure; forget failures after a success. A run
+        held back by its gate is synced again when the gate opens; an apply may open the gate
+        of the workspaces promoted after this one."""
+        if not outcome.run.dry_run and not outcome.fenced:
+            self._follow_gate(ws_id, outcome)
         if outcome.run.result is not RunResult.FAILED:
             self._backoff(ws_id).failures = 0
             return
@@ -246,3 +262,43 @@ class Scheduler:
             "retry scheduled",
             extra=fields(workspace=ws_id, delay_seconds=round(delay, 1), failures=backoff.failures),
         )
+
+    # -- held workspaces ------------------------------------------------------------------------
+
+    def _follow_gate(self, ws_id: str, outcome: Outcome) -> None:
+        block = self.engine.gate.held.get(ws_id)
+        if block is not None and block.until is not None:
+            self.gate_timers.arm(ws_id, block.until)
+        else:
+            self.gate_timers.cancel(ws_id)
+        if outcome.run.result is RunResult.SUCCEEDED:
+            after = [
+                ws.id
+                for ws in self.config().workspaces
+                if ws.promotion is not None
+                and ws.promotion.after == ws_id
+                and ws.mode is Mode.AUTOMATIC
+            ]
+            if after:
+                task = asyncio.get_running_loop().create_task(self._wake_behind(after))
+                self._wakes.add(task)
+                task.add_done_callback(self._wakes.discard)
+
+    async def _wake_behind(self, ws_ids: list[str]) -> None:
+        """Workspaces promoted after one that just applied: those behind their branch (in the
+        store, which replicas share) are asked again; their gate decides."""
+        for ws_id in ws_ids:
+            try:
+                state = await asyncio.to_thread(self.store.state, ws_id)
+            except Exception:
+                log.exception("promotion check failed", extra=fields(workspace=ws_id))
+                continue
+            if state.status is Status.OUT_OF_SYNC and not automation_suspended(
+                Mode.AUTOMATIC, state
+            ):
+                self.request_quietly(ws_id, Trigger.POLL)
+
+    def _gate_opened(self, ws_id: str) -> None:
+        if self.accepting:
+            log.info("gate open, syncing", extra=fields(workspace=ws_id))
+            self.request_quietly(ws_id, Trigger.POLL)

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from syncd.config import WorkspaceConfig
+from syncd.core.errors import Conflict
 from syncd.core.model import LiveStep, Mode, StepContent, Trigger
 from syncd.runs.requests import QueueFull, ShuttingDown, Ticket
 from syncd.service import access, audit
@@ -147,10 +148,13 @@ class Act:
         """A manual sync, a dry run, or a rollback (a sync pinned to `revision`). A pinned
         revision must be on the workspace's branch, and with `verify` the commit (pinned, or
         the branch head) must carry a trusted signature: refused (422) before anything is
-        queued."""
+        queued. Inside a closed change window that says `manual_sync: false`, a sync or a
+        rollback is refused (409); a dry run applies nothing and is not."""
         ws, service = self.workspace, self._actions.workspaces
         self.revision = revision
         self.detail = "dry run" if dry_run else None if revision is None else "rollback"
+        if not dry_run:
+            await self._refuse_in_window()
         if revision is not None:  # it may fetch: on a thread of the default pool, as git reads
             await asyncio.to_thread(service.check_revision, ws, revision)
         elif ws.verify is not None:
@@ -165,6 +169,8 @@ class Act:
         which also ends a pin; in manual mode a comparison with the head (a planned run, as a
         poll makes), which applies nothing: its changes wait for a manual sync."""
         ws = self.workspace
+        if ws.mode is Mode.AUTOMATIC:
+            await self._refuse_in_window()  # its sync to the head is a manual one
         await self._actions.calls.run(self._actions.workspaces.resume, ws)
         trigger = Trigger.MANUAL if ws.mode is Mode.AUTOMATIC else Trigger.POLL
         try:
@@ -174,6 +180,14 @@ class Act:
                 f"workspace {ws.id} is resumed, but its sync to the branch head was not queued: "
                 f"{e}; the next poll or push syncs it"
             ) from e
+
+    async def _refuse_in_window(self) -> None:
+        """Conflict (409) inside a closed window that takes no manual sync, naming it and when
+        it opens (windows are computed, never read: a thread only for a long look-ahead)."""
+        gate = self._actions.workspaces.engine.gate
+        refusal = await asyncio.to_thread(gate.manual_refusal, self.workspace)
+        if refusal is not None:
+            raise Conflict(refusal)
 
     async def put_step(self, name: str, content: StepContent) -> LiveStep:
         """An edit outside git: the workspace turns OutOfSync, and automatic mode heals it."""

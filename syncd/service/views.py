@@ -11,6 +11,7 @@ from syncd.core.times import rfc3339
 from syncd.core.urls import redact_url
 from syncd.runs.replicas import ReplicaInfo
 from syncd.sync.engine import Outcome, Reading
+from syncd.sync.gate import Block
 from syncd.sync.health import derived
 from syncd.sync.previewing import Preview
 
@@ -33,8 +34,10 @@ def workspace_view(
     last_run: Run | None,
     health: HealthRecord | None = None,
     signed_by: str | None = None,
+    blocked: Block | None = None,
 ) -> dict[str, Any]:
-    """`signed_by`: whose verified signature the applied revision carries (`verify`)."""
+    """`signed_by`: whose verified signature the applied revision carries (`verify`);
+    `blocked`: what holds an automatic workspace back now (a window, a promotion), if any."""
     health = health or derived(ws, state, last_run)
     return {
         "id": ws.id,
@@ -53,6 +56,7 @@ def workspace_view(
         "failed_revision": state.failed_revision,
         "drift": state.drift,
         "last_run": last_run.to_dict() if last_run else None,
+        "blocked": blocked.to_dict() if blocked else None,
     }
 
 

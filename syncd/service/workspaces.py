@@ -128,7 +128,8 @@ class Workspaces:
     def view(self, ws: WorkspaceConfig) -> dict[str, Any]:
         state, last = self.state(ws)
         health = self.keeper.current(ws, state, last)
-        return workspace_view(ws, state, last, health, self.signed_by(ws, state, last))
+        blocked = self.engine.gate.view(ws, state)  # a closed window or promotion, now
+        return workspace_view(ws, state, last, health, self.signed_by(ws, state, last), blocked)
 
     def signed_by(self, ws: WorkspaceConfig, state: SyncState, last: Run | None) -> str | None:
         """Whose verified signature the applied revision carries: the `signed_by` of the run

@@ -34,6 +34,7 @@ from syncd.core.plan import guard_plan
 from syncd.ops.logs import fields
 from syncd.store import ApplyConflict, Fenced, Lease, Store, StoreError
 from syncd.sync import previewing, resolving
+from syncd.sync.gate import Block, DeliveryGate
 from syncd.sync.outcome import Observers, Outcome, StartObserver, SyncObserver
 from syncd.sync.parsed_steps import ParsedSteps
 from syncd.sync.previewing import Preview
@@ -82,6 +83,8 @@ class Engine:
         # This process's leases on the workspaces it syncs (the store is read at each use).
         self.leases = WriterLeases(lambda: self.store, holder or new_holder("syncd"))
         self.parsed = ParsedSteps()  # step files by blob, shared by the workspaces of a remote
+        # An automatic workspace's windows and promotion, asked before it applies by itself.
+        self.gate = DeliveryGate(lambda: self.store, git, clock)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -177,6 +180,9 @@ class Engine:
             #    the plan
             automatic = ws.mode is Mode.AUTOMATIC and not automation_suspended(ws.mode, state)
             apply = not run.dry_run and (automatic or run.trigger is Trigger.MANUAL)
+            # 5b. the gate: a closed window or promotion holds back what applies by itself (a
+            #     person's sync is not held: a window that refuses those refuses them earlier)
+            gated = apply and run.trigger is not Trigger.MANUAL and bool(ws.windows or ws.promotion)
             pinned = revision is not None
             for attempt in range(1, APPLY_ATTEMPTS + 1):
                 # 3-4. read the steps at that commit and plan against the live ones
@@ -184,8 +190,15 @@ class Engine:
                 # 5. guard: refuse an empty result unless allowed, and mass deletes over a
                 #    limit
                 guard_plan(reading.plan, reading.live_total, ws.allow_empty, ws.max_deletes)
+                block: Block | None = None
+                if gated and not reading.plan.empty:
+                    block = self.gate.check(ws, run.revision, state.last_applied_revision)
                 try:
-                    state = self._finish(ws, run, reading, state, apply, progress, pinned, lease)
+                    state = self._finish(
+                        ws, run, reading, state, apply and block is None, progress, pinned, lease
+                    )
+                    if not run.dry_run:
+                        self.gate.decided(ws.id, block, self.observer)
                     return state, reading
                 except ApplyConflict as e:
                     # The workspace moved (an edit outside git, or a writer whose lease this

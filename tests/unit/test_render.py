@@ -64,6 +64,9 @@ def test_run_statuses() -> None:
     waits = run_status(WS, run(RunResult.PLANNED), PLAN, URL)
     assert waits is not None and waits.state is State.PENDING
     assert waits.description == "waits for a manual sync: +1 ~2 -1"
+    held = run_status(workspace("prod", Mode.AUTOMATIC), run(RunResult.PLANNED), PLAN, URL)
+    assert held is not None and held.state is State.PENDING
+    assert held.description.startswith("held back (") and held.description.endswith("+1 ~2 -1")
     empty = run_status(WS, run(RunResult.PLANNED, created=0, updated=0, deleted=0), Plan(), URL)
     assert empty is not None and (empty.state, empty.description) == (
         State.SUCCESS,

@@ -64,6 +64,7 @@ def row(view: dict[str, Any], now: float) -> dict[str, Any]:
         "status": view["status"],
         "suspended": bool(view.get("suspended")),
         "pinned_revision": view.get("pinned_revision"),
+        "blocked": view.get("blocked"),  # {"reason", "until", "detail"} or None
         "health": health_label(view),
         "applied": short(applied),
         "applied_full": applied or "",

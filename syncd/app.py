@@ -31,6 +31,7 @@ from syncd.runs.scheduler import Scheduler
 from syncd.service.actions import Actions, Inline, QueuedRuns, RunsHere
 from syncd.service.deliveries import DeliveryLog
 from syncd.service.intake import Intake
+from syncd.service.prune import Pruner
 from syncd.service.pull_plans import PullPlans
 from syncd.service.remote_reads import RemoteReads
 from syncd.service.workspaces import Workspaces
@@ -111,6 +112,7 @@ class Parts:
     metrics: Metrics
     scheduler: Scheduler
     digests: Digester
+    pruner: Pruner  # history pruning (`history:`), off the syncs' path
     intake: Intake  # webhooks: dedupe, targets per config, last seen
     remote_reads: RemoteReads  # diffs: their own few threads, refused past the bound
     reporter: Reporter  # commit statuses and pull request comments, off the syncs' path
@@ -210,6 +212,7 @@ def build(config: Config, registry: CollectorRegistry | None = None) -> Parts:
         coordinator.alive if coordinator.shared else None,  # replicas only: see Metrics
     )
     digests = Digester(core.store, lambda: core.config, metrics)
+    pruner = Pruner(core.store, lambda: core.config, metrics.runs_pruned)
     # Delivery ids are kept in the store, so that a redelivery after a restart starts nothing.
     intake = Intake(
         lambda: core.config,
@@ -231,6 +234,7 @@ def build(config: Config, registry: CollectorRegistry | None = None) -> Parts:
         metrics=metrics,
         scheduler=scheduler,
         digests=digests,
+        pruner=pruner,
         intake=intake,
         remote_reads=remote_reads,
         reporter=reporter,

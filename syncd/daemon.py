@@ -108,6 +108,7 @@ class Daemon:
             asyncio.create_task(self._watch_config(), name="config watch"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
             asyncio.create_task(self.parts.digests.run(self._stop), name="digests"),
+            asyncio.create_task(self.parts.pruner.run(self._stop), name="history pruning"),
         ]
         # Reports to git hosts stop after the runs do (step 3), so the last runs' go out too.
         self.parts.reporter.start()

@@ -217,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     from syncd.cli.audit import add_command as add_audit  # reads the store or the server's API
 
     add_audit(sub, common)
+    from syncd.cli.admin import add_command as add_admin  # the store itself: backups
+
+    add_admin(sub, common)
     cmd = add("completion", cmd_completion, "print a shell completion script")
     cmd.add_argument("shell", choices=("bash", "zsh", "fish"))
     add("__complete-workspaces", c.cmd_complete_workspaces, None)

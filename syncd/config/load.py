@@ -112,6 +112,7 @@ class _Loader(SectionParser):
                         "sending e-mail needs notifications.smtp, which is not configured",
                     )
         self.unmatched_patterns(at, config)
+        self.promotions(config, seen)
         ids = {ws.id for ws in config.workspaces}
         for i, target in enumerate(config.notifications.targets):
             for j, ws_id in enumerate(target.workspaces):

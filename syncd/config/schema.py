@@ -166,6 +166,29 @@ def provider_schema() -> Schema:
     )
 
 
+def oidc_schema() -> Schema:
+    """`console.oidc`: the provider's issuer and this client. The parser also refuses plain
+    http but for this host, and a missing redirect_url when server.public_url is unset."""
+    web_url: Schema = {
+        "type": "string",
+        "maxLength": MAX_STRING,
+        "description": "an https URL (plain http for localhost, 127.0.0.1 or ::1 only)",
+        "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^\u0000-\u0020\u007f]+$",
+    }
+    return section(
+        {
+            "issuer": web_url,
+            "client_id": TEXT,
+            **secret("client_secret"),
+            "scopes": {"type": "array", "items": TEXT, "contains": {"const": "openid"}},
+            "groups_claim": TEXT,
+            "name_claim": TEXT,
+            "redirect_url": web_url,
+        },
+        required=("issuer", "client_id"),
+    )
+
+
 def config_schema() -> Schema:
     source = section(
         {
@@ -198,33 +221,12 @@ def config_schema() -> Schema:
             "badge": {"type": "boolean"},
             "verify": ref("verify"),
             "report": section({"commit_status": BOOL, "pull_requests": BOOL}),
+            "history": ref("history"),
+            **delivery_keys(),
         },
         required=("id", "name", "source"),
     )
     token = section(
-def oidc_schema() -> Schema:
-    """`console.oidc`: the provider's issuer and this client. The parser also refuses plain
-    http but for this host, and a missing redirect_url when server.public_url is unset."""
-    web_url: Schema = {
-        "type": "string",
-        "maxLength": MAX_STRING,
-        "description": "an https URL (plain http for localhost, 127.0.0.1 or ::1 only)",
-        "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^\u0000-\u0020\u007f]+$",
-    }
-    return section(
-        {
-            "issuer": web_url,
-            "client_id": TEXT,
-            **secret("client_secret"),
-            "scopes": {"type": "array", "items": TEXT, "contains": {"const": "openid"}},
-            "groups_claim": TEXT,
-            "name_claim": TEXT,
-            "redirect_url": web_url,
-        },
-        required=("issuer", "client_id"),
-    )
-
-
         {
             "name": TEXT,
             **secret("token"),
@@ -309,6 +311,8 @@ def oidc_schema() -> Schema:
                     "poll_interval": DURATION,
                     "max_deletes": MAX_DELETES,
                     "verify": ref("verify"),
+                    "history": ref("history"),
+                    **delivery_keys(),
                 }
             ),
             "workspaces": {"type": "array", "items": ref("workspace")},
@@ -346,16 +350,9 @@ def oidc_schema() -> Schema:
             "smtp": smtp,
             "target": target,
             "verify": verify_schema(),
-            "provider": provider_schema(),
-        },
-    }
-
             "history": history_schema(),
             "window": window_schema(),
-
-def schema_text() -> str:
-    return json.dumps(config_schema(), indent=2) + "\n"
-
+            "provider": provider_schema(),
             "oidc": oidc_schema(),
             "role": section(
                 {
@@ -365,6 +362,13 @@ def schema_text() -> str:
                 },
                 required=("group", "scopes"),
             ),
+        },
+    }
+
+
+def schema_text() -> str:
+    return json.dumps(config_schema(), indent=2) + "\n"
+
 
 if __name__ == "__main__":
     print(schema_text(), end="")

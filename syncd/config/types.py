@@ -350,7 +350,6 @@ class Config:
     def unresolved_secrets(self) -> list[UnresolvedSecret]:
         """The secrets this process could not read (lazy loading), to name them."""
         return [s for s in self.secrets() if isinstance(s, UnresolvedSecret)]
-        secrets.append(self.console.oidc.client_secret if self.console.oidc else None)
 
     def secrets(self) -> list[Secret]:
         """Every secret the config names."""
@@ -359,6 +358,7 @@ class Config:
             secrets += [*hook.secrets, *hook.signing_secrets]
         secrets += [ws.source.password for ws in self.workspaces]
         secrets.append(self.console.session_key)
+        secrets.append(self.console.oidc.client_secret if self.console.oidc else None)
         secrets.append(self.notifications.smtp.password if self.notifications.smtp else None)
         secrets += [t.url for t in self.notifications.targets]
         secrets.append(self.store.password)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from syncd.config.checks import At, quote
+from syncd.config.delivery import DeliverySections
+from syncd.config.history import HistorySections
 from syncd.config.reporting import ReportingSections
 from syncd.config.types import (
     DeleteLimit,
@@ -40,11 +42,11 @@ _WORKSPACE_KEYS = (
     "badge",
     "verify",
     "report",
-)
-_SOURCE_KEYS = (
     "history",
     "windows",
     "promotion",
+)
+_SOURCE_KEYS = (
     "url",
     "branch",
     "path",
@@ -75,12 +77,12 @@ class Defaults:
     poll_interval: float = 60.0
     max_deletes: DeleteLimit | None = None
     verify: VerifyConfig | None = None
-
-
     history: HistoryConfig = field(default_factory=HistoryConfig)
     windows: tuple[WindowConfig, ...] = ()
     promotion: PromotionConfig | None = None
-class WorkspaceSections(ReportingSections):
+
+
+class WorkspaceSections(ReportingSections, HistorySections, DeliverySections):
     """Parsers of `defaults`, `workspaces` and what a workspace holds."""
 
     known_providers: Mapping[str, ProviderConfig] = MappingProxyType({})
@@ -100,11 +102,11 @@ class WorkspaceSections(ReportingSections):
                 at.key("max_deletes"), section.get("max_deletes"), builtin.max_deletes
             ),
             verify=verify_section(self, at.key("verify"), section.get("verify"), at.file.parent),
-        )
-        # A broken default is reported once, here; the workspaces carry on with the built-in one.
             history=self.history(at.key("history"), section.get("history"), builtin.history),
             windows=self.windows(at.key("windows"), section.get("windows")),
             promotion=self.promotion(at.key("promotion"), section.get("promotion")),
+        )
+        # A broken default is reported once, here; the workspaces carry on with the built-in one.
         return defaults if len(self.problems) == before else builtin
 
     def workspaces(
@@ -158,14 +160,6 @@ class WorkspaceSections(ReportingSections):
             verify=verify_section(self, at.key("verify"), section.get("verify"), at.file.parent)
             or defaults.verify,
             report=self.report(at, section.get("report"), source, self.known_providers),
-        )
-
-
-def _default_promotion(defaults: Defaults, ws_id: Any) -> PromotionConfig | None:
-    """The default `promotion`, but not for the workspace it names (it would follow itself)."""
-    promotion = defaults.promotion
-    return None if promotion is None or promotion.after == str(ws_id) else promotion
-
             history=self.history(at.key("history"), section.get("history"), defaults.history),
             # A workspace's own `windows` and `promotion` replace the defaults' (null: none).
             windows=self.windows(at.key("windows"), section["windows"])
@@ -174,6 +168,8 @@ def _default_promotion(defaults: Defaults, ws_id: Any) -> PromotionConfig | None
             promotion=self.promotion(at.key("promotion"), section["promotion"])
             if "promotion" in section
             else _default_promotion(defaults, section.get("id")),
+        )
+
     def source(self, at: At, value: Any, defaults: Defaults) -> SourceConfig:
         section = self.mapping(at, value, _SOURCE_KEYS, required=("url",)) or {}
         url = ""
@@ -198,3 +194,9 @@ def _default_promotion(defaults: Defaults, ws_id: Any) -> PromotionConfig | None
             ca_file=ca_file,
             provider=self.optional_string(at.key("provider"), section.get("provider")),
         )
+
+
+def _default_promotion(defaults: Defaults, ws_id: Any) -> PromotionConfig | None:
+    """The default `promotion`, but not for the workspace it names (it would follow itself)."""
+    promotion = defaults.promotion
+    return None if promotion is None or promotion.after == str(ws_id) else promotion

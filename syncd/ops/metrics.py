@@ -178,6 +178,11 @@ class Metrics:
             "Audit entries the store did not take (the action went on; its log line stays).",
             registry=r,
         )
+        self.runs_pruned_total = Counter(
+            "syncd_runs_pruned",
+            "Runs deleted from the store by history pruning (`history:`), all workspaces.",
+            registry=r,
+        )
         build = Gauge("syncd_build_info", "syncd's version.", ["version"], registry=r)
         build.labels(__version__).set(1)
         for op in GIT_OPS:
@@ -219,13 +224,13 @@ class Metrics:
         for action in STEP_ACTIONS:
             self.steps_changed.labels(ws_id, action)
         self.sync_duration.labels(ws_id)
+        for reason in BLOCK_REASONS:
+            self.blocked.labels(ws_id, reason)  # 0 when new; a held one keeps its 1
 
     def restore(self, ws_id: str, state: SyncState, last_success: float | None) -> None:
         """The workspace's series from what the store knows: at start and after a reload, so
         gauges do not wait for the next run (and an alert on them does not go blind)."""
         self.add_workspace(ws_id)
-        for reason in BLOCK_REASONS:
-            self.blocked.labels(ws_id, reason)  # 0 when new; a held one keeps its 1
         self.set_state(ws_id, state)
         if last_success is not None:
             self.last_success.labels(ws_id).set(last_success)
@@ -254,15 +259,15 @@ class Metrics:
         for value in Health:
             self.health.labels(ws_id, value.value).set(1 if health is value else 0)
 
-    def verify_failed(self, ws_id: str, reason: str) -> None:
-        self.verify_failures.labels(
-            ws_id, reason if reason in VERIFY_REASONS else "malformed"
-        ).inc()
-
     def workspace_blocked(self, ws_id: str, reason: str | None) -> None:
         """A run's gate decision (`syncd.sync.gate.BlockObserver`): None when nothing holds."""
         for value in BLOCK_REASONS:
             self.blocked.labels(ws_id, value).set(1 if reason == value else 0)
+
+    def verify_failed(self, ws_id: str, reason: str) -> None:
+        self.verify_failures.labels(
+            ws_id, reason if reason in VERIFY_REASONS else "malformed"
+        ).inc()
 
     def git_operation(self, op: str, result: str, seconds: float) -> None:
         # local_error: this host's state directory failed the operation, not the remote.
@@ -287,6 +292,9 @@ class Metrics:
     def audit_write_failed(self) -> None:
         self.audit_failures.inc()
 
+    def runs_pruned(self, count: int) -> None:
+        self.runs_pruned_total.inc(count)
+
     def report(self, provider: str, kind: str, result: str) -> None:
         self.reports.labels(provider, kind, result).inc()
 
@@ -298,6 +306,8 @@ class Metrics:
             _remove(self.health, ws_id, health.value)
         _remove(self.drift, ws_id)
         _remove(self.last_success, ws_id)
+        for reason in BLOCK_REASONS:
+            _remove(self.blocked, ws_id, reason)
         for trigger in Trigger:
             for result in RunResult:
                 _remove(self.sync_runs, ws_id, trigger.value, result.value)
@@ -306,8 +316,6 @@ class Metrics:
         _remove(self.sync_duration, ws_id)
         for reason in VERIFY_REASONS:
             _remove(self.verify_failures, ws_id, reason)
-        for reason in BLOCK_REASONS:
-            _remove(self.blocked, ws_id, reason)
 
 
 def _remove(metric: Gauge | Counter | Histogram, *labels: str) -> None:

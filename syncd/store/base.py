@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Generic
+from typing import Any, Generic
 
 from syncd.core.audit_model import AuditEntry, AuditQuery
 from syncd.core.model import (
@@ -26,7 +26,7 @@ from syncd.core.model import (
     StepContent,
     SyncState,
 )
-from syncd.store import audit, leases, writes
+from syncd.store import audit, history, leases, writes
 from syncd.store.dialect import C, Dialect, Statements
 from syncd.store.protocol import (
     DELIVERY_PRUNE_EVERY,
@@ -51,6 +51,7 @@ class SqlStore(ABC, Generic[C]):
     and in which dialect."""
 
     dialect: Dialect[C]
+    kind: str  # sqlite | postgresql: what a backup says it was made from
 
     def __init__(self) -> None:
         # Why the last write failed (disk full, I/O error), until a write that clears it
@@ -85,6 +86,19 @@ class SqlStore(ABC, Generic[C]):
     def _hooks(self) -> AbstractContextManager[C]:
         """The webhook deliveries' connection: apart from the syncs' (the intake must never wait
         on a long apply), with a cheaper commit (a lost dedupe record costs one redundant run)."""
+
+    @abstractmethod
+    def snapshot(self) -> AbstractContextManager[Callable[[str], Iterator[Sequence[Any]]]]:
+        """One consistent read of the whole store, for a backup (syncd.store.backup): a
+        function that streams a query's rows (a few at a time, never all at once), every query
+        seeing the store as of one instant while writers go on."""
+
+    @abstractmethod
+    def schema_version(self) -> int: ...
+
+    def restoring(self) -> AbstractContextManager[C]:
+        """The one write transaction a backup is restored in."""
+        return self._tx()
 
     @abstractmethod
     def close(self) -> None: ...
@@ -268,6 +282,20 @@ class SqlStore(ABC, Generic[C]):
     def audit_entries(self, query: AuditQuery) -> list[AuditEntry]:
         with self._reading() as db:
             return audit.entries(db, self.dialect.audit, query)
+
+    # -- history pruning (see syncd.store.history) -----------------------------------------
+
+    def prune_runs(
+        self, ws: str, keep_runs: int | None, older_than: float | None, limit: int
+    ) -> int:
+        # Not under the workspace's write lock: deleting old runs never conflicts with a
+        # sync's writes, which only add the newest.
+        with self._tx() as db:
+            return history.prune_runs(db, self.dialect.history, ws, keep_runs, older_than, limit)
+
+    def prune_audit(self, older_than: float, limit: int) -> int:
+        with self._tx() as db:
+            return history.prune_audit(db, self.dialect.history, older_than, limit)
 
     # -- webhook deliveries ----------------------------------------------------------------
 

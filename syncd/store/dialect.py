@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from syncd.store.audit import AuditSql
+from syncd.store.backup_sql import BackupSql
+from syncd.store.history import HistorySql
 from syncd.store.leases import Connection, LeaseSql
 
 # A dialect's connection (sqlite3's, psycopg's): what its transactions yield.
@@ -71,12 +73,14 @@ class Statements:
 
 
 class Dialect(ABC, Generic[C]):
-    """A dialect's statements, its leases' and its audit's statements, and its way with
-    lists."""
+    """A dialect's statements, its leases', its audit's, its history pruning's and its
+    backups' statements, and its way with lists."""
 
     sql: Statements
     leases: LeaseSql
     audit: AuditSql
+    history: HistorySql
+    backup: BackupSql
 
     @abstractmethod
     def select_in(self, db: C, sql: str, ws: str, items: Sequence[str]) -> Iterable[Any]:

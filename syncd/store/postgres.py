@@ -12,8 +12,9 @@ transaction. Messages name the host and the database, never the password.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -41,12 +42,14 @@ from syncd.store.postgres_schema import MIGRATIONS
 from syncd.store.protocol import ApplyBase, Lease, StoreError
 
 TAKE_LOCK_WAIT = "2s"
+SNAPSHOT_FETCH = 1000  # rows a backup's cursor fetches at a time
 
 Connection = psycopg.Connection[Any]
 
 
 class PostgresStore(SqlStore[Connection]):
     dialect = POSTGRES
+    kind = "postgresql"
 
     def __init__(
         self,
@@ -160,6 +163,23 @@ class PostgresStore(SqlStore[Connection]):
 
     def _lease_tx(self) -> AbstractContextManager[Connection]:
         return self._tx()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Callable[[str], Iterator[Sequence[Any]]]]:
+        """One REPEATABLE READ, READ ONLY transaction (see SqlStore.snapshot): every statement
+        sees the store as of its first, and no writer waits on it. Each statement reads through
+        a server-side cursor, SNAPSHOT_FETCH rows at a time."""
+        names = itertools.count(1)
+        with self._reading() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+            def rows(sql: str) -> Iterator[Sequence[Any]]:
+                with conn.cursor(name=f"syncd_snapshot_{next(names)}") as cur:
+                    cur.itersize = SNAPSHOT_FETCH
+                    cur.execute(sql)
+                    yield from cur
+
+            yield rows
 
     @contextmanager
     def _hooks(self) -> Iterator[Connection]:

@@ -11,7 +11,9 @@ import psycopg
 
 from syncd.store import leases, writes
 from syncd.store.audit import audit_sql
+from syncd.store.backup_sql import backup_sql
 from syncd.store.dialect import Dialect, Statements
+from syncd.store.history import history_sql
 from syncd.store.protocol import ApplyBase
 from syncd.store.rows import RUN_COLUMNS, RUN_PLACEHOLDERS, upsert_state_sql
 
@@ -118,6 +120,18 @@ class PostgresDialect(Dialect[psycopg.Connection[Any]]):
     # locks its lease row, so that a take waits for the apply that checked the lease to commit.
     leases = leases.lease_sql("%s", "extract(epoch from clock_timestamp())", lock_row=" FOR UPDATE")
     audit = audit_sql("%s")
+    history = history_sql("%s", "seq", postgres=True)
+    # Text sorted by its bytes, as SQLite sorts it; audit ids restored as they were, so the
+    # next entry's id comes after them.
+    backup = backup_sql(
+        "%s",
+        "seq",
+        ' COLLATE "C"',
+        after_import=(
+            "SELECT setval(pg_get_serial_sequence('audit', 'id'),"
+            " COALESCE((SELECT MAX(id) FROM audit), 0) + 1, false)",
+        ),
+    )
 
     def select_in(
         self, db: psycopg.Connection[Any], sql: str, ws: str, items: Sequence[str]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 from syncd.store.base import SqlStore
 from syncd.store.protocol import StoreError
@@ -21,6 +22,7 @@ from syncd.store.sqlite_schema import MIGRATIONS
 
 class SqliteStore(SqlStore[sqlite3.Connection]):
     dialect = SQLITE
+    kind = "sqlite"
 
     def __init__(self, path: Path, busy_timeout_ms: int = 10_000) -> None:
         super().__init__()
@@ -139,6 +141,24 @@ class SqliteStore(SqlStore[sqlite3.Connection]):
                 yield self._db
             except sqlite3.Error as e:
                 raise StoreError(f"store {self.path}: {e}") from e
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Callable[[str], Iterator[Sequence[Any]]]]:
+        """One read transaction (see SqlStore.snapshot): in WAL mode it reads the store as of
+        its first statement and holds no lock that stops another process's writes (the
+        daemon's); the statements step through their rows as they are consumed. This store's
+        own connection is busy meanwhile: it is for `syncd admin export`, which does nothing
+        else."""
+        with self._reading() as db:
+            db.execute("BEGIN")
+            try:
+
+                def rows(sql: str) -> Iterator[Sequence[Any]]:
+                    yield from db.execute(sql)
+
+                yield rows
+            finally:
+                db.execute("ROLLBACK")  # it only read
 
     @contextmanager
     def _hooks(self) -> Iterator[sqlite3.Connection]:

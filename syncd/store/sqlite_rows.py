@@ -12,7 +12,9 @@ from typing import Any
 
 from syncd.store import leases
 from syncd.store.audit import audit_sql
+from syncd.store.backup_sql import backup_sql
 from syncd.store.dialect import Dialect, Statements
+from syncd.store.history import history_sql
 from syncd.store.rows import RUN_COLUMNS, RUN_PLACEHOLDERS, upsert_state_sql
 
 _STEP = "SELECT id, name, content, version, content_hash, updated_at, origin FROM steps"
@@ -110,6 +112,8 @@ class SqliteDialect(Dialect[sqlite3.Connection]):
     # that share a file share a host).
     leases = leases.lease_sql("?", "((julianday('now') - 2440587.5) * 86400.0)")
     audit = audit_sql("?")
+    history = history_sql("?", "rowid")
+    backup = backup_sql("?", "rowid")
 
     def select_in(
         self, db: sqlite3.Connection, sql: str, ws: str, items: Sequence[str]

@@ -127,4 +127,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX audit_workspace ON audit (workspace, id);
     CREATE INDEX audit_actor ON audit (actor, id);
     """,
+    """
+    -- The runs history pruning always keeps (a workspace's newest succeeded, newest applied),
+    -- found without reading every run of a workspace that has failed for long.
+    CREATE INDEX runs_result ON runs (workspace, result, started_at DESC);
+    """,
 )

@@ -416,12 +416,46 @@ class FakeStore:
             if self.fail_audit is not None:
                 raise self.fail_audit
             held = self._tables.audit
-            held.append(replace(entry.bounded(), id=len(held) + 1))
+            # One above the largest id held, as SQLite's INTEGER PRIMARY KEY (pruning removes
+            # the oldest entries, so the count is no id).
+            held.append(replace(entry.bounded(), id=(held[-1].id or 0) + 1 if held else 1))
 
     def audit_entries(self, query: AuditQuery) -> list[AuditEntry]:
         with self._lock:
             found = [e for e in reversed(self._tables.audit) if query.matches(e)]
         return found[: query.limit]
+
+    # -- history pruning: syncd.store.history's rule over the dicts -------------------------
+
+    def prune_runs(
+        self, ws: str, keep_runs: int | None, older_than: float | None, limit: int
+    ) -> int:
+        if keep_runs is not None and keep_runs < 1:
+            raise ValueError(f"keep_runs must be at least 1, got {keep_runs}")
+        with self._lock:
+            # Oldest first; among equal start times the first inserted first (SQLite's rowid).
+            mine = [r for r in self._tables.runs.values() if r.workspace == ws]
+            mine.sort(key=lambda r: r.started_at)
+            state = self._tables.workspaces.get(ws)
+            succeeded = [r for r in mine if r.result is RunResult.SUCCEEDED]
+            applied = [r for r in succeeded if not r.dry_run]
+            keep = {state.last_run_id if state else None}
+            keep |= {found[-1].id for found in (succeeded, applied) if found}
+            by_count = mine[: max(0, len(mine) - keep_runs)] if keep_runs is not None else []
+            by_age = [r for r in mine if older_than is not None and r.started_at < older_than]
+            going = {r.id for r in by_count + by_age if r.id not in keep}
+            batch = [r.id for r in mine if r.id in going][: max(0, limit)]
+            for run_id in batch:
+                del self._tables.runs[run_id]
+        return len(batch)
+
+    def prune_audit(self, older_than: float, limit: int) -> int:
+        with self._lock:
+            held = self._tables.audit
+            going = sorted((e for e in held if e.at < older_than), key=lambda e: e.at)
+            gone = {id(e) for e in going[: max(0, limit)]}
+            self._tables.audit = [e for e in held if id(e) not in gone]
+        return len(gone)
 
 
 def base_of(store: Store, ws: str, names: set[str]) -> ApplyBase:

@@ -178,11 +178,6 @@ BAD: dict[str, Any] = {
     "an empty name": {"workspaces": [{"id": "a", "name": " ", "source": {"url": "https://h/x"}}]},
     "a control character": {"state_dir": "/var/lib/\x1b[31m"},
     "an http source": {"workspaces": [{"id": "a", "name": "a", "source": {"url": "http://h/x"}}]},
-    "a share over 100%": {
-        "workspaces": [{"id": "a", "name": "a", "source": {"url": "https://h/x"}}],
-        "defaults": {"max_deletes": "120%"},
-    },
-}
     "an oidc issuer over ftp": {
         "console": {"oidc": {"issuer": "ftp://idp.example.com", "client_id": "syncd"}}
     },
@@ -202,6 +197,11 @@ BAD: dict[str, Any] = {
             "roles": [{"group": "ops", "scopes": ["admin"]}],
         }
     },
+    "a share over 100%": {
+        "workspaces": [{"id": "a", "name": "a", "source": {"url": "https://h/x"}}],
+        "defaults": {"max_deletes": "120%"},
+    },
+}
 
 
 @pytest.mark.parametrize("case", list(BAD))

@@ -126,6 +126,11 @@ class AuditObserver(Protocol):
     def audit_write_failed(self) -> None: ...
 
 
+# How long an action's answer waits for its audit entry to be stored (it is, nearly always, in
+# a millisecond; a frozen store must not make every action answer as slowly as it).
+WRITE_WAIT = 2.0
+
+
 class AuditLog:
     """The store's audit, written for the event loop. `observer` counts what is written (set by
     the daemon: its metrics); `failures` counts the entries the store did not take."""
@@ -138,14 +143,21 @@ class AuditLog:
 
     async def write(self, entry: AuditEntry) -> None:
         """Store the entry; never raises but for the caller's own cancellation, and even then
-        the write goes on to its end."""
+        the write goes on to its end. A store that does not answer within WRITE_WAIT (frozen,
+        locked) does not hold up the caller's answer: the write goes on without it, until the
+        store's own deadline (then logged and counted as not stored)."""
         task = asyncio.ensure_future(self._store(entry))
         try:
-            await asyncio.shield(task)
+            await asyncio.wait_for(asyncio.shield(task), WRITE_WAIT)
+        except TimeoutError:
+            self._keep(task)
         except asyncio.CancelledError:
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            self._keep(task)
             raise
+
+    def _keep(self, task: asyncio.Future[None]) -> None:
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def _store(self, entry: AuditEntry) -> None:
         try:

@@ -275,3 +275,34 @@ def test_token_sign_in_can_be_turned_off(make: Any, stub: StubProvider) -> None:
         answer = client.post("/ui/login", data={"token": API_TOKEN}, headers=SAME_ORIGIN)
         assert answer.status_code == 403 and "turned off" in answer.text
         assert signed_out(client)
+
+
+# Every form of the console that changes something, and the scope it needs.
+FORMS = {"sync": "sync", "export": "export", "suspend": "sync", "resume": "sync"}
+
+
+def test_every_console_form_keeps_a_role_to_its_workspaces(
+    make: Any, provider: MockProvider
+) -> None:
+    """A developer (read, sync on tag:dev): every form on prod is refused as if prod did not
+    exist (404), a form needing a scope the role lacks on dev is refused (403), one it holds
+    gets past both; each leaves exactly one audit entry under `oidc:bob`."""
+    console = make(**console_config(provider.issuer, REDIRECT))
+    with console.client() as bob:
+        walk(bob, "bob")
+        csrf = csrf_of(bob.get("/ui/").text)
+        for form, scope in FORMS.items():
+            for ws_id in ("prod", "dev"):
+                before = len(console.audit())
+                answer = bob.post(
+                    f"/ui/workspaces/{ws_id}/{form}", data={"csrf": csrf}, headers=SAME_ORIGIN
+                )
+                said = f"{form} {ws_id}: {answer.status_code}"
+                if ws_id == "prod":
+                    assert answer.status_code == 404, said
+                elif scope == "export":
+                    assert answer.status_code == 403, said
+                else:
+                    assert answer.status_code not in (403, 404), said
+                new = console.audit()[: len(console.audit()) - before]
+                assert [(e.actor, e.workspace) for e in new] == [("oidc:bob", ws_id)], said

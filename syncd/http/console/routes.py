@@ -192,7 +192,7 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
     # -- actions -------------------------------------------------------------------------------
 
     async def sync(request: Request) -> Response:
-        seen, actor, form = await gate.action(request, "sync")
+        seen, actor, form = await gate.action(request)
         kind, picked = form.get("kind", "sync"), form.get("revision")
         async with acting(actor, "sync", request) as act:
             if kind not in ("sync", "dry-run", "rollback"):
@@ -208,7 +208,7 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
         return finish(request, seen, redirect(f"/workspaces/{act.ws_id}", notice=notice))
 
     async def export(request: Request) -> Response:
-        seen, actor, form = await gate.action(request, "export")
+        seen, actor, form = await gate.action(request)
         body: dict[str, Any] = {
             "branch": form.get("branch"),
             "allow_tracked_branch": form.get("allow_tracked_branch") == "on",
@@ -223,7 +223,7 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
 
     def toggle(verb: str) -> Any:
         async def handler(request: Request) -> Response:
-            seen, actor, _ = await gate.action(request, "sync")
+            seen, actor, _ = await gate.action(request)
             async with acting(actor, verb, request) as act:
                 await (act.suspend() if verb == "suspend" else act.resume())
                 act.status = 303

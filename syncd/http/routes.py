@@ -206,6 +206,7 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
         return JSONResponse((await act.put_step(name, content)).to_dict())
 
     async def delete_step(request: Request, act: Act) -> Response:
+        act.status = 204  # before: the entry is stored with the deletion
         await act.delete_step(step_name(request))
         return Response(status_code=204)
 

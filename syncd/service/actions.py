@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from syncd.config import WorkspaceConfig
+from syncd.core.audit_model import AuditEntry
 from syncd.core.errors import Conflict
 from syncd.core.model import LiveStep, Mode, StepContent, Trigger
 from syncd.runs.requests import QueueFull, ShuttingDown, Ticket
@@ -101,7 +102,10 @@ class Act:
         self.ws_id, self.step, self._judge = ws_id, step, judge
         self.revision: str | None = None
         self.detail: str | None = None  # what the entry says of an action that went well
-        self.status = 200  # the answer's status, when the caller's answer is not a plain 200
+        # The answer's status, when the caller's answer is not a plain 200: set before the
+        # action for one whose entry is stored with its change (suspend, step edits).
+        self.status = 200
+        self._stored: AuditEntry | None = None  # the entry stored with the change, if one was
         self.workspace: WorkspaceConfig  # set when the action is entered
 
     async def __aenter__(self) -> Act:
@@ -130,6 +134,13 @@ class Act:
             status = CANCELLED
         else:
             status = self.status if error is None else self._judge(error)
+        if self._stored is not None:
+            # The entry is in the store with its change; the line says how the answer went.
+            audit.record(
+                self.actor, self.action, self.ws_id, step=self.step, status=status, error=error
+            )
+            self._actions.audit.written(self._stored)
+            return
         entry = audit.record(
             self.actor,
             self.action,
@@ -141,6 +152,11 @@ class Act:
             detail=self.detail,
         )
         await self._actions.audit.write(entry)
+
+    def _entry(self) -> AuditEntry:
+        """The entry of an action whose change is one store write, to go into its transaction:
+        the change and its entry are stored together, or neither is."""
+        return audit.build(self.actor, self.action, self.ws_id, step=self.step, status=self.status)
 
     # -- the actions -----------------------------------------------------------------------------
 
@@ -162,7 +178,10 @@ class Act:
         return await self._actions.runs.request(ws, revision, dry_run, self.actor.name)
 
     async def suspend(self) -> dict[str, Any]:
-        return await self._actions.calls.run(self._actions.workspaces.suspend, self.workspace)
+        service, entry = self._actions.workspaces, self._entry()
+        view = await self._actions.calls.run(service.suspend, self.workspace, entry)
+        self._stored = entry
+        return view
 
     async def resume(self) -> Ticket:
         """Resume automation, then back to the branch head: in automatic mode a manual sync,
@@ -192,13 +211,17 @@ class Act:
     async def put_step(self, name: str, content: StepContent) -> LiveStep:
         """An edit outside git: the workspace turns OutOfSync, and automatic mode heals it."""
         ws, service = self.workspace, self._actions.workspaces
-        saved = await self._actions.calls.run(service.put_step, ws, name, content)
+        entry = self._entry()
+        saved = await self._actions.calls.run(service.put_step, ws, name, content, entry)
+        self._stored = entry
         await service.note_edit(ws)
         return saved
 
     async def delete_step(self, name: str) -> None:
         ws, service = self.workspace, self._actions.workspaces
-        await self._actions.calls.run(service.delete_step, ws, name)
+        entry = self._entry()
+        await self._actions.calls.run(service.delete_step, ws, name, entry)
+        self._stored = entry
         await service.note_edit(ws)
 
     async def export(self, order: ExportRequest) -> ExportResult:

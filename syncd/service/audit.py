@@ -67,8 +67,26 @@ def record(
     """The audit line of one action, how it ended as the status its caller was answered;
     returns the entry to store (its `detail`: the error, else what the caller noted)."""
     said = _error_text(error)
-    noted = said if said is not None else detail
-    entry = AuditEntry(
+    entry = build(
+        actor, action, workspace, step=step, revision=revision, status=status, detail=said or detail
+    )
+    _line(entry, error=said)
+    return entry
+
+
+def build(
+    actor: Actor,
+    action: str,
+    workspace: str | None,
+    *,
+    step: str | None = None,
+    revision: str | None = None,
+    status: int,
+    detail: str | None = None,
+) -> AuditEntry:
+    """An action's entry, as `record` makes it, without its line: one stored with the change
+    it describes, in the change's own transaction."""
+    return AuditEntry(
         at=time.time(),
         actor=actor.name,
         via=actor.via,
@@ -78,10 +96,8 @@ def record(
         step=step,
         result=verdict(status),
         status=status,
-        detail=None if noted is None else scrub(noted),
+        detail=None if detail is None else scrub(detail),
     )
-    _line(entry, error=said)
-    return entry
 
 
 def _error_text(error: BaseException | None) -> str | None:
@@ -140,6 +156,11 @@ class AuditLog:
         self.failures = 0
         # Writes still going on after their caller was cancelled: referenced until done.
         self._pending: set[asyncio.Future[None]] = set()
+
+    def written(self, entry: AuditEntry) -> None:
+        """An entry the store took with its change (see `build`): counted as `write` counts."""
+        if self.observer is not None:
+            self.observer.audit_written(entry.action)
 
     async def write(self, entry: AuditEntry) -> None:
         """Store the entry; never raises but for the caller's own cancellation, and even then

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from syncd.config import Config, WorkspaceConfig
+from syncd.core.audit_model import AuditEntry
 from syncd.core.errors import NotFound, SyncdError, is_local_failure
 from syncd.core.model import (
     Health,
@@ -335,10 +336,11 @@ class Workspaces:
             ws, trigger, revision=revision, dry_run=dry_run, progress=progress, actor=actor
         )
 
-    def suspend(self, ws: WorkspaceConfig) -> dict[str, Any]:
+    def suspend(self, ws: WorkspaceConfig, audit: AuditEntry | None = None) -> dict[str, Any]:
         """Suspend automation (blocking): polls, webhooks and self-heal apply nothing by
-        themselves until `resume`; a manual sync still applies. Kept across restarts."""
-        self.store.set_suspended(ws.id, True)
+        themselves until `resume`; a manual sync still applies. Kept across restarts. `audit`:
+        the action's entry, stored in the same transaction."""
+        self.store.set_suspended(ws.id, True, audit)
         self.keeper.suspension_changed(ws.id, True)
         return self.view(ws)
 
@@ -349,12 +351,14 @@ class Workspaces:
         state = self.store.state(ws.id)
         self.keeper.suspension_changed(ws.id, automation_suspended(ws.mode, state))
 
-    def put_step(self, ws: WorkspaceConfig, name: str, content: StepContent) -> LiveStep:
+    def put_step(
+        self, ws: WorkspaceConfig, name: str, content: StepContent, audit: AuditEntry | None = None
+    ) -> LiveStep:
         """An edit outside git: the workspace turns OutOfSync (blocking; then `note_edit`)."""
-        return self.store.put_outside(ws.id, name, content)
+        return self.store.put_outside(ws.id, name, content, audit)
 
-    def delete_step(self, ws: WorkspaceConfig, name: str) -> None:
-        if not self.store.delete_outside(ws.id, name):
+    def delete_step(self, ws: WorkspaceConfig, name: str, audit: AuditEntry | None = None) -> None:
+        if not self.store.delete_outside(ws.id, name, audit):
             raise NotFound(f"no step {name!r} in workspace {ws.id}")
 
     async def note_edit(self, ws: WorkspaceConfig) -> None:

@@ -118,9 +118,10 @@ class SqlStore(ABC, Generic[C]):
         with self._tx(state.workspace) as db:
             writes.upsert_state(self.dialect, db, state)
 
-    def set_suspended(self, ws: str, suspended: bool) -> None:
+    def set_suspended(self, ws: str, suspended: bool, audit: AuditEntry | None = None) -> None:
         with self._tx(ws) as db:
             db.execute(self.sql.set_suspended, (ws, suspended, time.time()))
+            self._audited(db, audit)
 
     # -- health ----------------------------------------------------------------------------
 
@@ -154,14 +155,21 @@ class SqlStore(ABC, Generic[C]):
             rows = db.execute(self.sql.drifted_names, (ws,)).fetchall()
         return {str(r[0]) for r in rows}
 
-    def put_outside(self, ws: str, name: str, content: StepContent) -> LiveStep:
+    def put_outside(
+        self, ws: str, name: str, content: StepContent, audit: AuditEntry | None = None
+    ) -> LiveStep:
         """An edit made outside git (as the workspace UI makes): kept until the next apply."""
         with self._tx(ws) as db:
-            return writes.put_outside(self.dialect, db, ws, name, content, time.time())
+            step = writes.put_outside(self.dialect, db, ws, name, content, time.time())
+            self._audited(db, audit)
+            return step
 
-    def delete_outside(self, ws: str, name: str) -> bool:
+    def delete_outside(self, ws: str, name: str, audit: AuditEntry | None = None) -> bool:
         with self._tx(ws) as db:
-            return writes.delete_outside(self.dialect, db, ws, name, time.time())
+            deleted = writes.delete_outside(self.dialect, db, ws, name, time.time())
+            if deleted:
+                self._audited(db, audit)
+            return deleted
 
     # -- git's files as of the last applied commit -----------------------------------------
 
@@ -277,6 +285,11 @@ class SqlStore(ABC, Generic[C]):
 
     def record_audit(self, entry: AuditEntry) -> None:
         with self._tx() as db:
+            audit.record(db, self.dialect.audit, entry)
+
+    def _audited(self, db: Any, entry: AuditEntry | None) -> None:
+        """A change's audit entry, in the change's transaction: both are stored, or neither."""
+        if entry is not None:
             audit.record(db, self.dialect.audit, entry)
 
     def audit_entries(self, query: AuditQuery) -> list[AuditEntry]:

@@ -131,3 +131,17 @@ def test_replicas_share_the_audit(pg_url: str) -> None:
     finally:
         one.close()
         other.close()
+
+
+def test_a_change_takes_its_entry_into_its_own_transaction(store: Store) -> None:
+    """Suspend and step edits store the action's entry with the change: both, or neither (a
+    delete of no step stores no entry)."""
+    from syncd.core.model import StepContent
+
+    store.set_suspended("dev", True, entry(100.0, action="suspend", status=200))
+    store.put_outside("dev", "a", StepContent("true", "go()"), entry(200.0, action="step.put"))
+    assert not store.delete_outside("dev", "nope", entry(300.0, action="step.delete"))
+    assert store.delete_outside("dev", "a", entry(400.0, action="step.delete", status=204))
+    found = [(e.at, e.action) for e in store.audit_entries(AuditQuery(limit=10))]
+    assert found == [(400.0, "step.delete"), (200.0, "step.put"), (100.0, "suspend")]
+    assert store.state("dev").suspended

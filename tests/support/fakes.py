@@ -133,8 +133,9 @@ class FakeStore:
         with self._lock:
             _save_state(self._tables, state)
 
-    def set_suspended(self, ws: str, suspended: bool) -> None:
+    def set_suspended(self, ws: str, suspended: bool, audit: AuditEntry | None = None) -> None:
         with self._lock:
+            self._append_audit(audit)  # first: a refused entry leaves the change undone
             state = self._tables.workspaces.setdefault(ws, SyncState(ws))
             state.suspended = suspended
 
@@ -170,8 +171,11 @@ class FakeStore:
             rows = self._tables.steps.get(ws, {})
             return {n for n, r in rows.items() if r.step.origin is Origin.OUTSIDE}
 
-    def put_outside(self, ws: str, name: str, content: StepContent) -> LiveStep:
+    def put_outside(
+        self, ws: str, name: str, content: StepContent, audit: AuditEntry | None = None
+    ) -> LiveStep:
         with self._lock:
+            self._append_audit(audit)
             rows = self._tables.steps.setdefault(ws, {})
             old = rows.get(name)
             # A tombstone keeps its id: the step comes back as the same step.
@@ -189,12 +193,13 @@ class FakeStore:
             self._mark_out_of_sync(ws)
             return step
 
-    def delete_outside(self, ws: str, name: str) -> bool:
+    def delete_outside(self, ws: str, name: str, audit: AuditEntry | None = None) -> bool:
         with self._lock:
             rows = self._tables.steps.get(ws, {})
             old = rows.get(name)
             if old is None or old.deleted:
                 return False
+            self._append_audit(audit)
             step = replace(
                 old.step,
                 origin=Origin.OUTSIDE,
@@ -413,12 +418,18 @@ class FakeStore:
 
     def record_audit(self, entry: AuditEntry) -> None:
         with self._lock:
-            if self.fail_audit is not None:
-                raise self.fail_audit
-            held = self._tables.audit
-            # One above the largest id held, as SQLite's INTEGER PRIMARY KEY (pruning removes
-            # the oldest entries, so the count is no id).
-            held.append(replace(entry.bounded(), id=(held[-1].id or 0) + 1 if held else 1))
+            self._append_audit(entry)
+
+    def _append_audit(self, entry: AuditEntry | None) -> None:
+        """Under the lock (with the change it describes, when there is one)."""
+        if entry is None:
+            return
+        if self.fail_audit is not None:
+            raise self.fail_audit
+        held = self._tables.audit
+        # One above the largest id held, as SQLite's INTEGER PRIMARY KEY (pruning removes
+        # the oldest entries, so the count is no id).
+        held.append(replace(entry.bounded(), id=(held[-1].id or 0) + 1 if held else 1))
 
     def audit_entries(self, query: AuditQuery) -> list[AuditEntry]:
         with self._lock:

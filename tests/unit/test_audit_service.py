@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from syncd.core.access import Access
-from syncd.core.audit_model import AuditQuery
+from syncd.core.audit_model import AuditEntry, AuditQuery
 from syncd.git import GitSource
 from syncd.ops.logs import register_secrets
 from syncd.ops.metrics import Metrics
@@ -31,7 +31,7 @@ OPS = Actor("ops", "api", Access.of({"read", "sync", "audit"}))
 class BrokenSuspend(FakeStore):
     """A store whose suspensions fail (the database went away mid-action)."""
 
-    def set_suspended(self, ws: str, suspended: bool) -> None:
+    def set_suspended(self, ws: str, suspended: bool, audit: AuditEntry | None = None) -> None:
         raise StoreError("store: the database does not answer")
 
 
@@ -86,6 +86,23 @@ def test_an_unknown_workspace_is_audited_as_refused(tmp_path: Path) -> None:
     assert (entry.workspace, entry.result, entry.status) == ("nope", "refused", 404)
 
 
+def test_a_change_and_its_entry_are_stored_together_or_not_at_all(tmp_path: Path) -> None:
+    """A suspend's (and a step edit's) entry goes into the change's own transaction: a store
+    that refuses the entry refuses the change, and the action fails (audited as such in the
+    line); nothing is suspended without an entry saying who did it."""
+    store = FakeStore()
+    store.fail_audit = StoreError("store: disk full")
+    with pytest.raises(StoreError):
+        asyncio.run(suspend(actions(store, tmp_path)))
+    assert not store.state(WS.id).suspended
+
+
+async def export(acts: Actions) -> None:
+    """An action whose entry is written after it (its change is a git push, not the store's)."""
+    async with acts.act(Actor("ops", "api"), "export", WS.id) as act:  # may do anything
+        act.status = 201
+
+
 def test_a_store_that_cannot_take_the_entry_never_fails_the_action(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -93,11 +110,10 @@ def test_a_store_that_cannot_take_the_entry_never_fails_the_action(
     store.fail_audit = StoreError("store: disk full")
     acts = actions(store, tmp_path, metrics)
     with caplog.at_level(logging.INFO):
-        asyncio.run(suspend(acts))
-    assert store.state(WS.id).suspended  # the action stands
+        asyncio.run(export(acts))  # the action stands: no error reaches its caller
     assert acts.audit.failures == 1
     assert counted(metrics, "syncd_audit_write_failures_total") == 1
-    assert counted(metrics, "syncd_audit_entries_total", action="suspend") == 0
+    assert counted(metrics, "syncd_audit_entries_total", action="export") == 0
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in errors] == ["audit entry not stored"]
     assert any(r.name == "syncd.audit" for r in caplog.records)  # the line is written anyway

@@ -225,8 +225,8 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
         async def handler(request: Request) -> Response:
             seen, actor, _ = await gate.action(request)
             async with acting(actor, verb, request) as act:
+                act.status = 303  # before: a suspend's entry is stored with the suspension
                 await (act.suspend() if verb == "suspend" else act.resume())
-                act.status = 303
             return finish(request, seen, redirect(f"/workspaces/{act.ws_id}", notice=DONE[verb]))
 
         return handler

@@ -134,12 +134,33 @@ def window_schema() -> Schema:
     )
 
 
+def check_schema() -> Schema:
+    """An entry of `checks`: exactly one of http and command (the parser also compiles the
+    regex, refuses credentials in the URL and duplicate names)."""
+    url: Schema = {**TEXT, "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^\u0000-\u0020\u007f]+$"}
+    status: Schema = {"type": "integer", "minimum": 100, "maximum": 599}
+    http = section({"url": url, "expect_status": status, "expect_body": TEXT}, ("url",))
+    argv: Schema = {"type": "array", "minItems": 1, "maxItems": 256, "items": TEXT}
+    out = section(
+        {
+            **{"name": TEXT, "http": http, "command": section({"argv": argv}, ("argv",))},
+            **{"timeout": DURATION, "interval": DURATION},
+            "retries": {"type": "integer", "minimum": 0, "maximum": 100},
+        },
+        required=("name",),
+    )
+    return out | {"oneOf": [{"required": ["http"]}, {"required": ["command"]}]}
+
+
 def delivery_keys() -> dict[str, Schema]:
-    """`windows` and `promotion`, of a workspace and of `defaults`."""
+    """`windows`, `promotion`, `checks` and `on_check_failure`, of a workspace and of
+    `defaults`."""
     after: Schema = {"anyOf": [TEXT, {"type": "integer", "minimum": 0}]}
     return {
         "windows": {"type": "array", "maxItems": 32, "items": ref("window")},
         "promotion": section({"after": after, "soak": DURATION}, required=("after",)),
+        "checks": {"type": "array", "maxItems": 16, "items": ref("check")},
+        "on_check_failure": {"enum": ["rollback", "keep"]},
     }
 
 
@@ -352,6 +373,7 @@ def config_schema() -> Schema:
             "verify": verify_schema(),
             "history": history_schema(),
             "window": window_schema(),
+            "check": check_schema(),
             "provider": provider_schema(),
             "oidc": oidc_schema(),
             "role": section(

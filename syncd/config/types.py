@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from syncd.config.check_types import CheckConfig as CheckConfig
+from syncd.config.check_types import CommandCheck as CommandCheck
+from syncd.config.check_types import HttpCheck as HttpCheck
 from syncd.config.console_types import ConsoleConfig as ConsoleConfig
 from syncd.core.access import ALL, Access
 from syncd.core.errors import ConfigError, NotFound
@@ -180,6 +183,11 @@ class WorkspaceConfig:
     # None: every commit applies as soon as it lands.
     promotion: PromotionConfig | None = None
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    # Run after each apply of an automatic workspace; () none.
+    checks: tuple[CheckConfig, ...] = ()
+    # What a check that still fails does: "rollback" to the revision applied before (pinned,
+    # suspended), or "keep" what was applied (the run is failed either way).
+    on_check_failure: Literal["rollback", "keep"] = "keep"
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from syncd.config.checks import At, quote
+from syncd.config.checks_section import CheckSections
 from syncd.config.delivery import DeliverySections
 from syncd.config.history import HistorySections
 from syncd.config.reporting import ReportingSections
 from syncd.config.types import (
+    CheckConfig,
     DeleteLimit,
     HistoryConfig,
     PromotionConfig,
@@ -45,6 +47,8 @@ _WORKSPACE_KEYS = (
     "history",
     "windows",
     "promotion",
+    "checks",
+    "on_check_failure",
 )
 _SOURCE_KEYS = (
     "url",
@@ -66,6 +70,8 @@ _DEFAULTS_KEYS = (
     "history",
     "windows",
     "promotion",
+    "checks",
+    "on_check_failure",
 )
 
 
@@ -80,9 +86,11 @@ class Defaults:
     history: HistoryConfig = field(default_factory=HistoryConfig)
     windows: tuple[WindowConfig, ...] = ()
     promotion: PromotionConfig | None = None
+    checks: tuple[CheckConfig, ...] = ()
+    on_check_failure: Literal["rollback", "keep"] | None = None  # None: by the mode
 
 
-class WorkspaceSections(ReportingSections, HistorySections, DeliverySections):
+class WorkspaceSections(ReportingSections, HistorySections, DeliverySections, CheckSections):
     """Parsers of `defaults`, `workspaces` and what a workspace holds."""
 
     known_providers: Mapping[str, ProviderConfig] = MappingProxyType({})
@@ -105,6 +113,12 @@ class WorkspaceSections(ReportingSections, HistorySections, DeliverySections):
             history=self.history(at.key("history"), section.get("history"), builtin.history),
             windows=self.windows(at.key("windows"), section.get("windows")),
             promotion=self.promotion(at.key("promotion"), section.get("promotion")),
+            checks=self.checks(at.key("checks"), section.get("checks")),
+            on_check_failure=None
+            if section.get("on_check_failure") is None
+            else self.on_check_failure(
+                at.key("on_check_failure"), section["on_check_failure"], "rollback"
+            ),
         )
         # A broken default is reported once, here; the workspaces carry on with the built-in one.
         return defaults if len(self.problems) == before else builtin
@@ -141,11 +155,13 @@ class WorkspaceSections(ReportingSections, HistorySections, DeliverySections):
         if section is None:
             return None
         source = self.source(at.key("source"), section.get("source"), defaults)
+        mode = self.mode(at.key("mode"), section.get("mode"), defaults.mode)
+        by_mode: Literal["rollback", "keep"] = "rollback" if mode is Mode.AUTOMATIC else "keep"
         return WorkspaceConfig(
             id=self.workspace_id(at.key("id"), section.get("id")),
             name=self.string(at.key("name"), section.get("name")),
             tags=tuple(self.str_list(at.key("tags"), section.get("tags"))),
-            mode=self.mode(at.key("mode"), section.get("mode"), defaults.mode),
+            mode=mode,
             source=source,
             poll_interval=self.poll_interval(
                 at.key("poll_interval"), section.get("poll_interval"), defaults.poll_interval
@@ -168,6 +184,15 @@ class WorkspaceSections(ReportingSections, HistorySections, DeliverySections):
             promotion=self.promotion(at.key("promotion"), section["promotion"])
             if "promotion" in section
             else _default_promotion(defaults, section.get("id")),
+            # Own `checks` replace the defaults' whole (`checks: []`: none).
+            checks=self.checks(at.key("checks"), section["checks"])
+            if "checks" in section
+            else defaults.checks,
+            on_check_failure=self.on_check_failure(
+                at.key("on_check_failure"),
+                section.get("on_check_failure"),
+                defaults.on_check_failure or by_mode,
+            ),
         )
 
     def source(self, at: At, value: Any, defaults: Defaults) -> SourceConfig:

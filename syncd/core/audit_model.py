@@ -27,6 +27,7 @@ ACTIONS = (
     "sign_in",
     "sign_out",
     "config_reload",
+    "rollback",  # syncd's own, after a failed check (a person's rollback is a `sync`)
 )
 
 

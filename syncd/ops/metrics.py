@@ -178,6 +178,12 @@ class Metrics:
             "Audit entries the store did not take (the action went on; its log line stays).",
             registry=r,
         )
+        self.checks = Counter(
+            "syncd_checks",
+            "Checks after an apply (`checks:`), by result (ok, failed: after all retries).",
+            ["workspace", "check", "result"],
+            registry=r,
+        )
         self.runs_pruned_total = Counter(
             "syncd_runs_pruned",
             "Runs deleted from the store by history pruning (`history:`), all workspaces.",
@@ -291,6 +297,10 @@ class Metrics:
 
     def audit_write_failed(self) -> None:
         self.audit_failures.inc()
+
+    def check_finished(self, ws_id: str, check: str, result: str) -> None:
+        """A check after an apply (`syncd.sync.after_apply.CheckObserver`)."""
+        self.checks.labels(ws_id, check, result).inc()
 
     def runs_pruned(self, count: int) -> None:
         self.runs_pruned_total.inc(count)

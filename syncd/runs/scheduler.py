@@ -21,7 +21,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from syncd.config import Config
+from syncd.config import Config, WorkspaceConfig
 from syncd.core import retry
 from syncd.core.model import Mode, RunResult, Status, Trigger, automation_suspended
 from syncd.ops.logs import fields
@@ -34,6 +34,7 @@ from syncd.runs.requests import Request, ShuttingDown, Ticket
 from syncd.runs.shared_queue import SharedQueue
 from syncd.store import Store
 from syncd.store.offloop import OffLoop
+from syncd.sync import after_apply
 from syncd.sync.engine import Engine, Outcome
 from syncd.sync.health import HealthKeeper
 
@@ -194,18 +195,7 @@ class Scheduler:
                 "sync start",
                 extra=fields(workspace=ws_id, trigger=str(req.trigger), run=req.run_id),
             )
-            outcome = await asyncio.to_thread(
-                self.engine.sync,
-                ws,
-                req.trigger,
-                req.revision,
-                req.dry_run,
-                None,
-                req.run_id,
-                req.head,
-                req.take_over,
-                req.actor,
-            )
+            outcome = await asyncio.to_thread(self._sync_and_check, ws, req)
         run = outcome.run
         # A failed sync is news for whoever watches the log: a warning, not an info line.
         failed = run.result is RunResult.FAILED
@@ -225,6 +215,25 @@ class Scheduler:
             ),
         )
         return outcome
+
+    def _sync_and_check(self, ws: WorkspaceConfig, req: Request) -> Outcome:
+        """The run, then (on the same worker thread, out of the run's lease) the checks after
+        an automatic workspace's apply, and a rollback when one fails (`after_apply`)."""
+        engine = self.engine
+        outcome = engine.sync(
+            ws,
+            req.trigger,
+            req.revision,
+            req.dry_run,
+            None,
+            req.run_id,
+            req.head,
+            req.take_over,
+            req.actor,
+        )
+        if not after_apply.should_check(ws, outcome, req.revision):
+            return outcome
+        return after_apply.check_applied(engine, ws, outcome, self.health)
 
     def after_run(self, ws_id: str, req: Request, outcome: Outcome) -> None:
         """Schedule a retry after a transient failure; forget failures after a success. A run

@@ -250,6 +250,14 @@ class SqlStore(ABC, Generic[C]):
             writes.insert_run(self.dialect, db, run)
             writes.upsert_state(self.dialect, db, state)
 
+    def fail_run(self, ws: str, run_id: str, error: str, finished_at: float) -> None:
+        """A recorded run found failed after it ended (a check after its apply): its result,
+        error and end change, and its revision becomes the workspace's failed one."""
+        with self._tx(ws) as db:
+            params = (RunResult.FAILED.value, error, finished_at, run_id, ws)
+            db.execute(self.sql.fail_run, params)
+            db.execute(self.sql.fail_state, (run_id, time.time(), ws))
+
     def runs(self, ws: str, limit: int = 50) -> list[Run]:
         with self._reading() as db:
             rows = db.execute(self.sql.runs, (ws, limit)).fetchall()

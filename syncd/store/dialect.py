@@ -66,6 +66,8 @@ class Statements:
     remove_files_in: str  # paths
     upsert_file: str  # rows.index_params
     insert_run: str  # rows.run_params
+    fail_run: str  # (result, error, finished_at, run id, ws): a recorded run found failed
+    fail_state: str  # (run id, updated_at, ws): failed_revision becomes that run's revision
     # -- webhook deliveries -------------------------------------------------------------------
     prune_deliveries: str  # (seen at or before)
     remember_delivery: str  # (provider, id, now, seen at or before): rowcount 0 when seen

@@ -104,6 +104,13 @@ SQL = Statements(
         " name = excluded.name, blob = excluded.blob, content = excluded.content"
     ),
     insert_run=f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({','.join(['%s'] * RUN_PLACEHOLDERS)})",
+    fail_run=(
+        "UPDATE runs SET result = %s, error = %s, finished_at = %s WHERE id = %s AND workspace = %s"
+    ),
+    fail_state=(
+        "UPDATE workspaces SET failed_revision = (SELECT revision FROM runs WHERE id = %s),"
+        " updated_at = %s WHERE id = %s"
+    ),
     prune_deliveries="DELETE FROM deliveries WHERE seen_at <= %s",
     remember_delivery=(
         "INSERT INTO deliveries (provider, id, seen_at) VALUES (%s, %s, %s)"

@@ -96,6 +96,13 @@ SQL = Statements(
         " VALUES (?, ?, ?, ?, ?)"
     ),
     insert_run=f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({','.join(['?'] * RUN_PLACEHOLDERS)})",
+    fail_run=(
+        "UPDATE runs SET result = ?, error = ?, finished_at = ? WHERE id = ? AND workspace = ?"
+    ),
+    fail_state=(
+        "UPDATE workspaces SET failed_revision = (SELECT revision FROM runs WHERE id = ?),"
+        " updated_at = ? WHERE id = ?"
+    ),
     prune_deliveries="DELETE FROM deliveries WHERE seen_at <= ?",
     remember_delivery=(
         "INSERT INTO deliveries (provider, id, seen_at) VALUES (?, ?, ?)"

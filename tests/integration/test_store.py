@@ -287,3 +287,26 @@ def test_suspension_pin_and_health_persist(
     assert state.suspended and state.pinned_revision == "abc"
     assert s2.health(WS) == record and s2.health("other") is None
     s2.close()
+
+
+def test_a_recorded_run_found_failed_marks_its_revision_failed(store: Store) -> None:
+    # A check after an apply failed: the run's result, error and end change, and its commit
+    # becomes the workspace's failed one; other workspaces and runs stay.
+    apply(store, {"a": content("1")})
+    store.record_run(
+        Run("x", "other", Trigger.POLL, "abc", RunResult.SUCCEEDED, 1.0, 2.0), SyncState("other")
+    )
+    store.fail_run(WS, "r1", "check smoke: status 500", 9.0)
+    failed = store.run("r1")
+    assert failed is not None
+    assert (failed.result, failed.error, failed.finished_at) == (
+        RunResult.FAILED,
+        "check smoke: status 500",
+        9.0,
+    )
+    assert store.state(WS).failed_revision == "abc"
+    assert store.state(WS).last_applied_revision == "abc"
+    assert [r.id for r in store.runs_finished_since(8.0, 10.0)] == ["r1"]
+    other = store.run("x")
+    assert other is not None and other.result is RunResult.SUCCEEDED
+    assert store.state("other").failed_revision is None

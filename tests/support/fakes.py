@@ -357,6 +357,16 @@ class FakeStore:
             _insert_run(self._tables, run)
             _save_state(self._tables, state)
 
+    def fail_run(self, ws: str, run_id: str, error: str, finished_at: float) -> None:
+        with self._lock:
+            run = self._tables.runs.get(run_id)
+            if run is None or run.workspace != ws:
+                return
+            run.result, run.error, run.finished_at = RunResult.FAILED, error, finished_at
+            state = self._tables.workspaces.get(ws)
+            if state is not None:
+                state.failed_revision = run.revision
+
     def runs(self, ws: str, limit: int = 50) -> list[Run]:
         with self._lock:
             # Newest first; among equal start times the last inserted first (SQLite's rowid).

@@ -46,6 +46,10 @@ class RunReports:
         self._last[ws.id] = said
         self._submit(ws, run.revision, status)
 
+    def run_amended(self, ws: WorkspaceConfig, run: Run) -> None:
+        """A run reported as applied, failed afterwards by a check: the commit says so."""
+        self.run_finished(ws, run, None, SyncState(ws.id), 0.0)
+
     def _submit(self, ws: WorkspaceConfig, sha: str, status: CommitStatus) -> None:
         report = ws.report
         if report is None or not report.commit_status:

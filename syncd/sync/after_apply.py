@@ -39,6 +39,14 @@ class CheckObserver(Protocol):
 
 
 @runtime_checkable
+class AmendObserver(Protocol):
+    """Told that a run it heard of as finished was failed afterwards by a check (a commit
+    status at the git host turns from success to failure)."""
+
+    def run_amended(self, ws: WorkspaceConfig, run: Run) -> None: ...
+
+
+@runtime_checkable
 class AuditCounter(Protocol):
     def audit_written(self, action: str) -> None: ...
 
@@ -103,6 +111,12 @@ def _fail(
     state = engine.store.state(ws.id)
     if health is not None:  # Degraded, as after any failed run
         health.run_finished(ws, failed_run, None, state, 0.0)
+    for one in _leaves(engine.observer):
+        if isinstance(one, AmendObserver):
+            try:
+                one.run_amended(ws, failed_run)
+            except Exception:
+                log.exception("observer failed", extra=fields(workspace=ws.id))
     if ws.on_check_failure != "rollback":
         return Outcome(failed_run, outcome.plan, state)
     previous = _applied_before(engine, ws.id, run)

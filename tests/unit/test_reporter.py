@@ -190,3 +190,37 @@ def test_reports_handed_in_from_a_sync_thread_are_sent() -> None:
         await reporter.stop(flush=0)
 
     asyncio.run(main())
+
+
+def test_a_run_failed_by_a_check_after_its_apply_turns_its_status_to_failure() -> None:
+    """The commit's status said `applied`; a check then failed the run: the status that
+    reaches the host is the failure (it replaces the success if that is still queued)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from syncd.config import ReportConfig
+    from syncd.core.model import Mode, Run, RunResult, SyncState, Trigger
+    from syncd.report.runs import RunReports
+    from tests.support.fakes import workspace
+
+    ws = dataclasses.replace(
+        workspace("prod", Mode.AUTOMATIC), report=ReportConfig("gh", "acme/steps")
+    )
+    config = SimpleNamespace(server=SimpleNamespace(public_url=None))
+
+    async def main() -> None:
+        host, counts = FakeHost(), Counts()
+        reporter = reporter_for(host, counts)
+        reports = RunReports(reporter, lambda: config)  # type: ignore[arg-type,return-value]
+        run = Run("r1", "prod", Trigger.WEBHOOK, "a" * 40, RunResult.SUCCEEDED, 1.0, 2.0)
+        run.created = 1
+        reports.run_finished(ws, run, None, SyncState("prod"), 0.1)
+        failed = dataclasses.replace(run, result=RunResult.FAILED, error="check smoke: HTTP 500")
+        reports.run_amended(ws, failed)
+        reporter.start()
+        await settle(reporter, lambda: reporter.pending() == 0 and bool(host.statuses))
+        await reporter.stop(flush=0)
+        final = host.statuses[-1][2]
+        assert final.state is State.FAILURE and final.description == "check smoke: HTTP 500"
+
+    asyncio.run(main())

@@ -192,6 +192,24 @@ class Plan:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    """One check after an apply (`checks:`), as the run keeps it."""
+
+    name: str
+    result: str  # ok | failed
+    detail: str
+    duration: float  # seconds, its tries included
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "result": self.result,
+            "detail": self.detail,
+            "duration": round(self.duration, 3),
+        }
+
+
 @dataclass(slots=True)
 class Run:
     """One sync attempt."""
@@ -216,6 +234,8 @@ class Run:
     # Whose signature on the commit was verified (an SSH principal, or an OpenPGP fingerprint
     # with its user id); None when the workspace verifies no signatures.
     signed_by: str | None = None
+    # The checks run after its apply (`checks:`), in order; () when none ran.
+    checks: tuple[CheckOutcome, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -235,6 +255,7 @@ class Run:
             "message": self.message,
             "author": self.author,
             "signed_by": self.signed_by,
+            "checks": [c.to_dict() for c in self.checks],
         }
 
 

@@ -126,7 +126,7 @@ SCHEMAS: dict[str, Schema] = {
         fields(
             "id:str workspace:str trigger:Trigger revision:str? result:RunResult created:int"
             " updated:int deleted:int started_at finished_at error:str? dry_run:bool"
-            " actor:str? message:str? author:str? signed_by:str?",
+            " actor:str? message:str? author:str? signed_by:str? checks:CheckOutcome[]",
             started_at=TIME,
             finished_at=TIME_OR_NULL,
         ),
@@ -135,6 +135,11 @@ SCHEMAS: dict[str, Schema] = {
         "0 for a failed run. `actor`: who asked for it (a token's name, `local:<user>`) or the "
         "trigger that started it; `message` (first line) and `author`: the commit it read; "
         "`signed_by`: whose verified signature the commit carries (with `verify`), else null.",
+    ),
+    "CheckOutcome": obj(
+        fields("name:str result:str detail:str duration:num"),
+        description="A check run after the run's apply (`checks:`): `result` ok or failed, "
+        "`duration` in seconds (its tries included).",
     ),
     "RunList": obj(fields("runs:Run[]"), description="Newest first."),
     "WaitResult": obj(
@@ -158,7 +163,8 @@ SCHEMAS: dict[str, Schema] = {
         fields(
             "id:str workspace:str trigger:Trigger revision:str? result:RunResult created:int"
             " updated:int deleted:int started_at finished_at error:str? dry_run:bool"
-            " actor:str? message:str? author:str? signed_by:str? suspended:bool"
+            " actor:str? message:str? author:str? signed_by:str? checks:CheckOutcome[]"
+            " suspended:bool"
             " pinned_revision:str?",
             started_at=TIME,
             finished_at=TIME_OR_NULL,

@@ -93,6 +93,7 @@ TABLES: Mapping[str, Mapping[str, str]] = {
         "message": OPT_TEXT,
         "author": OPT_TEXT,
         "signed_by": OPT_TEXT,
+        "checks": OPT_TEXT,
     },
     "audit": {
         "id": INT,

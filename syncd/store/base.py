@@ -17,6 +17,7 @@ from typing import Any, Generic
 
 from syncd.core.audit_model import AuditEntry, AuditQuery
 from syncd.core.model import (
+    CheckOutcome,
     HealthRecord,
     LiveStep,
     Plan,
@@ -37,6 +38,7 @@ from syncd.store.protocol import (
     Lease,
 )
 from syncd.store.rows import (
+    checks_text,
     health_from_row,
     health_params,
     index_step_from_row,
@@ -257,6 +259,10 @@ class SqlStore(ABC, Generic[C]):
             params = (RunResult.FAILED.value, error, finished_at, run_id, ws)
             db.execute(self.sql.fail_run, params)
             db.execute(self.sql.fail_state, (run_id, time.time(), ws))
+
+    def set_run_checks(self, ws: str, run_id: str, checks: tuple[CheckOutcome, ...]) -> None:
+        with self._tx() as db:
+            db.execute(self.sql.set_run_checks, (checks_text(checks), run_id, ws))
 
     def runs(self, ws: str, limit: int = 50) -> list[Run]:
         with self._reading() as db:

@@ -68,6 +68,7 @@ class Statements:
     insert_run: str  # rows.run_params
     fail_run: str  # (result, error, finished_at, run id, ws): a recorded run found failed
     fail_state: str  # (run id, updated_at, ws): failed_revision becomes that run's revision
+    set_run_checks: str  # (checks JSON, run id, ws)
     # -- webhook deliveries -------------------------------------------------------------------
     prune_deliveries: str  # (seen at or before)
     remember_delivery: str  # (provider, id, now, seen at or before): rowcount 0 when seen

@@ -107,6 +107,7 @@ SQL = Statements(
     fail_run=(
         "UPDATE runs SET result = %s, error = %s, finished_at = %s WHERE id = %s AND workspace = %s"
     ),
+    set_run_checks="UPDATE runs SET checks = %s WHERE id = %s AND workspace = %s",
     fail_state=(
         "UPDATE workspaces SET failed_revision = (SELECT revision FROM runs WHERE id = %s),"
         " updated_at = %s WHERE id = %s"

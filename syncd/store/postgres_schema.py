@@ -173,4 +173,9 @@ MIGRATIONS: tuple[str, ...] = (
     -- found without reading every run of a workspace that has failed for long.
     CREATE INDEX runs_result ON runs (workspace, result, started_at DESC, seq DESC);
     """,
+    """
+    -- The checks run after a run's apply (`checks:`), as JSON: [{name, result, detail,
+    -- duration}], or NULL when none ran.
+    ALTER TABLE runs ADD COLUMN checks TEXT;
+    """,
 )

@@ -13,7 +13,16 @@ from typing import Protocol
 
 from syncd.core.audit_model import AuditEntry, AuditQuery
 from syncd.core.errors import SyncdError
-from syncd.core.model import HealthRecord, LiveStep, Plan, Run, Step, StepContent, SyncState
+from syncd.core.model import (
+    CheckOutcome,
+    HealthRecord,
+    LiveStep,
+    Plan,
+    Run,
+    Step,
+    StepContent,
+    SyncState,
+)
 
 # How long a webhook delivery id is remembered: providers redeliver within hours, not days.
 DELIVERY_TTL = 24 * 3600.0
@@ -121,6 +130,8 @@ class Store(Protocol):
     # A recorded run found failed after it ended (a check after its apply): result, error and
     # finished_at change; the state's failed_revision becomes its revision.
     def fail_run(self, ws: str, run_id: str, error: str, finished_at: float) -> None: ...
+    # The checks run after a recorded run's apply (they end after the run is recorded).
+    def set_run_checks(self, ws: str, run_id: str, checks: tuple[CheckOutcome, ...]) -> None: ...
     def runs(self, ws: str, limit: int = 50) -> list[Run]: ...
     def run(self, run_id: str) -> Run | None: ...
     def last_success_at(self, ws: str) -> float | None: ...

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from syncd.core.model import (
+    CheckOutcome,
     Health,
     HealthRecord,
     LiveStep,
@@ -30,7 +31,7 @@ from syncd.store.protocol import ApplyBase, ApplyConflict
 
 RUN_COLUMNS = (
     "id, workspace, trigger, revision, result, created, updated, deleted, started_at,"
-    " finished_at, error, dry_run, actor, message, author, signed_by"
+    " finished_at, error, dry_run, actor, message, author, signed_by, checks"
 )
 RUN_PLACEHOLDERS = len(RUN_COLUMNS.split(","))
 
@@ -53,6 +54,21 @@ def run_from_row(r: Sequence[Any]) -> Run:
         message=_text(r[13]),
         author=_text(r[14]),
         signed_by=_text(r[15]),
+        checks=checks_from_text(r[16]),
+    )
+
+
+def checks_text(checks: tuple[CheckOutcome, ...]) -> str | None:
+    """A run's checks as the store keeps them: JSON, or NULL when none ran."""
+    return json.dumps([c.to_dict() for c in checks]) if checks else None
+
+
+def checks_from_text(value: Any) -> tuple[CheckOutcome, ...]:
+    if not isinstance(value, str):
+        return ()
+    return tuple(
+        CheckOutcome(str(c["name"]), str(c["result"]), str(c["detail"]), float(c["duration"]))
+        for c in json.loads(value)
     )
 
 
@@ -80,6 +96,7 @@ def run_params(run: Run) -> tuple[Any, ...]:
         run.message,
         run.author,
         run.signed_by,
+        checks_text(run.checks),
     )
 
 

@@ -99,6 +99,7 @@ SQL = Statements(
     fail_run=(
         "UPDATE runs SET result = ?, error = ?, finished_at = ? WHERE id = ? AND workspace = ?"
     ),
+    set_run_checks="UPDATE runs SET checks = ? WHERE id = ? AND workspace = ?",
     fail_state=(
         "UPDATE workspaces SET failed_revision = (SELECT revision FROM runs WHERE id = ?),"
         " updated_at = ? WHERE id = ?"

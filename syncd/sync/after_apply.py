@@ -85,7 +85,14 @@ def check_applied(
             except Exception:
                 log.exception("observer failed", extra=fields(workspace=ws.id))
     failed = next((r for r in results if r.result == "failed"), None)
-    run = outcome.run
+    # Kept on the run (the API's and the console's `checks`), whatever they found.
+    kept = tuple(results)
+    run = replace(outcome.run, checks=kept)
+    try:
+        engine.store.set_run_checks(ws.id, run.id, kept)
+    except Exception as e:  # the checks' outcome still decides; their record is what is lost
+        log.error("check results not stored", extra=fields(workspace=ws.id, error=str(e)))
+    outcome = replace(outcome, run=run)
     log.log(
         logging.WARNING if failed else logging.INFO,
         "checks failed" if failed else "checks passed",

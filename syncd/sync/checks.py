@@ -16,32 +16,19 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
 import httpx
 
 from syncd.config.types import CheckConfig, CommandCheck, HttpCheck
+from syncd.core.model import CheckOutcome
 from syncd.ops.logs import scrub
 
 MAX_BODY = 64 * 1024  # bytes of an answer read for `expect_body`
 MAX_DETAIL = 200  # characters of a detail (a status, an error, the start of an output)
 
 
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    name: str
-    result: Literal["ok", "failed"]
-    detail: str
-    duration: float  # seconds, all tries
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "result": self.result,
-            "detail": self.detail,
-            "duration": round(self.duration, 3),
-        }
+# A check's outcome is what the run keeps of it: one shape (syncd.core.model).
+CheckResult = CheckOutcome
 
 
 class _Failed(Exception):

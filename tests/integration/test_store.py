@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from syncd.core.model import (
+    CheckOutcome,
     Health,
     HealthRecord,
     Origin,
@@ -297,8 +298,10 @@ def test_a_recorded_run_found_failed_marks_its_revision_failed(store: Store) -> 
         Run("x", "other", Trigger.POLL, "abc", RunResult.SUCCEEDED, 1.0, 2.0), SyncState("other")
     )
     store.fail_run(WS, "r1", "check smoke: status 500", 9.0)
+    checks = (CheckOutcome("smoke", "failed", "status 500", 1.5),)
+    store.set_run_checks(WS, "r1", checks)
     failed = store.run("r1")
-    assert failed is not None
+    assert failed is not None and failed.checks == checks
     assert (failed.result, failed.error, failed.finished_at) == (
         RunResult.FAILED,
         "check smoke: status 500",

@@ -31,6 +31,7 @@ from syncd.config.types import VerifyConfig
 from syncd.core.audit_model import AuditEntry, AuditQuery
 from syncd.core.errors import GitError, PathNotFound, RevisionNotFound, StepFileError
 from syncd.core.model import (
+    CheckOutcome,
     HealthRecord,
     LiveStep,
     Mode,
@@ -366,6 +367,12 @@ class FakeStore:
             state = self._tables.workspaces.get(ws)
             if state is not None:
                 state.failed_revision = run.revision
+
+    def set_run_checks(self, ws: str, run_id: str, checks: tuple[CheckOutcome, ...]) -> None:
+        with self._lock:
+            run = self._tables.runs.get(run_id)
+            if run is not None and run.workspace == ws:
+                run.checks = checks
 
     def runs(self, ws: str, limit: int = 50) -> list[Run]:
         with self._lock:

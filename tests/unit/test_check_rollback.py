@@ -90,6 +90,10 @@ async def test_a_failed_check_rolls_back_to_the_revision_applied_before(tmp_path
         }
         back, failed, first = w.store.runs("prod")
         assert (failed.revision, failed.result, failed.error) == (bad, RunResult.FAILED, error)
+        # The checks are part of the run, as the API shows it.
+        assert [(c.name, c.result) for c in failed.checks] == [("smoke", "failed")]
+        assert failed.to_dict()["checks"][0]["detail"] in error
+        assert [(c.name, c.result) for c in first.checks] == [("smoke", "ok")]
         assert (back.revision, back.result, back.actor) == (
             good,
             RunResult.SUCCEEDED,

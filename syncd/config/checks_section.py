@@ -9,16 +9,20 @@ asked for, and watches).
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
-from syncd.config.checks import MISSING, At, Checker, describe, quote
-from syncd.config.types import CheckConfig, CommandCheck, HttpCheck
+from syncd.config.checks import MISSING, At, describe, quote
+from syncd.config.credentials import SecretReader
+from syncd.config.types import CheckConfig, CommandCheck, HttpCheck, Secret
 
 CHECK_KEYS = ("name", "http", "command", "timeout", "retries", "interval")
-HTTP_KEYS = ("url", "expect_status", "expect_body")
-COMMAND_KEYS = ("argv",)
+HTTP_KEYS = ("url", "expect_status", "expect_body", "ca_file")
+COMMAND_KEYS = ("argv", "env")
+MAX_ENV = 32  # variables a command check is given
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 ON_FAILURE = ("rollback", "keep")
 MAX_CHECKS = 16  # each runs after every apply: a bounded few
 MAX_RETRIES = 100
@@ -26,7 +30,7 @@ MAX_ARGS = 256
 MAX_TIMEOUT = 3600.0  # a check that may take longer holds the workspace's worker that long
 
 
-class CheckSections(Checker):
+class CheckSections(SecretReader):
     """Parsers of `checks` and `on_check_failure`."""
 
     def checks(self, at: At, value: Any) -> tuple[CheckConfig, ...]:
@@ -93,7 +97,13 @@ class CheckSections(Checker):
             except re.error as e:
                 self.error(at.key("expect_body"), f"is not a regular expression: {e}")
                 body = None
-        return HttpCheck(url, status, body or None) if url else None
+        ca_file = None
+        if section.get("ca_file") is not None:
+            ca_file = self.path(at.key("ca_file"), section["ca_file"], at.file.parent)
+            if ca_file is not None and not (ca_file.is_file() and os.access(ca_file, os.R_OK)):
+                self.error(at.key("ca_file"), f"{ca_file} is not a readable file")
+                ca_file = None
+        return HttpCheck(url, status, body or None, ca_file) if url else None
 
     def command_check(self, at: At, value: Any) -> CommandCheck | None:
         section = self.mapping(at, value, COMMAND_KEYS, required=("argv",))
@@ -109,7 +119,31 @@ class CheckSections(Checker):
             self.error(at.key("argv"), f"at most {MAX_ARGS} arguments, got {len(raw)}")
             return None
         argv = self.str_list(at.key("argv"), raw)
-        return CommandCheck(tuple(argv)) if all(argv) else None
+        env = self.check_env(at.key("env"), section.get("env"))
+        return CommandCheck(tuple(argv), env) if all(argv) else None
+
+    def check_env(self, at: At, value: Any) -> tuple[tuple[str, str | Secret], ...]:
+        """`env`: `NAME: value` as written, or `NAME_env: VAR` from the daemon's environment
+        (a secret: never shown, scrubbed from logs)."""
+        if value is None:
+            return ()
+        if not isinstance(value, dict) or len(value) > MAX_ENV:
+            self.error(at, f"expected a mapping of at most {MAX_ENV} variables")
+            return ()
+        found: list[tuple[str, str | Secret]] = []
+        for key, item in value.items():
+            key = str(key)
+            name = key.removesuffix("_env") if key.endswith("_env") else key
+            if not _ENV_NAME.fullmatch(name):
+                self.error(at.key(key), "is not an environment variable's name")
+                continue
+            if key.endswith("_env"):
+                secret = self.env_secret(at.key(key), item)
+                if secret is not None:
+                    found.append((name, secret))
+            else:
+                found.append((name, self.string(at.key(key), item)))
+        return tuple(found)
 
     def on_check_failure(
         self, at: At, value: Any, default: Literal["rollback", "keep"]

@@ -139,11 +139,24 @@ def check_schema() -> Schema:
     regex, refuses credentials in the URL and duplicate names)."""
     url: Schema = {**TEXT, "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^\u0000-\u0020\u007f]+$"}
     status: Schema = {"type": "integer", "minimum": 100, "maximum": 599}
-    http = section({"url": url, "expect_status": status, "expect_body": TEXT}, ("url",))
+    http = section(
+        {"url": url, "expect_status": status, "expect_body": TEXT, "ca_file": TEXT}, ("url",)
+    )
     argv: Schema = {"type": "array", "minItems": 1, "maxItems": 256, "items": TEXT}
+    # NAME: a value; NAME_env: the daemon's variable that holds it
+    env: Schema = {
+        "type": "object",
+        "maxProperties": 32,
+        "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+        "additionalProperties": TEXT,
+    }
     out = section(
         {
-            **{"name": TEXT, "http": http, "command": section({"argv": argv}, ("argv",))},
+            **{
+                "name": TEXT,
+                "http": http,
+                "command": section({"argv": argv, "env": env}, ("argv",)),
+            },
             **{"timeout": DURATION, "interval": DURATION},
             "retries": {"type": "integer", "minimum": 0, "maximum": 100},
         },

@@ -370,6 +370,9 @@ class Config:
         secrets.append(self.notifications.smtp.password if self.notifications.smtp else None)
         secrets += [t.url for t in self.notifications.targets]
         secrets.append(self.store.password)
+        for ws in self.workspaces:  # a command check's variables from the environment
+            env = [v for c in ws.checks if c.command for _, v in c.command.env]
+            secrets += [v for v in env if isinstance(v, Secret)]
         for host in self.providers.values():
             secrets += [host.token, host.app.private_key if host.app else None]
         return [s for s in secrets if s is not None]

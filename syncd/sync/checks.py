@@ -11,16 +11,21 @@ that applied (`syncd.sync.after_apply`), never on the event loop.
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
 from syncd.config.types import CheckConfig, CommandCheck, HttpCheck
+from syncd.core.errors import SyncdError
 from syncd.core.model import CheckOutcome
+from syncd.git.tls import read_ca_file
 from syncd.ops.logs import scrub
 
 MAX_BODY = 64 * 1024  # bytes of an answer read for `expect_body`
@@ -73,12 +78,26 @@ def _try(check: CheckConfig) -> str:
     return _command(check.command, check.timeout)
 
 
+def _trust(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """The system's CAs, and `ca_file`'s too when the check names one (as a source's)."""
+    if ca_file is None:
+        return True
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(cadata=read_ca_file(ca_file).decode("ascii"))
+    except (SyncdError, ValueError) as e:
+        raise _Failed(str(e)) from None
+    return context
+
+
 def _http(spec: HttpCheck, timeout: float) -> str:
-    """A GET with the system's default trust; redirects are not followed (a check names the
-    address it means)."""
+    """A GET with the system's trust (and `ca_file`'s); redirects are not followed (a check
+    names the address it means)."""
     try:
         with (
-            httpx.Client(timeout=timeout, follow_redirects=False) as client,
+            httpx.Client(
+                timeout=timeout, follow_redirects=False, verify=_trust(spec.ca_file)
+            ) as client,
             client.stream("GET", spec.url, headers={"User-Agent": "syncd-check"}) as answer,
         ):
             body = b""
@@ -115,6 +134,7 @@ def _command(spec: CommandCheck, timeout: float) -> str:
         try:
             done = subprocess.run(
                 list(spec.argv),
+                env=_environment(spec),
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -130,6 +150,14 @@ def _command(spec: CommandCheck, timeout: float) -> str:
         output.seek(max(0, output.seek(0, 2) - MAX_DETAIL))
         tail = " ".join(output.read(MAX_DETAIL).decode("utf-8", errors="replace").split())
     raise _Failed(f"{name}: exit status {done.returncode}" + (f": {tail}" if tail else ""))
+
+
+def _environment(spec: CommandCheck) -> dict[str, str]:
+    """PATH and HOME, and the check's `env`: never the daemon's own environment, which holds
+    syncd's secrets (tokens, passwords) that a check has no business with."""
+    base = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
+    given = {name: v if isinstance(v, str) else v.reveal() for name, v in spec.env}
+    return base | given
 
 
 def _where(url: str) -> str:

@@ -4,6 +4,7 @@ naming the key. Retries are slept by a fake `sleep` (they are counted, not waite
 
 from __future__ import annotations
 
+import ssl
 import sys
 import threading
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 import yaml
 
 from syncd.config import load_config
@@ -210,3 +212,48 @@ def test_check_names_are_unique_and_on_check_failure_is_a_choice(tmp_path: Path)
     )
     said = refused(tmp_path, {"workspaces": [ws("a", on_check_failure="rollbak")]})
     assert "on_check_failure: expected one of rollback, keep" in said
+
+
+def test_a_command_gets_its_env_and_never_the_daemons(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`env`: a value as written, and one from the daemon's environment (`NAME_env`); the
+    daemon's own variables (its secrets) are not passed on."""
+    monkeypatch.setenv("SMOKE_TOKEN_SOURCE", "t0ken-from-the-daemon")
+    monkeypatch.setenv("SYNCD_TEST_GIT_TOKEN", "the-daemons-secret")
+    probe = (
+        "import os, sys; ok = os.environ.get('TARGET') == 'staging' and "
+        "os.environ.get('SMOKE_TOKEN') == 't0ken-from-the-daemon' and "
+        "'SYNCD_TEST_GIT_TOKEN' not in os.environ; sys.exit(0 if ok else 3)"
+    )
+    env = {"TARGET": "staging", "SMOKE_TOKEN_env": "SMOKE_TOKEN_SOURCE"}
+    check = {"name": "env", "command": {"argv": [sys.executable, "-c", probe], "env": env}}
+    path = tmp_path / "syncd.yaml"
+    doc = {"state_dir": str(tmp_path / "state"), "workspaces": [ws("a", checks=[check])]}
+    path.write_text(yaml.safe_dump(doc))
+    config = load_config(path, {"SMOKE_TOKEN_SOURCE": "t0ken-from-the-daemon"})
+    (result,) = run_checks(config.workspaces[0].checks, sleep=lambda _s: None)
+    assert result.result == "ok", result.detail
+    assert "t0ken-from-the-daemon" in config.secret_values()  # scrubbed from logs
+
+
+def test_an_https_check_trusts_its_ca_file(tmp_path: Path) -> None:
+    """A check of a service behind a private CA: refused without `ca_file`, passes with it."""
+    ca = trustme.CA()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"https://127.0.0.1:{server.server_address[1]}/ok"
+        ca_file = tmp_path / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        (untrusted,) = run_checks((http("tls", url),), sleep=lambda _s: None)
+        assert untrusted.result == "failed" and "ConnectError" in untrusted.detail
+        (trusted,) = run_checks((http("tls", url, ca_file=ca_file),), sleep=lambda _s: None)
+        assert trusted.result == "ok", trusted.detail
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -220,6 +220,9 @@ class Scheduler:
         """The run, then (on the same worker thread, out of the run's lease) the checks after
         an automatic workspace's apply, and a rollback when one fails (`after_apply`)."""
         engine = self.engine
+        # What a failed check goes back to: applied before this run (read before it, so no
+        # pruning of old runs can take it away).
+        before = engine.store.state(ws.id).last_applied_revision if ws.checks else None
         outcome = engine.sync(
             ws,
             req.trigger,
@@ -233,7 +236,7 @@ class Scheduler:
         )
         if not after_apply.should_check(ws, outcome, req.revision):
             return outcome
-        return after_apply.check_applied(engine, ws, outcome, self.health)
+        return after_apply.check_applied(engine, ws, outcome, before, self.health)
 
     def after_run(self, ws_id: str, req: Request, outcome: Outcome) -> None:
         """Schedule a retry after a transient failure; forget failures after a success. A run

@@ -179,9 +179,11 @@ class Act:
 
     async def suspend(self) -> dict[str, Any]:
         service, entry = self._actions.workspaces, self._entry()
-        view = await self._actions.calls.run(service.suspend, self.workspace, entry)
+        await self._actions.calls.run(service.mark_suspended, self.workspace, entry)
+        # Stored with the suspension: whatever comes next (reading the view back) is no
+        # reason for a second entry.
         self._stored = entry
-        return view
+        return await self._actions.calls.run(service.suspended_view, self.workspace)
 
     async def resume(self) -> Ticket:
         """Resume automation, then back to the branch head: in automatic mode a manual sync,

@@ -339,8 +339,16 @@ class Workspaces:
     def suspend(self, ws: WorkspaceConfig, audit: AuditEntry | None = None) -> dict[str, Any]:
         """Suspend automation (blocking): polls, webhooks and self-heal apply nothing by
         themselves until `resume`; a manual sync still applies. Kept across restarts. `audit`:
-        the action's entry, stored in the same transaction."""
+        the action's entry, stored in the same transaction. The workspace's view after."""
+        self.mark_suspended(ws, audit)
+        return self.suspended_view(ws)
+
+    def mark_suspended(self, ws: WorkspaceConfig, audit: AuditEntry | None = None) -> None:
+        """`suspend`'s one write (with its entry), apart from what follows it."""
         self.store.set_suspended(ws.id, True, audit)
+
+    def suspended_view(self, ws: WorkspaceConfig) -> dict[str, Any]:
+        """After `suspend`: health told, and the workspace as it now is."""
         self.keeper.suspension_changed(ws.id, True)
         return self.view(ws)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,11 @@ INSERT_BATCH = 1000  # rows per executemany
 def export_backup(store: SqlStore[Any], path: Path) -> Summary:
     """Write the store's backup to `path` (replacing it only once the new one is whole)."""
     sql = store.dialect.backup
-    partial = path.with_name(f".{path.name}.partial")
     version = store.schema_version()
-    # Owner only, from its creation: it holds every step's content.
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A new file of syncd's own (mkstemp: created exclusively, never through a link someone
+    # planted, owner only): it holds every step's content.
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    partial = Path(name)
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as out:
             writer = Writer(out, store.kind, version)

@@ -70,6 +70,7 @@ def check_applied(
     engine: Engine,
     ws: WorkspaceConfig,
     outcome: Outcome,
+    before: str | None = None,
     health: SyncObserver | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
@@ -100,7 +101,7 @@ def check_applied(
     )
     if failed is None:
         return outcome
-    return _fail(engine, ws, run, failed, outcome, health)
+    return _fail(engine, ws, run, failed, outcome, health, before)
 
 
 def _fail(
@@ -110,6 +111,7 @@ def _fail(
     failed: CheckResult,
     outcome: Outcome,
     health: SyncObserver | None,
+    before: str | None = None,
 ) -> Outcome:
     error = scrub(f"check {failed.name}: {failed.detail}")
     # Its end moves to now: a digest that read the run as succeeded reads it again as failed.
@@ -126,7 +128,18 @@ def _fail(
                 log.exception("observer failed", extra=fields(workspace=ws.id))
     if ws.on_check_failure != "rollback":
         return Outcome(failed_run, outcome.plan, state)
-    previous = _applied_before(engine, ws.id, run)
+    if state.last_applied_revision != run.revision:
+        # Another writer applied a newer commit while the checks ran: that one is live now,
+        # and going back from it is not this check's call.
+        log.warning(
+            "no rollback: a newer commit was applied meanwhile",
+            extra=fields(workspace=ws.id, run=run.id, error=error),
+        )
+        return Outcome(failed_run, outcome.plan, state)
+    # What was applied when the run began (it cannot have been pruned), else the newest
+    # applied run that began before it.
+    previous = before if before and before != run.revision else None
+    previous = previous or _applied_before(engine, ws.id, run)
     if previous is None:
         log.warning(
             "no rollback: nothing was applied before",
@@ -148,6 +161,7 @@ def _applied_before(engine: Engine, ws_id: str, run: Run) -> str | None:
     for earlier in engine.store.runs(ws_id, PREVIOUS_RUNS):
         if (
             earlier.id != run.id
+            and earlier.started_at < run.started_at
             and earlier.result is RunResult.SUCCEEDED
             and not earlier.dry_run
             and earlier.revision

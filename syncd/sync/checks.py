@@ -30,6 +30,7 @@ from syncd.ops.logs import scrub
 
 MAX_BODY = 64 * 1024  # bytes of an answer read for `expect_body`
 MAX_DETAIL = 200  # characters of a detail (a status, an error, the start of an output)
+SCRUBBED_TAIL = 64 * 1024  # bytes of a command's output read (and scrubbed) for its detail
 
 
 # A check's outcome is what the run keeps of it: one shape (syncd.core.model).
@@ -147,8 +148,11 @@ def _command(spec: CommandCheck, timeout: float) -> str:
             raise _Failed(f"{name}: {e.strerror or e}") from None
         if done.returncode == 0:
             return "exit status 0"
-        output.seek(max(0, output.seek(0, 2) - MAX_DETAIL))
-        tail = " ".join(output.read(MAX_DETAIL).decode("utf-8", errors="replace").split())
+        # A larger tail is read and scrubbed before it is cut: a secret that straddles the
+        # cut would not be recognised in a part of it.
+        output.seek(max(0, output.seek(0, 2) - SCRUBBED_TAIL))
+        text = scrub(output.read(SCRUBBED_TAIL).decode("utf-8", errors="replace"))
+        tail = " ".join(text.split())[-MAX_DETAIL:]
     raise _Failed(f"{name}: exit status {done.returncode}" + (f": {tail}" if tail else ""))
 
 

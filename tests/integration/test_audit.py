@@ -228,7 +228,9 @@ def test_the_cli_reads_the_store_locally(
 
 @pytest.fixture
 def server(parts: Parts) -> Iterator[str]:
-    config = uvicorn.Config(app_of(parts), host="127.0.0.1", port=0, log_level="warning")
+    # log_config=None: uvicorn's own would take its loggers off the root's for the rest of
+    # the session (their lines would no longer reach syncd's format in later tests).
+    config = uvicorn.Config(app_of(parts), host="127.0.0.1", port=0, log_config=None)
     served = uvicorn.Server(config)
     thread = threading.Thread(target=served.run, daemon=True)
     thread.start()

@@ -89,7 +89,13 @@ def test_fields_never_overwrite_the_base_keys(capture: io.StringIO) -> None:
     assert doc["field_level"] == "nope" and doc["field_event"] == "e"
 
 
-def test_foreign_loggers_format_too(capture: io.StringIO) -> None:
+def test_foreign_loggers_format_too(capture: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As the daemon runs uvicorn (log_config=None): its loggers hand their lines to the root.
+    # A test that ran uvicorn with its own logging config may have left them otherwise.
+    for name in ("uvicorn", "uvicorn.error"):
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+        monkeypatch.setattr(logging.getLogger(name), "handlers", [])
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
     logs.setup_logging("text", stream=capture)
     logging.getLogger("uvicorn.error").warning("Invalid HTTP request received.")
     # Its own line: a thread an earlier test left (a store call finishing) may log too.

@@ -6,20 +6,16 @@ https://docs.gitea.com/api/ (templates/swagger/v1_json.tmpl in go-gitea/gitea).
 
 from __future__ import annotations
 
-from syncd.report.host import CommitStatus
-from syncd.report.hosts.base import Comment, RestHost
+from syncd.report.hosts.base import Comment
 from syncd.report.hosts.http import (
-    Answer,
     expect_int,
     expect_list,
-    expect_object,
-    expect_str,
     owner_repo,
-    segment,
 )
+from syncd.report.hosts.owner_repo import OwnerRepoHost
 
 
-class GiteaHost(RestHost):
+class GiteaHost(OwnerRepoHost):
     # Gitea keeps a comment in a TEXT column with no limit of its own (MySQL's TEXT holds 64 KiB,
     # so 65,536 is what every database under Gitea takes), and a longer comment is unreadable
     # on a pull request anyway: the renderer cuts at this and says so.
@@ -32,37 +28,6 @@ class GiteaHost(RestHost):
             "Authorization": f"token {self._config.token.reveal()}",
             "Accept": "application/json",
         }
-
-    async def set_status(self, repository: str, sha: str, status: CommitStatus) -> None:
-        owner, repo = owner_repo(repository)
-        # Gitea's states include GitHub's four under the same names.
-        body: dict[str, str] = {
-            "state": status.state.value,
-            "context": status.context,
-            "description": self.describe(status.description),
-        }
-        if status.target_url:
-            body["target_url"] = status.target_url
-        await self.call(
-            f"status {status.context} on {repository}@{sha[:12]}",
-            "POST",
-            f"/repos/{owner}/{repo}/statuses/{segment(sha)}",
-            body,
-        )
-
-    async def pull_head(self, repository: str, number: int) -> str:
-        owner, repo = owner_repo(repository)
-        operation = f"pull request {repository}#{number}"
-        answer = await self.call(operation, "GET", f"/repos/{owner}/{repo}/pulls/{number}")
-
-        def read(a: Answer) -> str:
-            head = expect_object(a, operation).get("head")
-            if not isinstance(head, dict):
-                raise ValueError(f"{operation}: no 'head' object in the answer")
-            return expect_str(head, "sha", operation)
-
-        head: str = self.parse(operation, answer, read)
-        return head
 
     async def _list_comments(
         self, repository: str, number: int, page: int

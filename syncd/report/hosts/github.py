@@ -10,24 +10,21 @@ import time
 from collections.abc import Callable
 
 from syncd.config.types import ProviderConfig
-from syncd.report.host import CommitStatus
-from syncd.report.hosts.base import Comment, RestHost
+from syncd.report.hosts.base import Comment
 from syncd.report.hosts.github_app import AppTokens
 from syncd.report.hosts.http import (
     PER_PAGE,
     Answer,
     expect_int,
     expect_list,
-    expect_object,
-    expect_str,
     owner_repo,
-    segment,
 )
+from syncd.report.hosts.owner_repo import OwnerRepoHost
 
 API_VERSION = "2022-11-28"
 
 
-class GitHubHost(RestHost):
+class GitHubHost(OwnerRepoHost):
     MAX_COMMENT = 65536  # GitHub refuses a comment body over 65,536 characters
     MAX_DESCRIPTION = 140  # and a status description over 140
 
@@ -61,36 +58,6 @@ class GitHubHost(RestHost):
 
     async def _renew(self) -> bool:
         return self.app is not None and self.app.drop()
-
-    async def set_status(self, repository: str, sha: str, status: CommitStatus) -> None:
-        owner, repo = owner_repo(repository)
-        body: dict[str, str] = {
-            "state": status.state.value,
-            "context": status.context,
-            "description": self.describe(status.description),
-        }
-        if status.target_url:
-            body["target_url"] = status.target_url
-        await self.call(
-            f"status {status.context} on {repository}@{sha[:12]}",
-            "POST",
-            f"/repos/{owner}/{repo}/statuses/{segment(sha)}",
-            body,
-        )
-
-    async def pull_head(self, repository: str, number: int) -> str:
-        owner, repo = owner_repo(repository)
-        operation = f"pull request {repository}#{number}"
-        answer = await self.call(operation, "GET", f"/repos/{owner}/{repo}/pulls/{number}")
-
-        def read(a: Answer) -> str:
-            head = expect_object(a, operation).get("head")
-            if not isinstance(head, dict):
-                raise ValueError(f"{operation}: no 'head' object in the answer")
-            return expect_str(head, "sha", operation)
-
-        head: str = self.parse(operation, answer, read)
-        return head
 
     async def _list_comments(
         self, repository: str, number: int, page: int

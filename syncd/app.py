@@ -155,6 +155,7 @@ class Parts:
         self.core.config = config
         for gone in old - {ws.id for ws in config.workspaces}:
             self.metrics.forget_workspace(gone)
+        self.metrics.configure(config.metrics)
         self.scheduler.reconfigure()
 
     async def reloaded(self, path: str, error: str | None = None) -> None:
@@ -183,6 +184,7 @@ def log_warnings(config: Config) -> None:
 def build(config: Config, registry: CollectorRegistry | None = None) -> Parts:
     log_warnings(config)
     metrics = Metrics(registry)
+    metrics.configure(config.metrics)
     # Reports to git hosts read the config through the core (made below), so a reload's
     # `providers` and `report` reach them at once.
     reporter = Reporter(HostSet(build_host), metrics, lambda: core.config.providers)

@@ -35,6 +35,7 @@ _TOP_KEYS = (
     "git",
     "console",
     "providers",
+    "metrics",
 )
 
 
@@ -103,6 +104,7 @@ class _Loader(SectionParser):
                 at.key("console"), top.get("console"), base_dir, server.public_url
             ),
             providers=providers,
+            metrics=self.metrics(at.key("metrics"), top.get("metrics")),
         )
         if config.notifications.smtp is None:
             for ws in config.workspaces:

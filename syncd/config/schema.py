@@ -298,6 +298,7 @@ def config_schema() -> Schema:
                     "token_sign_in": BOOL,
                 }
             ),
+            "metrics": section({"per_workspace_histograms": BOOL}),
             "providers": {
                 "type": ["object", "null"],
                 "description": "API access to git hosts, by entry name (source.provider)",

@@ -24,6 +24,7 @@ from syncd.config.types import (
     POSTGRES_SCHEMES,
     SCOPES,
     GitConfig,
+    MetricsConfig,
     ServerConfig,
     StoreConfig,
     TokenConfig,
@@ -261,3 +262,10 @@ class SectionParser(NotificationSections, WorkspaceSections, ConsoleSections):
             email = self.email(at.key("author").key("email"), author["email"])
         timeout = self.positive_duration(at.key("timeout"), section.get("timeout"), 30.0)
         return GitConfig(timeout=timeout, author_name=name, author_email=email)
+
+    def metrics(self, at: At, value: Any) -> MetricsConfig:
+        section = self.mapping(at, value, ("per_workspace_histograms",)) or {}
+        key = "per_workspace_histograms"
+        return MetricsConfig(
+            per_workspace_histograms=self.boolean(at.key(key), section.get(key), False)
+        )

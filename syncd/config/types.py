@@ -319,6 +319,14 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """`metrics:`: what /metrics exports beyond the few series each workspace has."""
+
+    # `syncd_workspace_sync_duration_seconds{workspace}`: 15 more series a workspace.
+    per_workspace_histograms: bool = False
+
+
+@dataclass(frozen=True)
 class GitConfig:
     timeout: float = 30.0
     author_name: str = "syncd"
@@ -339,6 +347,7 @@ class Config:
     workspaces: tuple[WorkspaceConfig, ...]
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # Allowed but likely mistakes, each naming its file and key (see Checker.warn).
     warnings: tuple[str, ...] = ()
 

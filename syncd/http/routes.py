@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -232,7 +232,7 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
     async def metrics(request: Request) -> Response:
         # Rendered on a thread: with thousands of workspaces the text takes long enough to
         # hold up webhooks and probes if the event loop made it.
-        text = await asyncio.to_thread(generate_latest, parts.metrics.registry)
+        text = await asyncio.to_thread(parts.metrics.render)
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(request: Request) -> Response:

@@ -1,12 +1,15 @@
 """Every Prometheus metric syncd exports, declared once, on an injected registry.
 
 Label values come from small fixed sets (workspace ids come from the config), so a stranger
-cannot grow the number of series.
+cannot grow the number of series. A workspace has about six series of its own
+(`workspace_series`); histograms have no workspace label unless the config asks
+(`metrics.per_workspace_histograms`), as Argo CD keeps the application off its histograms.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 
 from prometheus_client import (
@@ -15,16 +18,19 @@ from prometheus_client import (
     Gauge,
     Histogram,
     disable_created_metrics,
+    generate_latest,
 )
 
 from syncd import __version__
 from syncd.config import WorkspaceConfig
+from syncd.config.types import MetricsConfig
 from syncd.core.audit_model import ACTIONS as AUDIT_ACTIONS
-from syncd.core.model import Health, Plan, Run, RunResult, Status, SyncState, Trigger
+from syncd.core.model import Health, Plan, Run, RunResult, SyncState, Trigger
 
 # Why a commit was not verified: the label's values are the verifier's own reasons; anything
 # else is counted as "malformed" so that the label stays a small fixed set.
 from syncd.git.signatures import REASONS as VERIFY_REASONS
+from syncd.ops.workspace_series import WorkspaceSeries
 
 GIT_OPS = ("ls_remote", "fetch", "push")
 WEBHOOK_RESULTS = (
@@ -52,54 +58,23 @@ class Metrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.sync_runs = Counter(
-            "syncd_sync_runs",
-            "Sync runs, by trigger and result.",
-            ["workspace", "trigger", "result"],
-            registry=r,
-        )
+        # A workspace's own series, about six (see workspace_series): at 10,000 workspaces the
+        # scrape stays a few MB.
+        self.workspaces = WorkspaceSeries()  # rendered beside the registry (`render`)
+        self.render_lock = threading.Lock()
         self.sync_duration = Histogram(
             "syncd_sync_duration_seconds",
-            "Duration of sync runs.",
-            ["workspace"],
+            "Duration of sync runs, by trigger and result (all workspaces).",
+            ["trigger", "result"],
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+        # Opt-in (`metrics.per_workspace_histograms`): 15 series a workspace (`configure`).
+        self.workspace_duration: Histogram | None = None
         self.steps_changed = Counter(
             "syncd_steps_changed",
-            "Steps created, updated, deleted.",
-            ["workspace", "action"],
-            registry=r,
-        )
-        self.status = Gauge(
-            "syncd_workspace_status",
-            "1 for the workspace's current status, 0 for the others.",
-            ["workspace", "status"],
-            registry=r,
-        )
-        self.health = Gauge(
-            "syncd_workspace_health",
-            "1 for the workspace's current health, 0 for the others.",
-            ["workspace", "health"],
-            registry=r,
-        )
-        self.drift = Gauge(
-            "syncd_workspace_drift_steps",
-            "Steps that differ between the workspace and git.",
-            ["workspace"],
-            registry=r,
-        )
-        self.blocked = Gauge(
-            "syncd_workspace_blocked",
-            "1 while an automatic workspace's changes are held back, by why (a closed change"
-            " window, a promotion not yet applied or soaked upstream); 0 otherwise.",
-            ["workspace", "reason"],
-            registry=r,
-        )
-        self.last_success = Gauge(
-            "syncd_workspace_last_success_timestamp_seconds",
-            "When the workspace last synced successfully.",
-            ["workspace"],
+            "Steps created, updated, deleted (all workspaces).",
+            ["action"],
             registry=r,
         )
         self.verify_failures = Counter(
@@ -201,6 +176,37 @@ class Metrics:
                 self.notifications.labels(result, channel)
         for action in AUDIT_ACTIONS:
             self.audit_entries.labels(action)
+        for trigger in Trigger:
+            for result in RunResult:
+                self.sync_duration.labels(trigger.value, result.value)
+        for action in STEP_ACTIONS:
+            self.steps_changed.labels(action)
+        # Per workspace, as they come: (workspace, check, result) and (workspace, reason).
+        self._check_labels: set[tuple[str, str, str]] = set()
+        self._checks_lock = threading.Lock()
+
+    def render(self) -> bytes:
+        """The whole /metrics text: the registry's metrics, then the workspaces' series. One
+        scrape at a time (the workspaces' text cache is the renderer's own)."""
+        with self.render_lock:
+            return generate_latest(self.registry) + self.workspaces.render()
+
+    def configure(self, config: MetricsConfig) -> None:
+        """`metrics:` from the config, at start and at each reload."""
+        wanted = config.per_workspace_histograms
+        if wanted and self.workspace_duration is None:
+            self.workspace_duration = Histogram(
+                "syncd_workspace_sync_duration_seconds",
+                "Duration of a workspace's sync runs (opt-in: metrics.per_workspace_histograms).",
+                ["workspace"],
+                buckets=DURATION_BUCKETS,
+                registry=self.registry,
+            )
+            for ws_id in self.workspaces.known():
+                self.workspace_duration.labels(ws_id)
+        elif not wanted and self.workspace_duration is not None:
+            self.registry.unregister(self.workspace_duration)
+            self.workspace_duration = None
 
     def set_replica(
         self,
@@ -222,16 +228,11 @@ class Metrics:
     # -- workspaces ------------------------------------------------------------------------
 
     def add_workspace(self, ws_id: str) -> None:
-        """Every label set of the workspace's counters, at 0, so that `increase()` sees the
-        first failure (a series born at 1 shows no increase); idempotent."""
-        for trigger in Trigger:
-            for result in RunResult:
-                self.sync_runs.labels(ws_id, trigger.value, result.value)
-        for action in STEP_ACTIONS:
-            self.steps_changed.labels(ws_id, action)
-        self.sync_duration.labels(ws_id)
-        for reason in BLOCK_REASONS:
-            self.blocked.labels(ws_id, reason)  # 0 when new; a held one keeps its 1
+        """The workspace's series, its run counters at 0 so that `increase()` sees the first
+        failure (a series born at 1 shows no increase); idempotent."""
+        self.workspaces.add(ws_id)
+        if self.workspace_duration is not None:
+            self.workspace_duration.labels(ws_id)
 
     def restore(self, ws_id: str, state: SyncState, last_success: float | None) -> None:
         """The workspace's series from what the store knows: at start and after a reload, so
@@ -239,36 +240,34 @@ class Metrics:
         self.add_workspace(ws_id)
         self.set_state(ws_id, state)
         if last_success is not None:
-            self.last_success.labels(ws_id).set(last_success)
+            self.workspaces.set_last_success(ws_id, last_success)
 
     # -- observers -------------------------------------------------------------------------
 
     def run_finished(
         self, ws: WorkspaceConfig, run: Run, plan: Plan | None, state: SyncState, seconds: float
     ) -> None:
-        self.sync_runs.labels(ws.id, str(run.trigger), str(run.result)).inc()
-        self.sync_duration.labels(ws.id).observe(seconds)
+        self.workspaces.count_run(ws.id, str(run.result))
+        self.sync_duration.labels(str(run.trigger), str(run.result)).observe(seconds)
+        if self.workspace_duration is not None:
+            self.workspace_duration.labels(ws.id).observe(seconds)
         if run.result is RunResult.SUCCEEDED:
             # Only applied changes count: a planned run's counts are what it would change.
-            self.steps_changed.labels(ws.id, "create").inc(run.created)
-            self.steps_changed.labels(ws.id, "update").inc(run.updated)
-            self.steps_changed.labels(ws.id, "delete").inc(run.deleted)
-            self.last_success.labels(ws.id).set(run.finished_at or 0)
+            self.steps_changed.labels("create").inc(run.created)
+            self.steps_changed.labels("update").inc(run.updated)
+            self.steps_changed.labels("delete").inc(run.deleted)
+            self.workspaces.set_last_success(ws.id, run.finished_at or 0)
         self.set_state(ws.id, state)
 
     def set_state(self, ws_id: str, state: SyncState) -> None:
-        for status in Status:
-            self.status.labels(ws_id, status.value).set(1 if state.status is status else 0)
-        self.drift.labels(ws_id).set(state.drift)
+        self.workspaces.set_state(ws_id, state.status, state.drift)
 
     def set_health(self, ws_id: str, health: Health) -> None:
-        for value in Health:
-            self.health.labels(ws_id, value.value).set(1 if health is value else 0)
+        self.workspaces.set_health(ws_id, health)
 
     def workspace_blocked(self, ws_id: str, reason: str | None) -> None:
         """A run's gate decision (`syncd.sync.gate.BlockObserver`): None when nothing holds."""
-        for value in BLOCK_REASONS:
-            self.blocked.labels(ws_id, value).set(1 if reason == value else 0)
+        self.workspaces.set_blocked(ws_id, reason if reason in BLOCK_REASONS else None)
 
     def verify_failed(self, ws_id: str, reason: str) -> None:
         self.verify_failures.labels(
@@ -300,6 +299,8 @@ class Metrics:
 
     def check_finished(self, ws_id: str, check: str, result: str) -> None:
         """A check after an apply (`syncd.sync.after_apply.CheckObserver`)."""
+        with self._checks_lock:
+            self._check_labels.add((ws_id, check, result))
         self.checks.labels(ws_id, check, result).inc()
 
     def runs_pruned(self, count: int) -> None:
@@ -310,22 +311,16 @@ class Metrics:
 
     def forget_workspace(self, ws_id: str) -> None:
         """A workspace removed from the config takes its series with it."""
-        for status in Status:
-            _remove(self.status, ws_id, status.value)
-        for health in Health:
-            _remove(self.health, ws_id, health.value)
-        _remove(self.drift, ws_id)
-        _remove(self.last_success, ws_id)
-        for reason in BLOCK_REASONS:
-            _remove(self.blocked, ws_id, reason)
-        for trigger in Trigger:
-            for result in RunResult:
-                _remove(self.sync_runs, ws_id, trigger.value, result.value)
-        for action in STEP_ACTIONS:
-            _remove(self.steps_changed, ws_id, action)
-        _remove(self.sync_duration, ws_id)
+        self.workspaces.forget(ws_id)
+        if self.workspace_duration is not None:
+            _remove(self.workspace_duration, ws_id)
         for reason in VERIFY_REASONS:
             _remove(self.verify_failures, ws_id, reason)
+        with self._checks_lock:
+            gone = {labels for labels in self._check_labels if labels[0] == ws_id}
+            self._check_labels -= gone
+        for labels in gone:
+            _remove(self.checks, *labels)
 
 
 def _remove(metric: Gauge | Counter | Histogram, *labels: str) -> None:

@@ -150,7 +150,7 @@ def test_metrics_exist_from_the_start_and_survive_a_restart(
         assert "_created" not in page
         # The first failure of a workspace must be an increase: its series are there at 0.
         assert (
-            'syncd_sync_runs_total{result="failed",trigger="webhook",workspace="manual"} 0.0'
+            'syncd_sync_runs_total{workspace="manual",result="failed"} 0.0'
             in (page)
         )
         assert d.stop() == 0
@@ -158,7 +158,7 @@ def test_metrics_exist_from_the_start_and_survive_a_restart(
         git_server.set_fault("500")
         d = start_daemon(tmp_path, git_server, tree, url)
         assert metric(d, success) == first
-        assert metric(d, 'syncd_workspace_status{status="Synced",workspace="auto"}') == 1.0
+        assert metric(d, 'syncd_workspace_status{workspace="auto",status="Synced"}') == 1.0
         assert d.stop() == 0
     finally:
         git_server.set_fault(None)

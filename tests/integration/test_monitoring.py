@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from syncd.config import parse_duration
-from syncd.core.model import Run, RunResult, Status, SyncState, Trigger
+from syncd.config.types import MetricsConfig
+from syncd.core.model import Health, Run, RunResult, Status, SyncState, Trigger
 from syncd.ops.metrics import Metrics
+from tests.support.daemon import metric
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_METRICS = {
@@ -50,7 +52,10 @@ def busy_metrics() -> bytes:
     m.run_finished(ws, run, None, SyncState("prod", Status.SYNCED), 0.5)
     m.git_operation("fetch", "ok", 0.2)
     m.webhook("github", "accepted")
-    return generate_latest(m.registry)
+    m.add_workspace("other")
+    m.set_health("prod", Health.HEALTHY)
+    m.workspace_blocked("other", "window")
+    return m.render()
 
 
 def test_every_contract_metric_is_exported() -> None:
@@ -100,29 +105,63 @@ def test_promtool_proves_every_alert_fires_and_resolves() -> None:
 def test_counters_exist_at_zero_for_each_workspace_and_no_created_series() -> None:
     m = Metrics()
     m.add_workspace("prod")
-    text = generate_latest(m.registry).decode()
+    text = m.render().decode()
     assert "_created" not in text
+    for result in ("failed", "succeeded"):  # what the shipped alerts compare
+        assert f'syncd_sync_runs_total{{workspace="prod",result="{result}"}} 0.0' in text
+    for action in ("create", "update", "delete"):
+        assert f'syncd_steps_changed_total{{action="{action}"}} 0.0' in text
     for trigger in Trigger:
         for result in RunResult:
-            labels = f'result="{result}",trigger="{trigger}",workspace="prod"'
-            assert f"syncd_sync_runs_total{{{labels}}} 0.0" in text
-    for action in ("create", "update", "delete"):
-        assert f'syncd_steps_changed_total{{action="{action}",workspace="prod"}} 0.0' in text
-    assert 'syncd_sync_duration_seconds_count{workspace="prod"} 0.0' in text
+            labels = f'result="{result}",trigger="{trigger}"'
+            assert f"syncd_sync_duration_seconds_count{{{labels}}} 0.0" in text
     m.forget_workspace("prod")
-    assert 'workspace="prod"' not in generate_latest(m.registry).decode()
+    assert 'workspace="prod"' not in m.render().decode()
+
+
+def test_a_workspace_has_six_series_and_histograms_have_no_workspace_label() -> None:
+    m = Metrics()
+    m.restore("prod", SyncState("prod", Status.SYNCED), last_success=1.0)
+    m.set_health("prod", Health.HEALTHY)
+    mine = [line for line in m.render().decode().splitlines() if 'workspace="prod"' in line]
+    assert len(mine) == 6, mine
+    # The opt-in: a per-workspace histogram beside the global one, and gone again at reload.
+    m.configure(MetricsConfig(per_workspace_histograms=True))
+    text = m.render().decode()
+    assert 'syncd_workspace_sync_duration_seconds_count{workspace="prod"} 0.0' in text
+    m.configure(MetricsConfig())
+    assert "syncd_workspace_sync_duration_seconds" not in m.render().decode()
+
+
+def test_status_health_and_blocked_are_one_series_each_and_move() -> None:
+    m = Metrics()
+    m.restore("prod", SyncState("prod", Status.OUT_OF_SYNC, drift=2), last_success=None)
+    m.set_health("prod", Health.DEGRADED)
+    m.workspace_blocked("prod", "window")
+    m.restore("prod", SyncState("prod", Status.SYNCED), last_success=None)
+    m.set_health("prod", Health.HEALTHY)
+    m.workspace_blocked("prod", None)
+    text = m.render().decode()
+    status = [line for line in text.splitlines() if line.startswith("syncd_workspace_status{")]
+    assert status == ['syncd_workspace_status{workspace="prod",status="Synced"} 1']
+    assert metric(text, "syncd_workspace_health", workspace="prod", health="Healthy") == 1
+    assert metric(text, "syncd_workspace_health", health="Degraded") == 0
+    assert "syncd_workspace_blocked{" not in text
+    # Text Prometheus parses, names and all (a scrape's parser is the client library's).
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert {"syncd_workspace_status", "syncd_sync_runs", "syncd_workspace_blocked"} <= names
 
 
 def test_gauges_are_restored_from_what_the_store_knows() -> None:
     m = Metrics()
     m.restore("prod", SyncState("prod", Status.OUT_OF_SYNC, drift=3), last_success=1234.5)
     m.restore("new", SyncState("new", Status.UNKNOWN), last_success=None)
-    text = generate_latest(m.registry).decode()
+    text = m.render().decode()
     assert 'syncd_workspace_last_success_timestamp_seconds{workspace="prod"} 1234.5' in text
     assert 'syncd_workspace_last_success_timestamp_seconds{workspace="new"}' not in text
-    assert 'syncd_workspace_status{status="OutOfSync",workspace="prod"} 1.0' in text
-    assert 'syncd_workspace_drift_steps{workspace="prod"} 3.0' in text
-    assert 'syncd_sync_runs_total{result="failed",trigger="poll",workspace="new"} 0.0' in text
+    assert 'syncd_workspace_status{workspace="prod",status="OutOfSync"} 1' in text
+    assert 'syncd_workspace_drift_steps{workspace="prod"} 3' in text
+    assert 'syncd_sync_runs_total{workspace="new",result="failed"} 0.0' in text
 
 
 def test_alerts_and_dashboard_use_only_real_metrics() -> None:

@@ -45,6 +45,7 @@ from tests.support import (
     write_config,
     write_step,
 )
+from tests.support.daemon import metric
 from tests.support.gated import GATE_ENV
 
 MIB = 1024 * 1024
@@ -278,9 +279,7 @@ def test_a_locked_store_fails_the_run_with_a_clear_error_not_a_crash(setup: Setu
     assert out.run.result is RunResult.FAILED
     assert "locked" in (out.run.error or "") and str(store_path(setup)) in (out.run.error or "")
     assert out.state.failed_revision is None  # transient: the loop retries it
-    failed = metrics.registry.get_sample_value(
-        "syncd_sync_runs_total", {"workspace": "w", "trigger": "webhook", "result": "failed"}
-    )
+    failed = metric(metrics.render().decode(), "syncd_sync_runs_total", workspace="w", result="failed")
     assert failed == 1.0
     again = core.engine.sync(setup.config.workspace("w"), Trigger.WEBHOOK)
     assert again.run.result is RunResult.SUCCEEDED and again.run.revision == head
@@ -327,9 +326,8 @@ def test_the_scheduler_retries_a_run_the_store_could_not_record(setup: Setup) ->
         while store.state("w").last_applied_revision != head:
             assert time.monotonic() < deadline, "the failed run was never retried"
             await asyncio.sleep(0.1)
-        counted = parts.metrics.registry.get_sample_value(
-            "syncd_sync_runs_total", {"workspace": "w", "trigger": "webhook", "result": "failed"}
-        )
+        scraped = parts.metrics.render().decode()
+        counted = metric(scraped, "syncd_sync_runs_total", workspace="w", result="failed")
         await parts.scheduler.stop()
         store.close()
         return first, counted

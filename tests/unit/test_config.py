@@ -1376,3 +1376,12 @@ def test_a_short_api_token_is_refused_by_name_never_shown(tmp_path: Path) -> Non
         " SYNCD_SHORT_TOKEN is 2 characters long; an API token needs at least 16, so that it"
         " cannot be guessed (e.g. `openssl rand -hex 32`)"
     )
+
+
+def test_metrics_section_is_opt_in_and_checked(tmp_path: Path) -> None:
+    assert not load(tmp_path, "workspaces: []\n").metrics.per_workspace_histograms
+    on = load(tmp_path, "metrics: {per_workspace_histograms: true}\nworkspaces: []\n")
+    assert on.metrics.per_workspace_histograms
+    found = one_problem(tmp_path, "metrics: {per_workspace_histograms: 'yes'}\n")
+    assert "metrics.per_workspace_histograms" in found and "expected true or false" in found
+    assert "unknown key" in one_problem(tmp_path, "metrics: {per_workspace: true}\n")

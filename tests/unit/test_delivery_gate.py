@@ -30,6 +30,7 @@ from syncd.service.audit import Actor
 from syncd.service.workspaces import Workspaces
 from syncd.sync.engine import Engine, Observers
 from syncd.sync.health import HealthKeeper
+from tests.support.daemon import metric
 from tests.support.fakes import FakeGit, FakeStore, config, step_files, workspace
 
 pytestmark = pytest.mark.anyio
@@ -73,9 +74,10 @@ class World:
         assert isinstance(view["blocked"], dict | None)
         return view["blocked"]
 
-    def gauge(self, ws_id: str, reason: str) -> float | None:
-        labels = {"workspace": ws_id, "reason": reason}
-        return self.metrics.registry.get_sample_value("syncd_workspace_blocked", labels)
+    def gauge(self, ws_id: str, reason: str) -> float:
+        """The workspace's `syncd_workspace_blocked` for `reason` (0 when it has no series)."""
+        text = self.metrics.render().decode()
+        return metric(text, "syncd_workspace_blocked", workspace=ws_id, reason=reason)
 
 
 def world(now: float, *workspaces: WorkspaceConfig) -> World:

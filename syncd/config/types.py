@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -354,10 +355,28 @@ class Config:
     def workspace(self, ws_id: str) -> WorkspaceConfig:
         """The workspace with this id (the API's key); NotFound names the id (cut short: it may
         come from a stranger's URL) when none is configured."""
+        found = self._by_id.get(ws_id)
+        if found is None:
+            raise NotFound(f"no workspace {ws_id[:100]!r}")
+        return found
+
+    def followers(self, ws_id: str) -> tuple[str, ...]:
+        """The automatic workspaces whose `promotion.after` is `ws_id`: woken when it applies."""
+        return self._followers.get(ws_id, ())
+
+    @cached_property
+    def _followers(self) -> dict[str, tuple[str, ...]]:
+        found: dict[str, list[str]] = {}
         for ws in self.workspaces:
-            if ws.id == ws_id:
-                return ws
-        raise NotFound(f"no workspace {ws_id[:100]!r}")
+            if ws.promotion is not None and ws.mode is Mode.AUTOMATIC:
+                found.setdefault(ws.promotion.after, []).append(ws.id)
+        return {after: tuple(ids) for after, ids in found.items()}
+
+    @cached_property
+    def _by_id(self) -> dict[str, WorkspaceConfig]:
+        # Made once per config: every request and webhook looks a workspace up, and a cold
+        # start of 10,000 workspaces looked each up in a list of 10,000.
+        return {ws.id: ws for ws in self.workspaces}
 
     def secret_values(self) -> list[str]:
         """Every secret this process could read, for the log scrubber. Never logged itself;

@@ -39,11 +39,15 @@ class Lane:
 
 
 class LocalQueue:
-    """Requests in this process's memory, bounded per workspace and in all (`max_queued`)."""
+    """Requests in this process's memory, bounded per workspace (`merge`'s `FULL`).
 
-    def __init__(self, runner: Runner, max_queued: int) -> None:
+    Lanes are made only for configured workspaces (`Runner.admit`), so the whole is bounded by
+    the config, as the shared queue's is. There is no cap over all workspaces: with one, a cold
+    start of more workspaces than the cap dropped the startup syncs of the rest, and a webhook
+    (or a poll) that concerns thousands of workspaces dropped most of them."""
+
+    def __init__(self, runner: Runner) -> None:
         self.runner = runner
-        self.max_queued = max_queued
         self._lanes: dict[str, Lane] = {}
 
     async def start(self) -> None:
@@ -97,9 +101,6 @@ class LocalQueue:
                 self._cancel_timer(lane)
                 del self._lanes[ws_id]
 
-    def queued(self) -> int:
-        return sum(len(lane.queue) for lane in self._lanes.values())
-
     # -- inside ------------------------------------------------------------------------------
 
     def _lane(self, ws_id: str) -> Lane:
@@ -126,7 +127,7 @@ class LocalQueue:
             req.actor = placed.terms.actor
             req.waiters.append(future)
             return Ticket(ws_id, req.run_id, True, future)
-        if placed == FULL or self.queued() >= self.max_queued:
+        if placed == FULL:
             raise QueueFull(f"too many sync requests are waiting (workspace {ws_id})")
         new = Request(trigger, revision, dry_run, head, actor=actor)
         new.waiters.append(future)

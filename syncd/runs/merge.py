@@ -70,8 +70,8 @@ def merge(
     - In the shared queue a request may be due later (an outside edit's quiet moment): the
       joined request is due at the earlier of the two times.
     - A request that joins none waits as one of its own, unless `max_waiting` already wait
-      (`FULL`: the caller hears 503, try again later). The in-process queue also bounds all
-      workspaces' requests together (`max_queued`), checked after this rule.
+      (`FULL`: the caller hears 503, try again later). Lanes exist only for configured
+      workspaces, so this bounds the whole queue too.
     """
     for index in range(len(waiting) - 1, -1, -1):
         old = waiting[index]

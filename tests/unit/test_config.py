@@ -327,7 +327,7 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     assert found == [
         f'{tmp_path}/syncd.yaml: serverr: unknown key "serverr" (did you mean "server"?); '
         "valid keys: server, state_dir, store, include, tokens, webhooks, notifications, "
-        "defaults, workspaces, git, console, providers",
+        "defaults, workspaces, git, console, providers, metrics",
         f"{tmp_path}/syncd.yaml: server.listen: port must be 1 to 65535, got 99999",
         f'{tmp_path}/syncd.yaml: workspaces[0] (id "a").source.url: https is required, '
         "got scheme 'http' in 'http://h/r'",

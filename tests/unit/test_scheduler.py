@@ -18,10 +18,11 @@ from syncd.core.retry import Policy
 from syncd.git import Remote
 from syncd.runs.merge import MAX_QUEUED_PER_WORKSPACE
 from syncd.runs.polling import should_sync
-from syncd.runs.requests import QueueFull, ShuttingDown
+from syncd.runs.local_queue import LocalQueue
+from syncd.runs.requests import QueueFull, Request, ShuttingDown
 from syncd.runs.scheduler import Scheduler
 from syncd.store import ApplyBase, IndexUpdate, Lease
-from syncd.sync.engine import Engine
+from syncd.sync.engine import Engine, Outcome
 from tests.support.fakes import FakeGit, FakeStore, GatedGit, config, step_files, workspace
 
 pytestmark = pytest.mark.anyio
@@ -105,6 +106,47 @@ async def test_distinct_pinned_requests_queue_up_to_a_bound() -> None:
     await until(lambda: len(w.runs("a")) == 1 + MAX_QUEUED_PER_WORKSPACE)
     # The pinned commits are not on the remote: each queued request ran, and failed.
     assert [r.result for r in w.runs("a")][1:] == [RunResult.FAILED] * MAX_QUEUED_PER_WORKSPACE
+
+
+class HeldRunner:
+    """A scheduler stand-in whose runs wait for `go`: every request stays queued meanwhile."""
+
+    accepting = True
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.ran: list[str] = []
+
+    def admit(self, ws_id: str) -> None:
+        return None
+
+    async def run_one(self, ws_id: str, req: Request) -> Outcome:
+        await self.go.wait()
+        self.ran.append(ws_id)
+        raise ShuttingDown("a stand-in records no run")
+
+    def after_run(self, ws_id: str, req: Request, outcome: Outcome) -> None:
+        return None
+
+    def after_crash(self, ws_id: str, req: Request) -> None:
+        return None
+
+
+async def test_the_in_process_queue_takes_a_request_of_every_workspace_however_many() -> None:
+    """It once capped all workspaces' requests at 1,024: a cold start of more dropped the
+    rest's startup syncs, and a workspace without polling then never synced at all."""
+    runner = HeldRunner()
+    queue = LocalQueue(runner)
+    ids = [f"w{k:05d}" for k in range(3_000)]
+    for ws_id in ids:
+        queue.submit_quietly(ws_id, Trigger.STARTUP, None)
+    runner.go.set()
+    for _ in range(500):  # bounded: 5 s
+        if len(runner.ran) == len(ids):
+            break
+        await asyncio.sleep(0.01)
+    assert sorted(runner.ran) == ids
+    await asyncio.gather(*queue.stop())
 
 
 async def test_parallelism_across_workspaces_is_bounded() -> None:

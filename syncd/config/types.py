@@ -16,6 +16,9 @@ from syncd.config.check_types import CheckConfig as CheckConfig
 from syncd.config.check_types import CommandCheck as CommandCheck
 from syncd.config.check_types import HttpCheck as HttpCheck
 from syncd.config.console_types import ConsoleConfig as ConsoleConfig
+from syncd.config.delivery_types import HistoryConfig as HistoryConfig
+from syncd.config.delivery_types import PromotionConfig as PromotionConfig
+from syncd.config.delivery_types import WindowConfig as WindowConfig
 from syncd.core.access import ALL, Access
 from syncd.core.errors import ConfigError, NotFound
 from syncd.core.model import Mode
@@ -128,37 +131,6 @@ class ReportConfig:
     repository: str  # the repository's path on the host: owner/name, GitLab's group/project
     commit_status: bool = True
     pull_requests: bool = False
-
-
-@dataclass(frozen=True)
-class WindowConfig:
-    """A change window (`windows:`): from each time `schedule` (a cron expression, read in
-    `timezone`) fires, for `duration` seconds. Inside a `deny` window, or outside every `allow`
-    window when any exists, an automatic workspace applies nothing by itself."""
-
-    kind: Literal["allow", "deny"]
-    schedule: str
-    duration: float
-    timezone: str = "UTC"  # an IANA name
-    manual_sync: bool = True  # a manual sync inside a closed window is allowed
-
-
-@dataclass(frozen=True)
-class PromotionConfig:
-    """`promotion:`: apply only commits that workspace `after` has applied (or a descendant of
-    them) and stayed Healthy with for `soak` seconds."""
-
-    after: str
-    soak: float = 0.0
-
-
-@dataclass(frozen=True)
-class HistoryConfig:
-    """`history:`: runs beyond the newest `keep_runs`, or older than `keep_days`, are pruned
-    (the newest successful run always stays); None keeps them."""
-
-    keep_runs: int | None = None
-    keep_days: float | None = None
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,16 @@ from collections.abc import Callable
 from syncd.cli.apiclient import ApiClient, ApiNotFound, BadServer
 from syncd.cli.backend import FINISHED, View
 from syncd.core.errors import NotFound
+from syncd.service.paging import MAX_LIMIT
 
 WAIT_RUN_SECONDS = 600.0  # as long as the server waits on `POST .../sync?wait=true`
 POLL_SECONDS = 0.5
 # One `GET .../wait` holds at most this long (the server allows 300 s); a longer wait asks
 # again, so that no proxy's idle timeout cuts it.
 WAIT_ROUND_SECONDS = 60
+# The workspace list is read a page at a time, of the most the server gives; a walk stops
+# after this many pages (500,000 workspaces), which only a server that loops would reach.
+MAX_PAGES = 1000
 
 
 def _q(text: str) -> str:
@@ -60,7 +64,10 @@ class RemoteBackend:
     def _listed(self, path: str, key: str, **query: str) -> list[View]:
         """The list of objects under `key` of the answer: refused before anything is printed
         when the server sends something else."""
-        found = self._api().get(path, **query).get(key)
+        return self._objects(self._api().get(path, **query), path, key)
+
+    def _objects(self, answer: View, path: str, key: str) -> list[View]:
+        found = answer.get(key)
         if not isinstance(found, list) or not all(isinstance(v, dict) for v in found):
             raise BadServer(f"{self.client.base}{path}: `{key}` is not a list of objects")
         return found
@@ -68,7 +75,25 @@ class RemoteBackend:
     def views(self, key: str | None) -> list[View]:
         if key:
             return [self.find(key)]
-        return self._listed("/api/v1/workspaces", "workspaces")
+        return self._every_workspace()
+
+    def _every_workspace(self) -> list[View]:
+        """Every workspace the token may read, page after page (by id), following
+        `next_cursor` until the server gives none."""
+        path = "/api/v1/workspaces"
+        found: list[View] = []
+        cursor: str | None = None
+        for _ in range(MAX_PAGES):
+            query = {"limit": str(MAX_LIMIT)} | ({"cursor": cursor} if cursor else {})
+            answer = self._api().get(path, **query)
+            found += self._objects(answer, path, "workspaces")
+            following = answer.get("next_cursor")
+            if following is None:
+                return found
+            if not isinstance(following, str) or not following or following == cursor:
+                raise BadServer(f"{self.client.base}{path}: `next_cursor` leads nowhere")
+            cursor = following
+        raise BadServer(f"{self.client.base}{path}: more than {MAX_PAGES} pages of workspaces")
 
     def diff(self, ws: View) -> View:
         return self._api().get(self._path(ws, "/diff"))

@@ -85,6 +85,7 @@ def int_param(request: Request, name: str, default: int, low: int, high: int) ->
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # isdigit() is true of "²" too, which int() refuses (a 500); and 5,000 digits are no count.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not low <= int(raw) <= high:
         raise ApiError(400, f"`{name}` must be a whole number from {low} to {high}")
     return int(raw)

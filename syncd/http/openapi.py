@@ -23,7 +23,6 @@ from syncd.http.openapi_schemas import (
     SCHEMAS,
     STEP,
     STR,
-    TAG,
     TIMEOUT,
     WAIT,
     Schema,
@@ -31,6 +30,7 @@ from syncd.http.openapi_schemas import (
     param,
     ref,
 )
+from syncd.http.openapi_workspaces import list_operation
 
 JSON = "application/json"
 WS = "/api/v1/workspaces/{id}"
@@ -156,7 +156,7 @@ def paths() -> dict[str, Any]:
     return {
         "/hooks": {"post": hook(by_path=False)},
         "/hooks/{provider}": {"post": hook(by_path=True)},
-        "/api/v1/workspaces": {"get": op("read", "Workspaces", ok200("WorkspaceList"), "", TAG)},
+        "/api/v1/workspaces": {"get": list_operation(op)},
         WS: {"get": op("read", "A workspace", ok200("Workspace"), "404", ID)},
         f"{WS}/diff": {
             "get": op(

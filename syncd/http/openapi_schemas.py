@@ -207,7 +207,15 @@ SCHEMAS: dict[str, Schema] = {
         "known (no window opening within 400 days; an upstream that has yet to apply the "
         "commit or turn Healthy).",
     ),
-    "WorkspaceList": obj(fields("workspaces:Workspace[]")),
+    "WorkspaceList": obj(
+        fields(
+            "workspaces:Workspace[] next_cursor",
+            next_cursor={
+                **nullable(STR),
+                "description": "`cursor` of the next page; null: the last page, or the whole list",
+            },
+        )
+    ),
     "Health": obj(
         fields(
             "workspace:str health:WorkspaceHealth suspended:bool pinned_revision:str?"

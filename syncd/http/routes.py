@@ -42,6 +42,7 @@ from syncd.http.errors import (
 from syncd.http.hooks import DaemonWebhooks, HooksFirst, WebhookEndpoint
 from syncd.http.openapi import openapi_document
 from syncd.runs.requests import Ticket
+from syncd.service import paging
 from syncd.service.access import require, visible
 from syncd.service.actions import Act
 from syncd.service.audit import Actor
@@ -105,12 +106,19 @@ def create_app(parts: Parts, lifespan: Any = None) -> Starlette:
         return endpoint
 
     async def list_workspaces(request: Request) -> Response:
-        chosen = visible(
-            actor_of(request), parts.workspaces.tagged(request.query_params.get("tag"))
-        )
-        return JSONResponse(
-            {"workspaces": await parts.store_calls.run(parts.workspaces.views, chosen)}
-        )
+        # Pages by id after a cursor; without `limit` (or a cursor), the whole list.
+        try:
+            query = paging.parse(request.query_params)
+        except paging.BadParameter as e:
+            raise ApiError(400, str(e), {"parameter": e.parameter}) from None
+        actor = actor_of(request)
+
+        def read() -> dict[str, Any]:
+            found = paging.page(parts.workspaces, actor, query)
+            views = parts.workspaces.views(found.workspaces)
+            return {"workspaces": views, "next_cursor": found.next_cursor}
+
+        return JSONResponse(await parts.store_calls.run(read))
 
     async def get_workspace(request: Request) -> Response:
         ws = _workspace(parts, request)

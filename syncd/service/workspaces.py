@@ -31,6 +31,7 @@ from syncd.git.signatures import Unverified
 from syncd.ops.logs import fields
 from syncd.report.reporter import ReportFailure
 from syncd.runs.scheduler import Scheduler, Ticket
+from syncd.service.paging import Ordered
 from syncd.service.views import workspace_view
 from syncd.store import Store
 from syncd.sync.engine import Engine, Outcome, Progress, Reading
@@ -95,6 +96,7 @@ class Workspaces:
         self.scheduler = scheduler
         self.activity: WebhookActivity = activity or NoActivity()
         self.reports: ReportFailures = NoReports()
+        self.ordered = Ordered()  # the workspaces by id, for pages of the list
 
     @property
     def config(self) -> Config:

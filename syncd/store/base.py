@@ -109,6 +109,13 @@ class SqlStore(ABC, Generic[C]):
     def problem(self) -> str | None:
         """Why the store cannot take writes now, or None."""
 
+    # The batch reads of a page of workspaces: each store binds its list of ids its own way.
+    @abstractmethod
+    def states(self, ids: Collection[str]) -> dict[str, SyncState]: ...
+
+    @abstractmethod
+    def healths(self, ids: Collection[str]) -> dict[str, HealthRecord]: ...
+
     # -- sync state ------------------------------------------------------------------------
 
     def state(self, ws: str) -> SyncState:

@@ -122,6 +122,18 @@ SQL = Statements(
 )
 
 
+# The batch reads of a page of workspaces (`PostgresStore.states`, `.healths`): one array.
+STATES_IN = (
+    "SELECT id, status, last_applied_revision, last_seen_revision, last_run_id,"
+    " failed_revision, drift, source_key, pinned_revision, suspended"
+    " FROM workspaces WHERE id = ANY(%s)"
+)
+HEALTHS_IN = (
+    "SELECT workspace, health, since, error, failures, source_failing FROM health"
+    " WHERE workspace = ANY(%s)"
+)
+
+
 class PostgresDialect(Dialect[psycopg.Connection[Any]]):
     sql = SQL
     # The database's clock: one clock for the leases of replicas on several hosts. An apply

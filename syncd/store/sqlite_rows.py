@@ -114,6 +114,18 @@ SQL = Statements(
 )
 
 
+# The batch reads of a page of workspaces (`SqliteStore.states`, `.healths`), `{marks}` a chunk.
+STATES_IN = (
+    "SELECT id, status, last_applied_revision, last_seen_revision, last_run_id,"
+    " failed_revision, drift, source_key, pinned_revision, suspended"
+    " FROM workspaces WHERE id IN ({marks})"
+)
+HEALTHS_IN = (
+    "SELECT workspace, health, since, error, failures, source_failing FROM health"
+    " WHERE workspace IN ({marks})"
+)
+
+
 class SqliteDialect(Dialect[sqlite3.Connection]):
     sql = SQL
     # The host's clock in seconds since the epoch, as SQLite reads it (the CLI and the daemon

@@ -79,7 +79,7 @@ def test_a_hostile_answer_ends_in_one_clear_line(mode: str) -> None:
     assert len(out.stderr.strip().splitlines()) == 1
     assert out.stdout == "" or mode == "missing-keys"  # there, the table's head came first
     assert took < 60  # generous: the deadline is 2 s, the server would drip for 100 s
-    assert server.seen == ["GET /openapi.json", "GET /api/v1/workspaces"]
+    assert server.seen == ["GET /openapi.json", "GET /api/v1/workspaces?limit=500"]
 
 
 def test_the_default_answer_limit_holds_without_the_option() -> None:

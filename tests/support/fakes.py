@@ -154,6 +154,13 @@ class FakeStore:
         with self._lock:
             return sorted(self._tables.workspaces)
 
+    def states(self, ids: Collection[str]) -> dict[str, SyncState]:
+        return {ws: self.state(ws) for ws in ids}
+
+    def healths(self, ids: Collection[str]) -> dict[str, HealthRecord]:
+        with self._lock:
+            return {ws: self._tables.health[ws] for ws in ids if ws in self._tables.health}
+
     # -- live steps --------------------------------------------------------------------------
 
     def live_steps(self, ws: str, names: Collection[str] | None = None) -> dict[str, LiveStep]:

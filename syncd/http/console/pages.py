@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from syncd.core.model import Plan, StepChange
 from syncd.core.times import parse_time
 from syncd.core.urls import commit_url
+from syncd.service.paging import DEFAULT_LIMIT, Query
 
 MAX_CHANGES = 200  # changes shown on a workspace's page; the API's diff has them all
 MAX_DIFF_LINES = 400  # lines of one change's diff
@@ -76,6 +78,18 @@ def row(view: dict[str, Any], now: float) -> dict[str, Any]:
         "last_run_age": age(when, now),
         "last_run_error": (last.get("error") or "") if last else "",
         "changed_outside": view.get("changed_outside", 0),
+    }
+
+
+def paging_links(prefix: str, query: Query, next_cursor: str | None) -> dict[str, str | None]:
+    """The list page's links: to the next page (carrying its cursor) and back to the first,
+    each with the page's filters and size. None where there is no such page."""
+    keep = query.filters()
+    if query.limit is not None and query.limit != DEFAULT_LIMIT:
+        keep["limit"] = str(query.limit)
+    return {
+        "next": f"{prefix}/?{urlencode({**keep, 'cursor': next_cursor})}" if next_cursor else None,
+        "first": f"{prefix}/{'?' if keep else ''}{urlencode(keep)}" if query.after else None,
     }
 
 

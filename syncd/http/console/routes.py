@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from syncd.app import Parts
 from syncd.core.errors import RevisionNotFound, SyncdError
+from syncd.core.model import Health, Status
 from syncd.core.refs import is_revision
 from syncd.http.console import pages
 from syncd.http.console.audit_page import audit_page
@@ -33,7 +34,8 @@ from syncd.http.console.ended import RefreshFirst, SharedEnded
 from syncd.http.console.gate import SECURITY_HEADERS, Gate, Refused, SignInFirst, Visit
 from syncd.http.console.oidc_routes import oidc_routes
 from syncd.http.console.sign_in import sign_in_routes
-from syncd.http.console.streams import LiveUpdates, SessionFull, TooManyStreams
+from syncd.http.console.streams import MAX_WATCHED, LiveUpdates, SessionFull, TooManyStreams
+from syncd.service import paging
 from syncd.service.access import require, visible
 from syncd.service.actions import Act
 from syncd.service.answers import RETRY_AFTER_SECONDS, retry_later, status_of
@@ -127,20 +129,34 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
     # -- pages ---------------------------------------------------------------------------------
 
     async def index(request: Request) -> Response:
+        """A page of the list (by id, as the API's pages), filtered by tag, status, health."""
         seen = gate.signed_in(request)
-        tag = request.query_params.get("tag") or None
-        chosen = visible(seen.actor, parts.workspaces.tagged(tag))
-        views = await parts.store_calls.run(parts.workspaces.overviews, chosen)
+        try:
+            query = paging.parse(
+                request.query_params, paging.DEFAULT_LIMIT, paging.CONSOLE_MAX_LIMIT
+            )
+        except paging.BadParameter as e:
+            raise Refused(400, str(e)) from None
+
+        def read() -> tuple[paging.Page, list[dict[str, Any]], list[str]]:
+            found = paging.page(parts.workspaces, seen.actor, query)
+            # The tag filter's choices: those the visitor may read (once per config, cached).
+            tags = parts.workspaces.ordered.tags(parts.config.workspaces, seen.actor)
+            return found, parts.workspaces.overviews(found.workspaces), tags
+
+        found, views, tags = await parts.store_calls.run(read)
         now = time.time()
-        reach = visible(seen.actor, parts.config.workspaces)
-        all_tags = sorted({t for ws in reach for t in ws.tags})
         return page(
             request,
             seen,
             "workspaces.html",
             rows=[pages.row(v, now) for v in views],
-            tag=tag,
-            tags=all_tags,
+            tags=tags,
+            statuses=[str(s) for s in Status],
+            healths=[str(h) for h in Health],
+            filters=query.filters(),
+            paged=pages.paging_links(prefix, query, found.next_cursor),
+            watch=",".join(ws.id for ws in found.workspaces),
             notice=NOTICES.get(request.query_params.get("notice", "")),
         )
 
@@ -239,7 +255,18 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
         seen = gate.visit(request)
         if seen.principal is None or not seen.principal.access.anywhere("read"):
             return Response("sign in first\n", status_code=401, media_type="text/plain")
-        only = request.query_params.get("ws")
+        # The rows the page shows: `ws=a,b,c` (the list's page; a workspace's page names its
+        # one id). Without it, the list's first page, as `/ui/` shows it unfiltered.
+        asked = request.query_params.get("ws")
+        if asked is None:
+            watched = paging.first_ids(parts.workspaces, seen.actor)
+        else:
+            watched = list(dict.fromkeys(ws_id for ws_id in asked.split(",") if ws_id))
+        if len(watched) > MAX_WATCHED:
+            text = f"a stream watches at most {MAX_WATCHED} workspaces (`ws`)\n"
+            return Response(
+                text, status_code=400, media_type="text/plain", headers=SECURITY_HEADERS
+            )
         # EventSource sends Last-Event-ID when it reconnects: such a stream never ends another.
         returning = "last-event-id" in request.headers
 
@@ -247,12 +274,12 @@ def create_console(parts: Parts, prefix: str = "/ui") -> Starlette:
             again = gate.visit(request).principal
             return again is not None and again.access.anywhere("read")
 
-        def shown() -> set[str]:  # the workspaces the visitor may read, as now configured
-            return {ws.id for ws in visible(gate.visit(request).actor, parts.config.workspaces)}
+        def visitor() -> Actor:  # who the session is now: a stream sends what they may read
+            return gate.visit(request).actor
 
         try:
             return live.open(
-                seen.session.sid, still_signed_in, only, returning, SECURITY_HEADERS, shown
+                seen.session.sid, still_signed_in, watched, returning, SECURITY_HEADERS, visitor
             )
         except SessionFull:  # 204: the browser's EventSource stops reconnecting
             return Response(status_code=204, headers=SECURITY_HEADERS)

@@ -14,7 +14,9 @@ Every open stream holds a connection and a place here, counted per session and i
 What streams send comes from one shared look at the store per `EVENT_INTERVAL`, made only while
 some stream is open (`Feed`). A stream picks the rows that changed since it last sent, so its
 cost is a wake-up per interval, not a read of the store: a thousand tabs read the store as
-often as one does.
+often as one does. Each stream watches the rows its page shows (at most `MAX_WATCHED` ids: a
+page of the list, or one workspace), and the look reads only the union of what open streams
+watch: ten thousand configured workspaces cost what the pages on screen show.
 """
 
 from __future__ import annotations
@@ -24,17 +26,21 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Container, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from syncd.app import Parts
+from syncd.config import WorkspaceConfig
 from syncd.core.errors import SyncdError
 from syncd.http.connections import Tally
 from syncd.http.console import pages
 from syncd.ops.logs import fields
+from syncd.service.access import sees
+from syncd.service.audit import Actor
+from syncd.service.paging import CONSOLE_MAX_LIMIT
 
 log = logging.getLogger("syncd.console")
 
@@ -49,6 +55,7 @@ EVENT_INTERVAL = 1.0  # seconds between looks at the store while a stream is ope
 STREAM_SECONDS = 300.0  # a stream ends after this; the browser reconnects on its own
 RECONNECT_MS = 2000  # how long the browser waits before it reconnects a stream that ended
 DROPPED = ": ended: this session opened more live streams than it may keep; the newest stay\n\n"
+MAX_WATCHED = CONSOLE_MAX_LIMIT  # ids one stream watches at most: a page of the list
 
 
 class TooManyStreams(SyncdError):
@@ -116,34 +123,47 @@ class Streams:
 
 
 class Feed:
-    """The workspaces' rows as events, looked at once per interval for every stream, and only
-    while at least one listens. Each row carries the version of the look that changed it."""
+    """The watched workspaces' rows as events, looked at once per interval for every stream,
+    and only while at least one listens. Each row carries the version of the look that changed
+    it. Only the rows some open stream watches are read and kept."""
 
     def __init__(self, parts: Parts) -> None:
         self._parts = parts
         self.version = 0
         self._rows: dict[str, tuple[int, str, str]] = {}  # id: (changed at, compared, event)
-        self._listeners: set[asyncio.Event] = set()
+        # Each open stream's wake, and the ids it watches (None: every workspace; no route of
+        # the console asks for that, each passes a page's ids or one workspace's).
+        self._listeners: dict[asyncio.Event, frozenset[str] | None] = {}
         self._task: asyncio.Task[None] | None = None
         self._failing = False
 
-    def subscribe(self, wake: asyncio.Event) -> None:
-        self._listeners.add(wake)
+    def subscribe(self, wake: asyncio.Event, watched: frozenset[str] | None) -> None:
+        self._listeners[wake] = watched
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="console live updates")
 
     def unsubscribe(self, wake: asyncio.Event) -> None:
         # The loop sees it is alone at its next turn and ends there: no cancelling, so that a
         # stream opened meanwhile finds it still running rather than a task about to end.
-        self._listeners.discard(wake)
+        self._listeners.pop(wake, None)
 
-    def since(self, version: int, only: str | None, shown: Container[str]) -> tuple[str, int]:
+    def watched(self) -> set[str] | None:
+        """The ids some open stream watches: what a look reads (None: every workspace)."""
+        sets = list(self._listeners.values())
+        return None if None in sets else set().union(*(w for w in sets if w is not None))
+
+    def configured(self, ids: Iterable[str]) -> list[WorkspaceConfig]:
+        """The workspaces of `ids` that are configured now (by id, not a pass over them all)."""
+        parts = self._parts
+        return parts.workspaces.ordered.configured(parts.config.workspaces, ids)
+
+    def since(self, version: int, shown: Container[str]) -> tuple[str, int]:
         """The events of the rows changed after `version` of the workspaces `shown` (those
-        the stream's visitor may read), and the version they bring one to."""
+        the stream watches and its visitor may read), and the version they bring one to."""
         text = "".join(
             event
             for ws_id, (changed, _, event) in self._rows.items()
-            if changed > version and only in (None, ws_id) and ws_id in shown
+            if changed > version and ws_id in shown
         )
         return text, self.version
 
@@ -162,9 +182,9 @@ class Feed:
     async def _look(self) -> None:
         parts = self._parts
         try:
-            views = await parts.store_calls.run(
-                parts.workspaces.overviews, list(parts.config.workspaces)
-            )
+            ids = self.watched()
+            chosen = list(parts.config.workspaces) if ids is None else self.configured(sorted(ids))
+            views = await parts.store_calls.run(parts.workspaces.overviews, chosen)
         except Exception as e:  # the store locked or down: keep the rows and look again
             if not self._failing:
                 error = str(e) or type(e).__name__
@@ -222,19 +242,32 @@ class LiveUpdates:
         self,
         session: str,
         signed_in: Callable[[], bool],
-        only: str | None,
+        watched: Collection[str],
         returning: bool,
         headers: Mapping[str, str],
-        shown: Callable[[], Container[str]],
+        visitor: Callable[[], Actor],
     ) -> EventStream:
         """A stream for a session, or `SessionFull` (204) or `TooManyStreams` (429).
-        `signed_in` says whether the session may still read: the stream ends once it may not."""
+        `signed_in` says whether the session may still read: the stream ends once it may not.
+        `watched`: the ids of the rows it sends (at most MAX_WATCHED), of those `visitor` (who
+        the session is now) may read."""
+        if len(watched) > MAX_WATCHED:
+            raise ValueError(f"a stream watches at most {MAX_WATCHED} workspaces")
         try:
             ticket = self.streams.open(session, returning)
         except TooManyStreams:
             self._refused.add()
             raise
-        body = stream(self._parts, self.feed, ticket, signed_in, only, shown)
+        feed = self.feed
+
+        def readable(ids: Collection[str]) -> set[str]:  # by the visitor as it is now
+            actor = visitor()
+            return {ws.id for ws in feed.configured(ids) if sees(actor, ws)}
+
+        # Only what the visitor may read is watched (and read by the feed's looks), and each
+        # turn sends only what they may still read.
+        mine = frozenset(readable(watched))
+        body = stream(self._parts, feed, ticket, signed_in, mine, lambda: readable(mine))
         return EventStream(body, ticket, self.streams, headers)
 
 
@@ -243,14 +276,14 @@ async def stream(
     feed: Feed,
     ticket: Ticket,
     signed_in: Callable[[], bool],
-    only: str | None,
+    watched: frozenset[str] | None,
     shown: Callable[[], Container[str]],
 ) -> AsyncIterator[str]:
-    """One `workspace` event per workspace whose row changed, from the shared feed."""
+    """One `workspace` event per watched workspace whose row changed, from the shared feed."""
     yield f"retry: {RECONNECT_MS}\nid: {ticket.serial}\n\n"
     seen = 0
     deadline = time.monotonic() + STREAM_SECONDS
-    feed.subscribe(ticket.wake)
+    feed.subscribe(ticket.wake, watched)
     try:
         while not ticket.dropped:
             if parts.closing or parts.stopping or time.monotonic() >= deadline:
@@ -258,7 +291,7 @@ async def stream(
             if not signed_in():
                 return  # signed out, or its token removed, changed or without `read`
             ticket.wake.clear()  # before reading the feed, so that no news is missed
-            news, seen = feed.since(seen, only, shown())
+            news, seen = feed.since(seen, shown())
             if news:
                 yield news
             # Woken by the feed's next look; the timeout notices a stop while the store is slow.

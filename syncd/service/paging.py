@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, TypeVar
 from syncd.config import WorkspaceConfig
 from syncd.core.access import Access
 from syncd.core.errors import SyncdError
-from syncd.core.model import Health, HealthRecord, Status, SyncState, automation_suspended
+from syncd.core.model import Health, HealthRecord, Run, Status, SyncState
 from syncd.service.access import sees
 from syncd.service.audit import Actor
 from syncd.store import Store
-from syncd.sync.health import derived
+from syncd.sync.health import told
 
 if TYPE_CHECKING:
     from syncd.service.workspaces import Workspaces
@@ -308,12 +308,9 @@ def conditions(
 def health_of(
     store: Store, ws: WorkspaceConfig, state: SyncState, record: HealthRecord | None
 ) -> Health:
-    """The health `HealthKeeper.current` tells, from a record read in a batch: the record's,
-    unless the mode changed since (Suspended or Healthy by the state now); a workspace without
-    one is told from its last run (read only then: a store from before health was kept)."""
-    if record is None:
-        last = store.run(state.last_run_id) if state.last_run_id else None
-        return derived(ws, state, last).health
-    if record.health is Health.DEGRADED:
-        return Health.DEGRADED
-    return Health.SUSPENDED if automation_suspended(ws.mode, state) else Health.HEALTHY
+    """The health `HealthKeeper.current` tells, from a record read in a batch."""
+
+    def last_run() -> Run | None:
+        return store.run(state.last_run_id) if state.last_run_id else None
+
+    return told(ws, state, record, last_run).health

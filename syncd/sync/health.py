@@ -98,6 +98,24 @@ def derived(ws: WorkspaceConfig, state: SyncState, last: Run | None) -> HealthRe
     return record
 
 
+def told(
+    ws: WorkspaceConfig,
+    state: SyncState,
+    record: HealthRecord | None,
+    last_run: Callable[[], Run | None],
+) -> HealthRecord:
+    """The health a workspace has now, from its stored record (read one by one or in a batch):
+    the record's, unless a reload changed the mode since it was written; a workspace never
+    assessed is derived from its last run, which only then is read (`last_run`)."""
+    if record is None:
+        return derived(ws, state, last_run())
+    if record.health is not Health.DEGRADED:
+        wanted = Health.SUSPENDED if automation_suspended(ws.mode, state) else Health.HEALTHY
+        if wanted is not record.health:
+            return replace(record, health=wanted)
+    return record
+
+
 class HealthKeeper:
     """Keeps every workspace's health record in the store; a `SyncObserver` of the engine."""
 
@@ -114,15 +132,7 @@ class HealthKeeper:
         self._lock = threading.Lock()
 
     def current(self, ws: WorkspaceConfig, state: SyncState, last: Run | None) -> HealthRecord:
-        record = self.store.health(ws.id)
-        if record is None:
-            return derived(ws, state, last)
-        if record.health is not Health.DEGRADED:
-            # The mode may have changed by a reload since the record was written.
-            wanted = Health.SUSPENDED if automation_suspended(ws.mode, state) else Health.HEALTHY
-            if wanted is not record.health:
-                return replace(record, health=wanted)
-        return record
+        return told(ws, state, self.store.health(ws.id), lambda: last)
 
     def run_finished(
         self, ws: WorkspaceConfig, run: Run, plan: Plan | None, state: SyncState, seconds: float

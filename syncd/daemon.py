@@ -242,10 +242,13 @@ class Daemon:
             await self.reload()
 
     def _publish_states(self) -> None:
-        store = self.parts.core.store
-        for ws in self.parts.config.workspaces:
-            self.parts.metrics.restore(ws.id, store.state(ws.id), store.last_success_at(ws.id))
-            self.parts.core.health.publish(ws)
+        # Read for all workspaces at once: one by one, 10,000 took seconds before READY.
+        store, workspaces = self.parts.core.store, self.parts.config.workspaces
+        ids = [ws.id for ws in workspaces]
+        states, successes = store.states(ids), store.last_successes(ids)
+        for ws in workspaces:
+            self.parts.metrics.restore(ws.id, states[ws.id], successes.get(ws.id))
+        self.parts.core.health.publish(workspaces, states)
 
     def status_line(self) -> str:
         return self.parts.workspaces.status_line()

@@ -207,13 +207,16 @@ class Workspaces:
         return live[name]
 
     def status_line(self) -> str:
-        """One line for systemd's status: how many workspaces, out of sync, by health."""
+        """One line for systemd's status: how many workspaces, out of sync, by health (read
+        for all workspaces at once: it is sent before READY and every few seconds after)."""
         workspaces = self.config.workspaces
+        ids = [ws.id for ws in workspaces]
+        states, records = self.store.states(ids), self.store.healths(ids)
         out = degraded = suspended = 0
         for ws in workspaces:
-            state, last = self.state(ws)
+            state = states[ws.id]
             out += state.status is Status.OUT_OF_SYNC
-            health = self.keeper.current(ws, state, last).health
+            health = self.keeper.told(ws, state, records.get(ws.id)).health
             degraded += health is Health.DEGRADED
             suspended += health is Health.SUSPENDED
         return (

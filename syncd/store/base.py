@@ -109,12 +109,34 @@ class SqlStore(ABC, Generic[C]):
     def problem(self) -> str | None:
         """Why the store cannot take writes now, or None."""
 
-    # The batch reads of a page of workspaces: each store binds its list of ids its own way.
-    @abstractmethod
-    def states(self, ids: Collection[str]) -> dict[str, SyncState]: ...
+    # -- many workspaces at once (a page of the list, the start, the status line) ------------
+    # A few statements per thousand ids (SQLite binds them in chunks, PostgreSQL one array),
+    # never one per workspace.
 
-    @abstractmethod
-    def healths(self, ids: Collection[str]) -> dict[str, HealthRecord]: ...
+    def states(self, ids: Collection[str]) -> dict[str, SyncState]:
+        """Each workspace's state as `state` reads it (the default for one never saved)."""
+        found = {ws: SyncState(ws) for ws in ids}
+        with self._reading() as db:
+            for row in self.dialect.select_in(db, self.sql.states_in, (), list(found)):
+                found[row[0]] = state_from_row(row[0], row[1:])
+        return found
+
+    def healths(self, ids: Collection[str]) -> dict[str, HealthRecord]:
+        """The health records of those of `ids` that have one, as `health` reads them."""
+        found: dict[str, HealthRecord] = {}
+        with self._reading() as db:
+            for row in self.dialect.select_in(db, self.sql.healths_in, (), list(set(ids))):
+                record = health_from_row(row[0], row[1:])
+                if record is not None:
+                    found[row[0]] = record
+        return found
+
+    def last_successes(self, ids: Collection[str]) -> dict[str, float]:
+        """`last_success_at` of those of `ids` that ever succeeded."""
+        succeeded = (RunResult.SUCCEEDED.value,)
+        with self._reading() as db:
+            rows = self.dialect.select_in(db, self.sql.last_success_in, succeeded, list(set(ids)))
+            return {row[0]: float(row[1]) for row in rows if row[1] is not None}
 
     # -- sync state ------------------------------------------------------------------------
 
@@ -150,7 +172,7 @@ class SqlStore(ABC, Generic[C]):
             if names is None:
                 rows = db.execute(self.sql.live_steps, (ws,)).fetchall()
             else:
-                rows = self.dialect.select_in(db, self.sql.live_steps_in, ws, list(names))
+                rows = self.dialect.select_in(db, self.sql.live_steps_in, (ws,), list(names))
             return {r[1]: live_step_from_row(r) for r in rows}
 
     def live_count(self, ws: str) -> int:
@@ -187,13 +209,13 @@ class SqlStore(ABC, Generic[C]):
             if paths is None:
                 rows = db.execute(self.sql.index_files, (ws,)).fetchall()
             else:
-                rows = self.dialect.select_in(db, self.sql.index_files_in, ws, list(paths))
+                rows = self.dialect.select_in(db, self.sql.index_files_in, (ws,), list(paths))
             return {r[0]: index_step_from_row(r) for r in rows}
 
     def index_by_name(self, ws: str, names: Collection[str]) -> dict[str, list[Step]]:
         out: dict[str, list[Step]] = {}
         with self._reading() as db:
-            for r in self.dialect.select_in(db, self.sql.index_by_name_in, ws, list(names)):
+            for r in self.dialect.select_in(db, self.sql.index_by_name_in, (ws,), list(names)):
                 out.setdefault(r[1], []).append(index_step_from_row(r))
         return out
 

@@ -42,6 +42,10 @@ class Statements:
     index_count: str  # (ws)
     runs: str  # (ws, limit): newest first; among equal starts, the last recorded first
     last_success_at: str  # (ws, result)
+    # Over many workspaces at once (a page of the list, the start, the status line):
+    states_in: str  # ids: the id, then rows.state_from_row's columns
+    healths_in: str  # ids: the workspace, then rows.health_from_row's columns
+    last_success_in: str  # (result), ids: the workspace, MAX(finished_at)
     runs_finished: str  # (since, until, limit): oldest first, in order recorded
     run: str  # (run id)
     get_meta: str  # (key)
@@ -86,8 +90,11 @@ class Dialect(ABC, Generic[C]):
     backup: BackupSql
 
     @abstractmethod
-    def select_in(self, db: C, sql: str, ws: str, items: Sequence[str]) -> Iterable[Any]:
-        """The rows of an `_in` read for the workspace's `items` (none for no items)."""
+    def select_in(
+        self, db: C, sql: str, lead: Sequence[Any], items: Sequence[str]
+    ) -> Iterable[Any]:
+        """The rows of an `_in` read: its leading parameters (the workspace, say), then the
+        list `items` (no rows for no items)."""
 
     @abstractmethod
     def write_in(self, db: C, sql: str, ws: str, items: Sequence[str]) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -22,7 +22,6 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 from psycopg_pool import PoolTimeout
 
-from syncd.core.model import HealthRecord, SyncState
 from syncd.store import leases
 from syncd.store.base import SqlStore
 from syncd.store.postgres_connect import (
@@ -38,10 +37,9 @@ from syncd.store.postgres_connect import (
     open_hooks_pool,
     open_pool,
 )
-from syncd.store.postgres_rows import HEALTHS_IN, POSTGRES, STATES_IN, check_base
+from syncd.store.postgres_rows import POSTGRES, check_base
 from syncd.store.postgres_schema import MIGRATIONS
 from syncd.store.protocol import ApplyBase, Lease, StoreError
-from syncd.store.rows import health_from_row, state_from_row
 
 TAKE_LOCK_WAIT = "2s"
 SNAPSHOT_FETCH = 1000  # rows a backup's cursor fetches at a time
@@ -127,33 +125,6 @@ class PostgresStore(SqlStore[Connection]):
             # the database itself (a full disk) stays until a write succeeds.
             self._write_failure, self._failure_was_connection = None, False
         return self._write_failure
-
-    # -- batch reads (a page of workspaces) --------------------------------------------------
-
-    def states(self, ids: Collection[str]) -> dict[str, SyncState]:
-        """Each workspace's state as `state` reads it (the default for one never saved): one
-        statement per BATCH_IDS ids."""
-        found = {ws: SyncState(ws) for ws in ids}
-        wanted = list(found)
-        with self._reading() as conn:
-            for start in range(0, len(wanted), BATCH_IDS):
-                chunk = wanted[start : start + BATCH_IDS]
-                for row in conn.execute(STATES_IN, (chunk,)).fetchall():
-                    found[row[0]] = state_from_row(row[0], row[1:])
-        return found
-
-    def healths(self, ids: Collection[str]) -> dict[str, HealthRecord]:
-        """The health records of those of `ids` that have one, as `health` reads them."""
-        found: dict[str, HealthRecord] = {}
-        wanted = list(dict.fromkeys(ids))
-        with self._reading() as conn:
-            for start in range(0, len(wanted), BATCH_IDS):
-                chunk = wanted[start : start + BATCH_IDS]
-                for row in conn.execute(HEALTHS_IN, (chunk,)).fetchall():
-                    record = health_from_row(row[0], row[1:])
-                    if record is not None:
-                        found[row[0]] = record
-        return found
 
     # -- connections -----------------------------------------------------------------------
 

@@ -15,20 +15,20 @@ from syncd.store.backup_sql import backup_sql
 from syncd.store.dialect import Dialect, Statements
 from syncd.store.history import history_sql
 from syncd.store.protocol import ApplyBase
-from syncd.store.rows import RUN_COLUMNS, RUN_PLACEHOLDERS, upsert_state_sql
+from syncd.store.rows import (
+    HEALTH_COLUMNS,
+    RUN_COLUMNS,
+    RUN_PLACEHOLDERS,
+    STATE_COLUMNS,
+    upsert_state_sql,
+)
 
 _STEP = "SELECT id, name, content, version, content_hash, updated_at, origin FROM steps"
 _FILE = "SELECT path, name, blob, content FROM git_files WHERE workspace = %s"
 
 SQL = Statements(
-    state=(
-        "SELECT status, last_applied_revision, last_seen_revision, last_run_id,"
-        " failed_revision, drift, source_key, pinned_revision, suspended"
-        " FROM workspaces WHERE id = %s"
-    ),
-    health=(
-        "SELECT health, since, error, failures, source_failing FROM health WHERE workspace = %s"
-    ),
+    state=f"SELECT {STATE_COLUMNS} FROM workspaces WHERE id = %s",
+    health=f"SELECT {HEALTH_COLUMNS} FROM health WHERE workspace = %s",
     live_steps=f"{_STEP} WHERE workspace = %s AND NOT deleted ORDER BY name",
     live_steps_in=f"{_STEP} WHERE workspace = %s AND NOT deleted AND name = ANY(%s)",
     live_count="SELECT count(*) FROM steps WHERE workspace = %s AND NOT deleted",
@@ -43,6 +43,12 @@ SQL = Statements(
         " ORDER BY started_at DESC, seq DESC LIMIT %s"
     ),
     last_success_at="SELECT MAX(finished_at) FROM runs WHERE workspace = %s AND result = %s",
+    states_in=f"SELECT id, {STATE_COLUMNS} FROM workspaces WHERE id = ANY(%s)",
+    healths_in=f"SELECT workspace, {HEALTH_COLUMNS} FROM health WHERE workspace = ANY(%s)",
+    last_success_in=(
+        "SELECT workspace, MAX(finished_at) FROM runs WHERE result = %s"
+        " AND workspace = ANY(%s) GROUP BY workspace"
+    ),
     runs_finished=(
         f"SELECT {RUN_COLUMNS} FROM runs WHERE finished_at > %s AND finished_at <= %s"
         " ORDER BY finished_at, seq LIMIT %s"
@@ -122,18 +128,6 @@ SQL = Statements(
 )
 
 
-# The batch reads of a page of workspaces (`PostgresStore.states`, `.healths`): one array.
-STATES_IN = (
-    "SELECT id, status, last_applied_revision, last_seen_revision, last_run_id,"
-    " failed_revision, drift, source_key, pinned_revision, suspended"
-    " FROM workspaces WHERE id = ANY(%s)"
-)
-HEALTHS_IN = (
-    "SELECT workspace, health, since, error, failures, source_failing FROM health"
-    " WHERE workspace = ANY(%s)"
-)
-
-
 class PostgresDialect(Dialect[psycopg.Connection[Any]]):
     sql = SQL
     # The database's clock: one clock for the leases of replicas on several hosts. An apply
@@ -154,11 +148,11 @@ class PostgresDialect(Dialect[psycopg.Connection[Any]]):
     )
 
     def select_in(
-        self, db: psycopg.Connection[Any], sql: str, ws: str, items: Sequence[str]
+        self, db: psycopg.Connection[Any], sql: str, lead: Sequence[Any], items: Sequence[str]
     ) -> list[Any]:
         if not items:
             return []
-        return db.execute(sql, (ws, list(items))).fetchall()
+        return db.execute(sql, (*lead, list(items))).fetchall()
 
     def write_in(
         self, db: psycopg.Connection[Any], sql: str, ws: str, items: Sequence[str]

@@ -29,6 +29,12 @@ from syncd.core.model import (
 )
 from syncd.store.protocol import ApplyBase, ApplyConflict
 
+# What `state_from_row` and `health_from_row` read, in order.
+STATE_COLUMNS = (
+    "status, last_applied_revision, last_seen_revision, last_run_id, failed_revision, drift,"
+    " source_key, pinned_revision, suspended"
+)
+HEALTH_COLUMNS = "health, since, error, failures, source_failing"
 RUN_COLUMNS = (
     "id, workspace, trigger, revision, result, created, updated, deleted, started_at,"
     " finished_at, error, dry_run, actor, message, author, signed_by, checks"

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from syncd.core.model import HealthRecord, SyncState
 from syncd.store.base import SqlStore
 from syncd.store.protocol import StoreError
-from syncd.store.rows import health_from_row, state_from_row
-from syncd.store.sqlite_rows import HEALTHS_IN, SQLITE, STATES_IN, chunks, identity, is_busy
+from syncd.store.sqlite_rows import SQLITE, identity, is_busy
 from syncd.store.sqlite_schema import MIGRATIONS
 
 
@@ -96,31 +94,6 @@ class SqliteStore(SqlStore[sqlite3.Connection]):
         except OSError as e:
             return f"store {self.path}: {e}"
         return self._write_failure
-
-    # -- batch reads (a page of workspaces) --------------------------------------------------
-
-    def states(self, ids: Collection[str]) -> dict[str, SyncState]:
-        """Each workspace's state as `state` reads it (the default for one never saved): one
-        statement per chunk of ids, SQLite capping a statement's parameters."""
-        found = {ws: SyncState(ws) for ws in ids}
-        with self._reading() as db:
-            for chunk in chunks(list(found)):
-                marks = ",".join("?" * len(chunk))
-                for row in db.execute(STATES_IN.format(marks=marks), chunk):
-                    found[row[0]] = state_from_row(row[0], row[1:])
-        return found
-
-    def healths(self, ids: Collection[str]) -> dict[str, HealthRecord]:
-        """The health records of those of `ids` that have one, as `health` reads them."""
-        found: dict[str, HealthRecord] = {}
-        with self._reading() as db:
-            for chunk in chunks(list(dict.fromkeys(ids))):
-                marks = ",".join("?" * len(chunk))
-                for row in db.execute(HEALTHS_IN.format(marks=marks), chunk):
-                    record = health_from_row(row[0], row[1:])
-                    if record is not None:
-                        found[row[0]] = record
-        return found
 
     # -- connections -----------------------------------------------------------------------
 

@@ -15,21 +15,21 @@ from syncd.store.audit import audit_sql
 from syncd.store.backup_sql import backup_sql
 from syncd.store.dialect import Dialect, Statements
 from syncd.store.history import history_sql
-from syncd.store.rows import RUN_COLUMNS, RUN_PLACEHOLDERS, upsert_state_sql
+from syncd.store.rows import (
+    HEALTH_COLUMNS,
+    RUN_COLUMNS,
+    RUN_PLACEHOLDERS,
+    STATE_COLUMNS,
+    upsert_state_sql,
+)
 
 _STEP = "SELECT id, name, content, version, content_hash, updated_at, origin FROM steps"
 _FILE = "SELECT path, name, blob, content FROM git_files WHERE workspace = ?"
 
 # `{marks}`: the chunk's parameter marks (see SqliteDialect.select_in).
 SQL = Statements(
-    state=(
-        "SELECT status, last_applied_revision, last_seen_revision, last_run_id,"
-        " failed_revision, drift, source_key, pinned_revision, suspended"
-        " FROM workspaces WHERE id = ?"
-    ),
-    health=(
-        "SELECT health, since, error, failures, source_failing FROM health WHERE workspace = ?"
-    ),
+    state=f"SELECT {STATE_COLUMNS} FROM workspaces WHERE id = ?",
+    health=f"SELECT {HEALTH_COLUMNS} FROM health WHERE workspace = ?",
     live_steps=f"{_STEP} WHERE workspace = ? AND deleted = 0 ORDER BY name",
     live_steps_in=f"{_STEP} WHERE workspace = ? AND deleted = 0 AND name IN ({{marks}})",
     live_count="SELECT count(*) FROM steps WHERE workspace = ? AND deleted = 0",
@@ -43,6 +43,12 @@ SQL = Statements(
         " ORDER BY started_at DESC, rowid DESC LIMIT ?"
     ),
     last_success_at="SELECT MAX(finished_at) FROM runs WHERE workspace = ? AND result = ?",
+    states_in=f"SELECT id, {STATE_COLUMNS} FROM workspaces WHERE id IN ({{marks}})",
+    healths_in=f"SELECT workspace, {HEALTH_COLUMNS} FROM health WHERE workspace IN ({{marks}})",
+    last_success_in=(
+        "SELECT workspace, MAX(finished_at) FROM runs WHERE result = ?"
+        " AND workspace IN ({marks}) GROUP BY workspace"
+    ),
     runs_finished=(
         f"SELECT {RUN_COLUMNS} FROM runs WHERE finished_at > ? AND finished_at <= ?"
         " ORDER BY finished_at, rowid LIMIT ?"
@@ -114,18 +120,6 @@ SQL = Statements(
 )
 
 
-# The batch reads of a page of workspaces (`SqliteStore.states`, `.healths`), `{marks}` a chunk.
-STATES_IN = (
-    "SELECT id, status, last_applied_revision, last_seen_revision, last_run_id,"
-    " failed_revision, drift, source_key, pinned_revision, suspended"
-    " FROM workspaces WHERE id IN ({marks})"
-)
-HEALTHS_IN = (
-    "SELECT workspace, health, since, error, failures, source_failing FROM health"
-    " WHERE workspace IN ({marks})"
-)
-
-
 class SqliteDialect(Dialect[sqlite3.Connection]):
     sql = SQL
     # The host's clock in seconds since the epoch, as SQLite reads it (the CLI and the daemon
@@ -136,11 +130,11 @@ class SqliteDialect(Dialect[sqlite3.Connection]):
     backup = backup_sql("?", "rowid")
 
     def select_in(
-        self, db: sqlite3.Connection, sql: str, ws: str, items: Sequence[str]
+        self, db: sqlite3.Connection, sql: str, lead: Sequence[Any], items: Sequence[str]
     ) -> list[Any]:
         rows: list[Any] = []
         for chunk in chunks(items):
-            rows += db.execute(sql.format(marks=",".join("?" * len(chunk))), (ws, *chunk))
+            rows += db.execute(sql.format(marks=",".join("?" * len(chunk))), (*lead, *chunk))
         return rows
 
     def write_in(self, db: sqlite3.Connection, sql: str, ws: str, items: Sequence[str]) -> None:

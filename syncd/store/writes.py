@@ -26,7 +26,7 @@ def check_base(d: Dialect[C], db: C, ws: str, base: ApplyBase) -> None:
     """ApplyConflict unless the store still holds the base the plan was read from."""
     row = db.execute(d.sql.applied_revision, (ws,)).fetchone()
     check_applied(ws, base, row[0] if row else None)
-    rows = d.select_in(db, d.sql.live_versions_in, ws, list(base.versions))
+    rows = d.select_in(db, d.sql.live_versions_in, (ws,), list(base.versions))
     now = {str(r[0]): int(r[1]) for r in rows}
     check_versions(ws, base, now)
 
@@ -99,7 +99,7 @@ def write_plan(
     old: dict[str, tuple[str, int]] = {}
     if has_steps:
         names = [c.name for c in upserts]
-        for r in d.select_in(db, d.sql.step_versions_in, ws, names):
+        for r in d.select_in(db, d.sql.step_versions_in, (ws,), names):
             old[str(r[0])] = (str(r[1]), int(r[2]))
     new_ids = new_step_ids(sum(1 for c in upserts if c.name not in old))
     rows = []

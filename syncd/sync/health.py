@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from syncd.config import WorkspaceConfig
@@ -163,13 +163,23 @@ class HealthKeeper:
     def suspension_changed(self, ws_id: str, suspended: bool) -> HealthRecord:
         return self._update(ws_id, lambda old: after_suspension(old, suspended, self.clock()))
 
-    def publish(self, ws: WorkspaceConfig) -> None:
-        """Tell metrics the health as stored (at start and after a reload)."""
+    def publish(
+        self, workspaces: Sequence[WorkspaceConfig], states: Mapping[str, SyncState]
+    ) -> None:
+        """Tell metrics the health as stored (at start and after a reload), the records read
+        for all `workspaces` at once."""
         if self.on_change is None:
             return
-        state = self.store.state(ws.id)
-        last = self.store.run(state.last_run_id) if state.last_run_id else None
-        self.on_change(ws.id, self.current(ws, state, last).health)
+        records = self.store.healths([ws.id for ws in workspaces])
+        for ws in workspaces:
+            self.on_change(ws.id, self.told(ws, states[ws.id], records.get(ws.id)).health)
+
+    def told(
+        self, ws: WorkspaceConfig, state: SyncState, record: HealthRecord | None
+    ) -> HealthRecord:
+        """`told` with the last run read from this keeper's store, when it is needed."""
+        store, last_id = self.store, state.last_run_id
+        return told(ws, state, record, lambda: store.run(last_id) if last_id else None)
 
     def _update(self, ws_id: str, change: Callable[[HealthRecord], HealthRecord]) -> HealthRecord:
         with self._lock:

@@ -240,3 +240,8 @@ def test_states_and_healths_are_read_in_batches_on_every_store(store: Store) -> 
     assert store.healths(many) == {late: record}
     assert store.states([]) == {} and store.healths([]) == {}
     assert list(store.states([late, late])) == [late]  # asked twice, answered once
+    for n, result in enumerate((RunResult.SUCCEEDED, RunResult.FAILED)):  # the failure later
+        run = Run(f"r{n}", late, Trigger.WEBHOOK, "b" * 40, result, 10.0 + n, 11.0 + n, 1, 0, 0)
+        store.record_run(run, store.state(late))
+    assert store.last_successes(many) == {late: 11.0} == {late: store.last_success_at(late)}
+    assert store.last_successes([]) == {}

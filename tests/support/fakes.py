@@ -393,6 +393,10 @@ class FakeStore:
             found = self._tables.runs.get(run_id)
         return replace(found) if found is not None else None
 
+    def last_successes(self, ids: Collection[str]) -> dict[str, float]:
+        found = {ws: self.last_success_at(ws) for ws in ids}
+        return {ws: when for ws, when in found.items() if when is not None}
+
     def last_success_at(self, ws: str) -> float | None:
         with self._lock:
             done = [

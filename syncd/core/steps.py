@@ -19,9 +19,11 @@ from syncd.core.refs import MODE_SUBMODULE, MODE_SYMLINK
 
 SUFFIX = ".step.json"
 MAX_FILE_BYTES = 1024 * 1024
-MAX_STEPS = 50_000
+# Twice the largest estates syncd is sized for (100,000 steps in one workspace); a commit with
+# more is refused by its count, before any file is read.
+MAX_STEPS = 200_000
 MAX_NAME_CHARS = 1024
-# Error messages list at most this many files, so a broken 50,000-file repo gives a readable error.
+# Error messages list at most this many files, so a broken 100,000-file repo gives a readable error.
 MAX_LISTED_ERRORS = 20
 
 _SEPARATORS = re.compile(r"[/ ]+")

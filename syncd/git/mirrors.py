@@ -63,6 +63,11 @@ def wipe(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def pack_count(path: Path) -> int:
+    """How many packs the mirror at `path` holds (one more per fetch until it is repacked)."""
+    return sum(1 for _ in (path / "objects" / "pack").glob("pack-*.pack"))
+
+
 def compact(repo: pygit2.Repository, path: Path) -> None:
     """`git gc --auto` for a mirror: libgit2 writes one pack per fetch and never repacks, and
     every pack is an open file for as long as a Repository object lives."""

@@ -17,16 +17,13 @@ import contextlib
 import hashlib
 import logging
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pygit2
-from pygit2.enums import FetchPrune
 
 from syncd.core import retry
 from syncd.core.errors import (
-    Conflict,
     GitError,
     LocalFailure,
     RevisionNotFound,
@@ -35,15 +32,16 @@ from syncd.core.errors import (
 from syncd.core.refs import HEADS, head_ref, is_full_sha
 from syncd.core.steps import MAX_FILE_BYTES
 from syncd.core.urls import redact_url
-from syncd.git import commits, signatures, trees
-from syncd.git.failures import NOT_FAST_FORWARD
+from syncd.git import commits, fetching, pushing, signatures, trees
+from syncd.git.fetching import Advertised
 from syncd.git.mirrors import (
+    MAX_MIRROR_PACKS,
     CorruptMirror,
-    check_commit,
     check_refs,
     compact,
     find_commit,
     open_mirror,
+    pack_count,
     wipe,
 )
 from syncd.git.network import GitObserver, Network
@@ -75,6 +73,7 @@ class GitSource:
         self._guard = threading.Lock()
         self._locks: dict[Path, threading.Lock] = {}
         self._suspect: set[Path] = set()  # mirrors a read found unreadable: rebuild on next fetch
+        self._fetched = fetching.Fetched()  # per thread: the mirrors to `tidy`
 
     def on_auth_failure(self, hook: Callable[[], None] | None) -> None:
         """Call `hook` each time a remote refuses the credentials, before the AuthError goes
@@ -110,20 +109,53 @@ class GitSource:
 
         Returns `want` (as a full sha) when it is given, else the branch head in the mirror.
         """
-        return self._fetch(remote, head_ref(branch), f"branch {branch!r}", want)
+        return self._fetch(remote, head_ref(branch), want)
+
+    def fetch_head(self, remote: Remote, branch: str) -> str:
+        """The branch's head on the remote now, in the mirror afterwards: what `resolve` and
+        then `fetch(want=head)` do, and one round trip fewer. When the mirror lacks the head,
+        the fetch goes on with the ls-remote's connection and the refs it got, unless another
+        fetch into the mirror came in between (then it asks again, as `fetch` does)."""
+        ref = head_ref(branch)
+        path = self.mirror_path(remote)
+        with self._lock(path), self._local("ls_remote"):
+            repo = open_mirror(path)
+        asked = fetching.advertised(self._network, remote, repo, ref)
+        if asked.head is None:
+            raise RevisionNotFound(f"branch {branch!r} not found on {redact_url(remote.url)}")
+        return self._fetch(remote, ref, asked.head, asked)
 
     def fetch_ref(self, remote: Remote, ref: str) -> str:
         """Fetch one ref the remote advertises besides its branches (a pull request's head,
         `refs/pull/N/head`) into the mirror under the same name; its commit. The workspaces'
         branches are untouched, and a branch's fetch never prunes it."""
-        return self._fetch(remote, ref, f"ref {ref!r}", None)
+        return self._fetch(remote, ref, None)
 
-    def _fetch(self, remote: Remote, ref: str, named: str, want: str | None) -> str:
+    def tidy(self) -> None:
+        """Repack the mirrors this thread fetched into since its last call that hold too many
+        packs: a run calls this once it has recorded itself, so a repack never delays its
+        apply. This thread's only: a run still reading a mirror in another thread sees it
+        repacked no more often than when a fetch repacked it. Never raises: a mirror not
+        repacked now is repacked later, or by a fetch once it holds far too many packs."""
+        paths, self._fetched.paths = self._fetched.paths, set()
+        for path in paths:
+            if pack_count(path) <= MAX_MIRROR_PACKS:
+                continue
+            try:
+                with self._lock(path):
+                    compact(open_mirror(path), path)
+            except (pygit2.GitError, OSError, KeyError, ValueError, LocalFailure) as e:
+                log.warning("mirror not repacked", extra=fields(path=str(path), error=str(e)))
+
+    def _fetch(
+        self, remote: Remote, ref: str, want: str | None, asked: Advertised | None = None
+    ) -> str:
         path = self.mirror_path(remote)
         with self._lock(path):
             for rebuilt in (False, True):
                 try:
-                    return self._fetch_locked(remote, path, ref, named, want)
+                    # A rebuilt mirror is a new repository: the ls-remote's connection was not.
+                    return self._fetch_locked(remote, path, ref, want, None if rebuilt else asked)
                 except CorruptMirror as e:
                     if rebuilt:
                         raise GitError(
@@ -136,7 +168,7 @@ class GitSource:
         raise AssertionError("unreachable")
 
     def _fetch_locked(
-        self, remote: Remote, path: Path, ref: str, named: str, want: str | None
+        self, remote: Remote, path: Path, ref: str, want: str | None, asked: Advertised | None
     ) -> str:
         with self._local("fetch"):
             repo = open_mirror(path)
@@ -148,28 +180,14 @@ class GitSource:
         check_refs(repo)
         if want is not None and (found := find_commit(repo, want)) is not None:
             return found  # already here: no network at all
-        refspec = f"+{ref}:{ref}"
-        anon = repo.remotes.create_anonymous(fetch_url(remote))
-        # PRUNE drops the local branch when the remote no longer has it.
-        self._network.run(
-            "fetch",
-            remote,
-            lambda cb: anon.fetch([refspec], callbacks=cb, prune=FetchPrune.PRUNE),
-            mirror=path,
-        )
-        compact(repo, path)
-        fetched = repo.references.get(ref)
-        if fetched is None:
-            raise RevisionNotFound(f"{named} not found on {redact_url(remote.url)}")
-        head = check_commit(repo, str(fetched.target))
-        if want is None:
-            return head
-        found = find_commit(repo, want)
-        if found is None:
-            raise RevisionNotFound(
-                f"commit {want!r} not found on {named} of {redact_url(remote.url)}"
-            )
-        return found
+        connection = None
+        if asked is not None and fetching.ref_target(repo, ref) == asked.before:
+            # No fetch into the mirror since the ls-remote: go on with its answer. (After one,
+            # its answer may be older than the mirror's ref: ask the remote again.)
+            repo, connection = asked.repo, asked.connection
+        head = fetching.fetch_ref(self._network, remote, repo, path, ref, connection)
+        self._fetched.paths.add(path)
+        return head if want is None else fetching.wanted(repo, remote, ref, want)
 
     # -- reading the mirror ----------------------------------------------------------------
 
@@ -304,33 +322,11 @@ class GitSource:
         the remote keeps them and this raises Conflict. Observed as op "push", retried and
         redacted like a fetch."""
         path = self.mirror_path(remote)
-        # libgit2 pushes refs, not bare commits: a private ref names the commit meanwhile.
-        source = f"refs/syncd/push/{uuid.uuid4().hex}"
         sha = self.resolve_commit(remote, commit)
         with self._lock(path):
             repo = open_mirror(path)
-            repo.references.create(source, sha)
-        target = head_ref(branch)
-        try:
-            anon = repo.remotes.create_anonymous(fetch_url(remote))
-
-            def call(cb: pygit2.RemoteCallbacks) -> None:
-                anon.push([f"{source}:{target}"], callbacks=cb)
-                refused = getattr(cb, "refused", {}).get(target)
-                if refused is not None:  # the server said no: a hook, or it moved meanwhile
-                    raise pygit2.GitError(f"the remote refused to update {target}: {refused}")
-
-            self._network.run("push", remote, call, mirror=path)
-        except GitError as e:
-            if NOT_FAST_FORWARD.search(str(e)):
-                raise Conflict(
-                    f"push {redact_url(remote.url)}: branch {branch!r} has commits that the "
-                    "export does not contain; nothing was pushed (syncd never force-pushes)"
-                ) from e
-            raise
-        finally:
-            with contextlib.suppress(pygit2.GitError, KeyError):
-                repo.references.delete(source)
+            source = pushing.name_commit(repo, sha)
+        pushing.push_commit(self._network, remote, repo, path, source, branch)
 
     def mirror_path(self, remote: Remote) -> Path:
         # One mirror per remote key, as the scheduler polls one remote per key.

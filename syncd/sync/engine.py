@@ -18,7 +18,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from syncd.config import WorkspaceConfig
 from syncd.core.errors import SyncdError
@@ -40,7 +41,7 @@ from syncd.sync.parsed_steps import ParsedSteps
 from syncd.sync.previewing import Preview
 from syncd.sync.reading import Progress, Reader, Reading, source_key
 from syncd.sync.recording import PERMANENT_ERRORS, applied_state, failed_state, planned_state
-from syncd.sync.resolving import GitReader, remote_for
+from syncd.sync.resolving import GitReader, KeepsMirrors, remote_for
 from syncd.sync.verifying import Verifier
 from syncd.sync.writer_leases import WorkspaceBusy, WriterLeases, new_holder
 
@@ -113,7 +114,7 @@ class Engine:
         recorded itself, and every write checks it (see `syncd.store.leases`): no other writer
         applies in between, and a writer that lost the lease writes nothing.
         """
-        with self._lock(ws.id):
+        with self._lock(ws.id), self._upkeep():
             started = self.clock()
             run = Run(
                 run_id or uuid.uuid4().hex,
@@ -369,6 +370,16 @@ class Engine:
 
     def _mark_failed(self, run: Run, error: SyncdError) -> None:
         run.result, run.error, run.finished_at = RunResult.FAILED, str(error), self.clock()
+
+    @contextmanager
+    def _upkeep(self) -> Iterator[None]:
+        """The mirrors' upkeep (a repack) once a run has recorded itself and told its observers:
+        never between a push's webhook and its apply."""
+        try:
+            yield
+        finally:
+            if isinstance(self.git, KeepsMirrors):
+                self.git.tidy()
 
     def _lock(self, ws_id: str) -> threading.Lock:
         with self._locks_guard:

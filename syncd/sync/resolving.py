@@ -8,7 +8,7 @@ against a stateful fake). They write nothing to the store.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from syncd.config import WorkspaceConfig
 from syncd.core.errors import RevisionNotFound, RevisionNotOnBranch, SyncdError
@@ -33,6 +33,21 @@ class GitReader(TreeReader, Protocol):
     def commit_signature(self, remote: Remote, sha: str) -> CommitSignature: ...
 
 
+@runtime_checkable
+class FetchesHeads(Protocol):
+    """A GitReader that learns a branch's head and fetches it on one connection (`GitSource`):
+    what `resolve` and then `fetch(want=head)` do, one round trip fewer."""
+
+    def fetch_head(self, remote: Remote, branch: str) -> str: ...
+
+
+@runtime_checkable
+class KeepsMirrors(Protocol):
+    """A GitReader whose mirrors want upkeep after a run (`GitSource` repacks them)."""
+
+    def tidy(self) -> None: ...
+
+
 def remote_for(ws: WorkspaceConfig) -> Remote:
     src = ws.source
     password = src.password.reveal() if src.password else None
@@ -52,6 +67,10 @@ def resolve(
     # 1. resolve: the branch head by ls-remote, unless pinned or just learned by a poll
     say(f"resolving {ws.source.branch}")
     if revision is None and head is None:
+        if isinstance(git, FetchesHeads):
+            # 2. fetched on the ls-remote's connection when the mirror lacks it
+            say("fetching")
+            return git.fetch_head(remote, ws.source.branch)
         head = git.resolve(remote, ws.source.branch)
     elif revision is not None:
         head = None

@@ -117,6 +117,30 @@ class NotifySocket:
             self.path.unlink()
 
 
+class LogLines:
+    """Counts the lines of a growing log that hold every one of `needles`, reading only what
+    was appended since the last count."""
+
+    def __init__(self, path: Path, *needles: str) -> None:
+        self.path = path
+        self.needles = tuple(n.encode() for n in needles)
+        self._offset = 0
+        self._partial = b""
+        self._count = 0
+
+    def count(self) -> int:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except OSError:
+            return self._count
+        self._offset += len(data)
+        *whole, self._partial = (self._partial + data).split(b"\n")
+        self._count += sum(1 for line in whole if all(n in line for n in self.needles))
+        return self._count
+
+
 @dataclass
 class ServeProcess:
     """One `syncd serve`: started at `spawned_at` (perf_counter), logging to `log_path`."""
@@ -196,6 +220,22 @@ class ServeProcess:
                 return time.monotonic() - started
             time.sleep(every)
         raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}\n{self.log_tail()}")
+
+    def workspace_views(self) -> list[dict[str, Any]]:
+        """Every workspace as `GET /api/v1/workspaces` lists it, page after page when it
+        answers with a `next_cursor`."""
+        client = self.client(timeout=120)
+        views: list[dict[str, Any]] = []
+        params: dict[str, str] = {}
+        for _ in range(100_000):  # pages; ends on the last one
+            page = client.get("/api/v1/workspaces", params=params)
+            page.raise_for_status()
+            body = page.json()
+            views += body["workspaces"]
+            if not body.get("next_cursor"):
+                break
+            params = {"cursor": str(body["next_cursor"])}
+        return views
 
     def wait_all_applied(self, count: int, revision: str, timeout: float) -> float:
         """Wait until `count` workspaces have applied `revision` (the startup syncs)."""

@@ -61,7 +61,6 @@ class Metrics:
         # A workspace's own series, about six (see workspace_series): at 10,000 workspaces the
         # scrape stays a few MB.
         self.workspaces = WorkspaceSeries()  # rendered beside the registry (`render`)
-        self.render_lock = threading.Lock()
         self.sync_duration = Histogram(
             "syncd_sync_duration_seconds",
             "Duration of sync runs, by trigger and result (all workspaces).",
@@ -186,10 +185,8 @@ class Metrics:
         self._checks_lock = threading.Lock()
 
     def render(self) -> bytes:
-        """The whole /metrics text: the registry's metrics, then the workspaces' series. One
-        scrape at a time (the workspaces' text cache is the renderer's own)."""
-        with self.render_lock:
-            return generate_latest(self.registry) + self.workspaces.render()
+        """The whole /metrics text: the registry's metrics, then the workspaces' series."""
+        return generate_latest(self.registry) + self.workspaces.render()
 
     def configure(self, config: MetricsConfig) -> None:
         """`metrics:` from the config, at start and at each reload."""
@@ -231,16 +228,16 @@ class Metrics:
         """The workspace's series, its run counters at 0 so that `increase()` sees the first
         failure (a series born at 1 shows no increase); idempotent."""
         self.workspaces.add(ws_id)
-        if self.workspace_duration is not None:
-            self.workspace_duration.labels(ws_id)
+        per_workspace = self.workspace_duration  # once: a reload may drop it meanwhile
+        if per_workspace is not None:
+            per_workspace.labels(ws_id)
 
     def restore(self, ws_id: str, state: SyncState, last_success: float | None) -> None:
         """The workspace's series from what the store knows: at start and after a reload, so
-        gauges do not wait for the next run (and an alert on them does not go blind)."""
+        gauges do not wait for the next run (and an alert on them does not go blind). A row a
+        run has set since it was added keeps what the run said (`WorkspaceSeries.restore`)."""
         self.add_workspace(ws_id)
-        self.set_state(ws_id, state)
-        if last_success is not None:
-            self.workspaces.set_last_success(ws_id, last_success)
+        self.workspaces.restore(ws_id, state.status, state.drift, last_success)
 
     # -- observers -------------------------------------------------------------------------
 
@@ -249,8 +246,9 @@ class Metrics:
     ) -> None:
         self.workspaces.count_run(ws.id, str(run.result))
         self.sync_duration.labels(str(run.trigger), str(run.result)).observe(seconds)
-        if self.workspace_duration is not None:
-            self.workspace_duration.labels(ws.id).observe(seconds)
+        per_workspace = self.workspace_duration  # once: a reload may drop it meanwhile
+        if per_workspace is not None and not self.workspaces.gone(ws.id):
+            per_workspace.labels(ws.id).observe(seconds)
         if run.result is RunResult.SUCCEEDED:
             # Only applied changes count: a planned run's counts are what it would change.
             self.steps_changed.labels("create").inc(run.created)
@@ -270,6 +268,8 @@ class Metrics:
         self.workspaces.set_blocked(ws_id, reason if reason in BLOCK_REASONS else None)
 
     def verify_failed(self, ws_id: str, reason: str) -> None:
+        if self.workspaces.gone(ws_id):
+            return  # removed by a reload while its run was in flight
         self.verify_failures.labels(
             ws_id, reason if reason in VERIFY_REASONS else "malformed"
         ).inc()
@@ -300,8 +300,10 @@ class Metrics:
     def check_finished(self, ws_id: str, check: str, result: str) -> None:
         """A check after an apply (`syncd.sync.after_apply.CheckObserver`)."""
         with self._checks_lock:
+            if self.workspaces.gone(ws_id):
+                return  # removed by a reload while its run was in flight
             self._check_labels.add((ws_id, check, result))
-        self.checks.labels(ws_id, check, result).inc()
+            self.checks.labels(ws_id, check, result).inc()
 
     def runs_pruned(self, count: int) -> None:
         self.runs_pruned_total.inc(count)
@@ -312,8 +314,9 @@ class Metrics:
     def forget_workspace(self, ws_id: str) -> None:
         """A workspace removed from the config takes its series with it."""
         self.workspaces.forget(ws_id)
-        if self.workspace_duration is not None:
-            _remove(self.workspace_duration, ws_id)
+        per_workspace = self.workspace_duration
+        if per_workspace is not None:
+            _remove(per_workspace, ws_id)
         for reason in VERIFY_REASONS:
             _remove(self.verify_failures, ws_id, reason)
         with self._checks_lock:

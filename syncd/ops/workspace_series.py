@@ -19,6 +19,7 @@ states or in none), and a row's text is made once per change.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from syncd.core.model import Health, RunResult, Status
@@ -39,6 +40,8 @@ class Row:
         default=tuple((r.value, 0.0) for r in FIRST_RESULTS)
     )
     blocked: str | None = None  # why an automatic workspace is held back, or None
+    # A run has set it since it was added: what the store said before is older (`restore`).
+    touched: bool = False
 
 
 class WorkspaceSeries:
@@ -47,46 +50,68 @@ class WorkspaceSeries:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rows: dict[str, Row] = {}
-        # Rendered lines by workspace, with the row they were made from (the scrape's thread
-        # alone touches it: `Metrics.render` holds `render_lock`).
+        # Removed by a reload: a run of it still in flight must not bring its series back.
+        self._gone: set[str] = set()
+        # Rendered lines by workspace, with the row they were made from (under `_render`).
+        self._render = threading.Lock()
         self._text: dict[str, tuple[Row, tuple[str, ...]]] = {}
 
     def add(self, ws_id: str) -> None:
         """Idempotent: a workspace already here keeps its row."""
         with self._lock:
+            self._gone.discard(ws_id)
             self._rows.setdefault(ws_id, Row())
 
     def forget(self, ws_id: str) -> None:
         with self._lock:
             self._rows.pop(ws_id, None)
+            self._gone.add(ws_id)
+
+    def gone(self, ws_id: str) -> bool:
+        """Removed by a reload (and not added again)."""
+        with self._lock:
+            return ws_id in self._gone
 
     def known(self) -> list[str]:
         with self._lock:
             return list(self._rows)
 
-    def set_state(self, ws_id: str, status: Status, drift: int) -> None:
+    def restore(self, ws_id: str, status: Status, drift: int, last_success: float | None) -> None:
+        """What the store says, read before this call: taken unless a run has set the row
+        since (its news is newer than that read), so a reload never sets a status back."""
         with self._lock:
-            row = self._rows.get(ws_id) or Row()
-            self._rows[ws_id] = replace(row, status=status, drift=drift)
+            row = self._rows.get(ws_id)
+            if ws_id in self._gone or (row is not None and row.touched):
+                return
+            row = replace(row or Row(), status=status, drift=drift)
+            if last_success is not None:
+                row = replace(row, last_success=last_success)
+            self._rows[ws_id] = row
+
+    def set_state(self, ws_id: str, status: Status, drift: int) -> None:
+        self._change(ws_id, lambda row: replace(row, status=status, drift=drift, touched=True))
 
     def set_health(self, ws_id: str, health: Health) -> None:
-        with self._lock:
-            self._rows[ws_id] = replace(self._rows.get(ws_id) or Row(), health=health)
+        self._change(ws_id, lambda row: replace(row, health=health))
 
     def set_last_success(self, ws_id: str, when: float) -> None:
-        with self._lock:
-            self._rows[ws_id] = replace(self._rows.get(ws_id) or Row(), last_success=when)
+        self._change(ws_id, lambda row: replace(row, last_success=when, touched=True))
 
     def set_blocked(self, ws_id: str, reason: str | None) -> None:
-        with self._lock:
-            self._rows[ws_id] = replace(self._rows.get(ws_id) or Row(), blocked=reason)
+        self._change(ws_id, lambda row: replace(row, blocked=reason))
 
     def count_run(self, ws_id: str, result: str) -> None:
-        with self._lock:
-            row = self._rows.get(ws_id) or Row()
+        def counted(row: Row) -> Row:
             runs = dict(row.runs)
             runs[result] = runs.get(result, 0.0) + 1
-            self._rows[ws_id] = replace(row, runs=tuple(runs.items()))
+            return replace(row, runs=tuple(runs.items()), touched=True)
+
+        self._change(ws_id, counted)
+
+    def _change(self, ws_id: str, change: Callable[[Row], Row]) -> None:
+        with self._lock:
+            if ws_id not in self._gone:
+                self._rows[ws_id] = change(self._rows.get(ws_id) or Row())
 
     def row(self, ws_id: str) -> Row | None:
         with self._lock:
@@ -98,17 +123,17 @@ class WorkspaceSeries:
         with self._lock:
             rows = sorted(self._rows.items())
         parts: list[list[str]] = [[] for _ in FAMILIES]
-        cache = self._text
-        for ws_id, row in rows:
-            kept = cache.get(ws_id)
-            if kept is None or kept[0] is not row:
-                kept = cache[ws_id] = (row, _lines(ws_id, row))
-            for part, text in zip(parts, kept[1], strict=True):
-                if text:
-                    part.append(text)
-        if len(cache) > len(rows):  # forgotten workspaces
-            for gone in cache.keys() - dict(rows).keys():
-                cache.pop(gone, None)
+        with self._render:
+            old, kept_now = self._text, {}
+            for ws_id, row in rows:
+                kept = old.get(ws_id)
+                if kept is None or kept[0] is not row:
+                    kept = (row, _lines(ws_id, row))
+                kept_now[ws_id] = kept
+                for part, text in zip(parts, kept[1], strict=True):
+                    if text:
+                        part.append(text)
+            self._text = kept_now  # only the workspaces there now: removed ones go
         out = []
         for (name, kind, text), lines in zip(FAMILIES, parts, strict=True):
             out.append(f"# HELP {name} {text}\n# TYPE {name} {kind}\n")

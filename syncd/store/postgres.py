@@ -43,7 +43,6 @@ from syncd.store.protocol import ApplyBase, Lease, StoreError
 
 TAKE_LOCK_WAIT = "2s"
 SNAPSHOT_FETCH = 1000  # rows a backup's cursor fetches at a time
-BATCH_IDS = 1000  # ids a batch read binds at once: a page's worth, and a bounded statement
 
 Connection = psycopg.Connection[Any]
 

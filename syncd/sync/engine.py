@@ -114,7 +114,8 @@ class Engine:
         recorded itself, and every write checks it (see `syncd.store.leases`): no other writer
         applies in between, and a writer that lost the lease writes nothing.
         """
-        with self._lock(ws.id), self._upkeep():
+        # The repack after the workspace's lock is let go: the next run of it does not wait.
+        with self._upkeep(), self._lock(ws.id):
             started = self.clock()
             run = Run(
                 run_id or uuid.uuid4().hex,

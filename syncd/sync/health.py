@@ -170,9 +170,12 @@ class HealthKeeper:
         for all `workspaces` at once."""
         if self.on_change is None:
             return
-        records = self.store.healths([ws.id for ws in workspaces])
-        for ws in workspaces:
-            self.on_change(ws.id, self.told(ws, states[ws.id], records.get(ws.id)).health)
+        # Under the lock `_update` takes: a run's health change waits, and so comes after
+        # (a reload's publish never sets a workspace's health back to what it read before).
+        with self._lock:
+            records = self.store.healths([ws.id for ws in workspaces])
+            for ws in workspaces:
+                self.on_change(ws.id, self.told(ws, states[ws.id], records.get(ws.id)).health)
 
     def told(
         self, ws: WorkspaceConfig, state: SyncState, record: HealthRecord | None

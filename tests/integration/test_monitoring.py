@@ -183,3 +183,23 @@ def test_alerts_and_dashboard_use_only_real_metrics() -> None:
         "SyncdWorkspaceDegraded",
         "SyncdDown",
     } <= alerts
+
+
+def test_a_reload_never_sets_a_status_back_nor_brings_a_removed_workspace_back() -> None:
+    m = Metrics()
+    ws = type("WS", (), {"id": "prod"})()
+    m.restore("prod", SyncState("prod", Status.OUT_OF_SYNC, drift=2), last_success=None)
+    stale = SyncState("prod", Status.OUT_OF_SYNC, drift=2)  # a reload's read, before the run
+    run = Run("r1", "prod", Trigger.WEBHOOK, "abc", RunResult.SUCCEEDED, 1.0, 2.0, 1, 0, 0)
+    m.run_finished(ws, run, None, SyncState("prod", Status.SYNCED), 0.5)
+    m.restore("prod", stale, last_success=None)  # ...restored after the run had finished
+    text = m.render().decode()
+    assert 'syncd_workspace_status{workspace="prod",status="Synced"} 1' in text
+    # Removed by a reload while a run of it was in flight: the run's end adds nothing back.
+    m.forget_workspace("prod")
+    m.run_finished(ws, run, None, SyncState("prod", Status.SYNCED), 0.5)
+    m.set_health("prod", Health.HEALTHY)
+    m.check_finished("prod", "smoke", "ok")
+    assert 'workspace="prod"' not in m.render().decode()
+    m.add_workspace("prod")  # configured again
+    assert 'syncd_workspace_status{workspace="prod",status="Unknown"} 1' in m.render().decode()

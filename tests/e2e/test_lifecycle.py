@@ -149,10 +149,7 @@ def test_metrics_exist_from_the_start_and_survive_a_restart(
             page = c.get("/metrics").text
         assert "_created" not in page
         # The first failure of a workspace must be an increase: its series are there at 0.
-        assert (
-            'syncd_sync_runs_total{workspace="manual",result="failed"} 0.0'
-            in (page)
-        )
+        assert 'syncd_sync_runs_total{workspace="manual",result="failed"} 0.0' in (page)
         assert d.stop() == 0
         # Restarted with the remote failing: no run succeeds, yet the gauge is back at once.
         git_server.set_fault("500")

@@ -279,7 +279,9 @@ def test_a_locked_store_fails_the_run_with_a_clear_error_not_a_crash(setup: Setu
     assert out.run.result is RunResult.FAILED
     assert "locked" in (out.run.error or "") and str(store_path(setup)) in (out.run.error or "")
     assert out.state.failed_revision is None  # transient: the loop retries it
-    failed = metric(metrics.render().decode(), "syncd_sync_runs_total", workspace="w", result="failed")
+    failed = metric(
+        metrics.render().decode(), "syncd_sync_runs_total", workspace="w", result="failed"
+    )
     assert failed == 1.0
     again = core.engine.sync(setup.config.workspace("w"), Trigger.WEBHOOK)
     assert again.run.result is RunResult.SUCCEEDED and again.run.revision == head

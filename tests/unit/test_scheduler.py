@@ -16,9 +16,9 @@ from syncd.core.errors import GitError, NotFound
 from syncd.core.model import Mode, Plan, Run, RunResult, Status, SyncState, Trigger
 from syncd.core.retry import Policy
 from syncd.git import Remote
+from syncd.runs.local_queue import LocalQueue
 from syncd.runs.merge import MAX_QUEUED_PER_WORKSPACE
 from syncd.runs.polling import should_sync
-from syncd.runs.local_queue import LocalQueue
 from syncd.runs.requests import QueueFull, Request, ShuttingDown
 from syncd.runs.scheduler import Scheduler
 from syncd.store import ApplyBase, IndexUpdate, Lease

@@ -68,6 +68,9 @@ class DeliveryGate:
         self.held: dict[str, Block] = {}  # this process's last decision, per workspace
         self._closed: dict[tuple[windows.Window, ...], tuple[float, windows.Gate]] = {}
         self._lock = threading.Lock()
+        # The engine's observers, flattened once: a Protocol's isinstance costs microseconds,
+        # and every run asks.
+        self._watchers: tuple[object, list[BlockObserver]] | None = None
 
     # -- the decisions ------------------------------------------------------------------------
 
@@ -151,7 +154,10 @@ class DeliveryGate:
                     detail=block.detail,
                 ),
             )
-        for one in _flatten(observer):
+        watchers = self._watchers
+        if watchers is None or watchers[0] is not observer:
+            watchers = self._watchers = (observer, _flatten(observer))
+        for one in watchers[1]:
             try:
                 one.workspace_blocked(ws_id, block.reason if block else None)
             except Exception:

@@ -6,6 +6,11 @@ files that parse are kept; a bad file is read and refused again on every sync, n
 path. Entries are keyed by the remote as well as the blob, so one remote's files never stand in
 for another's. The cache is bounded by an estimate of the memory its entries take (least
 recently used go first), and is safe to use from the scheduler's threads at once.
+
+Whole listings are kept too: the steps of a folder at a commit, once read without a problem.
+Those workspaces often read the same commit (a startup, a push to the branch they share): the
+first reads its files, the others take its steps as they are. A commit names its tree exactly,
+so a listing never goes stale; it is keyed by the remote as well, as the files are.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ from syncd.core.steps import parse_step_file
 ENTRY_BYTES = 300
 # About 30,000 typical steps.
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+# The listings kept: their steps share the parsed contents above, so a step of a listing costs
+# about its Step and path (some 200 bytes): 50,000 steps are about 10 MB. A listing longer than
+# that is not kept (a workspace that large reads its changes incrementally).
+MAX_LISTED_STEPS = 50_000
+MAX_LISTINGS = 64
 
 
 def entry_cost(name: str, content: StepContent) -> int:
@@ -33,11 +43,42 @@ def entry_cost(name: str, content: StepContent) -> int:
 
 
 class ParsedSteps:
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self, max_bytes: int = DEFAULT_MAX_BYTES, max_listed: int = MAX_LISTED_STEPS
+    ) -> None:
         self.max_bytes = max_bytes
+        self.max_listed = max_listed
         self._entries: OrderedDict[tuple[str, str], tuple[str, StepContent, int]] = OrderedDict()
         self._bytes = 0
+        self._listings: OrderedDict[tuple[str, str, str], tuple[Step, ...]] = OrderedDict()
+        self._listed = 0
         self._lock = threading.Lock()
+
+    def listing(self, scope: str, commit: str, folder: str) -> tuple[Step, ...] | None:
+        """The steps of `folder` at `commit` of remote `scope`, as a reading found them with no
+        problem; None when none is kept."""
+        key = (scope, commit, folder)
+        with self._lock:
+            found = self._listings.get(key)
+            if found is not None:
+                self._listings.move_to_end(key)
+            return found
+
+    def keep_listing(self, scope: str, commit: str, folder: str, steps: tuple[Step, ...]) -> None:
+        """Keep what a reading of `folder` at `commit` found (only a reading with no problem:
+        a bad file is refused again on every sync, naming its own path)."""
+        if len(steps) > self.max_listed:
+            return
+        key = (scope, commit, folder)
+        with self._lock:
+            old = self._listings.pop(key, None)
+            if old is not None:
+                self._listed -= len(old)
+            self._listings[key] = steps
+            self._listed += len(steps)
+            while self._listed > self.max_listed or len(self._listings) > MAX_LISTINGS:
+                _, dropped = self._listings.popitem(last=False)
+                self._listed -= len(dropped)
 
     def parse(self, scope: str, path: str, blob: str, read: Callable[[str], bytes]) -> Step:
         """The step in file `path`, blob `blob` of remote `scope`; `read` fetches the bytes of

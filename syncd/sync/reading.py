@@ -83,8 +83,28 @@ class Reader:
     def _read_full(
         self, ws: WorkspaceConfig, remote: Remote, base: str | None, commit: str, say: Progress
     ) -> Reading:
+        steps, read = self._steps_at(ws, remote, commit, say)
+        # Drifted names first: one edited after this read is left to the next sync, marked.
+        drifted = self.store.drifted_names(ws.id)
+        live = self.store.live_steps(ws.id)
+        plan = compute_plan(
+            {s.name: s.content for s in steps}, {n: s.content for n, s in live.items()}
+        )
+        index = IndexUpdate(replace_all=True, upserts=tuple(steps))
+        base_of = _base(base, plan, drifted, live)
+        return Reading(commit, plan, index, len(live), False, read, base_of)
+
+    def _steps_at(
+        self, ws: WorkspaceConfig, remote: Remote, commit: str, say: Progress
+    ) -> tuple[tuple[Step, ...], int]:
+        """Every step of the workspace's folder at `commit`, and how many files were read.
+        A listing another workspace of the remote read at that commit is taken as it is."""
+        folder = ws.source.path
+        kept = self.parsed.listing(remote.key, commit, folder)
+        if kept is not None:
+            return kept, 0
         try:
-            entries = self.git.list_files(remote, commit, ws.source.path)
+            entries = self.git.list_files(remote, commit, folder)
         except PathNotFound as e:
             # A folder that held every step and is gone is an empty result: the guard's rule
             # (refused unless allow_empty; max_deletes still applies to the plan).
@@ -93,7 +113,7 @@ class Reader:
                 raise
             if not ws.allow_empty:
                 raise empty_refused(live_total, f"{e}: that") from e
-            entries = []
+            return (), 0
         check_count(len(entries))
         # A file whose blob the store already holds parsed needs no reading. A bad file does
         # not stop the reading: the run names every bad file at once.
@@ -119,15 +139,9 @@ class Reader:
         for problem in duplicate_problems(steps):
             problems.add(problem)
         problems.raise_if_any()
-        # Drifted names first: one edited after this read is left to the next sync, marked.
-        drifted = self.store.drifted_names(ws.id)
-        live = self.store.live_steps(ws.id)
-        plan = compute_plan(
-            {s.name: s.content for s in steps}, {n: s.content for n, s in live.items()}
-        )
-        index = IndexUpdate(replace_all=True, upserts=tuple(steps))
-        base_of = _base(base, plan, drifted, live)
-        return Reading(commit, plan, index, len(live), False, read, base_of)
+        found = tuple(steps)
+        self.parsed.keep_listing(remote.key, commit, folder, found)
+        return found, read
 
     def _read_incremental(
         self, ws: WorkspaceConfig, remote: Remote, base: str, commit: str, say: Progress

@@ -59,6 +59,29 @@ def test_first_sync_creates_every_step_and_records_the_run(world: World) -> None
     assert world.git.fetches == 1 and world.git.blobs_read == 3
 
 
+def test_a_second_workspace_at_the_same_commit_reads_no_file(world: World) -> None:
+    """Workspaces of one remote at one commit (a startup, a push to the branch they share):
+    the first reads the folder's files, the others take its steps as they are."""
+    world.git.commit(step_files({"greet": "hello()", "other": "o()"}))
+    first = world.engine.sync(WS, Trigger.STARTUP)
+    reads = world.git.blobs_read
+    second = world.engine.sync(workspace("ws2"), Trigger.STARTUP)
+    assert second.run.result is RunResult.SUCCEEDED, second.run.error
+    assert (first.run.created, second.run.created) == (2, 2)
+    assert world.git.blobs_read == reads
+    assert world.live("ws2") == {"greet": "hello()", "other": "o()"}
+    assert world.store.index_count("ws2") == 2
+
+
+def test_a_bad_file_fails_every_workspace_that_reads_it(world: World) -> None:
+    """A listing with a problem is not kept: each workspace's run names the bad file."""
+    world.git.commit({f"{STEPS_PATH}/bad.step.json": "{not json"})
+    for ws_id in ("ws", "ws2"):
+        out = world.engine.sync(workspace(ws_id), Trigger.STARTUP)
+        assert out.run.result is RunResult.FAILED
+        assert out.run.error and f"{STEPS_PATH}/bad.step.json" in out.run.error
+
+
 def test_a_commit_changing_one_file_reads_and_applies_only_that(world: World) -> None:
     world.git.commit(step_files({"greet": "hello()", "other": "o()", "third": "x()"}))
     world.engine.sync(WS, Trigger.WEBHOOK)

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from syncd.core.errors import StepFileError
-from syncd.core.model import StepContent
+from syncd.core.model import Step, StepContent
 from syncd.sync.parsed_steps import ParsedSteps, entry_cost
 
 
@@ -107,3 +107,32 @@ def test_threads_at_once_get_the_same_steps() -> None:
         t.join(timeout=30)
     assert not wrong and not any(t.is_alive() for t in threads)
     assert len(cache) <= 50
+
+
+def step_at(name: str, path: str) -> Step:
+    return Step(name, StepContent(if_="true", do="x()"), path, f"blob-{name}")
+
+
+def test_a_listing_is_kept_by_remote_commit_and_folder() -> None:
+    cache = ParsedSteps()
+    steps = (step_at("a", "s/a.step.json"), step_at("b", "s/b.step.json"))
+    cache.keep_listing("remote-a", "c1", "s", steps)
+    assert cache.listing("remote-a", "c1", "s") == steps
+    # Another remote, commit or folder has a listing of its own.
+    assert cache.listing("remote-b", "c1", "s") is None
+    assert cache.listing("remote-a", "c2", "s") is None
+    assert cache.listing("remote-a", "c1", "t") is None
+
+
+def test_listings_are_bounded_by_their_steps_least_recently_used_first() -> None:
+    cache = ParsedSteps(max_listed=4)
+    two = (step_at("a", "a.step.json"), step_at("b", "b.step.json"))
+    cache.keep_listing("r", "c1", "s", two)
+    cache.keep_listing("r", "c2", "s", two)
+    assert cache.listing("r", "c1", "s") == two  # c1 is now the most recently used
+    cache.keep_listing("r", "c3", "s", two)
+    assert cache.listing("r", "c2", "s") is None
+    assert cache.listing("r", "c1", "s") == two and cache.listing("r", "c3", "s") == two
+    # A listing longer than the bound is not kept, and evicts nothing.
+    cache.keep_listing("r", "c4", "s", two + two + two)
+    assert cache.listing("r", "c4", "s") is None and cache.listing("r", "c1", "s") == two

@@ -135,6 +135,9 @@ class WriterLeases:
             except StoreError as e:
                 log.warning("leases not renewed", extra=fields(error=str(e)))
                 continue
+            with self._guard:
+                # A run that ended while this renewal ran has released its lease: not lost.
+                lost = [lease for lease in lost if self._held.get(lease.workspace) is lease]
             for lease in lost:
                 log.warning(
                     "lease lost: another writer took the workspace over",

@@ -3,13 +3,16 @@ refused by name, while another writer holds one; no thread kept while nothing is
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import threading
 import time
+from collections.abc import Collection
 
 import pytest
 
+from syncd.store.protocol import LEASE_TTL, Lease
 from syncd.sync.writer_leases import WorkspaceBusy, WriterLeases, gone_from_this_host, new_holder
 from tests.support.fakes import FakeStore
 
@@ -83,3 +86,49 @@ def test_the_lease_of_a_writer_that_ended_on_this_host_is_taken_at_once() -> Non
     writer = WriterLeases(lambda: store, "a", ttl=TTL, wait=0.0)
     with writer.hold("w") as lease:
         assert lease.holder == "a" and lease.fence == 2
+
+
+class ReleasingStore(FakeStore):
+    """A store whose renewal lets a run end (and release its lease) before it renews."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before_renew = threading.Event()
+        self.run_ended = threading.Event()
+        self.renewals = 0
+
+    def renew_leases(self, held: Collection[Lease], ttl: float = LEASE_TTL) -> list[Lease]:
+        self.before_renew.set()
+        self.run_ended.wait(5)
+        self.renewals += 1
+        return super().renew_leases(held, ttl)
+
+
+def test_a_lease_released_while_it_is_renewed_is_not_called_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The renewal took its list of held leases, then the run ended and released its lease:
+    the renewal finds it gone, which is no other writer's doing."""
+    store = ReleasingStore()
+    writer = WriterLeases(lambda: store, "a", ttl=TTL)
+    with caplog.at_level(logging.WARNING, logger="syncd.engine"), writer.hold("w"):
+        assert store.before_renew.wait(5)
+    store.run_ended.set()
+    deadline = time.monotonic() + 5
+    while store.renewals == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    writer.close()
+    time.sleep(0.05)  # the renewal's logging, were there any
+    assert store.renewals >= 1
+    assert "lease lost" not in caplog.text
+
+
+def test_a_lease_another_writer_took_is_called_lost(caplog: pytest.LogCaptureFixture) -> None:
+    store = FakeStore()
+    writer = WriterLeases(lambda: store, "a", ttl=TTL)
+    with caplog.at_level(logging.WARNING, logger="syncd.engine"), writer.hold("w"):
+        assert store.take_lease("w", "b", TTL, True) is not None  # taken over, fenced
+        deadline = time.monotonic() + 5
+        while "lease lost" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert "lease lost: another writer took the workspace over" in caplog.text

@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, TypeVar
 from syncd.config import WorkspaceConfig
 from syncd.core.access import Access
 from syncd.core.errors import SyncdError
-from syncd.core.model import Health, HealthRecord, Run, Status, SyncState
+from syncd.core.model import Health, HealthRecord, Status, SyncState
 from syncd.service.access import sees
 from syncd.service.audit import Actor
 from syncd.store import Store
-from syncd.sync.health import told
+from syncd.sync.health import told_by
 
 if TYPE_CHECKING:
     from syncd.service.workspaces import Workspaces
@@ -309,8 +309,4 @@ def health_of(
     store: Store, ws: WorkspaceConfig, state: SyncState, record: HealthRecord | None
 ) -> Health:
     """The health `HealthKeeper.current` tells, from a record read in a batch."""
-
-    def last_run() -> Run | None:
-        return store.run(state.last_run_id) if state.last_run_id else None
-
-    return told(ws, state, record, last_run).health
+    return told_by(store, ws, state, record).health

@@ -116,6 +116,14 @@ def told(
     return record
 
 
+def told_by(
+    store: Store, ws: WorkspaceConfig, state: SyncState, record: HealthRecord | None
+) -> HealthRecord:
+    """`told`, with the last run read from `store` when it is needed."""
+    last_id = state.last_run_id
+    return told(ws, state, record, lambda: store.run(last_id) if last_id else None)
+
+
 class HealthKeeper:
     """Keeps every workspace's health record in the store; a `SyncObserver` of the engine."""
 
@@ -181,8 +189,7 @@ class HealthKeeper:
         self, ws: WorkspaceConfig, state: SyncState, record: HealthRecord | None
     ) -> HealthRecord:
         """`told` with the last run read from this keeper's store, when it is needed."""
-        store, last_id = self.store, state.last_run_id
-        return told(ws, state, record, lambda: store.run(last_id) if last_id else None)
+        return told_by(self.store, ws, state, record)
 
     def _update(self, ws_id: str, change: Callable[[HealthRecord], HealthRecord]) -> HealthRecord:
         with self._lock:

@@ -36,7 +36,7 @@ from syncd.service.views import workspace_view
 from syncd.store import Store
 from syncd.sync.engine import Engine, Outcome, Progress, Reading
 from syncd.sync.export import ExportRequest, ExportResult, export_workspace
-from syncd.sync.health import HealthKeeper
+from syncd.sync.health import HealthKeeper, told_knowing
 from syncd.sync.previewing import Preview
 
 log = logging.getLogger("syncd.workspaces")
@@ -129,10 +129,7 @@ class Workspaces:
         return state, last
 
     def view(self, ws: WorkspaceConfig) -> dict[str, Any]:
-        state, last = self.state(ws)
-        health = self.keeper.current(ws, state, last)
-        blocked = self.engine.gate.view(ws, state)  # a closed window or promotion, now
-        return workspace_view(ws, state, last, health, self.signed_by(ws, state, last), blocked)
+        return self.views([ws])[0]
 
     def signed_by(self, ws: WorkspaceConfig, state: SyncState, last: Run | None) -> str | None:
         """Whose verified signature the applied revision carries: the `signed_by` of the run
@@ -150,14 +147,30 @@ class Workspaces:
         return None
 
     def views(self, workspaces: list[WorkspaceConfig]) -> list[dict[str, Any]]:
-        return [self.view(ws) for ws in workspaces]
+        """Each workspace's view, from states, last runs and health records read in batches
+        (a few statements for a page of the list, or for all of 10,000)."""
+        ids = [ws.id for ws in workspaces]
+        states, records = self.store.states(ids), self.store.healths(ids)
+        runs = self.store.runs_by_id([s.last_run_id for s in states.values() if s.last_run_id])
+        out = []
+        for ws in workspaces:
+            state = states[ws.id]
+            last = runs.get(state.last_run_id) if state.last_run_id else None
+            health = told_knowing(ws, state, records.get(ws.id), last)
+            blocked = self.engine.gate.view(ws, state)  # a closed window or promotion, now
+            signed_by = self.signed_by(ws, state, last)
+            out.append(workspace_view(ws, state, last, health, signed_by, blocked))
+        return out
 
     def overview(self, ws: WorkspaceConfig) -> dict[str, Any]:
         """The view plus how many steps are changed outside git: a row of the console."""
-        return {**self.view(ws), "changed_outside": len(self.store.drifted_names(ws.id))}
+        return self.overviews([ws])[0]
 
     def overviews(self, workspaces: list[WorkspaceConfig]) -> list[dict[str, Any]]:
-        return [self.overview(ws) for ws in workspaces]
+        return [
+            {**view, "changed_outside": len(self.store.drifted_names(ws.id))}
+            for ws, view in zip(workspaces, self.views(workspaces), strict=True)
+        ]
 
     def applied_revisions(self, ws: WorkspaceConfig, limit: int = 200) -> list[Run]:
         """Each revision a run applied, newest first, once: what a rollback can pin."""

@@ -131,6 +131,12 @@ class SqlStore(ABC, Generic[C]):
                     found[row[0]] = record
         return found
 
+    def runs_by_id(self, run_ids: Collection[str]) -> dict[str, Run]:
+        """The runs of those of `run_ids` that are recorded, by id."""
+        with self._reading() as db:
+            rows = self.dialect.select_in(db, self.sql.runs_in, (), list(set(run_ids)))
+            return {run.id: run for run in map(run_from_row, rows)}
+
     def last_successes(self, ids: Collection[str]) -> dict[str, float]:
         """`last_success_at` of those of `ids` that ever succeeded."""
         succeeded = (RunResult.SUCCEEDED.value,)

@@ -45,6 +45,7 @@ class Statements:
     # Over many workspaces at once (a page of the list, the start, the status line):
     states_in: str  # ids: the id, then rows.state_from_row's columns
     healths_in: str  # ids: the workspace, then rows.health_from_row's columns
+    runs_in: str  # run ids: rows.run_from_row's columns
     last_success_in: str  # (result), ids: the workspace, MAX(finished_at)
     runs_finished: str  # (since, until, limit): oldest first, in order recorded
     run: str  # (run id)

@@ -45,6 +45,7 @@ SQL = Statements(
     last_success_at="SELECT MAX(finished_at) FROM runs WHERE workspace = %s AND result = %s",
     states_in=f"SELECT id, {STATE_COLUMNS} FROM workspaces WHERE id = ANY(%s)",
     healths_in=f"SELECT workspace, {HEALTH_COLUMNS} FROM health WHERE workspace = ANY(%s)",
+    runs_in=f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ANY(%s)",
     last_success_in=(
         "SELECT workspace, MAX(finished_at) FROM runs WHERE result = %s"
         " AND workspace = ANY(%s) GROUP BY workspace"

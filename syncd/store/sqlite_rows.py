@@ -45,6 +45,7 @@ SQL = Statements(
     last_success_at="SELECT MAX(finished_at) FROM runs WHERE workspace = ? AND result = ?",
     states_in=f"SELECT id, {STATE_COLUMNS} FROM workspaces WHERE id IN ({{marks}})",
     healths_in=f"SELECT workspace, {HEALTH_COLUMNS} FROM health WHERE workspace IN ({{marks}})",
+    runs_in=f"SELECT {RUN_COLUMNS} FROM runs WHERE id IN ({{marks}})",
     last_success_in=(
         "SELECT workspace, MAX(finished_at) FROM runs WHERE result = ?"
         " AND workspace IN ({marks}) GROUP BY workspace"

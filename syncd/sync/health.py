@@ -116,6 +116,13 @@ def told(
     return record
 
 
+def told_knowing(
+    ws: WorkspaceConfig, state: SyncState, record: HealthRecord | None, last: Run | None
+) -> HealthRecord:
+    """`told`, with the workspace's last run already read."""
+    return told(ws, state, record, lambda: last)
+
+
 def told_by(
     store: Store, ws: WorkspaceConfig, state: SyncState, record: HealthRecord | None
 ) -> HealthRecord:
@@ -140,7 +147,7 @@ class HealthKeeper:
         self._lock = threading.Lock()
 
     def current(self, ws: WorkspaceConfig, state: SyncState, last: Run | None) -> HealthRecord:
-        return told(ws, state, self.store.health(ws.id), lambda: last)
+        return told_knowing(ws, state, self.store.health(ws.id), last)
 
     def run_finished(
         self, ws: WorkspaceConfig, run: Run, plan: Plan | None, state: SyncState, seconds: float

@@ -245,3 +245,6 @@ def test_states_and_healths_are_read_in_batches_on_every_store(store: Store) -> 
         store.record_run(run, store.state(late))
     assert store.last_successes(many) == {late: 11.0} == {late: store.last_success_at(late)}
     assert store.last_successes([]) == {}
+    asked = ["r0", "r1", "r1", "none", *(f"x{n}" for n in range(1200))]
+    assert store.runs_by_id(asked) == {"r0": store.run("r0"), "r1": store.run("r1")}
+    assert store.runs_by_id([]) == {}

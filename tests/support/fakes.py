@@ -393,6 +393,10 @@ class FakeStore:
             found = self._tables.runs.get(run_id)
         return replace(found) if found is not None else None
 
+    def runs_by_id(self, run_ids: Collection[str]) -> dict[str, Run]:
+        found = {run_id: self.run(run_id) for run_id in run_ids}
+        return {run_id: run for run_id, run in found.items() if run is not None}
+
     def last_successes(self, ids: Collection[str]) -> dict[str, float]:
         found = {ws: self.last_success_at(ws) for ws in ids}
         return {ws: when for ws, when in found.items() if when is not None}

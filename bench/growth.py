@@ -23,7 +23,9 @@ workspaces dealt round-robin over 10 / 100 / 1,000 remotes, one history of 100 s
   server, so a cycle that takes longer than its interval still counts once; nothing
   changes, so nothing may be fetched);
 and, apart, a 1-change `syncd sync` in one workspace of 1,000 / 10,000 / 100,000 steps
-(--quick: 1,000 / 3,000 / 10,000), the median of 7 (--quick: 3; as bench/sync_scaling.py).
+(--quick: 1,000 / 3,000 / 10,000), the median of 7 (--quick: 3; as bench/sync_scaling.py),
+each commit also fetched by `git fetch` into a mirror of its own: git's own cost of it, which
+grows with the size of the one flat folder whose tree the commit rewrites.
 The full run takes about 16 minutes on 2 cores; --quick, under 2.
 
 Each figure's row at the next size has the size before as its baseline, so its ratio is the
@@ -349,10 +351,13 @@ def measure_workspaces(quick: bool) -> tuple[dict[int, Measured], float, float]:
 # -- one workspace of many steps -----------------------------------------------------------
 
 
-def step_syncs(steps: int, repeats: int) -> tuple[float, list[float]]:
+def step_syncs(steps: int, repeats: int, m: StepsMeasured) -> None:
     """One workspace of `steps` steps: its initial `syncd sync`, then `repeats` syncs of one
     changed step each, a different step each time (as bench/sync_scaling.py; the repository
-    is written by fast-import, which takes seconds at 100,000 steps): (initial, times)."""
+    is written by fast-import, which takes seconds at 100,000 steps). Each change is also
+    fetched by `git fetch` into a mirror of its own, in turn with the sync (the first of the
+    two alternates): git's own cost of that commit, which grows with the folder's size too
+    (one flat folder's tree holds every entry, and a commit rewrites it whole)."""
     with temp_git_server() as (server, tmp):
         name = f"steps{steps}"
         url, _head = fast_repo(server, name, steps)
@@ -362,20 +367,36 @@ def step_syncs(steps: int, repeats: int) -> tuple[float, list[float]]:
         initial, out = run_syncd(args, env)
         if f"{steps} created" not in out:
             raise RuntimeError(f"the initial sync of {steps} steps said: {out}")
-        times = []
+        mirror = tmp / "git-fetch.git"
+        server.run_git("clone", "--mirror", "--quiet", url, str(mirror))
+        times, fetches = [], []
         for k in range(repeats):
             fast_change_step(server, name, (k * steps) // repeats, version=k + 1)
+            if k % 2:
+                fetches.append(git_fetch(server, mirror))
             seconds, out = run_syncd(args, env)
             if "0 created, 1 updated, 0 deleted" not in out:
                 raise RuntimeError(f"a 1-change sync of {steps} steps said: {out}")
             times.append(seconds)
-        return initial, times
+            if not k % 2:
+                fetches.append(git_fetch(server, mirror))
+        m.initial[steps], m.times[steps], m.fetches[steps] = initial, times, fetches
+        m.medians[steps], m.fetch_medians[steps] = median(times), median(fetches)
+
+
+def git_fetch(server: GitServer, mirror: Path) -> float:
+    """Seconds to `git fetch` the mirror's remote (one new commit)."""
+    started = time.perf_counter()
+    server.run_git("-C", str(mirror), "fetch", "--quiet", "origin")
+    return time.perf_counter() - started
 
 
 @dataclass
 class StepsMeasured:
     medians: dict[int, float] = field(default_factory=dict)  # 1-change sync by step count
     times: dict[int, list[float]] = field(default_factory=dict)
+    fetch_medians: dict[int, float] = field(default_factory=dict)  # `git fetch` of the same
+    fetches: dict[int, list[float]] = field(default_factory=dict)
     initial: dict[int, float] = field(default_factory=dict)  # the initial sync
     failed: dict[int, str] = field(default_factory=dict)  # why a step count has no figure
 
@@ -386,8 +407,7 @@ def measure_steps(quick: bool) -> StepsMeasured:
         started = time.monotonic()
         print(f"measuring a 1-change sync in {steps:,} steps ...", file=sys.stderr)
         try:
-            m.initial[steps], m.times[steps] = step_syncs(steps, SYNC_REPEATS[quick])
-            m.medians[steps] = median(m.times[steps])
+            step_syncs(steps, SYNC_REPEATS[quick], m)
         except Exception as e:
             traceback.print_exc()
             # syncd's own reason when it logged one (`error="..."`), else the exception's
@@ -446,6 +466,7 @@ def step_curve(quick: bool, stepped: StepsMeasured) -> Curve:
         lambda steps: f"{steps:,} steps",
         None,
         dict(stepped.medians),
+        others={"`git fetch` of the same commit": dict(stepped.fetch_medians)},
         x_name="steps",
         flat=True,
     )
@@ -491,6 +512,12 @@ def table_lines(
     out += sync.rows(step_sizes)
     for count, why in stepped.failed.items():
         out.append(failed_row(f"{sync.title}, {count:,} steps", RuntimeError(why)))
+    fetched = stepped.fetch_medians
+    out += [
+        Figure(f"`git fetch` of the same commit, {n:,} steps", fetched[n], "s")
+        for n in step_sizes
+        if n in fetched
+    ]
     small, large = step_sizes[0], step_sizes[-1]
     if small in steps and large in steps:
         out.append(
@@ -500,6 +527,17 @@ def table_lines(
                 "s",
                 steps[small],
                 at_most=SYNC_GOAL,
+            )
+        )
+    if all(n in d for n in (small, large) for d in (steps, fetched)):
+        # What syncd adds to git's own cost of the commit, and how that grows.
+        out.append(
+            Figure(
+                f"1-change `syncd sync` less `git fetch` of the same commit, {large:,} steps"
+                f" (baseline: the same at {small:,} steps)",
+                steps[large] - fetched[large],
+                "s",
+                steps[small] - fetched[small],
             )
         )
     return [r if isinstance(r, str) else table_line(r) for r in out]
@@ -683,7 +721,8 @@ def main(argv: list[str] | None = None) -> int:
     for count, times in stepped.times.items():
         print(
             f"{count:,} steps: initial sync {stepped.initial[count]:.2f} s, 1-change syncs"
-            f" {', '.join(f'{t:.2f}' for t in times)} s"
+            f" {', '.join(f'{t:.2f}' for t in times)} s, `git fetch` of each"
+            f" {', '.join(f'{t:.2f}' for t in stepped.fetches.get(count, []))} s"
         )
     print(f"idle daemon RSS {idle / MB:.1f} MB; the whole run {time.monotonic() - started:.0f} s")
     png = args.png or RESULTS / ("growth-quick.png" if quick else "growth.png")

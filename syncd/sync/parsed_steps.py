@@ -7,10 +7,12 @@ path. Entries are keyed by the remote as well as the blob, so one remote's files
 for another's. The cache is bounded by an estimate of the memory its entries take (least
 recently used go first), and is safe to use from the scheduler's threads at once.
 
-Whole listings are kept too: the steps of a folder at a commit, once read without a problem.
-Those workspaces often read the same commit (a startup, a push to the branch they share): the
-first reads its files, the others take its steps as they are. A commit names its tree exactly,
-so a listing never goes stale; it is keyed by the remote as well, as the files are.
+Whole listings are kept too: the steps of a folder at a commit, once parsed without a problem
+(a reading that took steps from its workspace's own index keeps nothing: those are that
+workspace's). Those workspaces often read the same commit (a startup, a push to the branch
+they share): the first reads its files, the others take its steps as they are. A commit names
+its tree exactly, so a listing never goes stale; it is keyed by the remote as well, as the
+files are. Listings have a byte budget of their own.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ from syncd.core.steps import parse_step_file
 ENTRY_BYTES = 300
 # About 30,000 typical steps.
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
-# The listings kept: their steps share the parsed contents above, so a step of a listing costs
-# about its Step and path (some 200 bytes): 50,000 steps are about 10 MB. A listing longer than
-# that is not kept (a workspace that large reads its changes incrementally).
-MAX_LISTED_STEPS = 50_000
+# The listings kept, at most this many bytes (counted as if none of their contents were
+# shared with the parsed files above, which they mostly are) and this many listings. A listing
+# bigger than that is not kept (a workspace that large reads its changes incrementally).
+DEFAULT_MAX_LISTED_BYTES = 16 * 1024 * 1024
 MAX_LISTINGS = 64
 
 
@@ -42,15 +44,28 @@ def entry_cost(name: str, content: StepContent) -> int:
     return size(name) + size(content.if_) + size(content.do) + ENTRY_BYTES
 
 
+def listing_cost(steps: tuple[Step, ...], at_most: int) -> int:
+    """Bytes a kept listing takes, about; counting stops past `at_most`."""
+    total = 0
+    for step in steps:
+        total += entry_cost(step.name, step.content) + sys.getsizeof(step.path)
+        if total > at_most:
+            break
+    return total
+
+
 class ParsedSteps:
     def __init__(
-        self, max_bytes: int = DEFAULT_MAX_BYTES, max_listed: int = MAX_LISTED_STEPS
+        self, max_bytes: int = DEFAULT_MAX_BYTES, max_listed_bytes: int = DEFAULT_MAX_LISTED_BYTES
     ) -> None:
         self.max_bytes = max_bytes
-        self.max_listed = max_listed
+        self.max_listed_bytes = max_listed_bytes
         self._entries: OrderedDict[tuple[str, str], tuple[str, StepContent, int]] = OrderedDict()
         self._bytes = 0
-        self._listings: OrderedDict[tuple[str, str, str], tuple[Step, ...]] = OrderedDict()
+        # Each listing with its cost in bytes.
+        self._listings: OrderedDict[tuple[str, str, str], tuple[tuple[Step, ...], int]] = (
+            OrderedDict()
+        )
         self._listed = 0
         self._lock = threading.Lock()
 
@@ -60,25 +75,27 @@ class ParsedSteps:
         key = (scope, commit, folder)
         with self._lock:
             found = self._listings.get(key)
-            if found is not None:
-                self._listings.move_to_end(key)
-            return found
+            if found is None:
+                return None
+            self._listings.move_to_end(key)
+            return found[0]
 
     def keep_listing(self, scope: str, commit: str, folder: str, steps: tuple[Step, ...]) -> None:
         """Keep what a reading of `folder` at `commit` found (only a reading with no problem:
         a bad file is refused again on every sync, naming its own path)."""
-        if len(steps) > self.max_listed:
+        cost = listing_cost(steps, self.max_listed_bytes)
+        if cost > self.max_listed_bytes:
             return
         key = (scope, commit, folder)
         with self._lock:
             old = self._listings.pop(key, None)
             if old is not None:
-                self._listed -= len(old)
-            self._listings[key] = steps
-            self._listed += len(steps)
-            while self._listed > self.max_listed or len(self._listings) > MAX_LISTINGS:
-                _, dropped = self._listings.popitem(last=False)
-                self._listed -= len(dropped)
+                self._listed -= old[1]
+            self._listings[key] = (steps, cost)
+            self._listed += cost
+            while self._listed > self.max_listed_bytes or len(self._listings) > MAX_LISTINGS:
+                _, (_steps, dropped) = self._listings.popitem(last=False)
+                self._listed -= dropped
 
     def parse(self, scope: str, path: str, blob: str, read: Callable[[str], bytes]) -> Step:
         """The step in file `path`, blob `blob` of remote `scope`; `read` fetches the bytes of

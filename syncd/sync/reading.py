@@ -122,6 +122,7 @@ class Reader:
         parse = partial(self.parsed.parse, remote.key)
         steps: list[Step] = []
         read = 0
+        indexed = False  # a step taken from this workspace's own index
         with self.git.blob_reader(remote) as read_blob:
             for entry in entries:
                 if problems.add(entry_problem(FileEntry(entry.path, entry.mode, entry.size))):
@@ -129,6 +130,7 @@ class Reader:
                 cached = known.get(entry.path)
                 if cached is not None and cached.blob == entry.blob:
                     steps.append(cached)
+                    indexed = True
                     continue
                 step = problems.parse(entry.path, entry.blob, read_blob, parse)
                 if step is not None:
@@ -140,7 +142,8 @@ class Reader:
             problems.add(problem)
         problems.raise_if_any()
         found = tuple(steps)
-        self.parsed.keep_listing(remote.key, commit, folder, found)
+        if not indexed:  # only what this reading parsed is another workspace's to take
+            self.parsed.keep_listing(remote.key, commit, folder, found)
         return found, read
 
     def _read_incremental(

@@ -136,8 +136,9 @@ class WriterLeases:
                 log.warning("leases not renewed", extra=fields(error=str(e)))
                 continue
             with self._guard:
-                # A run that ended while this renewal ran has released its lease: not lost.
-                lost = [lease for lease in lost if self._held.get(lease.workspace) is lease]
+                # A run that ended while this renewal ran has released its lease: not lost. (A
+                # run fenced meanwhile has let its lease go too: it logs "sync fenced" itself.)
+                lost = [lease for lease in lost if self._held.get(lease.workspace) == lease]
             for lease in lost:
                 log.warning(
                     "lease lost: another writer took the workspace over",

@@ -19,6 +19,7 @@ from syncd.core.model import Mode, Origin, RunResult, Status, StepContent, Trigg
 from syncd.runs.scheduler import should_sync
 from syncd.store import StoreError
 from syncd.sync.engine import Engine
+from syncd.sync.parsed_steps import ParsedSteps
 from tests.support.fakes import STEPS_PATH, FakeGit, FakeStore, step_files, workspace
 
 WS = workspace("ws")
@@ -71,6 +72,19 @@ def test_a_second_workspace_at_the_same_commit_reads_no_file(world: World) -> No
     assert world.git.blobs_read == reads
     assert world.live("ws2") == {"greet": "hello()", "other": "o()"}
     assert world.store.index_count("ws2") == 2
+
+
+def test_a_reading_from_a_workspaces_own_index_is_not_shared(world: World) -> None:
+    """A full read of a commit already applied takes its steps from the workspace's own index
+    (its parse of each blob): that is the workspace's, not another's to take."""
+    world.git.commit(step_files({"greet": "hello()"}))
+    world.engine.sync(WS, Trigger.STARTUP)
+    world.engine.sync(WS, Trigger.MANUAL)  # the same commit again: read from the index
+    world.engine.parsed = ParsedSteps()  # a restart: nothing parsed in this process yet
+    world.engine.sync(WS, Trigger.MANUAL)
+    reads = world.git.blobs_read
+    world.engine.sync(workspace("ws2"), Trigger.STARTUP)
+    assert world.git.blobs_read == reads + 1  # ws2 parsed the blob itself
 
 
 def test_a_bad_file_fails_every_workspace_that_reads_it(world: World) -> None:

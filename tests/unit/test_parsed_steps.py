@@ -9,7 +9,7 @@ import pytest
 
 from syncd.core.errors import StepFileError
 from syncd.core.model import Step, StepContent
-from syncd.sync.parsed_steps import ParsedSteps, entry_cost
+from syncd.sync.parsed_steps import ParsedSteps, entry_cost, listing_cost
 
 
 def step_file(name: str, do: str = "x()") -> bytes:
@@ -124,9 +124,9 @@ def test_a_listing_is_kept_by_remote_commit_and_folder() -> None:
     assert cache.listing("remote-a", "c1", "t") is None
 
 
-def test_listings_are_bounded_by_their_steps_least_recently_used_first() -> None:
-    cache = ParsedSteps(max_listed=4)
+def test_listings_are_bounded_by_their_bytes_least_recently_used_first() -> None:
     two = (step_at("a", "a.step.json"), step_at("b", "b.step.json"))
+    cache = ParsedSteps(max_listed_bytes=listing_cost(two, 10**9) * 2)
     cache.keep_listing("r", "c1", "s", two)
     cache.keep_listing("r", "c2", "s", two)
     assert cache.listing("r", "c1", "s") == two  # c1 is now the most recently used

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 
 from syncd.config import WorkspaceConfig
@@ -170,6 +170,10 @@ class HealthKeeper:
     def source_failing(self, ws_id: str) -> bool:
         record = self.store.health(ws_id)
         return record is not None and record.source_failing
+
+    def failing_sources(self, ids: Collection[str]) -> set[str]:
+        """Those of `ids` whose source is failing (`source_failing`, read in one batch)."""
+        return {ws for ws, record in self.store.healths(ids).items() if record.source_failing}
 
     def distrusted(self, ws_id: str, error: str) -> HealthRecord:
         """The workspace's applied commit failed its signature check again."""

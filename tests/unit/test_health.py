@@ -201,6 +201,7 @@ def test_a_failing_source_is_one_failed_run_and_its_recovery_another(world: Worl
     )
     # The source answers: a sync ends the failure, and compares again.
     assert world.keeper.source_failing("ws")
+    assert world.keeper.failing_sources(["ws", "other"]) == {"ws"}
     assert world.engine.sync(AUTO, Trigger.POLL).run.result is RunResult.SUCCEEDED
     assert world.health() is Health.HEALTHY and not world.keeper.source_failing("ws")
     assert world.store.state("ws").status is Status.SYNCED

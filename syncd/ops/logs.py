@@ -21,6 +21,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from syncd.core.times import rfc3339
@@ -28,16 +29,50 @@ from syncd.core.times import rfc3339
 FIELDS = "syncd_fields"  # the LogRecord attribute that carries an event's fields
 _BASE = ("ts", "level", "logger", "event")
 
-_secrets: set[str] = set()
+MIN_SECRET = 4  # shorter values are not secrets worth a mask (and would mask half of a line)
+# Up to this many secrets, each is looked for in turn; past it, by their first characters.
+FEW_SECRETS = 128
+
+
+@dataclass(frozen=True)
+class _Secrets:
+    """The registered values, longest first, and each by its first MIN_SECRET characters.
+    Replaced whole when a value is added: a thread that is scrubbing keeps the one it read."""
+
+    values: tuple[str, ...] = ()
+    by_head: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+_secrets = _Secrets()
 
 
 def register_secrets(values: Iterable[str]) -> None:
     """Values that must never reach a log line, whatever code path tries to print them."""
-    _secrets.update(v for v in values if v and len(v) >= 4)
+    global _secrets
+    added = {v for v in values if v and len(v) >= MIN_SECRET}
+    if added <= set(_secrets.values):
+        return
+    every = sorted(added | set(_secrets.values), key=lambda v: (-len(v), v))
+    by_head: dict[str, list[str]] = {}
+    for value in every:
+        by_head.setdefault(value[:MIN_SECRET], []).append(value)
+    _secrets = _Secrets(tuple(every), {head: tuple(vs) for head, vs in by_head.items()})
 
 
 def scrub(text: str) -> str:
-    for secret in _secrets:
+    """`text` with every registered secret in it masked, the longest first. With many secrets
+    (a token per remote, at thousands of workspaces) the text's own character windows pick the
+    candidates: a line costs the same whatever the number of secrets."""
+    secrets = _secrets
+    if len(secrets.values) <= FEW_SECRETS:
+        candidates: Iterable[str] = secrets.values
+    else:
+        windows = {text[i : i + MIN_SECRET] for i in range(len(text) - MIN_SECRET + 1)}
+        heads = secrets.by_head
+        candidates = sorted(
+            (v for head in windows & heads.keys() for v in heads[head]), key=lambda v: -len(v)
+        )
+    for secret in candidates:
         if secret in text:
             text = text.replace(secret, "***")
     return text

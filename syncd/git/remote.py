@@ -3,6 +3,7 @@ every URL and message that libgit2, the mirrors or the log see."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -10,6 +11,7 @@ from urllib.parse import urlsplit
 from syncd.core.urls import normalize_repo_url, redact_url
 
 
+@functools.lru_cache(maxsize=4096)  # asked several times by every run: a URL's normalization
 def remote_key(url: str, username: str | None) -> str:
     """Which remote a workspace's source is: one mirror, one fetch and one poll per key.
 

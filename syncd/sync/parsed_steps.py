@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import sys
 import threading
+import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from syncd.core.model import Step, StepContent
 from syncd.core.steps import parse_step_file
@@ -54,6 +56,15 @@ def listing_cost(steps: tuple[Step, ...], at_most: int) -> int:
     return total
 
 
+class _Flight:
+    """One listing's reading in progress (a lock that a weak mapping can hold)."""
+
+    __slots__ = ("__weakref__", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
 class ParsedSteps:
     def __init__(
         self, max_bytes: int = DEFAULT_MAX_BYTES, max_listed_bytes: int = DEFAULT_MAX_LISTED_BYTES
@@ -67,6 +78,10 @@ class ParsedSteps:
             OrderedDict()
         )
         self._listed = 0
+        # The readings going on, by listing key: gone with the last reader that holds one.
+        self._flights: weakref.WeakValueDictionary[tuple[str, str, str], _Flight] = (
+            weakref.WeakValueDictionary()
+        )
         self._lock = threading.Lock()
 
     def listing(self, scope: str, commit: str, folder: str) -> tuple[Step, ...] | None:
@@ -79,6 +94,18 @@ class ParsedSteps:
                 return None
             self._listings.move_to_end(key)
             return found[0]
+
+    @contextmanager
+    def reading(self, scope: str, commit: str, folder: str) -> Iterator[None]:
+        """Held while a workspace reads `folder` at `commit` for a listing: a second reader of
+        the same waits, then finds the first one's listing (or reads itself, if it kept none)."""
+        key = (scope, commit, folder)
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        with flight.lock:
+            yield
 
     def keep_listing(self, scope: str, commit: str, folder: str, steps: tuple[Step, ...]) -> None:
         """Keep what a reading of `folder` at `commit` found (only a reading with no problem:

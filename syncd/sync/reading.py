@@ -98,11 +98,23 @@ class Reader:
         self, ws: WorkspaceConfig, remote: Remote, commit: str, say: Progress
     ) -> tuple[tuple[Step, ...], int]:
         """Every step of the workspace's folder at `commit`, and how many files were read.
-        A listing another workspace of the remote read at that commit is taken as it is."""
-        folder = ws.source.path
-        kept = self.parsed.listing(remote.key, commit, folder)
+        A listing another workspace of the remote read at that commit is taken as it is; one
+        that another workspace is reading now is waited for (its siblings start together at a
+        start, or after a push to their branch), then taken, or read here if it kept none."""
+        key = (remote.key, commit, ws.source.path)
+        kept = self.parsed.listing(*key)
         if kept is not None:
             return kept, 0
+        with self.parsed.reading(*key):
+            kept = self.parsed.listing(*key)
+            if kept is not None:
+                return kept, 0
+            return self._read_steps(ws, remote, commit, say)
+
+    def _read_steps(
+        self, ws: WorkspaceConfig, remote: Remote, commit: str, say: Progress
+    ) -> tuple[tuple[Step, ...], int]:
+        folder = ws.source.path
         try:
             entries = self.git.list_files(remote, commit, folder)
         except PathNotFound as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -136,3 +137,32 @@ def test_listings_are_bounded_by_their_bytes_least_recently_used_first() -> None
     # A listing longer than the bound is not kept, and evicts nothing.
     cache.keep_listing("r", "c4", "s", two + two + two)
     assert cache.listing("r", "c4", "s") is None and cache.listing("r", "c1", "s") == two
+
+
+def test_a_second_reader_of_a_listing_waits_for_the_first() -> None:
+    """Siblings that start together: the second waits while the first reads, then finds its
+    listing; a reading of another listing does not wait."""
+    cache = ParsedSteps()
+    steps = (step_at("a", "s/a.step.json"),)
+    inside, found = threading.Event(), []
+
+    def first() -> None:
+        with cache.reading("r", "c1", "s"):
+            inside.set()
+            time.sleep(0.2)
+            cache.keep_listing("r", "c1", "s", steps)
+
+    def second() -> None:
+        with cache.reading("r", "c1", "s"):
+            found.append(cache.listing("r", "c1", "s"))
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert inside.wait(5)
+    with cache.reading("r", "c2", "s"):  # another commit: not held up
+        pass
+    two = threading.Thread(target=second)
+    two.start()
+    one.join(5)
+    two.join(5)
+    assert found == [steps]

@@ -38,6 +38,8 @@ DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 # bigger than that is not kept (a workspace that large reads its changes incrementally).
 DEFAULT_MAX_LISTED_BYTES = 16 * 1024 * 1024
 MAX_LISTINGS = 64
+# How long a reader waits for another's reading of the same listing before it reads itself.
+FLIGHT_WAIT = 120.0
 
 
 def entry_cost(name: str, content: StepContent) -> int:
@@ -57,12 +59,13 @@ def listing_cost(steps: tuple[Step, ...], at_most: int) -> int:
 
 
 class _Flight:
-    """One listing's reading in progress (a lock that a weak mapping can hold)."""
+    """One listing's first reading in progress: set when it ends (an object that a weak
+    mapping can hold, so that it goes with the last reader that waits on it)."""
 
-    __slots__ = ("__weakref__", "lock")
+    __slots__ = ("__weakref__", "done")
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.done = threading.Event()
 
 
 class ParsedSteps:
@@ -96,16 +99,25 @@ class ParsedSteps:
             return found[0]
 
     @contextmanager
-    def reading(self, scope: str, commit: str, folder: str) -> Iterator[None]:
-        """Held while a workspace reads `folder` at `commit` for a listing: a second reader of
-        the same waits, then finds the first one's listing (or reads itself, if it kept none)."""
+    def reading(self, scope: str, commit: str, folder: str) -> Iterator[bool]:
+        """Around a reading of `folder` at `commit` for a listing; says whether this reader is
+        the first. A reader that comes while another reads the same waits for it (at most
+        FLIGHT_WAIT seconds), then looks for its listing: when the first kept none (a bad file,
+        steps from its own index), the waiters all read at once, not one after another."""
         key = (scope, commit, folder)
         with self._lock:
             flight = self._flights.get(key)
+            first = flight is None
             if flight is None:
                 flight = self._flights[key] = _Flight()
-        with flight.lock:
-            yield
+        if not first:
+            flight.done.wait(FLIGHT_WAIT)
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            flight.done.set()
 
     def keep_listing(self, scope: str, commit: str, folder: str, steps: tuple[Step, ...]) -> None:
         """Keep what a reading of `folder` at `commit` found (only a reading with no problem:

@@ -83,7 +83,10 @@ class Reader:
     def _read_full(
         self, ws: WorkspaceConfig, remote: Remote, base: str | None, commit: str, say: Progress
     ) -> Reading:
-        steps, read = self._steps_at(ws, remote, commit, say)
+        if base == commit:  # the applied commit again: steps from this workspace's own index
+            steps, read = self._read_steps(ws, remote, commit, say)
+        else:
+            steps, read = self._steps_at(ws, remote, commit, say)
         # Drifted names first: one edited after this read is left to the next sync, marked.
         drifted = self.store.drifted_names(ws.id)
         live = self.store.live_steps(ws.id)
@@ -105,8 +108,8 @@ class Reader:
         kept = self.parsed.listing(*key)
         if kept is not None:
             return kept, 0
-        with self.parsed.reading(*key):
-            kept = self.parsed.listing(*key)
+        with self.parsed.reading(*key) as first:
+            kept = None if first else self.parsed.listing(*key)
             if kept is not None:
                 return kept, 0
             return self._read_steps(ws, remote, commit, say)

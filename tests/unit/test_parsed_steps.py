@@ -147,22 +147,51 @@ def test_a_second_reader_of_a_listing_waits_for_the_first() -> None:
     inside, found = threading.Event(), []
 
     def first() -> None:
-        with cache.reading("r", "c1", "s"):
+        with cache.reading("r", "c1", "s") as leads:
+            assert leads
             inside.set()
             time.sleep(0.2)
             cache.keep_listing("r", "c1", "s", steps)
 
     def second() -> None:
-        with cache.reading("r", "c1", "s"):
-            found.append(cache.listing("r", "c1", "s"))
+        with cache.reading("r", "c1", "s") as leads:
+            found.append((leads, cache.listing("r", "c1", "s")))
 
     one = threading.Thread(target=first)
     one.start()
     assert inside.wait(5)
-    with cache.reading("r", "c2", "s"):  # another commit: not held up
-        pass
+    with cache.reading("r", "c2", "s") as leads:  # another commit: not held up
+        assert leads
     two = threading.Thread(target=second)
     two.start()
     one.join(5)
     two.join(5)
-    assert found == [steps]
+    assert found == [(False, steps)]
+
+
+def test_when_the_first_reader_keeps_nothing_the_others_read_at_once() -> None:
+    """A first reading that keeps no listing (a bad file): the readers that waited for it go
+    on together, not one after another."""
+    cache = ParsedSteps()
+    inside, waiting, went = threading.Event(), threading.Barrier(3, timeout=5), []
+
+    def first() -> None:
+        with cache.reading("r", "c1", "s"):
+            inside.set()
+            time.sleep(0.2)
+
+    def waiter() -> None:
+        with cache.reading("r", "c1", "s") as leads:
+            went.append(leads)
+            waiting.wait()  # both waiters inside at once, or the barrier breaks
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert inside.wait(5)
+    others = [threading.Thread(target=waiter) for _ in range(2)]
+    for thread in others:
+        thread.start()
+    waiting.wait()
+    for thread in [one, *others]:
+        thread.join(5)
+    assert went == [False, False]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -31,7 +32,7 @@ _BASE = ("ts", "level", "logger", "event")
 
 MIN_SECRET = 4  # shorter values are not secrets worth a mask (and would mask half of a line)
 # Up to this many secrets, each is looked for in turn; past it, by their first characters.
-FEW_SECRETS = 128
+FEW_SECRETS = 32
 
 
 @dataclass(frozen=True)
@@ -44,38 +45,51 @@ class _Secrets:
 
 
 _secrets = _Secrets()
+_registering = threading.Lock()  # two registrations at once must not lose either's values
 
 
 def register_secrets(values: Iterable[str]) -> None:
     """Values that must never reach a log line, whatever code path tries to print them."""
     global _secrets
     added = {v for v in values if v and len(v) >= MIN_SECRET}
-    if added <= set(_secrets.values):
-        return
-    every = sorted(added | set(_secrets.values), key=lambda v: (-len(v), v))
-    by_head: dict[str, list[str]] = {}
-    for value in every:
-        by_head.setdefault(value[:MIN_SECRET], []).append(value)
-    _secrets = _Secrets(tuple(every), {head: tuple(vs) for head, vs in by_head.items()})
+    with _registering:
+        if added <= set(_secrets.values):
+            return
+        every = sorted(added | set(_secrets.values), key=lambda v: (-len(v), v))
+        by_head: dict[str, list[str]] = {}
+        for value in every:
+            by_head.setdefault(value[:MIN_SECRET], []).append(value)
+        _secrets = _Secrets(tuple(every), {head: tuple(vs) for head, vs in by_head.items()})
 
 
 def scrub(text: str) -> str:
-    """`text` with every registered secret in it masked, the longest first. With many secrets
-    (a token per remote, at thousands of workspaces) the text's own character windows pick the
-    candidates: a line costs the same whatever the number of secrets."""
+    """`text` with every registered secret in it masked: each stretch of the text that one or
+    more secrets cover (overlapping ones too) becomes one `***`. With many secrets (a token per
+    remote, at thousands of workspaces) the text's own character windows pick the candidates:
+    a line costs the same whatever the number of secrets."""
     secrets = _secrets
     if len(secrets.values) <= FEW_SECRETS:
         candidates: Iterable[str] = secrets.values
     else:
         windows = {text[i : i + MIN_SECRET] for i in range(len(text) - MIN_SECRET + 1)}
         heads = secrets.by_head
-        candidates = sorted(
-            (v for head in windows & heads.keys() for v in heads[head]), key=lambda v: -len(v)
-        )
+        candidates = [v for head in windows & heads.keys() for v in heads[head]]
+    spans = []
     for secret in candidates:
-        if secret in text:
-            text = text.replace(secret, "***")
-    return text
+        at = text.find(secret)
+        while at != -1:
+            spans.append((at, at + len(secret)))
+            at = text.find(secret, at + 1)
+    if not spans:
+        return text
+    out, done = [], 0
+    for start, end in sorted(spans):
+        if start > done:
+            out += [text[done:start], "***"]
+        elif not out:
+            out.append("***")
+        done = max(done, end)
+    return "".join(out) + text[done:]
 
 
 def fields(**values: object) -> dict[str, Any]:

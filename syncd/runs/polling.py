@@ -250,7 +250,11 @@ class Polling:
                 # Nothing new, only behind: a workspace still held back by its gate (a closed
                 # window, a promotion) would record the same planned run again. Its gate opening
                 # syncs it (a timer, the upstream's apply); this is the check of last resort.
-                wanted = self.engine.gate.view(ws, state) is None
+                try:
+                    wanted = self.engine.gate.view(ws, state) is None
+                except Exception:  # one workspace's gate: the remote's others are still asked
+                    log.exception("poll crashed", extra=fields(workspace=ws.id))
+                    continue
             if wanted or ws.id in back:
                 out.append((ws.id, head))
         return out

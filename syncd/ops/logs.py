@@ -101,7 +101,22 @@ def _value(value: object) -> object:
     """A field as JSON has it: numbers and booleans stay, the rest become scrubbed text."""
     if isinstance(value, bool | int | float):
         return value
-    return scrub(str(value))
+    return scrub(str(_masked(value)))
+
+
+def _masked(value: object, depth: int = 0) -> object:
+    """The strings inside a list, tuple or dict field scrubbed before it becomes text: its repr
+    escapes quotes and backslashes, and would hide a secret that holds one from `scrub`."""
+    if isinstance(value, str):
+        return scrub(value)
+    if depth >= 8:
+        return value
+    # Exactly these types: a subclass (a named tuple) may not be built from an iterable.
+    if isinstance(value, list | tuple) and type(value) in (list, tuple):
+        return type(value)(_masked(v, depth + 1) for v in value)
+    if isinstance(value, dict) and type(value) is dict:
+        return {_masked(k, depth + 1): _masked(v, depth + 1) for k, v in value.items()}
+    return value
 
 
 def _document(record: logging.LogRecord, formatter: logging.Formatter) -> dict[str, object]:

@@ -151,9 +151,7 @@ def test_the_cli_registers_the_secrets_it_can_read(
 
 
 @pytest.mark.parametrize("many", [False, True])
-def test_every_secret_is_masked_however_many(
-    many: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_every_secret_is_masked_however_many(many: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Past a few secrets they are found by their first characters: the same masks."""
     monkeypatch.setattr(logs, "_secrets", logs._Secrets())
     others = [f"other-{n:05d}-value" for n in range(logs.FEW_SECRETS + 1 if many else 2)]
@@ -166,3 +164,18 @@ def test_every_secret_is_masked_however_many(
     assert logs.scrub("nothing here") == "nothing here" and logs.scrub("") == ""
     logs.register_secrets(["s3cr3t"])  # again: nothing changes
     assert logs.scrub("s3cr3t") == "***"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_secret_inside_a_list_or_dict_field_is_masked(
+    fmt: str, capture: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list's repr escapes quotes and backslashes: the strings in it are scrubbed first."""
+    monkeypatch.setattr(logs, "_secrets", logs._Secrets())
+    secret = 'pa"ss\\w0rd'
+    logs.register_secrets([secret])
+    logs.setup_logging(fmt, "info", capture)
+    checks = [{"name": "smoke", "detail": f"token {secret}"}]
+    logging.getLogger("syncd.test").info("checks", extra=fields(checks=checks, at=(secret,)))
+    line = capture.getvalue()
+    assert "w0rd" not in line and "***" in line and "smoke" in line

@@ -167,10 +167,6 @@ class HealthKeeper:
             self._save(after_source_failure(old, error, self.clock()), old)
             return False
 
-    def source_failing(self, ws_id: str) -> bool:
-        record = self.store.health(ws_id)
-        return record is not None and record.source_failing
-
     def failing_sources(self, ids: Collection[str]) -> set[str]:
         """Those of `ids` whose source is failing (`source_failing`, read in one batch)."""
         return {ws for ws, record in self.store.healths(ids).items() if record.source_failing}

@@ -200,10 +200,9 @@ def test_a_failing_source_is_one_failed_run_and_its_recovery_another(world: Worl
         state.status is Status.UNKNOWN and state.last_applied_revision == world.git.branches["main"]
     )
     # The source answers: a sync ends the failure, and compares again.
-    assert world.keeper.source_failing("ws")
     assert world.keeper.failing_sources(["ws", "other"]) == {"ws"}
     assert world.engine.sync(AUTO, Trigger.POLL).run.result is RunResult.SUCCEEDED
-    assert world.health() is Health.HEALTHY and not world.keeper.source_failing("ws")
+    assert world.health() is Health.HEALTHY and not world.keeper.failing_sources(["ws"])
     assert world.store.state("ws").status is Status.SYNCED
 
 
@@ -253,7 +252,7 @@ async def test_polls_record_a_failing_source_once_and_sync_when_it_is_back() -> 
         runs = store.runs_finished_since(0, math.inf)
         assert [r.result for r in runs] == [RunResult.SUCCEEDED, RunResult.FAILED]
         git.outage = None
-        await until(lambda: not keeper.source_failing("ws"))
+        await until(lambda: not keeper.failing_sources(["ws"]))
         await until(lambda: store.runs_finished_since(0, math.inf)[-1].trigger is Trigger.POLL)
         last = store.runs_finished_since(0, math.inf)[-1]
         assert last.result is RunResult.SUCCEEDED
